@@ -1,0 +1,277 @@
+//! User-token validation, shared by backends and the gateway.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use serde_json::Value;
+
+pub use super::keys::KeySource;
+use super::{AuthConfigError, AuthError, Caller, keys::KeyStore, sha256};
+
+/// How user JWTs are validated.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The expected `iss`, exactly.
+    pub issuer: String,
+    /// Accepted `aud` values (one must match).
+    pub audiences: Vec<String>,
+    /// Where the keys come from.
+    pub keys: KeySource,
+    /// Accepted algorithms; the token's header must name one of them. Only
+    /// asymmetric algorithms are allowed.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Claim path of the role (`role`, `metadata.role`, ...).
+    pub role_claim: String,
+    /// Claim path of the pool.
+    pub pool_claim: String,
+    /// Minimum time between two JWKS refreshes caused by unknown `kid`s.
+    pub refresh_cooldown: Duration,
+    /// How many verified tokens are remembered.
+    pub cache_capacity: usize,
+    /// Allow `http://` key URLs to non-loopback hosts.
+    pub allow_insecure_http: bool,
+}
+
+impl JwtConfig {
+    /// A configuration with the defaults: keys discovered from the issuer,
+    /// RS256 and ES256, 30 s leeway, claims `role` and `pool`, 30 s refresh
+    /// cooldown, 10,000 cached tokens.
+    pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences,
+            keys: KeySource::Discover,
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            leeway: Duration::from_secs(30),
+            role_claim: "role".into(),
+            pool_claim: "pool".into(),
+            refresh_cooldown: Duration::from_secs(30),
+            cache_capacity: 10_000,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+/// Parses an algorithm name from configuration, refusing symmetric ones.
+pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, AuthConfigError> {
+    let alg: Algorithm = name.trim().parse().map_err(|_| {
+        AuthConfigError::new(
+            "OAUTH_ALGORITHMS",
+            format!("`{name}` is not a known algorithm; use e.g. RS256,ES256"),
+        )
+    })?;
+    check_asymmetric(alg)?;
+    Ok(alg)
+}
+
+fn check_asymmetric(alg: Algorithm) -> Result<(), AuthConfigError> {
+    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return Err(AuthConfigError::new(
+            "OAUTH_ALGORITHMS",
+            format!(
+                "{alg:?} is symmetric; only asymmetric algorithms (RS*, PS*, ES*, EdDSA) are allowed"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+struct CacheEntry {
+    caller: Arc<Caller>,
+}
+
+/// Validates user JWTs and caches the verified ones until they expire.
+pub struct JwtValidator {
+    config: JwtConfig,
+    keys: KeyStore,
+    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+}
+
+impl std::fmt::Debug for JwtValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtValidator")
+            .field("issuer", &self.config.issuer)
+            .field("audiences", &self.config.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn describe(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired".into(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf in the future)".into(),
+        ErrorKind::InvalidIssuer => "the token was issued by another issuer".into(),
+        ErrorKind::InvalidAudience => "the token was issued for another audience".into(),
+        ErrorKind::InvalidSignature => "the signature does not verify".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("the required claim `{c}` is missing"),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
+            "the token's algorithm does not match the issuer's key".into()
+        }
+        ErrorKind::InvalidClaimFormat(c) => format!("the claim `{c}` has the wrong type"),
+        _ => "the token is malformed".into(),
+    }
+}
+
+impl JwtValidator {
+    /// Builds a validator; refuses symmetric algorithms and empty audiences.
+    pub fn new(config: JwtConfig) -> Result<Self, AuthConfigError> {
+        if config.issuer.is_empty() {
+            return Err(AuthConfigError::new("OAUTH_ISSUER", "must not be empty"));
+        }
+        if config.audiences.is_empty() {
+            return Err(AuthConfigError::new(
+                "OAUTH_AUDIENCE",
+                "at least one audience is required",
+            ));
+        }
+        if config.algorithms.is_empty() {
+            return Err(AuthConfigError::new(
+                "OAUTH_ALGORITHMS",
+                "at least one algorithm is required, e.g. RS256",
+            ));
+        }
+        for alg in &config.algorithms {
+            check_asymmetric(*alg)?;
+        }
+        if let KeySource::JwksUrl(url) = &config.keys {
+            super::keys::check_transport(url, config.allow_insecure_http)
+                .map_err(|p| AuthConfigError::new("OAUTH_JWKS_URL", p))?;
+        }
+        if matches!(config.keys, KeySource::Discover) {
+            super::keys::check_transport(&config.issuer, config.allow_insecure_http)
+                .map_err(|p| AuthConfigError::new("OAUTH_ISSUER", p))?;
+        }
+        let keys = KeyStore::new(
+            config.keys.clone(),
+            config.issuer.clone(),
+            config.allow_insecure_http,
+            config.refresh_cooldown,
+        );
+        Ok(Self {
+            config,
+            keys,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &JwtConfig {
+        &self.config
+    }
+
+    /// Validates a token: cache hit when this exact token was verified before
+    /// and has not expired; full verification otherwise.
+    pub async fn validate(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
+        let digest = sha256(token.as_bytes());
+        if let Some(caller) = self.cached(&digest) {
+            return Ok(caller);
+        }
+        let caller = Arc::new(self.verify(token).await?);
+        self.remember(digest, caller.clone());
+        Ok(caller)
+    }
+
+    /// The cache lookup alone (exposed for benchmarks).
+    pub fn cached_for(&self, token: &str) -> Option<Arc<Caller>> {
+        self.cached(&sha256(token.as_bytes()))
+    }
+
+    /// How many verified tokens are remembered now.
+    pub fn cache_len(&self) -> usize {
+        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> Option<Arc<Caller>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = cache.get(digest)?;
+        if entry.caller.expires_at > now() {
+            return Some(entry.caller.clone());
+        }
+        cache.remove(digest);
+        None
+    }
+
+    fn remember(&self, digest: [u8; 32], caller: Arc<Caller>) {
+        if self.config.cache_capacity == 0 {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= self.config.cache_capacity {
+            let t = now();
+            cache.retain(|_, e| e.caller.expires_at > t);
+            // Still full: drop the entries closest to expiry (about a tenth),
+            // so the cost of eviction is amortised over many inserts.
+            if cache.len() >= self.config.cache_capacity {
+                let mut exps: Vec<u64> = cache.values().map(|e| e.caller.expires_at).collect();
+                let cut = (self.config.cache_capacity / 10).max(1);
+                let nth = cut.min(exps.len() - 1);
+                exps.select_nth_unstable(nth);
+                let threshold = exps[nth];
+                cache.retain(|_, e| e.caller.expires_at > threshold);
+                while cache.len() >= self.config.cache_capacity {
+                    let Some(k) = cache.keys().next().copied() else {
+                        break;
+                    };
+                    cache.remove(&k);
+                }
+            }
+        }
+        cache.insert(digest, CacheEntry { caller });
+    }
+
+    /// Full verification, no cache (exposed for benchmarks).
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Invalid(describe_header(e.kind())))?;
+        if !self.config.algorithms.contains(&header.alg) {
+            return Err(AuthError::Invalid(format!(
+                "the algorithm {:?} is not accepted here",
+                header.alg
+            )));
+        }
+        let key = self.keys.find(header.kid.as_deref()).await?;
+        if !key.family.contains(&header.alg) {
+            return Err(AuthError::Invalid(
+                "the token's algorithm does not match the issuer's key".into(),
+            ));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[self.config.issuer.as_str()]);
+        validation.set_audience(&self.config.audiences);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.validate_exp = true;
+        validation.leeway = self.config.leeway.as_secs();
+        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
+            .map_err(|e| AuthError::Invalid(describe(e.kind())))?;
+        Caller::from_claims(
+            data.claims,
+            token,
+            &self.config.role_claim,
+            &self.config.pool_claim,
+        )
+        .map_err(AuthError::Invalid)
+    }
+}
+
+fn describe_header(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::Json(_) => {
+            "the token header is not acceptable (unknown or `none` algorithm)".into()
+        }
+        _ => "the token is malformed (expected a signed JWT)".into(),
+    }
+}

@@ -1,0 +1,271 @@
+//! Authentication: technical tokens for discovery, user JWTs for everything
+//! else (contract §2).
+//!
+//! * Technical tokens are compared in constant time (SHA-256 of both sides,
+//!   then `subtle`), against every configured token so rotation is possible.
+//! * User JWTs are validated by [`JwtValidator`]: keys from the issuer's
+//!   JWKS (RFC 8414 / OpenID discovery, a configured URL, or static keys),
+//!   `iss`, `aud`, `exp`, `nbf` required, algorithms from configuration only
+//!   (asymmetric), `oct` keys never used. A successful verification is cached
+//!   by token hash until the token expires, in a bounded cache.
+//! * Identity comes from the validated claims only; the `X-Cortex-*` headers
+//!   are never read for it.
+
+mod caller;
+mod jwt;
+mod keys;
+
+use std::{sync::Arc, time::Duration};
+
+use aws_lc_rs::digest;
+use subtle::ConstantTimeEq;
+
+pub use caller::Caller;
+pub use jsonwebtoken::Algorithm;
+pub use jwt::{JwtConfig, JwtValidator, KeySource};
+pub use keys::{check_transport, is_loopback_authority};
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A technical token: discovery methods only.
+    Technical,
+    /// A validated user.
+    User(Arc<Caller>),
+}
+
+/// Why a request is not authenticated (always HTTP 401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("missing bearer token: send `Authorization: Bearer <token>`")]
+    Missing,
+    /// The header is not `Bearer <token>`.
+    #[error("malformed Authorization header: expected `Bearer <token>`")]
+    Malformed,
+    /// The backend accepts no user tokens (no issuer configured).
+    #[error("this backend accepts no user tokens (no issuer configured)")]
+    NoIssuer,
+    /// The token was refused; the reason names the failed check.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// The issuer's keys could not be loaded.
+    #[error("cannot verify the token: the issuer's keys are unavailable ({0})")]
+    KeysUnavailable(String),
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct AuthConfigError {
+    /// The setting (environment variable name) at fault.
+    pub variable: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl AuthConfigError {
+    pub(crate) fn new(variable: &str, problem: impl Into<String>) -> Self {
+        Self {
+            variable: variable.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Minimum length of a technical token: shorter secrets are guessable.
+pub const MIN_TECHNICAL_TOKEN_LEN: usize = 16;
+
+/// The backend's authentication settings.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    /// Accepted technical tokens (several, for rotation).
+    pub technical_tokens: Vec<String>,
+    /// User-token validation; `None` refuses every user token.
+    pub jwt: Option<JwtConfig>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "technical_tokens",
+                &format!("[{} masked]", self.technical_tokens.len()),
+            )
+            .field("jwt", &self.jwt)
+            .finish()
+    }
+}
+
+/// The authenticator a backend uses: technical tokens plus a JWT validator.
+#[derive(Clone)]
+pub struct Auth {
+    technical: Arc<Vec<[u8; 32]>>,
+    jwt: Option<Arc<JwtValidator>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("technical_tokens", &self.technical.len())
+            .field("jwt", &self.jwt.is_some())
+            .finish()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl Auth {
+    /// Builds the authenticator.
+    pub fn new(config: AuthConfig) -> Result<Self, AuthConfigError> {
+        let mut technical = Vec::new();
+        for token in &config.technical_tokens {
+            if token.len() < MIN_TECHNICAL_TOKEN_LEN {
+                return Err(AuthConfigError::new(
+                    "CORTEX_TECHNICAL_TOKENS",
+                    format!(
+                        "a technical token is shorter than {MIN_TECHNICAL_TOKEN_LEN} characters; \
+                         generate one with `openssl rand -hex 32`"
+                    ),
+                ));
+            }
+            technical.push(sha256(token.as_bytes()));
+        }
+        let jwt = config.jwt.map(JwtValidator::new).transpose()?.map(Arc::new);
+        Ok(Self {
+            technical: Arc::new(technical),
+            jwt,
+        })
+    }
+
+    /// Reads the settings from the environment:
+    ///
+    /// | variable | meaning | default |
+    /// |---|---|---|
+    /// | `CORTEX_TECHNICAL_TOKENS` | comma-separated technical tokens (rotation) | none |
+    /// | `CORTEX_TECHNICAL_TOKEN` | one more technical token (gateway-compatible name) | none |
+    /// | `OAUTH_ISSUER` | the issuer; unset = no user tokens accepted | none |
+    /// | `OAUTH_AUDIENCE` | comma-separated accepted audiences; required with an issuer | none |
+    /// | `OAUTH_JWKS_URL` | JWKS URL; unset = discovered from the issuer's metadata | discovery |
+    /// | `OAUTH_ALGORITHMS` | accepted algorithms (asymmetric only) | `RS256,ES256` |
+    /// | `OAUTH_LEEWAY_S` | clock skew allowed on `exp`/`nbf` | `30` |
+    /// | `CORTEX_ROLE_CLAIM` | claim path of the role (`metadata.role` walks objects) | `role` |
+    /// | `CORTEX_POOL_CLAIM` | claim path of the pool | `pool` |
+    /// | `CORTEX_ALLOW_INSECURE_HTTP` | `1` allows `http://` key URLs on non-loopback hosts | off |
+    pub fn from_env() -> Result<Self, AuthConfigError> {
+        Self::new(config_from_env(|k| std::env::var(k).ok())?)
+    }
+
+    /// Authenticates an `Authorization` header value.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let header = authorization.ok_or(AuthError::Missing)?;
+        let token = bearer_token(header)?;
+        if self.is_technical(token) {
+            return Ok(Principal::Technical);
+        }
+        let jwt = self.jwt.as_ref().ok_or(AuthError::NoIssuer)?;
+        jwt.validate(token).await.map(Principal::User)
+    }
+
+    /// Constant-time check of a technical token against every configured one.
+    pub fn is_technical(&self, token: &str) -> bool {
+        let candidate = sha256(token.as_bytes());
+        let mut found = subtle::Choice::from(0u8);
+        for known in self.technical.iter() {
+            found |= known.ct_eq(&candidate);
+        }
+        bool::from(found)
+    }
+
+    /// The JWT validator, when user tokens are accepted.
+    pub fn jwt(&self) -> Option<&Arc<JwtValidator>> {
+        self.jwt.as_ref()
+    }
+}
+
+/// Extracts the token of a `Bearer <token>` header (scheme case-insensitive).
+pub fn bearer_token(header: &str) -> Result<&str, AuthError> {
+    let (scheme, token) = header.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed);
+    }
+    let token = token.trim();
+    if token.is_empty() || token.contains(' ') {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token)
+}
+
+/// Builds an [`AuthConfig`] from a variable lookup (the environment in
+/// [`Auth::from_env`]; a map in tests).
+pub fn config_from_env(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<AuthConfig, AuthConfigError> {
+    let list = |k: &str| -> Vec<String> {
+        get(k)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut technical_tokens = list("CORTEX_TECHNICAL_TOKENS");
+    technical_tokens.extend(list("CORTEX_TECHNICAL_TOKEN"));
+    let jwt = match get("OAUTH_ISSUER").filter(|s| !s.trim().is_empty()) {
+        None => None,
+        Some(issuer) => {
+            let audiences = list("OAUTH_AUDIENCE");
+            if audiences.is_empty() {
+                return Err(AuthConfigError::new(
+                    "OAUTH_AUDIENCE",
+                    "required when OAUTH_ISSUER is set: the audience your tokens are minted for \
+                     (behind a Cortex gateway, its canonical URI, e.g. https://mcp.example.com/mcp)",
+                ));
+            }
+            let mut config = JwtConfig::new(issuer.trim(), audiences);
+            if let Some(url) = get("OAUTH_JWKS_URL").filter(|s| !s.trim().is_empty()) {
+                config.keys = KeySource::JwksUrl(url.trim().to_string());
+            }
+            let algs = list("OAUTH_ALGORITHMS");
+            if !algs.is_empty() {
+                config.algorithms = algs
+                    .iter()
+                    .map(|a| jwt::parse_algorithm(a))
+                    .collect::<Result<_, _>>()?;
+            }
+            if let Some(leeway) = get("OAUTH_LEEWAY_S") {
+                let secs: u64 = leeway.trim().parse().map_err(|_| {
+                    AuthConfigError::new(
+                        "OAUTH_LEEWAY_S",
+                        "must be a whole number of seconds, e.g. 30",
+                    )
+                })?;
+                config.leeway = Duration::from_secs(secs);
+            }
+            if let Some(claim) = get("CORTEX_ROLE_CLAIM").filter(|s| !s.is_empty()) {
+                config.role_claim = claim;
+            }
+            if let Some(claim) = get("CORTEX_POOL_CLAIM").filter(|s| !s.is_empty()) {
+                config.pool_claim = claim;
+            }
+            config.allow_insecure_http = matches!(
+                get("CORTEX_ALLOW_INSECURE_HTTP").as_deref(),
+                Some("1" | "true")
+            );
+            Some(config)
+        }
+    };
+    Ok(AuthConfig {
+        technical_tokens,
+        jwt,
+    })
+}
