@@ -1,0 +1,6 @@
+//! Integration tests of cortex-backend (one binary: contract, dispatcher, schemas).
+
+mod contract_examples;
+mod dispatcher;
+mod support;
+mod tool_schemas;

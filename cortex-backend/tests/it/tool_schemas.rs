@@ -1,0 +1,199 @@
+//! Schemas derived from tool types: snapshots, 2020-12 validity, and the
+//! registration checks of `build()`.
+
+use cortex_backend::{Backend, BuildError, Ctx, ToolError, schema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where an invoice is in its life.
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Status {
+    Draft,
+    Sent,
+    Paid,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema)]
+#[allow(dead_code)]
+struct Line {
+    /// What was sold.
+    item: String,
+    /// Units sold.
+    quantity: u32,
+    /// Price of one unit, in cents.
+    unit_price: i64,
+}
+
+/// Arguments of `create_invoice`.
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)]
+struct CreateInvoice {
+    /// The customer's account id.
+    account: String,
+    /// Invoice lines; at least one.
+    lines: Vec<Line>,
+    /// Initial status (default draft).
+    status: Option<Status>,
+    /// Payment terms in days.
+    terms_days: Option<u16>,
+    /// Discount in percent.
+    discount: f32,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[allow(dead_code)]
+struct Invoice {
+    /// Invoice number.
+    number: u64,
+    status: Status,
+    lines: Vec<Line>,
+    /// Due date, ISO 8601.
+    due: Option<String>,
+}
+
+fn assert_mcp_friendly(schema: &Value) {
+    let text = schema.to_string();
+    for forbidden in [
+        "$ref",
+        "$defs",
+        "$schema",
+        "uint",
+        "int64",
+        "int32",
+        "\"float\"",
+        "\"double\"",
+        "nullable",
+    ] {
+        assert!(!text.contains(forbidden), "{forbidden} in {text}");
+    }
+    assert_eq!(schema["type"], "object");
+    jsonschema::meta::validate(schema).expect("a valid JSON Schema 2020-12");
+    jsonschema::draft202012::new(schema).expect("compiles as 2020-12");
+}
+
+#[test]
+fn input_schema_snapshot() {
+    let s = schema::input_schema::<CreateInvoice>().unwrap();
+    assert_mcp_friendly(&s);
+    insta::assert_json_snapshot!("create_invoice_input", s);
+}
+
+#[test]
+fn output_schema_snapshot() {
+    let s = schema::output_schema::<Invoice>().unwrap();
+    assert_mcp_friendly(&s);
+    insta::assert_json_snapshot!("invoice_output", s);
+}
+
+#[test]
+fn schemas_accept_and_reject_real_values() {
+    let s = schema::input_schema::<CreateInvoice>().unwrap();
+    let v = jsonschema::validator_for(&s).unwrap();
+    assert!(v.is_valid(&serde_json::json!({"account": "A1", "lines": [{"item": "x", "quantity": 1, "unit_price": 5}], "discount": 0.0})));
+    assert!(!v.is_valid(&serde_json::json!({"account": "A1", "lines": [{"item": "x", "quantity": -1, "unit_price": 5}], "discount": 0})));
+    assert!(!v.is_valid(
+        &serde_json::json!({"account": "A1", "lines": [], "discount": 0, "status": "void"})
+    ));
+}
+
+async fn takes_string(_: Ctx<()>, _: String) -> Result<Value, ToolError> {
+    Ok(Value::Null)
+}
+
+async fn takes_value(_: Ctx<()>, _: Value) -> Result<Value, ToolError> {
+    Ok(Value::Null)
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)]
+struct Tree {
+    children: Vec<Tree>,
+}
+
+async fn takes_tree(_: Ctx<()>, _: Tree) -> Result<Value, ToolError> {
+    Ok(Value::Null)
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Nothing {}
+
+async fn nothing(_: Ctx<()>, _: Nothing) -> Result<Vec<String>, ToolError> {
+    Ok(vec![])
+}
+
+#[test]
+fn build_refuses_non_object_arguments_naming_the_tool() {
+    for (name, err) in [
+        (
+            "by_string",
+            Backend::builder("x")
+                .tool_fn("by_string", "mcp:x:read", "d", takes_string)
+                .build()
+                .unwrap_err(),
+        ),
+        (
+            "by_value",
+            Backend::builder("x")
+                .tool_fn("by_value", "mcp:x:read", "d", takes_value)
+                .build()
+                .unwrap_err(),
+        ),
+        (
+            "by_tree",
+            Backend::builder("x")
+                .tool_fn("by_tree", "mcp:x:read", "d", takes_tree)
+                .build()
+                .unwrap_err(),
+        ),
+    ] {
+        assert!(matches!(err, BuildError::Schema { .. }), "{err}");
+        assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+    }
+}
+
+#[test]
+fn build_refuses_bad_names_duplicates_and_reserved_words() {
+    let dup = Backend::builder("x")
+        .tool_fn("a", "mcp:x:read", "d", nothing)
+        .tool_fn("a", "mcp:x:read", "d", nothing)
+        .build()
+        .unwrap_err();
+    assert!(matches!(dup, BuildError::Duplicate(_)), "{dup}");
+    for bad in ["", "has space", "dot.ted", &"x".repeat(65)] {
+        let e = Backend::builder("x")
+            .tool_fn(bad, "mcp:x:read", "d", nothing)
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, BuildError::BadName(..)), "{bad}: {e}");
+    }
+    let e = Backend::builder("x")
+        .tool_fn("whoami", "mcp:x:read", "d", nothing)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("reserved"), "{e}");
+    let e = Backend::builder("x")
+        .tool_fn("a", " ", "d", nothing)
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::EmptyScope(_)));
+    let e = Backend::builder("bad id").build().unwrap_err();
+    assert!(matches!(e, BuildError::BadId(_)));
+}
+
+#[test]
+fn empty_args_and_list_results() {
+    let b = Backend::builder("x")
+        .tool_fn("nothing", "mcp:x:read", "d", nothing)
+        .build()
+        .unwrap();
+    let d = b.tools().into_iter().find(|t| t.name == "nothing").unwrap();
+    assert_eq!(
+        d.input_schema.unwrap(),
+        serde_json::json!({"type": "object", "properties": {}})
+    );
+    // A list result has no outputSchema: the contract requires an object root.
+    assert!(d.output_schema.is_none());
+}
