@@ -36,11 +36,14 @@ pub struct JwtConfig {
     pub cache_capacity: usize,
     /// Allow `http://` key URLs to non-loopback hosts.
     pub allow_insecure_http: bool,
+    /// Refuse tokens without `nbf` (default true). Some issuers never send
+    /// `nbf`; for them set this to false: a present `nbf` is still checked.
+    pub require_nbf: bool,
 }
 
 impl JwtConfig {
     /// A configuration with the defaults: keys discovered from the issuer,
-    /// RS256 and ES256, 30 s leeway, claims `role` and `pool`, 30 s refresh
+    /// RS256 and ES256, 30 s leeway, `nbf` required, claims `role` and `pool`, 30 s refresh
     /// cooldown, 10,000 cached tokens.
     pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
         Self {
@@ -54,6 +57,7 @@ impl JwtConfig {
             refresh_cooldown: Duration::from_secs(30),
             cache_capacity: 10_000,
             allow_insecure_http: false,
+            require_nbf: true,
         }
     }
 }
@@ -251,7 +255,11 @@ impl JwtValidator {
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[self.config.issuer.as_str()]);
         validation.set_audience(&self.config.audiences);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        if self.config.require_nbf {
+            validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        }
         validation.validate_nbf = true;
         validation.validate_exp = true;
         validation.leeway = self.config.leeway.as_secs();

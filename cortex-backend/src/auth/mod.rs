@@ -157,6 +157,7 @@ impl Auth {
     /// | `OAUTH_LEEWAY_S` | clock skew allowed on `exp`/`nbf` | `30` |
     /// | `CORTEX_ROLE_CLAIM` | claim path of the role (`metadata.role` walks objects) | `role` |
     /// | `CORTEX_POOL_CLAIM` | claim path of the pool | `pool` |
+    /// | `OAUTH_REQUIRE_NBF` | refuse tokens without `nbf` (`false` for issuers that never send it) | `true` |
     /// | `CORTEX_ALLOW_INSECURE_HTTP` | `1` allows `http://` key URLs on non-loopback hosts | off |
     pub fn from_env() -> Result<Self, AuthConfigError> {
         Self::new(config_from_env(|k| std::env::var(k).ok())?)
@@ -256,6 +257,18 @@ pub fn config_from_env(
             }
             if let Some(claim) = get("CORTEX_POOL_CLAIM").filter(|s| !s.is_empty()) {
                 config.pool_claim = claim;
+            }
+            if let Some(v) = get("OAUTH_REQUIRE_NBF") {
+                config.require_nbf = match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => {
+                        return Err(AuthConfigError::new(
+                            "OAUTH_REQUIRE_NBF",
+                            "must be true or false",
+                        ));
+                    }
+                };
             }
             config.allow_insecure_http = matches!(
                 get("CORTEX_ALLOW_INSECURE_HTTP").as_deref(),
