@@ -91,6 +91,7 @@ struct SigningKey {
     encoding: EncodingKey,
     jwk: Value,
     public_pem: String,
+    pkcs8: Vec<u8>,
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -137,8 +138,21 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn generate_key(kid: &str) -> SigningKey {
-    let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
+/// RSA key generation costs about a second in a debug build, and a test
+/// process starts many issuers: each process generates two key pairs once
+/// (slot 0: the issuer's, slot 1: the rogue one for broken tokens) and every
+/// issuer it starts reuses them. Issuers of one process therefore share a
+/// key but not an `iss`, so a token of one is still refused by the others.
+fn process_key(slot: usize, kid: &str) -> SigningKey {
+    static KEYS: std::sync::OnceLock<[KeyPair; 2]> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        let make = || KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
+        [make(), make()]
+    });
+    signing_key(kid, &keys[slot])
+}
+
+fn signing_key(kid: &str, pair: &KeyPair) -> SigningKey {
     let pkcs8 = pair.as_der().expect("PKCS#8 encoding");
     let pkcs1 = pkcs1_from_pkcs8(pkcs8.as_ref()).expect("PKCS#1 inside PKCS#8");
     let public = pair.public_key();
@@ -156,6 +170,7 @@ fn generate_key(kid: &str) -> SigningKey {
         encoding: EncodingKey::from_rsa_der(&pkcs1),
         jwk,
         public_pem: pem("PUBLIC KEY", spki.as_ref()),
+        pkcs8: pkcs8.as_ref().to_vec(),
     }
 }
 
@@ -164,6 +179,47 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// What another process needs to mint tokens as a [`TestIssuer`]: its URL,
+/// key id and RSA private key (PKCS#8 DER, base64). Serializable so it can
+/// be written to a file; `Debug` hides the key.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerState {
+    /// The issuer URL (`iss`).
+    pub issuer: String,
+    /// The `kid` of the signing key.
+    pub kid: String,
+    /// The RSA private key, PKCS#8 DER in standard base64.
+    pub private_key_pkcs8: String,
+}
+
+impl std::fmt::Debug for IssuerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerState")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
+            .field("private_key_pkcs8", &"<hidden>")
+            .finish()
+    }
+}
+
+impl IssuerState {
+    fn signing_key(&self) -> std::io::Result<SigningKey> {
+        let invalid = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("issuer state: {what}; start the issuer again to write a fresh state"),
+            )
+        };
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(self.private_key_pkcs8.trim())
+            .map_err(|_| invalid("privateKeyPkcs8 is not base64"))?;
+        let pair =
+            KeyPair::from_pkcs8(&der).map_err(|_| invalid("privateKeyPkcs8 is not an RSA key"))?;
+        Ok(signing_key(&self.kid, &pair))
+    }
 }
 
 struct Shared {
@@ -201,11 +257,65 @@ impl TestIssuer {
 
     /// Starts an issuer on a given loopback address.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::serve(addr, None).await
+    }
+
+    /// Starts an issuer on a given loopback address with the signing key of
+    /// a saved [`IssuerState`], so backends that cached its JWKS keep
+    /// accepting its tokens after a restart. The issuer URL is the new
+    /// listening address.
+    pub async fn start_with_state(addr: SocketAddr, state: &IssuerState) -> std::io::Result<Self> {
+        let key = state.signing_key()?;
+        Self::serve(addr, Some(key)).await
+    }
+
+    /// An issuer that only mints, from a saved [`IssuerState`]: it serves
+    /// nothing (the process that saved the state serves the JWKS). This is
+    /// how a second process mints tokens a backend trusting the first one
+    /// accepts.
+    pub async fn from_state(state: &IssuerState) -> std::io::Result<Self> {
+        let key = state.signing_key()?;
+        let rogue = tokio::task::spawn_blocking(|| process_key(1, "cortex-test-1"))
+            .await
+            .map_err(std::io::Error::other)?;
+        let addr = state
+            .issuer
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let shared = Arc::new(Shared {
+            issuer: state.issuer.clone(),
+            key,
+            rogue,
+        });
+        Ok(Self {
+            shared,
+            addr,
+            task: tokio::spawn(async {}),
+        })
+    }
+
+    /// The key material and issuer URL, to save for [`TestIssuer::from_state`]
+    /// or [`TestIssuer::start_with_state`]. It holds the private key: store
+    /// it with owner-only permissions.
+    pub fn state(&self) -> IssuerState {
+        IssuerState {
+            issuer: self.shared.issuer.clone(),
+            kid: self.shared.key.kid.clone(),
+            private_key_pkcs8: base64::engine::general_purpose::STANDARD
+                .encode(&self.shared.key.pkcs8),
+        }
+    }
+
+    async fn serve(addr: SocketAddr, key: Option<SigningKey>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let issuer = format!("http://{addr}");
-        let (key, rogue) = tokio::task::spawn_blocking(|| {
-            (generate_key("cortex-test-1"), generate_key("cortex-test-1"))
+        let (key, rogue) = tokio::task::spawn_blocking(move || {
+            (
+                key.unwrap_or_else(|| process_key(0, "cortex-test-1")),
+                process_key(1, "cortex-test-1"),
+            )
         })
         .await
         .map_err(std::io::Error::other)?;
