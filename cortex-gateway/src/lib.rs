@@ -1,1 +1,225 @@
-//! Placeholder: filled by a later issue.
+//! # cortex-gateway
+//!
+//! The bundled Cortex gateway: one OAuth 2.1-protected MCP endpoint that
+//! federates Cortex backends (department apps speaking the backend
+//! contract). It serves MCP revision 2026-07-28 (stateless) and the
+//! `initialize`-based revisions 2025-11-25, 2025-06-18 and 2025-03-26 on the
+//! same path.
+//!
+//! ## Running it in-process
+//!
+//! ```no_run
+//! use cortex_gateway::{Gateway, config::{BackendConfig, GatewayConfig}};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = GatewayConfig::new(
+//!     "http://127.0.0.1:3213/mcp",          // canonical URI = token audience
+//!     "https://sso.example.com",            // OAUTH_ISSUER
+//!     "a-technical-token-of-32-characters", // CORTEX_TECHNICAL_TOKEN
+//! );
+//! config.backends.push(BackendConfig::new("crm", "http://127.0.0.1:4001"));
+//! let gateway = Gateway::new(config).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3213").await?;
+//! let server = tokio::spawn(gateway.clone().serve(listener, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! }));
+//! gateway.wait_ready().await?; // first catalog refresh done
+//! server.await??;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Modules
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | environment / TOML configuration, validation, masking |
+//! | [`auth`] | OAuth 2.1 resource server, RFC 9728 metadata, challenges |
+//! | [`federation`] | backends, refresher, merged catalog, change notifications |
+//! | [`mcp`] | JSON-RPC, era dispatch, sessions, methods, builtins |
+//! | [`upstream`] | the pooled client calling backends |
+//! | [`audit`] | one line per tool call |
+//! | `transport` | the HTTP routes (axum) |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod federation;
+pub mod mcp;
+mod transport;
+pub mod upstream;
+
+use std::{future::Future, sync::Arc};
+
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::{
+    auth::ResourceServer,
+    config::{ConfigError, GatewayConfig},
+    federation::Federation,
+    mcp::session::SessionStore,
+    upstream::UpstreamClient,
+};
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A bad configuration.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// Unprefixed backends produce clashing tool names.
+    #[error(
+        "tool name clash caused by an unprefixed backend: {0}; set CORTEX_BACKEND_<ID>_PREFIX=true on one of them or rename the tool"
+    )]
+    NameClash(String),
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The shared state behind every request.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: GatewayConfig,
+    pub(crate) auth: ResourceServer,
+    pub(crate) federation: Arc<Federation>,
+    pub(crate) sessions: SessionStore,
+    pub(crate) shutdown: watch::Sender<bool>,
+    refresher: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    pub(crate) fn mcp_path(&self) -> String {
+        let p = self.config.canonical_path();
+        if p.is_empty() { "/".into() } else { p }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .refresher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A gateway: configuration, resource server, federation. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// Validates the configuration, builds the token validator and the
+    /// upstream client, and starts the refresher (first refresh at once).
+    /// Does not wait for the backends: see [`Gateway::wait_ready`].
+    pub async fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
+        config.validate()?;
+        let auth = ResourceServer::new(&config).map_err(|e| {
+            GatewayError::Config(ConfigError {
+                variable: e.variable,
+                problem: e.problem,
+            })
+        })?;
+        let upstream = UpstreamClient::new(config.max_response_bytes)
+            .map_err(|e| GatewayError::Client(e.to_string()))?;
+        let federation = Arc::new(Federation::new(
+            config.backends.clone(),
+            config.technical_token.clone(),
+            upstream,
+        ));
+        let (shutdown, _) = watch::channel(false);
+        let interval = config.refresh_interval();
+        let refresher = {
+            let federation = federation.clone();
+            tokio::spawn(async move {
+                federation.refresh().await;
+                federation.run_refresher(interval).await;
+            })
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                auth,
+                federation,
+                sessions: SessionStore::default(),
+                shutdown,
+                refresher: std::sync::Mutex::new(Some(refresher)),
+            }),
+        })
+    }
+
+    /// Waits for the first catalog refresh. Fails if unprefixed backends
+    /// produced clashing tool names (the start must stop).
+    pub async fn wait_ready(&self) -> Result<(), GatewayError> {
+        self.inner.federation.wait_ready().await;
+        let catalog = self.inner.federation.catalog();
+        match catalog.unprefixed_clashes.first() {
+            Some(clash) => Err(GatewayError::NameClash(clash.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the first refresh is done (what `/readyz` reports).
+    pub fn is_ready(&self) -> bool {
+        self.inner.federation.is_ready()
+    }
+
+    /// Refreshes the catalog now (tests, admin); returns what changed.
+    pub async fn refresh_now(&self) -> federation::ListChanged {
+        self.inner.federation.refresh().await
+    }
+
+    /// The federation (catalog, health).
+    pub fn federation(&self) -> &Arc<Federation> {
+        &self.inner.federation
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    /// The axum router (MCP path, metadata, health), for embedding.
+    pub fn router(&self) -> axum::Router {
+        transport::router(self.inner.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then ends the open
+    /// notification streams and drains in-flight requests.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        let inner = self.inner.clone();
+        let signal = async move {
+            shutdown.await;
+            inner.shutdown.send_replace(true);
+        };
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(signal)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Builds a gateway and serves it until `shutdown` (same as
+/// [`Gateway::new`] then [`Gateway::serve`]).
+pub async fn serve(
+    config: GatewayConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    Gateway::new(config).await?.serve(listener, shutdown).await
+}

@@ -1,0 +1,451 @@
+//! The merged catalog: every healthy backend's tools, prompts and resource
+//! templates under public names, in a deterministic order, plus the
+//! per-scope-set renderings of `tools/list` (built once per catalog, on
+//! first use, never per request).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use cortex_backend::{
+    contract::{PromptDescriptor, ResourceTemplate, ResultKind, ToolDescriptor},
+    scopes,
+};
+use serde_json::{Map, Value, json};
+
+/// The names the gateway's own tools take; backend tools with these public
+/// names are masked.
+pub const BUILTINS: [&str; 2] = ["whoami", "find_tools"];
+
+/// One tool under its public name.
+#[derive(Debug, Clone)]
+pub struct CatalogTool {
+    /// Public (MCP) name, e.g. `crm_search_accounts`.
+    pub name: String,
+    /// Owning backend.
+    pub backend: String,
+    /// Name in the backend.
+    pub original: String,
+    /// Scope required to see and call it.
+    pub scope: String,
+    /// How its result is treated.
+    pub result_kind: ResultKind,
+    /// The MCP `Tool` object (newest shape; older revisions drop fields).
+    pub definition: Value,
+}
+
+/// One prompt under its public name.
+#[derive(Debug, Clone)]
+pub struct CatalogPrompt {
+    /// Public name.
+    pub name: String,
+    /// Owning backend.
+    pub backend: String,
+    /// Name in the backend.
+    pub original: String,
+    /// Scope required.
+    pub scope: String,
+    /// The MCP `Prompt` object.
+    pub definition: Value,
+}
+
+/// One resource template.
+#[derive(Debug, Clone)]
+pub struct CatalogTemplate {
+    /// Owning backend.
+    pub backend: String,
+    /// URI scheme (routing key).
+    pub scheme: String,
+    /// Scope required.
+    pub scope: String,
+    /// The MCP `ResourceTemplate` object.
+    pub definition: Value,
+}
+
+/// What one backend offered at the last refresh.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOffer {
+    /// Tools.
+    pub tools: Vec<ToolDescriptor>,
+    /// Prompts.
+    pub prompts: Vec<PromptDescriptor>,
+    /// Resource templates.
+    pub templates: Vec<ResourceTemplate>,
+}
+
+/// Health of one backend after the last refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Answered `list_tools`.
+    Up,
+    /// Failed; the reason.
+    Down(String),
+}
+
+/// Which renderings are cached: (scope set, backend filter, compact mode).
+type RenderKey = (Vec<String>, Option<Vec<String>>, bool);
+
+/// The merged catalog. Immutable once built; a refresh builds a new one.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Tools sorted by public name.
+    pub tools: Vec<CatalogTool>,
+    index: HashMap<String, usize>,
+    /// Prompts sorted by public name.
+    pub prompts: Vec<CatalogPrompt>,
+    /// Templates in backend order, then template order.
+    pub templates: Vec<CatalogTemplate>,
+    /// URI scheme to owning backend.
+    pub schemes: HashMap<String, String>,
+    /// Health per backend id, in configuration order.
+    pub health: Vec<(String, Health)>,
+    /// Warnings produced while merging (dropped names, clashes).
+    pub warnings: Vec<String>,
+    /// Name clashes caused by an unprefixed backend (refused at start).
+    pub unprefixed_clashes: Vec<String>,
+    renders: Mutex<HashMap<RenderKey, Arc<Vec<Value>>>>,
+}
+
+/// Whether a name satisfies MCP's tool-name rule.
+pub fn valid_mcp_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// The URI scheme of a URI or template (`docs://x/{id}` gives `docs`).
+pub fn scheme_of(uri: &str) -> Option<String> {
+    let (scheme, _) = uri.split_once(':')?;
+    let ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    ok.then(|| scheme.to_ascii_lowercase())
+}
+
+fn tool_definition(name: &str, d: &ToolDescriptor) -> Result<Value, String> {
+    let schema = d
+        .effective_input_schema()
+        .map_err(|e| format!("bad params: {e}"))?;
+    if schema.get("type").and_then(Value::as_str) != Some("object") {
+        return Err("inputSchema has no root \"type\": \"object\"".into());
+    }
+    let mut t = Map::new();
+    t.insert("name".into(), json!(name));
+    if let Some(title) = &d.title {
+        t.insert("title".into(), json!(title));
+    }
+    let mut description = d.description.clone();
+    if let Some(dep) = &d.deprecated {
+        description.push_str(" (Deprecated");
+        if let Some(r) = &dep.replaced_by {
+            description.push_str(&format!("; use {r}"));
+        }
+        if let Some(at) = &dep.removed_at {
+            description.push_str(&format!("; removed after {at}"));
+        }
+        description.push(')');
+    }
+    t.insert("description".into(), json!(description));
+    t.insert("inputSchema".into(), schema);
+    if let Some(out) = &d.output_schema {
+        if out.get("type").and_then(Value::as_str) == Some("object") {
+            t.insert("outputSchema".into(), out.clone());
+        }
+    }
+    if let Some(a) = &d.annotations {
+        let v = serde_json::to_value(a).unwrap_or(Value::Null);
+        if v.as_object().is_some_and(|o| !o.is_empty()) {
+            t.insert("annotations".into(), v);
+        }
+    }
+    Ok(Value::Object(t))
+}
+
+/// The builtin tools' definitions.
+pub fn builtin_definitions() -> [Value; 2] {
+    [
+        json!({
+            "name": "find_tools",
+            "title": "Find tools",
+            "description": "Search the tools you may call by words, or get the full definitions of named tools. \
+                            Use it when tools/list was trimmed or to check a tool's arguments before calling it.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "Words to look for in tool names and descriptions."},
+                    "names": {"type": "array", "items": {"type": "string"}, "description": "Exact tool names whose full definitions you want."},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "At most this many matches (default 20)."}
+                },
+                "additionalProperties": false
+            },
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        }),
+        json!({
+            "name": "whoami",
+            "title": "Who am I",
+            "description": "Your identity and scopes as the gateway sees them, and what each connected backend knows about you.",
+            "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        }),
+    ]
+}
+
+/// A compact entry for search mode: name, first line of the description,
+/// minimal schema.
+pub fn compact(definition: &Value) -> Value {
+    let description = definition
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("");
+    json!({
+        "name": definition["name"],
+        "description": description,
+        "inputSchema": {"type": "object"}
+    })
+}
+
+impl Catalog {
+    /// Merges the offers of the backends (configuration order) into a
+    /// catalog. `prefix` says, per backend, whether names are prefixed.
+    pub fn build(backends: &[(String, bool, Result<BackendOffer, String>)]) -> Self {
+        let mut catalog = Catalog::default();
+        let mut tools: BTreeMap<String, CatalogTool> = BTreeMap::new();
+        let mut prompts: BTreeMap<String, CatalogPrompt> = BTreeMap::new();
+        let unprefixed: Vec<String> = backends
+            .iter()
+            .filter(|(_, prefix, _)| !*prefix)
+            .map(|(id, _, _)| id.clone())
+            .collect();
+        for (id, prefix, offer) in backends {
+            let offer = match offer {
+                Ok(o) => {
+                    catalog.health.push((id.clone(), Health::Up));
+                    o
+                }
+                Err(reason) => {
+                    catalog
+                        .health
+                        .push((id.clone(), Health::Down(reason.clone())));
+                    continue;
+                }
+            };
+            let public = |name: &str| {
+                if *prefix {
+                    format!("{id}_{name}")
+                } else {
+                    name.to_string()
+                }
+            };
+            for d in &offer.tools {
+                let name = public(&d.name);
+                if !valid_mcp_name(&name) {
+                    catalog.warnings.push(format!(
+                        "backend {id}: tool `{name}` dropped: MCP names are 1-128 characters of [A-Za-z0-9_.-]"
+                    ));
+                    continue;
+                }
+                if BUILTINS.contains(&name.as_str()) {
+                    catalog.warnings.push(format!(
+                        "backend {id}: tool `{name}` is masked by the gateway's builtin of that name"
+                    ));
+                    continue;
+                }
+                if let Some(existing) = tools.get(&name) {
+                    let message = format!(
+                        "backend {id}: tool `{name}` clashes with backend {}; the first keeps it",
+                        existing.backend
+                    );
+                    if !*prefix || unprefixed.contains(&existing.backend) {
+                        catalog.unprefixed_clashes.push(message.clone());
+                    }
+                    catalog.warnings.push(message);
+                    continue;
+                }
+                match tool_definition(&name, d) {
+                    Ok(definition) => {
+                        tools.insert(
+                            name.clone(),
+                            CatalogTool {
+                                name,
+                                backend: id.clone(),
+                                original: d.name.clone(),
+                                scope: d.scope.clone(),
+                                result_kind: d.result_kind.unwrap_or_default(),
+                                definition,
+                            },
+                        );
+                    }
+                    Err(e) => catalog
+                        .warnings
+                        .push(format!("backend {id}: tool `{}` dropped: {e}", d.name)),
+                }
+            }
+            for p in &offer.prompts {
+                let name = public(&p.name);
+                if prompts.contains_key(&name) {
+                    catalog.warnings.push(format!(
+                        "backend {id}: prompt `{name}` clashes; the first keeps it"
+                    ));
+                    continue;
+                }
+                let mut def = json!({"name": name, "description": p.description});
+                if let Some(args) = &p.arguments {
+                    def["arguments"] = serde_json::to_value(args).unwrap_or(json!([]));
+                }
+                prompts.insert(
+                    name.clone(),
+                    CatalogPrompt {
+                        name,
+                        backend: id.clone(),
+                        original: p.name.clone(),
+                        scope: p.scope.clone(),
+                        definition: def,
+                    },
+                );
+            }
+            for t in &offer.templates {
+                let Some(scheme) = scheme_of(&t.uri_template) else {
+                    catalog.warnings.push(format!(
+                        "backend {id}: resource template `{}` dropped: no URI scheme",
+                        t.uri_template
+                    ));
+                    continue;
+                };
+                match catalog.schemes.get(&scheme) {
+                    Some(owner) if owner != id => {
+                        catalog.warnings.push(format!(
+                            "backend {id}: URI scheme `{scheme}` already belongs to {owner}; template `{}` dropped",
+                            t.uri_template
+                        ));
+                        continue;
+                    }
+                    _ => {
+                        catalog.schemes.insert(scheme.clone(), id.clone());
+                    }
+                }
+                let mut def = json!({"uriTemplate": t.uri_template, "name": t.name});
+                if let Some(d) = &t.description {
+                    def["description"] = json!(d);
+                }
+                if let Some(m) = &t.mime_type {
+                    def["mimeType"] = json!(m);
+                }
+                catalog.templates.push(CatalogTemplate {
+                    backend: id.clone(),
+                    scheme,
+                    scope: t.scope.clone(),
+                    definition: def,
+                });
+            }
+        }
+        catalog.tools = tools.into_values().collect();
+        catalog.index = catalog
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        catalog.prompts = prompts.into_values().collect();
+        catalog
+    }
+
+    /// The tool with this public name.
+    pub fn tool(&self, name: &str) -> Option<&CatalogTool> {
+        self.index.get(name).map(|i| &self.tools[*i])
+    }
+
+    /// The prompt with this public name.
+    pub fn prompt(&self, name: &str) -> Option<&CatalogPrompt> {
+        self.prompts.iter().find(|p| p.name == name)
+    }
+
+    /// Backends that answered at the last refresh.
+    pub fn healthy(&self) -> impl Iterator<Item = &str> {
+        self.health
+            .iter()
+            .filter(|(_, h)| *h == Health::Up)
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The tool definitions a caller with `granted` scopes sees, builtins
+    /// first, optionally narrowed to some backends and in compact form.
+    /// Rendered once per distinct key for the life of this catalog.
+    pub fn visible_tools(
+        &self,
+        granted: &[String],
+        backends: Option<&[String]>,
+        compact_mode: bool,
+    ) -> Arc<Vec<Value>> {
+        let mut scope_key = granted.to_vec();
+        scope_key.sort();
+        scope_key.dedup();
+        let mut filter = backends.map(|b| {
+            let mut v = b.to_vec();
+            v.sort();
+            v
+        });
+        if let Some(f) = &mut filter {
+            f.dedup();
+        }
+        let key = (scope_key, filter, compact_mode);
+        let mut renders = self.renders.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = renders.get(&key) {
+            return hit.clone();
+        }
+        let mut out: Vec<Value> = builtin_definitions().into_iter().collect();
+        out.extend(
+            self.tools
+                .iter()
+                .filter(|t| scopes::satisfies(granted, &t.scope))
+                .filter(|t| key.1.as_ref().is_none_or(|f| f.contains(&t.backend)))
+                .map(|t| t.definition.clone()),
+        );
+        if compact_mode {
+            out = out.iter().map(compact).collect();
+        }
+        let rendered = Arc::new(out);
+        if renders.len() > 4096 {
+            renders.clear();
+        }
+        renders.insert(key, rendered.clone());
+        rendered
+    }
+
+    /// A fingerprint of each list, to tell whether a refresh changed it.
+    pub fn fingerprints(&self) -> (u64, u64, u64) {
+        use std::hash::{Hash, Hasher};
+        let hash = |v: &mut dyn Iterator<Item = String>| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for s in v {
+                s.hash(&mut h);
+            }
+            h.finish()
+        };
+        (
+            hash(
+                &mut self
+                    .tools
+                    .iter()
+                    .map(|t| format!("{}{}{}", t.scope, t.backend, t.definition)),
+            ),
+            hash(
+                &mut self
+                    .prompts
+                    .iter()
+                    .map(|p| format!("{}{}", p.scope, p.definition)),
+            ),
+            hash(
+                &mut self
+                    .templates
+                    .iter()
+                    .map(|t| format!("{}{}", t.scope, t.definition)),
+            ),
+        )
+    }
+}

@@ -1,0 +1,198 @@
+//! Federation: the registry of backends, the background refresher, and the
+//! merged catalog it publishes.
+//!
+//! Each refresh calls every backend's `list_tools`, `list_prompts` and
+//! `list_resource_templates` in parallel with the technical token, each
+//! bounded by that backend's timeout. A backend that fails `list_tools` is
+//! marked down and contributes nothing until it answers again; a missing
+//! optional method (400 `unknown_method`) counts as an empty list. The new
+//! catalog replaces the old one atomically, and subscribers hear which lists
+//! changed.
+
+mod catalog;
+
+use std::{sync::Arc, sync::RwLock, time::Duration};
+
+use cortex_backend::contract::{PromptList, ResourceTemplateList, ToolList, methods};
+use tokio::sync::{broadcast, watch};
+
+pub use catalog::{
+    BUILTINS, BackendOffer, Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health,
+    builtin_definitions, compact, scheme_of, valid_mcp_name,
+};
+
+use crate::{
+    config::BackendConfig,
+    upstream::{Credential, UpstreamClient, UpstreamError},
+};
+
+/// Which lists changed at a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListChanged {
+    /// `tools/list` changed.
+    pub tools: bool,
+    /// `prompts/list` changed.
+    pub prompts: bool,
+    /// `resources/templates/list` changed.
+    pub resources: bool,
+}
+
+/// The registry and its current catalog.
+#[derive(Debug)]
+pub struct Federation {
+    backends: Vec<BackendConfig>,
+    technical_token: String,
+    upstream: UpstreamClient,
+    current: RwLock<Arc<Catalog>>,
+    changes: broadcast::Sender<ListChanged>,
+    ready: watch::Sender<bool>,
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+impl Federation {
+    /// A registry with an empty catalog (not ready until the first refresh).
+    pub fn new(
+        backends: Vec<BackendConfig>,
+        technical_token: String,
+        upstream: UpstreamClient,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(64);
+        let (ready, _) = watch::channel(false);
+        Self {
+            backends,
+            technical_token,
+            upstream,
+            current: RwLock::new(Arc::new(Catalog::default())),
+            changes,
+            ready,
+            refresh_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The configured backends.
+    pub fn backends(&self) -> &[BackendConfig] {
+        &self.backends
+    }
+
+    /// A backend's configuration.
+    pub fn backend(&self, id: &str) -> Option<&BackendConfig> {
+        self.backends.iter().find(|b| b.id == id)
+    }
+
+    /// The current catalog (cheap: an `Arc` clone).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Subscribes to list changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<ListChanged> {
+        self.changes.subscribe()
+    }
+
+    /// Whether the first refresh is done.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until the first refresh is done.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Refreshes the catalog now; returns which lists changed.
+    pub async fn refresh(&self) -> ListChanged {
+        let _guard = self.refresh_lock.lock().await;
+        let offers = futures::future::join_all(self.backends.iter().map(|b| async move {
+            let offer = self.fetch(b).await;
+            if let Err(e) = &offer {
+                tracing::warn!(backend = %b.id, "backend left the catalog: {e}");
+            }
+            (b.id.clone(), b.prefix, offer)
+        }))
+        .await;
+        let next = Catalog::build(&offers);
+        for w in &next.warnings {
+            tracing::warn!("{w}");
+        }
+        let previous = self.catalog();
+        let (t0, p0, r0) = previous.fingerprints();
+        let (t1, p1, r1) = next.fingerprints();
+        let changed = ListChanged {
+            tools: t0 != t1,
+            prompts: p0 != p1,
+            resources: r0 != r1,
+        };
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        let was_ready = self.is_ready();
+        self.ready.send_replace(true);
+        if was_ready && (changed.tools || changed.prompts || changed.resources) {
+            let _ = self.changes.send(changed);
+        }
+        changed
+    }
+
+    async fn fetch(&self, b: &BackendConfig) -> Result<BackendOffer, String> {
+        let call = |method: &'static str| {
+            self.upstream.call(
+                b,
+                Credential::Technical(&self.technical_token),
+                method,
+                None,
+                b.timeout(),
+            )
+        };
+        let optional = |r: Result<serde_json::Value, UpstreamError>| match r {
+            Err(e) if e.is_unknown_method() => Ok(None),
+            other => other.map(Some),
+        };
+        let (tools, prompts, templates) = tokio::join!(
+            call(methods::LIST_TOOLS),
+            call(methods::LIST_PROMPTS),
+            call(methods::LIST_RESOURCE_TEMPLATES)
+        );
+        let tools: ToolList =
+            serde_json::from_value(tools.map_err(|e| format!("list_tools: {e}"))?)
+                .map_err(|e| format!("list_tools answered an invalid catalog: {e}"))?;
+        let mut offer = BackendOffer {
+            tools: tools.tools,
+            ..BackendOffer::default()
+        };
+        match optional(prompts) {
+            Ok(Some(v)) => match serde_json::from_value::<PromptList>(v) {
+                Ok(p) => offer.prompts = p.prompts,
+                Err(e) => tracing::warn!(backend = %b.id, "list_prompts ignored: {e}"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(backend = %b.id, "list_prompts failed: {e}"),
+        }
+        match optional(templates) {
+            Ok(Some(v)) => match serde_json::from_value::<ResourceTemplateList>(v) {
+                Ok(t) => offer.templates = t.resource_templates,
+                Err(e) => tracing::warn!(backend = %b.id, "list_resource_templates ignored: {e}"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(backend = %b.id, "list_resource_templates failed: {e}"),
+        }
+        Ok(offer)
+    }
+
+    /// Runs refreshes every `interval` until the task is dropped.
+    pub async fn run_refresher(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            self.refresh().await;
+        }
+    }
+
+    /// The upstream client.
+    pub fn upstream(&self) -> &UpstreamClient {
+        &self.upstream
+    }
+}

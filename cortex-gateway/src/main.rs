@@ -1,0 +1,124 @@
+//! `cortex-gateway`: serve the gateway, or print the resolved configuration.
+//!
+//! Exit codes: 0 success, 1 the gateway failed while running, 2 a usage or
+//! configuration error (nothing was started).
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use cortex_gateway::{Gateway, GatewayError, config::GatewayConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "cortex-gateway",
+    version,
+    about = "One OAuth-protected MCP endpoint for all your Cortex backends."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP on the listen address.
+    Serve {
+        /// Listen address (default 127.0.0.1:3213).
+        #[arg(long, env = "CORTEX_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// A TOML configuration file instead of the environment.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the resolved configuration (secrets masked) and exit.
+    CheckConfig {
+        /// A TOML configuration file instead of the environment.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<GatewayConfig, cortex_gateway::config::ConfigError> {
+    match path {
+        Some(p) => GatewayConfig::from_toml_file(p),
+        None => GatewayConfig::from_env(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::CheckConfig { config } => match load(config.as_ref()) {
+            Ok(c) => {
+                print!("{}", c.masked_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { listen, config } => {
+            let mut config = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(addr) = listen {
+                config.listen = addr;
+            }
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e @ (GatewayError::Config(_) | GatewayError::NameClash(_))) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
+    let addr = config.listen;
+    let gateway = Gateway::new(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e}; set CORTEX_LISTEN or --listen"),
+        )
+    })?;
+    let server = tokio::spawn(gateway.clone().serve(listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    }));
+    gateway.wait_ready().await?;
+    let catalog = gateway.federation().catalog();
+    tracing::info!(
+        "cortex-gateway listening on {addr}, MCP at {} ({} tools from {} healthy backends)",
+        gateway.config().canonical_uri,
+        catalog.tools.len(),
+        catalog.healthy().count()
+    );
+    server
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+}

@@ -1,0 +1,221 @@
+//! JSON-RPC 2.0 framing, error codes and the MCP revisions the gateway
+//! speaks.
+
+use serde_json::{Map, Value, json};
+
+/// Parse error.
+pub const PARSE_ERROR: i64 = -32700;
+/// Invalid request.
+pub const INVALID_REQUEST: i64 = -32600;
+/// Method not found.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Invalid params (also unknown tool, and resource not found in 2026-07-28).
+pub const INVALID_PARAMS: i64 = -32602;
+/// Internal error.
+pub const INTERNAL_ERROR: i64 = -32603;
+/// Resource not found (revisions up to 2025-11-25).
+pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// 2026-07-28: a header disagrees with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request's protocol version is not supported.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// An MCP protocol revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Revision {
+    /// 2025-03-26 (batches, no structured content).
+    V2025_03_26,
+    /// 2025-06-18.
+    V2025_06_18,
+    /// 2025-11-25 (newest initialize-based revision).
+    V2025_11_25,
+    /// 2026-07-28 (stateless).
+    V2026_07_28,
+}
+
+impl Revision {
+    /// The legacy revisions, newest first.
+    pub const LEGACY: [Revision; 3] = [Self::V2025_11_25, Self::V2025_06_18, Self::V2025_03_26];
+    /// The stateless revisions.
+    pub const MODERN: [Revision; 1] = [Self::V2026_07_28];
+
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2025_03_26 => "2025-03-26",
+            Self::V2025_06_18 => "2025-06-18",
+            Self::V2025_11_25 => "2025-11-25",
+            Self::V2026_07_28 => "2026-07-28",
+        }
+    }
+
+    /// Parses a wire string.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::V2025_03_26,
+            Self::V2025_06_18,
+            Self::V2025_11_25,
+            Self::V2026_07_28,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// Whether this is the stateless era.
+    pub fn is_modern(self) -> bool {
+        self >= Self::V2026_07_28
+    }
+
+    /// All supported revisions as strings, newest first.
+    pub fn all_strings() -> Vec<&'static str> {
+        let mut v: Vec<&str> = Self::MODERN.iter().map(|r| r.as_str()).collect();
+        v.extend(Self::LEGACY.iter().map(|r| r.as_str()));
+        v
+    }
+}
+
+/// A JSON-RPC error (what goes in `"error"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// The code.
+    pub code: i64,
+    /// A one-sentence message.
+    pub message: String,
+    /// Extra data.
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error without data.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Invalid params.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
+
+    /// Adds data.
+    #[must_use]
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The error object.
+    pub fn to_value(&self) -> Value {
+        let mut e = Map::new();
+        e.insert("code".into(), json!(self.code));
+        e.insert("message".into(), json!(self.message));
+        if let Some(d) = &self.data {
+            e.insert("data".into(), d.clone());
+        }
+        Value::Object(e)
+    }
+}
+
+/// A success response.
+pub fn response(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// An error response; `id` absent when the request's id is unknown.
+pub fn error_response(id: Option<&Value>, error: &RpcError) -> Value {
+    let mut m = Map::new();
+    m.insert("jsonrpc".into(), json!("2.0"));
+    if let Some(id) = id {
+        m.insert("id".into(), id.clone());
+    }
+    m.insert("error".into(), error.to_value());
+    Value::Object(m)
+}
+
+/// A notification.
+pub fn notification(method: &str, params: Option<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("jsonrpc".into(), json!("2.0"));
+    m.insert("method".into(), json!(method));
+    if let Some(p) = params {
+        m.insert("params".into(), p);
+    }
+    Value::Object(m)
+}
+
+/// One incoming message, classified.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    /// A request (has an id and a method).
+    Request {
+        /// The id (string or number).
+        id: Value,
+        /// The method.
+        method: String,
+        /// The params (an object, or `{}`).
+        params: Value,
+    },
+    /// A notification (a method, no id).
+    Notification {
+        /// The method.
+        method: String,
+    },
+    /// A response from the client (to a request we never send; accepted).
+    Response,
+}
+
+/// Classifies one message; `Err` carries the error and the id if known.
+pub fn classify(message: &Value) -> Result<Incoming, (Option<Value>, RpcError)> {
+    let Some(obj) = message.as_object() else {
+        return Err((
+            None,
+            RpcError::new(INVALID_REQUEST, "a JSON-RPC message must be an object"),
+        ));
+    };
+    let id = obj.get("id").cloned();
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err((
+            id,
+            RpcError::new(INVALID_REQUEST, "`jsonrpc` must be \"2.0\""),
+        ));
+    }
+    let method = obj.get("method").and_then(Value::as_str);
+    match (method, id) {
+        (Some(method), Some(id)) => {
+            if !(id.is_string() || id.is_i64() || id.is_u64()) {
+                return Err((
+                    None,
+                    RpcError::new(
+                        INVALID_REQUEST,
+                        "the request id must be a string or an integer",
+                    ),
+                ));
+            }
+            let params = obj.get("params").cloned().unwrap_or_else(|| json!({}));
+            if !params.is_object() {
+                return Err((
+                    Some(id),
+                    RpcError::invalid_params("`params` must be an object"),
+                ));
+            }
+            Ok(Incoming::Request {
+                id,
+                method: method.to_string(),
+                params,
+            })
+        }
+        (Some(method), None) => Ok(Incoming::Notification {
+            method: method.to_string(),
+        }),
+        (None, Some(_)) if obj.contains_key("result") || obj.contains_key("error") => {
+            Ok(Incoming::Response)
+        }
+        (None, id) => Err((
+            id,
+            RpcError::new(INVALID_REQUEST, "the message has no `method`"),
+        )),
+    }
+}

@@ -1,0 +1,466 @@
+//! The MCP methods, shared by both eras. Each handler returns the result in
+//! the shape of the caller's revision; [`decorate`] adds what the stateless
+//! era requires on top (`resultType`, `_meta`, cache hints).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use cortex_backend::{
+    Caller,
+    contract::{GetPromptResult, ReadResourceResult, methods as backend_methods},
+    scopes,
+};
+use serde_json::{Map, Value, json};
+
+use super::{
+    jsonrpc::{INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, Revision, RpcError},
+    tools,
+};
+use crate::{
+    Inner,
+    federation::{Catalog, Health, scheme_of},
+    upstream::{Credential, UpstreamError},
+};
+
+/// Items per page of every list.
+pub const PAGE_SIZE: usize = 100;
+
+/// The request's context: who, which revision, and the trimming headers.
+#[derive(Debug, Clone)]
+pub struct CallCtx {
+    /// The validated caller.
+    pub caller: Arc<Caller>,
+    /// The revision of this request.
+    pub revision: Revision,
+    /// `X-Cortex-Backends`: narrows `tools/list`.
+    pub backends_filter: Option<Vec<String>>,
+    /// `X-Cortex-Tool-Mode: search`: compact `tools/list` entries.
+    pub compact: bool,
+}
+
+/// The server's `Implementation` object for a revision.
+pub fn server_info(revision: Revision) -> Value {
+    let mut info = json!({"name": "cortex-gateway", "version": env!("CARGO_PKG_VERSION")});
+    if revision >= Revision::V2025_06_18 {
+        info["title"] = json!("Cortex gateway");
+    }
+    if revision >= Revision::V2025_11_25 {
+        info["description"] = json!("One MCP endpoint for the company's apps.");
+    }
+    info
+}
+
+/// The capabilities the gateway declares.
+pub fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true},
+    })
+}
+
+/// The `instructions` text: naming convention, what is up, where help is.
+pub(crate) fn instructions(inner: &Inner, catalog: &Catalog) -> String {
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for (id, health) in &catalog.health {
+        match health {
+            Health::Up => up.push(id.as_str()),
+            Health::Down(_) => down.push(id.as_str()),
+        }
+    }
+    let unprefixed: Vec<&str> = inner
+        .config
+        .backends
+        .iter()
+        .filter(|b| !b.prefix)
+        .map(|b| b.id.as_str())
+        .collect();
+    let mut text = String::from(
+        "This gateway federates the company's apps (backends) behind one MCP endpoint. \
+         Tools are named <backend>_<tool>, for example crm_search_accounts. \
+         Before guessing how a backend works, call its <backend>_get_help tool. \
+         Builtins: whoami (your identity and scopes, and what each backend knows about you) \
+         and find_tools (search tools by words; full definitions by name). ",
+    );
+    if !unprefixed.is_empty() {
+        text.push_str(&format!(
+            "Tools of {} keep their own names without a prefix. ",
+            unprefixed.join(", ")
+        ));
+    }
+    if up.is_empty() {
+        text.push_str("No backend is answering right now. ");
+    } else {
+        text.push_str(&format!("Backends up: {}. ", up.join(", ")));
+    }
+    if !down.is_empty() {
+        text.push_str(&format!(
+            "Unavailable now (their tools return when they answer again): {}. ",
+            down.join(", ")
+        ));
+    }
+    text.push_str("You only see the tools your token's scopes allow.");
+    text
+}
+
+/// The `InitializeResult` for a negotiated legacy revision.
+pub(crate) fn initialize_result(inner: &Inner, revision: Revision) -> Value {
+    let catalog = inner.federation.catalog();
+    json!({
+        "protocolVersion": revision.as_str(),
+        "capabilities": capabilities(),
+        "serverInfo": server_info(revision),
+        "instructions": instructions(inner, &catalog),
+    })
+}
+
+fn encode_cursor(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("cortex:{offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    std::str::from_utf8(&bytes)
+        .ok()?
+        .strip_prefix("cortex:")?
+        .parse()
+        .ok()
+}
+
+/// One page of `items` after `params.cursor`.
+fn paginate(items: &[Value], params: &Value) -> Result<(Vec<Value>, Option<String>), RpcError> {
+    let offset = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => {
+            decode_cursor(c)
+                .filter(|o| *o <= items.len())
+                .ok_or_else(|| {
+                    RpcError::invalid_params("invalid cursor: restart the listing without a cursor")
+                })?
+        }
+        Some(_) => return Err(RpcError::invalid_params("`cursor` must be a string")),
+    };
+    let end = (offset + PAGE_SIZE).min(items.len());
+    let next = (end < items.len()).then(|| encode_cursor(end));
+    Ok((items[offset..end].to_vec(), next))
+}
+
+fn page_result(key: &str, (items, next): (Vec<Value>, Option<String>)) -> Value {
+    let mut m = Map::new();
+    m.insert(key.into(), Value::Array(items));
+    if let Some(n) = next {
+        m.insert("nextCursor".into(), json!(n));
+    }
+    Value::Object(m)
+}
+
+/// A tool definition in the shape of an older revision.
+pub fn shape_tool(mut def: Value, revision: Revision) -> Value {
+    if revision < Revision::V2025_06_18
+        && let Some(o) = def.as_object_mut()
+    {
+        o.remove("title");
+        o.remove("outputSchema");
+    }
+    def
+}
+
+/// Runs one request method (other than `initialize`, handled by the
+/// transport because it creates a session).
+pub(crate) async fn dispatch(
+    inner: &Inner,
+    ctx: &CallCtx,
+    method: &str,
+    params: &Value,
+) -> Result<Value, RpcError> {
+    let catalog = inner.federation.catalog();
+    let modern = ctx.revision.is_modern();
+    match method {
+        "ping" if !modern => Ok(json!({})),
+        "server/discover" if modern => Ok(json!({
+            "supportedVersions": Revision::all_strings(),
+            "capabilities": capabilities(),
+            "instructions": instructions(inner, &catalog),
+        })),
+        "tools/list" => {
+            let all = catalog.visible_tools(
+                &ctx.caller.scopes,
+                ctx.backends_filter.as_deref(),
+                ctx.compact,
+            );
+            let (page, next) = paginate(&all, params)?;
+            let page = page
+                .into_iter()
+                .map(|d| shape_tool(d, ctx.revision))
+                .collect();
+            Ok(page_result("tools", (page, next)))
+        }
+        "tools/call" => tools::call(inner, &catalog, ctx, params).await,
+        "prompts/list" => {
+            let visible: Vec<Value> = catalog
+                .prompts
+                .iter()
+                .filter(|p| ctx.caller.has_scope(&p.scope))
+                .map(|p| p.definition.clone())
+                .collect();
+            Ok(page_result("prompts", paginate(&visible, params)?))
+        }
+        "prompts/get" => get_prompt(inner, &catalog, ctx, params).await,
+        "resources/list" => Ok(page_result("resources", paginate(&[], params)?)),
+        "resources/templates/list" => {
+            let visible: Vec<Value> = catalog
+                .templates
+                .iter()
+                .filter(|t| ctx.caller.has_scope(&t.scope))
+                .map(|t| t.definition.clone())
+                .collect();
+            Ok(page_result(
+                "resourceTemplates",
+                paginate(&visible, params)?,
+            ))
+        }
+        "resources/read" => read_resource(inner, &catalog, ctx, params).await,
+        _ => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        )),
+    }
+}
+
+/// Whether `method` is served in the stateless era (used for the 404 rule).
+pub fn is_modern_method(method: &str) -> bool {
+    matches!(
+        method,
+        "server/discover"
+            | "tools/list"
+            | "tools/call"
+            | "prompts/list"
+            | "prompts/get"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "subscriptions/listen"
+    )
+}
+
+/// Adds the stateless era's fields to a result.
+pub(crate) fn decorate(
+    inner: &Inner,
+    revision: Revision,
+    method: &str,
+    mut result: Value,
+) -> Value {
+    if !revision.is_modern() {
+        return result;
+    }
+    if let Some(o) = result.as_object_mut() {
+        o.insert("resultType".into(), json!("complete"));
+        let meta = o.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(
+                "io.modelcontextprotocol/serverInfo".into(),
+                server_info(revision),
+            );
+        }
+        if matches!(
+            method,
+            "server/discover"
+                | "tools/list"
+                | "prompts/list"
+                | "resources/list"
+                | "resources/templates/list"
+                | "resources/read"
+        ) {
+            let ttl = if method == "resources/read" {
+                0
+            } else {
+                inner.config.refresh_interval_s * 1000
+            };
+            o.insert("ttlMs".into(), json!(ttl));
+            // Lists are filtered by the caller's token: never share them.
+            o.insert("cacheScope".into(), json!("private"));
+        }
+    }
+    result
+}
+
+fn string_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("`{name}` (a string) is required")))
+}
+
+fn missing_scope(what: &str, scope: &str) -> RpcError {
+    RpcError::invalid_params(format!(
+        "missing scope {scope}: your token does not allow {what}; ask for a token with {scope}"
+    ))
+    .with_data(json!({"required": scope}))
+}
+
+/// Maps an upstream failure of a non-tool method to a JSON-RPC error.
+fn upstream_rpc_error(
+    backend: &str,
+    e: UpstreamError,
+    not_found: i64,
+    uri: Option<&str>,
+) -> RpcError {
+    match e {
+        UpstreamError::Status {
+            status: 400,
+            message,
+            ..
+        } => RpcError::invalid_params(format!("{backend} refused the request: {message}")),
+        UpstreamError::Status {
+            status: 404,
+            message,
+            ..
+        } => {
+            let mut err = RpcError::new(not_found, format!("{backend}: {message}"));
+            if let Some(uri) = uri {
+                err = err.with_data(json!({"uri": uri}));
+            }
+            err
+        }
+        UpstreamError::Status {
+            status: 403,
+            message,
+            required: Some(r),
+            ..
+        } => missing_scope(&format!("this on {backend} ({message})"), &r),
+        UpstreamError::Status {
+            status: 403,
+            message,
+            ..
+        } => RpcError::invalid_params(format!("denied by {backend}: {message}")),
+        other => RpcError::new(
+            super::jsonrpc::INTERNAL_ERROR,
+            format!("backend {backend} failed: {other}"),
+        ),
+    }
+}
+
+async fn get_prompt(
+    inner: &Inner,
+    catalog: &Catalog,
+    ctx: &CallCtx,
+    params: &Value,
+) -> Result<Value, RpcError> {
+    let name = string_param(params, "name")?;
+    let prompt = catalog
+        .prompt(name)
+        .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?;
+    if !ctx.caller.has_scope(&prompt.scope) {
+        return Err(missing_scope(&format!("the prompt {name}"), &prompt.scope));
+    }
+    let backend = inner
+        .federation
+        .backend(&prompt.backend)
+        .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?;
+    let mut p = Map::new();
+    p.insert("name".into(), json!(prompt.original));
+    if let Some(args) = params.get("arguments") {
+        if !args
+            .as_object()
+            .is_some_and(|o| o.values().all(Value::is_string))
+        {
+            return Err(RpcError::invalid_params(
+                "`arguments` must be an object of strings",
+            ));
+        }
+        p.insert("arguments".into(), args.clone());
+    }
+    let value = inner
+        .federation
+        .upstream()
+        .call(
+            backend,
+            Credential::User(&ctx.caller),
+            backend_methods::GET_PROMPT,
+            Some(p),
+            backend.timeout(),
+        )
+        .await
+        .map_err(|e| upstream_rpc_error(&backend.id, e, INVALID_PARAMS, None))?;
+    let typed: GetPromptResult = serde_json::from_value(value).map_err(|e| {
+        RpcError::new(
+            super::jsonrpc::INTERNAL_ERROR,
+            format!("backend {} returned an invalid prompt: {e}", backend.id),
+        )
+    })?;
+    Ok(serde_json::to_value(typed).unwrap_or_else(|_| json!({"messages": []})))
+}
+
+async fn read_resource(
+    inner: &Inner,
+    catalog: &Catalog,
+    ctx: &CallCtx,
+    params: &Value,
+) -> Result<Value, RpcError> {
+    let uri = string_param(params, "uri")?;
+    let not_found = if ctx.revision.is_modern() {
+        INVALID_PARAMS
+    } else {
+        RESOURCE_NOT_FOUND
+    };
+    let owner = scheme_of(uri)
+        .and_then(|s| catalog.schemes.get(&s).map(|o| (s, o.clone())))
+        .ok_or_else(|| {
+            RpcError::new(
+                not_found,
+                format!("resource not found: no backend serves {uri}"),
+            )
+            .with_data(json!({"uri": uri}))
+        })?;
+    let (scheme, owner) = owner;
+    let scopes_for: Vec<&str> = catalog
+        .templates
+        .iter()
+        .filter(|t| t.backend == owner && t.scheme == scheme)
+        .map(|t| t.scope.as_str())
+        .collect();
+    if !scopes_for
+        .iter()
+        .any(|s| scopes::satisfies(&ctx.caller.scopes, s))
+    {
+        let needed = scopes_for.first().copied().unwrap_or("");
+        return Err(missing_scope(&format!("reading {uri}"), needed));
+    }
+    let backend = inner
+        .federation
+        .backend(&owner)
+        .ok_or_else(|| RpcError::new(not_found, format!("resource not found: {uri}")))?;
+    let mut p = Map::new();
+    p.insert("uri".into(), json!(uri));
+    let value = inner
+        .federation
+        .upstream()
+        .call(
+            backend,
+            Credential::User(&ctx.caller),
+            backend_methods::READ_RESOURCE,
+            Some(p),
+            backend.timeout(),
+        )
+        .await
+        .map_err(|e| upstream_rpc_error(&backend.id, e, not_found, Some(uri)))?;
+    let typed: ReadResourceResult = serde_json::from_value(value).map_err(|e| {
+        RpcError::new(
+            super::jsonrpc::INTERNAL_ERROR,
+            format!(
+                "backend {} returned invalid resource contents: {e}",
+                backend.id
+            ),
+        )
+    })?;
+    if typed.contents.is_empty() {
+        return Err(
+            RpcError::new(not_found, format!("resource not found: {uri}"))
+                .with_data(json!({"uri": uri})),
+        );
+    }
+    Ok(serde_json::to_value(typed).unwrap_or_else(|_| json!({"contents": []})))
+}

@@ -1,0 +1,315 @@
+//! `tools/call`: the scope re-check, routing to the owning backend, result
+//! conversion, the wording of failures, and the builtins `whoami` and
+//! `find_tools`.
+
+use std::time::{Duration, Instant};
+
+use cortex_backend::contract::{ContentBlock, McpToolResult, ResultKind, methods};
+use serde_json::{Map, Value, json};
+
+use super::{
+    jsonrpc::{Revision, RpcError},
+    methods::{CallCtx, shape_tool},
+};
+use crate::{
+    Inner,
+    audit::{self, Outcome},
+    federation::{Catalog, compact},
+    upstream::{Credential, UpstreamError},
+};
+
+/// A tool result with one text block.
+pub fn text_result(text: impl Into<String>, is_error: bool) -> Value {
+    json!({"content": [{"type": "text", "text": text.into()}], "isError": is_error})
+}
+
+/// A JSON value as a tool result: an object becomes `structuredContent`
+/// plus the same JSON as text; anything else becomes text.
+pub fn json_result(value: Value, revision: Revision) -> Value {
+    let text = match &value {
+        Value::String(s) => s.clone(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    };
+    let mut result = text_result(text, false);
+    if value.is_object() && revision >= Revision::V2025_06_18 {
+        result["structuredContent"] = value;
+    }
+    result
+}
+
+/// Checks and adapts a backend's own MCP result (`resultKind: "mcp"`).
+fn mcp_result(backend: &str, value: Value, revision: Revision) -> Value {
+    let mut typed: McpToolResult = match serde_json::from_value(value) {
+        Ok(t) => t,
+        Err(e) => {
+            return text_result(
+                format!(
+                    "backend {backend} returned a result that is not a valid MCP tool result ({e}); \
+                     it was not passed on. Report this to the team running {backend}."
+                ),
+                true,
+            );
+        }
+    };
+    if revision < Revision::V2025_06_18 {
+        typed.structured_content = None;
+        for block in &mut typed.content {
+            if let ContentBlock::ResourceLink { uri, name, .. } = block {
+                *block = ContentBlock::Text {
+                    text: format!("{name}: {uri}"),
+                };
+            }
+        }
+    }
+    let mut out = serde_json::to_value(typed).unwrap_or_else(|_| text_result("", true));
+    if out.get("isError").is_none() {
+        out["isError"] = json!(false);
+    }
+    out
+}
+
+/// What the agent reads when a backend call fails.
+pub fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
+    match e {
+        UpstreamError::Status {
+            status: 400,
+            message,
+            body,
+            ..
+        } => format!(
+            "{backend} rejected the call to {tool}: {message}. Fix the arguments and retry. Details: {body}"
+        ),
+        UpstreamError::Status { status: 401, .. } => format!(
+            "backend authentication failed: {backend} did not accept your token. \
+             It may trust another issuer or audience; ask the administrator of {backend}."
+        ),
+        UpstreamError::Status {
+            status: 403,
+            required: Some(r),
+            ..
+        } => format!(
+            "missing scope {r}: {backend} requires the OAuth scope {r} for {tool}. \
+             Get a token that includes {r} and retry."
+        ),
+        UpstreamError::Status {
+            status: 403,
+            message,
+            ..
+        } => format!(
+            "denied by {backend}: {message}. This is {backend}'s own permission rule for your account \
+             (role, membership or record ownership), not a missing OAuth scope: \
+             more scopes will not help; ask someone with access or the owner of the data."
+        ),
+        UpstreamError::Status {
+            status: 404,
+            message,
+            ..
+        } => {
+            format!("{backend}: not found: {message}")
+        }
+        UpstreamError::Status {
+            status: 413,
+            message,
+            ..
+        } => format!(
+            "{backend} refused the call because the request is too large: {message}. Send less data."
+        ),
+        UpstreamError::Status {
+            status, message, ..
+        } => format!(
+            "{backend} failed while running {tool} (HTTP {status}): {message}. \
+             Retrying later may help; if it persists, tell the team running {backend}."
+        ),
+        UpstreamError::Timeout(ms) => format!(
+            "{backend} did not answer {tool} within {ms} ms. It may be overloaded; retry later. \
+             The call may or may not have taken effect: check before repeating a change."
+        ),
+        UpstreamError::Unreachable(_) => {
+            format!("{backend} is unreachable right now, so {tool} was not run. Retry later.")
+        }
+        UpstreamError::TooLarge(limit) => format!(
+            "{backend} answered {tool} with more than {limit} bytes, which the gateway refuses. \
+             Ask for less data (filters, limits, pagination)."
+        ),
+        UpstreamError::InvalidJson(_) => format!(
+            "{backend} answered {tool} with something that is not JSON; tell the team running {backend}."
+        ),
+        UpstreamError::UnsafeHeader(header) => format!(
+            "the call was refused by the gateway and not forwarded: a claim of your token \
+             (sent as {header}) contains line breaks or control characters. Ask your identity administrator."
+        ),
+    }
+}
+
+/// Runs `tools/call`.
+pub(crate) async fn call(
+    inner: &Inner,
+    catalog: &Catalog,
+    ctx: &CallCtx,
+    params: &Value,
+) -> Result<Value, RpcError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("`name` (a string) is required"))?;
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
+    };
+    match name {
+        "whoami" => return Ok(whoami(inner, catalog, ctx).await),
+        "find_tools" => return Ok(find_tools(catalog, ctx, &arguments)),
+        _ => {}
+    }
+    let tool = catalog
+        .tool(name)
+        .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
+    if !ctx.caller.has_scope(&tool.scope) {
+        audit::tool_call(
+            name,
+            &tool.backend,
+            &tool.scope,
+            Outcome::Refused,
+            Duration::ZERO,
+        );
+        return Ok(text_result(
+            format!(
+                "missing scope {scope}: the gateway refused {name} because your token lacks the OAuth scope \
+                 {scope}. Get a token that includes {scope} and retry.",
+                scope = tool.scope
+            ),
+            true,
+        ));
+    }
+    let Some(backend) = inner.federation.backend(&tool.backend) else {
+        return Err(RpcError::invalid_params(format!("Unknown tool: {name}")));
+    };
+    let started = Instant::now();
+    let result = inner
+        .federation
+        .upstream()
+        .call(
+            backend,
+            Credential::User(&ctx.caller),
+            &tool.original,
+            Some(arguments),
+            backend.timeout(),
+        )
+        .await;
+    let outcome = match &result {
+        Ok(_) => Outcome::Ok,
+        Err(UpstreamError::UnsafeHeader(_)) => Outcome::Refused,
+        Err(_) => Outcome::BackendError,
+    };
+    audit::tool_call(name, &backend.id, &tool.scope, outcome, started.elapsed());
+    Ok(match result {
+        Ok(value) if tool.result_kind == ResultKind::Mcp => {
+            mcp_result(&backend.id, value, ctx.revision)
+        }
+        Ok(value) => json_result(value, ctx.revision),
+        Err(e) => text_result(failure_text(&backend.id, name, &e), true),
+    })
+}
+
+async fn whoami(inner: &Inner, catalog: &Catalog, ctx: &CallCtx) -> Value {
+    let caller = &ctx.caller;
+    let limit = Duration::from_millis(inner.config.whoami_timeout_ms);
+    let healthy: Vec<_> = catalog
+        .healthy()
+        .filter_map(|id| inner.federation.backend(id))
+        .collect();
+    let answers = futures::future::join_all(healthy.iter().map(|b| async move {
+        let r = inner
+            .federation
+            .upstream()
+            .call(
+                b,
+                Credential::User(caller),
+                methods::WHOAMI,
+                None,
+                limit.min(b.timeout()),
+            )
+            .await;
+        let v = match r {
+            Ok(v) => v,
+            Err(e) => json!({"error": failure_text(&b.id, "whoami", &e)}),
+        };
+        (b.id.clone(), v)
+    }))
+    .await;
+    let backends: Map<String, Value> = answers.into_iter().collect();
+    json_result(
+        json!({
+            "sub": caller.sub,
+            "email": caller.email,
+            "role": caller.role,
+            "pool": caller.pool,
+            "clientId": caller.client_id,
+            "scopes": caller.scopes,
+            "backends": backends,
+        }),
+        ctx.revision,
+    )
+}
+
+fn find_tools(catalog: &Catalog, ctx: &CallCtx, args: &Map<String, Value>) -> Value {
+    let visible = catalog.visible_tools(&ctx.caller.scopes, None, false);
+    let limit = args
+        .get("limit")
+        .and_then(Value::as_u64)
+        .unwrap_or(20)
+        .clamp(1, 100) as usize;
+    let mut out = Map::new();
+    if let Some(names) = args.get("names").and_then(Value::as_array) {
+        let mut found = Vec::new();
+        let mut unknown = Vec::new();
+        for n in names.iter().filter_map(Value::as_str) {
+            match visible.iter().find(|d| d["name"] == n) {
+                Some(d) => found.push(shape_tool(d.clone(), ctx.revision)),
+                None => unknown.push(json!(n)),
+            }
+        }
+        out.insert("tools".into(), Value::Array(found));
+        if !unknown.is_empty() {
+            out.insert("unknown".into(), Value::Array(unknown));
+        }
+    }
+    if let Some(query) = args.get("query").and_then(Value::as_str) {
+        let words: Vec<String> = query
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let mut scored: Vec<(usize, &Value)> = visible
+            .iter()
+            .map(|d| {
+                let hay = format!(
+                    "{} {}",
+                    d["name"].as_str().unwrap_or(""),
+                    d["description"].as_str().unwrap_or("")
+                )
+                .to_lowercase();
+                (words.iter().filter(|w| hay.contains(w.as_str())).count(), d)
+            })
+            .filter(|(score, _)| *score > 0)
+            .collect();
+        scored.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| a.1["name"].as_str().cmp(&b.1["name"].as_str()))
+        });
+        let matches: Vec<Value> = scored
+            .into_iter()
+            .take(limit)
+            .map(|(_, d)| compact(d))
+            .collect();
+        out.insert("matches".into(), Value::Array(matches));
+    }
+    if out.is_empty() {
+        return text_result(
+            "find_tools needs `query` (words to search) or `names` (tools to describe).",
+            true,
+        );
+    }
+    json_result(Value::Object(out), ctx.revision)
+}

@@ -1,0 +1,165 @@
+//! The browser-facing perimeter: `Origin` allow-list, CORS, and the `Host`
+//! check against DNS rebinding. It runs before authentication, so a page
+//! on a foreign origin is refused (403) whatever token it carries.
+//!
+//! Requests without `Origin` (desktop clients, CLIs, servers) pass: only
+//! browsers send it, and only browsers need protecting from cross-site
+//! use. Allowed origins get CORS answers with the MCP headers exposed.
+
+mod policy;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+pub use policy::{BadOrigin, HostPolicy, OriginPolicy};
+
+/// Request headers a browser client may send.
+const ALLOW_HEADERS: &str = "authorization, content-type, accept, last-event-id, \
+     mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, x-cortex-backends, x-cortex-tool-mode";
+/// Response headers a browser client may read.
+const EXPOSE_HEADERS: &str =
+    "mcp-session-id, mcp-protocol-version, www-authenticate, retry-after";
+const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+
+/// The origin and host checks plus CORS, as one middleware.
+#[derive(Debug, Clone)]
+pub struct OriginGuard {
+    origins: OriginPolicy,
+    hosts: HostPolicy,
+}
+
+fn refusal(message: String) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": -32600, "message": message},
+    });
+    let mut r = (StatusCode::FORBIDDEN, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl OriginGuard {
+    /// A guard from its two policies.
+    pub fn new(origins: OriginPolicy, hosts: HostPolicy) -> Self {
+        Self { origins, hosts }
+    }
+
+    /// The refusal for a request, if any: a bad `Host` on a loopback
+    /// listener, or a present `Origin` not on the list.
+    pub fn check(&self, headers: &HeaderMap) -> Option<Response> {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if !self.hosts.allows(host) {
+            return Some(refusal(format!(
+                "host `{}` is not allowed on this loopback listener (DNS rebinding defence); \
+                 use localhost or 127.0.0.1, or add the name to CORTEX_ALLOWED_HOSTS",
+                host.unwrap_or("(none)")
+            )));
+        }
+        let origin = headers.get(header::ORIGIN)?;
+        let text = origin.to_str().unwrap_or("(not text)");
+        (!self.origins.allows(text)).then(|| {
+            refusal(format!(
+                "origin {text} is not allowed; if it is yours, add it to CORTEX_ALLOWED_ORIGINS \
+                 (exact origin or *.suffix)"
+            ))
+        })
+    }
+
+    /// Answers a request: refusal, preflight, or the inner response with
+    /// CORS headers for an allowed origin.
+    pub async fn handle(&self, request: Request, next: Next) -> Response {
+        if let Some(refused) = self.check(request.headers()) {
+            return refused;
+        }
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        let preflight = request.method() == Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let mut response = if preflight && origin.is_some() {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(ALLOW_METHODS),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(ALLOW_HEADERS),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            r
+        } else {
+            next.run(request).await
+        };
+        if let Some(origin) = origin {
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSE_HEADERS),
+            );
+            h.append(header::VARY, HeaderValue::from_static("origin"));
+        }
+        response
+    }
+}
+
+/// The middleware function, for `axum::middleware::from_fn_with_state`.
+pub async fn layer(State(guard): State<Arc<OriginGuard>>, request: Request, next: Next) -> Response {
+    guard.handle(request, next).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> OriginGuard {
+        OriginGuard::new(
+            OriginPolicy::new("http://127.0.0.1:3213/mcp", ["https://*.corp.example"]).unwrap(),
+            HostPolicy::loopback("http://127.0.0.1:3213/mcp", []),
+        )
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), HeaderValue::from_str(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn no_origin_passes_foreign_origin_and_bad_host_do_not() {
+        let g = guard();
+        assert!(g.check(&headers(&[(header::HOST, "127.0.0.1:3213")])).is_none());
+        assert!(
+            g.check(&headers(&[
+                (header::HOST, "127.0.0.1:3213"),
+                (header::ORIGIN, "https://chat.corp.example")
+            ]))
+            .is_none()
+        );
+        let refused = g
+            .check(&headers(&[
+                (header::HOST, "127.0.0.1:3213"),
+                (header::ORIGIN, "https://evil.example"),
+            ]))
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let rebinding = g.check(&headers(&[(header::HOST, "evil.example:3213")])).unwrap();
+        assert_eq!(rebinding.status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,143 @@
+//! The keyed GCRA limiter.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use super::{CallerKey, RateLimited};
+
+const SHARDS: usize = 16;
+
+/// A per-caller request budget: `per_minute` requests a minute, with bursts
+/// of up to `burst` back-to-back requests.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    tolerance: Duration,
+    shard_capacity: usize,
+    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<CallerKey, Instant>>>,
+}
+
+impl RateLimiter {
+    /// A limiter admitting `per_minute` requests a minute per caller, in
+    /// bursts of at most `burst` (at least 1), remembering at most
+    /// `max_callers` callers (at least one per shard).
+    ///
+    /// # Panics
+    /// If `per_minute` is zero (a budget of nothing is a configuration
+    /// error, refused before this is built).
+    pub fn new(per_minute: u32, burst: u32, max_callers: usize) -> Self {
+        assert!(per_minute > 0, "a rate limit needs a budget of at least 1");
+        let interval = Duration::from_secs(60) / per_minute;
+        let tolerance = interval * burst.max(1).saturating_sub(1);
+        Self {
+            interval,
+            tolerance,
+            shard_capacity: max_callers.div_ceil(SHARDS).max(1),
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// Charges one request to `key` now.
+    pub fn check(&self, key: &CallerKey) -> Result<(), RateLimited> {
+        self.check_at(key, Instant::now())
+    }
+
+    /// Charges one request to `key` at `now` (tests drive the clock).
+    pub fn check_at(&self, key: &CallerKey, now: Instant) -> Result<(), RateLimited> {
+        let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
+        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let tat = map.get(key).copied().unwrap_or(now).max(now);
+        let ahead = tat - now;
+        if ahead > self.tolerance {
+            return Err(RateLimited {
+                retry_after: ahead - self.tolerance,
+            });
+        }
+        if !map.contains_key(key) && map.len() >= self.shard_capacity {
+            evict(&mut map, now);
+        }
+        map.insert(key.clone(), tat + self.interval);
+        Ok(())
+    }
+
+    /// How many callers are remembered.
+    pub fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+}
+
+/// Frees room in a full shard: drops every replenished entry (its next
+/// request would be admitted anyway); if none is, drops the one closest to
+/// replenished.
+fn evict(map: &mut HashMap<CallerKey, Instant>, now: Instant) {
+    let before = map.len();
+    map.retain(|_, tat| *tat > now);
+    if map.len() == before
+        && let Some(oldest) = map.iter().min_by_key(|(_, tat)| **tat).map(|(k, _)| k.clone())
+    {
+        map.remove(&oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    fn sub(s: &str) -> CallerKey {
+        CallerKey::Subject(s.into())
+    }
+
+    #[test]
+    fn burst_then_refusal_then_recovery() {
+        let limiter = RateLimiter::new(60, 3, 100);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            limiter.check_at(&sub("alice"), t0).unwrap();
+        }
+        let refused = limiter.check_at(&sub("alice"), t0).unwrap_err();
+        assert_eq!(refused.retry_after, Duration::from_secs(1));
+        // One emission interval later, exactly one more request fits.
+        let t1 = t0 + Duration::from_secs(1);
+        limiter.check_at(&sub("alice"), t1).unwrap();
+        assert!(limiter.check_at(&sub("alice"), t1).is_err());
+    }
+
+    #[test]
+    fn callers_never_share_a_budget() {
+        let limiter = RateLimiter::new(60, 1, 100);
+        let t0 = Instant::now();
+        limiter.check_at(&sub("alice"), t0).unwrap();
+        assert!(limiter.check_at(&sub("alice"), t0).is_err());
+        limiter.check_at(&sub("bob"), t0).unwrap();
+        // A subject that looks like an address is still another key.
+        limiter.check_at(&sub("127.0.0.1"), t0).unwrap();
+        limiter
+            .check_at(&CallerKey::Address(IpAddr::V4(Ipv4Addr::LOCALHOST)), t0)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_map_stays_bounded_and_keeps_busy_callers() {
+        let limiter = RateLimiter::new(1, 1, 16);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            let _ = limiter.check_at(&sub(&format!("caller-{i}")), t0);
+        }
+        assert!(limiter.tracked() <= 16, "{}", limiter.tracked());
+        // Replenished entries are the first to go, without harm.
+        let later = t0 + Duration::from_secs(120);
+        limiter.check_at(&sub("busy"), later).unwrap();
+        assert!(limiter.check_at(&sub("busy"), later).is_err());
+    }
+}

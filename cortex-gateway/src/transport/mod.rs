@@ -1,0 +1,436 @@
+//! Streamable HTTP on the MCP path: POST (JSON-RPC, both eras), GET (the
+//! legacy session stream), DELETE (ends a legacy session); the Origin
+//! check; the RFC 9728 metadata routes; `/healthz` and `/readyz`.
+
+mod sse;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use cortex_backend::Caller;
+use serde_json::{Value, json};
+
+use sse::Filter;
+
+use crate::{
+    Inner,
+    config::origin_of,
+    mcp::{
+        era::{self, Era},
+        jsonrpc::{self, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify},
+        methods::{self, CallCtx},
+    },
+};
+
+/// Builds the router of a gateway.
+pub(crate) fn router(inner: Arc<Inner>) -> Router {
+    let path = inner.mcp_path();
+    let mut router = Router::new()
+        .route(
+            &path,
+            axum::routing::post(post_mcp)
+                .get(get_mcp)
+                .delete(delete_mcp),
+        )
+        .route("/.well-known/oauth-protected-resource", get(metadata))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
+    if path != "/" {
+        router = router.route(
+            &format!("/.well-known/oauth-protected-resource{path}"),
+            get(metadata),
+        );
+    }
+    let limit = inner.config.max_request_bytes;
+    router.layer(DefaultBodyLimit::max(limit)).with_state(inner)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn rpc_error(status: StatusCode, id: Option<&Value>, error: RpcError) -> Response {
+    json_response(status, &jsonrpc::error_response(id, &error))
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+fn method_not_allowed() -> Response {
+    let mut r = json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({"error": "method not allowed: protocol revision 2026-07-28 uses POST only"}),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
+async fn metadata(State(inner): State<Arc<Inner>>) -> Response {
+    let catalog = inner.federation.catalog();
+    json_response(StatusCode::OK, &inner.auth.metadata(&catalog))
+}
+
+async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
+    if inner.federation.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first catalog refresh is running",
+        )
+            .into_response()
+    }
+}
+
+/// 403 for a present `Origin` that is neither the canonical URI's origin
+/// nor configured (DNS-rebinding defence).
+fn check_origin(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
+    let origin = era::header(headers, "origin")?;
+    let normalized = origin_of(origin);
+    let allowed = normalized == inner.config.canonical_origin()
+        || inner
+            .config
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || origin_of(o) == normalized);
+    (!allowed).then(|| {
+        rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!("origin {origin} is not allowed; add it to CORTEX_ALLOWED_ORIGINS if it is yours"),
+            ),
+        )
+    })
+}
+
+/// Origin check then authentication; `Err` is the finished refusal.
+async fn admit(inner: &Inner, headers: &HeaderMap) -> Result<Arc<Caller>, Response> {
+    if let Some(r) = check_origin(inner, headers) {
+        return Err(r);
+    }
+    inner
+        .auth
+        .authenticate(headers)
+        .await
+        .map_err(|rejection| inner.auth.reject(rejection, &inner.federation.catalog()))
+}
+
+fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> CallCtx {
+    let backends_filter = era::header(headers, "x-cortex-backends").map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    });
+    let compact = era::header(headers, "x-cortex-tool-mode")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("search"));
+    CallCtx {
+        caller,
+        revision,
+        backends_filter,
+        compact,
+    }
+}
+
+async fn post_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match admit(&inner, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                RpcError::new(PARSE_ERROR, format!("the body is not JSON: {e}")),
+            );
+        }
+    };
+    match era::detect(&headers, &body) {
+        Era::Modern => modern_post(&inner, &headers, caller, body).await,
+        Era::Legacy => legacy_post(&inner, &headers, caller, body).await,
+    }
+}
+
+async fn modern_post(
+    inner: &Arc<Inner>,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    body: Value,
+) -> Response {
+    if body.is_array() {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            RpcError::new(
+                INVALID_REQUEST,
+                "JSON-RPC batches are not allowed in protocol revision 2026-07-28",
+            ),
+        );
+    }
+    let (id, method, params) = match classify(&body) {
+        Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e),
+        Ok(Incoming::Notification { .. } | Incoming::Response) => return accepted(),
+        Ok(Incoming::Request { id, method, params }) => (id, method, params),
+    };
+    let revision = match era::validate_modern(
+        headers,
+        &method,
+        &params,
+        methods::is_modern_method(&method),
+    ) {
+        Ok(r) => r,
+        Err((status, e)) => return rpc_error(status, Some(&id), e),
+    };
+    if method == "subscriptions/listen" {
+        let filter = Filter::from_request(params.get("notifications").unwrap_or(&Value::Null));
+        return sse::listen_stream(inner, id, filter, revision);
+    }
+    let ctx = call_ctx(headers, caller, revision);
+    match methods::dispatch(inner, &ctx, &method, &params).await {
+        Ok(result) => json_response(
+            StatusCode::OK,
+            &jsonrpc::response(&id, methods::decorate(inner, revision, &method, result)),
+        ),
+        Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
+    }
+}
+
+fn no_session(method: &str) -> Response {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        None,
+        RpcError::new(
+            INVALID_REQUEST,
+            format!(
+                "{method} needs a session: send initialize first (revisions 2025-11-25, 2025-06-18, 2025-03-26) \
+                 and then the Mcp-Session-Id header it returns, or use revision 2026-07-28 with per-request _meta"
+            ),
+        )
+        .with_data(json!({"supported": Revision::all_strings()})),
+    )
+}
+
+fn unknown_session() -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        None,
+        RpcError::new(
+            INVALID_REQUEST,
+            "unknown or ended session: send initialize again without Mcp-Session-Id",
+        ),
+    )
+}
+
+fn bad_version(v: &str) -> Response {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        None,
+        RpcError::new(
+            INVALID_REQUEST,
+            format!(
+                "unsupported MCP-Protocol-Version `{v}`; supported: {}",
+                Revision::all_strings().join(", ")
+            ),
+        )
+        .with_data(json!({"supported": Revision::all_strings(), "requested": v})),
+    )
+}
+
+async fn legacy_post(
+    inner: &Arc<Inner>,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    body: Value,
+) -> Response {
+    let header_revision = match era::legacy_header_version(headers) {
+        Some(Err(v)) => return bad_version(&v),
+        Some(Ok(r)) => Some(r),
+        None => None,
+    };
+    if body.get("method").and_then(Value::as_str) == Some("initialize") {
+        return initialize(inner, &caller, &body);
+    }
+    let method_name = body
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("this request")
+        .to_string();
+    let Some(session_id) = era::header(headers, "mcp-session-id") else {
+        return no_session(&method_name);
+    };
+    let Ok(session) = inner.sessions.get(session_id, &caller.sub) else {
+        return unknown_session();
+    };
+    if let Some(r) = header_revision
+        && r != session.revision
+    {
+        return bad_version(r.as_str());
+    }
+    let ctx = call_ctx(headers, caller, session.revision);
+    match body {
+        Value::Array(items) => {
+            if session.revision != Revision::V2025_03_26 {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    RpcError::new(
+                        INVALID_REQUEST,
+                        "JSON-RPC batches exist only in revision 2025-03-26; send one message per POST",
+                    ),
+                );
+            }
+            if items.is_empty() {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    RpcError::new(INVALID_REQUEST, "an empty batch is not a valid request"),
+                );
+            }
+            let mut responses = Vec::new();
+            for item in &items {
+                if let Some(r) = legacy_message(inner, &ctx, item).await {
+                    responses.push(r);
+                }
+            }
+            if responses.is_empty() {
+                accepted()
+            } else {
+                json_response(StatusCode::OK, &Value::Array(responses))
+            }
+        }
+        single => match legacy_message(inner, &ctx, &single).await {
+            Some(r) => {
+                let status = if r.get("error").is_some() && r.get("id").is_none() {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                };
+                json_response(status, &r)
+            }
+            None => accepted(),
+        },
+    }
+}
+
+/// One legacy message; `None` for notifications and client responses.
+async fn legacy_message(inner: &Arc<Inner>, ctx: &CallCtx, message: &Value) -> Option<Value> {
+    match classify(message) {
+        Err((id, e)) => Some(jsonrpc::error_response(id.as_ref(), &e)),
+        Ok(Incoming::Notification { .. } | Incoming::Response) => None,
+        Ok(Incoming::Request { id, method, .. }) if method == "initialize" => {
+            Some(jsonrpc::error_response(
+                Some(&id),
+                &RpcError::new(
+                    INVALID_REQUEST,
+                    "initialize must be sent alone, without a session",
+                ),
+            ))
+        }
+        Ok(Incoming::Request { id, method, params }) => Some(
+            match methods::dispatch(inner, ctx, &method, &params).await {
+                Ok(result) => jsonrpc::response(&id, result),
+                Err(e) => jsonrpc::error_response(Some(&id), &e),
+            },
+        ),
+    }
+}
+
+fn initialize(inner: &Arc<Inner>, caller: &Caller, body: &Value) -> Response {
+    let id = match classify(body) {
+        Ok(Incoming::Request { id, .. }) => id,
+        Ok(_) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                RpcError::new(INVALID_REQUEST, "initialize must be a request with an id"),
+            );
+        }
+        Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e),
+    };
+    let Some(requested) = body
+        .get("params")
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+    else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(&id),
+            RpcError::invalid_params("initialize needs params.protocolVersion"),
+        );
+    };
+    // Echo a supported legacy revision; otherwise offer the newest legacy one.
+    let revision = Revision::parse(requested)
+        .filter(|r| !r.is_modern())
+        .unwrap_or(Revision::V2025_11_25);
+    let session = inner.sessions.create(&caller.sub, revision);
+    let mut response = json_response(
+        StatusCode::OK,
+        &jsonrpc::response(&id, methods::initialize_result(inner, revision)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&session) {
+        response.headers_mut().insert("mcp-session-id", v);
+    }
+    response
+}
+
+fn modern_header(headers: &HeaderMap) -> bool {
+    era::header(headers, "mcp-protocol-version")
+        .is_some_and(|v| v.trim() >= Revision::V2026_07_28.as_str())
+}
+
+async fn get_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    let caller = match admit(&inner, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if modern_header(&headers) {
+        return method_not_allowed();
+    }
+    let Some(session_id) = era::header(&headers, "mcp-session-id") else {
+        return if era::legacy_header_version(&headers).is_some() {
+            no_session("GET")
+        } else {
+            method_not_allowed()
+        };
+    };
+    let Ok(session) = inner.sessions.get(session_id, &caller.sub) else {
+        return unknown_session();
+    };
+    sse::legacy_stream(&inner, session.revision, session.ended())
+}
+
+async fn delete_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    let caller = match admit(&inner, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if modern_header(&headers) {
+        return method_not_allowed();
+    }
+    let Some(session_id) = era::header(&headers, "mcp-session-id") else {
+        return no_session("DELETE");
+    };
+    match inner.sessions.end(session_id, &caller.sub) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => unknown_session(),
+    }
+}
