@@ -108,6 +108,7 @@
 
 pub mod auth;
 mod backend;
+pub mod body;
 pub mod contract;
 mod dispatch;
 mod error;
