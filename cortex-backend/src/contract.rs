@@ -653,7 +653,7 @@ pub struct WhoAmI {
 }
 
 /// A rich MCP tool result, returned as-is by tools with `resultKind: "mcp"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct McpToolResult {
     /// Content blocks.

@@ -25,16 +25,6 @@ pub struct McpResult {
     inner: McpToolResult,
 }
 
-impl Default for McpToolResult {
-    fn default() -> Self {
-        Self {
-            content: Vec::new(),
-            structured_content: None,
-            is_error: None,
-        }
-    }
-}
-
 impl McpResult {
     /// An empty result.
     pub fn new() -> Self {

@@ -500,6 +500,7 @@ pub struct TokenBuilder<'a> {
 impl TokenBuilder<'_> {
     /// Sets `sub`.
     #[must_use]
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, sub: &str) -> Self {
         self.claim("sub", json!(sub))
     }

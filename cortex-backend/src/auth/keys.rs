@@ -132,18 +132,26 @@ impl KeyStore {
     /// fetching or refreshing the JWKS when needed.
     pub(crate) async fn find(&self, kid: Option<&str>) -> Result<VerificationKey, AuthError> {
         let (keys, fetched_at) = self.snapshot();
-        let stale = fetched_at.is_none_or(|t| t.elapsed() > self.max_age);
-        if let Some(key) = pick(&keys, kid)
-            && !(stale && !matches!(self.source, KeySource::Static(_)))
-        {
-            return Ok(key);
-        }
         if matches!(self.source, KeySource::Static(_)) {
-            return Err(unknown_kid(kid));
+            return pick(&keys, kid).ok_or_else(|| unknown_kid(kid));
         }
-        self.refresh_if_allowed().await?;
-        let (keys, _) = self.snapshot();
-        pick(&keys, kid).ok_or_else(|| unknown_kid(kid))
+        let stale = fetched_at.is_none_or(|t| t.elapsed() > self.max_age);
+        match pick(&keys, kid) {
+            Some(key) if !stale => Ok(key),
+            Some(key) => {
+                // Old keys: refresh, but keep the known key when the issuer
+                // is unreachable (a key it removed is refused after a refresh).
+                if let Err(e) = self.refresh_if_allowed().await {
+                    tracing::warn!(error = %e, "JWKS refresh failed; using the cached keys");
+                    return Ok(key);
+                }
+                pick(&self.snapshot().0, kid).ok_or_else(|| unknown_kid(kid))
+            }
+            None => {
+                self.refresh_if_allowed().await?;
+                pick(&self.snapshot().0, kid).ok_or_else(|| unknown_kid(kid))
+            }
+        }
     }
 
     async fn refresh_if_allowed(&self) -> Result<(), AuthError> {

@@ -153,6 +153,7 @@ impl Auth {
     /// | `OAUTH_ISSUER` | the issuer; unset = no user tokens accepted | none |
     /// | `OAUTH_AUDIENCE` | comma-separated accepted audiences; required with an issuer | none |
     /// | `OAUTH_JWKS_URL` | JWKS URL; unset = discovered from the issuer's metadata | discovery |
+    /// | `OAUTH_JWKS_FILE` | a JWKS file: static keys for air-gapped setups (wins over the URL) | none |
     /// | `OAUTH_ALGORITHMS` | accepted algorithms (asymmetric only) | `RS256,ES256` |
     /// | `OAUTH_LEEWAY_S` | clock skew allowed on `exp`/`nbf` | `30` |
     /// | `CORTEX_ROLE_CLAIM` | claim path of the role (`metadata.role` walks objects) | `role` |
@@ -235,6 +236,18 @@ pub fn config_from_env(
             let mut config = JwtConfig::new(issuer.trim(), audiences);
             if let Some(url) = get("OAUTH_JWKS_URL").filter(|s| !s.trim().is_empty()) {
                 config.keys = KeySource::JwksUrl(url.trim().to_string());
+            }
+            if let Some(path) = get("OAUTH_JWKS_FILE").filter(|s| !s.trim().is_empty()) {
+                let text = std::fs::read_to_string(path.trim()).map_err(|e| {
+                    AuthConfigError::new("OAUTH_JWKS_FILE", format!("cannot read {path}: {e}"))
+                })?;
+                let set = serde_json::from_str(&text).map_err(|e| {
+                    AuthConfigError::new(
+                        "OAUTH_JWKS_FILE",
+                        format!("{path} is not a JWKS ({{\"keys\": [...]}}): {e}"),
+                    )
+                })?;
+                config.keys = KeySource::Static(set);
             }
             let algs = list("OAUTH_ALGORITHMS");
             if !algs.is_empty() {

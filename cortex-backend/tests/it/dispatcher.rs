@@ -445,3 +445,45 @@ async fn nbf_is_required_unless_configured_otherwise() {
     let early = issuer.broken(BrokenToken::NotYetValid, AUD, "ana", &[]);
     assert!(lenient.validate(&early).await.is_err());
 }
+
+#[tokio::test]
+async fn static_keys_from_a_jwks_file() {
+    let issuer = TestIssuer::start().await.unwrap();
+    let jwks: serde_json::Value = reqwest::get(issuer.jwks_url())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("cortex-jwks-{}.json", std::process::id()));
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    let vars = [
+        ("OAUTH_ISSUER", issuer.issuer().to_string()),
+        ("OAUTH_AUDIENCE", AUD.to_string()),
+        ("OAUTH_JWKS_FILE", path.display().to_string()),
+    ];
+    let config = cortex_backend::auth::config_from_env(|k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let auth = cortex_backend::Auth::new(config).unwrap();
+    verify_after_issuer_is_gone(issuer, &auth).await;
+    std::fs::remove_file(path).ok();
+}
+
+/// Verifies a token with the static keys after the issuer's server is gone.
+async fn verify_after_issuer_is_gone(issuer: TestIssuer, auth: &cortex_backend::Auth) {
+    let token = user(&issuer, "ana", &["mcp:notes:read"]);
+    let broken = issuer.broken(BrokenToken::UnknownKid, AUD, "ana", &[]);
+    drop(issuer);
+    let p = auth
+        .authenticate(Some(&format!("Bearer {token}")))
+        .await
+        .unwrap();
+    assert!(matches!(p, cortex_backend::auth::Principal::User(c) if c.sub == "ana"));
+    assert!(
+        auth.authenticate(Some(&format!("Bearer {broken}")))
+            .await
+            .is_err()
+    );
+}
