@@ -186,8 +186,8 @@ async fn dispatch<S: Send + Sync + 'static>(inner: Arc<Inner<S>>, request: Reque
         return r;
     }
     let body = match &request.body {
-        RequestBody::Complete(b) => b.clone(),
-        RequestBody::TooLarge => {
+        RequestBody::Complete(b) if b.len() <= inner.body_limit => b.clone(),
+        _ => {
             return Response::error(
                 413,
                 ErrorBody::new(format!(
@@ -198,16 +198,6 @@ async fn dispatch<S: Send + Sync + 'static>(inner: Arc<Inner<S>>, request: Reque
             );
         }
     };
-    if body.len() > inner.body_limit {
-        return Response::error(
-            413,
-            ErrorBody::new(format!(
-                "request body larger than this backend's limit of {} bytes",
-                inner.body_limit
-            ))
-            .code("payload_too_large"),
-        );
-    }
     match request.get("content-type") {
         Some(ct) if is_json_content_type(ct) => {}
         other => {
