@@ -77,7 +77,7 @@ impl OriginPolicy {
     /// Builds the list from configured entries plus the gateway's own
     /// origin (always allowed).
     pub fn new<'a>(
-        own_origin: &str,
+        own_origin: &'a str,
         entries: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, BadOrigin> {
         let mut policy = Self::default();
