@@ -1,0 +1,78 @@
+//! The `proxy` role: a bare reverse proxy, the cost floor of one extra hop.
+//!
+//! It forwards every request to one upstream over pooled keep-alive
+//! connections and streams the bytes back: no parsing, no auth, no logging.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::{Request, Response, StatusCode, Uri, body::Incoming};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+/// Options of `role proxy`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ProxyArgs {
+    /// The upstream, `http://HOST:PORT` (paths are kept as received).
+    #[arg(long)]
+    pub(crate) upstream: String,
+}
+
+type Body = Either<Incoming, Full<Bytes>>;
+
+/// Runs the role: binds loopback, prints `listening on http://ADDR`, forwards.
+pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let upstream: Uri = args.upstream.parse()?;
+    let authority = upstream
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("--upstream {upstream} has no host:port"))?
+        .clone();
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Incoming> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    crate::serve::serve_loopback(move |request: Request<Incoming>| {
+        let client = client.clone();
+        let authority = authority.clone();
+        async move { Ok::<_, Infallible>(forward(&client, &authority, request).await) }
+    })
+    .await
+}
+
+async fn forward(
+    client: &Client<HttpConnector, Incoming>,
+    authority: &hyper::http::uri::Authority,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build();
+    let Ok(uri) = uri else {
+        return bad_gateway();
+    };
+    parts.uri = uri;
+    parts.headers.remove(hyper::header::HOST);
+    match client.request(Request::from_parts(parts, body)).await {
+        Ok(response) => response.map(Either::Left),
+        Err(_) => bad_gateway(),
+    }
+}
+
+fn bad_gateway() -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        br#"{"error":"the upstream did not answer"}"#,
+    ))));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
