@@ -150,10 +150,10 @@ fn tool_definition(name: &str, d: &ToolDescriptor) -> Result<Value, String> {
     }
     t.insert("description".into(), json!(description));
     t.insert("inputSchema".into(), schema);
-    if let Some(out) = &d.output_schema {
-        if out.get("type").and_then(Value::as_str) == Some("object") {
-            t.insert("outputSchema".into(), out.clone());
-        }
+    if let Some(out) = &d.output_schema
+        && out.get("type").and_then(Value::as_str) == Some("object")
+    {
+        t.insert("outputSchema".into(), out.clone());
     }
     if let Some(a) = &d.annotations {
         let v = serde_json::to_value(a).unwrap_or(Value::Null);

@@ -1,0 +1,146 @@
+//! The per-request audit scope: the middleware opens it, handlers describe
+//! the request through the `note_*` functions (no-ops outside a scope), and
+//! the middleware writes the line when the response is ready.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Instant, SystemTime},
+};
+
+use axum::{
+    body::HttpBody as _,
+    extract::{ConnectInfo, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use serde_json::Value;
+
+use super::{AuditRecord, AuditSink, Pseudonymizer, record};
+
+/// The audit middleware's state.
+#[derive(Debug, Clone)]
+pub struct Auditor {
+    sink: AuditSink,
+    keys: Arc<Pseudonymizer>,
+    paths: Arc<Vec<String>>,
+}
+
+struct Scope {
+    record: Mutex<AuditRecord>,
+    keys: Arc<Pseudonymizer>,
+    peer: Option<IpAddr>,
+}
+
+tokio::task_local! {
+    static SCOPE: Arc<Scope>;
+}
+
+impl Auditor {
+    /// Audits requests whose path is one of `paths` (the MCP path, the
+    /// operator paths) into `sink`, pseudonymising with `keys`.
+    pub fn new(sink: AuditSink, keys: Pseudonymizer, paths: Vec<String>) -> Self {
+        Self {
+            sink,
+            keys: Arc::new(keys),
+            paths: Arc::new(paths),
+        }
+    }
+
+    /// The sink (for its dropped-line count).
+    pub fn sink(&self) -> &AuditSink {
+        &self.sink
+    }
+}
+
+/// The middleware, for `axum::middleware::from_fn_with_state`.
+pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if !auditor.paths.iter().any(|p| *p == path) {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let protocol = request
+        .headers()
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(32).collect());
+    let method = request
+        .headers()
+        .get("mcp-method")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect());
+    let scope = Arc::new(Scope {
+        record: Mutex::new(AuditRecord {
+            time: record::rfc3339(SystemTime::now()),
+            http_method: request.method().as_str().to_string(),
+            path,
+            protocol,
+            method,
+            ..AuditRecord::default()
+        }),
+        keys: auditor.keys.clone(),
+        peer,
+    });
+    let response = SCOPE.scope(scope.clone(), next.run(request)).await;
+    let mut r = scope.record.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    r.status = response.status().as_u16();
+    r.latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    r.response_bytes = response.body().size_hint().exact();
+    if r.outcome.is_empty() {
+        let (outcome, class) = record::outcome_of_status(r.status);
+        r.outcome = outcome.into();
+        if r.error_class.is_none() {
+            r.error_class = class.map(String::from);
+        }
+    }
+    auditor.sink.write(r);
+    response
+}
+
+fn with_scope(f: impl FnOnce(&Scope)) {
+    let _ = SCOPE.try_with(|s| f(s));
+}
+
+/// Describes the current request (no-op outside an audited request).
+pub fn note(f: impl FnOnce(&mut AuditRecord)) {
+    with_scope(|s| f(&mut s.record.lock().unwrap_or_else(|e| e.into_inner())));
+}
+
+/// Records the authenticated caller (pseudonymised).
+pub fn note_caller(sub: &str, email: Option<&str>, client_id: Option<&str>) {
+    with_scope(|s| {
+        let pseudonym = s.keys.caller(sub, email);
+        let mut r = s.record.lock().unwrap_or_else(|e| e.into_inner());
+        r.caller = Some(pseudonym);
+        r.sub = Some(sub.to_string());
+        r.client_id = client_id.map(String::from);
+    });
+}
+
+/// Records the hash of a tool call's arguments (never the values).
+pub fn note_arguments(arguments: &Value) {
+    with_scope(|s| {
+        let hash = s.keys.arguments(arguments);
+        s.record.lock().unwrap_or_else(|e| e.into_inner()).args_hash = Some(hash);
+    });
+}
+
+/// Records how the request ended, when the HTTP status does not say it
+/// (a tool error inside a 200, a refusal with a class).
+pub fn note_outcome(outcome: &str, class: Option<&str>) {
+    note(|r| {
+        r.outcome = outcome.to_string();
+        r.error_class = class.map(String::from);
+    });
+}
+
+/// The client address of the current request, when the server was started
+/// with connection info (the rate limiter's key before authentication).
+pub fn peer() -> Option<IpAddr> {
+    SCOPE.try_with(|s| s.peer).ok().flatten()
+}

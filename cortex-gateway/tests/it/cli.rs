@@ -1,0 +1,76 @@
+//! The binary: `check-config` masks secrets; a bad configuration exits 2
+//! naming the variable.
+
+use std::process::Command;
+
+fn gateway() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"));
+    c.env_clear().env("RUST_LOG", "off");
+    c
+}
+
+const SECRET: &str = "s3cret-technical-token-0123456789";
+
+fn good_env(c: &mut Command) -> &mut Command {
+    c.env("CORTEX_BACKENDS", "crm,docs")
+        .env("CORTEX_BACKEND_CRM_URL", "https://crm.example.com")
+        .env("CORTEX_BACKEND_DOCS_URL", "http://127.0.0.1:4002")
+        .env("CORTEX_BACKEND_DOCS_PREFIX", "false")
+        .env("CORTEX_BACKEND_DOCS_TIMEOUT_MS", "2500")
+        .env("CORTEX_CANONICAL_URI", "https://mcp.example.com/mcp")
+        .env("OAUTH_ISSUER", "https://sso.example.com")
+        .env("CORTEX_TECHNICAL_TOKEN", SECRET)
+}
+
+#[test]
+fn check_config_prints_the_resolved_configuration_masked() {
+    let out = good_env(&mut gateway())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(text.contains("masked"));
+    assert!(text.contains("timeout_ms = 2500"), "{text}");
+    assert!(text.contains("prefix = false"), "{text}");
+    // The printed TOML is a valid configuration file.
+    let dir = std::env::temp_dir().join(format!("cortex-gateway-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, text.replace("[masked, 33 characters]", SECRET)).unwrap();
+    let out = gateway()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_variable() {
+    let out = good_env(&mut gateway())
+        .env("CORTEX_BACKEND_CRM_URL", "http://crm.example.com")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CORTEX_BACKEND_CRM_URL"), "{err}");
+    assert!(
+        err.contains("CORTEX_BACKEND_CRM_ALLOW_INSECURE_HTTP"),
+        "{err}"
+    );
+    let out = gateway().arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CORTEX_CANONICAL_URI"));
+}

@@ -1,0 +1,226 @@
+//! Federation: health, hung and oversized backends, change notifications,
+//! unprefixed backends, header safety.
+
+use std::time::{Duration, Instant};
+
+use cortex_gateway::{
+    Gateway, GatewayError,
+    config::{BackendConfig, GatewayConfig},
+    federation::Health,
+};
+use serde_json::json;
+
+use crate::{
+    client::Client,
+    support::{self, BackendServer, Mode, Options, TECH, World, huge_server, hung_server},
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_backend_that_goes_down_leaves_and_returns() {
+    let w = World::start().await;
+    let mut c = Client::modern(&w.url, &w.token("bob", &["mcp:crm:read", "mcp:docs:read"]));
+    assert!(c.tool_names().await.contains(&"docs_search".to_string()));
+    w.docs.set_mode(Mode::Down);
+    w.gateway.refresh_now().await;
+    let names = c.tool_names().await;
+    assert!(!names.iter().any(|n| n.starts_with("docs_")), "{names:?}");
+    assert!(
+        names.contains(&"crm_search_accounts".to_string()),
+        "the others keep working"
+    );
+    let d = c.ok("server/discover", json!({})).await;
+    assert!(
+        d["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("Unavailable now")
+    );
+    w.docs.set_mode(Mode::Up);
+    w.gateway.refresh_now().await;
+    assert!(c.tool_names().await.contains(&"docs_search".to_string()));
+}
+
+#[tokio::test]
+async fn a_hung_backend_does_not_slow_tools_list() {
+    let (hung_url, hung_task) = hung_server().await;
+    let mut hung = BackendConfig::new("slow", hung_url);
+    hung.timeout_ms = 1_500;
+    let started = Instant::now();
+    let w = World::start_with(Options {
+        extra: vec![hung],
+        extra_tasks: vec![hung_task],
+        ..Options::default()
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_400),
+        "ready after the timeout"
+    );
+    let catalog = w.gateway.federation().catalog();
+    assert!(matches!(catalog.health[2].1, Health::Down(_)));
+    let mut c = Client::modern(&w.url, &w.token("ana", &["mcp:crm:read", "mcp:slow:read"]));
+    // A refresh is waiting on the hung backend while we list.
+    let gateway = w.gateway.clone();
+    let refresh = tokio::spawn(async move { gateway.refresh_now().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let names = c.tool_names().await;
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "tools/list took {:?}",
+        t.elapsed()
+    );
+    assert!(!refresh.is_finished(), "the refresh is still waiting");
+    assert!(names.contains(&"crm_search_accounts".to_string()));
+    assert!(!names.iter().any(|n| n.starts_with("slow_")));
+    refresh.await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_and_oversized_backends_are_contained() {
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (huge_url, huge_task) = huge_server(9 << 20).await;
+    let w = World::start_with(Options {
+        extra: vec![
+            BackendConfig::new("ghost", closed),
+            BackendConfig::new("huge", huge_url),
+        ],
+        extra_tasks: vec![huge_task],
+        ..Options::default()
+    })
+    .await;
+    let catalog = w.gateway.federation().catalog();
+    let health: Vec<_> = catalog
+        .health
+        .iter()
+        .map(|(id, h)| (id.as_str(), h.clone()))
+        .collect();
+    assert_eq!(health[0], ("crm", Health::Up));
+    match &health[2].1 {
+        Health::Down(reason) => assert!(reason.contains("unreachable"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    match &health[3].1 {
+        Health::Down(reason) => assert!(reason.contains("exceeded"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn list_changed_reaches_the_get_stream_and_listen() {
+    let mut w = World::start().await;
+    let token = w.token("bob", &["mcp:docs:read"]);
+    let legacy = Client::legacy(&w.url, &token, "2025-11-25").await;
+    let mut get_stream = legacy.open_get_stream().await;
+    let mut modern = Client::modern(&w.url, &token);
+    let (id, mut listen) = modern
+        .listen(json!({"toolsListChanged": true, "resourcesListChanged": false}))
+        .await;
+    let ack = listen.next(WAIT).await.expect("acknowledgement");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        id
+    );
+    let (_, mut prompts_only) = modern.listen(json!({"promptsListChanged": true})).await;
+    prompts_only.next(WAIT).await.expect("acknowledgement");
+
+    // Nothing changes: nothing is sent.
+    w.gateway.refresh_now().await;
+    assert!(listen.next(Duration::from_millis(300)).await.is_none());
+
+    // The docs backend adds a tool.
+    w.docs.replace(support::docs(&w.issuer, &w.url, true));
+    let changed = w.gateway.refresh_now().await;
+    assert!(changed.tools);
+    let n = get_stream
+        .next(WAIT)
+        .await
+        .expect("GET stream notification");
+    assert_eq!(n["method"], "notifications/tools/list_changed");
+    let n = listen.next(WAIT).await.expect("listen notification");
+    assert_eq!(n["method"], "notifications/tools/list_changed");
+    assert_eq!(
+        n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        id
+    );
+    assert!(
+        prompts_only
+            .next(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "only the requested kinds are sent"
+    );
+    assert!(
+        modern
+            .tool_names()
+            .await
+            .contains(&"docs_summarize".to_string())
+    );
+
+    // Shutdown ends the listen stream with the graceful response.
+    w.shutdown().await;
+    let last = listen.next(WAIT).await.expect("final response");
+    assert_eq!(last["id"], id);
+    assert_eq!(last["result"]["resultType"], "complete");
+    assert_eq!(
+        last["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        id
+    );
+}
+
+#[tokio::test]
+async fn a_claim_that_cannot_be_a_header_is_never_forwarded() {
+    let w = World::start().await;
+    let token = w
+        .issuer
+        .token(&w.url)
+        .sub("mallory")
+        .role("admin\r\nX-Cortex-User-Id: ceo")
+        .scopes(["mcp:crm:read"])
+        .mint();
+    let mut c = Client::modern(&w.url, &token);
+    let before = w.crm.seen_users().len();
+    let r = c.call("crm_search_accounts", json!({"query": "a"})).await;
+    assert_eq!(r["isError"], true);
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("not forwarded"), "{text}");
+    assert_eq!(w.crm.seen_users().len(), before);
+}
+
+#[tokio::test]
+async fn unprefixed_backends_keep_their_names_and_clashes_stop_the_start() {
+    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
+    let url = "http://127.0.0.1:9/mcp";
+    let crm = BackendServer::start(support::crm(&issuer, url)).await;
+    let docs = BackendServer::start(support::docs(&issuer, url, false)).await;
+    let mut config = GatewayConfig::new(url, issuer.issuer(), TECH);
+    config.jwks_url = Some(issuer.jwks_url());
+    let mut plain = BackendConfig::new("docs", &docs.url);
+    plain.prefix = false;
+    config.backends = vec![BackendConfig::new("crm", &crm.url), plain.clone()];
+    let g = Gateway::new(config.clone()).await.unwrap();
+    g.wait_ready().await.unwrap();
+    let catalog = g.federation().catalog();
+    assert!(catalog.tool("search").is_some());
+    assert!(catalog.tool("crm_search_accounts").is_some());
+
+    // Both unprefixed: both list get_help.
+    let mut plain_crm = BackendConfig::new("crm", &crm.url);
+    plain_crm.prefix = false;
+    config.backends = vec![plain_crm, plain];
+    let g = Gateway::new(config).await.unwrap();
+    match g.wait_ready().await {
+        Err(GatewayError::NameClash(m)) => assert!(m.contains("get_help"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the gateway in front of two SDK backends on loopback,
+//! driven over HTTP by an MCP client in both eras, with tokens from the
+//! SDK's test issuer. Every JSON-RPC message the gateway sends is validated
+//! against the official schema of the revision in use.
+
+mod auth;
+mod cli;
+mod client;
+mod federation;
+mod legacy;
+mod modern;
+mod support;

@@ -1,0 +1,208 @@
+//! The stateless revision 2026-07-28.
+
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::{
+    client::{Client, MODERN, validate_message},
+    legacy::shared_scenario,
+    support::World,
+};
+
+#[tokio::test]
+async fn modern_revision_shares_the_scenario() {
+    let w = World::start().await;
+    let url = w.url.clone();
+    shared_scenario(&w, |token| {
+        let url = url.clone();
+        async move { Client::modern(&url, &token) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn discover_and_cache_hints() {
+    let w = World::start().await;
+    let mut c = Client::modern(&w.url, &w.token("ana", &["mcp:crm:read"]));
+    let d = c.ok("server/discover", json!({})).await;
+    assert_eq!(d["supportedVersions"][0], MODERN);
+    assert_eq!(d["capabilities"]["tools"]["listChanged"], true);
+    assert_eq!(
+        d["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "cortex-gateway"
+    );
+    assert!(
+        d["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("crm_search_accounts")
+    );
+    for method in [
+        "tools/list",
+        "prompts/list",
+        "resources/list",
+        "resources/templates/list",
+    ] {
+        let r = c.ok(method, json!({})).await;
+        assert_eq!(r["cacheScope"], "private", "{method}");
+        assert!(r["ttlMs"].as_u64().is_some(), "{method}");
+    }
+    let r = c
+        .ok("resources/read", json!({"uri": "crm://account/1"}))
+        .await;
+    assert_eq!(r["cacheScope"], "private");
+    let r = c.call("crm_count_accounts", json!({})).await;
+    assert_eq!(r["resultType"], "complete");
+}
+
+#[tokio::test]
+async fn header_and_meta_rules() {
+    let w = World::start().await;
+    let mut c = Client::modern(&w.url, &w.token("ana", &["mcp:crm:read"]));
+    let (body, headers) = c.envelope("tools/list", json!({}));
+    let get = |name: &str| headers.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let version = get("mcp-protocol-version");
+    let check = |reply: &crate::client::Reply, status: u16, code: i64| {
+        assert_eq!(reply.status, status, "{:#}", reply.body);
+        assert_eq!(reply.body["error"]["code"], code, "{:#}", reply.body);
+        assert_eq!(reply.body["id"], body["id"], "errors carry the request id");
+        validate_message(MODERN, None, &reply.body);
+    };
+
+    // Missing MCP-Protocol-Version or Mcp-Method, or a mismatch: -32020.
+    let r = c.post_raw(&body, &[("mcp-method", "tools/list")]).await;
+    check(&r, 400, -32020);
+    let r = c
+        .post_raw(&body, &[("mcp-protocol-version", &version)])
+        .await;
+    check(&r, 400, -32020);
+    let r = c
+        .post_raw(
+            &body,
+            &[
+                ("mcp-protocol-version", &version),
+                ("mcp-method", "prompts/list"),
+            ],
+        )
+        .await;
+    check(&r, 400, -32020);
+
+    // Missing _meta fields: -32602.
+    let mut no_caps = body.clone();
+    no_caps["params"]["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/clientCapabilities");
+    let r = c
+        .post_raw(
+            &no_caps,
+            &[
+                ("mcp-protocol-version", &version),
+                ("mcp-method", "tools/list"),
+            ],
+        )
+        .await;
+    check(&r, 400, -32602);
+    let no_meta = json!({"jsonrpc": "2.0", "id": body["id"], "method": "tools/list", "params": {}});
+    let r = c
+        .post_raw(
+            &no_meta,
+            &[
+                ("mcp-protocol-version", &version),
+                ("mcp-method", "tools/list"),
+            ],
+        )
+        .await;
+    check(&r, 400, -32602);
+
+    // Unsupported version: -32022 with supported/requested.
+    let mut future = body.clone();
+    future["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    let r = c
+        .post_raw(
+            &future,
+            &[
+                ("mcp-protocol-version", "2099-01-01"),
+                ("mcp-method", "tools/list"),
+            ],
+        )
+        .await;
+    check(&r, 400, -32022);
+    assert_eq!(r.body["error"]["data"]["requested"], "2099-01-01");
+    assert_eq!(r.body["error"]["data"]["supported"], json!([MODERN]));
+
+    // Unknown and removed methods: 404 + -32601, even initialize.
+    for method in [
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "nope/nothing",
+    ] {
+        let (b, h) = c.envelope(method, json!({}));
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = c.post_raw(&b, &h).await;
+        assert_eq!(r.status, 404, "{method}");
+        assert_eq!(r.body["error"]["code"], -32601, "{method}");
+        validate_message(MODERN, None, &r.body);
+    }
+
+    // Mcp-Name: required, compared after base64 decoding.
+    let (call, h) = c.envelope(
+        "tools/call",
+        json!({"name": "crm_count_accounts", "arguments": {}}),
+    );
+    let base: Vec<(&str, &str)> = h
+        .iter()
+        .filter(|(k, _)| k != "mcp-name")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = c.post_raw(&call, &base).await;
+    check_code(&r, 400, -32020);
+    let mut wrong = base.clone();
+    wrong.push(("mcp-name", "crm_other"));
+    check_code(&c.post_raw(&call, &wrong).await, 400, -32020);
+    let encoded = format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode("crm_count_accounts")
+    );
+    let mut good = base.clone();
+    good.push(("mcp-name", &encoded));
+    let r = c.post_raw(&call, &good).await;
+    assert_eq!(r.status, 200, "{:#}", r.body);
+    assert_eq!(r.body["result"]["content"][0]["text"], "42");
+
+    // Notifications: 202. Batches: 400. GET/DELETE: 405.
+    let n =
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}});
+    assert_eq!(
+        c.post_raw(&n, &[("mcp-protocol-version", &version)])
+            .await
+            .status,
+        202
+    );
+    let batch = json!([body]);
+    assert_eq!(
+        c.post_raw(&batch, &[("mcp-protocol-version", &version)])
+            .await
+            .status,
+        400
+    );
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = c
+            .http
+            .request(method, &w.url)
+            .bearer_auth(c.token.as_deref().unwrap())
+            .header("mcp-protocol-version", MODERN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+}
+
+fn check_code(reply: &crate::client::Reply, status: u16, code: i64) {
+    assert_eq!(reply.status, status, "{:#}", reply.body);
+    assert_eq!(reply.body["error"]["code"], code, "{:#}", reply.body);
+    validate_message(MODERN, None, &reply.body);
+}
