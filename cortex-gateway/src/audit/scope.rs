@@ -17,6 +17,7 @@ use axum::{
 use serde_json::Value;
 
 use super::{AuditRecord, AuditSink, Pseudonymizer, record};
+use crate::metrics::Metrics;
 
 /// The audit middleware's state.
 #[derive(Debug, Clone)]
@@ -24,6 +25,7 @@ pub struct Auditor {
     sink: AuditSink,
     keys: Arc<Pseudonymizer>,
     paths: Arc<Vec<String>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 struct Scope {
@@ -44,7 +46,15 @@ impl Auditor {
             sink,
             keys: Arc::new(keys),
             paths: Arc::new(paths),
+            metrics: None,
         }
+    }
+
+    /// Also counts every audited request in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        metrics.track_audit_dropped(self.sink.dropped_counter());
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The sink (for its dropped-line count).
@@ -97,6 +107,9 @@ pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: 
         if r.error_class.is_none() {
             r.error_class = class.map(String::from);
         }
+    }
+    if let Some(m) = &auditor.metrics {
+        m.observe_request(&r);
     }
     auditor.sink.write(r);
     response

@@ -100,6 +100,11 @@ impl AuditSink {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// The dropped-line counter itself (for the metrics).
+    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
 }
 
 async fn write_lines<W: AsyncWrite + Unpin>(

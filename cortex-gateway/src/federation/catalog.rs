@@ -449,3 +449,90 @@ impl Catalog {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(name: &str, scope: &str) -> ToolDescriptor {
+        serde_json::from_value(
+            json!({"name": name, "scope": scope, "description": "d", "params": {"q": "string?"}}),
+        )
+        .unwrap()
+    }
+
+    fn template(uri: &str) -> ResourceTemplate {
+        serde_json::from_value(json!({"uriTemplate": uri, "name": "n", "scope": "s:r"})).unwrap()
+    }
+
+    #[test]
+    fn names_order_clashes_and_schemes() {
+        let long = "x".repeat(130);
+        let crm = BackendOffer {
+            tools: vec![tool("search", "mcp:crm:read"), tool(&long, "mcp:crm:read")],
+            templates: vec![template("crm://a/{id}"), template("shared://x/{id}")],
+            ..BackendOffer::default()
+        };
+        let docs = BackendOffer {
+            tools: vec![
+                tool("search", "mcp:docs:read"),
+                tool("whoami", "mcp:docs:read"),
+            ],
+            templates: vec![template("shared://y/{id}")],
+            ..BackendOffer::default()
+        };
+        let c = Catalog::build(&[
+            ("docs".into(), true, Ok(docs.clone())),
+            ("crm".into(), true, Ok(crm)),
+            ("down".into(), true, Err("unreachable".into())),
+        ]);
+        let names: Vec<&str> = c.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["crm_search", "docs_search", "docs_whoami"]);
+        assert!(c.warnings.iter().any(|w| w.contains("dropped: MCP names")));
+        assert_eq!(
+            c.schemes["shared"], "docs",
+            "the first owner keeps a scheme"
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("already belongs to docs"))
+        );
+        assert_eq!(
+            c.health[2],
+            ("down".into(), Health::Down("unreachable".into()))
+        );
+        assert_eq!(c.tool("crm_search").unwrap().original, "search");
+        assert_eq!(
+            c.tool("crm_search").unwrap().definition["inputSchema"]["properties"]["q"]["type"],
+            "string"
+        );
+        assert!(c.unprefixed_clashes.is_empty());
+
+        // Unprefixed: the builtin masks `whoami`; a clash is recorded.
+        let c = Catalog::build(&[
+            ("docs".into(), false, Ok(docs.clone())),
+            ("other".into(), false, Ok(docs)),
+        ]);
+        assert!(c.tool("whoami").is_none());
+        assert_eq!(c.tool("search").unwrap().backend, "docs");
+        assert_eq!(c.unprefixed_clashes.len(), 1);
+    }
+
+    #[test]
+    fn renderings_are_cached_per_scope_set() {
+        let offer = BackendOffer {
+            tools: vec![tool("read", "mcp:crm:read"), tool("write", "mcp:crm:write")],
+            ..BackendOffer::default()
+        };
+        let c = Catalog::build(&[("crm".into(), true, Ok(offer))]);
+        let reader = c.visible_tools(&["mcp:crm:read".into()], None, false);
+        assert_eq!(reader.len(), 3);
+        let writer = c.visible_tools(&["mcp:crm:write".into()], None, false);
+        assert_eq!(writer.len(), 4, "write implies read");
+        let again = c.visible_tools(&["mcp:crm:read".into(), "mcp:crm:read".into()], None, false);
+        assert!(Arc::ptr_eq(&reader, &again));
+        let compact = c.visible_tools(&["mcp:crm:read".into()], None, true);
+        assert_eq!(compact[2]["inputSchema"], json!({"type": "object"}));
+    }
+}

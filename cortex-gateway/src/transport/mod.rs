@@ -214,10 +214,10 @@ async fn modern_post(
     }
 }
 
-fn no_session(method: &str) -> Response {
+fn no_session(id: Option<&Value>, method: &str) -> Response {
     rpc_error(
         StatusCode::BAD_REQUEST,
-        None,
+        id,
         RpcError::new(
             INVALID_REQUEST,
             format!(
@@ -229,10 +229,10 @@ fn no_session(method: &str) -> Response {
     )
 }
 
-fn unknown_session() -> Response {
+fn unknown_session(id: Option<&Value>) -> Response {
     rpc_error(
         StatusCode::NOT_FOUND,
-        None,
+        id,
         RpcError::new(
             INVALID_REQUEST,
             "unknown or ended session: send initialize again without Mcp-Session-Id",
@@ -240,10 +240,10 @@ fn unknown_session() -> Response {
     )
 }
 
-fn bad_version(v: &str) -> Response {
+fn bad_version(id: Option<&Value>, v: &str) -> Response {
     rpc_error(
         StatusCode::BAD_REQUEST,
-        None,
+        id,
         RpcError::new(
             INVALID_REQUEST,
             format!(
@@ -261,8 +261,14 @@ async fn legacy_post(
     caller: Arc<Caller>,
     body: Value,
 ) -> Response {
+    // The request's id, when there is one, so refusals stay valid JSON-RPC.
+    let id = body
+        .get("id")
+        .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
+        .cloned();
+    let id = id.as_ref();
     let header_revision = match era::legacy_header_version(headers) {
-        Some(Err(v)) => return bad_version(&v),
+        Some(Err(v)) => return bad_version(id, &v),
         Some(Ok(r)) => Some(r),
         None => None,
     };
@@ -275,15 +281,15 @@ async fn legacy_post(
         .unwrap_or("this request")
         .to_string();
     let Some(session_id) = era::header(headers, "mcp-session-id") else {
-        return no_session(&method_name);
+        return no_session(id, &method_name);
     };
     let Ok(session) = inner.sessions.get(session_id, &caller.sub) else {
-        return unknown_session();
+        return unknown_session(id);
     };
     if let Some(r) = header_revision
         && r != session.revision
     {
-        return bad_version(r.as_str());
+        return bad_version(id, r.as_str());
     }
     let ctx = call_ctx(headers, caller, session.revision);
     match body {
@@ -407,13 +413,13 @@ async fn get_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Respons
     }
     let Some(session_id) = era::header(&headers, "mcp-session-id") else {
         return if era::legacy_header_version(&headers).is_some() {
-            no_session("GET")
+            no_session(None, "GET")
         } else {
             method_not_allowed()
         };
     };
     let Ok(session) = inner.sessions.get(session_id, &caller.sub) else {
-        return unknown_session();
+        return unknown_session(None);
     };
     sse::legacy_stream(&inner, session.revision, session.ended())
 }
@@ -427,10 +433,10 @@ async fn delete_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Resp
         return method_not_allowed();
     }
     let Some(session_id) = era::header(&headers, "mcp-session-id") else {
-        return no_session("DELETE");
+        return no_session(None, "DELETE");
     };
     match inner.sessions.end(session_id, &caller.sub) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(_) => unknown_session(),
+        Err(_) => unknown_session(None),
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::{
-    client::{Client, LEGACY},
+    client::{Client, LEGACY, validate_message},
     support::World,
 };
 
@@ -294,6 +294,12 @@ async fn sessions_and_headers() {
     ana.session = Some("not-a-session".into());
     assert_eq!(ana.send("tools/list", json!({})).await.status, 404);
     ana.session = session.clone();
+    // Refusals keep the request id, so they are valid even where `id` is required.
+    let mut older = Client::legacy(&w.url, &ana_token, "2025-06-18").await;
+    older.session = None;
+    let r = older.send("tools/list", json!({})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["id"].is_i64());
     let mut eve = Client::legacy(&w.url, &w.token("eve", &["mcp:crm:read"]), "2025-11-25").await;
     eve.session = session.clone();
     assert_eq!(eve.send("tools/list", json!({})).await.status, 404);
@@ -301,9 +307,13 @@ async fn sessions_and_headers() {
     // MCP-Protocol-Version: unsupported or different from the session's: 400.
     let (body, _) = ana.envelope("tools/list", json!({}));
     ana.revision = "1999-01-01".into();
-    assert_eq!(ana.post_raw(&body, &[]).await.status, 400);
+    let r = ana.post_raw(&body, &[]).await;
+    assert_eq!(r.status, 400);
+    validate_message("2025-11-25", None, &r.body);
     ana.revision = "2025-06-18".into();
-    assert_eq!(ana.post_raw(&body, &[]).await.status, 400);
+    let r = ana.post_raw(&body, &[]).await;
+    assert_eq!(r.status, 400);
+    validate_message("2025-11-25", None, &r.body);
     ana.revision = "2025-11-25".into();
     assert_eq!(ana.post_raw(&body, &[]).await.status, 200);
 

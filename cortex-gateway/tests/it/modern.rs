@@ -53,6 +53,8 @@ async fn discover_and_cache_hints() {
     assert_eq!(r["cacheScope"], "private");
     let r = c.call("crm_count_accounts", json!({})).await;
     assert_eq!(r["resultType"], "complete");
+    let e = c.err("tools/list", json!({"cursor": "not-a-cursor"})).await;
+    assert_eq!(e["code"], -32602);
 }
 
 #[tokio::test]

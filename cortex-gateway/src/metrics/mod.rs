@@ -1,0 +1,318 @@
+//! Prometheus metrics, rendered by hand in the text exposition format
+//! (atomics and a few small maps; no exporter crate).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `cortex_requests_total` | counter | `method`, `outcome` |
+//! | `cortex_tool_call_duration_seconds` | histogram | `backend` |
+//! | `cortex_rate_limited_total` | counter | – |
+//! | `cortex_backend_up` | gauge | `backend` |
+//! | `cortex_catalog_tools` | gauge | – |
+//! | `cortex_tools_quarantined` | gauge | – |
+//! | `cortex_refresh_duration_seconds` | histogram | – |
+//! | `cortex_audit_lines_dropped_total` | counter | – |
+//!
+//! Label values are bounded: methods outside the MCP set count as
+//! `other`, backends come from the configuration.
+
+mod histogram;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+pub use histogram::Histogram;
+
+use crate::audit::AuditRecord;
+
+/// JSON-RPC methods counted under their own name.
+const METHODS: [&str; 16] = [
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "server/discover",
+    "subscriptions/listen",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "admin/tool-integrity",
+];
+
+/// Latency buckets (seconds).
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: RwLock<HashMap<(&'static str, String), AtomicU64>>,
+    tool_latency: RwLock<HashMap<String, Histogram>>,
+    rate_limited: AtomicU64,
+    backend_up: RwLock<BTreeMap<String, bool>>,
+    catalog_tools: AtomicU64,
+    quarantined: AtomicU64,
+    refresh: Histogram,
+    audit_dropped: RwLock<Option<Arc<AtomicU64>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: RwLock::default(),
+            tool_latency: RwLock::default(),
+            rate_limited: AtomicU64::new(0),
+            backend_up: RwLock::default(),
+            catalog_tools: AtomicU64::new(0),
+            quarantined: AtomicU64::new(0),
+            refresh: Histogram::new(&BUCKETS),
+            audit_dropped: RwLock::default(),
+        }
+    }
+}
+
+fn method_label(method: Option<&str>) -> &'static str {
+    match method {
+        None => "none",
+        Some(m) => METHODS.iter().find(|k| **k == m).copied().unwrap_or("other"),
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Empty metrics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one finished request from its audit record.
+    pub fn observe_request(&self, r: &AuditRecord) {
+        let key = (method_label(r.method.as_deref()), r.outcome.clone());
+        let counted = self
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .map(|c| c.fetch_add(1, Ordering::Relaxed))
+            .is_some();
+        if !counted {
+            self.requests
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key)
+                .or_insert_with(|| AtomicU64::new(0))
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if r.error_class.as_deref() == Some("rate_limited") {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        if r.method.as_deref() == Some("tools/call")
+            && let Some(backend) = &r.backend
+        {
+            self.observe_tool_call(backend, Duration::from_secs_f64(r.latency_ms / 1000.0));
+        }
+    }
+
+    /// Records one tool call's latency.
+    pub fn observe_tool_call(&self, backend: &str, latency: Duration) {
+        if let Some(h) = self
+            .tool_latency
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(backend)
+        {
+            h.observe(latency);
+            return;
+        }
+        self.tool_latency
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(backend.to_string())
+            .or_insert_with(|| Histogram::new(&BUCKETS))
+            .observe(latency);
+    }
+
+    /// Records a catalog refresh: its duration, the catalog size, each
+    /// backend's health and the number of quarantined tools.
+    pub fn observe_refresh(&self, took: Duration, tools: usize, health: &[(String, bool)], quarantined: usize) {
+        self.refresh.observe(took);
+        self.catalog_tools.store(tools as u64, Ordering::Relaxed);
+        self.quarantined.store(quarantined as u64, Ordering::Relaxed);
+        let mut up = self.backend_up.write().unwrap_or_else(|e| e.into_inner());
+        for (id, ok) in health {
+            up.insert(id.clone(), *ok);
+        }
+    }
+
+    /// Reports the audit sink's dropped-line counter.
+    pub fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
+        *self.audit_dropped.write().unwrap_or_else(|e| e.into_inner()) = Some(counter);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP cortex_requests_total MCP requests by JSON-RPC method and outcome.\n");
+        out.push_str("# TYPE cortex_requests_total counter\n");
+        let requests = self.requests.read().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<_> = requests.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        for ((method, outcome), n) in rows {
+            let _ = writeln!(
+                out,
+                "cortex_requests_total{{method=\"{method}\",outcome=\"{}\"}} {}",
+                escape(outcome),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        drop(requests);
+        out.push_str("# HELP cortex_tool_call_duration_seconds Tool call latency by backend.\n");
+        out.push_str("# TYPE cortex_tool_call_duration_seconds histogram\n");
+        let latency = self.tool_latency.read().unwrap_or_else(|e| e.into_inner());
+        let mut backends: Vec<_> = latency.iter().collect();
+        backends.sort_by(|a, b| a.0.cmp(b.0));
+        for (backend, h) in backends {
+            h.render(
+                &mut out,
+                "cortex_tool_call_duration_seconds",
+                &format!("backend=\"{}\"", escape(backend)),
+            );
+        }
+        drop(latency);
+        let simple = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        simple(
+            &mut out,
+            "cortex_rate_limited_total",
+            "counter",
+            "Requests refused by the per-caller rate limit.",
+            self.rate_limited.load(Ordering::Relaxed),
+        );
+        out.push_str("# HELP cortex_backend_up Whether the backend answered the last refresh.\n");
+        out.push_str("# TYPE cortex_backend_up gauge\n");
+        for (id, up) in self.backend_up.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "cortex_backend_up{{backend=\"{}\"}} {}", escape(id), u8::from(*up));
+        }
+        simple(
+            &mut out,
+            "cortex_catalog_tools",
+            "gauge",
+            "Federated tools in the current catalog.",
+            self.catalog_tools.load(Ordering::Relaxed),
+        );
+        simple(
+            &mut out,
+            "cortex_tools_quarantined",
+            "gauge",
+            "Tools withheld by the tool-integrity check.",
+            self.quarantined.load(Ordering::Relaxed),
+        );
+        out.push_str("# HELP cortex_refresh_duration_seconds Catalog refresh duration.\n");
+        out.push_str("# TYPE cortex_refresh_duration_seconds histogram\n");
+        self.refresh.render(&mut out, "cortex_refresh_duration_seconds", "");
+        let dropped = self
+            .audit_dropped
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        simple(
+            &mut out,
+            "cortex_audit_lines_dropped_total",
+            "counter",
+            "Audit lines dropped because the audit output could not keep up.",
+            dropped,
+        );
+        out
+    }
+}
+
+async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
+    let mut r = metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// A router serving `GET /metrics`.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(method: &str, outcome: &str, backend: Option<&str>) -> AuditRecord {
+        AuditRecord {
+            method: Some(method.into()),
+            outcome: outcome.into(),
+            backend: backend.map(String::from),
+            latency_ms: 12.0,
+            ..AuditRecord::default()
+        }
+    }
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let m = Metrics::new();
+        m.observe_request(&record("tools/call", "ok", Some("crm")));
+        m.observe_request(&record("tools/call", "ok", Some("crm")));
+        m.observe_request(&record("evil/\"method", "rejected", None));
+        let mut limited = record("tools/list", "refused", None);
+        limited.error_class = Some("rate_limited".into());
+        m.observe_request(&limited);
+        m.observe_refresh(
+            Duration::from_millis(30),
+            7,
+            &[("crm".into(), true), ("docs".into(), false)],
+            1,
+        );
+        let text = m.render();
+        assert!(text.contains("cortex_requests_total{method=\"tools/call\",outcome=\"ok\"} 2"), "{text}");
+        assert!(text.contains("cortex_requests_total{method=\"other\",outcome=\"rejected\"} 1"));
+        assert!(text.contains("cortex_rate_limited_total 1"));
+        assert!(text.contains("cortex_tool_call_duration_seconds_bucket{backend=\"crm\",le=\"0.025\"} 2"));
+        assert!(text.contains("cortex_tool_call_duration_seconds_count{backend=\"crm\"} 2"));
+        assert!(text.contains("cortex_backend_up{backend=\"docs\"} 0"));
+        assert!(text.contains("cortex_catalog_tools 7"));
+        assert!(text.contains("cortex_tools_quarantined 1"));
+        assert!(text.contains("cortex_refresh_duration_seconds_bucket{le=\"+Inf\"} 1"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}
