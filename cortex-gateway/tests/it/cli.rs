@@ -74,3 +74,73 @@ fn bad_configuration_exits_2_naming_the_variable() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CORTEX_CANONICAL_URI"));
 }
+
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_both_eras() {
+    use crate::{
+        client::Client,
+        support::{BackendServer, TECH, crm},
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
+    let backend = BackendServer::start(crm(&issuer, &url)).await;
+    let _child = Running(
+        gateway()
+            .env("CORTEX_BACKENDS", "crm")
+            .env("CORTEX_BACKEND_CRM_URL", &backend.url)
+            .env("CORTEX_CANONICAL_URI", &url)
+            .env("OAUTH_ISSUER", issuer.issuer())
+            .env("OAUTH_JWKS_URL", issuer.jwks_url())
+            .env("CORTEX_TECHNICAL_TOKEN", TECH)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap(),
+    );
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(&ready).await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let token = issuer
+        .token(&url)
+        .sub("ana")
+        .scopes(["mcp:crm:read"])
+        .mint();
+    let mut modern = Client::modern(&url, &token);
+    assert!(
+        modern
+            .tool_names()
+            .await
+            .contains(&"crm_search_accounts".to_string())
+    );
+    let mut legacy = Client::legacy(&url, &token, "2025-11-25").await;
+    let r = legacy
+        .call("crm_search_accounts", serde_json::json!({"query": "a"}))
+        .await;
+    assert_eq!(r["structuredContent"]["caller"], "ana");
+}

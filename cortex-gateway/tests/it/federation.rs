@@ -224,3 +224,46 @@ async fn unprefixed_backends_keep_their_names_and_clashes_stop_the_start() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_get_stream_primes_and_keeps_alive() {
+    use futures::StreamExt;
+    let w = World::start().await;
+    let token = w.token("bob", &["mcp:docs:read"]);
+    let c = Client::legacy(&w.url, &token, "2025-11-25").await;
+    let r = c
+        .http
+        .get(&w.url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let deadline = Instant::now() + WAIT;
+    while !(seen.contains("id:") && seen.contains("\n:")) {
+        let chunk = tokio::time::timeout_at(deadline.into(), body.next())
+            .await
+            .expect("priming event and a keep-alive within 5 s")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Ending the session ends the stream.
+    let r = c
+        .http
+        .delete(&w.url)
+        .bearer_auth(&token)
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let end =
+        tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = body.next().await {} }).await;
+    assert!(end.is_ok(), "the stream ends with the session");
+}
