@@ -1,0 +1,24 @@
+//! The harness's own tests: a correct backend passes every check, and each
+//! deliberately broken backend trips exactly the checks its fault breaks.
+
+mod cli;
+mod conformance;
+mod faults;
+mod reference;
+mod snapshots;
+
+use std::sync::Arc;
+
+use contract_tests::{Options, TestIssuer};
+
+/// An issuer for one test.
+pub(crate) async fn issuer() -> Arc<TestIssuer> {
+    Arc::new(TestIssuer::start().await.expect("start the test issuer"))
+}
+
+/// Options minting every token from `issuer`, calling read-only tools.
+pub(crate) fn options(issuer: &Arc<TestIssuer>) -> Options {
+    Options::new(reference::TECHNICAL)
+        .issuer(issuer.clone(), reference::AUDIENCE)
+        .call_read_only(true)
+}
