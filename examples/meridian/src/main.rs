@@ -1,7 +1,179 @@
-//! The Meridian worked example (coming: see the Meridian issue).
+//! `meridian`: the Cortex worked example in one command.
+//!
+//! * `meridian` starts a dev issuer, the four apps and the gateway, then
+//!   prints the MCP URL, a token per persona and a command to list tools.
+//! * `meridian app <crm|docs|billing|staffing>` runs one app alone, trusting
+//!   the issuer named in the environment (`Auth::from_env`), so it can be
+//!   checked with `cortex-conformance` or put behind another gateway.
+//!
+//! Exit codes: 0 after a clean stop, 2 when the start failed.
 
-fn main() {
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use cortex_backend::Auth;
+use meridian::{
+    Options, Running,
+    apps::{App, serve::ShutdownTrigger},
+    firm::Persona,
+    parse_duration,
+};
+
+/// Meridian: four department apps behind one Cortex gateway, with a dev issuer.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Port of the gateway on 127.0.0.1 (the MCP URL is http://127.0.0.1:PORT/mcp).
+    #[arg(long, default_value_t = 3213, env = "MERIDIAN_PORT")]
+    port: u16,
+    /// Lifetime of the persona tokens: 8h, 30m, 90s, 2d or seconds.
+    #[arg(long, default_value = "8h", value_parser = parse_duration)]
+    token_ttl: Duration,
+    /// Write {"url": ..., "tokens": {...}} to this file once everything is ready.
+    #[arg(long, value_name = "PATH")]
+    tokens_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one app alone. Auth comes from the environment: OAUTH_ISSUER,
+    /// OAUTH_AUDIENCE, CORTEX_TECHNICAL_TOKENS (see cortex_backend::Auth::from_env).
+    App {
+        /// Which app.
+        #[arg(value_enum)]
+        app: App,
+        /// Listen address (default 127.0.0.1:3221 crm, :3222 docs, :3223 billing, :3224 staffing).
+        #[arg(long, env = "CORTEX_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::App { app, listen }) => run_app(app, listen).await,
+        None => run_all(cli).await,
+    }
+}
+
+async fn run_app(app: App, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let auth = Auth::from_env().context("reading the app's auth settings from the environment")?;
+    let port = 3221 + App::ALL.iter().position(|a| *a == app).unwrap_or(0) as u16;
+    let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}; set --listen or CORTEX_LISTEN"))?;
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let served = app.serve(auth, listener, shutdown).await?;
     println!(
-        "Meridian demo: coming. It will start a dev issuer, four apps and the gateway in one process."
+        "Meridian {} ({}) listening: {}",
+        app.id(),
+        app.framework(),
+        served.url
     );
+    println!("Press Ctrl-C to stop.");
+    stop_signal().await;
+    trigger.fire();
+    served.stopped().await;
+    Ok(())
+}
+
+async fn run_all(cli: Cli) -> anyhow::Result<()> {
+    let running = meridian::start(Options {
+        port: cli.port,
+        token_ttl: cli.token_ttl,
+    })
+    .await?;
+    print_banner(&running, cli.token_ttl);
+    if let Some(path) = &cli.tokens_file {
+        let file = serde_json::json!({"url": running.url, "tokens": running.tokens});
+        std::fs::write(path, serde_json::to_vec_pretty(&file)?)
+            .with_context(|| format!("cannot write the tokens file {}", path.display()))?;
+        println!("\nURL and tokens written to {}", path.display());
+    }
+    println!("\nPress Ctrl-C to stop.");
+    stop_signal().await;
+    println!("Stopping...");
+    running.shutdown().await;
+    Ok(())
+}
+
+fn print_banner(running: &Running, ttl: Duration) {
+    println!("Meridian is running: a dev issuer, four apps and the Cortex gateway.\n");
+    println!("MCP URL: {}\n", running.url);
+    for app in App::ALL {
+        println!(
+            "  {:<9} on {:<9} {}",
+            app.id(),
+            app.framework(),
+            running.app_url(app)
+        );
+    }
+    println!(
+        "\nPersona tokens, valid {} min. Paste these lines into your shell:\n",
+        ttl.as_secs() / 60
+    );
+    for p in Persona::ALL {
+        println!("# {} ({})", p.key(), p.scopes().join(" "));
+        println!(
+            "export {}='{}'",
+            p.key().to_uppercase(),
+            running.tokens.get(p)
+        );
+    }
+    println!(
+        "\nThen list the tools a persona sees (swap $SALES_REP for $PROJECT_MANAGER, $CFO or $CEO):\n"
+    );
+    println!("{}", meridian::curl_tools_list(&running.url, "$SALES_REP"));
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,109 @@
+//! The four department apps. Each is an ordinary SDK backend: a function
+//! from an [`Auth`] to a [`Backend`], with its own state and its own
+//! record-level rules. [`serve`] puts one on a loopback listener with the
+//! framework its department chose (axum or actix-web).
+
+pub mod billing;
+pub mod crm;
+pub mod docs;
+pub mod serve;
+pub mod staffing;
+
+use cortex_backend::{
+    Auth,
+    contract::{Metric, Snapshot},
+};
+
+/// One of the four apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum App {
+    /// Accounts and the sales pipeline (axum).
+    Crm,
+    /// Project documents and milestones (axum).
+    Docs,
+    /// Invoices and payments (actix-web).
+    Billing,
+    /// People, availability, reviews and HR policies (actix-web).
+    Staffing,
+}
+
+impl App {
+    /// All apps, in the order they start.
+    pub const ALL: [App; 4] = [Self::Crm, Self::Docs, Self::Billing, Self::Staffing];
+
+    /// The backend id (the gateway's tool prefix).
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Crm => "crm",
+            Self::Docs => "docs",
+            Self::Billing => "billing",
+            Self::Staffing => "staffing",
+        }
+    }
+
+    /// The web framework the department chose.
+    pub fn framework(self) -> &'static str {
+        match self {
+            Self::Crm | Self::Docs => "axum",
+            Self::Billing | Self::Staffing => "actix-web",
+        }
+    }
+
+    /// Builds the app and serves it on `listener` until `shutdown` fires.
+    pub async fn serve(
+        self,
+        auth: Auth,
+        listener: std::net::TcpListener,
+        shutdown: serve::Shutdown,
+    ) -> anyhow::Result<serve::Served> {
+        match self {
+            Self::Crm => serve::axum(crm::backend(auth)?, listener, shutdown).await,
+            Self::Docs => serve::axum(docs::backend(auth)?, listener, shutdown).await,
+            Self::Billing => serve::actix(billing::backend(auth)?, listener, shutdown).await,
+            Self::Staffing => serve::actix(staffing::backend(auth)?, listener, shutdown).await,
+        }
+    }
+}
+
+/// A snapshot with a headline, generated now.
+fn snapshot(backend: &str, title: &str, headline: Vec<Metric>) -> Snapshot {
+    Snapshot {
+        backend: backend.into(),
+        generated_at: now_iso8601(),
+        title: title.into(),
+        headline,
+        sections: None,
+        hint: None,
+    }
+}
+
+/// A numeric metric.
+fn metric(key: &str, label: &str, value: i64, unit: Option<&str>) -> Metric {
+    let mut m = Metric::new(key, label, value);
+    m.unit = unit.map(String::from);
+    m
+}
+
+/// The current UTC time as `YYYY-MM-DDThh:mm:ssZ`.
+pub fn now_iso8601() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

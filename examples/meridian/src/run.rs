@@ -1,0 +1,248 @@
+//! Starting the whole example in-process: issuer, four apps, gateway.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use cortex_backend::{Auth, testing::TestIssuer};
+use cortex_gateway::{
+    Gateway,
+    config::{BackendConfig, GatewayConfig, TokenMode},
+};
+use serde::Serialize;
+
+use crate::{
+    apps::{
+        App,
+        serve::{Served, ShutdownTrigger},
+    },
+    firm::Persona,
+};
+
+/// Settings of [`start`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The gateway's port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Lifetime of the persona tokens.
+    pub token_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 3213,
+            token_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+/// One bearer token per persona, as written to `--tokens-file`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tokens {
+    /// Lena Fischer, sales-north: `mcp:crm:write`.
+    pub sales_rep: String,
+    /// Omar Haddad: `mcp:docs:write mcp:crm:read`.
+    pub project_manager: String,
+    /// Claire Dubois: `mcp:billing:write mcp:crm:read`.
+    pub cfo: String,
+    /// Victor Almeida: every `:read` scope.
+    pub ceo: String,
+}
+
+impl Tokens {
+    /// The token of one persona.
+    pub fn get(&self, persona: Persona) -> &str {
+        match persona {
+            Persona::SalesRep => &self.sales_rep,
+            Persona::ProjectManager => &self.project_manager,
+            Persona::Cfo => &self.cfo,
+            Persona::Ceo => &self.ceo,
+        }
+    }
+}
+
+/// The running example. Dropping it without [`Running::shutdown`] stops
+/// the servers abruptly; call `shutdown` for a clean stop.
+#[derive(Debug)]
+pub struct Running {
+    /// The MCP URL (the gateway's canonical URI and the tokens' audience).
+    pub url: String,
+    /// The persona tokens.
+    pub tokens: Tokens,
+    apps: Vec<(App, Served)>,
+    gateway: tokio::task::JoinHandle<()>,
+    issuer: TestIssuer,
+    trigger: ShutdownTrigger,
+}
+
+impl Running {
+    /// The contract endpoint of one app (to call it directly or point the
+    /// conformance harness at it).
+    pub fn app_url(&self, app: App) -> &str {
+        self.apps
+            .iter()
+            .find(|(a, _)| *a == app)
+            .map(|(_, s)| s.url.as_str())
+            .expect("every app is started")
+    }
+
+    /// The dev issuer, to mint more tokens (audience: [`Running::url`]).
+    pub fn issuer(&self) -> &TestIssuer {
+        &self.issuer
+    }
+
+    /// Mints a token for a persona with a given lifetime.
+    pub fn mint(&self, persona: Persona, ttl: Duration) -> String {
+        mint(&self.issuer, &self.url, persona, ttl)
+    }
+
+    /// Stops the gateway and the apps and waits until they have stopped.
+    pub async fn shutdown(self) {
+        self.trigger.fire();
+        let _ = self.gateway.await;
+        for (_, served) in self.apps {
+            served.stopped().await;
+        }
+    }
+}
+
+fn mint(issuer: &TestIssuer, audience: &str, persona: Persona, ttl: Duration) -> String {
+    let mut token = issuer
+        .token(audience)
+        .scopes(persona.scopes().iter().copied())
+        .ttl(ttl);
+    if let serde_json::Value::Object(claims) = persona.claims() {
+        for (name, value) in claims {
+            token = token.claim(&name, value);
+        }
+    }
+    token.mint()
+}
+
+/// Starts the gateway in front of the apps (prefixed tool names, forward
+/// mode, audience = the MCP URL) and waits until its catalog holds them all.
+async fn start_gateway(
+    issuer: &TestIssuer,
+    url: &str,
+    technical: String,
+    apps: &[(App, Served)],
+    listener: std::net::TcpListener,
+    trigger: &ShutdownTrigger,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut config = GatewayConfig::new(url, issuer.issuer(), technical);
+    config.listen = listener.local_addr()?;
+    config.jwks_url = Some(issuer.jwks_url());
+    for (app, served) in apps {
+        let mut backend = BackendConfig::new(app.id(), served.base_url.clone());
+        backend.prefix = true;
+        backend.token_mode = TokenMode::Forward;
+        config.backends.push(backend);
+    }
+    let gateway = Gateway::new(config).await.context("starting the gateway")?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let shutdown = trigger.subscribe();
+    let task = tokio::spawn({
+        let gateway = gateway.clone();
+        async move {
+            if let Err(e) = gateway.serve(listener, shutdown.wait()).await {
+                tracing::error!(error = %e, "the gateway failed");
+            }
+        }
+    });
+    gateway
+        .wait_ready()
+        .await
+        .context("the gateway's first catalog refresh")?;
+    let catalog = gateway.federation().catalog();
+    let healthy: Vec<&str> = catalog.healthy().collect();
+    if let Some((app, _)) = apps.iter().find(|(a, _)| !healthy.contains(&a.id())) {
+        anyhow::bail!(
+            "the gateway could not load the {} app's catalog: {}",
+            app.id(),
+            catalog.warnings.join("; ")
+        );
+    }
+    Ok(task)
+}
+
+/// A random secret of 32 bytes, hex-encoded.
+pub(crate) fn random_secret() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Parses a lifetime: `8h`, `30m`, `90s`, `2d` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; use e.g. 8h, 30m, 90s or 3600"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`; use s, m, h or d"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err("a token lifetime of 0 makes every token expired; use e.g. 8h".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Starts the issuer, the four apps and the gateway; returns once the
+/// gateway's catalog holds every app.
+pub async fn start(options: Options) -> anyhow::Result<Running> {
+    let gateway_listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
+        .with_context(|| {
+            format!(
+                "cannot listen on 127.0.0.1:{}; is another Meridian running? Pick another port with --port",
+                options.port
+            )
+        })?;
+    let url = format!("http://{}/mcp", gateway_listener.local_addr()?);
+    let issuer = TestIssuer::start()
+        .await
+        .context("starting the dev issuer")?;
+    let technical = random_secret()?;
+    let auth = Auth::new(issuer.auth_config(&url, &[&technical]))?;
+    let (trigger, _) = ShutdownTrigger::new();
+    let mut apps = Vec::new();
+    for app in App::ALL {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let served = app
+            .serve(auth.clone(), listener, trigger.subscribe())
+            .await
+            .with_context(|| format!("starting the {} app", app.id()))?;
+        apps.push((app, served));
+    }
+    let gateway =
+        start_gateway(&issuer, &url, technical, &apps, gateway_listener, &trigger).await?;
+    let tokens = Tokens {
+        sales_rep: mint(&issuer, &url, Persona::SalesRep, options.token_ttl),
+        project_manager: mint(&issuer, &url, Persona::ProjectManager, options.token_ttl),
+        cfo: mint(&issuer, &url, Persona::Cfo, options.token_ttl),
+        ceo: mint(&issuer, &url, Persona::Ceo, options.token_ttl),
+    };
+    Ok(Running {
+        url,
+        tokens,
+        apps,
+        gateway,
+        issuer,
+        trigger,
+    })
+}

@@ -1,0 +1,7 @@
+//! Meridian's one integration-test binary: the whole example started
+//! in-process on loopback, checked through the gateway (the persona table
+//! of design.md) and app by app (each app's own record rules).
+
+mod apps;
+mod gateway;
+mod support;
