@@ -48,8 +48,10 @@ pub enum TokenMode {
     /// authorization server; the backend validates it itself).
     #[default]
     Forward,
-    /// RFC 8693 token exchange for a backend-specific token. Not implemented
-    /// yet: a configuration asking for it is refused at start.
+    /// RFC 8693 token exchange: the gateway trades the validated caller
+    /// token at the authorization server for one whose audience is this
+    /// backend alone, caches it until shortly before it expires, and sends
+    /// that instead.
     Exchange,
 }
 
@@ -78,6 +80,35 @@ pub struct BackendConfig {
     /// clash with another backend or a builtin stops the start.
     #[serde(default = "default_true")]
     pub prefix: bool,
+    /// The audience requested for this backend in `exchange` mode
+    /// (default: the backend's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// The gateway's client credentials at the authorization server, for RFC
+/// 8693 token exchange.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeConfig {
+    /// The token endpoint (`OAUTH_TOKEN_ENDPOINT`); `None` = from the
+    /// issuer's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// The gateway's client id (`OAUTH_CLIENT_ID`).
+    pub client_id: String,
+    /// The gateway's client secret (`OAUTH_CLIENT_SECRET`). Masked.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for TokenExchangeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchangeConfig")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[masked]")
+            .finish()
+    }
 }
 
 fn default_path() -> String {
@@ -119,7 +150,13 @@ impl BackendConfig {
             token_mode: TokenMode::Forward,
             allow_insecure_http: false,
             prefix: true,
+            audience: None,
         }
+    }
+
+    /// The audience requested in `exchange` mode.
+    pub fn exchange_audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or(&self.url)
     }
 
     /// The full endpoint URL.
@@ -181,6 +218,10 @@ pub struct GatewayConfig {
     /// Interval of SSE keep-alive comments, seconds.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
+    /// Client credentials for token exchange (needed when a backend uses
+    /// `token_mode = "exchange"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<TokenExchangeConfig>,
     /// The federated backends, in configuration order.
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
@@ -257,6 +298,7 @@ impl GatewayConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             whoami_timeout_ms: default_whoami_timeout(),
             keep_alive_s: default_keep_alive(),
+            token_exchange: None,
             backends: Vec::new(),
         }
     }
@@ -348,6 +390,15 @@ impl GatewayConfig {
                 )
             })?;
         }
+        if let (Some(client_id), Some(client_secret)) =
+            (get("OAUTH_CLIENT_ID"), get("OAUTH_CLIENT_SECRET"))
+        {
+            config.token_exchange = Some(TokenExchangeConfig {
+                token_endpoint: get("OAUTH_TOKEN_ENDPOINT"),
+                client_id,
+                client_secret,
+            });
+        }
         let ids = list(&required(
             "CORTEX_BACKENDS",
             "required: comma-separated backend ids, e.g. crm,docs",
@@ -374,7 +425,7 @@ impl GatewayConfig {
                     other => {
                         return Err(ConfigError::new(
                             name("TOKEN_MODE"),
-                            format!("`{other}` is not a token mode; use forward"),
+                            format!("`{other}` is not a token mode; use forward or exchange"),
                         ));
                     }
                 };
@@ -385,6 +436,7 @@ impl GatewayConfig {
             if let Some(v) = get(&name("PREFIX")) {
                 backend.prefix = parse_bool(&name("PREFIX"), &v)?;
             }
+            backend.audience = get(&name("AUDIENCE"));
             config.backends.push(backend);
         }
         config.validate()?;
@@ -442,6 +494,18 @@ impl GatewayConfig {
                 ),
             ));
         }
+        if let Some(x) = &self.token_exchange {
+            if let Some(endpoint) = &x.token_endpoint {
+                check_transport(endpoint, self.allow_insecure_issuer)
+                    .map_err(|p| ConfigError::new("OAUTH_TOKEN_ENDPOINT", p))?;
+            }
+            if x.client_id.is_empty() || x.client_secret.is_empty() {
+                return Err(ConfigError::new(
+                    "OAUTH_CLIENT_SECRET",
+                    "the client id and secret must not be empty",
+                ));
+            }
+        }
         if self.refresh_interval_s == 0 {
             return Err(ConfigError::new(
                 "CORTEX_REFRESH_INTERVAL_S",
@@ -496,10 +560,16 @@ impl GatewayConfig {
                     "must be at least 1 (milliseconds), e.g. 10000",
                 ));
             }
-            if b.token_mode == TokenMode::Exchange {
+            if b.token_mode == TokenMode::Exchange && self.token_exchange.is_none() {
                 return Err(ConfigError::new(
-                    b.env_name("TOKEN_MODE"),
-                    "`exchange` (RFC 8693) is not implemented in this version; use forward",
+                    "OAUTH_CLIENT_ID",
+                    format!(
+                        "backend `{}` uses token exchange, which needs the gateway's client credentials: \
+                         set OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET (and OAUTH_TOKEN_ENDPOINT unless the \
+                         issuer's metadata names it), or set {}=forward",
+                        b.id,
+                        b.env_name("TOKEN_MODE")
+                    ),
                 ));
             }
         }
@@ -515,6 +585,9 @@ impl GatewayConfig {
     pub fn masked_toml(&self) -> String {
         let mut copy = self.clone();
         copy.technical_token = mask(&self.technical_token);
+        if let Some(x) = &mut copy.token_exchange {
+            x.client_secret = mask(&x.client_secret);
+        }
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
@@ -574,6 +647,17 @@ mod tests {
         assert_eq!(c.canonical_path(), "/mcp");
         let shown = c.masked_toml();
         assert!(!shown.contains("0123456789abcdef0123"), "{shown}");
+        let mut env = base();
+        env.insert("CORTEX_BACKEND_CRM_TOKEN_MODE".into(), "exchange".into());
+        assert_eq!(
+            GatewayConfig::from_env_map(&env).unwrap_err().variable,
+            "OAUTH_CLIENT_ID"
+        );
+        env.insert("OAUTH_CLIENT_ID".into(), "gw".into());
+        env.insert("OAUTH_CLIENT_SECRET".into(), "very-secret-value".into());
+        let x = GatewayConfig::from_env_map(&env).unwrap();
+        assert!(!x.masked_toml().contains("very-secret-value"));
+        assert!(!format!("{x:?}").contains("very-secret-value"));
         let again = GatewayConfig::from_toml_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(again, c);
     }

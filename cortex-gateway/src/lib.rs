@@ -131,8 +131,11 @@ impl Gateway {
                 problem: e.problem,
             })
         })?;
-        let upstream = UpstreamClient::new(config.max_response_bytes)
+        let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
+        if let Some(x) = &config.token_exchange {
+            upstream = upstream.with_exchange(config.issuer.clone(), x.clone());
+        }
         let federation = Arc::new(Federation::new(
             config.backends.clone(),
             config.technical_token.clone(),

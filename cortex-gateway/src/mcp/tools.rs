@@ -134,6 +134,10 @@ pub fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
         UpstreamError::InvalidJson(_) => format!(
             "{backend} answered {tool} with something that is not JSON; tell the team running {backend}."
         ),
+        UpstreamError::Exchange(reason) => format!(
+            "the gateway could not obtain a token for {backend} ({reason}), so {tool} was not run. \
+             Retry later; if it persists, tell the gateway's administrator."
+        ),
         UpstreamError::UnsafeHeader(header) => format!(
             "the call was refused by the gateway and not forwarded: a claim of your token \
              (sent as {header}) contains line breaks or control characters. Ask your identity administrator."

@@ -2,13 +2,17 @@
 //! contract (`POST {"method", "params"}`), with per-backend timeouts, a
 //! response size limit, and errors classified as in contract.md §6.
 
-use std::time::Duration;
+mod exchange;
+
+use std::{sync::Arc, time::Duration};
 
 use cortex_backend::{Caller, contract::headers};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use crate::config::BackendConfig;
+pub use exchange::TokenExchanger;
+
+use crate::config::{BackendConfig, TokenMode};
 
 /// Who the call is made for.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +55,9 @@ pub enum UpstreamError {
     /// characters): the call is refused, never forwarded.
     #[error("the claim behind `{0}` contains characters not allowed in a header")]
     UnsafeHeader(&'static str),
+    /// Token exchange (RFC 8693) for the backend failed.
+    #[error("token exchange failed: {0}")]
+    Exchange(String),
 }
 
 impl UpstreamError {
@@ -79,6 +86,7 @@ impl UpstreamError {
 pub struct UpstreamClient {
     http: reqwest::Client,
     max_response_bytes: usize,
+    exchanger: Option<Arc<TokenExchanger>>,
 }
 
 /// A header value is safe when it is visible ASCII or space/tab only.
@@ -119,7 +127,42 @@ impl UpstreamClient {
         Ok(Self {
             http,
             max_response_bytes,
+            exchanger: None,
         })
+    }
+
+    /// Enables token exchange for backends in `exchange` mode.
+    #[must_use]
+    pub fn with_exchange(
+        mut self,
+        issuer: String,
+        config: crate::config::TokenExchangeConfig,
+    ) -> Self {
+        self.exchanger = Some(Arc::new(TokenExchanger::new(
+            self.http.clone(),
+            issuer,
+            config,
+        )));
+        self
+    }
+
+    async fn user_token(
+        &self,
+        backend: &BackendConfig,
+        caller: &Caller,
+        timeout: Duration,
+    ) -> Result<String, UpstreamError> {
+        if backend.token_mode == TokenMode::Forward {
+            return Ok(caller.token().to_string());
+        }
+        let exchanger = self.exchanger.as_ref().ok_or_else(|| {
+            UpstreamError::Exchange("no client credentials are configured".into())
+        })?;
+        tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
+            .await
+            .map_err(|_| {
+                UpstreamError::Exchange("the token endpoint did not answer in time".into())
+            })?
     }
 
     /// Calls `method` on `backend` with `params`, bounded by `timeout`.
@@ -146,8 +189,9 @@ impl UpstreamClient {
                 request = request.bearer_auth(token);
             }
             Credential::User(caller) => {
-                request = request.bearer_auth(caller.token());
-                for (name, value) in cortex_headers(caller)? {
+                let headers = cortex_headers(caller)?;
+                request = request.bearer_auth(self.user_token(backend, caller, timeout).await?);
+                for (name, value) in headers {
                     request = request.header(name, value);
                 }
             }

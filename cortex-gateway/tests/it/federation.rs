@@ -267,3 +267,131 @@ async fn the_get_stream_primes_and_keeps_alive() {
         tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = body.next().await {} }).await;
     assert!(end.is_ok(), "the stream ends with the session");
 }
+
+fn form_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                out.push(u8::from_str_radix(&value[i + 1..i + 3], 16).unwrap());
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn token_exchange_gives_each_backend_its_own_audience() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use cortex_backend::{auth::JwtValidator, testing::TestIssuer};
+    use cortex_gateway::config::{TokenExchangeConfig, TokenMode};
+
+    let issuer = Arc::new(TestIssuer::start().await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let crm_audience = "urn:cortex:crm-only";
+    // The backend accepts only tokens minted for its own audience.
+    let crm = BackendServer::start(support::crm(&issuer, crm_audience)).await;
+
+    // A token endpoint performing RFC 8693 exchange for the gateway's client.
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let validator = Arc::new(JwtValidator::new(issuer.jwt_config(&url)).unwrap());
+    let token_endpoint = {
+        let (issuer, exchanges, validator) = (issuer.clone(), exchanges.clone(), validator.clone());
+        axum::Router::new().route(
+            "/token",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let (issuer, exchanges, validator) =
+                    (issuer.clone(), exchanges.clone(), validator.clone());
+                async move {
+                    let form: std::collections::HashMap<String, String> = body
+                        .split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), form_decode(v)))
+                        .collect();
+                    let basic = base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        "cortex-gateway:gateway-secret",
+                    );
+                    assert_eq!(headers["authorization"], format!("Basic {basic}"));
+                    assert_eq!(
+                        form["grant_type"],
+                        "urn:ietf:params:oauth:grant-type:token-exchange"
+                    );
+                    let caller = validator.validate(&form["subject_token"]).await.unwrap();
+                    exchanges.fetch_add(1, Ordering::SeqCst);
+                    let token = issuer
+                        .token(&form["audience"])
+                        .sub(&caller.sub)
+                        .scopes(caller.scopes.iter().map(String::as_str))
+                        .mint();
+                    axum::Json(json!({
+                        "access_token": token,
+                        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                        "token_type": "Bearer",
+                        "expires_in": 600
+                    }))
+                }
+            }),
+        )
+    };
+    let as_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let as_url = format!("http://{}/token", as_listener.local_addr().unwrap());
+    let as_task = tokio::spawn(async move {
+        let _ = axum::serve(as_listener, token_endpoint).await;
+    });
+
+    let mut config = GatewayConfig::new(url.clone(), issuer.issuer(), TECH);
+    config.jwks_url = Some(issuer.jwks_url());
+    config.token_exchange = Some(TokenExchangeConfig {
+        token_endpoint: Some(as_url),
+        client_id: "cortex-gateway".into(),
+        client_secret: "gateway-secret".into(),
+    });
+    let mut exchanged = BackendConfig::new("crm", &crm.url);
+    exchanged.token_mode = TokenMode::Exchange;
+    exchanged.audience = Some(crm_audience.into());
+    let forwarded = BackendConfig::new("fwd", &crm.url);
+    config.backends = vec![exchanged, forwarded];
+    let gateway = Gateway::new(config).await.unwrap();
+    let server = tokio::spawn(gateway.clone().serve(listener, std::future::pending()));
+    gateway.wait_ready().await.unwrap();
+
+    let token = issuer
+        .token(&url)
+        .sub("ana")
+        .scopes(["mcp:crm:read"])
+        .mint();
+    let mut c = Client::modern(&url, &token);
+    for _ in 0..3 {
+        let r = c.call("crm_search_accounts", json!({"query": "a"})).await;
+        assert_eq!(r["isError"], false, "{r:#}");
+        assert_eq!(r["structuredContent"]["caller"], "ana");
+    }
+    assert_eq!(
+        exchanges.load(Ordering::SeqCst),
+        1,
+        "exchanged once, then cached"
+    );
+    // Forwarding the gateway's token to a backend with its own audience fails.
+    let r = c.call("fwd_search_accounts", json!({"query": "a"})).await;
+    assert_eq!(r["isError"], true);
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("backend authentication failed")
+    );
+    server.abort();
+    as_task.abort();
+}

@@ -1,0 +1,197 @@
+//! RFC 8693 token exchange: trade a validated caller token for one issued
+//! to a single backend's audience, and cache it until shortly before it
+//! expires (per caller token and backend).
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use cortex_backend::Caller;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::UpstreamError;
+use crate::config::{BackendConfig, TokenExchangeConfig};
+
+/// Exchanged tokens are dropped this long before they expire.
+const MARGIN: Duration = Duration::from_secs(30);
+/// At most this many exchanged tokens are cached.
+const CAPACITY: usize = 10_000;
+
+type CacheKey = ([u8; 32], String);
+
+/// Obtains and caches backend-specific tokens.
+pub struct TokenExchanger {
+    http: reqwest::Client,
+    issuer: String,
+    config: TokenExchangeConfig,
+    endpoint: OnceCell<String>,
+    cache: Mutex<HashMap<CacheKey, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for TokenExchanger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchanger")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char);
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+impl TokenExchanger {
+    /// An exchanger using the gateway's client credentials.
+    pub fn new(http: reqwest::Client, issuer: String, config: TokenExchangeConfig) -> Self {
+        Self {
+            http,
+            issuer,
+            config,
+            endpoint: OnceCell::new(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn token_endpoint(&self) -> Result<&str, UpstreamError> {
+        self.endpoint
+            .get_or_try_init(|| async {
+                if let Some(e) = &self.config.token_endpoint {
+                    return Ok(e.clone());
+                }
+                let base = self.issuer.trim_end_matches('/');
+                for url in [
+                    format!("{base}/.well-known/oauth-authorization-server"),
+                    format!("{base}/.well-known/openid-configuration"),
+                ] {
+                    let Ok(r) = self.http.get(&url).send().await else {
+                        continue;
+                    };
+                    let Ok(doc) = r.json::<Value>().await else {
+                        continue;
+                    };
+                    if let Some(e) = doc.get("token_endpoint").and_then(Value::as_str) {
+                        return Ok(e.to_string());
+                    }
+                }
+                Err(UpstreamError::Exchange(
+                    "the issuer's metadata names no token_endpoint; set OAUTH_TOKEN_ENDPOINT"
+                        .into(),
+                ))
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// A token for `backend` on behalf of `caller`.
+    pub async fn token_for(
+        &self,
+        caller: &Caller,
+        backend: &BackendConfig,
+    ) -> Result<String, UpstreamError> {
+        let d = digest::digest(&digest::SHA256, caller.token().as_bytes());
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(d.as_ref());
+        let key = (hash, backend.id.clone());
+        if let Some((token, until)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && *until > Instant::now()
+        {
+            return Ok(token.clone());
+        }
+        let endpoint = self.token_endpoint().await?;
+        let body = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", caller.token()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("audience", backend.exchange_audience()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            form_encode(&self.config.client_id),
+            form_encode(&self.config.client_secret)
+        ));
+        let response = self
+            .http
+            .post(endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", format!("Basic {basic}"))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                UpstreamError::Exchange(format!("the token endpoint is unreachable: {e}"))
+            })?;
+        let status = response.status().as_u16();
+        let doc: Value = response.json().await.unwrap_or(Value::Null);
+        let token = doc
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|_| (200..300).contains(&status))
+            .ok_or_else(|| {
+                let reason = doc
+                    .get("error_description")
+                    .or_else(|| doc.get("error"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("no access_token in the answer");
+                UpstreamError::Exchange(format!("HTTP {status}: {reason}"))
+            })?
+            .to_string();
+        let lifetime = doc
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(300));
+        let until = Instant::now() + lifetime.saturating_sub(MARGIN);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CAPACITY {
+            let now = Instant::now();
+            cache.retain(|_, (_, u)| *u > now);
+            if cache.len() >= CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (token.clone(), until));
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn form_encoding() {
+        assert_eq!(super::form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+}
