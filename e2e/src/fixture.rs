@@ -1,0 +1,262 @@
+//! The conformance fixture backend: the tools, prompts and resources the
+//! official MCP conformance suite calls by name, built with our SDK.
+//!
+//! Federated with `prefix = false`, its names reach MCP clients unchanged
+//! (`test_simple_text`, `test://static-text`, ...). Only what the backend
+//! contract can express is here; `conformance-expected-failures.yml` lists
+//! the rest with the reason.
+//!
+//! | suite scenario | fixture |
+//! |---|---|
+//! | `tools-call-simple-text` | tool `test_simple_text` |
+//! | `tools-call-image` | tool `test_image_content` (1x1 PNG) |
+//! | `tools-call-audio` | tool `test_audio_content` (WAV) |
+//! | `tools-call-embedded-resource` | tool `test_embedded_resource` |
+//! | `tools-call-mixed-content` | tool `test_multiple_content_types` |
+//! | `tools-call-error` | tool `test_error_handling` (`isError: true`) |
+//! | `prompts-get-simple` | prompt `test_simple_prompt` |
+//! | `prompts-get-with-args`, `completion-complete` | prompt `test_prompt_with_arguments` |
+//! | `resources-read-text` | resource `test://static-text` |
+//! | `resources-read-binary` | resource `test://static-binary` |
+//! | `resources-templates-read` | template `test://template/{id}/data` |
+//!
+//! Rich content travels as `resultKind: "mcp"` ([`McpResult`]). Resources
+//! are declared as templates (the contract has no static resource list): a
+//! template without variables such as `test://static-text` names exactly one
+//! resource, and the `test` scheme routes every `test://` read here.
+
+use std::collections::BTreeMap;
+
+use cortex_backend::{
+    Auth, Backend, BuildError, Ctx, McpResult, Tool, ToolError,
+    contract::{
+        GetPromptResult, PromptArgument, PromptDescriptor, PromptMessage, ReadResourceResult,
+        ResourceContent, ResourceTemplate,
+    },
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The backend id (never shown to clients: federated without prefix).
+pub const ID: &str = "conformance";
+
+/// The one scope every fixture requires; the harness's token carries it.
+pub const SCOPE: &str = "mcp:conformance:read";
+
+/// A 1x1 red PNG.
+pub const RED_PIXEL_PNG: [u8; 69] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x77, 0x53,
+    0xde, 0x00, 0x00, 0x00, 0x0c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0x00,
+    0x00, 0x03, 0x01, 0x01, 0x00, 0xc9, 0xfe, 0x92, 0xef, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e,
+    0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// A short mono 8 kHz 8-bit WAV: a RIFF header and 80 samples (10 ms) of a
+/// square wave.
+pub fn short_wav() -> Vec<u8> {
+    let samples: Vec<u8> = (0..80)
+        .map(|i| if i % 8 < 4 { 0xc0 } else { 0x40 })
+        .collect();
+    let data_len = u32::try_from(samples.len()).unwrap_or(0);
+    let mut wav = Vec::with_capacity(44 + samples.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8_000u32.to_le_bytes()); // sample rate
+    wav.extend_from_slice(&8_000u32.to_le_bytes()); // byte rate
+    wav.extend_from_slice(&1u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    wav.extend_from_slice(&samples);
+    wav
+}
+
+/// The fixtures take no arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+fn rich(name: &str, description: &str, result: fn() -> McpResult) -> Tool<()> {
+    Tool::new(
+        name,
+        SCOPE,
+        description,
+        move |_: Ctx<()>, _: NoArgs| async move { Ok::<_, ToolError>(result()) },
+    )
+    .read_only()
+}
+
+fn tools() -> Vec<Tool<()>> {
+    vec![
+        rich("test_simple_text", "Returns one text block.", || {
+            McpResult::new().text("This is a simple text response for testing.")
+        }),
+        rich("test_image_content", "Returns a 1x1 PNG image.", || {
+            McpResult::new().image(RED_PIXEL_PNG, "image/png")
+        }),
+        rich("test_audio_content", "Returns a short WAV clip.", || {
+            McpResult::new().audio(short_wav(), "audio/wav")
+        }),
+        rich(
+            "test_embedded_resource",
+            "Returns an embedded text resource.",
+            || {
+                McpResult::new().embedded_text(
+                    "test://embedded-resource",
+                    "text/plain",
+                    "This is an embedded resource content.",
+                )
+            },
+        ),
+        rich(
+            "test_multiple_content_types",
+            "Returns text, an image and an embedded resource.",
+            || {
+                McpResult::new()
+                    .text("Multiple content types test:")
+                    .image(RED_PIXEL_PNG, "image/png")
+                    .embedded_text(
+                        "test://mixed-content-resource",
+                        "application/json",
+                        r#"{"test":"data","value":123}"#,
+                    )
+            },
+        ),
+        rich(
+            "test_error_handling",
+            "Always fails (a tool-level error).",
+            || {
+                McpResult::new()
+                    .text("This tool intentionally returns an error for testing")
+                    .error()
+            },
+        ),
+    ]
+}
+
+fn prompt(name: &str, description: &str, arguments: &[&str]) -> PromptDescriptor {
+    PromptDescriptor {
+        name: name.into(),
+        description: description.into(),
+        arguments: (!arguments.is_empty()).then(|| {
+            arguments
+                .iter()
+                .map(|a| PromptArgument {
+                    name: (*a).into(),
+                    description: Some(format!("The {a} of the prompt.")),
+                    required: Some(true),
+                })
+                .collect()
+        }),
+        scope: SCOPE.into(),
+    }
+}
+
+fn template(uri_template: &str, name: &str, mime_type: &str) -> ResourceTemplate {
+    ResourceTemplate {
+        uri_template: uri_template.into(),
+        name: name.into(),
+        description: Some(format!("Conformance fixture `{uri_template}`.")),
+        mime_type: Some(mime_type.into()),
+        scope: SCOPE.into(),
+    }
+}
+
+fn one_content(
+    uri: String,
+    mime_type: &str,
+    text: Option<String>,
+    blob: Option<String>,
+) -> ReadResourceResult {
+    ReadResourceResult {
+        contents: vec![ResourceContent {
+            uri,
+            mime_type: mime_type.into(),
+            text,
+            blob,
+        }],
+    }
+}
+
+/// The fixture backend, authenticating with `auth` (the harness's issuer
+/// and technical token).
+pub fn backend(auth: Auth) -> Result<Backend<()>, BuildError> {
+    let mut builder = Backend::builder(ID).auth(auth);
+    for tool in tools() {
+        builder = builder.tool(tool);
+    }
+    builder
+        .prompt(
+            prompt("test_simple_prompt", "A prompt without arguments.", &[]),
+            |_, _| async {
+                Ok(GetPromptResult {
+                    description: None,
+                    messages: vec![PromptMessage::user("This is a simple prompt for testing.")],
+                })
+            },
+        )
+        .prompt(
+            prompt(
+                "test_prompt_with_arguments",
+                "A prompt with two required arguments.",
+                &["arg1", "arg2"],
+            ),
+            |_, args: BTreeMap<String, String>| async move {
+                let arg = |name: &str| args.get(name).cloned().unwrap_or_default();
+                Ok(GetPromptResult {
+                    description: None,
+                    messages: vec![PromptMessage::user(format!(
+                        "Prompt with arguments: arg1='{}', arg2='{}'",
+                        arg("arg1"),
+                        arg("arg2")
+                    ))],
+                })
+            },
+        )
+        .resource_template(
+            template("test://static-text", "static-text", "text/plain"),
+            |_, uri, _| async move {
+                Ok(one_content(
+                    uri,
+                    "text/plain",
+                    Some("This is the content of the static text resource.".into()),
+                    None,
+                ))
+            },
+        )
+        .resource_template(
+            template("test://static-binary", "static-binary", "image/png"),
+            |_, uri, _| async move {
+                use base64::Engine as _;
+                let blob = base64::engine::general_purpose::STANDARD.encode(RED_PIXEL_PNG);
+                Ok(one_content(uri, "image/png", None, Some(blob)))
+            },
+        )
+        .resource_template(
+            template(
+                "test://template/{id}/data",
+                "template-data",
+                "application/json",
+            ),
+            |_, uri, vars: BTreeMap<String, String>| async move {
+                let id = vars.get("id").cloned().unwrap_or_default();
+                let body = serde_json::json!({
+                    "id": id,
+                    "templateTest": true,
+                    "data": format!("Data for ID: {id}"),
+                });
+                Ok(one_content(
+                    uri,
+                    "application/json",
+                    Some(body.to_string()),
+                    None,
+                ))
+            },
+        )
+        .build()
+}

@@ -1,0 +1,20 @@
+//! # e2e: Cortex against software we did not write
+//!
+//! The integration test of this crate (`tests/e2e/`) points the official MCP
+//! clients and the official conformance suite at a running gateway:
+//!
+//! - the TypeScript SDK (`@modelcontextprotocol/sdk` v1 and the v2
+//!   `@modelcontextprotocol/client`), the Python SDK (`mcp`) and the Rust SDK
+//!   (`rmcp`) against Meridian, persona by persona, in both MCP eras;
+//! - the MCP Inspector CLI in both `--protocol-era` modes;
+//! - `@modelcontextprotocol/conformance` with `--requirements 2025-11-25` and
+//!   `--requirements 2026-07-28` against [`stack::ConformanceStack`].
+//!
+//! This library holds what those tests start: the [`fixture`] backend the
+//! suite expects, the [`proxy`] that gives the suite a bearer token, and the
+//! [`stack`] tying them to a gateway. The Node.js and Python parts are
+//! installed by `e2e/install.sh` (run by `.ci/run`).
+
+pub mod fixture;
+pub mod proxy;
+pub mod stack;

