@@ -3,5 +3,7 @@
 //! of design.md) and app by app (each app's own record rules).
 
 mod apps;
+mod cli;
+mod conformance;
 mod gateway;
 mod support;
