@@ -301,7 +301,7 @@ fn collect_scopes(run: &mut Run) {
             all.push(s.to_string());
         }
     }
-    run.scopes = all;
+    run.set_scopes(all);
 }
 
 fn scope_convention(run: &Run) -> Outcome {

@@ -42,6 +42,8 @@ pub(crate) struct Run {
     implemented: BTreeMap<&'static str, bool>,
     /// The body of `whoami` under the full token, when it answered 200.
     whoami: Option<Value>,
+    /// The token holding every scope of the catalogs, minted once.
+    full: Option<Cred>,
 }
 
 /// Why a check group could not use the user tokens.
@@ -76,7 +78,13 @@ impl Run {
     }
 
     fn full(&self) -> Option<Cred> {
-        self.options.users.full(&self.scopes, &self.options.claims)
+        self.full.clone()
+    }
+
+    /// Sets the scopes a full token holds, and mints it.
+    fn set_scopes(&mut self, scopes: Vec<String>) {
+        self.full = self.options.users.full(&scopes, &self.options.claims);
+        self.scopes = scopes;
     }
 
     fn tools(&self) -> &[Value] {
@@ -163,6 +171,7 @@ pub(crate) async fn execute(url: &str, options: Options) -> Result<Report, Check
         scopes: Vec::new(),
         implemented: BTreeMap::new(),
         whoami: None,
+        full: None,
     };
     catalog::run(&mut run, listed).await;
     transport::run(&mut run).await;

@@ -39,22 +39,30 @@ fn tripped(report: &contract_tests::Report) -> BTreeMap<&'static str, Status> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_fault_trips_exactly_its_checks() {
+    use futures::StreamExt as _;
     let issuer = issuer().await;
-    let mut mismatches = Vec::new();
-    for fault in Fault::all() {
-        let server = faults::start(issuer.clone(), fault).await;
-        let report = check(&server.url, options(&issuer))
-            .await
-            .expect("the backend answers");
-        let expected: BTreeMap<&str, Status> = fault.expected().into_iter().collect();
-        let got = tripped(&report);
-        if got != expected {
-            mismatches.push(format!(
-                "{fault:?}: expected {expected:?}, got {got:?}\n{}",
-                contract_tests::render::human(&report, false)
-            ));
-        }
-    }
+    let runs = Fault::all().into_iter().map(|fault| {
+        let issuer = issuer.clone();
+        tokio::spawn(async move {
+            let server = faults::start(issuer.clone(), fault).await;
+            let report = check(&server.url, options(&issuer))
+                .await
+                .expect("the backend answers");
+            let expected: BTreeMap<&str, Status> = fault.expected().into_iter().collect();
+            let got = tripped(&report);
+            (got != expected).then(|| {
+                format!(
+                    "{fault:?}: expected {expected:?}, got {got:?}\n{}",
+                    contract_tests::render::human(&report, false)
+                )
+            })
+        })
+    });
+    let mismatches: Vec<String> = futures::stream::iter(runs)
+        .buffer_unordered(4)
+        .filter_map(|m| async move { m.expect("the run does not panic") })
+        .collect()
+        .await;
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
 }
 
