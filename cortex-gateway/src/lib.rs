@@ -42,11 +42,17 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod federation;
+pub mod integrity;
+pub mod introspection;
 pub mod mcp;
+pub mod metrics;
+pub mod origin;
+pub mod ratelimit;
 mod transport;
 pub mod upstream;
 

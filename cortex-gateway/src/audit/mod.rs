@@ -1,9 +1,28 @@
-//! Audit: one structured line per tool call (tool, backend, outcome,
-//! latency), on the `cortex_gateway::audit` tracing target. It never carries
-//! tokens or arguments. Pseudonymized identities and durable storage come
-//! with the audit issue.
+//! Audit trail: one JSON line per MCP request (refusals included), written
+//! off the request path by a writer task.
+//!
+//! A line says who (a keyed hash of the caller, `sub`, client id), what
+//! (method, tool, backend, the scope that gated it, a keyed hash of the
+//! arguments; for `tools/list` the count and the backend filter), and how
+//! it went (status, outcome, error class, latency, response size, protocol
+//! revision). It never holds a token, an argument value or result content:
+//! the record type has no field that could carry one.
+//!
+//! The [`layer`] middleware opens a per-request scope; handlers describe the
+//! request with [`note`], [`note_caller`], [`note_arguments`],
+//! [`note_outcome`] and [`tool_call`] (no-ops outside an audited request).
+
+mod pseudonym;
+mod record;
+mod scope;
+mod sink;
 
 use std::time::Duration;
+
+pub use pseudonym::Pseudonymizer;
+pub use record::{AuditRecord, outcome_of_status, rfc3339};
+pub use scope::{Auditor, layer, note, note_arguments, note_caller, note_outcome, peer};
+pub use sink::{AuditFileError, AuditSink, AuditWriter, QUEUE};
 
 /// How a tool call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +40,24 @@ impl Outcome {
         match self {
             Self::Ok => "ok",
             Self::Refused => "refused",
-            Self::BackendError => "backend_error",
+            Self::BackendError => "tool_error",
         }
     }
 }
 
-/// Records one tool call.
+/// Records one tool call: in the request's audit line, and as a trace
+/// event on the `cortex_gateway::audit` target.
 pub fn tool_call(tool: &str, backend: &str, scope: &str, outcome: Outcome, latency: Duration) {
-    tracing::info!(
+    note(|r| {
+        r.tool = Some(tool.to_string());
+        r.backend = Some(backend.to_string());
+        r.scope = Some(scope.to_string());
+        r.outcome = outcome.as_str().to_string();
+        if outcome == Outcome::Refused && r.error_class.is_none() {
+            r.error_class = Some("scope".into());
+        }
+    });
+    tracing::debug!(
         target: "cortex_gateway::audit",
         tool,
         backend,

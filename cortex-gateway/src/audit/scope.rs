@@ -66,7 +66,7 @@ impl Auditor {
 /// The middleware, for `axum::middleware::from_fn_with_state`.
 pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    if !auditor.paths.iter().any(|p| *p == path) {
+    if !auditor.paths.contains(&path) {
         return next.run(request).await;
     }
     let started = Instant::now();
@@ -97,7 +97,11 @@ pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: 
         peer,
     });
     let response = SCOPE.scope(scope.clone(), next.run(request)).await;
-    let mut r = scope.record.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut r = scope
+        .record
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     r.status = response.status().as_u16();
     r.latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     r.response_bytes = response.body().size_hint().exact();

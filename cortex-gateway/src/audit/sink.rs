@@ -44,7 +44,9 @@ impl AuditWriter {
 
 /// The audit file could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open the audit file {path}: {reason}; check the path (--audit-file, CORTEX_AUDIT_FILE) and the directory's permissions")]
+#[error(
+    "cannot open the audit file {path}: {reason}; check the path (--audit-file, CORTEX_AUDIT_FILE) and the directory's permissions"
+)]
 pub struct AuditFileError {
     /// The file.
     pub path: PathBuf,

@@ -58,7 +58,9 @@ pub enum BaselineError {
         reason: String,
     },
     /// Writing it failed.
-    #[error("cannot write the tool-integrity baseline {path}: {reason}; check the directory's permissions and free space")]
+    #[error(
+        "cannot write the tool-integrity baseline {path}: {reason}; check the directory's permissions and free space"
+    )]
     Write {
         /// The file.
         path: PathBuf,
@@ -95,13 +97,17 @@ impl Baseline {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| failed(std::io::Error::other(e)))?;
+        let mut text =
+            serde_json::to_vec_pretty(self).map_err(|e| failed(std::io::Error::other(e)))?;
         text.push(b'\n');
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -139,10 +145,10 @@ mod tests {
             format: FORMAT,
             ..Baseline::default()
         };
-        b.approved
-            .entry("crm".into())
-            .or_default()
-            .insert("search".into(), [("scope".to_string(), "ab".to_string())].into());
+        b.approved.entry("crm".into()).or_default().insert(
+            "search".into(),
+            [("scope".to_string(), "ab".to_string())].into(),
+        );
         b.store(&path).unwrap();
         assert_eq!(Baseline::load(&path).unwrap(), Some(b));
         #[cfg(unix)]
@@ -157,7 +163,10 @@ mod tests {
     fn garbage_and_unknown_formats_are_corrupt() {
         let path = temp_path("corrupt");
         std::fs::write(&path, "{ not json").unwrap();
-        assert!(matches!(Baseline::load(&path), Err(BaselineError::Corrupt { .. })));
+        assert!(matches!(
+            Baseline::load(&path),
+            Err(BaselineError::Corrupt { .. })
+        ));
         std::fs::write(&path, r#"{"format": 99, "approved": {}}"#).unwrap();
         let e = Baseline::load(&path).unwrap_err().to_string();
         assert!(e.contains("format 99"), "{e}");

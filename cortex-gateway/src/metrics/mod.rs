@@ -95,7 +95,11 @@ impl Default for Metrics {
 fn method_label(method: Option<&str>) -> &'static str {
     match method {
         None => "none",
-        Some(m) => METHODS.iter().find(|k| **k == m).copied().unwrap_or("other"),
+        Some(m) => METHODS
+            .iter()
+            .find(|k| **k == m)
+            .copied()
+            .unwrap_or("other"),
     }
 }
 
@@ -161,10 +165,17 @@ impl Metrics {
 
     /// Records a catalog refresh: its duration, the catalog size, each
     /// backend's health and the number of quarantined tools.
-    pub fn observe_refresh(&self, took: Duration, tools: usize, health: &[(String, bool)], quarantined: usize) {
+    pub fn observe_refresh(
+        &self,
+        took: Duration,
+        tools: usize,
+        health: &[(String, bool)],
+        quarantined: usize,
+    ) {
         self.refresh.observe(took);
         self.catalog_tools.store(tools as u64, Ordering::Relaxed);
-        self.quarantined.store(quarantined as u64, Ordering::Relaxed);
+        self.quarantined
+            .store(quarantined as u64, Ordering::Relaxed);
         let mut up = self.backend_up.write().unwrap_or_else(|e| e.into_inner());
         for (id, ok) in health {
             up.insert(id.clone(), *ok);
@@ -173,7 +184,10 @@ impl Metrics {
 
     /// Reports the audit sink's dropped-line counter.
     pub fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
-        *self.audit_dropped.write().unwrap_or_else(|e| e.into_inner()) = Some(counter);
+        *self
+            .audit_dropped
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(counter);
     }
 
     /// The Prometheus text exposition.
@@ -207,7 +221,10 @@ impl Metrics {
         }
         drop(latency);
         let simple = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
         simple(
             &mut out,
@@ -218,8 +235,18 @@ impl Metrics {
         );
         out.push_str("# HELP cortex_backend_up Whether the backend answered the last refresh.\n");
         out.push_str("# TYPE cortex_backend_up gauge\n");
-        for (id, up) in self.backend_up.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "cortex_backend_up{{backend=\"{}\"}} {}", escape(id), u8::from(*up));
+        for (id, up) in self
+            .backend_up
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "cortex_backend_up{{backend=\"{}\"}} {}",
+                escape(id),
+                u8::from(*up)
+            );
         }
         simple(
             &mut out,
@@ -237,7 +264,8 @@ impl Metrics {
         );
         out.push_str("# HELP cortex_refresh_duration_seconds Catalog refresh duration.\n");
         out.push_str("# TYPE cortex_refresh_duration_seconds histogram\n");
-        self.refresh.render(&mut out, "cortex_refresh_duration_seconds", "");
+        self.refresh
+            .render(&mut out, "cortex_refresh_duration_seconds", "");
         let dropped = self
             .audit_dropped
             .read()
@@ -301,10 +329,17 @@ mod tests {
             1,
         );
         let text = m.render();
-        assert!(text.contains("cortex_requests_total{method=\"tools/call\",outcome=\"ok\"} 2"), "{text}");
+        assert!(
+            text.contains("cortex_requests_total{method=\"tools/call\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("cortex_requests_total{method=\"other\",outcome=\"rejected\"} 1"));
         assert!(text.contains("cortex_rate_limited_total 1"));
-        assert!(text.contains("cortex_tool_call_duration_seconds_bucket{backend=\"crm\",le=\"0.025\"} 2"));
+        assert!(
+            text.contains(
+                "cortex_tool_call_duration_seconds_bucket{backend=\"crm\",le=\"0.025\"} 2"
+            )
+        );
         assert!(text.contains("cortex_tool_call_duration_seconds_count{backend=\"crm\"} 2"));
         assert!(text.contains("cortex_backend_up{backend=\"docs\"} 0"));
         assert!(text.contains("cortex_catalog_tools 7"));

@@ -23,8 +23,7 @@ pub use policy::{BadOrigin, HostPolicy, OriginPolicy};
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, last-event-id, \
      mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, x-cortex-backends, x-cortex-tool-mode";
 /// Response headers a browser client may read.
-const EXPOSE_HEADERS: &str =
-    "mcp-session-id, mcp-protocol-version, www-authenticate, retry-after";
+const EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate, retry-after";
 const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 
 /// The origin and host checks plus CORS, as one middleware.
@@ -119,7 +118,11 @@ impl OriginGuard {
 }
 
 /// The middleware function, for `axum::middleware::from_fn_with_state`.
-pub async fn layer(State(guard): State<Arc<OriginGuard>>, request: Request, next: Next) -> Response {
+pub async fn layer(
+    State(guard): State<Arc<OriginGuard>>,
+    request: Request,
+    next: Next,
+) -> Response {
     guard.handle(request, next).await
 }
 
@@ -144,7 +147,10 @@ mod tests {
     #[test]
     fn no_origin_passes_foreign_origin_and_bad_host_do_not() {
         let g = guard();
-        assert!(g.check(&headers(&[(header::HOST, "127.0.0.1:3213")])).is_none());
+        assert!(
+            g.check(&headers(&[(header::HOST, "127.0.0.1:3213")]))
+                .is_none()
+        );
         assert!(
             g.check(&headers(&[
                 (header::HOST, "127.0.0.1:3213"),
@@ -159,7 +165,9 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-        let rebinding = g.check(&headers(&[(header::HOST, "evil.example:3213")])).unwrap();
+        let rebinding = g
+            .check(&headers(&[(header::HOST, "evil.example:3213")]))
+            .unwrap();
         assert_eq!(rebinding.status(), StatusCode::FORBIDDEN);
     }
 }

@@ -124,7 +124,9 @@ impl OriginPolicy {
         };
         self.exact.contains(&parsed.render())
             || self.suffixes.iter().any(|(scheme, suffix, port)| {
-                *scheme == parsed.scheme && *port == parsed.port && parsed.host.ends_with(suffix.as_str())
+                *scheme == parsed.scheme
+                    && *port == parsed.port
+                    && parsed.host.ends_with(suffix.as_str())
             })
     }
 }
@@ -211,7 +213,12 @@ mod tests {
     #[test]
     fn star_allows_everything_and_bad_entries_are_refused() {
         assert!(policy(&["*"]).allows("https://anything.example"));
-        for bad in ["ftp://x.example", "https://*", "https://a*.example.com", "https://"] {
+        for bad in [
+            "ftp://x.example",
+            "https://*",
+            "https://a*.example.com",
+            "https://",
+        ] {
             assert!(
                 OriginPolicy::new("https://mcp.example.com", [bad]).is_err(),
                 "{bad}"

@@ -82,7 +82,10 @@ fn evict(map: &mut HashMap<CallerKey, Instant>, now: Instant) {
     let before = map.len();
     map.retain(|_, tat| *tat > now);
     if map.len() == before
-        && let Some(oldest) = map.iter().min_by_key(|(_, tat)| **tat).map(|(k, _)| k.clone())
+        && let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, tat)| **tat)
+            .map(|(k, _)| k.clone())
     {
         map.remove(&oldest);
     }
