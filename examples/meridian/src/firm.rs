@@ -313,3 +313,30 @@ pub fn employee(id: &str) -> Option<Employee> {
 pub fn claim<'a>(caller: &'a cortex_backend::Caller, name: &str) -> Option<&'a str> {
     caller.claims.get(name).and_then(Value::as_str)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_firm_has_140_people_and_the_personas_fit() {
+        let people = directory();
+        assert_eq!(people.len(), 140);
+        assert_eq!(people[139].id, "e-140");
+        let expected = [
+            (Persona::SalesRep, "sales_rep", "sales-north"),
+            (Persona::ProjectManager, "project_manager", "delivery"),
+            (Persona::Cfo, "cfo", "finance"),
+            (Persona::Ceo, "ceo", "exec"),
+        ];
+        for (persona, role, team) in expected {
+            let claims = persona.claims();
+            assert_eq!(
+                (claims["role"].as_str(), claims["team"].as_str()),
+                (Some(role), Some(team))
+            );
+        }
+        assert_eq!(employee(HEAD_OF_PEOPLE).map(|e| e.role), Some("hr"));
+        assert_eq!(employee(SOUTH_REP).map(|e| e.team), Some("sales-south"));
+    }
+}

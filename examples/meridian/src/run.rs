@@ -62,8 +62,8 @@ impl Tokens {
     }
 }
 
-/// The running example. Dropping it without [`Running::shutdown`] stops
-/// the servers abruptly; call `shutdown` for a clean stop.
+/// The running example. Dropping it also stops the servers, without
+/// waiting for them; [`Running::shutdown`] waits until they have stopped.
 #[derive(Debug)]
 pub struct Running {
     /// The MCP URL (the gateway's canonical URI and the tokens' audience).
@@ -245,4 +245,32 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         issuer,
         trigger,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("8h"), Ok(Duration::from_secs(28_800)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("3600"), Ok(Duration::from_secs(3_600)));
+        assert!(parse_duration("0").is_err());
+        assert!(
+            parse_duration("8 hours")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_duration("h").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn secrets_are_random_hex() {
+        let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
 }

@@ -11,7 +11,7 @@ use std::{
 use cortex_backend::testing::TestIssuer;
 use serde_json::{Value, json};
 
-use crate::support::{backend, mcp};
+use crate::support::{backend, mcp, names};
 
 fn meridian() -> Command {
     Command::new(env!("CARGO_BIN_EXE_meridian"))
@@ -57,14 +57,10 @@ async fn tokens_file_then_tools_list_then_clean_stop() {
         None,
     )
     .await;
-    let names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = names(&listed, "tools");
     assert!(
-        names.contains(&"billing_record_payment") && !names.contains(&"docs_file_report"),
+        names.iter().any(|n| n == "billing_record_payment")
+            && !names.iter().any(|n| n == "docs_file_report"),
         "{names:?}"
     );
 
@@ -79,6 +75,7 @@ async fn tokens_file_then_tools_list_then_clean_stop() {
         .expect("stdout");
     assert!(out.contains("export SALES_REP='ey"), "{out}");
     assert!(out.contains("curl -s http://127.0.0.1:"), "{out}");
+    assert!(out.contains("-H 'Mcp-Method: tools/list'"), "{out}");
     assert!(out.contains("Stopping"), "{out}");
     let _ = std::fs::remove_file(&path);
 }

@@ -5,7 +5,7 @@
 use meridian::firm::Persona;
 use serde_json::json;
 
-use crate::support::{call_tool, start, text, tool_names};
+use crate::support::{call, call_tool, mcp, names, start, text, tool_names};
 
 const CRM_READ: [&str; 4] = [
     "crm_get_deal",
@@ -55,17 +55,20 @@ fn is_app_tool(name: &str) -> bool {
 #[tokio::test]
 async fn each_persona_sees_exactly_the_tools_of_the_table() {
     let running = start().await;
+    let mut builtins_of_first: Option<Vec<String>> = None;
     for persona in Persona::ALL {
         let all = tool_names(&running, running.tokens.get(persona)).await;
-        let app_tools: Vec<String> = all.iter().filter(|n| is_app_tool(n)).cloned().collect();
+        let (app_tools, builtins): (Vec<String>, Vec<String>) =
+            all.into_iter().partition(|n| is_app_tool(n));
         assert_eq!(app_tools, expected(persona), "{}", persona.key());
-        // Whatever else is listed belongs to the gateway itself, the same for everyone.
-        let builtins: Vec<&String> = all.iter().filter(|n| !is_app_tool(n)).collect();
+        // The rest belongs to the gateway itself: a few builtins, the same for everyone.
         assert!(
             builtins.len() <= 3,
-            "{}: unexpected extra tools {builtins:?}",
+            "{}: extra tools {builtins:?}",
             persona.key()
         );
+        let first = builtins_of_first.get_or_insert_with(|| builtins.clone());
+        assert_eq!(*first, builtins, "{}: other builtins", persona.key());
     }
     running.shutdown().await;
 }
@@ -151,14 +154,7 @@ async fn the_ceo_reads_everywhere_and_writes_nowhere() {
             !listed.contains(&tool.to_string()),
             "{tool} is listed for the CEO"
         );
-        let response = crate::support::mcp(
-            &running.url,
-            ceo,
-            "tools/call",
-            json!({"name": tool, "arguments": args}),
-            Some(tool),
-        )
-        .await;
+        let response = call(&running.url, ceo, tool, args).await;
         let refused_by_gateway = response.get("error").is_some()
             || (response["result"]["isError"] == true
                 && text(&response["result"]).contains("scope"));
@@ -170,79 +166,38 @@ async fn the_ceo_reads_everywhere_and_writes_nowhere() {
 #[tokio::test]
 async fn docs_prompt_and_resource_template_work_end_to_end() {
     let running = start().await;
-    let pm = &running.tokens.project_manager;
-    let prompts = crate::support::mcp(&running.url, pm, "prompts/list", json!({}), None).await;
-    let names: Vec<&str> = prompts["result"]["prompts"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{prompts}"))
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
-    assert!(
-        names.iter().any(|n| n.ends_with("status_update")),
+    let (url, pm) = (
+        running.url.as_str(),
+        running.tokens.project_manager.as_str(),
+    );
+    let prompts = mcp(url, pm, "prompts/list", json!({}), None).await;
+    assert_eq!(
+        names(&prompts, "prompts"),
+        ["docs_status_update"],
         "{prompts}"
     );
-    let name = names
-        .iter()
-        .find(|n| n.ends_with("status_update"))
-        .unwrap()
-        .to_string();
-    let prompt = crate::support::mcp(
-        &running.url,
-        pm,
-        "prompts/get",
-        json!({"name": name, "arguments": {"project": "atlas"}}),
-        Some(&name),
-    )
-    .await;
+    let name = "docs_status_update";
+    let args = json!({"name": name, "arguments": {"project": "atlas"}});
+    let prompt = mcp(url, pm, "prompts/get", args, Some(name)).await;
+    let text = prompt["result"]["messages"][0]["content"]["text"].as_str();
+    assert!(text.unwrap_or_default().contains("Atlas"), "{prompt}");
+    // Another project's prompt is refused by the docs app.
+    let args = json!({"name": name, "arguments": {"project": "cedar"}});
+    let refused = mcp(url, pm, "prompts/get", args, Some(name)).await;
     assert!(
-        prompt["result"]["messages"][0]["content"]["text"]
+        refused["error"]["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("atlas"),
-        "{prompt}"
+            .contains("denied by docs"),
+        "{refused}"
     );
 
-    let templates = crate::support::mcp(
-        &running.url,
-        pm,
-        "resources/templates/list",
-        json!({}),
-        None,
-    )
-    .await;
-    assert_eq!(
-        templates["result"]["resourceTemplates"][0]["uriTemplate"], "docs://document/{id}",
-        "{templates}"
-    );
+    let templates = mcp(url, pm, "resources/templates/list", json!({}), None).await;
+    let template = &templates["result"]["resourceTemplates"][0]["uriTemplate"];
+    assert_eq!(template, "docs://document/{id}", "{templates}");
     let uri = "docs://document/DOC-3";
-    let read = crate::support::mcp(
-        &running.url,
-        pm,
-        "resources/read",
-        json!({"uri": uri}),
-        Some(uri),
-    )
-    .await;
-    assert!(
-        read["result"]["contents"][0]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("BI staffing"),
-        "{read}"
-    );
-    running.shutdown().await;
-}
-
-#[tokio::test]
-async fn the_tokens_file_shape_and_curl_command() {
-    let running = start().await;
-    let command = meridian::curl_tools_list(&running.url, &running.tokens.cfo);
-    assert!(command.contains("Mcp-Method: tools/list"), "{command}");
-    assert!(command.contains(&running.url));
-    let file = json!({"url": running.url, "tokens": running.tokens});
-    for persona in Persona::ALL {
-        assert!(file["tokens"][persona.key()].is_string(), "{file}");
-    }
+    let read = mcp(url, pm, "resources/read", json!({"uri": uri}), Some(uri)).await;
+    let text = read["result"]["contents"][0]["text"].as_str();
+    assert!(text.unwrap_or_default().contains("BI staffing"), "{read}");
     running.shutdown().await;
 }

@@ -72,18 +72,30 @@ pub(crate) async fn mcp(
     }
 }
 
-/// The sorted tool names a token sees through the gateway.
-pub(crate) async fn tool_names(running: &Running, token: &str) -> Vec<String> {
-    let response = mcp(&running.url, token, "tools/list", json!({}), None).await;
-    let tools = response["result"]["tools"]
+/// The sorted `name`s of a list result (`tools`, `prompts`, ...).
+pub(crate) fn names(response: &Value, list: &str) -> Vec<String> {
+    let mut names: Vec<String> = response["result"][list]
         .as_array()
-        .unwrap_or_else(|| panic!("tools/list result: {response}"));
-    let mut names: Vec<String> = tools
+        .unwrap_or_else(|| panic!("no `{list}` in {response}"))
         .iter()
         .map(|t| t["name"].as_str().expect("a name").to_string())
         .collect();
     names.sort();
     names
+}
+
+/// The sorted tool names a token sees through the gateway.
+pub(crate) async fn tool_names(running: &Running, token: &str) -> Vec<String> {
+    names(
+        &mcp(&running.url, token, "tools/list", json!({}), None).await,
+        "tools",
+    )
+}
+
+/// Sends `tools/call` through the gateway; returns the JSON-RPC response.
+pub(crate) async fn call(url: &str, token: &str, tool: &str, arguments: Value) -> Value {
+    let params = json!({"name": tool, "arguments": arguments});
+    mcp(url, token, "tools/call", params, Some(tool)).await
 }
 
 /// Calls a tool through the gateway; returns the `tools/call` result.
@@ -93,14 +105,7 @@ pub(crate) async fn call_tool(
     tool: &str,
     arguments: Value,
 ) -> Value {
-    let response = mcp(
-        &running.url,
-        token,
-        "tools/call",
-        json!({"name": tool, "arguments": arguments}),
-        Some(tool),
-    )
-    .await;
+    let response = call(&running.url, token, tool, arguments).await;
     response
         .get("result")
         .cloned()
