@@ -153,6 +153,7 @@ fn print_banner(running: &Running, ttl: Duration) {
         "\nThen list the tools a persona sees (swap $SALES_REP for $PROJECT_MANAGER, $CFO or $CEO):\n"
     );
     println!("{}", meridian::curl_tools_list(&running.url, "$SALES_REP"));
+    println!("\n(Append | jq -r '.result.tools[].name' for the names only.)");
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
