@@ -225,6 +225,10 @@ pub struct GatewayConfig {
     /// The federated backends, in configuration order.
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
+    /// The operator controls (`[controls]`): audit, rate limit, origins,
+    /// tool integrity, admin endpoint, metrics, limits, introspection.
+    #[serde(default)]
+    pub controls: crate::controls::ControlsConfig,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -300,6 +304,7 @@ impl GatewayConfig {
             keep_alive_s: default_keep_alive(),
             token_exchange: None,
             backends: Vec::new(),
+            controls: crate::controls::ControlsConfig::default(),
         }
     }
 
@@ -439,6 +444,7 @@ impl GatewayConfig {
             backend.audience = get(&name("AUDIENCE"));
             config.backends.push(backend);
         }
+        config.controls = crate::controls::ControlsConfig::from_env_map(env)?;
         config.validate()?;
         Ok(config)
     }
@@ -573,7 +579,7 @@ impl GatewayConfig {
                 ));
             }
         }
-        Ok(())
+        self.controls.validate(self)
     }
 
     /// The refresh interval.
@@ -588,6 +594,7 @@ impl GatewayConfig {
         if let Some(x) = &mut copy.token_exchange {
             x.client_secret = mask(&x.client_secret);
         }
+        copy.controls = self.controls.masked();
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 

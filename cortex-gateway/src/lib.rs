@@ -46,6 +46,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod controls;
 pub mod federation;
 pub mod integrity;
 pub mod introspection;
@@ -96,6 +97,7 @@ pub(crate) struct Inner {
     pub(crate) federation: Arc<Federation>,
     pub(crate) sessions: SessionStore,
     pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) controls: controls::Controls,
     refresher: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -142,11 +144,19 @@ impl Gateway {
         if let Some(x) = &config.token_exchange {
             upstream = upstream.with_exchange(config.issuer.clone(), x.clone());
         }
-        let federation = Arc::new(Federation::new(
-            config.backends.clone(),
-            config.technical_token.clone(),
-            upstream,
-        ));
+        let mcp_path = {
+            let p = config.canonical_path();
+            if p.is_empty() { "/".to_string() } else { p }
+        };
+        let controls = controls::Controls::new(&config, &mcp_path)?;
+        let federation = Arc::new(
+            Federation::new(
+                config.backends.clone(),
+                config.technical_token.clone(),
+                upstream,
+            )
+            .with_controls(controls.integrity.clone(), controls.metrics.clone()),
+        );
         let (shutdown, _) = watch::channel(false);
         let interval = config.refresh_interval();
         let refresher = {
@@ -163,6 +173,7 @@ impl Gateway {
                 federation,
                 sessions: SessionStore::default(),
                 shutdown,
+                controls,
                 refresher: std::sync::Mutex::new(Some(refresher)),
             }),
         })
@@ -201,7 +212,22 @@ impl Gateway {
 
     /// The axum router (MCP path, metadata, health), for embedding.
     pub fn router(&self) -> axum::Router {
-        transport::router(self.inner.clone())
+        self.inner.controls.wrap(
+            transport::router(self.inner.clone()),
+            self.inner.federation.clone(),
+        )
+    }
+
+    /// The `/metrics` router, for a separate listener
+    /// (`CORTEX_METRICS_LISTEN`); without that option `/metrics` is also
+    /// served by [`Gateway::router`].
+    pub fn metrics_router(&self) -> axum::Router {
+        self.inner.controls.metrics_router()
+    }
+
+    /// The tool-integrity checker (quarantines, approvals).
+    pub fn integrity(&self) -> &Arc<integrity::IntegrityGuard> {
+        &self.inner.controls.integrity
     }
 
     /// Serves on `listener` until `shutdown` resolves, then ends the open
@@ -216,9 +242,13 @@ impl Gateway {
             shutdown.await;
             inner.shutdown.send_replace(true);
         };
-        axum::serve(listener, self.router())
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .await?;
+        self.inner.controls.flush_audit().await;
         Ok(())
     }
 }

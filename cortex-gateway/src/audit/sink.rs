@@ -12,7 +12,7 @@ use std::{
 
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt as _},
-    sync::mpsc,
+    sync::{mpsc, oneshot},
     task::JoinHandle,
 };
 
@@ -24,8 +24,14 @@ pub const QUEUE: usize = 8192;
 /// The sending half, shared by every request.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<AuditRecord>,
+    tx: mpsc::Sender<Message>,
     dropped: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+enum Message {
+    Line(Box<AuditRecord>),
+    Flush(oneshot::Sender<()>),
 }
 
 /// The writer task; await [`AuditWriter::finish`] after the last request
@@ -87,7 +93,7 @@ impl AuditSink {
 
     /// Queues one line; never waits.
     pub fn write(&self, record: AuditRecord) {
-        if self.tx.try_send(record).is_err() {
+        if self.tx.try_send(Message::Line(Box::new(record))).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::error!(
@@ -103,6 +109,15 @@ impl AuditSink {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Waits until every line queued before this call is written and
+    /// flushed (used at shutdown).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
     /// The dropped-line counter itself (for the metrics).
     pub fn dropped_counter(&self) -> Arc<AtomicU64> {
         self.dropped.clone()
@@ -110,28 +125,37 @@ impl AuditSink {
 }
 
 async fn write_lines<W: AsyncWrite + Unpin>(
-    mut rx: mpsc::Receiver<AuditRecord>,
+    mut rx: mpsc::Receiver<Message>,
     out: W,
     dropped: Arc<AtomicU64>,
 ) {
     let mut out = tokio::io::BufWriter::new(out);
     let mut line = Vec::with_capacity(512);
-    while let Some(record) = rx.recv().await {
-        let mut next = Some(record);
+    let mut waiting = Vec::new();
+    while let Some(message) = rx.recv().await {
+        let mut next = Some(message);
         // Write what is queued, then flush once the queue is empty.
-        while let Some(record) = next {
-            line.clear();
-            if serde_json::to_writer(&mut line, &record).is_ok() {
-                line.push(b'\n');
-                if let Err(e) = out.write_all(&line).await {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!("cannot write an audit line: {e}");
+        while let Some(message) = next {
+            match message {
+                Message::Line(record) => {
+                    line.clear();
+                    if serde_json::to_writer(&mut line, &record).is_ok() {
+                        line.push(b'\n');
+                        if let Err(e) = out.write_all(&line).await {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!("cannot write an audit line: {e}");
+                        }
+                    }
                 }
+                Message::Flush(done) => waiting.push(done),
             }
             next = rx.try_recv().ok();
         }
         if let Err(e) = out.flush().await {
             tracing::error!("cannot flush the audit output: {e}");
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
         }
     }
     let _ = out.flush().await;
@@ -152,6 +176,8 @@ mod tests {
                 ..AuditRecord::default()
             });
         }
+        sink.flush().await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
         drop(sink);
         writer.finish().await;
         let text = std::fs::read_to_string(&path).unwrap();

@@ -23,6 +23,8 @@ pub use catalog::{
 
 use crate::{
     config::BackendConfig,
+    integrity::{BackendTools, IntegrityGuard},
+    metrics::Metrics,
     upstream::{Credential, UpstreamClient, UpstreamError},
 };
 
@@ -47,6 +49,8 @@ pub struct Federation {
     changes: broadcast::Sender<ListChanged>,
     ready: watch::Sender<bool>,
     refresh_lock: tokio::sync::Mutex<()>,
+    integrity: Option<Arc<IntegrityGuard>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Federation {
@@ -66,7 +70,17 @@ impl Federation {
             changes,
             ready,
             refresh_lock: tokio::sync::Mutex::new(()),
+            integrity: None,
+            metrics: None,
         }
+    }
+
+    /// Screens every refresh with the tool-integrity check (withheld tools
+    /// never reach the catalog) and reports refreshes in the metrics.
+    pub fn with_controls(mut self, integrity: Arc<IntegrityGuard>, metrics: Arc<Metrics>) -> Self {
+        self.integrity = Some(integrity);
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The configured backends.
@@ -106,7 +120,8 @@ impl Federation {
     /// Refreshes the catalog now; returns which lists changed.
     pub async fn refresh(&self) -> ListChanged {
         let _guard = self.refresh_lock.lock().await;
-        let offers = futures::future::join_all(self.backends.iter().map(|b| async move {
+        let started = std::time::Instant::now();
+        let mut offers = futures::future::join_all(self.backends.iter().map(|b| async move {
             let offer = self.fetch(b).await;
             if let Err(e) = &offer {
                 tracing::warn!(backend = %b.id, "backend left the catalog: {e}");
@@ -114,7 +129,32 @@ impl Federation {
             (b.id.clone(), b.prefix, offer)
         }))
         .await;
+        if let Some(guard) = &self.integrity {
+            let seen: Vec<BackendTools<'_>> = offers
+                .iter()
+                .map(|(id, prefix, offer)| BackendTools {
+                    backend: id,
+                    prefix: *prefix,
+                    tools: offer.as_ref().ok().map(|o| o.tools.as_slice()),
+                })
+                .collect();
+            guard.observe(&seen);
+            for (id, _, offer) in &mut offers {
+                if let Ok(o) = offer {
+                    o.tools.retain(|t| !guard.is_withheld(id, &t.name));
+                }
+            }
+        }
         let next = Catalog::build(&offers);
+        if let Some(m) = &self.metrics {
+            let health: Vec<(String, bool)> = next
+                .health
+                .iter()
+                .map(|(id, h)| (id.clone(), *h == Health::Up))
+                .collect();
+            let quarantined = self.integrity.as_ref().map_or(0, |g| g.quarantines().len());
+            m.observe_refresh(started.elapsed(), next.tools.len(), &health, quarantined);
+        }
         for w in &next.warnings {
             tracing::warn!("{w}");
         }

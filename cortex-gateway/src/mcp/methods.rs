@@ -178,6 +178,7 @@ pub(crate) async fn dispatch(
 ) -> Result<Value, RpcError> {
     let catalog = inner.federation.catalog();
     let modern = ctx.revision.is_modern();
+    crate::audit::note(|r| r.method = Some(method.to_string()));
     match method {
         "ping" if !modern => Ok(json!({})),
         "server/discover" if modern => Ok(json!({
@@ -192,6 +193,10 @@ pub(crate) async fn dispatch(
                 ctx.compact,
             );
             let (page, next) = paginate(&all, params)?;
+            crate::audit::note(|r| {
+                r.tools_listed = Some(page.len());
+                r.backend_filter = ctx.backends_filter.clone();
+            });
             let page = page
                 .into_iter()
                 .map(|d| shape_tool(d, ctx.revision))

@@ -145,6 +145,19 @@ pub fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
     }
 }
 
+/// A short class of a backend failure, for the audit line.
+fn error_class(e: &UpstreamError) -> String {
+    match e {
+        UpstreamError::Status { status, .. } => format!("backend_{status}"),
+        UpstreamError::Timeout(_) => "backend_timeout".into(),
+        UpstreamError::Unreachable(_) => "backend_unreachable".into(),
+        UpstreamError::TooLarge(_) => "backend_too_large".into(),
+        UpstreamError::InvalidJson(_) => "backend_invalid_json".into(),
+        UpstreamError::Exchange(_) => "token_exchange".into(),
+        UpstreamError::UnsafeHeader(_) => "unsafe_claim".into(),
+    }
+}
+
 /// Runs `tools/call`.
 pub(crate) async fn call(
     inner: &Inner,
@@ -161,6 +174,14 @@ pub(crate) async fn call(
         Some(Value::Object(o)) => o.clone(),
         Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
     };
+    audit::note(|r| r.tool = Some(name.to_string()));
+    audit::note_arguments(params.get("arguments").unwrap_or(&Value::Null));
+    if catalog.tool(name).is_none()
+        && let Some(why) = inner.controls.integrity.withheld(name)
+    {
+        audit::note_outcome("refused", Some("quarantined"));
+        return Ok(text_result(why.message(name), true));
+    }
     match name {
         "whoami" => return Ok(whoami(inner, catalog, ctx).await),
         "find_tools" => return Ok(find_tools(catalog, ctx, &arguments)),
@@ -207,6 +228,9 @@ pub(crate) async fn call(
         Err(_) => Outcome::BackendError,
     };
     audit::tool_call(name, &backend.id, &tool.scope, outcome, started.elapsed());
+    if let Err(e) = &result {
+        audit::note(|r| r.error_class = Some(error_class(e)));
+    }
     Ok(match result {
         Ok(value) if tool.result_kind == ResultKind::Mcp => {
             mcp_result(&backend.id, value, ctx.revision)

@@ -27,7 +27,7 @@ use axum::{
 };
 
 pub use gcra::RateLimiter;
-pub use streams::{StreamLimiter, StreamSlot};
+pub use streams::{StreamLimiter, StreamSlot, TooManyStreams};
 
 /// Who a budget belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

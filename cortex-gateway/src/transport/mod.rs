@@ -21,7 +21,7 @@ use sse::Filter;
 
 use crate::{
     Inner,
-    config::origin_of,
+    auth::AuthRejection,
     mcp::{
         era::{self, Era},
         jsonrpc::{self, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify},
@@ -99,24 +99,7 @@ async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
 /// 403 for a present `Origin` that is neither the canonical URI's origin
 /// nor configured (DNS-rebinding defence).
 fn check_origin(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
-    let origin = era::header(headers, "origin")?;
-    let normalized = origin_of(origin);
-    let allowed = normalized == inner.config.canonical_origin()
-        || inner
-            .config
-            .allowed_origins
-            .iter()
-            .any(|o| o == "*" || origin_of(o) == normalized);
-    (!allowed).then(|| {
-        rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            RpcError::new(
-                INVALID_REQUEST,
-                format!("origin {origin} is not allowed; add it to CORTEX_ALLOWED_ORIGINS if it is yours"),
-            ),
-        )
-    })
+    inner.controls.origin.check(headers)
 }
 
 /// Origin check then authentication; `Err` is the finished refusal.
@@ -124,14 +107,34 @@ async fn admit(inner: &Inner, headers: &HeaderMap) -> Result<Arc<Caller>, Respon
     if let Some(r) = check_origin(inner, headers) {
         return Err(r);
     }
-    inner
-        .auth
-        .authenticate(headers)
-        .await
-        .map_err(|rejection| inner.auth.reject(rejection, &inner.federation.catalog()))
+    let caller = match inner.auth.authenticate(headers).await {
+        Ok(c) => c,
+        Err(rejection) => {
+            // A failed authentication is charged to the client address.
+            inner
+                .controls
+                .charge_anonymous()
+                .map_err(IntoResponse::into_response)?;
+            return Err(inner.auth.reject(rejection, &inner.federation.catalog()));
+        }
+    };
+    match inner.controls.admit(&caller).await {
+        Ok(()) => Ok(caller),
+        Err(refused) => Err(refused.into_response(|| {
+            inner.auth.reject(
+                AuthRejection::Unauthenticated {
+                    presented: true,
+                    reason: "the token was revoked (the authorization server reports it inactive)"
+                        .into(),
+                },
+                &inner.federation.catalog(),
+            )
+        })),
+    }
 }
 
 fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> CallCtx {
+    crate::audit::note(|r| r.protocol = Some(revision.as_str().to_string()));
     let backends_filter = era::header(headers, "x-cortex-backends").map(|v| {
         v.split(',')
             .map(str::trim)
@@ -202,7 +205,11 @@ async fn modern_post(
     };
     if method == "subscriptions/listen" {
         let filter = Filter::from_request(params.get("notifications").unwrap_or(&Value::Null));
-        return sse::listen_stream(inner, id, filter, revision);
+        let slot = match inner.controls.open_stream(&caller) {
+            Ok(slot) => slot,
+            Err(e) => return e.into_response(),
+        };
+        return crate::controls::hold_slot(sse::listen_stream(inner, id, filter, revision), slot);
     }
     let ctx = call_ctx(headers, caller, revision);
     match methods::dispatch(inner, &ctx, &method, &params).await {
@@ -421,7 +428,14 @@ async fn get_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Respons
     let Ok(session) = inner.sessions.get(session_id, &caller.sub) else {
         return unknown_session(None);
     };
-    sse::legacy_stream(&inner, session.revision, session.ended())
+    let slot = match inner.controls.open_stream(&caller) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    crate::controls::hold_slot(
+        sse::legacy_stream(&inner, session.revision, session.ended()),
+        slot,
+    )
 }
 
 async fn delete_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
