@@ -64,20 +64,12 @@ impl IssuerFile {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-            options.mode(0o600);
-            let mut file = options.open(path)?;
-            // An existing file keeps its old mode through `open`: tighten it.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            file.write_all(text.as_bytes())?;
-            return Ok(());
-        }
-        #[cfg(not(unix))]
-        {
-            let mut file = options.open(path)?;
-            file.write_all(text.as_bytes())
-        }
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        // An existing file keeps its old mode through `open`: tighten it.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        file.write_all(text.as_bytes())
     }
 }
 

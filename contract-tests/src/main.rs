@@ -6,7 +6,7 @@
 //! state cannot be reached.
 
 use std::{
-    io::IsTerminal as _,
+    io::{IsTerminal as _, Write as _},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -250,7 +250,7 @@ async fn issuer(args: IssuerArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!(" {}", args.state_file.display())
     };
-    println!(
+    let settings = format!(
         "cortex-conformance issuer listening on {issuer_url}\n\
          \n\
          Start the backend under test with:\n\
@@ -271,6 +271,10 @@ async fn issuer(args: IssuerArgs) -> anyhow::Result<ExitCode> {
         jwks = issuer.jwks_url(),
         state = args.state_file.display(),
     );
+    // Whoever started the issuer may stop reading its output; it keeps
+    // serving all the same.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{settings}").and_then(|()| stdout.flush());
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

@@ -14,10 +14,13 @@ use crate::{
     schemas,
 };
 
+/// A check of the tool descriptors alone.
+type CatalogCheck = fn(&[Value]) -> Outcome;
+
 pub(super) async fn run(run: &mut Run, listed: Exchange) {
     let outcome = list_tools(run, &listed);
     run.record("catalog.list-tools", outcome);
-    let checks: [(&'static str, fn(&[Value]) -> Outcome); 9] = [
+    let checks: [(&'static str, CatalogCheck); 9] = [
         ("catalog.descriptor-schema", descriptor_schema),
         ("catalog.unique-names", unique_names),
         ("catalog.name-format", name_format),

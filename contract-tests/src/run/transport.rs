@@ -93,7 +93,16 @@ pub(super) async fn run(run: &mut Run) {
         body.extend_from_slice(head);
         body.resize(size.saturating_sub(tail.len()).max(head.len()), b'x');
         body.extend_from_slice(tail);
-        let answer = run.send(Call::raw(body).cred(technical)).await;
+        // A server may answer 413 before reading the whole body and then
+        // close the connection: keep it out of the client's pool so the next
+        // check does not inherit a dead connection.
+        let answer = run
+            .send(
+                Call::raw(body)
+                    .cred(technical)
+                    .header("connection", "close"),
+            )
+            .await;
         let outcome = expect_error(
             &answer,
             &[413],

@@ -120,11 +120,15 @@ pub(crate) fn auth(issuer: &TestIssuer) -> Auth {
 }
 
 pub(crate) fn backend(issuer: &TestIssuer, shape: Shape) -> Backend<Crm> {
+    backend_with(auth(issuer), shape)
+}
+
+pub(crate) fn backend_with(auth: Auth, shape: Shape) -> Backend<Crm> {
     let mut builder = Backend::builder("crm")
         .state(Crm {
             accounts: vec!["Acme", "Globex", "Initech"],
         })
-        .auth(auth(issuer))
+        .auth(auth)
         .tool(
             Tool::new(
                 "search_accounts",
