@@ -64,8 +64,10 @@ fn decode_header_value(value: &str) -> Option<String> {
 }
 
 /// Checks a modern request: method known (404), `_meta` complete (400
-/// `-32602`), version supported (400 `-32022`), headers mirroring the body
-/// (400 `-32020`). Returns the revision.
+/// `-32602`), headers mirroring the body (400 `-32020`), then the version
+/// supported (400 `-32022`). Header agreement comes before the version so a
+/// header that contradicts the body is reported as such. Returns the
+/// revision.
 pub fn validate_modern(
     headers: &HeaderMap,
     method: &str,
@@ -101,23 +103,6 @@ pub fn validate_modern(
             format!("params._meta[\"{META_CAPABILITIES}\"] (an object) is required"),
         ));
     }
-    let revision = Revision::parse(requested)
-        .filter(|r| r.is_modern())
-        .ok_or_else(|| {
-            let supported: Vec<&str> = Revision::MODERN.iter().map(|r| r.as_str()).collect();
-            (
-                StatusCode::BAD_REQUEST,
-                RpcError::new(
-                    UNSUPPORTED_PROTOCOL_VERSION,
-                    format!(
-                        "unsupported protocol version {requested}; per-request use: {}; \
-                         for 2025-11-25, 2025-06-18 or 2025-03-26 send initialize",
-                        supported.join(", ")
-                    ),
-                )
-                .with_data(json!({"supported": supported, "requested": requested})),
-            )
-        })?;
     match header(headers, "mcp-protocol-version") {
         Some(v) if v.trim() == requested => {}
         Some(v) => {
@@ -173,6 +158,23 @@ pub fn validate_modern(
             }
         }
     }
+    let revision = Revision::parse(requested)
+        .filter(|r| r.is_modern())
+        .ok_or_else(|| {
+            let supported: Vec<&str> = Revision::MODERN.iter().map(|r| r.as_str()).collect();
+            (
+                StatusCode::BAD_REQUEST,
+                RpcError::new(
+                    UNSUPPORTED_PROTOCOL_VERSION,
+                    format!(
+                        "unsupported protocol version {requested}; per-request use: {}; \
+                         for 2025-11-25, 2025-06-18 or 2025-03-26 send initialize",
+                        supported.join(", ")
+                    ),
+                )
+                .with_data(json!({"supported": supported, "requested": requested})),
+            )
+        })?;
     Ok(revision)
 }
 

@@ -132,6 +132,17 @@ async fn header_and_meta_rules() {
     check(&r, 400, -32022);
     assert_eq!(r.body["error"]["data"]["requested"], "2099-01-01");
     assert_eq!(r.body["error"]["data"]["supported"], json!([MODERN]));
+    // A header contradicting the body is a mismatch, whatever the version.
+    let r = c
+        .post_raw(
+            &future,
+            &[
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "tools/list"),
+            ],
+        )
+        .await;
+    check(&r, 400, -32020);
 
     // Unknown and removed methods: 404 + -32601, even initialize.
     for method in [
