@@ -29,6 +29,9 @@ enum Command {
         /// A TOML configuration file instead of the environment.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Write audit lines to this file instead of standard output.
+        #[arg(long)]
+        audit_file: Option<PathBuf>,
     },
     /// Print the resolved configuration (secrets masked) and exit.
     CheckConfig {
@@ -64,7 +67,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { listen, config } => {
+        Command::Serve {
+            listen,
+            config,
+            audit_file,
+        } => {
             let mut config = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -74,6 +81,9 @@ fn main() -> ExitCode {
             };
             if let Some(addr) = listen {
                 config.listen = addr;
+            }
+            if audit_file.is_some() {
+                config.controls.audit_file = audit_file;
             }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -106,9 +116,28 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
             format!("cannot listen on {addr}: {e}; set CORTEX_LISTEN or --listen"),
         )
     })?;
+    let metrics = match gateway.config().controls.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot listen on {metrics_addr} for metrics: {e}; set CORTEX_METRICS_LISTEN"
+                        ),
+                    )
+                })?;
+            let router = gateway.metrics_router();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(metrics_listener, router).await;
+            }))
+        }
+        None => None,
+    };
     let server = tokio::spawn(gateway.clone().serve(listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+        stop_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and closing streams");
     }));
     gateway.wait_ready().await?;
     let catalog = gateway.federation().catalog();
@@ -118,7 +147,34 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
         catalog.tools.len(),
         catalog.healthy().count()
     );
-    server
+    let result = server
         .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    result
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what orchestrators send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
