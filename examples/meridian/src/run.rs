@@ -133,6 +133,9 @@ async fn start_gateway(
     let mut config = GatewayConfig::new(url, issuer.issuer(), technical);
     config.listen = listener.local_addr()?;
     config.jwks_url = Some(issuer.jwks_url());
+    // Audit lines (one per tool call) go to standard output, with caller
+    // pseudonyms keyed by a secret of this run.
+    config.controls.audit_secret = Some(random_secret()?);
     for (app, served) in apps {
         let mut backend = BackendConfig::new(app.id(), served.base_url.clone());
         backend.prefix = true;
