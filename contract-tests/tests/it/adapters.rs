@@ -60,3 +60,58 @@ async fn the_actix_adapter_passes_every_check() {
         .expect("the backend answers")
         .assert_all_ran_and_passed();
 }
+
+/// The adapters' example programs, as shipped, started as processes with
+/// the settings `Auth::from_env` reads. Ignored by default because it needs
+/// their binaries; run it with
+/// `cargo build -p cortex-backend-axum --example axum_backend -p cortex-backend-actix --example actix_backend`
+/// then `cargo test -p contract-tests --test it -- --ignored` (same target directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the example binaries of cortex-backend-axum and cortex-backend-actix (see the doc comment)"]
+async fn the_adapters_example_programs_pass_every_check() {
+    let examples = std::path::Path::new(env!("CARGO_BIN_EXE_cortex-conformance"))
+        .parent()
+        .expect("the binary's directory")
+        .join("examples");
+    let issuer = issuer().await;
+    for name in ["axum_backend", "actix_backend"] {
+        let program = examples.join(name);
+        assert!(
+            program.exists(),
+            "{} is missing: cargo build -p cortex-backend-{} --example {name}",
+            program.display(),
+            name.trim_end_matches("_backend")
+        );
+        let mut child = std::process::Command::new(&program)
+            .envs(issuer.env(reference::AUDIENCE))
+            .env("CORTEX_TECHNICAL_TOKENS", reference::TECHNICAL)
+            .env("CORTEX_LISTEN", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the example");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Readiness: the example prints its address once it listens; the
+        // reader stays alive in its thread so later output never breaks a pipe.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let _ = tx.send(first);
+            for _ in lines {}
+        });
+        let first = tokio::task::spawn_blocking(move || rx.recv().unwrap_or_default())
+            .await
+            .expect("join");
+        let base = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!("{name} printed `{first}` instead of `listening on http://ADDR`")
+            })
+            .to_string();
+        let report = check(&format!("{base}{DEFAULT_PATH}"), options(&issuer)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        report.expect("the example answers").assert_passed();
+    }
+}
