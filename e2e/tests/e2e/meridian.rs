@@ -103,10 +103,9 @@ fn first_text(result: &Value) -> String {
         .to_owned()
 }
 
-/// Checks one client's output for one persona against the oracle.
-pub(crate) fn check(client: &str, persona: Persona, output: &Value) {
-    let who = format!("{client} as {}", persona.key());
-    let tools = ok(output, 0, "list_tools");
+/// Checks a `tools/list` result: exactly the persona's app tools, plus at
+/// most three gateway builtins.
+pub(crate) fn check_tool_names(who: &str, persona: Persona, tools: &Value) {
     let mut names: Vec<String> = tools["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("{who}: no tools array in {tools}"))
@@ -121,6 +120,12 @@ pub(crate) fn check(client: &str, persona: Persona, output: &Value) {
         builtins.len() <= 3,
         "{who}: tools outside the persona table: {builtins:?}"
     );
+}
+
+/// Checks one client's output for one persona against the oracle.
+pub(crate) fn check(client: &str, persona: Persona, output: &Value) {
+    let who = format!("{client} as {}", persona.key());
+    check_tool_names(&who, persona, ok(output, 0, "list_tools"));
 
     match persona {
         Persona::SalesRep => {
