@@ -76,8 +76,12 @@ pub fn human(report: &Report, colour: bool) -> String {
 }
 
 fn details(out: &mut String, c: &CheckResult) {
+    details_with(out, c, true);
+}
+
+fn details_with(out: &mut String, c: &CheckResult, message: bool) {
     let pad = "      ";
-    if !c.message.is_empty() {
+    if message && !c.message.is_empty() {
         let _ = writeln!(out, "{pad}{}", c.message);
     }
     for f in &c.findings {
@@ -116,9 +120,10 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
+/// The findings and the rule, without the message (already an attribute).
 fn evidence(c: &CheckResult) -> String {
     let mut text = String::new();
-    details(&mut text, c);
+    details_with(&mut text, c, false);
     text
 }
 

@@ -74,8 +74,13 @@ pub(super) async fn run(run: &mut Run, listed: Exchange) {
 
 fn list_tools(run: &mut Run, listed: &Exchange) -> Outcome {
     if !listed.is(200) {
+        let hint = if listed.is(404) || listed.is(405) {
+            ": is the URL the full path of the contract endpoint (usually ending in /api/cortex/backend)?"
+        } else {
+            ""
+        };
         return Outcome::fail(
-            "list_tools with the technical token did not answer 200",
+            format!("list_tools with the technical token did not answer 200{hint}"),
             vec![listed.finding(format!(
                 "expected 200, got {}",
                 listed.status().map_or("no answer".into(), |s| s.to_string())

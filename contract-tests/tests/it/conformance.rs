@@ -196,3 +196,16 @@ async fn assert_passed_names_the_failures() {
         .unwrap()
         .assert_passed();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_path_is_reported_with_a_hint() {
+    let issuer = issuer().await;
+    let server = faults::start(issuer.clone(), Fault::None).await;
+    let wrong = server.url.replace("/api/cortex/backend", "/api/backend");
+    let report = check(&wrong, options(&issuer).only("catalog.list-tools"))
+        .await
+        .expect("the server answers");
+    let c = report.get("catalog.list-tools").unwrap();
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.message.contains("/api/cortex/backend"), "{}", c.message);
+}
