@@ -282,7 +282,9 @@ impl Client {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let reply = self.post_raw(&body, &h).await;
-        if reply.body.is_object() {
+        // HTTP-level refusals (401/403 OAuth bodies) are not JSON-RPC; every
+        // JSON-RPC message is validated.
+        if reply.body.get("jsonrpc").is_some() {
             validate_message(&self.revision, Some(method), &reply.body);
         }
         reply
