@@ -114,8 +114,8 @@ pub struct Report {
     pub user_tokens: String,
     /// Counts.
     pub summary: Summary,
-    /// Wall time of the run.
-    #[serde(serialize_with = "millis")]
+    /// Wall time of the run (`durationMs` in JSON).
+    #[serde(rename = "durationMs", serialize_with = "millis")]
     pub duration: Duration,
     /// One result per check that ran or was skipped, in catalog order.
     pub checks: Vec<CheckResult>,
