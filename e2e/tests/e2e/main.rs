@@ -4,5 +4,6 @@
 mod conformance;
 mod inspector;
 mod meridian;
+mod rust_sdk;
 mod sdk_clients;
 mod support;
