@@ -374,7 +374,7 @@ struct Limits {
 }
 
 fn json_error(status: StatusCode, message: String) -> Response {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32000, "message": message}});
+    let body = serde_json::json!({"jsonrpc": "2.0", "error": {"code": -32000, "message": message}});
     let mut r = (status, body.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -36,7 +36,6 @@ pub struct OriginGuard {
 fn refusal(message: String) -> Response {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
-        "id": null,
         "error": {"code": -32600, "message": message},
     });
     let mut r = (StatusCode::FORBIDDEN, body.to_string()).into_response();

@@ -58,7 +58,6 @@ impl IntoResponse for RateLimited {
         let secs = self.retry_after_secs();
         let body = serde_json::json!({
             "jsonrpc": "2.0",
-            "id": null,
             "error": {
                 "code": -32000,
                 "message": format!(

@@ -37,7 +37,6 @@ impl IntoResponse for TooManyStreams {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
             "jsonrpc": "2.0",
-            "id": null,
             "error": {
                 "code": -32000,
                 "message": format!(

@@ -6,6 +6,7 @@
 mod auth;
 mod cli;
 mod client;
+mod controls;
 mod federation;
 mod legacy;
 mod modern;
