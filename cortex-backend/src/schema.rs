@@ -145,7 +145,78 @@ fn generate<T: JsonSchema + ?Sized>(for_output: bool) -> Result<Value, SchemaErr
     if let Some(pointer) = find_ref(&value, "") {
         return Err(SchemaError::Recursive { type_name, pointer });
     }
+    if !for_output {
+        drop_null_from_optional(&mut value);
+    }
     Ok(value)
+}
+
+/// An optional argument (`Option<T>`, not in `required`) is simply left out
+/// by a caller; schemars also lets it be `null` (`"type": ["string",
+/// "null"]`), which several clients handle poorly and which tells an LLM
+/// nothing useful. Input schemas keep only the non-null form: serde still
+/// accepts `null` for such a field, so nothing valid is refused.
+fn drop_null_from_optional(schema: &mut Value) {
+    let Value::Object(map) = schema else { return };
+    let required: Vec<String> = map
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(Value::Object(props)) = map.get_mut("properties") {
+        for (name, prop) in props.iter_mut() {
+            if !required.contains(name) {
+                strip_null(prop);
+            }
+            drop_null_from_optional(prop);
+        }
+    }
+    if let Some(items) = map.get_mut("items") {
+        drop_null_from_optional(items);
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(Value::Array(list)) = map.get_mut(key) {
+            list.iter_mut().for_each(drop_null_from_optional);
+        }
+    }
+}
+
+fn strip_null(prop: &mut Value) {
+    let Value::Object(map) = prop else { return };
+    if let Some(Value::Array(types)) = map.get("type") {
+        let rest: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        if rest.len() < types.len() {
+            let new = if rest.len() == 1 {
+                rest[0].clone()
+            } else {
+                Value::Array(rest)
+            };
+            map.insert("type".into(), new);
+        }
+    }
+    if let Some(Value::Array(values)) = map.get_mut("enum") {
+        values.retain(|v| !v.is_null());
+    }
+    if let Some(Value::Array(options)) = map.get("anyOf").cloned() {
+        let rest: Vec<Value> = options
+            .into_iter()
+            .filter(|o| o.get("type").and_then(Value::as_str) != Some("null"))
+            .collect();
+        if rest.len() == 1
+            && let Value::Object(inner) = &rest[0]
+        {
+            map.remove("anyOf");
+            for (k, v) in inner {
+                map.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        } else {
+            map.insert("anyOf".into(), Value::Array(rest));
+        }
+    }
 }
 
 /// The input schema of an argument type, or why it cannot be one.
