@@ -62,12 +62,11 @@ async fn the_actix_adapter_passes_every_check() {
 }
 
 /// The adapters' example programs, as shipped, started as processes with
-/// the settings `Auth::from_env` reads. Ignored by default because it needs
-/// their binaries; run it with
-/// `cargo build -p cortex-backend-axum --example axum_backend -p cortex-backend-actix --example actix_backend`
-/// then `cargo test -p contract-tests --test it -- --ignored` (same target directory).
+/// the settings `Auth::from_env` reads. `cargo test --workspace` (the
+/// README's test command) builds every example before any test runs; a run
+/// of this crate alone needs them built first:
+/// `cargo build -p cortex-backend-axum --example axum_backend -p cortex-backend-actix --example actix_backend`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the example binaries of cortex-backend-axum and cortex-backend-actix (see the doc comment)"]
 async fn the_adapters_example_programs_pass_every_check() {
     let examples = std::path::Path::new(env!("CARGO_BIN_EXE_cortex-conformance"))
         .parent()
@@ -78,7 +77,8 @@ async fn the_adapters_example_programs_pass_every_check() {
         let program = examples.join(name);
         assert!(
             program.exists(),
-            "{} is missing: cargo build -p cortex-backend-{} --example {name}",
+            "{} is missing: run `cargo test --workspace` (it builds the examples), or \
+             `cargo build -p cortex-backend-{} --example {name}` before this crate's tests",
             program.display(),
             name.trim_end_matches("_backend")
         );
