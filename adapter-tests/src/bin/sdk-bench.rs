@@ -124,7 +124,12 @@ impl HandWritten {
         Some(claims)
     }
 
-    fn answer(&self, content_type: Option<&[u8]>, authorization: Option<&[u8]>, body: &[u8]) -> (u16, Vec<u8>) {
+    fn answer(
+        &self,
+        content_type: Option<&[u8]>,
+        authorization: Option<&[u8]>,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         if content_type != Some(b"application/json") {
             return error(400, "Content-Type must be application/json");
         }
@@ -203,8 +208,14 @@ fn handwritten_actix(
                 let handler = handler.clone();
                 async move {
                     let (status, body) = handler.answer(
-                        request.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
-                        request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+                        request
+                            .headers()
+                            .get(header::CONTENT_TYPE)
+                            .map(|v| v.as_bytes()),
+                        request
+                            .headers()
+                            .get(header::AUTHORIZATION)
+                            .map(|v| v.as_bytes()),
                         &body,
                     );
                     HttpResponse::build(
@@ -249,7 +260,11 @@ async fn call(
     let response = sender.send_request(request).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(status == 200, "status {status}: {}", String::from_utf8_lossy(&body));
+    anyhow::ensure!(
+        status == 200,
+        "status {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
     Ok(body)
 }
 
@@ -329,11 +344,23 @@ async fn run() -> anyhow::Result<ExitCode> {
     let w = settings.workers;
     let mut targets = vec![
         ("axum sdk", Adapter::Axum.serve(sdk_backend(&issuer)?, w)?),
-        ("axum hand-written, verifies every request", serve_axum(handwritten_axum(verify_each.clone()), w)?),
-        ("axum hand-written, caches tokens", serve_axum(handwritten_axum(cached.clone()), w)?),
+        (
+            "axum hand-written, verifies every request",
+            serve_axum(handwritten_axum(verify_each.clone()), w)?,
+        ),
+        (
+            "axum hand-written, caches tokens",
+            serve_axum(handwritten_axum(cached.clone()), w)?,
+        ),
         ("actix sdk", Adapter::Actix.serve(sdk_backend(&issuer)?, w)?),
-        ("actix hand-written, verifies every request", serve_actix(handwritten_actix(verify_each), w)?),
-        ("actix hand-written, caches tokens", serve_actix(handwritten_actix(cached), w)?),
+        (
+            "actix hand-written, verifies every request",
+            serve_actix(handwritten_actix(verify_each), w)?,
+        ),
+        (
+            "actix hand-written, caches tokens",
+            serve_actix(handwritten_actix(cached), w)?,
+        ),
     ]
     .into_iter()
     .map(|(name, addr)| Target {
@@ -381,12 +408,22 @@ async fn run() -> anyhow::Result<ExitCode> {
             println!(
                 "ratio {:<10} / {:<34} {ratio:.3}",
                 targets[sdk].name,
-                targets[b].name.trim_start_matches("axum ").trim_start_matches("actix "),
+                targets[b]
+                    .name
+                    .trim_start_matches("axum ")
+                    .trim_start_matches("actix "),
             );
         }
     }
-    println!("target: every ratio >= 0.95 {}", if below { "(missed)" } else { "(met)" });
-    Ok(if below { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    println!(
+        "target: every ratio >= 0.95 {}",
+        if below { "(missed)" } else { "(met)" }
+    );
+    Ok(if below {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[tokio::main(flavor = "current_thread")]
