@@ -159,6 +159,14 @@ impl Drop for Running {
     }
 }
 
+/// The apps, then a gateway with `controls` in front of them.
+async fn start(controls: ControlsConfig) -> (Setup, Running) {
+    let l = listener().await;
+    let setup = Setup::new(l.local_addr().unwrap()).await;
+    let gw = Running::start(setup.config(controls), l).await;
+    (setup, gw)
+}
+
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
@@ -187,15 +195,13 @@ async fn audit_lines(path: &Path, n: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn audit_lines_hold_no_token_and_no_argument_value() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
     let audit = temp_dir("audit").join("audit.jsonl");
     let controls = ControlsConfig {
         audit_file: Some(audit.clone()),
         audit_secret: Some("audit-secret-for-the-tests".into()),
         ..ControlsConfig::default()
     };
-    let gw = Running::start(setup.config(controls), l).await;
+    let (setup, gw) = start(controls).await;
     let token = setup.token("alice");
     let mut c = Client::modern(&gw.url, &token);
     let listed = c.ok("tools/list", json!({})).await;
@@ -256,14 +262,12 @@ async fn audit_lines_hold_no_token_and_no_argument_value() {
 
 #[tokio::test]
 async fn a_burst_over_the_budget_gets_429_and_another_caller_is_unaffected() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
     let controls = ControlsConfig {
         rate_limit_per_minute: 60,
         rate_limit_burst: 3,
         ..ControlsConfig::default()
     };
-    let gw = Running::start(setup.config(controls), l).await;
+    let (setup, gw) = start(controls).await;
     let mut alice = Client::modern(&gw.url, &setup.token("alice"));
     for _ in 0..3 {
         alice.ok("tools/list", json!({})).await;
@@ -295,9 +299,7 @@ async fn a_burst_over_the_budget_gets_429_and_another_caller_is_unaffected() {
 
 #[tokio::test]
 async fn a_disallowed_origin_gets_403_before_any_token_check() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
-    let gw = Running::start(setup.config(ControlsConfig::default()), l).await;
+    let (setup, gw) = start(ControlsConfig::default()).await;
     let http = reqwest::Client::new();
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}).to_string();
     for auth in [
@@ -372,14 +374,22 @@ async fn a_disallowed_origin_gets_403_before_any_token_check() {
     assert_eq!(r.status(), 404);
 }
 
+/// Calls `tool` and checks it is refused with a message containing `needle`.
+async fn assert_tool_refused(url: &str, token: &str, tool: &str, needle: &str) {
+    let r = Client::modern(url, token)
+        .call(tool, json!({"query": "x"}))
+        .await;
+    assert_eq!(r["isError"], true, "{r}");
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains(needle), "{text}");
+}
+
 async fn tool_names(url: &str, token: &str) -> Vec<String> {
     Client::modern(url, token).tool_names().await
 }
 
 #[tokio::test]
 async fn a_changed_description_is_quarantined_across_restart_until_approved() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
     let baseline = temp_dir("baseline").join("tools.json");
     let controls = ControlsConfig {
         tool_integrity: Mode::Block,
@@ -387,7 +397,7 @@ async fn a_changed_description_is_quarantined_across_restart_until_approved() {
         admin_secret: Some(ADMIN.into()),
         ..ControlsConfig::default()
     };
-    let mut first = Running::start(setup.config(controls.clone()), l).await;
+    let (setup, mut first) = start(controls.clone()).await;
     let token = setup.token("alice");
     assert!(
         tool_names(&first.url, &token)
@@ -414,16 +424,7 @@ async fn a_changed_description_is_quarantined_across_restart_until_approved() {
         names.contains(&"docs_slow".to_string()),
         "unchanged tools stay"
     );
-    let refused = Client::modern(&first.url, &token)
-        .call("docs_search", json!({"query": "x"}))
-        .await;
-    assert_eq!(refused["isError"], true);
-    assert!(
-        refused["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("quarantined")
-    );
+    assert_tool_refused(&first.url, &token, "docs_search", "quarantined").await;
 
     let http = reqwest::Client::new();
     let admin = format!("{}/admin/tool-integrity", first.base);
@@ -483,8 +484,6 @@ async fn a_changed_description_is_quarantined_across_restart_until_approved() {
 
 #[tokio::test]
 async fn a_corrupt_baseline_withholds_every_federated_tool_and_is_kept() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
     let baseline = temp_dir("corrupt").join("tools.json");
     std::fs::write(&baseline, "{ this is not a baseline").unwrap();
     let controls = ControlsConfig {
@@ -493,21 +492,12 @@ async fn a_corrupt_baseline_withholds_every_federated_tool_and_is_kept() {
         admin_secret: Some(ADMIN.into()),
         ..ControlsConfig::default()
     };
-    let gw = Running::start(setup.config(controls), l).await;
+    let (setup, gw) = start(controls).await;
     let token = setup.token("alice");
     let mut names = tool_names(&gw.url, &token).await;
     names.sort();
     assert_eq!(names, vec!["find_tools", "whoami"]);
-    let r = Client::modern(&gw.url, &token)
-        .call("crm_search_accounts", json!({"query": "x"}))
-        .await;
-    assert_eq!(r["isError"], true);
-    assert!(
-        r["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("baseline")
-    );
+    assert_tool_refused(&gw.url, &token, "crm_search_accounts", "baseline").await;
     gw.gateway.refresh_now().await;
     assert_eq!(
         std::fs::read_to_string(&baseline).unwrap(),
@@ -527,9 +517,7 @@ async fn a_corrupt_baseline_withholds_every_federated_tool_and_is_kept() {
 
 #[tokio::test]
 async fn graceful_shutdown_during_a_slow_tool_call_still_returns_its_result() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
-    let mut gw = Running::start(setup.config(ControlsConfig::default()), l).await;
+    let (setup, mut gw) = start(ControlsConfig::default()).await;
     let mut c = Client::modern(&gw.url, &setup.token("alice"));
     let call = tokio::spawn(async move { c.call("docs_slow", json!({})).await });
     SLOW_STARTED.notified().await;
@@ -546,9 +534,7 @@ async fn graceful_shutdown_during_a_slow_tool_call_still_returns_its_result() {
 
 #[tokio::test]
 async fn metrics_health_and_readiness() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
-    let gw = Running::start(setup.config(ControlsConfig::default()), l).await;
+    let (setup, gw) = start(ControlsConfig::default()).await;
     let mut c = Client::modern(&gw.url, &setup.token("alice"));
     c.call("crm_search_accounts", json!({"query": "x"})).await;
     for path in ["/healthz", "/readyz"] {
@@ -579,13 +565,11 @@ async fn metrics_health_and_readiness() {
 
 #[tokio::test]
 async fn the_stream_cap_refuses_one_stream_too_many() {
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
     let controls = ControlsConfig {
         max_streams_per_caller: 1,
         ..ControlsConfig::default()
     };
-    let gw = Running::start(setup.config(controls), l).await;
+    let (setup, gw) = start(controls).await;
     let c = Client::legacy(&gw.url, &setup.token("alice"), "2025-11-25").await;
     let _open = c.open_get_stream().await;
     let second = c
@@ -616,8 +600,6 @@ async fn a_revoked_token_stops_working_with_introspection() {
         }),
     );
     tokio::spawn(async move { axum::serve(introspection, app).await.unwrap() });
-    let l = listener().await;
-    let setup = Setup::new(l.local_addr().unwrap()).await;
     let controls = ControlsConfig {
         introspection_url: Some(endpoint),
         introspection_client_id: Some("gateway".into()),
@@ -625,7 +607,7 @@ async fn a_revoked_token_stops_working_with_introspection() {
         introspection_cache_s: 0,
         ..ControlsConfig::default()
     };
-    let gw = Running::start(setup.config(controls), l).await;
+    let (setup, gw) = start(controls).await;
     let mut c = Client::modern(&gw.url, &setup.token("alice"));
     c.ok("tools/list", json!({})).await;
     revoked.store(true, Ordering::SeqCst);
