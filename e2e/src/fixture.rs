@@ -19,13 +19,25 @@
 //! | `resources-read-text` | resource `test://static-text` |
 //! | `resources-read-binary` | resource `test://static-binary` |
 //! | `resources-templates-read` | template `test://template/{id}/data` |
+//! | `server-stateless` (list-changed checks) | tools `test_trigger_tool_change`, `test_trigger_prompt_change` |
 //!
 //! Rich content travels as `resultKind: "mcp"` ([`McpResult`]). Resources
 //! are declared as templates (the contract has no static resource list): a
 //! template without variables such as `test://static-text` names exactly one
 //! resource, and the `test` scheme routes every `test://` read here.
+//!
+//! The two trigger tools change the catalog (a backend's catalog is fixed
+//! when it is built, so [`router`] keeps one build per catalog variant and
+//! answers from the current one); the gateway sees the change at its next
+//! refresh and notifies its listeners.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use cortex_backend::{
     Auth, Backend, BuildError, Ctx, McpResult, Tool, ToolError,
@@ -35,7 +47,7 @@ use cortex_backend::{
     },
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The backend id (never shown to clients: federated without prefix).
 pub const ID: &str = "conformance";
@@ -81,18 +93,57 @@ pub fn short_wav() -> Vec<u8> {
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
-fn rich(name: &str, description: &str, result: fn() -> McpResult) -> Tool<()> {
+/// Which catalog variant the fixture currently serves; flipped by the
+/// trigger tools.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    extra_tool: AtomicBool,
+    extra_prompt: AtomicBool,
+}
+
+type State = Arc<Catalog>;
+
+/// What a trigger tool reports.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Triggered {
+    /// Whether the extra entry is now listed.
+    pub listed: bool,
+}
+
+fn rich(name: &str, description: &str, result: fn() -> McpResult) -> Tool<State> {
     Tool::new(
         name,
         SCOPE,
         description,
-        move |_: Ctx<()>, _: NoArgs| async move { Ok::<_, ToolError>(result()) },
+        move |_: Ctx<State>, _: NoArgs| async move { Ok::<_, ToolError>(result()) },
     )
     .read_only()
 }
 
-fn tools() -> Vec<Tool<()>> {
-    vec![
+fn trigger(name: &str, description: &str, flag: fn(&Catalog) -> &AtomicBool) -> Tool<State> {
+    Tool::new(
+        name,
+        SCOPE,
+        description,
+        move |ctx: Ctx<State>, _: NoArgs| async move {
+            let listed = !flag(ctx.state()).fetch_xor(true, Ordering::SeqCst);
+            Ok::<_, ToolError>(Triggered { listed })
+        },
+    )
+}
+
+fn tools(extra_tool: bool) -> Vec<Tool<State>> {
+    let mut tools = vec![
+        trigger(
+            "test_trigger_tool_change",
+            "Adds or removes the tool `test_dynamic_tool` (the tool list changes).",
+            |c| &c.extra_tool,
+        ),
+        trigger(
+            "test_trigger_prompt_change",
+            "Adds or removes the prompt `test_dynamic_prompt` (the prompt list changes).",
+            |c| &c.extra_prompt,
+        ),
         rich("test_simple_text", "Returns one text block.", || {
             McpResult::new().text("This is a simple text response for testing.")
         }),
@@ -136,7 +187,15 @@ fn tools() -> Vec<Tool<()>> {
                     .error()
             },
         ),
-    ]
+    ];
+    if extra_tool {
+        tools.push(rich(
+            "test_dynamic_tool",
+            "Listed after test_trigger_tool_change.",
+            || McpResult::new().text("This tool comes and goes."),
+        ));
+    }
+    tools
 }
 
 fn prompt(name: &str, description: &str, arguments: &[&str]) -> PromptDescriptor {
@@ -183,12 +242,32 @@ fn one_content(
     }
 }
 
-/// The fixture backend, authenticating with `auth` (the harness's issuer
-/// and technical token).
-pub fn backend(auth: Auth) -> Result<Backend<()>, BuildError> {
-    let mut builder = Backend::builder(ID).auth(auth);
-    for tool in tools() {
+/// One catalog variant of the fixture backend, authenticating with `auth`
+/// (the harness's issuer and technical token).
+pub fn backend(
+    auth: Auth,
+    catalog: Arc<Catalog>,
+    extra_tool: bool,
+    extra_prompt: bool,
+) -> Result<Backend<State>, BuildError> {
+    let mut builder = Backend::builder(ID).state(catalog).auth(auth);
+    for tool in tools(extra_tool) {
         builder = builder.tool(tool);
+    }
+    if extra_prompt {
+        builder = builder.prompt(
+            prompt(
+                "test_dynamic_prompt",
+                "Listed after test_trigger_prompt_change.",
+                &[],
+            ),
+            |_, _| async {
+                Ok(GetPromptResult {
+                    description: None,
+                    messages: vec![PromptMessage::user("This prompt comes and goes.")],
+                })
+            },
+        );
     }
     builder
         .prompt(
@@ -259,4 +338,30 @@ pub fn backend(auth: Auth) -> Result<Backend<()>, BuildError> {
             },
         )
         .build()
+}
+
+/// The fixture's contract endpoint: every request is answered by the
+/// variant matching the current [`Catalog`].
+pub fn router(auth: Auth) -> Result<axum::Router, BuildError> {
+    use tower::ServiceExt as _;
+
+    let catalog = Arc::new(Catalog::default());
+    let mut variants = Vec::new();
+    for (extra_tool, extra_prompt) in [(false, false), (true, false), (false, true), (true, true)] {
+        let built = backend(auth.clone(), catalog.clone(), extra_tool, extra_prompt)?;
+        variants.push(cortex_backend_axum::router::<(), State>(built));
+    }
+    let variants = Arc::new(variants);
+    let handler = move |request: axum::extract::Request| {
+        let (catalog, variants) = (catalog.clone(), variants.clone());
+        async move {
+            let index = usize::from(catalog.extra_tool.load(Ordering::SeqCst))
+                + 2 * usize::from(catalog.extra_prompt.load(Ordering::SeqCst));
+            variants[index].clone().oneshot(request).await
+        }
+    };
+    Ok(axum::Router::new().route(
+        cortex_backend::contract::DEFAULT_PATH,
+        axum::routing::any(handler),
+    ))
 }

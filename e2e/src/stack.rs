@@ -43,10 +43,9 @@ impl ConformanceStack {
             .context("starting the test issuer")?;
 
         let auth = Auth::new(issuer.auth_config(&url, &[TECHNICAL_TOKEN]))?;
-        let backend = fixture::backend(auth).context("building the fixture backend")?;
+        let app = fixture::router(auth).context("building the fixture backend")?;
         let backend_listener = TcpListener::bind("127.0.0.1:0").await?;
         let backend_url = format!("http://{}", backend_listener.local_addr()?);
-        let app: axum::Router = cortex_backend_axum::router(backend);
         let backend_task = tokio::spawn({
             let stop = stop.subscribe();
             async move {
@@ -60,6 +59,13 @@ impl ConformanceStack {
         let mut backend_config = BackendConfig::new(fixture::ID, backend_url);
         backend_config.prefix = false;
         config.backends.push(backend_config);
+        // The suite waits about a second for list-changed notifications
+        // after a trigger tool changes the fixture's catalog.
+        config.refresh_interval_s = 1;
+        // The suite sends hundreds of requests as one caller in seconds; the
+        // per-caller budget is an operator control, not what is under test.
+        config.controls.rate_limit_per_minute = 100_000;
+        config.controls.rate_limit_burst = 10_000;
         let gateway = Gateway::new(config).await.context("starting the gateway")?;
         let gateway_listener = TcpListener::bind("127.0.0.1:0").await?;
         let gateway_addr: SocketAddr = gateway_listener.local_addr()?;
