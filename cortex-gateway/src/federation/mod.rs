@@ -152,7 +152,7 @@ impl Federation {
                 .iter()
                 .map(|(id, h)| (id.clone(), *h == Health::Up))
                 .collect();
-            let quarantined = self.integrity.as_ref().map_or(0, |g| g.quarantines().len());
+            let quarantined = self.integrity.as_ref().map_or(0, |g| g.withheld_count());
             m.observe_refresh(started.elapsed(), next.tools.len(), &health, quarantined);
         }
         for w in &next.warnings {

@@ -377,6 +377,12 @@ impl IntegrityGuard {
         self.lock().withheld.get(public).cloned()
     }
 
+    /// How many tools the last refresh withheld (quarantined, or all of
+    /// them when the baseline is corrupt in block mode).
+    pub fn withheld_count(&self) -> usize {
+        self.lock().withheld.len()
+    }
+
     /// The open quarantines, by public name.
     pub fn quarantines(&self) -> Vec<QuarantineView> {
         let state = self.lock();

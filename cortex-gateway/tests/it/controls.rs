@@ -39,7 +39,7 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Notified when the slow tool begins (only one test calls it).
+/// Notified when the slow tool begins (only the shutdown test calls it).
 static SLOW_STARTED: std::sync::LazyLock<Notify> = std::sync::LazyLock::new(Notify::new);
 
 async fn search(_ctx: Ctx<()>, args: Query) -> Result<Value, ToolError> {
@@ -52,12 +52,18 @@ async fn slow(_ctx: Ctx<()>, _args: NoArgs) -> Result<Value, ToolError> {
     Ok(json!({"done": true}))
 }
 
+async fn stall(_ctx: Ctx<()>, _args: NoArgs) -> Result<Value, ToolError> {
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    Ok(json!({"done": true}))
+}
+
 /// A docs app whose `search` tool has `description`.
 fn docs(issuer: &TestIssuer, audience: &str, description: &str) -> Backend {
     Backend::builder("docs")
         .auth(Auth::new(issuer.auth_config(audience, &[TECH])).unwrap())
         .tool_fn("search", "mcp:docs:read", description, search)
         .tool_fn("slow", "mcp:docs:read", "A slow export.", slow)
+        .tool_fn("stall", "mcp:docs:read", "A call that takes long.", stall)
         .build()
         .unwrap()
 }
@@ -561,6 +567,32 @@ async fn metrics_health_and_readiness() {
         text.lines()
             .any(|l| l.starts_with("cortex_catalog_tools ") && !l.ends_with(" 0"))
     );
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_the_deadline_504() {
+    let controls = ControlsConfig {
+        request_timeout_ms: 200,
+        max_header_bytes: 4096,
+        ..ControlsConfig::default()
+    };
+    let (setup, gw) = start(controls).await;
+    let mut c = Client::modern(&gw.url, &setup.token("alice"));
+    let big = "x".repeat(5000);
+    c.extra_headers.push(("x-padding".into(), big));
+    assert_eq!(c.send("tools/list", json!({})).await.status, 431);
+    c.extra_headers.clear();
+    let r = c
+        .send("tools/call", json!({"name": "docs_stall", "arguments": {}}))
+        .await;
+    assert_eq!(r.status, 504, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deadline")
+    );
+    c.ok("tools/list", json!({})).await;
 }
 
 #[tokio::test]
