@@ -5,7 +5,7 @@
 //! Order of the layers, outermost first: audit (so refusals get a line
 //! too), origin/host/CORS (before any token is looked at), limits (header
 //! size, per-request deadline), then the routes. The per-caller rate limit
-//! and introspection run inside authentication ([`Controls::admit`]),
+//! and introspection run inside authentication (`Controls::admit`),
 //! because they need the validated caller.
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};

@@ -37,7 +37,14 @@
 //! | [`federation`] | backends, refresher, merged catalog, change notifications |
 //! | [`mcp`] | JSON-RPC, era dispatch, sessions, methods, builtins |
 //! | [`upstream`] | the pooled client calling backends |
-//! | [`audit`] | one line per tool call |
+//! | [`audit`] | one pseudonymised JSON line per MCP request, off the request path |
+//! | [`controls`] | the operator controls' settings and their middleware stack |
+//! | [`ratelimit`] | per-caller request budget (GCRA) and stream cap |
+//! | [`origin`] | `Origin` allow-list, CORS, `Host` check (before authentication) |
+//! | [`integrity`] | tool-definition fingerprints, quarantine, baseline file |
+//! | [`admin`] | the operator endpoint `/admin/tool-integrity` |
+//! | [`metrics`] | Prometheus text at `/metrics` |
+//! | [`introspection`] | optional RFC 7662 revocation check with a short cache |
 //! | `transport` | the HTTP routes (axum) |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
