@@ -24,7 +24,7 @@ pub(crate) struct Upstream {
 }
 
 /// The environment of a gateway federating `upstreams`, trusting the
-/// bench issuer, with audit on (the `info` level the binary defaults to).
+/// bench issuer, with audit and the rate limiter on.
 pub(crate) fn environment(trust: &TrustArgs, upstreams: &[Upstream]) -> Vec<(String, String)> {
     let ids: Vec<&str> = upstreams.iter().map(|u| u.id.as_str()).collect();
     let mut env = vec![
@@ -39,6 +39,20 @@ pub(crate) fn environment(trust: &TrustArgs, upstreams: &[Upstream]) -> Vec<(Str
         // No background refresh inside a measured window: the refresh has
         // its own scenario.
         ("CORTEX_REFRESH_INTERVAL_S".to_owned(), "3600".to_owned()),
+        // Audit on: every line is built, pseudonymised and written by the
+        // writer task; /dev/null keeps the disk out of the figures.
+        ("CORTEX_AUDIT_FILE".to_owned(), "/dev/null".to_owned()),
+        (
+            "CORTEX_AUDIT_SECRET".to_owned(),
+            "cortex-bench-audit-pseudonym-key".to_owned(),
+        ),
+        // The limiter stays in the path with a budget the load never
+        // reaches (one caller sends every request of a run).
+        (
+            "CORTEX_RATE_LIMIT_PER_MINUTE".to_owned(),
+            "1000000000".to_owned(),
+        ),
+        ("CORTEX_RATE_LIMIT_BURST".to_owned(), "1000000".to_owned()),
     ];
     for u in upstreams {
         let key = u.id.to_uppercase().replace('-', "_");

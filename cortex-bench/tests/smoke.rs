@@ -1,0 +1,47 @@
+//! Smoke test of the benchmark itself (not a benchmark, no timing asserted):
+//! the roles start, the gateway federates the backend, and the load
+//! generator counts answered requests without errors.
+
+use std::process::Command;
+
+/// The `call` scenario, as short as it gets: backend, bare proxy and gateway
+/// processes, three variants, one round each.
+#[test]
+fn call_scenario_runs_every_role_and_counts_requests() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cortex-bench"))
+        .args([
+            "call",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "50ms",
+            "--rounds",
+            "1",
+            "--connections",
+            "2",
+        ])
+        .output()
+        .expect("cortex-bench starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // 0: targets met, 1: a target missed (timing is not judged here), 2: broken.
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && (l.contains(" via ") || l.contains(" direct ")))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "one row per variant:\n{stdout}");
+    for row in rows {
+        // | variant | req/s | p50 | p99 | requests | errors | hop CPU / req |
+        let requests: u64 = row[5].parse().expect("a request count");
+        let errors: u64 = row[6].parse().expect("an error count");
+        assert!(requests > 0, "no request counted for {}:\n{stdout}", row[1]);
+        assert_eq!(errors, 0, "errors for {}:\n{stdout}", row[1]);
+    }
+    assert!(stdout.contains("call: gateway / bare proxy throughput"), "{stdout}");
+}
