@@ -310,6 +310,23 @@ async fn measure(
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
+/// Mean microseconds per call of `f` over about a second.
+async fn per_call_micros<F, Fut>(f: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let start = Instant::now();
+    let mut calls = 0u32;
+    while start.elapsed() < Duration::from_secs(1) {
+        for _ in 0..100 {
+            assert_eq!(f().await, 200);
+        }
+        calls += 100;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
+}
+
 async fn fetch_jwks(issuer: &TestIssuer) -> anyhow::Result<JwkSet> {
     let mut sender = connect(issuer.addr()).await?;
     let request = hyper::Request::get("/jwks.json")
@@ -359,7 +376,7 @@ async fn run() -> anyhow::Result<ExitCode> {
         ),
         (
             "actix hand-written, caches tokens",
-            serve_actix(handwritten_actix(cached), w)?,
+            serve_actix(handwritten_actix(cached.clone()), w)?,
         ),
     ]
     .into_iter()
@@ -376,6 +393,30 @@ async fn run() -> anyhow::Result<ExitCode> {
         let value: Value = serde_json::from_slice(&body)?;
         anyhow::ensure!(value == json!({"sum": 42}), "{} answered {value}", t.name);
     }
+
+    // Without HTTP: the dispatcher alone versus the hand-written logic alone.
+    let backend = sdk_backend(&issuer)?;
+    let sdk_call = || {
+        cortex_backend::Request::post(BODY)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+    };
+    anyhow::ensure!(backend.handle(sdk_call()).await.status == 200);
+    let sdk_us = per_call_micros(|| async { backend.handle(sdk_call()).await.status }).await;
+    let authorization = format!("Bearer {token}");
+    let hand_us = per_call_micros(|| async {
+        cached
+            .answer(
+                Some(b"application/json"),
+                Some(authorization.as_bytes()),
+                BODY.as_bytes(),
+            )
+            .0
+    })
+    .await;
+    println!(
+        "without HTTP: dispatcher {sdk_us:.2} us/call, hand-written (cached token) {hand_us:.2} us/call"
+    );
 
     println!(
         "sdk-bench: trivial tool `add`, {} connections, {} s x {} rounds per target, {} server thread(s), 2 s warm-up",
