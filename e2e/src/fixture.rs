@@ -99,6 +99,15 @@ pub struct NoArgs {}
 pub struct Catalog {
     extra_tool: AtomicBool,
     extra_prompt: AtomicBool,
+    changes: tokio::sync::Notify,
+}
+
+impl Catalog {
+    /// Resolves after a trigger tool changed the catalog (the harness then
+    /// refreshes the gateway rather than wait for its next periodic refresh).
+    pub async fn changed(&self) {
+        self.changes.notified().await;
+    }
 }
 
 type State = Arc<Catalog>;
@@ -127,6 +136,7 @@ fn trigger(name: &str, description: &str, flag: fn(&Catalog) -> &AtomicBool) -> 
         description,
         move |ctx: Ctx<State>, _: NoArgs| async move {
             let listed = !flag(ctx.state()).fetch_xor(true, Ordering::SeqCst);
+            ctx.state().changes.notify_one();
             Ok::<_, ToolError>(Triggered { listed })
         },
     )
@@ -342,10 +352,9 @@ pub fn backend(
 
 /// The fixture's contract endpoint: every request is answered by the
 /// variant matching the current [`Catalog`].
-pub fn router(auth: Auth) -> Result<axum::Router, BuildError> {
+pub fn router(auth: Auth, catalog: Arc<Catalog>) -> Result<axum::Router, BuildError> {
     use tower::ServiceExt as _;
 
-    let catalog = Arc::new(Catalog::default());
     let mut variants = Vec::new();
     for (extra_tool, extra_prompt) in [(false, false), (true, false), (false, true), (true, true)] {
         let built = backend(auth.clone(), catalog.clone(), extra_tool, extra_prompt)?;

@@ -1,7 +1,7 @@
 //! The gateway the conformance suite runs against: a dev issuer, the
 //! fixture backend federated without prefix, and the bearer proxy in front.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use cortex_backend::{Auth, testing::TestIssuer};
@@ -25,6 +25,7 @@ pub struct ConformanceStack {
     proxy: BearerProxy,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    refresher: JoinHandle<()>,
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -43,7 +44,8 @@ impl ConformanceStack {
             .context("starting the test issuer")?;
 
         let auth = Auth::new(issuer.auth_config(&url, &[TECHNICAL_TOKEN]))?;
-        let app = fixture::router(auth).context("building the fixture backend")?;
+        let catalog = Arc::new(fixture::Catalog::default());
+        let app = fixture::router(auth, catalog.clone()).context("building the fixture backend")?;
         let backend_listener = TcpListener::bind("127.0.0.1:0").await?;
         let backend_url = format!("http://{}", backend_listener.local_addr()?);
         let backend_task = tokio::spawn({
@@ -60,7 +62,8 @@ impl ConformanceStack {
         backend_config.prefix = false;
         config.backends.push(backend_config);
         // The suite waits about a second for list-changed notifications
-        // after a trigger tool changes the fixture's catalog.
+        // after a trigger tool changes the fixture's catalog: the harness
+        // refreshes at once on a change (below), and every second anyway.
         config.refresh_interval_s = 1;
         // The suite sends hundreds of requests as one caller in seconds; the
         // per-caller budget is an operator control, not what is under test.
@@ -74,6 +77,15 @@ impl ConformanceStack {
             let stop = stop.subscribe();
             async move {
                 let _ = gateway.serve(gateway_listener, stopped(stop)).await;
+            }
+        });
+        let refresher = tokio::spawn({
+            let gateway = gateway.clone();
+            async move {
+                loop {
+                    catalog.changed().await;
+                    gateway.refresh_now().await;
+                }
             }
         });
         gateway
@@ -93,6 +105,7 @@ impl ConformanceStack {
             proxy,
             stop,
             tasks: vec![backend_task, gateway_task],
+            refresher,
         })
     }
 
@@ -109,6 +122,7 @@ impl ConformanceStack {
     /// Stops the proxy, the gateway and the backend.
     pub async fn shutdown(self) {
         self.proxy.stop();
+        self.refresher.abort();
         self.stop.send_replace(true);
         for task in self.tasks {
             let _ = task.await;
