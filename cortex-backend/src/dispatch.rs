@@ -480,6 +480,7 @@ fn check_output(
     value: Value,
 ) -> Response {
     if let Some(validator) = validator
+        && !validator.is_valid(&value)
         && let Some(error) = validator.iter_errors(&value).next()
     {
         let detail = format!("at `{}`: {error}", error.instance_path());

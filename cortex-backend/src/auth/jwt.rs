@@ -179,7 +179,17 @@ impl JwtValidator {
     /// Validates a token: cache hit when this exact token was verified before
     /// and has not expired; full verification otherwise.
     pub async fn validate(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
-        let digest = sha256(token.as_bytes());
+        self.validate_hashed(token, sha256(token.as_bytes())).await
+    }
+
+    /// [`Self::validate`] with the token's SHA-256 already computed (the
+    /// authenticator hashes once for both the technical-token check and the
+    /// cache).
+    pub(crate) async fn validate_hashed(
+        &self,
+        token: &str,
+        digest: [u8; 32],
+    ) -> Result<Arc<Caller>, AuthError> {
         if let Some(caller) = self.cached(&digest) {
             return Ok(caller);
         }
