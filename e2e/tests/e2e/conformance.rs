@@ -49,20 +49,52 @@ fn tempdir(label: &str) -> std::path::PathBuf {
     dir
 }
 
-/// The suite's summary: everything from its `=== SUMMARY ===` line on.
-fn summary(stdout: &str) -> &str {
-    stdout
+/// The suite's summary (everything from its `=== SUMMARY ===` line on),
+/// each line quoted with `suite> ` and without colour codes. Its counts are
+/// reworded ("checks passed") so CI never mistakes them for the test
+/// runner's own closing line.
+fn summary(stdout: &str) -> String {
+    let from = stdout
         .find("=== SUMMARY ===")
-        .map_or(stdout, |at| &stdout[at..])
+        .map_or(stdout, |at| &stdout[at..]);
+    from.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let plain = strip_ansi(line)
+                .replace(" passed, ", " checks passed, ")
+                .replace(" failed", " checks failed");
+            format!("suite> {plain}\n")
+        })
+        .collect()
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn check(requirements: &str, finished: &Finished) {
-    println!(
-        "conformance --requirements {requirements}: exit {:?} in {:.1?}\n{}",
+    // Written to the process's stderr directly (not `println!`), so the
+    // summary shows in `cargo test` output even when the test passes.
+    let report = format!(
+        "\nconformance --requirements {requirements}: exit {:?} in {:.1?}\n{}\n",
         finished.status,
         finished.elapsed,
-        summary(&finished.stdout)
+        summary(&finished.stdout).trim_end()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), report.as_bytes());
     assert_eq!(
         finished.status,
         Some(0),
