@@ -12,9 +12,14 @@ use crate::{
     support::{Finished, e2e_dir, node, node_script, run},
 };
 
-/// Runs `inspector --cli` with the sales rep's token; `extra` selects the method.
+fn inspector_home() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cortex-e2e-inspector-{}", std::process::id()))
+}
+
+/// Runs `inspector --cli` with the sales rep's token; `extra` selects the
+/// method. HOME points at a scratch folder: the Inspector keeps state there.
 async fn inspector(url: String, token: String, era: &'static str, extra: Vec<String>) -> Finished {
-    let home = std::env::temp_dir().join(format!("cortex-e2e-inspector-{}", std::process::id()));
+    let home = inspector_home();
     std::fs::create_dir_all(&home).expect("inspector home");
     let mut command = Command::new(node());
     command
@@ -137,4 +142,5 @@ async fn inspector_cli_lists_and_calls_in_both_eras() {
         }
     }
     running.shutdown().await;
+    let _ = std::fs::remove_dir_all(inspector_home());
 }
