@@ -28,6 +28,7 @@ const KEPT_LOG_LINES: usize = 20;
 pub(crate) struct Child {
     name: String,
     child: tokio::process::Child,
+    _lifeline: Option<tokio::process::ChildStdin>,
     addr: SocketAddr,
     log: Arc<Mutex<VecDeque<String>>>,
 }
@@ -46,12 +47,15 @@ impl Child {
         let mut child = Command::new(program)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            // The roles exit when this pipe closes, so a driver that is
+            // killed (no destructor runs) leaves no process behind.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {name} ({})", program.display()))?;
+        let lifeline = child.stdin.take();
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let (ready_tx, mut ready_rx) = mpsc::channel(2);
         if let Some(out) = child.stdout.take() {
@@ -78,6 +82,7 @@ impl Child {
         Ok(Self {
             name: name.to_owned(),
             child,
+            _lifeline: lifeline,
             addr,
             log,
         })

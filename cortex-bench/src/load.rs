@@ -22,6 +22,10 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+/// A request without an answer after this long counts as an error and
+/// ends its connection.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One request shape: a POST to `path` with these headers and body.
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
@@ -263,13 +267,16 @@ async fn drive(
             break;
         };
         sender.ready().await?;
-        let outcome = async {
+        let exchange = async {
             let response = sender.send_request(request).await?;
             let status = response.status();
             let body = response.into_body().collect().await?.to_bytes();
             anyhow::Ok((status, body))
-        }
-        .await;
+        };
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")),
+        };
         let done = Instant::now();
         let ok = match &outcome {
             Ok((status, body)) => {

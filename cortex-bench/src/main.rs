@@ -136,6 +136,7 @@ fn main() -> ExitCode {
     };
     if let Some(RoleCommand::Role(role)) = cli.role {
         let result = runtime.block_on(async {
+            serve::exit_with_parent();
             match role {
                 Role::Backend(args) => backend::run(args).await,
                 Role::Proxy(args) => proxy::run(args).await,

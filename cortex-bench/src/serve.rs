@@ -38,6 +38,16 @@ where
     }
 }
 
+/// Ends this process when its standard input closes: the driver holds the
+/// other end, so the roles never outlive it.
+pub(crate) fn exit_with_parent() {
+    tokio::spawn(async {
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut sink).await;
+        std::process::exit(0);
+    });
+}
+
 /// Prints the readiness line for `addr` on stdout and flushes it.
 pub(crate) fn announce(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();

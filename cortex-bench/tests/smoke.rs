@@ -43,5 +43,8 @@ fn call_scenario_runs_every_role_and_counts_requests() {
         assert!(requests > 0, "no request counted for {}:\n{stdout}", row[1]);
         assert_eq!(errors, 0, "errors for {}:\n{stdout}", row[1]);
     }
-    assert!(stdout.contains("call: gateway / bare proxy throughput"), "{stdout}");
+    assert!(
+        stdout.contains("call: gateway / bare proxy throughput"),
+        "{stdout}"
+    );
 }
