@@ -303,6 +303,23 @@ impl<S: Send + Sync + 'static> Tool<S> {
         self
     }
 
+    /// Replaces the derived input schema, for a tool whose arguments are
+    /// described better by hand (for example a `serde_json::Map` argument
+    /// with a hand-written schema). The root must still be an object:
+    /// `build()` refuses anything else, naming the tool.
+    #[must_use]
+    pub fn input_schema(mut self, schema: Value) -> Self {
+        let root_is_object = schema.get("type").and_then(Value::as_str) == Some("object");
+        self.schema_error = (!root_is_object).then(|| SchemaError::NotAnObject {
+            type_name: "the hand-written inputSchema".into(),
+            found: schema
+                .get("type")
+                .map_or("untyped".into(), Value::to_string),
+        });
+        self.descriptor.input_schema = Some(schema);
+        self
+    }
+
     /// Replaces the derived output schema (or removes it with `None`).
     #[must_use]
     pub fn output_schema(mut self, schema: Option<Value>) -> Self {

@@ -197,3 +197,37 @@ fn empty_args_and_list_results() {
     // A list result has no outputSchema: the contract requires an object root.
     assert!(d.output_schema.is_none());
 }
+
+async fn free_form(
+    _: Ctx<()>,
+    args: serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, ToolError> {
+    Ok(args)
+}
+
+#[test]
+fn a_hand_written_input_schema_replaces_the_derived_one() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"when": {"type": "string", "format": "date-time"}},
+        "required": ["when"],
+        "additionalProperties": false
+    });
+    let b = Backend::builder("x")
+        .tool(
+            cortex_backend::Tool::new("free", "mcp:x:read", "d", free_form)
+                .input_schema(schema.clone()),
+        )
+        .build()
+        .unwrap();
+    let d = b.tools().into_iter().find(|t| t.name == "free").unwrap();
+    assert_eq!(d.input_schema.unwrap(), schema);
+    let e = Backend::builder("x")
+        .tool(
+            cortex_backend::Tool::new("free", "mcp:x:read", "d", free_form)
+                .input_schema(serde_json::json!({"type": "array"})),
+        )
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("`free`"), "{e}");
+}
