@@ -53,7 +53,10 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
+    // to_vec writes through serde's serializer directly; `to_string` goes
+    // through `core::fmt` token by token (measurable on large tool lists).
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = (status, bytes).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
