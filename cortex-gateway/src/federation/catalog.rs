@@ -86,6 +86,10 @@ pub enum Health {
 /// Which renderings are cached: (scope set, backend filter, compact mode).
 type RenderKey = (Vec<String>, Option<Vec<String>>, bool);
 
+/// Which serialized `tools/list` pages are cached: the rendering, the
+/// revision (its shape and `_meta`) and the page's offset.
+type PageKey = (RenderKey, &'static str, usize);
+
 /// The merged catalog. Immutable once built; a refresh builds a new one.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -105,6 +109,22 @@ pub struct Catalog {
     /// Name clashes caused by an unprefixed backend (refused at start).
     pub unprefixed_clashes: Vec<String>,
     renders: Mutex<HashMap<RenderKey, Arc<Vec<Value>>>>,
+    pages: Mutex<HashMap<PageKey, Arc<[u8]>>>,
+}
+
+/// The normalized cache key of a caller's view: sorted, deduplicated scopes
+/// and backend filter.
+fn render_key(granted: &[String], backends: Option<&[String]>, compact_mode: bool) -> RenderKey {
+    let mut scope_key = granted.to_vec();
+    scope_key.sort();
+    scope_key.dedup();
+    let filter = backends.map(|b| {
+        let mut v = b.to_vec();
+        v.sort();
+        v.dedup();
+        v
+    });
+    (scope_key, filter, compact_mode)
 }
 
 /// Whether a name satisfies MCP's tool-name rule.
@@ -382,18 +402,7 @@ impl Catalog {
         backends: Option<&[String]>,
         compact_mode: bool,
     ) -> Arc<Vec<Value>> {
-        let mut scope_key = granted.to_vec();
-        scope_key.sort();
-        scope_key.dedup();
-        let mut filter = backends.map(|b| {
-            let mut v = b.to_vec();
-            v.sort();
-            v
-        });
-        if let Some(f) = &mut filter {
-            f.dedup();
-        }
-        let key = (scope_key, filter, compact_mode);
+        let key = render_key(granted, backends, compact_mode);
         let mut renders = self.renders.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hit) = renders.get(&key) {
             return hit.clone();
@@ -415,6 +424,41 @@ impl Catalog {
         }
         renders.insert(key, rendered.clone());
         rendered
+    }
+
+    /// A serialized `tools/list` result page, built by `build` the first
+    /// time this catalog is asked for it and then served as bytes: a request
+    /// costs a copy, not a clone, serialization and drop of up to a page of
+    /// tool definitions (docs/performance.md).
+    pub fn tools_page(
+        &self,
+        granted: &[String],
+        backends: Option<&[String]>,
+        compact_mode: bool,
+        revision: &'static str,
+        offset: usize,
+        build: impl FnOnce() -> Vec<u8>,
+    ) -> Arc<[u8]> {
+        let key = (
+            render_key(granted, backends, compact_mode),
+            revision,
+            offset,
+        );
+        if let Some(hit) = self
+            .pages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return hit.clone();
+        }
+        let bytes: Arc<[u8]> = build().into();
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if pages.len() > 4096 {
+            pages.clear();
+        }
+        pages.insert(key, bytes.clone());
+        bytes
     }
 
     /// A fingerprint of each list, to tell whether a refresh changed it.

@@ -130,22 +130,66 @@ fn decode_cursor(cursor: &str) -> Option<usize> {
         .ok()
 }
 
+/// The offset named by `params.cursor` in a list of `len` items.
+fn cursor_offset(len: usize, params: &Value) -> Result<usize, RpcError> {
+    match params.get("cursor") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(c)) => decode_cursor(c).filter(|o| *o <= len).ok_or_else(|| {
+            RpcError::invalid_params("invalid cursor: restart the listing without a cursor")
+        }),
+        Some(_) => Err(RpcError::invalid_params("`cursor` must be a string")),
+    }
+}
+
 /// One page of `items` after `params.cursor`.
 fn paginate(items: &[Value], params: &Value) -> Result<(Vec<Value>, Option<String>), RpcError> {
-    let offset = match params.get("cursor") {
-        None | Some(Value::Null) => 0,
-        Some(Value::String(c)) => {
-            decode_cursor(c)
-                .filter(|o| *o <= items.len())
-                .ok_or_else(|| {
-                    RpcError::invalid_params("invalid cursor: restart the listing without a cursor")
-                })?
-        }
-        Some(_) => return Err(RpcError::invalid_params("`cursor` must be a string")),
-    };
+    let offset = cursor_offset(items.len(), params)?;
     let end = (offset + PAGE_SIZE).min(items.len());
     let next = (end < items.len()).then(|| encode_cursor(end));
     Ok((items[offset..end].to_vec(), next))
+}
+
+/// The whole `tools/list` result (decorated for the request's revision),
+/// serialized once per catalog, caller view, revision and page, then served
+/// as bytes. Same content as the `tools/list` arm of [`dispatch`], which
+/// batches still use.
+pub(crate) fn tools_list_bytes(
+    inner: &Inner,
+    ctx: &CallCtx,
+    params: &Value,
+) -> Result<Arc<[u8]>, RpcError> {
+    let catalog = inner.federation.catalog();
+    crate::audit::note(|r| r.method = Some("tools/list".to_string()));
+    let filter = ctx.backends_filter.as_deref();
+    let all = catalog.visible_tools(&ctx.caller.scopes, filter, ctx.compact);
+    let offset = cursor_offset(all.len(), params)?;
+    let end = (offset + PAGE_SIZE).min(all.len());
+    crate::audit::note(|r| {
+        r.tools_listed = Some(end - offset);
+        r.backend_filter = ctx.backends_filter.clone();
+    });
+    let revision = ctx.revision;
+    Ok(catalog.tools_page(
+        &ctx.caller.scopes,
+        filter,
+        ctx.compact,
+        revision.as_str(),
+        offset,
+        || {
+            let next = (end < all.len()).then(|| encode_cursor(end));
+            let page = all[offset..end]
+                .iter()
+                .map(|d| shape_tool(d.clone(), revision))
+                .collect();
+            let result = decorate(
+                inner,
+                revision,
+                "tools/list",
+                page_result("tools", (page, next)),
+            );
+            serde_json::to_vec(&result).unwrap_or_default()
+        },
+    ))
 }
 
 fn page_result(key: &str, (items, next): (Vec<Value>, Option<String>)) -> Value {

@@ -64,6 +64,22 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     r
 }
 
+/// A JSON-RPC success response around an already serialized result.
+fn raw_result_response(id: &Value, result: &[u8]) -> Response {
+    let mut body = Vec::with_capacity(result.len() + 64);
+    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    body.extend_from_slice(&serde_json::to_vec(id).unwrap_or_else(|_| b"null".to_vec()));
+    body.extend_from_slice(br#","result":"#);
+    body.extend_from_slice(result);
+    body.push(b'}');
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 fn rpc_error(status: StatusCode, id: Option<&Value>, error: RpcError) -> Response {
     json_response(status, &jsonrpc::error_response(id, &error))
 }
@@ -215,6 +231,12 @@ async fn modern_post(
         return crate::controls::hold_slot(sse::listen_stream(inner, id, filter, revision), slot);
     }
     let ctx = call_ctx(headers, caller, revision);
+    if method == "tools/list" {
+        return match methods::tools_list_bytes(inner, &ctx, &params) {
+            Ok(result) => raw_result_response(&id, &result),
+            Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
+        };
+    }
     match methods::dispatch(inner, &ctx, &method, &params).await {
         Ok(result) => json_response(
             StatusCode::OK,
@@ -333,17 +355,31 @@ async fn legacy_post(
                 json_response(StatusCode::OK, &Value::Array(responses))
             }
         }
-        single => match legacy_message(inner, &ctx, &single).await {
-            Some(r) => {
-                let status = if r.get("error").is_some() && r.get("id").is_none() {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::OK
+        single => {
+            if let Ok(Incoming::Request { id, method, params }) = classify(&single)
+                && method == "tools/list"
+            {
+                return match methods::tools_list_bytes(inner, &ctx, &params) {
+                    Ok(result) => raw_result_response(&id, &result),
+                    Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
                 };
-                json_response(status, &r)
             }
-            None => accepted(),
-        },
+            legacy_single(inner, &ctx, &single).await
+        }
+    }
+}
+
+async fn legacy_single(inner: &Arc<Inner>, ctx: &CallCtx, single: &Value) -> Response {
+    match legacy_message(inner, ctx, single).await {
+        Some(r) => {
+            let status = if r.get("error").is_some() && r.get("id").is_none() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            json_response(status, &r)
+        }
+        None => accepted(),
     }
 }
 
