@@ -260,6 +260,30 @@ impl Gateway {
     }
 }
 
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what orchestrators send): the
+/// usual `shutdown` future for [`Gateway::serve`].
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Builds a gateway and serves it until `shutdown` (same as
 /// [`Gateway::new`] then [`Gateway::serve`]).
 pub async fn serve(

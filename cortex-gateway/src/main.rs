@@ -136,7 +136,7 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
         None => None,
     };
     let server = tokio::spawn(gateway.clone().serve(listener, async {
-        stop_signal().await;
+        cortex_gateway::shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests and closing streams");
     }));
     gateway.wait_ready().await?;
@@ -154,27 +154,4 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
         m.abort();
     }
     result
-}
-
-/// Resolves on Ctrl-C or, on Unix, SIGTERM (what orchestrators send).
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -100,7 +100,7 @@ async fn run_app(app: App, listen: Option<SocketAddr>) -> anyhow::Result<()> {
         served.url
     );
     println!("Press Ctrl-C to stop.");
-    stop_signal().await;
+    cortex_gateway::shutdown_signal().await;
     trigger.fire();
     served.stopped().await;
     Ok(())
@@ -120,7 +120,7 @@ async fn run_all(cli: Cli) -> anyhow::Result<()> {
         println!("\nURL and tokens written to {}", path.display());
     }
     println!("\nPress Ctrl-C to stop.");
-    stop_signal().await;
+    cortex_gateway::shutdown_signal().await;
     println!("Stopping...");
     running.shutdown().await;
     Ok(())
@@ -154,27 +154,4 @@ fn print_banner(running: &Running, ttl: Duration) {
     );
     println!("{}", meridian::curl_tools_list(&running.url, "$SALES_REP"));
     println!("\n(Append | jq -r '.result.tools[].name' for the names only.)");
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -84,26 +84,9 @@ fn metric(key: &str, label: &str, value: i64, unit: Option<&str>) -> Metric {
     m
 }
 
-/// The current UTC time as `YYYY-MM-DDThh:mm:ssZ`.
+/// The current UTC time as `YYYY-MM-DDThh:mm:ssZ` (the gateway's RFC 3339
+/// formatter, without the milliseconds).
 pub fn now_iso8601() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let full = cortex_gateway::audit::rfc3339(std::time::SystemTime::now());
+    format!("{}Z", &full[..19])
 }
