@@ -547,13 +547,12 @@ impl Controls {
         if !self.metrics_separate {
             router = router.merge(self.metrics_router());
         }
-        router
-            .layer(from_fn_with_state(self.limits.clone(), limits_layer))
-            .layer(from_fn_with_state(
-                self.origin.clone(),
-                crate::origin::layer,
-            ))
-            .layer(from_fn_with_state(self.auditor.clone(), audit::layer))
+        let perimeter = Arc::new(Perimeter {
+            auditor: self.auditor.clone(),
+            origin: self.origin.clone(),
+            limits: self.limits.clone(),
+        });
+        router.layer(from_fn_with_state(perimeter, perimeter_layer))
     }
 }
 
@@ -567,9 +566,32 @@ pub(crate) fn hold_slot(response: Response, slot: StreamSlot) -> Response {
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
+/// The checks every request passes, in one middleware (one boxed future
+/// and one service clone per request instead of one per check).
+struct Perimeter {
+    auditor: Arc<Auditor>,
+    origin: Arc<OriginGuard>,
+    limits: Arc<Limits>,
+}
+
+/// Audit (outermost, so refusals get a line too), then origin/host/CORS
+/// (before any token is looked at), then limits, then the routes.
+async fn perimeter_layer(
+    State(perimeter): State<Arc<Perimeter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let p = &*perimeter;
+    audit::audited(&p.auditor, request, |request| {
+        p.origin
+            .guard(request, |request| limits(&p.limits, request, next))
+    })
+    .await
+}
+
 /// Header size limit and per-request deadline (to response headers, so
 /// streams are not cut).
-async fn limits_layer(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
+async fn limits(limits: &Limits, request: Request, next: Next) -> Response {
     let size: usize = request
         .headers()
         .iter()

@@ -252,6 +252,11 @@ impl Gateway {
         let app = self
             .router()
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // Answers are written in one piece; Nagle's algorithm would only
+        // hold the last segment of a large one back.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .await?;

@@ -20,9 +20,9 @@ mod sink;
 use std::time::Duration;
 
 pub use pseudonym::Pseudonymizer;
-pub use record::{AuditRecord, outcome_of_status, rfc3339};
-pub use scope::{Auditor, layer, note, note_arguments, note_caller, note_outcome, peer};
-pub use sink::{AuditFileError, AuditSink, AuditWriter, QUEUE};
+pub use record::{AuditRecord, AuditTime, outcome_of_status, rfc3339};
+pub use scope::{Auditor, audited, layer, note, note_arguments, note_caller, note_outcome, peer};
+pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE};
 
 /// How a tool call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

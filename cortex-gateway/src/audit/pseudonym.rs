@@ -3,10 +3,10 @@
 //! arguments) can be correlated by whoever holds the key, and by nobody
 //! else.
 
-use std::fmt::Write as _;
-
 use aws_lc_rs::hmac;
 use serde_json::Value;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The audit key.
 pub struct Pseudonymizer {
@@ -56,13 +56,13 @@ impl Pseudonymizer {
         ctx.update(domain.as_bytes());
         ctx.update(&[0]);
         ctx.update(data);
-        ctx.sign()
-            .as_ref()
-            .iter()
-            .fold(String::with_capacity(64), |mut s, b| {
-                let _ = write!(s, "{b:02x}");
-                s
-            })
+        let tag = ctx.sign();
+        let mut hex = String::with_capacity(64);
+        for b in tag.as_ref() {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        hex
     }
 
     /// The caller's pseudonym: from the email when there is one (stable

@@ -6,8 +6,8 @@ use serde::Serialize;
 /// no result content can be represented here.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AuditRecord {
-    /// When the request arrived (RFC 3339, UTC, milliseconds).
-    pub time: String,
+    /// When the request arrived; written as RFC 3339, UTC, milliseconds.
+    pub time: AuditTime,
     /// The caller as a keyed hash (HMAC-SHA256 of the email, or of the
     /// `sub` without one); `None` before authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +78,25 @@ pub fn outcome_of_status(status: u16) -> (&'static str, Option<&'static str>) {
 }
 
 /// `SystemTime` as RFC 3339 UTC with milliseconds.
+/// A point in time, written as RFC 3339 (UTC, milliseconds). The text is
+/// made by the writer thread when the line is serialized, not on the
+/// request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditTime(pub std::time::SystemTime);
+
+impl Default for AuditTime {
+    fn default() -> Self {
+        Self(std::time::UNIX_EPOCH)
+    }
+}
+
+impl Serialize for AuditTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&rfc3339(self.0))
+    }
+}
+
+/// RFC 3339 text of `t` (UTC, milliseconds).
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
@@ -106,6 +125,15 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+
+    #[test]
+    fn audit_time_is_written_as_rfc3339() {
+        let t = AuditTime(UNIX_EPOCH + Duration::from_millis(1_795_000_000_123));
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2026-11-18T11:06:40.123Z\""
+        );
+    }
 
     #[test]
     fn rfc3339_dates() {

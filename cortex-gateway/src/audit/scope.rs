@@ -3,6 +3,7 @@
 //! the middleware writes the line when the response is ready.
 
 use std::{
+    future::Future,
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Instant, SystemTime},
@@ -65,10 +66,21 @@ impl Auditor {
 
 /// The middleware, for `axum::middleware::from_fn_with_state`.
 pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    if !auditor.paths.contains(&path) {
-        return next.run(request).await;
+    audited(&auditor, request, |request| next.run(request)).await
+}
+
+/// Runs `inner` inside an audit scope (for an audited path) and writes the
+/// line when its response is ready: the body of [`layer`], for a stack
+/// that combines several checks in one middleware.
+pub async fn audited<F, Fut>(auditor: &Auditor, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if !auditor.paths.iter().any(|p| p == request.uri().path()) {
+        return inner(request).await;
     }
+    let path = request.uri().path().to_string();
     let started = Instant::now();
     let peer = request
         .extensions()
@@ -86,7 +98,7 @@ pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: 
         .map(|v| v.chars().take(64).collect());
     let scope = Arc::new(Scope {
         record: Mutex::new(AuditRecord {
-            time: record::rfc3339(SystemTime::now()),
+            time: record::AuditTime(SystemTime::now()),
             http_method: request.method().as_str().to_string(),
             path,
             protocol,
@@ -96,12 +108,8 @@ pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: 
         keys: auditor.keys.clone(),
         peer,
     });
-    let response = SCOPE.scope(scope.clone(), next.run(request)).await;
-    let mut r = scope
-        .record
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let response = SCOPE.scope(scope.clone(), inner(request)).await;
+    let mut r = std::mem::take(&mut *scope.record.lock().unwrap_or_else(|e| e.into_inner()));
     r.status = response.status().as_u16();
     r.latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     r.response_bytes = response.body().size_hint().exact();

@@ -121,7 +121,12 @@ impl RpcError {
 
 /// A success response.
 pub fn response(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
+    // Built by hand: `json!` would serialize `result` into a copy.
+    let mut m = Map::new();
+    m.insert("jsonrpc".into(), Value::String("2.0".into()));
+    m.insert("id".into(), id.clone());
+    m.insert("result".into(), result);
+    Value::Object(m)
 }
 
 /// An error response; `id` absent when the request's id is unknown.
@@ -168,21 +173,24 @@ pub enum Incoming {
 }
 
 /// Classifies one message; `Err` carries the error and the id if known.
-pub fn classify(message: &Value) -> Result<Incoming, (Option<Value>, RpcError)> {
-    let Some(obj) = message.as_object() else {
+pub fn classify(message: Value) -> Result<Incoming, (Option<Value>, RpcError)> {
+    let Value::Object(mut obj) = message else {
         return Err((
             None,
             RpcError::new(INVALID_REQUEST, "a JSON-RPC message must be an object"),
         ));
     };
-    let id = obj.get("id").cloned();
+    let id = obj.remove("id");
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err((
             id,
             RpcError::new(INVALID_REQUEST, "`jsonrpc` must be \"2.0\""),
         ));
     }
-    let method = obj.get("method").and_then(Value::as_str);
+    let method = match obj.remove("method") {
+        Some(Value::String(m)) => Some(m),
+        _ => None,
+    };
     match (method, id) {
         (Some(method), Some(id)) => {
             if !(id.is_string() || id.is_i64() || id.is_u64()) {
@@ -194,22 +202,16 @@ pub fn classify(message: &Value) -> Result<Incoming, (Option<Value>, RpcError)> 
                     ),
                 ));
             }
-            let params = obj.get("params").cloned().unwrap_or_else(|| json!({}));
+            let params = obj.remove("params").unwrap_or_else(|| json!({}));
             if !params.is_object() {
                 return Err((
                     Some(id),
                     RpcError::invalid_params("`params` must be an object"),
                 ));
             }
-            Ok(Incoming::Request {
-                id,
-                method: method.to_string(),
-                params,
-            })
+            Ok(Incoming::Request { id, method, params })
         }
-        (Some(method), None) => Ok(Incoming::Notification {
-            method: method.to_string(),
-        }),
+        (Some(method), None) => Ok(Incoming::Notification { method }),
         (None, Some(_)) if obj.contains_key("result") || obj.contains_key("error") => {
             Ok(Incoming::Response)
         }

@@ -2,7 +2,7 @@
 //! the shape of the caller's revision; [`decorate`] adds what the stateless
 //! era requires on top (`resultType`, `_meta`, cache hints).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
 use cortex_backend::{
@@ -192,6 +192,50 @@ pub(crate) fn tools_list_bytes(
     ))
 }
 
+/// The whole `tools/call` result (decorated for the request's revision),
+/// serialized. A backend's JSON object is spliced in as bytes; other
+/// results go through [`decorate`] as values. Same content as the
+/// `tools/call` arm of [`dispatch`], which batches still use.
+pub(crate) async fn tools_call_bytes(
+    inner: &Inner,
+    ctx: &CallCtx,
+    params: &Value,
+) -> Result<Vec<u8>, RpcError> {
+    let catalog = inner.federation.catalog();
+    crate::audit::note(|r| r.method = Some("tools/call".to_string()));
+    let result = tools::call(inner, &catalog, ctx, params).await?;
+    if let Some(bytes) = result.object_bytes(ctx.revision, call_decoration(ctx.revision)) {
+        return Ok(bytes);
+    }
+    let value = decorate(
+        inner,
+        ctx.revision,
+        "tools/call",
+        result.into_value(ctx.revision),
+    );
+    Ok(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+/// What [`decorate`] adds to a `tools/call` result, serialized as
+/// `,"key":value` members (empty before the stateless era). Built once.
+fn call_decoration(revision: Revision) -> &'static [u8] {
+    static MODERN: LazyLock<Vec<u8>> = LazyLock::new(|| {
+        let mut out =
+            br#","resultType":"complete","_meta":{"io.modelcontextprotocol/serverInfo":"#.to_vec();
+        out.extend_from_slice(
+            &serde_json::to_vec(&server_info(Revision::V2026_07_28)).unwrap_or_default(),
+        );
+        out.push(b'}');
+        out
+    });
+    if revision.is_modern() {
+        debug_assert_eq!(Revision::MODERN, [Revision::V2026_07_28]);
+        &MODERN
+    } else {
+        &[]
+    }
+}
+
 fn page_result(key: &str, (items, next): (Vec<Value>, Option<String>)) -> Value {
     let mut m = Map::new();
     m.insert(key.into(), Value::Array(items));
@@ -247,7 +291,9 @@ pub(crate) async fn dispatch(
                 .collect();
             Ok(page_result("tools", (page, next)))
         }
-        "tools/call" => tools::call(inner, &catalog, ctx, params).await,
+        "tools/call" => tools::call(inner, &catalog, ctx, params)
+            .await
+            .map(|r| r.into_value(ctx.revision)),
         "prompts/list" => {
             let visible: Vec<Value> = catalog
                 .prompts
@@ -429,7 +475,7 @@ async fn get_prompt(
             backend,
             Credential::User(&ctx.caller),
             backend_methods::GET_PROMPT,
-            Some(p),
+            Some(&p),
             backend.timeout(),
         )
         .await
@@ -491,7 +537,7 @@ async fn read_resource(
             backend,
             Credential::User(&ctx.caller),
             backend_methods::READ_RESOURCE,
-            Some(p),
+            Some(&p),
             backend.timeout(),
         )
         .await

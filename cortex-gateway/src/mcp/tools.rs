@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use cortex_backend::contract::{ContentBlock, McpToolResult, ResultKind, methods};
 use serde_json::{Map, Value, json};
 
@@ -158,20 +159,68 @@ fn error_class(e: &UpstreamError) -> String {
     }
 }
 
+/// A `tools/call` result.
+#[derive(Debug)]
+pub(crate) enum ToolResult {
+    /// Built by the gateway: errors, builtins, a backend's own MCP result.
+    Built(Value),
+    /// A backend's JSON object (checked, surrounding whitespace removed),
+    /// passed on as the text block and as `structuredContent` without being
+    /// parsed into a tree and serialized again: the common case, and the
+    /// hot path of the gateway.
+    Object(Bytes),
+}
+
+impl ToolResult {
+    /// The result as a value (JSON-RPC batches build their answer as one).
+    pub(crate) fn into_value(self, revision: Revision) -> Value {
+        match self {
+            Self::Built(v) => v,
+            Self::Object(raw) => match serde_json::from_slice(&raw) {
+                Ok(value) => json_result(value, revision),
+                Err(e) => text_result(format!("invalid backend result: {e}"), true),
+            },
+        }
+    }
+
+    /// The result object serialized, with `extra` (already serialized
+    /// `,"key":value` members) added at its end; `None` for a result the
+    /// gateway built, which is serialized as a value.
+    pub(crate) fn object_bytes(&self, revision: Revision, extra: &[u8]) -> Option<Vec<u8>> {
+        let Self::Object(raw) = self else {
+            return None;
+        };
+        let raw = std::str::from_utf8(raw).ok()?;
+        let mut out = Vec::with_capacity(raw.len() * 2 + 96 + extra.len());
+        out.extend_from_slice(br#"{"content":[{"type":"text","text":"#);
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, raw);
+        out.extend_from_slice(br#"}],"isError":false"#);
+        if revision >= Revision::V2025_06_18 {
+            out.extend_from_slice(br#","structuredContent":"#);
+            out.extend_from_slice(raw.as_bytes());
+        }
+        out.extend_from_slice(extra);
+        out.push(b'}');
+        Some(out)
+    }
+}
+
 /// Runs `tools/call`.
 pub(crate) async fn call(
     inner: &Inner,
     catalog: &Catalog,
     ctx: &CallCtx,
     params: &Value,
-) -> Result<Value, RpcError> {
+) -> Result<ToolResult, RpcError> {
     let name = params
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| RpcError::invalid_params("`name` (a string) is required"))?;
+    let no_arguments = Map::new();
     let arguments = match params.get("arguments") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(o)) => o.clone(),
+        None | Some(Value::Null) => &no_arguments,
+        Some(Value::Object(o)) => o,
         Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
     };
     audit::note(|r| r.tool = Some(name.to_string()));
@@ -180,11 +229,11 @@ pub(crate) async fn call(
         && let Some(why) = inner.controls.integrity.withheld(name)
     {
         audit::note_outcome("refused", Some("quarantined"));
-        return Ok(text_result(why.message(name), true));
+        return Ok(ToolResult::Built(text_result(why.message(name), true)));
     }
     match name {
-        "whoami" => return Ok(whoami(inner, catalog, ctx).await),
-        "find_tools" => return Ok(find_tools(catalog, ctx, &arguments)),
+        "whoami" => return Ok(ToolResult::Built(whoami(inner, catalog, ctx).await)),
+        "find_tools" => return Ok(ToolResult::Built(find_tools(catalog, ctx, arguments))),
         _ => {}
     }
     let tool = catalog
@@ -198,14 +247,14 @@ pub(crate) async fn call(
             Outcome::Refused,
             Duration::ZERO,
         );
-        return Ok(text_result(
+        return Ok(ToolResult::Built(text_result(
             format!(
                 "missing scope {scope}: the gateway refused {name} because your token lacks the OAuth scope \
                  {scope}. Get a token that includes {scope} and retry.",
                 scope = tool.scope
             ),
             true,
-        ));
+        )));
     }
     let Some(backend) = inner.federation.backend(&tool.backend) else {
         return Err(RpcError::invalid_params(format!("Unknown tool: {name}")));
@@ -214,7 +263,7 @@ pub(crate) async fn call(
     let result = inner
         .federation
         .upstream()
-        .call(
+        .call_raw(
             backend,
             Credential::User(&ctx.caller),
             &tool.original,
@@ -231,13 +280,33 @@ pub(crate) async fn call(
     if let Err(e) = &result {
         audit::note(|r| r.error_class = Some(error_class(e)));
     }
-    Ok(match result {
-        Ok(value) if tool.result_kind == ResultKind::Mcp => {
-            mcp_result(&backend.id, value, ctx.revision)
+    let raw = match result {
+        Ok(raw) => raw,
+        Err(e) => {
+            return Ok(ToolResult::Built(text_result(
+                failure_text(&backend.id, name, &e),
+                true,
+            )));
         }
-        Ok(value) => json_result(value, ctx.revision),
-        Err(e) => text_result(failure_text(&backend.id, name, &e), true),
-    })
+    };
+    if tool.result_kind != ResultKind::Mcp && raw.first() == Some(&b'{') {
+        return Ok(ToolResult::Object(raw));
+    }
+    let value: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = UpstreamError::InvalidJson(e.to_string());
+            return Ok(ToolResult::Built(text_result(
+                failure_text(&backend.id, name, &e),
+                true,
+            )));
+        }
+    };
+    Ok(ToolResult::Built(if tool.result_kind == ResultKind::Mcp {
+        mcp_result(&backend.id, value, ctx.revision)
+    } else {
+        json_result(value, ctx.revision)
+    }))
 }
 
 async fn whoami(inner: &Inner, catalog: &Catalog, ctx: &CallCtx) -> Value {

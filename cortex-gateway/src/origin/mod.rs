@@ -8,7 +8,7 @@
 
 mod policy;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
 use axum::{
     extract::{Request, State},
@@ -76,6 +76,16 @@ impl OriginGuard {
     /// Answers a request: refusal, preflight, or the inner response with
     /// CORS headers for an allowed origin.
     pub async fn handle(&self, request: Request, next: Next) -> Response {
+        self.guard(request, |request| next.run(request)).await
+    }
+
+    /// [`Self::handle`] with any inner handler (for a stack that combines
+    /// several checks in one middleware).
+    pub async fn guard<F, Fut>(&self, request: Request, inner: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
         if let Some(refused) = self.check(request.headers()) {
             return refused;
         }
@@ -101,7 +111,7 @@ impl OriginGuard {
             );
             r
         } else {
-            next.run(request).await
+            inner(request).await
         };
         if let Some(origin) = origin {
             let h = response.headers_mut();

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use cortex_backend::Caller;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::{Value, json};
 
 use sse::Filter;
@@ -68,7 +69,9 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 fn raw_result_response(id: &Value, result: &[u8]) -> Response {
     let mut body = Vec::with_capacity(result.len() + 64);
     body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-    body.extend_from_slice(&serde_json::to_vec(id).unwrap_or_else(|_| b"null".to_vec()));
+    if serde_json::to_writer(&mut body, id).is_err() {
+        body.extend_from_slice(b"null");
+    }
     body.extend_from_slice(br#","result":"#);
     body.extend_from_slice(result);
     body.push(b'}');
@@ -171,9 +174,17 @@ fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> Cal
     }
 }
 
-async fn post_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    let caller = match admit(&inner, &headers).await {
+async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+    // Taken apart rather than extracted: the `HeaderMap` extractor clones
+    // every header, and the body is read only once the caller is admitted.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let caller = match admit(&inner, headers).await {
         Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match read_body(body, inner.config.max_request_bytes).await {
+        Ok(b) => b,
         Err(r) => return r,
     };
     let body: Value = match serde_json::from_slice(&body) {
@@ -186,9 +197,35 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byt
             );
         }
     };
-    match era::detect(&headers, &body) {
-        Era::Modern => modern_post(&inner, &headers, caller, body).await,
-        Era::Legacy => legacy_post(&inner, &headers, caller, body).await,
+    match era::detect(headers, &body) {
+        Era::Modern => modern_post(&inner, headers, caller, body).await,
+        Era::Legacy => legacy_post(&inner, headers, caller, body).await,
+    }
+}
+
+/// The whole request body, at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!(
+                    "the request body is larger than the gateway's limit of {limit} bytes; \
+                     send smaller arguments (the operator sets max_request_bytes)"
+                ),
+            ),
+        )),
+        Err(e) => Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!("the request body could not be read: {e}"),
+            ),
+        )),
     }
 }
 
@@ -208,7 +245,7 @@ async fn modern_post(
             ),
         );
     }
-    let (id, method, params) = match classify(&body) {
+    let (id, method, params) = match classify(body) {
         Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e),
         Ok(Incoming::Notification { .. } | Incoming::Response) => return accepted(),
         Ok(Incoming::Request { id, method, params }) => (id, method, params),
@@ -231,11 +268,8 @@ async fn modern_post(
         return crate::controls::hold_slot(sse::listen_stream(inner, id, filter, revision), slot);
     }
     let ctx = call_ctx(headers, caller, revision);
-    if method == "tools/list" {
-        return match methods::tools_list_bytes(inner, &ctx, &params) {
-            Ok(result) => raw_result_response(&id, &result),
-            Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
-        };
+    if let Some(response) = fast_path(inner, &ctx, &id, &method, &params).await {
+        return response;
     }
     match methods::dispatch(inner, &ctx, &method, &params).await {
         Ok(result) => json_response(
@@ -344,8 +378,8 @@ async fn legacy_post(
                 );
             }
             let mut responses = Vec::new();
-            for item in &items {
-                if let Some(r) = legacy_message(inner, &ctx, item).await {
+            for item in items {
+                if let Some(r) = legacy_message(inner, &ctx, classify(item)).await {
                     responses.push(r);
                 }
             }
@@ -356,20 +390,46 @@ async fn legacy_post(
             }
         }
         single => {
-            if let Ok(Incoming::Request { id, method, params }) = classify(&single)
-                && method == "tools/list"
+            let incoming = classify(single);
+            if let Ok(Incoming::Request { id, method, params }) = &incoming
+                && let Some(response) = fast_path(inner, &ctx, id, method, params).await
             {
-                return match methods::tools_list_bytes(inner, &ctx, &params) {
-                    Ok(result) => raw_result_response(&id, &result),
-                    Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
-                };
+                return response;
             }
-            legacy_single(inner, &ctx, &single).await
+            legacy_single(inner, &ctx, incoming).await
         }
     }
 }
 
-async fn legacy_single(inner: &Arc<Inner>, ctx: &CallCtx, single: &Value) -> Response {
+/// `tools/list` and `tools/call` (the requests an agent sends most) are
+/// answered with their result serialized once and spliced into the
+/// envelope, in both eras.
+async fn fast_path(
+    inner: &Arc<Inner>,
+    ctx: &CallCtx,
+    id: &Value,
+    method: &str,
+    params: &Value,
+) -> Option<Response> {
+    Some(match method {
+        "tools/list" => raw_result(id, methods::tools_list_bytes(inner, ctx, params)),
+        "tools/call" => raw_result(id, methods::tools_call_bytes(inner, ctx, params).await),
+        _ => return None,
+    })
+}
+
+fn raw_result(id: &Value, result: Result<impl AsRef<[u8]>, RpcError>) -> Response {
+    match result {
+        Ok(result) => raw_result_response(id, result.as_ref()),
+        Err(e) => rpc_error(StatusCode::OK, Some(id), e),
+    }
+}
+
+async fn legacy_single(
+    inner: &Arc<Inner>,
+    ctx: &CallCtx,
+    single: Result<Incoming, (Option<Value>, RpcError)>,
+) -> Response {
     match legacy_message(inner, ctx, single).await {
         Some(r) => {
             let status = if r.get("error").is_some() && r.get("id").is_none() {
@@ -384,8 +444,12 @@ async fn legacy_single(inner: &Arc<Inner>, ctx: &CallCtx, single: &Value) -> Res
 }
 
 /// One legacy message; `None` for notifications and client responses.
-async fn legacy_message(inner: &Arc<Inner>, ctx: &CallCtx, message: &Value) -> Option<Value> {
-    match classify(message) {
+async fn legacy_message(
+    inner: &Arc<Inner>,
+    ctx: &CallCtx,
+    message: Result<Incoming, (Option<Value>, RpcError)>,
+) -> Option<Value> {
+    match message {
         Err((id, e)) => Some(jsonrpc::error_response(id.as_ref(), &e)),
         Ok(Incoming::Notification { .. } | Incoming::Response) => None,
         Ok(Incoming::Request { id, method, .. }) if method == "initialize" => {
@@ -407,7 +471,7 @@ async fn legacy_message(inner: &Arc<Inner>, ctx: &CallCtx, message: &Value) -> O
 }
 
 fn initialize(inner: &Arc<Inner>, caller: &Caller, body: &Value) -> Response {
-    let id = match classify(body) {
+    let id = match classify(body.clone()) {
         Ok(Incoming::Request { id, .. }) => id,
         Ok(_) => {
             return rpc_error(

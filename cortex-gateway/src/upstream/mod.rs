@@ -4,11 +4,25 @@
 
 mod exchange;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, RwLock},
+    time::Duration,
+};
 
+use bytes::Bytes;
 use cortex_backend::{Caller, contract::headers};
-use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::{
+    HeaderMap, Method, Request, Uri,
+    header::{self, HeaderName, HeaderValue},
+};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
+use serde::Serialize;
+use serde_json::{Map, Value, json, value::RawValue};
 
 pub use exchange::TokenExchanger;
 
@@ -81,14 +95,6 @@ impl UpstreamError {
     }
 }
 
-/// The pooled client.
-#[derive(Debug, Clone)]
-pub struct UpstreamClient {
-    http: reqwest::Client,
-    max_response_bytes: usize,
-    exchanger: Option<Arc<TokenExchanger>>,
-}
-
 /// A header value is safe when it is visible ASCII or space/tab only.
 fn header_safe(value: &str) -> bool {
     value
@@ -117,17 +123,86 @@ pub fn cortex_headers(caller: &Caller) -> Result<Vec<(&'static str, String)>, Up
     Ok(values.into())
 }
 
+/// The HTTP client could not be built (no TLS roots, no TLS provider).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBuildError(String);
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The pooled client.
+///
+/// Backend calls go through hyper's pooled client directly (HTTP/1.1, or
+/// HTTP/2 when a TLS backend offers it), with each backend's endpoint
+/// parsed once: this is the request path of every `tools/call`, and the
+/// layers a general-purpose client adds on top (URL re-parsing, redirect
+/// policy, header builders) cost more than the hop itself
+/// (`docs/performance.md`). Token exchange keeps `reqwest`.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: Client<Connector, Full<Bytes>>,
+    exchange_http: reqwest::Client,
+    max_response_bytes: usize,
+    exchanger: Option<Arc<TokenExchanger>>,
+    targets: Arc<RwLock<HashMap<String, Arc<Target>>>>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("exchanger", &self.exchanger)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A backend's endpoint, parsed once.
+#[derive(Debug)]
+struct Target {
+    url: String,
+    path: String,
+    uri: Uri,
+}
+
+/// The `X-Cortex-*` header names, parsed once.
+static CORTEX_HEADER_NAMES: LazyLock<[HeaderName; 5]> =
+    LazyLock::new(|| headers::ALL.map(HeaderName::from_static));
+
+/// The body of a contract call.
+#[derive(Serialize)]
+struct ContractCall<'a> {
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Map<String, Value>>,
+}
+
 impl UpstreamClient {
     /// A client with a response limit.
-    pub fn new(max_response_bytes: usize) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(max_response_bytes: usize) -> Result<Self, ClientBuildError> {
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .try_with_platform_verifier()
+            .map_err(|e| ClientBuildError(format!("cannot load the TLS trust roots: {e}")))?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(connector);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .build(https);
+        let exchange_http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .build()
+            .map_err(|e| ClientBuildError(e.to_string()))?;
         Ok(Self {
             http,
+            exchange_http,
             max_response_bytes,
             exchanger: None,
+            targets: Arc::default(),
         })
     }
 
@@ -139,30 +214,68 @@ impl UpstreamClient {
         config: crate::config::TokenExchangeConfig,
     ) -> Self {
         self.exchanger = Some(Arc::new(TokenExchanger::new(
-            self.http.clone(),
+            self.exchange_http.clone(),
             issuer,
             config,
         )));
         self
     }
 
-    async fn user_token(
+    /// The backend's endpoint as a parsed URI (parsed on first use, and
+    /// again if the backend's URL changed).
+    fn target(&self, backend: &BackendConfig) -> Result<Arc<Target>, UpstreamError> {
+        let fresh = |t: &Target| t.url == backend.url && t.path == backend.path;
+        if let Some(t) = self
+            .targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&backend.id)
+            .filter(|t| fresh(t))
+        {
+            return Ok(t.clone());
+        }
+        let endpoint = backend.endpoint();
+        let uri: Uri = endpoint.parse().map_err(|e| {
+            UpstreamError::Unreachable(format!("the backend URL {endpoint} is not valid: {e}"))
+        })?;
+        let target = Arc::new(Target {
+            url: backend.url.clone(),
+            path: backend.path.clone(),
+            uri,
+        });
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(backend.id.clone(), target.clone());
+        Ok(target)
+    }
+
+    async fn bearer(
         &self,
         backend: &BackendConfig,
-        caller: &Caller,
+        credential: Credential<'_>,
         timeout: Duration,
-    ) -> Result<String, UpstreamError> {
-        if backend.token_mode == TokenMode::Forward {
-            return Ok(caller.token().to_string());
-        }
-        let exchanger = self.exchanger.as_ref().ok_or_else(|| {
-            UpstreamError::Exchange("no client credentials are configured".into())
-        })?;
-        tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
-            .await
-            .map_err(|_| {
-                UpstreamError::Exchange("the token endpoint did not answer in time".into())
-            })?
+    ) -> Result<HeaderValue, UpstreamError> {
+        let exchanged;
+        let token = match credential {
+            Credential::Technical(token) => token,
+            Credential::User(caller) if backend.token_mode == TokenMode::Forward => caller.token(),
+            Credential::User(caller) => {
+                let exchanger = self.exchanger.as_ref().ok_or_else(|| {
+                    UpstreamError::Exchange("no client credentials are configured".into())
+                })?;
+                exchanged = tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
+                    .await
+                    .map_err(|_| {
+                        UpstreamError::Exchange("the token endpoint did not answer in time".into())
+                    })??;
+                &exchanged
+            }
+        };
+        let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| UpstreamError::UnsafeHeader("authorization"))?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 
     /// Calls `method` on `backend` with `params`, bounded by `timeout`.
@@ -171,65 +284,91 @@ impl UpstreamClient {
         backend: &BackendConfig,
         credential: Credential<'_>,
         method: &str,
-        params: Option<Map<String, Value>>,
+        params: Option<&Map<String, Value>>,
         timeout: Duration,
     ) -> Result<Value, UpstreamError> {
-        let mut body = Map::new();
-        body.insert("method".into(), Value::String(method.into()));
-        if let Some(p) = params {
-            body.insert("params".into(), Value::Object(p));
-        }
-        let mut request = self
-            .http
-            .post(backend.endpoint())
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&body).unwrap_or_default());
-        match credential {
-            Credential::Technical(token) => {
-                request = request.bearer_auth(token);
-            }
-            Credential::User(caller) => {
-                let headers = cortex_headers(caller)?;
-                request = request.bearer_auth(self.user_token(backend, caller, timeout).await?);
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-            }
-        }
-        let timeout_ms = timeout.as_millis() as u64;
-        let exchange = async {
-            let response = request.send().await.map_err(|e| {
-                if e.is_timeout() {
-                    UpstreamError::Timeout(timeout_ms)
-                } else {
-                    UpstreamError::Unreachable(describe(&e))
-                }
-            })?;
-            let status = response.status().as_u16();
-            if let Some(len) = response.content_length()
-                && len as usize > self.max_response_bytes
+        let bytes = self
+            .call_raw(backend, credential, method, params, timeout)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::InvalidJson(e.to_string()))
+    }
+
+    /// [`Self::call`], but a 2xx answer is returned as the backend's JSON
+    /// bytes (checked to be one JSON value) instead of a parsed value, so
+    /// that it can be passed on without being rebuilt.
+    pub async fn call_raw(
+        &self,
+        backend: &BackendConfig,
+        credential: Credential<'_>,
+        method: &str,
+        params: Option<&Map<String, Value>>,
+        timeout: Duration,
+    ) -> Result<Bytes, UpstreamError> {
+        let target = self.target(backend)?;
+        let body = serde_json::to_vec(&ContractCall { method, params })
+            .map_err(|e| UpstreamError::InvalidJson(e.to_string()))?;
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = target.uri.clone();
+        // Content type, authorization and the five caller headers.
+        *request.headers_mut() = HeaderMap::with_capacity(8);
+        let headers_out = request.headers_mut();
+        headers_out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Credential::User(caller) = credential {
+            for ((name, value), header_name) in cortex_headers(caller)?
+                .into_iter()
+                .zip(CORTEX_HEADER_NAMES.iter())
             {
-                return Err(UpstreamError::TooLarge(self.max_response_bytes));
+                let value =
+                    HeaderValue::try_from(value).map_err(|_| UpstreamError::UnsafeHeader(name))?;
+                headers_out.insert(header_name.clone(), value);
             }
-            let mut stream = response.bytes_stream();
-            let mut bytes = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-                if bytes.len() + chunk.len() > self.max_response_bytes {
-                    return Err(UpstreamError::TooLarge(self.max_response_bytes));
-                }
-                bytes.extend_from_slice(&chunk);
+        }
+        let bearer = self.bearer(backend, credential, timeout).await?;
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
+        let timeout_ms = timeout.as_millis() as u64;
+        let limit = self.max_response_bytes;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+            let status = response.status().as_u16();
+            let declared = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > limit as u64) {
+                return Err(UpstreamError::TooLarge(limit));
             }
+            let bytes = Limited::new(response.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        UpstreamError::TooLarge(limit)
+                    } else {
+                        UpstreamError::Unreachable(describe(&*e))
+                    }
+                })?
+                .to_bytes();
             Ok((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| UpstreamError::Timeout(timeout_ms))??;
-        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         if (200..300).contains(&status) {
-            return parsed.map_err(|e| UpstreamError::InvalidJson(e.to_string()));
+            // Checks that the body is one JSON value without building it.
+            serde_json::from_slice::<&RawValue>(&bytes)
+                .map_err(|e| UpstreamError::InvalidJson(e.to_string()))?;
+            return Ok(bytes);
         }
-        let body = parsed.unwrap_or_else(
+        let body = serde_json::from_slice::<Value>(&bytes).unwrap_or_else(
             |_| json!({"error": format!("HTTP {status} with a body that is not JSON")}),
         );
         let message = body
@@ -250,8 +389,7 @@ impl UpstreamClient {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
