@@ -342,12 +342,17 @@ pub fn is_modern_method(method: &str) -> bool {
 }
 
 /// Adds the stateless era's fields to a result.
-pub(crate) fn decorate(
-    inner: &Inner,
-    revision: Revision,
-    method: &str,
-    mut result: Value,
-) -> Value {
+pub(crate) fn decorate(inner: &Inner, revision: Revision, method: &str, result: Value) -> Value {
+    decorate_with(
+        inner.config.refresh_interval_s * 1000,
+        revision,
+        method,
+        result,
+    )
+}
+
+/// [`decorate`] with the list lifetime (`ttlMs`) given.
+fn decorate_with(list_ttl_ms: u64, revision: Revision, method: &str, mut result: Value) -> Value {
     if !revision.is_modern() {
         return result;
     }
@@ -372,7 +377,7 @@ pub(crate) fn decorate(
             let ttl = if method == "resources/read" {
                 0
             } else {
-                inner.config.refresh_interval_s * 1000
+                list_ttl_ms
             };
             o.insert("ttlMs".into(), json!(ttl));
             // Lists are filtered by the caller's token: never share them.
@@ -558,4 +563,54 @@ async fn read_resource(
         );
     }
     Ok(serde_json::to_value(typed).unwrap_or_else(|_| json!({"contents": []})))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use serde_json::json;
+
+    use super::*;
+    use crate::mcp::tools::{ToolResult, json_result};
+
+    /// The spliced bytes of a backend's JSON object are the same result as
+    /// the value path (`json_result` then `decorate`) in every revision.
+    #[test]
+    fn spliced_tool_results_equal_the_value_path() {
+        let backend =
+            json!({"id": "A-1", "name": "caf\u{e9} \"quoted\"\n", "tags": ["x"], "n": 1.5});
+        let raw = Bytes::from(serde_json::to_vec(&backend).unwrap());
+        for revision in [
+            Revision::V2025_03_26,
+            Revision::V2025_06_18,
+            Revision::V2025_11_25,
+            Revision::V2026_07_28,
+        ] {
+            let spliced = ToolResult::Object(raw.clone())
+                .object_bytes(revision, call_decoration(revision))
+                .unwrap();
+            let spliced: Value = serde_json::from_slice(&spliced).unwrap();
+            let expected = decorate_with(
+                0,
+                revision,
+                "tools/call",
+                json_result(backend.clone(), revision),
+            );
+            // The text block holds the backend's JSON as sent; compare it
+            // as JSON, the rest as it is.
+            let text = |v: &Value| -> Value {
+                serde_json::from_str(v["content"][0]["text"].as_str().unwrap()).unwrap()
+            };
+            assert_eq!(text(&spliced), text(&expected), "{revision:?}");
+            let strip = |mut v: Value| {
+                v["content"][0]["text"] = json!("");
+                v
+            };
+            assert_eq!(strip(spliced), strip(expected), "{revision:?}");
+        }
+        assert_eq!(
+            ToolResult::Built(json!({})).object_bytes(Revision::V2026_07_28, b""),
+            None
+        );
+    }
 }

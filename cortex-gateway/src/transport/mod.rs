@@ -118,17 +118,10 @@ async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
     }
 }
 
-/// 403 for a present `Origin` that is neither the canonical URI's origin
-/// nor configured (DNS-rebinding defence).
-fn check_origin(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
-    inner.controls.origin.check(headers)
-}
-
-/// Origin check then authentication; `Err` is the finished refusal.
+/// Authentication, rate limit and revocation; `Err` is the finished
+/// refusal. The `Origin`/`Host` checks ran before, in the perimeter
+/// middleware that wraps every route of [`crate::Gateway::router`].
 async fn admit(inner: &Inner, headers: &HeaderMap) -> Result<Arc<Caller>, Response> {
-    if let Some(r) = check_origin(inner, headers) {
-        return Err(r);
-    }
     let caller = match inner.auth.authenticate(headers).await {
         Ok(c) => c,
         Err(rejection) => {

@@ -582,6 +582,21 @@ async fn oversized_headers_get_431_and_the_deadline_504() {
     c.extra_headers.push(("x-padding".into(), big));
     assert_eq!(c.send("tools/list", json!({})).await.status, 431);
     c.extra_headers.clear();
+    // A body over the limit (1 MiB by default) is refused with a JSON-RPC
+    // error that says what to do, after authentication.
+    let padding = "x".repeat((1 << 20) + 1);
+    let r = c
+        .send(
+            "tools/call",
+            json!({"name": "docs_stall", "arguments": {"padding": padding}}),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("larger than") && message.contains("1048576"),
+        "{message}"
+    );
     let r = c
         .send("tools/call", json!({"name": "docs_stall", "arguments": {}}))
         .await;
