@@ -16,12 +16,6 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-// The allocator of the shipped `cortex-gateway` binary, so that the
-// gateway role measures what operators run. Every role uses it, the bare
-// proxy included.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod auth_bench;
 mod backend;
 mod child;

@@ -3,13 +3,6 @@
 //! Exit codes: 0 success, 1 the gateway failed while running, 2 a usage or
 //! configuration error (nothing was started).
 
-// A busy gateway allocates and frees many small buffers per request on
-// several threads; mimalloc does that with less CPU than the system
-// allocator (docs/performance.md). Embedders choose their own allocator.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
