@@ -1,7 +1,13 @@
 //! Federation: health, hung and oversized backends, change notifications,
 //! unprefixed backends, header safety.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use cortex_gateway::{
     Gateway, GatewayError,
@@ -109,6 +115,74 @@ async fn unreachable_and_oversized_backends_are_contained() {
         Health::Down(reason) => assert!(reason.contains("exceeded"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A TLS backend whose certificate no trusted authority issued (a
+/// self-signed one in `tests/fixtures`): the handshake fails, the backend is
+/// down with the certificate named, and not one HTTP byte (so no token)
+/// reaches it.
+#[tokio::test]
+async fn a_backend_with_an_untrusted_certificate_never_gets_a_request() {
+    use tokio::io::AsyncReadExt as _;
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    };
+    let cert =
+        CertificateDer::from_pem_slice(include_bytes!("../fixtures/untrusted-cert.pem")).unwrap();
+    let key =
+        PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/untrusted-key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn({
+        let (connections, requests) = (connections.clone(), requests.clone());
+        async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, requests) = (acceptor.clone(), requests.clone());
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(socket).await {
+                        let mut buf = [0u8; 256];
+                        if tls.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                            requests.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let w = World::start_with(Options {
+        extra: vec![BackendConfig::new("selfsigned", url)],
+        extra_tasks: vec![task],
+        ..Options::default()
+    })
+    .await;
+    let catalog = w.gateway.federation().catalog();
+    let (_, health) = catalog
+        .health
+        .iter()
+        .find(|(id, _)| id == "selfsigned")
+        .unwrap();
+    match health {
+        Health::Down(reason) => assert!(reason.contains("certificate"), "{reason}"),
+        other => panic!("a backend with an untrusted certificate is {other:?}"),
+    }
+    assert!(
+        connections.load(Ordering::SeqCst) > 0,
+        "the gateway never tried"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
