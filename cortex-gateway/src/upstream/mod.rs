@@ -182,8 +182,11 @@ impl UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.enforce_http(false);
         connector.set_nodelay(true);
+        // The provider is named rather than taken from the process default,
+        // so another crate enabling a second rustls provider cannot make
+        // this fail at run time.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .try_with_platform_verifier()
+            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|e| ClientBuildError(format!("cannot load the TLS trust roots: {e}")))?
             .https_or_http()
             .enable_all_versions()
@@ -294,8 +297,9 @@ impl UpstreamClient {
     }
 
     /// [`Self::call`], but a 2xx answer is returned as the backend's JSON
-    /// bytes (checked to be one JSON value) instead of a parsed value, so
-    /// that it can be passed on without being rebuilt.
+    /// bytes (checked to be exactly one JSON value, surrounding whitespace
+    /// removed) instead of a parsed value, so that it can be passed on
+    /// without being rebuilt.
     pub async fn call_raw(
         &self,
         backend: &BackendConfig,
@@ -363,10 +367,11 @@ impl UpstreamClient {
             .await
             .map_err(|_| UpstreamError::Timeout(timeout_ms))??;
         if (200..300).contains(&status) {
-            // Checks that the body is one JSON value without building it.
-            serde_json::from_slice::<&RawValue>(&bytes)
+            // Checks that the body is one JSON value without building it,
+            // and drops the whitespace around it.
+            let value = serde_json::from_slice::<&RawValue>(&bytes)
                 .map_err(|e| UpstreamError::InvalidJson(e.to_string()))?;
-            return Ok(bytes);
+            return Ok(bytes.slice_ref(value.get().as_bytes()));
         }
         let body = serde_json::from_slice::<Value>(&bytes).unwrap_or_else(
             |_| json!({"error": format!("HTTP {status} with a body that is not JSON")}),
