@@ -40,7 +40,7 @@ pub(crate) fn environment(trust: &TrustArgs, upstreams: &[Upstream]) -> Vec<(Str
         // its own scenario.
         ("CORTEX_REFRESH_INTERVAL_S".to_owned(), "3600".to_owned()),
         // Audit on: every line is built, pseudonymised and written by the
-        // writer task; /dev/null keeps the disk out of the figures.
+        // writer thread; /dev/null keeps the disk out of the figures.
         ("CORTEX_AUDIT_FILE".to_owned(), "/dev/null".to_owned()),
         (
             "CORTEX_AUDIT_SECRET".to_owned(),

@@ -351,7 +351,7 @@ pub(crate) struct Controls {
     limiter: Option<RateLimiter>,
     streams: StreamLimiter,
     auditor: Arc<Auditor>,
-    /// Kept for the life of the gateway (the writer task ends with the sink).
+    /// Kept for the life of the gateway (the writer thread ends with the sink).
     _audit_writer: AuditWriter,
     pub(crate) integrity: Arc<IntegrityGuard>,
     pub(crate) metrics: Arc<Metrics>,

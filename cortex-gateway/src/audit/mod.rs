@@ -1,5 +1,5 @@
 //! Audit trail: one JSON line per MCP request (refusals included), written
-//! off the request path by a writer task.
+//! off the request path by a writer thread.
 //!
 //! A line says who (a keyed hash of the caller, `sub`, client id), what
 //! (method, tool, backend, the scope that gated it, a keyed hash of the
