@@ -77,7 +77,6 @@ pub fn outcome_of_status(status: u16) -> (&'static str, Option<&'static str>) {
     }
 }
 
-/// `SystemTime` as RFC 3339 UTC with milliseconds.
 /// A point in time, written as RFC 3339 (UTC, milliseconds). The text is
 /// made by the writer thread when the line is serialized, not on the
 /// request path.

@@ -351,11 +351,20 @@ mod tests {
         }
         let (release, stuck) = std::sync::mpsc::channel();
         let (sink, _writer) = AuditSink::spawn(Stuck(stuck));
-        let started = std::time::Instant::now();
-        for i in 0..(QUEUE * 3) {
-            sink.write(record(200 + (i % 100) as u16));
-        }
-        assert!(started.elapsed() < Duration::from_secs(10));
+        // The writes run on a thread of their own, so that a `write` that
+        // blocks fails the test instead of hanging it.
+        let (done, finished) = std::sync::mpsc::channel();
+        let writer_sink = sink.clone();
+        std::thread::spawn(move || {
+            for i in 0..(QUEUE * 3) {
+                writer_sink.write(record(200 + (i % 100) as u16));
+            }
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "writing to the queue blocked on a stuck output"
+        );
         // The writer took at most one batch before blocking; the rest of
         // what did not fit was dropped.
         assert!(sink.dropped() >= QUEUE as u64, "{}", sink.dropped());

@@ -172,8 +172,11 @@ pub enum Incoming {
     Response,
 }
 
-/// Classifies one message; `Err` carries the error and the id if known.
-pub fn classify(message: Value) -> Result<Incoming, (Option<Value>, RpcError)> {
+/// A classified message; `Err` carries the error and the id if known.
+pub type Classified = Result<Incoming, (Option<Value>, RpcError)>;
+
+/// Classifies one message.
+pub fn classify(message: Value) -> Classified {
     let Value::Object(mut obj) = message else {
         return Err((
             None,

@@ -217,16 +217,17 @@ pub(crate) async fn tools_call_bytes(
 }
 
 /// What [`decorate`] adds to a `tools/call` result, serialized as
-/// `,"key":value` members (empty before the stateless era). Built once.
+/// `,"key":value` members (empty before the stateless era). Derived once
+/// from [`decorate`] itself, so the two paths cannot drift apart.
 fn call_decoration(revision: Revision) -> &'static [u8] {
     static MODERN: LazyLock<Vec<u8>> = LazyLock::new(|| {
-        let mut out =
-            br#","resultType":"complete","_meta":{"io.modelcontextprotocol/serverInfo":"#.to_vec();
-        out.extend_from_slice(
-            &serde_json::to_vec(&server_info(Revision::V2026_07_28)).unwrap_or_default(),
-        );
-        out.push(b'}');
-        out
+        let members = decorate_with(0, Revision::V2026_07_28, "tools/call", json!({}));
+        let object = serde_json::to_vec(&members).unwrap_or_default();
+        // `{"a":1,"b":2}` becomes `,"a":1,"b":2`.
+        match object.as_slice() {
+            [b'{', inner @ .., b'}'] if !inner.is_empty() => [b",", inner].concat(),
+            _ => Vec::new(),
+        }
     });
     if revision.is_modern() {
         debug_assert_eq!(Revision::MODERN, [Revision::V2026_07_28]);

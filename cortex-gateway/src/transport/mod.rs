@@ -25,7 +25,9 @@ use crate::{
     auth::AuthRejection,
     mcp::{
         era::{self, Era},
-        jsonrpc::{self, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify},
+        jsonrpc::{
+            self, Classified, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify,
+        },
         methods::{self, CallCtx},
     },
 };
@@ -418,11 +420,7 @@ fn raw_result(id: &Value, result: Result<impl AsRef<[u8]>, RpcError>) -> Respons
     }
 }
 
-async fn legacy_single(
-    inner: &Arc<Inner>,
-    ctx: &CallCtx,
-    single: Result<Incoming, (Option<Value>, RpcError)>,
-) -> Response {
+async fn legacy_single(inner: &Arc<Inner>, ctx: &CallCtx, single: Classified) -> Response {
     match legacy_message(inner, ctx, single).await {
         Some(r) => {
             let status = if r.get("error").is_some() && r.get("id").is_none() {
@@ -437,11 +435,7 @@ async fn legacy_single(
 }
 
 /// One legacy message; `None` for notifications and client responses.
-async fn legacy_message(
-    inner: &Arc<Inner>,
-    ctx: &CallCtx,
-    message: Result<Incoming, (Option<Value>, RpcError)>,
-) -> Option<Value> {
+async fn legacy_message(inner: &Arc<Inner>, ctx: &CallCtx, message: Classified) -> Option<Value> {
     match message {
         Err((id, e)) => Some(jsonrpc::error_response(id.as_ref(), &e)),
         Ok(Incoming::Notification { .. } | Incoming::Response) => None,
