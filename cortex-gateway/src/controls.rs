@@ -8,7 +8,9 @@
 //! and introspection run inside authentication (`Controls::admit`),
 //! because they need the validated caller.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap, future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration,
+};
 
 use axum::{
     Router,
@@ -547,12 +549,16 @@ impl Controls {
         if !self.metrics_separate {
             router = router.merge(self.metrics_router());
         }
-        let perimeter = Arc::new(Perimeter {
+        router.layer(from_fn_with_state(self.perimeter(), perimeter_layer))
+    }
+
+    /// The checks every request passes (see [`Perimeter::run`]).
+    pub(crate) fn perimeter(&self) -> Arc<Perimeter> {
+        Arc::new(Perimeter {
             auditor: self.auditor.clone(),
             origin: self.origin.clone(),
             limits: self.limits.clone(),
-        });
-        router.layer(from_fn_with_state(perimeter, perimeter_layer))
+        })
     }
 }
 
@@ -568,30 +574,46 @@ pub(crate) fn hold_slot(response: Response, slot: StreamSlot) -> Response {
 
 /// The checks every request passes, in one middleware (one boxed future
 /// and one service clone per request instead of one per check).
-struct Perimeter {
+pub(crate) struct Perimeter {
     auditor: Arc<Auditor>,
     origin: Arc<OriginGuard>,
     limits: Arc<Limits>,
 }
 
-/// Audit (outermost, so refusals get a line too), then origin/host/CORS
-/// (before any token is looked at), then limits, then the routes.
+impl Perimeter {
+    /// Audit (outermost, so refusals get a line too), then origin/host/CORS
+    /// (before any token is looked at), then limits, then `handler`. The
+    /// middleware of the router runs this with the routes as `handler`;
+    /// the server runs it with the MCP POST handler directly (the hot path,
+    /// see `transport::Front`).
+    pub(crate) async fn run<F, Fut>(&self, request: Request, handler: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        audit::audited(&self.auditor, request, |request| {
+            self.origin
+                .guard(request, |request| limits(&self.limits, request, handler))
+        })
+        .await
+    }
+}
+
 async fn perimeter_layer(
     State(perimeter): State<Arc<Perimeter>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let p = &*perimeter;
-    audit::audited(&p.auditor, request, |request| {
-        p.origin
-            .guard(request, |request| limits(&p.limits, request, next))
-    })
-    .await
+    perimeter.run(request, |request| next.run(request)).await
 }
 
 /// Header size limit and per-request deadline (to response headers, so
 /// streams are not cut).
-async fn limits(limits: &Limits, request: Request, next: Next) -> Response {
+async fn limits<F, Fut>(limits: &Limits, request: Request, handler: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let size: usize = request
         .headers()
         .iter()
@@ -607,7 +629,7 @@ async fn limits(limits: &Limits, request: Request, next: Next) -> Response {
             ),
         );
     }
-    match tokio::time::timeout(limits.deadline, next.run(request)).await {
+    match tokio::time::timeout(limits.deadline, handler(request)).await {
         Ok(response) => response,
         Err(_) => {
             audit::note_outcome("error", Some("deadline"));

@@ -249,9 +249,9 @@ impl Gateway {
             shutdown.await;
             inner.shutdown.send_replace(true);
         };
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // POST on the MCP path skips the router (same perimeter, same
+        // handler); every other request is routed.
+        let app = transport::MakeFront::new(self.inner.clone(), self.router());
         // Answers are written in one piece; Nagle's algorithm would only
         // hold the last segment of a large one back.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

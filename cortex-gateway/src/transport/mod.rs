@@ -2,7 +2,10 @@
 //! legacy session stream), DELETE (ends a legacy session); the Origin
 //! check; the RFC 9728 metadata routes; `/healthz` and `/readyz`.
 
+mod front;
 mod sse;
+
+pub(crate) use front::MakeFront;
 
 use std::sync::Arc;
 

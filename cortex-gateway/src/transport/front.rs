@@ -1,0 +1,111 @@
+//! The service [`crate::Gateway::serve`] runs for each connection.
+//!
+//! `POST` on the MCP path (every agent request) goes straight to its handler
+//! inside the same perimeter the router's middleware applies (audit, origin,
+//! limits); everything else goes through the router. The result is the same
+//! as routing every request: the shortcut only skips the router's own
+//! per-request work (route lookup, boxed service clones, the middleware's
+//! `Next`), about a dozen allocations on the hot path.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{
+    Router,
+    extract::{ConnectInfo, Request, State},
+    http::Method,
+    response::Response,
+    serve::{IncomingStream, Listener},
+};
+use tower::{Service, ServiceExt as _};
+
+use crate::{Inner, controls::Perimeter};
+
+/// Makes one [`Front`] per accepted connection, remembering its peer
+/// address (what `into_make_service_with_connect_info` does for the router).
+#[derive(Clone)]
+pub(crate) struct MakeFront {
+    front: Front,
+}
+
+impl MakeFront {
+    /// The service for `inner`, with `router` (already wrapped in the
+    /// perimeter middleware) for every other request.
+    pub(crate) fn new(inner: Arc<Inner>, router: Router) -> Self {
+        let perimeter = inner.controls.perimeter();
+        let path: Arc<str> = inner.mcp_path().into();
+        Self {
+            front: Front {
+                inner,
+                perimeter,
+                router,
+                path,
+                peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            },
+        }
+    }
+}
+
+impl<L> Service<IncomingStream<'_, L>> for MakeFront
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    type Response = Front;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Front, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        stream: IncomingStream<'_, L>,
+    ) -> std::future::Ready<Result<Front, Infallible>> {
+        let mut front = self.front.clone();
+        front.peer = *stream.remote_addr();
+        std::future::ready(Ok(front))
+    }
+}
+
+/// The per-connection service.
+#[derive(Clone)]
+pub(crate) struct Front {
+    inner: Arc<Inner>,
+    perimeter: Arc<Perimeter>,
+    router: Router,
+    path: Arc<str>,
+    peer: SocketAddr,
+}
+
+type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl Service<Request> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxedResponse;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        if request.method() == Method::POST && request.uri().path() == &*self.path {
+            let inner = self.inner.clone();
+            let perimeter = self.perimeter.clone();
+            return Box::pin(async move {
+                Ok(perimeter
+                    .run(request, |request| super::post_mcp(State(inner), request))
+                    .await)
+            });
+        }
+        Box::pin(self.router.clone().oneshot(request))
+    }
+}
