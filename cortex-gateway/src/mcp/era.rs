@@ -63,6 +63,45 @@ fn decode_header_value(value: &str) -> Option<String> {
     }
 }
 
+/// What [`validate_modern`] reads from a request's params, so that a
+/// request read into a tree and one read into a borrowed struct (the
+/// `tools/call` fast path) are checked by the same code.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetaView<'a> {
+    /// `params._meta` is an object.
+    pub meta: bool,
+    /// `params._meta[META_VERSION]`, when a string.
+    pub version: Option<&'a str>,
+    /// `params._meta[META_CAPABILITIES]` is an object.
+    pub capabilities: bool,
+    /// For `tools/call` and `prompts/get` `params.name`, for
+    /// `resources/read` `params.uri` (`""` when not a string); `None` when
+    /// absent or for other methods.
+    pub named: Option<&'a str>,
+}
+
+impl<'a> MetaView<'a> {
+    /// The view of `params` (an object) of a `method` request.
+    pub fn of(method: &str, params: &'a Value) -> Self {
+        let meta = params.get("_meta").and_then(Value::as_object);
+        let named = match method {
+            "tools/call" | "prompts/get" => params.get("name"),
+            "resources/read" => params.get("uri"),
+            _ => None,
+        };
+        Self {
+            meta: meta.is_some(),
+            version: meta
+                .and_then(|m| m.get(META_VERSION))
+                .and_then(Value::as_str),
+            capabilities: meta
+                .and_then(|m| m.get(META_CAPABILITIES))
+                .is_some_and(Value::is_object),
+            named: named.map(|v| v.as_str().unwrap_or_default()),
+        }
+    }
+}
+
 /// Checks a modern request: method known (404), `_meta` complete (400
 /// `-32602`), headers mirroring the body (400 `-32020`), then the version
 /// supported (400 `-32022`). Header agreement comes before the version so a
@@ -71,7 +110,7 @@ fn decode_header_value(value: &str) -> Option<String> {
 pub fn validate_modern(
     headers: &HeaderMap,
     method: &str,
-    params: &Value,
+    params: MetaView<'_>,
     known: bool,
 ) -> Result<Revision, Refusal> {
     if !known {
@@ -84,20 +123,19 @@ pub fn validate_modern(
         ));
     }
     let bad = |code: i64, message: String| (StatusCode::BAD_REQUEST, RpcError::new(code, message));
-    let meta = params.get("_meta").and_then(Value::as_object);
-    let Some(meta) = meta else {
+    if !params.meta {
         return Err(bad(
             INVALID_PARAMS,
             "params._meta is required in protocol revision 2026-07-28 (protocolVersion and clientCapabilities)".into(),
         ));
-    };
-    let Some(requested) = meta.get(META_VERSION).and_then(Value::as_str) else {
+    }
+    let Some(requested) = params.version else {
         return Err(bad(
             INVALID_PARAMS,
             format!("params._meta[\"{META_VERSION}\"] (a string) is required"),
         ));
     };
-    if !meta.get(META_CAPABILITIES).is_some_and(Value::is_object) {
+    if !params.capabilities {
         return Err(bad(
             INVALID_PARAMS,
             format!("params._meta[\"{META_CAPABILITIES}\"] (an object) is required"),
@@ -135,13 +173,7 @@ pub fn validate_modern(
             ));
         }
     }
-    let named = match method {
-        "tools/call" | "prompts/get" => params.get("name"),
-        "resources/read" => params.get("uri"),
-        _ => None,
-    };
-    if let Some(expected) = named {
-        let expected = expected.as_str().unwrap_or_default();
+    if let Some(expected) = params.named {
         match header(headers, "mcp-name").map(decode_header_value) {
             Some(Some(v)) if v == expected => {}
             Some(_) => {

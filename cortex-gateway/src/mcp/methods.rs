@@ -199,7 +199,7 @@ pub(crate) fn tools_list_bytes(
 pub(crate) async fn tools_call_bytes(
     inner: &Inner,
     ctx: &CallCtx,
-    params: &Value,
+    params: tools::CallParams<'_>,
 ) -> Result<Vec<u8>, RpcError> {
     let catalog = inner.federation.catalog();
     crate::audit::note(|r| r.method = Some("tools/call".to_string()));
@@ -292,7 +292,7 @@ pub(crate) async fn dispatch(
                 .collect();
             Ok(page_result("tools", (page, next)))
         }
-        "tools/call" => tools::call(inner, &catalog, ctx, params)
+        "tools/call" => tools::call(inner, &catalog, ctx, tools::CallParams::of(params))
             .await
             .map(|r| r.into_value(ctx.revision)),
         "prompts/list" => {

@@ -6,5 +6,6 @@
 pub mod era;
 pub mod jsonrpc;
 pub mod methods;
+pub(crate) mod quick;
 pub mod session;
 pub mod tools;

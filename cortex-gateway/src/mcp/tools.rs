@@ -206,25 +206,43 @@ impl ToolResult {
     }
 }
 
+/// What `tools/call` reads from its params.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CallParams<'a> {
+    /// `name`, when a string.
+    pub(crate) name: Option<&'a str>,
+    /// `arguments`, as sent.
+    pub(crate) arguments: Option<&'a Value>,
+}
+
+impl<'a> CallParams<'a> {
+    /// Reads `params` (an object).
+    pub(crate) fn of(params: &'a Value) -> Self {
+        Self {
+            name: params.get("name").and_then(Value::as_str),
+            arguments: params.get("arguments"),
+        }
+    }
+}
+
 /// Runs `tools/call`.
 pub(crate) async fn call(
     inner: &Inner,
     catalog: &Catalog,
     ctx: &CallCtx,
-    params: &Value,
+    params: CallParams<'_>,
 ) -> Result<ToolResult, RpcError> {
     let name = params
-        .get("name")
-        .and_then(Value::as_str)
+        .name
         .ok_or_else(|| RpcError::invalid_params("`name` (a string) is required"))?;
     let no_arguments = Map::new();
-    let arguments = match params.get("arguments") {
+    let arguments = match params.arguments {
         None | Some(Value::Null) => &no_arguments,
         Some(Value::Object(o)) => o,
         Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
     };
     audit::note(|r| r.tool = Some(name.to_string()));
-    audit::note_arguments(params.get("arguments").unwrap_or(&Value::Null));
+    audit::note_arguments(params.arguments.unwrap_or(&Value::Null));
     if catalog.tool(name).is_none()
         && let Some(why) = inner.controls.integrity.withheld(name)
     {

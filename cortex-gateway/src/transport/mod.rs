@@ -27,11 +27,13 @@ use crate::{
     Inner,
     auth::AuthRejection,
     mcp::{
-        era::{self, Era},
+        era::{self, Era, MetaView},
         jsonrpc::{
             self, Classified, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify,
         },
         methods::{self, CallCtx},
+        quick::ModernCall,
+        tools::CallParams,
     },
 };
 
@@ -185,6 +187,9 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Some(call) = ModernCall::read(&body) {
+        return modern_call(&inner, headers, caller, call).await;
+    }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -251,7 +256,7 @@ async fn modern_post(
     let revision = match era::validate_modern(
         headers,
         &method,
-        &params,
+        MetaView::of(&method, &params),
         methods::is_modern_method(&method),
     ) {
         Ok(r) => r,
@@ -276,6 +281,31 @@ async fn modern_post(
         ),
         Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
     }
+}
+
+/// [`modern_post`] for a request [`ModernCall::read`] could read: the same
+/// checks in the same order, without the `Value` tree.
+async fn modern_call(
+    inner: &Arc<Inner>,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    call: ModernCall<'_>,
+) -> Response {
+    let method = call.method();
+    let revision = match era::validate_modern(
+        headers,
+        method,
+        call.meta_view(),
+        methods::is_modern_method(method),
+    ) {
+        Ok(r) => r,
+        Err((status, e)) => return rpc_error(status, Some(&call.id), e),
+    };
+    let ctx = call_ctx(headers, caller, revision);
+    raw_result(
+        &call.id,
+        methods::tools_call_bytes(inner, &ctx, call.call_params()).await,
+    )
 }
 
 fn no_session(id: Option<&Value>, method: &str) -> Response {
@@ -411,7 +441,10 @@ async fn fast_path(
 ) -> Option<Response> {
     Some(match method {
         "tools/list" => raw_result(id, methods::tools_list_bytes(inner, ctx, params)),
-        "tools/call" => raw_result(id, methods::tools_call_bytes(inner, ctx, params).await),
+        "tools/call" => raw_result(
+            id,
+            methods::tools_call_bytes(inner, ctx, CallParams::of(params)).await,
+        ),
         _ => return None,
     })
 }
