@@ -49,7 +49,9 @@ impl Outcome {
 /// event on the `cortex_gateway::audit` target.
 pub fn tool_call(tool: &str, backend: &str, scope: &str, outcome: Outcome, latency: Duration) {
     note(|r| {
-        r.tool = Some(tool.to_string());
+        if r.tool.as_deref() != Some(tool) {
+            r.tool = Some(tool.to_string());
+        }
         r.backend = Some(backend.to_string());
         r.scope = Some(scope.to_string());
         r.outcome = outcome.as_str().to_string();

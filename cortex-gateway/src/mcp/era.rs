@@ -1,6 +1,8 @@
 //! Telling the eras apart on `POST /mcp`, and the stateless era's header
 //! rules. See `README.md` beside this file for the why.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -50,7 +52,7 @@ pub fn detect(headers: &HeaderMap, body: &Value) -> Era {
 pub type Refusal = (StatusCode, RpcError);
 
 /// Decodes an `Mcp-Name` value (`=?base64?...?=` for non-header-safe names).
-fn decode_header_value(value: &str) -> Option<String> {
+fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
     match value
         .strip_prefix("=?base64?")
         .and_then(|v| v.strip_suffix("?="))
@@ -58,8 +60,9 @@ fn decode_header_value(value: &str) -> Option<String> {
         Some(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64)
             .ok()
-            .and_then(|b| String::from_utf8(b).ok()),
-        None => Some(value.to_string()),
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Cow::Owned),
+        None => Some(Cow::Borrowed(value)),
     }
 }
 

@@ -34,8 +34,8 @@ impl Parsed {
         let (host, port) = split_port(&authority)?;
         let default = if scheme == "https" { 443 } else { 80 };
         Some(Self {
+            host: host.to_string(),
             scheme,
-            host,
             port: port.filter(|p| *p != default),
         })
     }
@@ -49,19 +49,21 @@ impl Parsed {
 }
 
 /// Splits `host[:port]` (IPv6 in brackets).
-fn split_port(authority: &str) -> Option<(String, Option<u16>)> {
+fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
     if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
+        let close = rest.find(']')?;
+        let after = &rest[close + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p.parse().ok()?),
             None if after.is_empty() => None,
             None => return None,
         };
-        return Some((format!("[{host}]"), port));
+        // `[` + host + `]`, borrowed from `authority`.
+        return Some((&authority[..close + 2], port));
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) => Some((host.to_string(), Some(port.parse().ok()?))),
-        None => Some((authority.to_string(), None)),
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
     }
 }
 
@@ -169,8 +171,17 @@ impl HostPolicy {
         let Some(host) = host else {
             return false;
         };
-        match split_port(&host.trim().to_ascii_lowercase()) {
-            Some((name, _)) => allowed.contains(&name) || name.starts_with("127."),
+        // Lowercased only when needed: this runs on every request.
+        let host = host.trim();
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
+        match split_port(host) {
+            Some((name, _)) => allowed.contains(name) || name.starts_with("127."),
             None => false,
         }
     }
