@@ -219,3 +219,84 @@ fn check_code(reply: &crate::client::Reply, status: u16, code: i64) {
     assert_eq!(reply.body["error"]["code"], code, "{:#}", reply.body);
     validate_message(MODERN, None, &reply.body);
 }
+
+/// `Gateway::serve` answers POST on the MCP path without the router (the
+/// hot path); `Gateway::router()` (for embedding) still routes it through
+/// the perimeter middleware. Both must give the same answers, refusals
+/// included.
+#[tokio::test]
+async fn served_and_embedded_router_answer_alike() {
+    use axum::{body::Body, extract::ConnectInfo};
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let w = World::start().await;
+    let token = w.token("ana", &["mcp:crm:read"]);
+    let mut c = Client::modern(&w.url, &token);
+    let host = w.addr.to_string();
+    let cases = [
+        (
+            "tools/call",
+            json!({"name": "crm_count_accounts", "arguments": {}}),
+            vec![],
+        ),
+        (
+            "tools/call",
+            json!({"name": "no_such_tool", "arguments": {}}),
+            vec![],
+        ),
+        ("tools/list", json!({}), vec![]),
+        // The perimeter refuses a foreign Origin before any token is read.
+        (
+            "tools/call",
+            json!({"name": "crm_count_accounts"}),
+            vec![("origin", "https://evil.example")],
+        ),
+        // Authentication refuses a missing token.
+        ("tools/list", json!({}), vec![("authorization", "")]),
+    ];
+    for (method, params, extra) in cases {
+        let (body, mut headers) = c.envelope(method, params);
+        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let bearer = format!("Bearer {token}");
+        let mut all: Vec<(&str, &str)> = vec![
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+            ("host", &host),
+        ];
+        if !headers.iter().any(|(k, _)| k == "authorization") {
+            all.push(("authorization", &bearer));
+        }
+        all.extend(
+            headers
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+
+        let mut served = c.http.post(&w.url);
+        for (k, v) in &all {
+            if *k != "host" {
+                served = served.header(*k, *v);
+            }
+        }
+        let served = served.body(body.to_string()).send().await.unwrap();
+        let served_status = served.status().as_u16();
+        let served_body: serde_json::Value =
+            serde_json::from_str(&served.text().await.unwrap()).unwrap();
+
+        let mut request = axum::http::Request::post("/mcp");
+        for (k, v) in &all {
+            request = request.header(*k, *v);
+        }
+        let mut request = request.body(Body::from(body.to_string())).unwrap();
+        request.extensions_mut().insert(ConnectInfo(w.addr));
+        let routed = w.gateway.router().oneshot(request).await.unwrap();
+        let routed_status = routed.status().as_u16();
+        let bytes = routed.into_body().collect().await.unwrap().to_bytes();
+        let routed_body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+
+        assert_eq!(served_status, routed_status, "{method} {extra:?}");
+        assert_eq!(served_body, routed_body, "{method} {extra:?}");
+    }
+}
