@@ -8,6 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use bytes::Bytes;
 use cortex_backend::{
     contract::{PromptDescriptor, ResourceTemplate, ResultKind, ToolDescriptor},
     scopes,
@@ -109,7 +110,7 @@ pub struct Catalog {
     /// Name clashes caused by an unprefixed backend (refused at start).
     pub unprefixed_clashes: Vec<String>,
     renders: Mutex<HashMap<RenderKey, Arc<Vec<Value>>>>,
-    pages: Mutex<HashMap<PageKey, Arc<[u8]>>>,
+    pages: Mutex<HashMap<PageKey, Bytes>>,
 }
 
 /// The normalized cache key of a caller's view: sorted, deduplicated scopes
@@ -438,7 +439,7 @@ impl Catalog {
         revision: &'static str,
         offset: usize,
         build: impl FnOnce() -> Vec<u8>,
-    ) -> Arc<[u8]> {
+    ) -> Bytes {
         let key = (
             render_key(granted, backends, compact_mode),
             revision,
@@ -452,7 +453,7 @@ impl Catalog {
         {
             return hit.clone();
         }
-        let bytes: Arc<[u8]> = build().into();
+        let bytes = Bytes::from(build());
         let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         if pages.len() > 4096 {
             pages.clear();

@@ -157,7 +157,7 @@ pub(crate) fn tools_list_bytes(
     inner: &Inner,
     ctx: &CallCtx,
     params: &Value,
-) -> Result<Arc<[u8]>, RpcError> {
+) -> Result<bytes::Bytes, RpcError> {
     let catalog = inner.federation.catalog();
     crate::audit::note(|r| r.method = Some("tools/list".to_string()));
     let filter = ctx.backends_filter.as_deref();

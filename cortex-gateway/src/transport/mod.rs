@@ -72,22 +72,72 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-/// A JSON-RPC success response around an already serialized result.
-fn raw_result_response(id: &Value, result: &[u8]) -> Response {
-    let mut body = Vec::with_capacity(result.len() + 64);
-    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-    if serde_json::to_writer(&mut body, id).is_err() {
-        body.extend_from_slice(b"null");
+/// A JSON-RPC success response around an already serialized result. The
+/// result is not copied: the body is the envelope's opening, the result's
+/// own buffer (a cached `tools/list` page is shared by every request for
+/// it) and the closing brace, which hyper writes in one vectored write.
+fn raw_result_response(id: &Value, result: Bytes) -> Response {
+    let mut open = Vec::with_capacity(48);
+    open.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    if serde_json::to_writer(&mut open, id).is_err() {
+        open.extend_from_slice(b"null");
     }
-    body.extend_from_slice(br#","result":"#);
-    body.extend_from_slice(result);
-    body.push(b'}');
-    let mut r = (StatusCode::OK, body).into_response();
+    open.extend_from_slice(br#","result":"#);
+    let body = Parts::new([Bytes::from(open), result, Bytes::from_static(b"}")]);
+    let mut r = Response::new(Body::new(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// A body made of a few ready buffers, with its exact length (so it is
+/// sent with `Content-Length`, not chunked).
+struct Parts<const N: usize> {
+    parts: [Bytes; N],
+    next: usize,
+    remaining: u64,
+}
+
+impl<const N: usize> Parts<N> {
+    fn new(parts: [Bytes; N]) -> Self {
+        let remaining = parts.iter().map(|b| b.len() as u64).sum();
+        Self {
+            parts,
+            next: 0,
+            remaining,
+        }
+    }
+}
+
+impl<const N: usize> hyper::body::Body for Parts<N> {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        while this.next < N {
+            let part = std::mem::take(&mut this.parts[this.next]);
+            this.next += 1;
+            if !part.is_empty() {
+                this.remaining -= part.len() as u64;
+                return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(part))));
+            }
+        }
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 fn rpc_error(status: StatusCode, id: Option<&Value>, error: RpcError) -> Response {
@@ -449,9 +499,9 @@ async fn fast_path(
     })
 }
 
-fn raw_result(id: &Value, result: Result<impl AsRef<[u8]>, RpcError>) -> Response {
+fn raw_result(id: &Value, result: Result<impl Into<Bytes>, RpcError>) -> Response {
     match result {
-        Ok(result) => raw_result_response(id, result.as_ref()),
+        Ok(result) => raw_result_response(id, result.into()),
         Err(e) => rpc_error(StatusCode::OK, Some(id), e),
     }
 }

@@ -282,8 +282,15 @@ async fn served_and_embedded_router_answer_alike() {
         }
         let served = served.body(body.to_string()).send().await.unwrap();
         let served_status = served.status().as_u16();
-        let served_body: serde_json::Value =
-            serde_json::from_str(&served.text().await.unwrap()).unwrap();
+        // Results are spliced from ready buffers, still sent with a length.
+        let length = served.headers().get("content-length").cloned();
+        assert!(length.is_some(), "{method}: no Content-Length");
+        let served_text = served.text().await.unwrap();
+        assert_eq!(
+            length.unwrap().to_str().unwrap(),
+            served_text.len().to_string()
+        );
+        let served_body: serde_json::Value = serde_json::from_str(&served_text).unwrap();
 
         let mut request = axum::http::Request::post("/mcp");
         for (k, v) in &all {
