@@ -45,7 +45,7 @@
 //! | [`admin`] | the operator endpoint `/admin/tool-integrity` |
 //! | [`metrics`] | Prometheus text at `/metrics` |
 //! | [`introspection`] | optional RFC 7662 revocation check with a short cache |
-//! | `transport` | the HTTP routes (axum) |
+//! | `transport` | the HTTP routes (axum); `Gateway::serve` sends POST on the MCP path to its handler directly, inside the same perimeter |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -217,7 +217,9 @@ impl Gateway {
         &self.inner.config
     }
 
-    /// The axum router (MCP path, metadata, health), for embedding.
+    /// The axum router (MCP path, metadata, health), for embedding. It
+    /// answers exactly as [`Gateway::serve`] does; `serve` only skips the
+    /// route lookup for `POST` on the MCP path, the hot path.
     pub fn router(&self) -> axum::Router {
         self.inner.controls.wrap(
             transport::router(self.inner.clone()),
