@@ -1,5 +1,5 @@
 //! The MCP methods, shared by both eras. Each handler returns the result in
-//! the shape of the caller's revision; [`decorate`] adds what the stateless
+//! the shape of the caller's revision; `decorate` adds what the stateless
 //! era requires on top (`resultType`, `_meta`, cache hints).
 
 use std::sync::{Arc, LazyLock};
