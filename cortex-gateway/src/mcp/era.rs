@@ -69,7 +69,7 @@ fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
 /// What [`validate_modern`] reads from a request's params, so that a
 /// request read into a tree and one read into a borrowed struct (the
 /// `tools/call` fast path) are checked by the same code.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct MetaView<'a> {
     /// `params._meta` is an object.
     pub meta: bool,

@@ -207,7 +207,7 @@ impl ToolResult {
 }
 
 /// What `tools/call` reads from its params.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct CallParams<'a> {
     /// `name`, when a string.
     pub(crate) name: Option<&'a str>,

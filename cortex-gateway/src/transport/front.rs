@@ -31,23 +31,29 @@ use crate::{Inner, controls::Perimeter};
 /// address (what `into_make_service_with_connect_info` does for the router).
 #[derive(Clone)]
 pub(crate) struct MakeFront {
-    front: Front,
+    shared: Arc<Shared>,
+}
+
+/// What every connection's service uses.
+struct Shared {
+    inner: Arc<Inner>,
+    perimeter: Arc<Perimeter>,
+    /// Already wrapped in the perimeter middleware; for every other request.
+    router: Router,
+    /// The MCP path.
+    path: String,
 }
 
 impl MakeFront {
-    /// The service for `inner`, with `router` (already wrapped in the
-    /// perimeter middleware) for every other request.
+    /// The service for `inner`, with `router` for every other request.
     pub(crate) fn new(inner: Arc<Inner>, router: Router) -> Self {
-        let perimeter = inner.controls.perimeter();
-        let path: Arc<str> = inner.mcp_path().into();
         Self {
-            front: Front {
+            shared: Arc::new(Shared {
+                perimeter: inner.controls.perimeter(),
+                path: inner.mcp_path(),
                 inner,
-                perimeter,
                 router,
-                path,
-                peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-            },
+            }),
         }
     }
 }
@@ -68,19 +74,17 @@ where
         &mut self,
         stream: IncomingStream<'_, L>,
     ) -> std::future::Ready<Result<Front, Infallible>> {
-        let mut front = self.front.clone();
-        front.peer = *stream.remote_addr();
-        std::future::ready(Ok(front))
+        std::future::ready(Ok(Front {
+            shared: self.shared.clone(),
+            peer: *stream.remote_addr(),
+        }))
     }
 }
 
 /// The per-connection service.
 #[derive(Clone)]
 pub(crate) struct Front {
-    inner: Arc<Inner>,
-    perimeter: Arc<Perimeter>,
-    router: Router,
-    path: Arc<str>,
+    shared: Arc<Shared>,
     peer: SocketAddr,
 }
 
@@ -97,15 +101,16 @@ impl Service<Request> for Front {
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        if request.method() == Method::POST && request.uri().path() == &*self.path {
-            let inner = self.inner.clone();
-            let perimeter = self.perimeter.clone();
+        if request.method() == Method::POST && request.uri().path() == self.shared.path {
+            let shared = self.shared.clone();
             return Box::pin(async move {
-                Ok(perimeter
+                let inner = shared.inner.clone();
+                Ok(shared
+                    .perimeter
                     .run(request, |request| super::post_mcp(State(inner), request))
                     .await)
             });
         }
-        Box::pin(self.router.clone().oneshot(request))
+        Box::pin(self.shared.router.clone().oneshot(request))
     }
 }
