@@ -3,10 +3,14 @@
 //! response size limit, and errors classified as in contract.md §6.
 
 mod exchange;
+mod h1;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, LazyLock, RwLock},
+    sync::{
+        Arc, LazyLock, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -25,6 +29,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
 
 pub use exchange::TokenExchanger;
+pub use h1::{IDLE_TIMEOUT, MAX_IDLE};
 
 use crate::config::{BackendConfig, TokenMode};
 
@@ -128,18 +133,21 @@ pub fn cortex_headers(caller: &Caller) -> Result<Vec<(&'static str, String)>, Up
 #[error("{0}")]
 pub struct ClientBuildError(String);
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+use h1::Connector;
 
 /// The pooled client.
 ///
-/// Backend calls go through hyper's pooled client directly (HTTP/1.1, or
-/// HTTP/2 when a TLS backend offers it), with each backend's endpoint
-/// parsed once: this is the request path of every `tools/call`, and the
-/// layers a general-purpose client adds on top (URL re-parsing, redirect
-/// policy, header builders) cost more than the hop itself
+/// Backend calls go over HTTP/1.1 connections that each backend keeps in a
+/// list of its own and that the calling task drives itself (`h1.rs`);
+/// a TLS backend that negotiates HTTP/2 is called through hyper's pooled
+/// client instead. Each backend's endpoint is parsed once: this is the
+/// request path of every `tools/call`, and the layers a general-purpose
+/// client adds on top (URL re-parsing, redirect policy, header builders,
+/// a task per connection) cost more than the hop itself
 /// (`docs/performance.md`). Token exchange keeps `reqwest`.
 #[derive(Clone)]
 pub struct UpstreamClient {
+    connector: Connector,
     http: Client<Connector, Full<Bytes>>,
     exchange_http: reqwest::Client,
     max_response_bytes: usize,
@@ -156,12 +164,55 @@ impl std::fmt::Debug for UpstreamClient {
     }
 }
 
-/// A backend's endpoint, parsed once.
+/// A backend's endpoint, parsed once, and its idle connections.
 #[derive(Debug)]
 struct Target {
     url: String,
     path: String,
+    /// The absolute URI (for the pooled HTTP/2 client).
     uri: Uri,
+    /// `scheme://host:port`, what the connector dials.
+    authority: Uri,
+    /// The path and query, what an HTTP/1.1 request line carries.
+    origin: Uri,
+    host: HeaderValue,
+    /// The backend negotiated HTTP/2: calls go through the pooled client.
+    http2: AtomicBool,
+    pool: h1::Pool,
+}
+
+impl Target {
+    fn new(backend: &BackendConfig) -> Result<Self, UpstreamError> {
+        let endpoint = backend.endpoint();
+        let invalid = |why: String| {
+            UpstreamError::Unreachable(format!("the backend URL {endpoint} is not valid: {why}"))
+        };
+        let uri: Uri = endpoint.parse().map_err(|e| invalid(format!("{e}")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(invalid("it has no scheme or host".into()));
+        };
+        let base = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let origin = Uri::builder()
+            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| invalid(e.to_string()))?;
+        Ok(Self {
+            url: backend.url.clone(),
+            path: backend.path.clone(),
+            authority: base,
+            origin,
+            host,
+            uri,
+            http2: AtomicBool::new(false),
+            pool: h1::Pool::default(),
+        })
+    }
 }
 
 /// The `X-Cortex-*` header names, parsed once.
@@ -192,15 +243,16 @@ impl UpstreamClient {
             .enable_all_versions()
             .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
-            .build(https);
+            .build(https.clone());
         let exchange_http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
         Ok(Self {
+            connector: https,
             http,
             exchange_http,
             max_response_bytes,
@@ -237,15 +289,7 @@ impl UpstreamClient {
         {
             return Ok(t.clone());
         }
-        let endpoint = backend.endpoint();
-        let uri: Uri = endpoint.parse().map_err(|e| {
-            UpstreamError::Unreachable(format!("the backend URL {endpoint} is not valid: {e}"))
-        })?;
-        let target = Arc::new(Target {
-            url: backend.url.clone(),
-            path: backend.path.clone(),
-            uri,
-        });
+        let target = Arc::new(Target::new(backend)?);
         self.targets
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -313,10 +357,11 @@ impl UpstreamClient {
             .map_err(|e| UpstreamError::InvalidJson(e.to_string()))?;
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = target.uri.clone();
-        // Content type, authorization and the five caller headers.
-        *request.headers_mut() = HeaderMap::with_capacity(8);
+        *request.uri_mut() = target.origin.clone();
+        // Host, content type, authorization and the five caller headers.
+        *request.headers_mut() = HeaderMap::with_capacity(9);
         let headers_out = request.headers_mut();
+        headers_out.insert(header::HOST, target.host.clone());
         headers_out.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -336,32 +381,20 @@ impl UpstreamClient {
         let timeout_ms = timeout.as_millis() as u64;
         let limit = self.max_response_bytes;
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
-            let status = response.status().as_u16();
-            let declared = response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > limit as u64) {
-                return Err(UpstreamError::TooLarge(limit));
-            }
-            let bytes = Limited::new(response.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<LengthLimitError>() {
-                        UpstreamError::TooLarge(limit)
-                    } else {
-                        UpstreamError::Unreachable(describe(&*e))
+            if !target.http2.load(Ordering::Relaxed) {
+                match target
+                    .pool
+                    .call(&self.connector, &target.authority, request, limit)
+                    .await?
+                {
+                    h1::Answer::Done(status, bytes) => return Ok((status.as_u16(), bytes)),
+                    h1::Answer::Http2(unsent) => {
+                        target.http2.store(true, Ordering::Relaxed);
+                        request = *unsent;
                     }
-                })?
-                .to_bytes();
-            Ok((status, bytes))
+                }
+            }
+            self.pooled(&target, request, limit).await
         };
         let (status, bytes) = tokio::time::timeout(timeout, exchange)
             .await
@@ -391,6 +424,55 @@ impl UpstreamClient {
             required,
             body,
         })
+    }
+}
+
+impl UpstreamClient {
+    /// A call through hyper's pooled client (a backend on HTTP/2).
+    async fn pooled(
+        &self,
+        target: &Target,
+        mut request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        *request.uri_mut() = target.uri.clone();
+        // The client derives `:authority` from the URI.
+        request.headers_mut().remove(header::HOST);
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
+        let status = response.status().as_u16();
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(UpstreamError::TooLarge(limit));
+        }
+        let bytes = Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    UpstreamError::TooLarge(limit)
+                } else {
+                    UpstreamError::Unreachable(describe(&*e))
+                }
+            })?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Idle HTTP/1.1 connections held for `backend` (tests, debugging).
+    pub fn idle_connections(&self, backend: &BackendConfig) -> usize {
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&backend.id)
+            .map_or(0, |t| t.pool.idle_count())
     }
 }
 

@@ -11,3 +11,4 @@ mod federation;
 mod legacy;
 mod modern;
 mod support;
+mod upstream;

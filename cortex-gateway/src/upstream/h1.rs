@@ -1,0 +1,269 @@
+//! Backend calls over HTTP/1.1 driven by the calling task itself.
+//!
+//! hyper-util's pooled client runs every connection in a task of its own:
+//! a call hands its request to that task through a channel, and the answer
+//! comes back through another, so each call wakes two tasks and pays for
+//! the pool's general machinery (host header formatting, connector clones,
+//! keyed checkout). Here an idle connection is taken from the backend's own
+//! list, and the calling task polls the connection together with its
+//! request until the whole answer is read; then the connection goes back
+//! to the list. A call that is abandoned (timeout, client gone) drops its
+//! connection with it, so a half-read answer can never be handed to the
+//! next call.
+//!
+//! Rules, chosen to match what the pooled client did:
+//! - at most [`MAX_IDLE`] idle connections per backend; more are closed;
+//! - an idle connection older than [`IDLE_TIMEOUT`] is closed when the list
+//!   is next touched (there is no reaper task: a backend nobody calls keeps
+//!   at most [`MAX_IDLE`] sockets until the next call, or until it closes
+//!   them itself);
+//! - a connection the backend has closed is noticed at checkout and
+//!   skipped; a request that could not be sent at all is sent once more on
+//!   a fresh connection, and one already sent is never repeated;
+//! - a TLS backend that negotiates HTTP/2 (ALPN) is called through the
+//!   pooled client from then on, which multiplexes HTTP/2 properly.
+
+use std::{
+    future::poll_fn,
+    pin::Pin,
+    sync::Mutex,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::Full;
+use hyper::{
+    Request, Response, StatusCode, Uri,
+    body::{Body as _, Incoming},
+    client::conn::http1,
+    header,
+};
+use hyper_rustls::MaybeHttpsStream;
+use hyper_util::{
+    client::legacy::connect::{Connection as _, HttpConnector},
+    rt::TokioIo,
+};
+use tower::ServiceExt as _;
+
+use super::UpstreamError;
+
+/// Idle connections kept per backend.
+pub const MAX_IDLE: usize = 128;
+/// How long an idle connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub(super) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+type Conn = http1::Connection<Io, Full<Bytes>>;
+
+struct Idle {
+    send: http1::SendRequest<Full<Bytes>>,
+    conn: Conn,
+    since: Instant,
+}
+
+/// One backend's idle connections.
+#[derive(Default)]
+pub(super) struct Pool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+/// What a call got: the status and the whole body, or a sign that the
+/// backend speaks HTTP/2 and the request must go through the pooled client.
+pub(super) enum Answer {
+    Done(StatusCode, Bytes),
+    Http2(Box<Request<Full<Bytes>>>),
+}
+
+impl Pool {
+    /// Idle connections now held (for tests and debugging).
+    pub(super) fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Takes the most recently used idle connection that is still open.
+    fn checkout(&self, cx: &mut Context<'_>) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT);
+        while let Some(mut c) = idle.pop() {
+            // An idle connection only reads: Ready means the backend closed
+            // it (or sent something unasked), so it is not reused.
+            if Pin::new(&mut c.conn).poll(cx).is_pending() && c.send.is_ready() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, send: http1::SendRequest<Full<Bytes>>, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            send,
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Sends `request` (origin-form URI, `Host` set) to `authority` and
+    /// reads the whole answer, at most `limit` bytes of body.
+    pub(super) async fn call(
+        &self,
+        connector: &Connector,
+        authority: &Uri,
+        mut request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<Answer, UpstreamError> {
+        // One retry, and only for a request that was never sent.
+        for attempt in 0..2 {
+            let pooled = poll_fn(|cx| Poll::Ready(self.checkout(cx))).await;
+            let (mut send, mut conn) = match pooled {
+                Some(c) => (c.send, c.conn),
+                None => match connect(connector, authority).await? {
+                    Some(fresh) => fresh,
+                    None => return Ok(Answer::Http2(Box::new(request))),
+                },
+            };
+            let mut conn_done = false;
+            let sent = send.try_send_request(request);
+            let mut sent = std::pin::pin!(sent);
+            let outcome = poll_fn(|cx| {
+                if let Poll::Ready(r) = sent.as_mut().poll(cx) {
+                    return Poll::Ready(r);
+                }
+                if !conn_done && Pin::new(&mut conn).poll(cx).is_ready() {
+                    // The connection ended before the answer: the request
+                    // future now reports why.
+                    conn_done = true;
+                    return sent.as_mut().poll(cx);
+                }
+                Poll::Pending
+            })
+            .await;
+            let response = match outcome {
+                Ok(response) => response,
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if attempt == 0 => {
+                        request = unsent;
+                        continue;
+                    }
+                    _ => return Err(UpstreamError::Unreachable(super::describe(e.error()))),
+                },
+            };
+            if conn_done {
+                // An answer and a closed connection: use the answer, drop
+                // the connection.
+                let (status, body, _) = read_body(response, &mut conn, limit, true).await?;
+                return Ok(Answer::Done(status, body));
+            }
+            let (status, body, reusable) = read_body(response, &mut conn, limit, false).await?;
+            if reusable && send.is_ready() {
+                self.checkin(send, conn);
+            }
+            return Ok(Answer::Done(status, body));
+        }
+        Err(UpstreamError::Unreachable(
+            "the backend closed every connection before the request was sent".into(),
+        ))
+    }
+}
+
+/// A new HTTP/1.1 connection, or `None` when the backend chose HTTP/2.
+async fn connect(
+    connector: &Connector,
+    authority: &Uri,
+) -> Result<Option<(http1::SendRequest<Full<Bytes>>, Conn)>, UpstreamError> {
+    let io = connector
+        .clone()
+        .oneshot(authority.clone())
+        .await
+        .map_err(|e| UpstreamError::Unreachable(super::describe(&*e)))?;
+    if io.connected().is_negotiated_h2() {
+        return Ok(None);
+    }
+    let (send, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| UpstreamError::Unreachable(super::describe(&e)))?;
+    Ok(Some((send, conn)))
+}
+
+/// Reads the body while driving the connection; says whether the
+/// connection came back to idle and can serve another call.
+async fn read_body(
+    response: Response<Incoming>,
+    conn: &mut Conn,
+    limit: usize,
+    mut conn_done: bool,
+) -> Result<(StatusCode, Bytes, bool), UpstreamError> {
+    let status = response.status();
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(UpstreamError::TooLarge(limit));
+    }
+    let mut body = response.into_body();
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    poll_fn(|cx| {
+        loop {
+            match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let held = first.as_ref().map_or(0, Bytes::len) + rest.len();
+                    if held + data.len() > limit {
+                        return Poll::Ready(Err(UpstreamError::TooLarge(limit)));
+                    }
+                    match &first {
+                        None if rest.is_empty() => first = Some(data),
+                        _ => {
+                            if let Some(f) = first.take() {
+                                rest.extend_from_slice(&f);
+                            }
+                            rest.extend_from_slice(&data);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(UpstreamError::Unreachable(super::describe(&e))));
+                }
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    if !conn_done && Pin::new(&mut *conn).poll(cx).is_ready() {
+                        // The body's end (or error) is now queued for it.
+                        conn_done = true;
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    })
+    .await?;
+    drop(body);
+    // Let the connection take in the end of the exchange and go idle.
+    let reusable =
+        !conn_done && poll_fn(|cx| Poll::Ready(Pin::new(&mut *conn).poll(cx).is_pending())).await;
+    let bytes = match first {
+        Some(f) => f,
+        None => rest.freeze(),
+    };
+    Ok((status, bytes, reusable))
+}

@@ -1,0 +1,240 @@
+//! The upstream client's HTTP/1.1 connections, against a raw loopback
+//! server whose behaviour each test picks (keep-alive, closing idle
+//! connections, `Connection: close`, never answering, oversized bodies):
+//! connections are reused, a connection the backend closed is never used
+//! again, and an abandoned call never leaves a half-read answer behind.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use cortex_gateway::{
+    config::BackendConfig,
+    upstream::{Credential, UpstreamClient, UpstreamError},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
+
+/// How the raw server answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Keep-alive answers.
+    KeepAlive,
+    /// Answers (without saying so) and then closes the connection.
+    CloseAfterAnswer,
+    /// Answers with `Connection: close` and closes.
+    ConnectionClose,
+    /// Never answers the first request of a connection.
+    HangFirst,
+    /// A chunked body larger than the client's limit.
+    Oversized,
+}
+
+struct Server {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+    hosts: Arc<Mutex<Vec<String>>>,
+    closed: Arc<Notify>,
+}
+
+async fn server(mode: Mode) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let hosts = Arc::new(Mutex::new(Vec::new()));
+    let closed = Arc::new(Notify::new());
+    let (a, h, c) = (accepted.clone(), hosts.clone(), closed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let first = a.fetch_add(1, Ordering::SeqCst) == 0;
+            let (h, c) = (h.clone(), c.clone());
+            tokio::spawn(async move {
+                connection(stream, mode, first, &h).await;
+                c.notify_one();
+            });
+        }
+    });
+    Server {
+        url,
+        accepted,
+        hosts,
+        closed,
+    }
+}
+
+/// Serves one connection; returns when it is closed.
+async fn connection(mut stream: TcpStream, mode: Mode, first: bool, hosts: &Mutex<Vec<String>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(head_end) = read_head(&mut stream, &mut buf).await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+        };
+        hosts.lock().unwrap().push(header("host").unwrap_or_default());
+        let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + length);
+        let body = br#"{"ok":true}"#;
+        let answer = match mode {
+            Mode::HangFirst if first => {
+                // Hold the connection open without answering.
+                let mut rest = [0u8; 1];
+                let _ = stream.read(&mut rest).await;
+                return;
+            }
+            Mode::ConnectionClose => format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            ),
+            Mode::Oversized => {
+                let chunk = "x".repeat(1000);
+                let mut text = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+                );
+                for _ in 0..10 {
+                    text.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+                }
+                text.push_str("0\r\n\r\n");
+                let _ = stream.write_all(text.as_bytes()).await;
+                continue;
+            }
+            _ => format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            ),
+        };
+        if stream.write_all(answer.as_bytes()).await.is_err()
+            || stream.write_all(body).await.is_err()
+        {
+            return;
+        }
+        if matches!(mode, Mode::CloseAfterAnswer | Mode::ConnectionClose) {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Reads until the end of a request head; the offset after it.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(at + 4);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn call(
+    client: &UpstreamClient,
+    backend: &BackendConfig,
+    timeout: Duration,
+) -> Result<bytes::Bytes, UpstreamError> {
+    client
+        .call_raw(
+            backend,
+            Credential::Technical("technical"),
+            "get_help",
+            None,
+            timeout,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn connections_are_reused_and_carry_the_host() {
+    let s = server(Mode::KeepAlive).await;
+    let client = UpstreamClient::new(1 << 20).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    for _ in 0..5 {
+        let body = call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(&body[..], br#"{"ok":true}"#);
+    }
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1, "one connection for five calls");
+    assert_eq!(client.idle_connections(&backend), 1);
+    let authority = s.url.trim_start_matches("http://");
+    assert!(
+        s.hosts.lock().unwrap().iter().all(|h| h == authority),
+        "every request names the backend in Host: {:?}",
+        s.hosts.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_backend_closed_is_not_used_again() {
+    let s = server(Mode::CloseAfterAnswer).await;
+    let client = UpstreamClient::new(1 << 20).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    for n in 1..=3 {
+        call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+        // The backend has closed the idle connection before the next call.
+        tokio::time::timeout(Duration::from_secs(5), s.closed.notified())
+            .await
+            .unwrap();
+        assert_eq!(s.accepted.load(Ordering::SeqCst), n);
+    }
+}
+
+#[tokio::test]
+async fn connection_close_answers_are_used_and_the_connection_dropped() {
+    let s = server(Mode::ConnectionClose).await;
+    let client = UpstreamClient::new(1 << 20).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    for _ in 0..3 {
+        let body = call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(&body[..], br#"{"ok":true}"#);
+    }
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(client.idle_connections(&backend), 0);
+}
+
+#[tokio::test]
+async fn a_timed_out_call_takes_its_connection_with_it() {
+    let s = server(Mode::HangFirst).await;
+    let client = UpstreamClient::new(1 << 20).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    let err = call(&client, &backend, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(err, UpstreamError::Timeout(200));
+    assert_eq!(client.idle_connections(&backend), 0);
+    let body = call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(&body[..], br#"{"ok":true}"#);
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2, "a fresh connection");
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_answer_is_refused() {
+    let s = server(Mode::Oversized).await;
+    let client = UpstreamClient::new(4096).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    let err = call(&client, &backend, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err, UpstreamError::TooLarge(4096));
+    assert_eq!(client.idle_connections(&backend), 0);
+}
