@@ -136,31 +136,41 @@ impl Pool {
                     None => return Ok(Answer::Http2(Box::new(request))),
                 },
             };
-            let mut conn_done = false;
             let sent = send.try_send_request(request);
             let mut sent = std::pin::pin!(sent);
-            let outcome = poll_fn(|cx| {
+            let mut conn_done = false;
+            let first = poll_fn(|cx| {
                 if let Poll::Ready(r) = sent.as_mut().poll(cx) {
-                    return Poll::Ready(r);
+                    return Poll::Ready(Some(r));
                 }
-                if !conn_done && Pin::new(&mut conn).poll(cx).is_ready() {
-                    // The connection ended before the answer: the request
-                    // future now reports why.
+                if Pin::new(&mut conn).poll(cx).is_ready() {
+                    // The connection ended: an answer it completed on the
+                    // way is ready now; otherwise there is none.
                     conn_done = true;
-                    return sent.as_mut().poll(cx);
+                    return Poll::Ready(match sent.as_mut().poll(cx) {
+                        Poll::Ready(r) => Some(r),
+                        Poll::Pending => None,
+                    });
                 }
                 Poll::Pending
             })
             .await;
+            let outcome = match first {
+                Some(outcome) => outcome,
+                None => {
+                    // The ended connection still holds the request; dropping
+                    // it hands the request back (never sent) or fails it.
+                    drop(conn);
+                    request = unsent_or_fail(sent.await, attempt)?;
+                    continue;
+                }
+            };
             let response = match outcome {
                 Ok(response) => response,
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if attempt == 0 => {
-                        request = unsent;
-                        continue;
-                    }
-                    _ => return Err(UpstreamError::Unreachable(super::describe(e.error()))),
-                },
+                Err(e) => {
+                    request = unsent_or_fail(Err(e), attempt)?;
+                    continue;
+                }
             };
             if conn_done {
                 // An answer and a closed connection: use the answer, drop
@@ -177,6 +187,23 @@ impl Pool {
         Err(UpstreamError::Unreachable(
             "the backend closed every connection before the request was sent".into(),
         ))
+    }
+}
+
+/// The request back, when it was never sent and may be tried once more;
+/// otherwise the error that ends the call.
+fn unsent_or_fail(
+    outcome: Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Full<Bytes>>>>,
+    attempt: usize,
+) -> Result<Request<Full<Bytes>>, UpstreamError> {
+    match outcome {
+        Ok(_) => Err(UpstreamError::Unreachable(
+            "the backend closed the connection while answering".into(),
+        )),
+        Err(mut e) => match e.take_message() {
+            Some(unsent) if attempt == 0 => Ok(unsent),
+            _ => Err(UpstreamError::Unreachable(super::describe(e.error()))),
+        },
     }
 }
 

@@ -84,7 +84,10 @@ async fn connection(mut stream: TcpStream, mode: Mode, first: bool, hosts: &Mute
             head.lines()
                 .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
         };
-        hosts.lock().unwrap().push(header("host").unwrap_or_default());
+        hosts
+            .lock()
+            .unwrap()
+            .push(header("host").unwrap_or_default());
         let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
         while buf.len() < head_end + length {
             let mut chunk = [0u8; 4096];
@@ -127,6 +130,11 @@ async fn connection(mut stream: TcpStream, mode: Mode, first: bool, hosts: &Mute
             || stream.write_all(body).await.is_err()
         {
             return;
+        }
+        if mode == Mode::CloseAfterAnswer {
+            // Later than the client takes to finish the exchange, so the
+            // connection is idle in its list when it closes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if matches!(mode, Mode::CloseAfterAnswer | Mode::ConnectionClose) {
             let _ = stream.shutdown().await;
@@ -171,10 +179,16 @@ async fn connections_are_reused_and_carry_the_host() {
     let client = UpstreamClient::new(1 << 20).unwrap();
     let backend = BackendConfig::new("b", &s.url);
     for _ in 0..5 {
-        let body = call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+        let body = call(&client, &backend, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(&body[..], br#"{"ok":true}"#);
     }
-    assert_eq!(s.accepted.load(Ordering::SeqCst), 1, "one connection for five calls");
+    assert_eq!(
+        s.accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for five calls"
+    );
     assert_eq!(client.idle_connections(&backend), 1);
     let authority = s.url.trim_start_matches("http://");
     assert!(
@@ -190,7 +204,14 @@ async fn a_connection_the_backend_closed_is_not_used_again() {
     let client = UpstreamClient::new(1 << 20).unwrap();
     let backend = BackendConfig::new("b", &s.url);
     for n in 1..=3 {
-        call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+        call(&client, &backend, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            client.idle_connections(&backend),
+            1,
+            "kept after the answer"
+        );
         // The backend has closed the idle connection before the next call.
         tokio::time::timeout(Duration::from_secs(5), s.closed.notified())
             .await
@@ -205,7 +226,9 @@ async fn connection_close_answers_are_used_and_the_connection_dropped() {
     let client = UpstreamClient::new(1 << 20).unwrap();
     let backend = BackendConfig::new("b", &s.url);
     for _ in 0..3 {
-        let body = call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+        let body = call(&client, &backend, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(&body[..], br#"{"ok":true}"#);
     }
     assert_eq!(s.accepted.load(Ordering::SeqCst), 3);
@@ -222,7 +245,9 @@ async fn a_timed_out_call_takes_its_connection_with_it() {
         .unwrap_err();
     assert_eq!(err, UpstreamError::Timeout(200));
     assert_eq!(client.idle_connections(&backend), 0);
-    let body = call(&client, &backend, Duration::from_secs(5)).await.unwrap();
+    let body = call(&client, &backend, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(&body[..], br#"{"ok":true}"#);
     assert_eq!(s.accepted.load(Ordering::SeqCst), 2, "a fresh connection");
 }
