@@ -172,13 +172,9 @@ impl Pool {
                     continue;
                 }
             };
-            if conn_done {
-                // An answer and a closed connection: use the answer, drop
-                // the connection.
-                let (status, body, _) = read_body(response, &mut conn, limit, true).await?;
-                return Ok(Answer::Done(status, body));
-            }
-            let (status, body, reusable) = read_body(response, &mut conn, limit, false).await?;
+            // An answer on a connection that has ended is used; the
+            // connection is not.
+            let (status, body, reusable) = read_body(response, &mut conn, limit, conn_done).await?;
             if reusable && send.is_ready() {
                 self.checkin(send, conn);
             }

@@ -228,17 +228,48 @@ struct ContractCall<'a> {
 }
 
 impl UpstreamClient {
-    /// A client with a response limit.
+    /// A client with a response limit, trusting the platform's TLS roots.
     pub fn new(max_response_bytes: usize) -> Result<Self, ClientBuildError> {
-        let mut connector = HttpConnector::new();
-        connector.enforce_http(false);
-        connector.set_nodelay(true);
         // The provider is named rather than taken from the process default,
         // so another crate enabling a second rustls provider cannot make
         // this fail at run time.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
-            .map_err(|e| ClientBuildError(format!("cannot load the TLS trust roots: {e}")))?
+            .map_err(|e| ClientBuildError(format!("cannot load the TLS trust roots: {e}")))?;
+        Self::with_tls(max_response_bytes, tls)
+    }
+
+    /// A client that trusts exactly `roots` for TLS backends (a private
+    /// certificate authority; also how the tests reach a TLS backend).
+    pub fn with_roots(
+        max_response_bytes: usize,
+        roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Result<Self, ClientBuildError> {
+        let mut store = rustls::RootCertStore::empty();
+        for root in roots {
+            store
+                .add(root)
+                .map_err(|e| ClientBuildError(format!("a TLS root was refused: {e}")))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientBuildError(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+        let tls = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config);
+        Self::with_tls(max_response_bytes, tls)
+    }
+
+    fn with_tls(
+        max_response_bytes: usize,
+        tls: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+    ) -> Result<Self, ClientBuildError> {
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        let https = tls
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(connector);

@@ -263,3 +263,120 @@ async fn an_oversized_chunked_answer_is_refused() {
     assert_eq!(err, UpstreamError::TooLarge(4096));
     assert_eq!(client.idle_connections(&backend), 0);
 }
+
+/// A TLS backend issued by the test authority, offering `alpn`; records
+/// the HTTP version of every request and counts connections.
+async fn tls_server(alpn: &[&[u8]]) -> (Server, Arc<Mutex<Vec<hyper::Version>>>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    };
+    let cert =
+        CertificateDer::from_pem_slice(include_bytes!("../fixtures/backend-cert.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/backend-key.pem")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let versions = Arc::new(Mutex::new(Vec::new()));
+    let (a, v) = (accepted.clone(), versions.clone());
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, v) = (acceptor.clone(), v.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                    v.lock().unwrap().push(request.version());
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(br#"{"ok":true}"#)),
+                        ))
+                    }
+                });
+                let io = TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    let server = Server {
+        url,
+        accepted,
+        hosts: Arc::default(),
+        closed: Arc::new(Notify::new()),
+    };
+    (server, versions)
+}
+
+fn test_roots() -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    vec![CertificateDer::from_pem_slice(include_bytes!("../fixtures/test-ca-cert.pem")).unwrap()]
+}
+
+#[tokio::test]
+async fn a_tls_backend_on_http1_keeps_its_connection() {
+    let (s, versions) = tls_server(&[b"http/1.1"]).await;
+    let client = UpstreamClient::with_roots(1 << 20, test_roots()).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    for _ in 0..3 {
+        let body = call(&client, &backend, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(&body[..], br#"{"ok":true}"#);
+    }
+    assert_eq!(*versions.lock().unwrap(), vec![hyper::Version::HTTP_11; 3]);
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(client.idle_connections(&backend), 1);
+}
+
+#[tokio::test]
+async fn a_tls_backend_that_chooses_http2_is_called_over_http2() {
+    let (s, versions) = tls_server(&[b"h2"]).await;
+    let client = UpstreamClient::with_roots(1 << 20, test_roots()).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    for _ in 0..3 {
+        let body = call(&client, &backend, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(&body[..], br#"{"ok":true}"#);
+    }
+    assert_eq!(*versions.lock().unwrap(), vec![hyper::Version::HTTP_2; 3]);
+    // The first connection only found out the protocol; the pooled client
+    // then keeps one HTTP/2 connection for every call.
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(client.idle_connections(&backend), 0);
+}
+
+#[tokio::test]
+async fn a_tls_backend_from_another_authority_gets_nothing() {
+    let (s, versions) = tls_server(&[b"http/1.1"]).await;
+    // Trusts only the platform's roots, which did not issue the test CA.
+    let client = UpstreamClient::new(1 << 20).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    let err = call(&client, &backend, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpstreamError::Unreachable(_)), "{err:?}");
+    assert!(versions.lock().unwrap().is_empty());
+}
