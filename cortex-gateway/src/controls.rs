@@ -493,12 +493,8 @@ impl Controls {
 
     /// After authentication: records the caller, charges its budget, and
     /// checks revocation.
-    pub(crate) async fn admit(&self, caller: &Caller) -> Result<(), Refused> {
-        audit::note_caller(
-            &caller.sub,
-            caller.email.as_deref(),
-            caller.client_id.as_deref(),
-        );
+    pub(crate) async fn admit(&self, caller: &Arc<Caller>) -> Result<(), Refused> {
+        audit::note_caller(caller);
         if let Some(limiter) = &self.limiter {
             limiter
                 .check(&CallerKey::Subject(caller.sub.clone()))

@@ -3,8 +3,13 @@
 //! arguments) can be correlated by whoever holds the key, and by nobody
 //! else.
 
+use std::sync::Arc;
+
 use aws_lc_rs::hmac;
+use cortex_backend::Caller;
 use serde_json::Value;
+
+use crate::auth::CallerMemo;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -12,6 +17,8 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub struct Pseudonymizer {
     key: hmac::Key,
     ephemeral: bool,
+    /// Each verified caller's pseudonym, computed once.
+    callers: CallerMemo<String>,
 }
 
 impl std::fmt::Debug for Pseudonymizer {
@@ -29,6 +36,7 @@ impl Pseudonymizer {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             ephemeral: false,
+            callers: CallerMemo::default(),
         }
     }
 
@@ -41,6 +49,7 @@ impl Pseudonymizer {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             ephemeral: true,
+            callers: CallerMemo::default(),
         }
     }
 
@@ -80,6 +89,14 @@ impl Pseudonymizer {
             }
             None => self.tag("sub", sub.as_bytes()),
         }
+    }
+
+    /// [`Self::caller`] of a verified caller, computed once per caller.
+    pub fn verified_caller(&self, caller: &Arc<Caller>) -> Arc<String> {
+        let Ok(pseudonym) = self.callers.get_or_try_insert(caller, |c| {
+            Ok::<_, std::convert::Infallible>(self.caller(&c.sub, c.email.as_deref()))
+        });
+        pseudonym
     }
 
     /// The arguments' hash, key order normalised.

@@ -15,6 +15,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use cortex_backend::Caller;
 use serde_json::Value;
 
 use super::{AuditRecord, AuditSink, Pseudonymizer, record};
@@ -136,14 +137,15 @@ pub fn note(f: impl FnOnce(&mut AuditRecord)) {
     with_scope(|s| f(&mut s.record.lock().unwrap_or_else(|e| e.into_inner())));
 }
 
-/// Records the authenticated caller (pseudonymised).
-pub fn note_caller(sub: &str, email: Option<&str>, client_id: Option<&str>) {
+/// Records the authenticated caller (pseudonymised; the pseudonym is
+/// computed once per verified caller).
+pub fn note_caller(caller: &Arc<Caller>) {
     with_scope(|s| {
-        let pseudonym = s.keys.caller(sub, email);
+        let pseudonym = s.keys.verified_caller(caller);
         let mut r = s.record.lock().unwrap_or_else(|e| e.into_inner());
-        r.caller = Some(pseudonym);
-        r.sub = Some(sub.to_string());
-        r.client_id = client_id.map(String::from);
+        r.caller = Some(pseudonym.as_str().to_owned());
+        r.sub = Some(caller.sub.clone());
+        r.client_id = caller.client_id.clone();
     });
 }
 

@@ -4,6 +4,8 @@
 //! point clients at it. Tokens are read from the `Authorization` header
 //! only, never from the query string.
 
+mod memo;
+
 use std::sync::Arc;
 
 use axum::{
@@ -16,6 +18,8 @@ use cortex_backend::{
     scopes,
 };
 use serde_json::{Value, json};
+
+pub use memo::CallerMemo;
 
 use crate::{config::GatewayConfig, federation::Catalog};
 

@@ -31,7 +31,10 @@ use serde_json::{Map, Value, json, value::RawValue};
 pub use exchange::TokenExchanger;
 pub use h1::{IDLE_TIMEOUT, MAX_IDLE};
 
-use crate::config::{BackendConfig, TokenMode};
+use crate::{
+    auth::CallerMemo,
+    config::{BackendConfig, TokenMode},
+};
 
 /// Who the call is made for.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +42,7 @@ pub enum Credential<'a> {
     /// The technical token (discovery methods only).
     Technical(&'a str),
     /// A validated caller: their token plus the `X-Cortex-*` headers.
-    User(&'a Caller),
+    User(&'a Arc<Caller>),
 }
 
 /// Why a backend call did not give a JSON result.
@@ -153,6 +156,32 @@ pub struct UpstreamClient {
     max_response_bytes: usize,
     exchanger: Option<Arc<TokenExchanger>>,
     targets: Arc<RwLock<HashMap<String, Arc<Target>>>>,
+    forwarded: Arc<CallerMemo<Forwarded>>,
+}
+
+/// What a caller's calls carry, built once per verified caller: the
+/// `X-Cortex-*` values and, for `forward` backends, the bearer header.
+struct Forwarded {
+    cortex: [HeaderValue; 5],
+    bearer: HeaderValue,
+}
+
+impl Forwarded {
+    fn of(caller: &Caller) -> Result<Self, UpstreamError> {
+        let values = cortex_headers(caller)?;
+        let mut cortex = Vec::with_capacity(values.len());
+        for (name, value) in values {
+            cortex
+                .push(HeaderValue::try_from(value).map_err(|_| UpstreamError::UnsafeHeader(name))?);
+        }
+        let cortex: [HeaderValue; 5] = cortex
+            .try_into()
+            .map_err(|_| UpstreamError::UnsafeHeader("x-cortex-*"))?;
+        let mut bearer = HeaderValue::try_from(format!("Bearer {}", caller.token()))
+            .map_err(|_| UpstreamError::UnsafeHeader("authorization"))?;
+        bearer.set_sensitive(true);
+        Ok(Self { cortex, bearer })
+    }
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -289,6 +318,7 @@ impl UpstreamClient {
             max_response_bytes,
             exchanger: None,
             targets: Arc::default(),
+            forwarded: Arc::default(),
         })
     }
 
@@ -397,17 +427,20 @@ impl UpstreamClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Credential::User(caller) = credential {
-            for ((name, value), header_name) in cortex_headers(caller)?
-                .into_iter()
-                .zip(CORTEX_HEADER_NAMES.iter())
-            {
-                let value =
-                    HeaderValue::try_from(value).map_err(|_| UpstreamError::UnsafeHeader(name))?;
-                headers_out.insert(header_name.clone(), value);
+        let bearer = match credential {
+            Credential::User(caller) => {
+                let forwarded = self.forwarded.get_or_try_insert(caller, Forwarded::of)?;
+                for (value, name) in forwarded.cortex.iter().zip(CORTEX_HEADER_NAMES.iter()) {
+                    headers_out.insert(name.clone(), value.clone());
+                }
+                if backend.token_mode == TokenMode::Forward {
+                    forwarded.bearer.clone()
+                } else {
+                    self.bearer(backend, credential, timeout).await?
+                }
             }
-        }
-        let bearer = self.bearer(backend, credential, timeout).await?;
+            Credential::Technical(_) => self.bearer(backend, credential, timeout).await?,
+        };
         request.headers_mut().insert(header::AUTHORIZATION, bearer);
         let timeout_ms = timeout.as_millis() as u64;
         let limit = self.max_response_bytes;
