@@ -37,7 +37,6 @@ use hyper::{
     Request, Response, StatusCode, Uri,
     body::{Body as _, Incoming},
     client::conn::http1,
-    header,
 };
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::{
@@ -232,14 +231,7 @@ async fn read_body(
     mut conn_done: bool,
 ) -> Result<(StatusCode, Bytes, bool), UpstreamError> {
     let status = response.status();
-    let declared = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(UpstreamError::TooLarge(limit));
-    }
+    super::refuse_declared_oversize(response.headers(), limit)?;
     let mut body = response.into_body();
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();

@@ -508,14 +508,7 @@ impl UpstreamClient {
             .await
             .map_err(|e| UpstreamError::Unreachable(describe(&e)))?;
         let status = response.status().as_u16();
-        let declared = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(UpstreamError::TooLarge(limit));
-        }
+        refuse_declared_oversize(response.headers(), limit)?;
         let bytes = Limited::new(response.into_body(), limit)
             .collect()
             .await
@@ -538,6 +531,19 @@ impl UpstreamClient {
             .get(&backend.id)
             .map_or(0, |t| t.pool.idle_count())
     }
+}
+
+/// Refuses an answer whose `Content-Length` already exceeds `limit`,
+/// before any of its body is read.
+fn refuse_declared_oversize(headers: &HeaderMap, limit: usize) -> Result<(), UpstreamError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(UpstreamError::TooLarge(limit));
+    }
+    Ok(())
 }
 
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {

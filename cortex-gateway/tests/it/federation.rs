@@ -124,23 +124,11 @@ async fn unreachable_and_oversized_backends_are_contained() {
 #[tokio::test]
 async fn a_backend_with_an_untrusted_certificate_never_gets_a_request() {
     use tokio::io::AsyncReadExt as _;
-    use tokio_rustls::rustls::{
-        self,
-        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
-    };
-    let cert =
-        CertificateDer::from_pem_slice(include_bytes!("../fixtures/untrusted-cert.pem")).unwrap();
-    let key =
-        PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/untrusted-key.pem")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = crate::support::tls_acceptor(
+        include_bytes!("../fixtures/untrusted-cert.pem"),
+        include_bytes!("../fixtures/untrusted-key.pem"),
+        &[],
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));

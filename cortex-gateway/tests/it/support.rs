@@ -135,6 +135,30 @@ impl BackendServer {
 }
 
 /// A TCP server that accepts connections and never answers.
+/// A TLS acceptor serving `cert_pem` with `key_pem`, offering `alpn`.
+pub(crate) fn tls_acceptor(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    };
+    let cert = CertificateDer::from_pem_slice(cert_pem).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 pub(crate) async fn hung_server() -> (String, JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -173,17 +173,20 @@ async fn call(
         .await
 }
 
+/// `n` calls that must each get the server's `{"ok":true}`.
+async fn calls_ok(client: &UpstreamClient, backend: &BackendConfig, n: usize) {
+    for _ in 0..n {
+        let body = call(client, backend, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(&body[..], br#"{"ok":true}"#);
+    }
+}
+
 #[tokio::test]
 async fn connections_are_reused_and_carry_the_host() {
     let s = server(Mode::KeepAlive).await;
     let client = UpstreamClient::new(1 << 20).unwrap();
     let backend = BackendConfig::new("b", &s.url);
-    for _ in 0..5 {
-        let body = call(&client, &backend, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(&body[..], br#"{"ok":true}"#);
-    }
+    calls_ok(&client, &backend, 5).await;
     assert_eq!(
         s.accepted.load(Ordering::SeqCst),
         1,
@@ -225,12 +228,7 @@ async fn connection_close_answers_are_used_and_the_connection_dropped() {
     let s = server(Mode::ConnectionClose).await;
     let client = UpstreamClient::new(1 << 20).unwrap();
     let backend = BackendConfig::new("b", &s.url);
-    for _ in 0..3 {
-        let body = call(&client, &backend, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(&body[..], br#"{"ok":true}"#);
-    }
+    calls_ok(&client, &backend, 3).await;
     assert_eq!(s.accepted.load(Ordering::SeqCst), 3);
     assert_eq!(client.idle_connections(&backend), 0);
 }
@@ -268,23 +266,11 @@ async fn an_oversized_chunked_answer_is_refused() {
 /// the HTTP version of every request and counts connections.
 async fn tls_server(alpn: &[&[u8]]) -> (Server, Arc<Mutex<Vec<hyper::Version>>>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tokio_rustls::rustls::{
-        self,
-        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
-    };
-    let cert =
-        CertificateDer::from_pem_slice(include_bytes!("../fixtures/backend-cert.pem")).unwrap();
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/backend-key.pem")).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
-    .unwrap();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = crate::support::tls_acceptor(
+        include_bytes!("../fixtures/backend-cert.pem"),
+        include_bytes!("../fixtures/backend-key.pem"),
+        alpn,
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -334,38 +320,35 @@ fn test_roots() -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>
     vec![CertificateDer::from_pem_slice(include_bytes!("../fixtures/test-ca-cert.pem")).unwrap()]
 }
 
-#[tokio::test]
-async fn a_tls_backend_on_http1_keeps_its_connection() {
-    let (s, versions) = tls_server(&[b"http/1.1"]).await;
+/// Three calls to a TLS backend offering `alpn`: the HTTP versions it saw,
+/// the connections it accepted, and the idle connections left.
+async fn three_tls_calls(alpn: &[&[u8]]) -> (Vec<hyper::Version>, usize, usize) {
+    let (s, versions) = tls_server(alpn).await;
     let client = UpstreamClient::with_roots(1 << 20, test_roots()).unwrap();
     let backend = BackendConfig::new("b", &s.url);
-    for _ in 0..3 {
-        let body = call(&client, &backend, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(&body[..], br#"{"ok":true}"#);
-    }
-    assert_eq!(*versions.lock().unwrap(), vec![hyper::Version::HTTP_11; 3]);
-    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
-    assert_eq!(client.idle_connections(&backend), 1);
+    calls_ok(&client, &backend, 3).await;
+    let seen = versions.lock().unwrap().clone();
+    (
+        seen,
+        s.accepted.load(Ordering::SeqCst),
+        client.idle_connections(&backend),
+    )
+}
+
+#[tokio::test]
+async fn a_tls_backend_on_http1_keeps_its_connection() {
+    let (versions, accepted, idle) = three_tls_calls(&[b"http/1.1"]).await;
+    assert_eq!(versions, vec![hyper::Version::HTTP_11; 3]);
+    assert_eq!((accepted, idle), (1, 1), "one connection, kept");
 }
 
 #[tokio::test]
 async fn a_tls_backend_that_chooses_http2_is_called_over_http2() {
-    let (s, versions) = tls_server(&[b"h2"]).await;
-    let client = UpstreamClient::with_roots(1 << 20, test_roots()).unwrap();
-    let backend = BackendConfig::new("b", &s.url);
-    for _ in 0..3 {
-        let body = call(&client, &backend, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(&body[..], br#"{"ok":true}"#);
-    }
-    assert_eq!(*versions.lock().unwrap(), vec![hyper::Version::HTTP_2; 3]);
+    let (versions, accepted, idle) = three_tls_calls(&[b"h2"]).await;
+    assert_eq!(versions, vec![hyper::Version::HTTP_2; 3]);
     // The first connection only found out the protocol; the pooled client
     // then keeps one HTTP/2 connection for every call.
-    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
-    assert_eq!(client.idle_connections(&backend), 0);
+    assert_eq!((accepted, idle), (2, 0));
 }
 
 #[tokio::test]
