@@ -112,7 +112,7 @@ fn header_safe(value: &str) -> bool {
 
 /// The `X-Cortex-*` headers for a caller; refuses values that are not
 /// header-safe rather than altering them.
-pub fn cortex_headers(caller: &Caller) -> Result<Vec<(&'static str, String)>, UpstreamError> {
+pub fn cortex_headers(caller: &Caller) -> Result<[(&'static str, String); 5], UpstreamError> {
     let values = [
         (headers::USER_ID, caller.sub.clone()),
         (
@@ -128,7 +128,7 @@ pub fn cortex_headers(caller: &Caller) -> Result<Vec<(&'static str, String)>, Up
             return Err(UpstreamError::UnsafeHeader(name));
         }
     }
-    Ok(values.into())
+    Ok(values)
 }
 
 /// The HTTP client could not be built (no TLS roots, no TLS provider).
@@ -168,20 +168,23 @@ struct Forwarded {
 
 impl Forwarded {
     fn of(caller: &Caller) -> Result<Self, UpstreamError> {
-        let values = cortex_headers(caller)?;
-        let mut cortex = Vec::with_capacity(values.len());
-        for (name, value) in values {
-            cortex
-                .push(HeaderValue::try_from(value).map_err(|_| UpstreamError::UnsafeHeader(name))?);
-        }
-        let cortex: [HeaderValue; 5] = cortex
-            .try_into()
-            .map_err(|_| UpstreamError::UnsafeHeader("x-cortex-*"))?;
-        let mut bearer = HeaderValue::try_from(format!("Bearer {}", caller.token()))
-            .map_err(|_| UpstreamError::UnsafeHeader("authorization"))?;
-        bearer.set_sensitive(true);
-        Ok(Self { cortex, bearer })
+        let [id, email, role, pool, scopes] = cortex_headers(caller)?.map(|(name, value)| {
+            HeaderValue::try_from(value).map_err(|_| UpstreamError::UnsafeHeader(name))
+        });
+        Ok(Self {
+            cortex: [id?, email?, role?, pool?, scopes?],
+            bearer: bearer_header(caller.token())?,
+        })
     }
+}
+
+/// `Authorization: Bearer <token>`, marked sensitive (kept out of debug
+/// output and HTTP/2 header compression).
+fn bearer_header(token: &str) -> Result<HeaderValue, UpstreamError> {
+    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| UpstreamError::UnsafeHeader("authorization"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -358,32 +361,22 @@ impl UpstreamClient {
         Ok(target)
     }
 
-    async fn bearer(
+    /// The bearer header of a token obtained by exchange for `backend`.
+    async fn exchanged(
         &self,
+        caller: &Caller,
         backend: &BackendConfig,
-        credential: Credential<'_>,
         timeout: Duration,
     ) -> Result<HeaderValue, UpstreamError> {
-        let exchanged;
-        let token = match credential {
-            Credential::Technical(token) => token,
-            Credential::User(caller) if backend.token_mode == TokenMode::Forward => caller.token(),
-            Credential::User(caller) => {
-                let exchanger = self.exchanger.as_ref().ok_or_else(|| {
-                    UpstreamError::Exchange("no client credentials are configured".into())
-                })?;
-                exchanged = tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
-                    .await
-                    .map_err(|_| {
-                        UpstreamError::Exchange("the token endpoint did not answer in time".into())
-                    })??;
-                &exchanged
-            }
-        };
-        let mut value = HeaderValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| UpstreamError::UnsafeHeader("authorization"))?;
-        value.set_sensitive(true);
-        Ok(value)
+        let exchanger = self.exchanger.as_ref().ok_or_else(|| {
+            UpstreamError::Exchange("no client credentials are configured".into())
+        })?;
+        let token = tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
+            .await
+            .map_err(|_| {
+                UpstreamError::Exchange("the token endpoint did not answer in time".into())
+            })??;
+        bearer_header(&token)
     }
 
     /// Calls `method` on `backend` with `params`, bounded by `timeout`.
@@ -433,13 +426,12 @@ impl UpstreamClient {
                 for (value, name) in forwarded.cortex.iter().zip(CORTEX_HEADER_NAMES.iter()) {
                     headers_out.insert(name.clone(), value.clone());
                 }
-                if backend.token_mode == TokenMode::Forward {
-                    forwarded.bearer.clone()
-                } else {
-                    self.bearer(backend, credential, timeout).await?
+                match backend.token_mode {
+                    TokenMode::Forward => forwarded.bearer.clone(),
+                    TokenMode::Exchange => self.exchanged(caller, backend, timeout).await?,
                 }
             }
-            Credential::Technical(_) => self.bearer(backend, credential, timeout).await?,
+            Credential::Technical(token) => bearer_header(token)?,
         };
         request.headers_mut().insert(header::AUTHORIZATION, bearer);
         let timeout_ms = timeout.as_millis() as u64;
