@@ -78,15 +78,7 @@ impl Pseudonymizer {
     /// across identity providers' `sub` formats), else from the `sub`.
     pub fn caller(&self, sub: &str, email: Option<&str>) -> String {
         match email {
-            Some(e) => {
-                let e = e.trim();
-                // Lowercased only when needed (every request comes here).
-                if e.is_ascii() && !e.bytes().any(|b| b.is_ascii_uppercase()) {
-                    self.tag("email", e.as_bytes())
-                } else {
-                    self.tag("email", e.to_lowercase().as_bytes())
-                }
-            }
+            Some(e) => self.tag("email", e.trim().to_lowercase().as_bytes()),
             None => self.tag("sub", sub.as_bytes()),
         }
     }
