@@ -259,39 +259,11 @@ impl Gateway {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let served = axum::serve(listener, app)
+        axum::serve(listener, app)
             .with_graceful_shutdown(signal)
-            .into_future();
-        // The anchor runs for as long as the server does, in its task.
-        tokio::select! {
-            served = served => served?,
-            never = timer_anchor() => match never {},
-        }
+            .await?;
         self.inner.controls.flush_audit().await;
         Ok(())
-    }
-}
-
-/// How often [`timer_anchor`] ticks: shorter than any usual timeout (the
-/// backend call's default is 10 s, the request deadline's 60 s).
-const ANCHOR_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Keeps one timer pending at all times, due within [`ANCHOR_PERIOD`].
-///
-/// Every request arms two Tokio timers (its deadline and the backend
-/// call's timeout). Tokio wakes the thread that waits for I/O whenever a
-/// new timer is due before the earliest one that thread last planned for,
-/// and with only per-request timers it often last planned for none at all
-/// (the wheel was empty when it parked). That cost 0.4 wake-ups (an
-/// `eventfd` write and a spurious `epoll_wait` return) per `tools/call` in
-/// `docs/performance.md`. With this timer always due sooner than a new
-/// request's, arming one no longer wakes anybody: 0.08 per call. Idle,
-/// it costs one wake-up a second.
-async fn timer_anchor() -> std::convert::Infallible {
-    let mut ticks = tokio::time::interval(ANCHOR_PERIOD);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
     }
 }
 
