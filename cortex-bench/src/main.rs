@@ -66,6 +66,12 @@ pub(crate) struct Options {
     /// library inside this binary's `role gateway`.
     #[arg(long)]
     pub(crate) gateway_bin: Option<std::path::PathBuf>,
+    /// Another build of this benchmark (a `cortex-bench` binary): the call
+    /// scenario also runs that build's gateway, in the same alternating
+    /// rounds, and prints how this build compares with it (an A/B of a
+    /// change on a noisy machine).
+    #[arg(long)]
+    pub(crate) compare_bench_bin: Option<std::path::PathBuf>,
 }
 
 /// A scenario of issue 9.

@@ -348,7 +348,15 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     let through_gateway = Source::same(mcp::modern("tools/call", mcp::call_params(), &token)?);
     let backend_call =
         || -> anyhow::Result<Source> { Ok(Source::same(mcp::backend_call(&token)?)) };
-    let variants = [
+    let compare = match &bench.options.compare_bench_bin {
+        Some(bin) => {
+            let env = gateway::environment(&bench.trust, &Bench::upstreams(backend, 1));
+            let args = ["role", "gateway"].map(str::to_owned);
+            Some(Child::spawn("gateway (compare build)", bin, &args, &env, None).await?)
+        }
+        None => None,
+    };
+    let mut variants = vec![
         Variant::new(
             "tools/call via gateway (MCP 2026-07-28)",
             gw.addr(),
@@ -370,10 +378,26 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
             mcp::check_call,
         ),
     ];
+    if let Some(other) = &compare {
+        let source = Source::same(mcp::modern("tools/call", mcp::call_params(), &token)?);
+        variants.push(
+            Variant::new(
+                "tools/call via the compare build's gateway",
+                other.addr(),
+                source,
+                mcp::check_call,
+            )
+            .hop(other),
+        );
+    }
     let rows = measure(bench.options, &variants).await?;
     report::table("tools/call: gateway vs bare proxy hop", &rows);
     let (g, p, d) = (&rows[0], &rows[1], &rows[2]);
-    Ok(vec![
+    let cpu_ratio = |a: &Row, b: &Row| match (a.hop_cpu_per_request, b.hop_cpu_per_request) {
+        (Some(a), Some(b)) => format!("{:.2}", ratio(secs(a), secs(b))),
+        _ => "-".to_owned(),
+    };
+    let mut verdicts = vec![
         Verdict::at_least(
             "call: gateway / bare proxy throughput",
             ratio(g.throughput, p.throughput),
@@ -392,7 +416,22 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
                 (secs(p.p50) - secs(d.p50)) * 1e6
             ),
         ),
-    ])
+        Verdict::info(
+            "call: hop CPU per request, gateway / proxy",
+            cpu_ratio(g, p),
+        ),
+    ];
+    if let Some(c) = rows.get(3) {
+        verdicts.push(Verdict::info(
+            "call: this build / compare build, throughput",
+            format!("{:.2}", ratio(g.throughput, c.throughput)),
+        ));
+        verdicts.push(Verdict::info(
+            "call: this build / compare build, CPU per request",
+            cpu_ratio(g, c),
+        ));
+    }
+    Ok(verdicts)
 }
 
 /// Pages through `tools/list` once and counts the tools the caller sees.
