@@ -452,7 +452,7 @@ impl UpstreamClient {
             }
             self.pooled(&target, request, limit).await
         };
-        let (status, bytes) = tokio::time::timeout(timeout, exchange)
+        let (status, bytes) = tokio::time::timeout(timeout, Box::pin(exchange))
             .await
             .map_err(|_| UpstreamError::Timeout(timeout_ms))??;
         if (200..300).contains(&status) {
