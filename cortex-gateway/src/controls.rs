@@ -501,7 +501,9 @@ impl Controls {
                 .map_err(Refused::RateLimited)?;
         }
         if let Some(introspector) = &self.introspector {
-            match introspector.is_active(caller.token()).await {
+            // Boxed: its HTTP client future would otherwise be part of
+            // every request's future, introspection or not.
+            match Box::pin(introspector.is_active(caller.token())).await {
                 Ok(true) => {}
                 Ok(false) => {
                     audit::note_outcome("refused", Some("revoked"));

@@ -193,7 +193,10 @@ impl JwtValidator {
         if let Some(caller) = self.cached(&digest) {
             return Ok(caller);
         }
-        let caller = Arc::new(self.verify(token).await?);
+        // Boxed: the verification (and a JWKS fetch) is the rare path; its
+        // future would otherwise make every caller's future larger, and a
+        // future is copied whole at each layer that awaits it.
+        let caller = Arc::new(Box::pin(self.verify(token)).await?);
         self.remember(digest, caller.clone());
         Ok(caller)
     }

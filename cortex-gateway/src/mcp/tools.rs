@@ -250,7 +250,13 @@ pub(crate) async fn call(
         return Ok(ToolResult::Built(text_result(why.message(name), true)));
     }
     match name {
-        "whoami" => return Ok(ToolResult::Built(whoami(inner, catalog, ctx).await)),
+        // Boxed: `whoami` asks every backend, and its future would
+        // otherwise make every call's future that much larger.
+        "whoami" => {
+            return Ok(ToolResult::Built(
+                Box::pin(whoami(inner, catalog, ctx)).await,
+            ));
+        }
         "find_tools" => return Ok(ToolResult::Built(find_tools(catalog, ctx, arguments))),
         _ => {}
     }

@@ -251,8 +251,8 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response
         }
     };
     match era::detect(headers, &body) {
-        Era::Modern => modern_post(&inner, headers, caller, body).await,
-        Era::Legacy => legacy_post(&inner, headers, caller, body).await,
+        Era::Modern => Box::pin(modern_post(&inner, headers, caller, body)).await,
+        Era::Legacy => Box::pin(legacy_post(&inner, headers, caller, body)).await,
     }
 }
 
