@@ -228,6 +228,7 @@ impl Federation {
         loop {
             ticker.tick().await;
             self.refresh().await;
+            self.upstream.prune_idle();
         }
     }
 

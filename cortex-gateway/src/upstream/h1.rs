@@ -14,9 +14,9 @@
 //! Rules, chosen to match what the pooled client did:
 //! - at most [`MAX_IDLE`] idle connections per backend; more are closed;
 //! - an idle connection older than [`IDLE_TIMEOUT`] is closed when the list
-//!   is next touched (there is no reaper task: a backend nobody calls keeps
-//!   at most [`MAX_IDLE`] sockets until the next call, or until it closes
-//!   them itself);
+//!   is next touched, and [`Pool::prune`] (run after every catalog refresh)
+//!   closes those and every idle connection the backend has closed, so a
+//!   backend nobody calls does not keep half-closed sockets for long;
 //! - a connection the backend has closed is noticed at checkout and
 //!   skipped; a request that could not be sent at all is sent once more on
 //!   a fresh connection, and one already sent is never repeated;
@@ -87,6 +87,22 @@ impl Pool {
     /// Idle connections now held (for tests and debugging).
     pub(super) fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Closes the idle connections that are too old or that the backend has
+    /// closed (on its side they would sit in `CLOSE_WAIT` until the next
+    /// call). Returns how many are left.
+    pub(super) fn prune(&self) -> usize {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // Pending means the connection is still open and nothing arrived;
+        // the no-op waker is replaced by the caller's at the next checkout.
+        idle.retain_mut(|c| {
+            now.duration_since(c.since) < IDLE_TIMEOUT
+                && Pin::new(&mut c.conn).poll(&mut cx).is_pending()
+        });
+        idle.len()
     }
 
     /// Takes the most recently used idle connection that is still open.

@@ -515,6 +515,20 @@ impl UpstreamClient {
         Ok((status, bytes))
     }
 
+    /// Closes, for every backend, the idle connections that are too old or
+    /// that the backend has closed. The catalog refresher runs it after
+    /// each refresh. Returns how many idle connections are left.
+    pub fn prune_idle(&self) -> usize {
+        let targets: Vec<Arc<Target>> = self
+            .targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        targets.iter().map(|t| t.pool.prune()).sum()
+    }
+
     /// Idle HTTP/1.1 connections held for `backend` (tests, debugging).
     pub fn idle_connections(&self, backend: &BackendConfig) -> usize {
         self.targets

@@ -224,6 +224,41 @@ async fn a_connection_the_backend_closed_is_not_used_again() {
 }
 
 #[tokio::test]
+async fn pruning_closes_what_the_backend_closed_and_keeps_the_rest() {
+    let open = server(Mode::KeepAlive).await;
+    let closing = server(Mode::CloseAfterAnswer).await;
+    let client = UpstreamClient::new(1 << 20).unwrap();
+    let (kept, gone) = (
+        BackendConfig::new("kept", &open.url),
+        BackendConfig::new("gone", &closing.url),
+    );
+    for backend in [&kept, &gone] {
+        call(&client, backend, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(client.idle_connections(backend), 1);
+    }
+    tokio::time::timeout(Duration::from_secs(5), closing.closed.notified())
+        .await
+        .unwrap();
+    // The end of the connection reaches the client once its I/O driver
+    // has run; prune until it has (bounded), without a call to `gone`.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while client.prune_idle() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection the backend closed was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(client.idle_connections(&gone), 0);
+    assert_eq!(client.idle_connections(&kept), 1, "an open one is kept");
+    // The kept one still works: the next call reuses it.
+    call(&client, &kept, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(open.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn connection_close_answers_are_used_and_the_connection_dropped() {
     let s = server(Mode::ConnectionClose).await;
     let client = UpstreamClient::new(1 << 20).unwrap();
