@@ -361,7 +361,13 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     let (Some(proxy), Some(gw)) = (&bench.proxy, &bench.small_gateway) else {
         bail!("the processes of the call scenario did not start");
     };
-    let through_gateway = Source::same(mcp::modern("tools/call", mcp::call_params(), &token)?);
+    let gateway_call = || -> anyhow::Result<Source> {
+        Ok(Source::same(mcp::modern(
+            "tools/call",
+            mcp::call_params(),
+            &token,
+        )?))
+    };
     let backend_call =
         || -> anyhow::Result<Source> { Ok(Source::same(mcp::backend_call(&token)?)) };
     let compare = match &bench.options.compare_bench_bin {
@@ -376,7 +382,7 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
         Variant::new(
             "tools/call via gateway (MCP 2026-07-28)",
             gw.addr(),
-            through_gateway,
+            gateway_call()?,
             mcp::check_call,
         )
         .hop(gw),
@@ -395,12 +401,11 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
         ),
     ];
     if let Some(other) = &compare {
-        let source = Source::same(mcp::modern("tools/call", mcp::call_params(), &token)?);
         variants.push(
             Variant::new(
                 "tools/call via the compare build's gateway",
                 other.addr(),
-                source,
+                gateway_call()?,
                 mcp::check_call,
             )
             .hop(other),

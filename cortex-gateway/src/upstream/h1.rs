@@ -62,6 +62,19 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Idle for less than [`IDLE_TIMEOUT`] at `now`.
+    fn fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.since) < IDLE_TIMEOUT
+    }
+
+    /// Still open. An idle connection only reads: Ready means the backend
+    /// closed it (or sent something unasked), so it is not kept.
+    fn open(&mut self, cx: &mut Context<'_>) -> bool {
+        Pin::new(&mut self.conn).poll(cx).is_pending()
+    }
+}
+
 /// One backend's idle connections.
 #[derive(Default)]
 pub(super) struct Pool {
@@ -96,12 +109,8 @@ impl Pool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        // Pending means the connection is still open and nothing arrived;
-        // the no-op waker is replaced by the caller's at the next checkout.
-        idle.retain_mut(|c| {
-            now.duration_since(c.since) < IDLE_TIMEOUT
-                && Pin::new(&mut c.conn).poll(&mut cx).is_pending()
-        });
+        // The no-op waker is replaced by the caller's at the next checkout.
+        idle.retain_mut(|c| c.fresh(now) && c.open(&mut cx));
         idle.len()
     }
 
@@ -109,11 +118,9 @@ impl Pool {
     fn checkout(&self, cx: &mut Context<'_>) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT);
+        idle.retain(|c| c.fresh(now));
         while let Some(mut c) = idle.pop() {
-            // An idle connection only reads: Ready means the backend closed
-            // it (or sent something unasked), so it is not reused.
-            if Pin::new(&mut c.conn).poll(cx).is_pending() && c.send.is_ready() {
+            if c.open(cx) && c.send.is_ready() {
                 return Some(c);
             }
         }

@@ -519,14 +519,12 @@ impl UpstreamClient {
     /// that the backend has closed. The catalog refresher runs it after
     /// each refresh. Returns how many idle connections are left.
     pub fn prune_idle(&self) -> usize {
-        let targets: Vec<Arc<Target>> = self
-            .targets
+        self.targets
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .cloned()
-            .collect();
-        targets.iter().map(|t| t.pool.prune()).sum()
+            .map(|t| t.pool.prune())
+            .sum()
     }
 
     /// Idle HTTP/1.1 connections held for `backend` (tests, debugging).

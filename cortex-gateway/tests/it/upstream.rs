@@ -173,6 +173,15 @@ async fn call(
         .await
 }
 
+/// A server in `mode`, a client with a 1 MiB answer limit, and backend `b`
+/// at the server.
+async fn set_up(mode: Mode) -> (Server, UpstreamClient, BackendConfig) {
+    let s = server(mode).await;
+    let client = UpstreamClient::new(1 << 20).unwrap();
+    let backend = BackendConfig::new("b", &s.url);
+    (s, client, backend)
+}
+
 /// `n` calls that must each get the server's `{"ok":true}`.
 async fn calls_ok(client: &UpstreamClient, backend: &BackendConfig, n: usize) {
     for _ in 0..n {
@@ -183,9 +192,7 @@ async fn calls_ok(client: &UpstreamClient, backend: &BackendConfig, n: usize) {
 
 #[tokio::test]
 async fn connections_are_reused_and_carry_the_host() {
-    let s = server(Mode::KeepAlive).await;
-    let client = UpstreamClient::new(1 << 20).unwrap();
-    let backend = BackendConfig::new("b", &s.url);
+    let (s, client, backend) = set_up(Mode::KeepAlive).await;
     calls_ok(&client, &backend, 5).await;
     assert_eq!(
         s.accepted.load(Ordering::SeqCst),
@@ -203,9 +210,7 @@ async fn connections_are_reused_and_carry_the_host() {
 
 #[tokio::test]
 async fn a_connection_the_backend_closed_is_not_used_again() {
-    let s = server(Mode::CloseAfterAnswer).await;
-    let client = UpstreamClient::new(1 << 20).unwrap();
-    let backend = BackendConfig::new("b", &s.url);
+    let (s, client, backend) = set_up(Mode::CloseAfterAnswer).await;
     for n in 1..=3 {
         call(&client, &backend, Duration::from_secs(5))
             .await
@@ -260,9 +265,7 @@ async fn pruning_closes_what_the_backend_closed_and_keeps_the_rest() {
 
 #[tokio::test]
 async fn connection_close_answers_are_used_and_the_connection_dropped() {
-    let s = server(Mode::ConnectionClose).await;
-    let client = UpstreamClient::new(1 << 20).unwrap();
-    let backend = BackendConfig::new("b", &s.url);
+    let (s, client, backend) = set_up(Mode::ConnectionClose).await;
     calls_ok(&client, &backend, 3).await;
     assert_eq!(s.accepted.load(Ordering::SeqCst), 3);
     assert_eq!(client.idle_connections(&backend), 0);
@@ -270,9 +273,7 @@ async fn connection_close_answers_are_used_and_the_connection_dropped() {
 
 #[tokio::test]
 async fn a_timed_out_call_takes_its_connection_with_it() {
-    let s = server(Mode::HangFirst).await;
-    let client = UpstreamClient::new(1 << 20).unwrap();
-    let backend = BackendConfig::new("b", &s.url);
+    let (s, client, backend) = set_up(Mode::HangFirst).await;
     let err = call(&client, &backend, Duration::from_millis(200))
         .await
         .unwrap_err();
