@@ -19,8 +19,8 @@ mod sink;
 
 use std::time::Duration;
 
-pub use pseudonym::Pseudonymizer;
-pub use record::{AuditRecord, AuditTime, outcome_of_status, rfc3339};
+pub use pseudonym::{Pseudonymizer, Who};
+pub use record::{AuditRecord, AuditTime, Word, outcome_of_status, rfc3339};
 pub use scope::{Auditor, audited, layer, note, note_arguments, note_caller, note_outcome, peer};
 pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE};
 
@@ -54,7 +54,7 @@ pub fn tool_call(tool: &str, backend: &str, scope: &str, outcome: Outcome, laten
         }
         r.backend = Some(backend.to_string());
         r.scope = Some(scope.to_string());
-        r.outcome = outcome.as_str().to_string();
+        r.outcome = outcome.as_str().into();
         if outcome == Outcome::Refused && r.error_class.is_none() {
             r.error_class = Some("scope".into());
         }

@@ -13,12 +13,23 @@ use crate::auth::CallerMemo;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// What an audit line says about a verified caller.
+#[derive(Debug)]
+pub struct Who {
+    /// [`Pseudonymizer::caller`] of the caller.
+    pub pseudonym: Arc<str>,
+    /// The token's `sub`.
+    pub sub: Arc<str>,
+    /// The OAuth client id.
+    pub client_id: Option<Arc<str>>,
+}
+
 /// The audit key.
 pub struct Pseudonymizer {
     key: hmac::Key,
     ephemeral: bool,
-    /// Each verified caller's pseudonym, computed once.
-    callers: CallerMemo<String>,
+    /// Each verified caller's audit identity, computed once.
+    callers: CallerMemo<Who>,
 }
 
 impl std::fmt::Debug for Pseudonymizer {
@@ -83,19 +94,24 @@ impl Pseudonymizer {
         }
     }
 
-    /// [`Self::caller`] of a verified caller, computed once per caller.
-    pub fn verified_caller(&self, caller: &Arc<Caller>) -> Arc<String> {
-        let Ok(pseudonym) = self.callers.get_or_try_insert(caller, |c| {
-            Ok::<_, std::convert::Infallible>(self.caller(&c.sub, c.email.as_deref()))
+    /// The audit identity of a verified caller ([`Self::caller`], `sub`,
+    /// client id), computed once per caller and shared by its lines.
+    pub fn verified_caller(&self, caller: &Arc<Caller>) -> Arc<Who> {
+        let Ok(who) = self.callers.get_or_try_insert(caller, |c| {
+            Ok::<_, std::convert::Infallible>(Who {
+                pseudonym: self.caller(&c.sub, c.email.as_deref()).into(),
+                sub: c.sub.as_str().into(),
+                client_id: c.client_id.as_deref().map(Arc::from),
+            })
         });
-        pseudonym
+        who
     }
 
     /// The arguments' hash, key order normalised.
     pub fn arguments(&self, arguments: &Value) -> String {
-        let mut text = String::new();
-        crate::integrity::canonical_json(arguments, &mut text);
-        self.tag("arguments", text.as_bytes())
+        let mut text = Vec::with_capacity(128);
+        crate::integrity::write_canonical(arguments, &mut text);
+        self.tag("arguments", &text)
     }
 }
 

@@ -1,9 +1,18 @@
 //! The audit record: what one line says.
 
+use std::{borrow::Cow, sync::Arc};
+
 use serde::Serialize;
+
+/// Text that is usually one of a few fixed words (a method, an outcome):
+/// those are borrowed, so a request does not allocate for them.
+pub type Word = Cow<'static, str>;
 
 /// One audit line. Every field is metadata: no token, no argument value,
 /// no result content can be represented here.
+///
+/// The caller's fields are shared with every other line of the same
+/// verified caller (computed once per caller, not per request).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AuditRecord {
     /// When the request arrived; written as RFC 3339, UTC, milliseconds.
@@ -11,20 +20,20 @@ pub struct AuditRecord {
     /// The caller as a keyed hash (HMAC-SHA256 of the email, or of the
     /// `sub` without one); `None` before authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub caller: Option<String>,
+    pub caller: Option<Arc<str>>,
     /// The token's `sub`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
+    pub sub: Option<Arc<str>>,
     /// The OAuth client id (`azp` / `client_id`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
+    pub client_id: Option<Arc<str>>,
     /// The HTTP method (`POST`, `GET`, `DELETE`, `OPTIONS`).
-    pub http_method: String,
+    pub http_method: Word,
     /// The path (the MCP path, or an operator path).
     pub path: String,
     /// The JSON-RPC method (`tools/call`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Word>,
     /// The tool's public name (`tools/call`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
@@ -46,20 +55,29 @@ pub struct AuditRecord {
     pub backend_filter: Option<Vec<String>>,
     /// The MCP protocol revision of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
+    pub protocol: Option<Word>,
     /// The HTTP status of the response.
     pub status: u16,
     /// `ok`, `tool_error`, `refused`, `rejected` or `error`.
-    pub outcome: String,
+    pub outcome: Word,
     /// A short class for anything but `ok` (`rate_limited`, `origin`,
     /// `unauthenticated`, `scope`, `quarantined`, `backend_timeout`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_class: Option<String>,
+    pub error_class: Option<Word>,
     /// Milliseconds from arrival to response headers.
     pub latency_ms: f64,
     /// Response body size in bytes, when known (not for streams).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_bytes: Option<u64>,
+}
+
+/// `text` as a [`Word`]: borrowed when it is one of `known`, else its
+/// first `max_chars` characters.
+pub(crate) fn word(text: &str, known: &[&'static str], max_chars: usize) -> Word {
+    match known.iter().find(|k| **k == text) {
+        Some(k) => Word::Borrowed(k),
+        None => Word::Owned(text.chars().take(max_chars).collect()),
+    }
 }
 
 /// Outcome and class from the HTTP status, for requests no handler
@@ -141,6 +159,19 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn known_words_are_borrowed_and_others_cut() {
+        assert!(matches!(
+            word("POST", &["GET", "POST"], 4),
+            Word::Borrowed("POST")
+        ));
+        let long = "x".repeat(100);
+        let cut = word(&long, &["GET"], 64);
+        assert!(matches!(cut, Word::Owned(_)));
+        assert_eq!(cut.len(), 64);
+        assert_eq!(word("é€x", &[], 2), "é€");
     }
 
     #[test]

@@ -18,8 +18,8 @@ use axum::{
 use cortex_backend::Caller;
 use serde_json::Value;
 
-use super::{AuditRecord, AuditSink, Pseudonymizer, record};
-use crate::metrics::Metrics;
+use super::{AuditRecord, AuditSink, Pseudonymizer, record, record::Word};
+use crate::{mcp::jsonrpc::Revision, metrics::Metrics};
 
 /// The audit middleware's state.
 #[derive(Debug, Clone)]
@@ -35,6 +35,9 @@ struct Scope {
     keys: Arc<Pseudonymizer>,
     peer: Option<IpAddr>,
 }
+
+/// The HTTP methods an audited route answers (others are written as sent).
+const HTTP_METHODS: [&str; 4] = ["POST", "GET", "DELETE", "OPTIONS"];
 
 tokio::task_local! {
     static SCOPE: Arc<Scope>;
@@ -91,16 +94,19 @@ where
         .headers()
         .get("mcp-protocol-version")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(32).collect());
+        .map(|v| match Revision::parse(v) {
+            Some(r) => r.as_str().into(),
+            None => v.chars().take(32).collect::<String>().into(),
+        });
     let method = request
         .headers()
         .get("mcp-method")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect());
+        .map(|v| record::word(v, &crate::metrics::METHODS, 64));
     let scope = Arc::new(Scope {
         record: Mutex::new(AuditRecord {
             time: record::AuditTime(SystemTime::now()),
-            http_method: request.method().as_str().to_string(),
+            http_method: record::word(request.method().as_str(), &HTTP_METHODS, 16),
             path,
             protocol,
             method,
@@ -118,7 +124,7 @@ where
         let (outcome, class) = record::outcome_of_status(r.status);
         r.outcome = outcome.into();
         if r.error_class.is_none() {
-            r.error_class = class.map(String::from);
+            r.error_class = class.map(Word::from);
         }
     }
     if let Some(m) = &auditor.metrics {
@@ -141,11 +147,11 @@ pub fn note(f: impl FnOnce(&mut AuditRecord)) {
 /// computed once per verified caller).
 pub fn note_caller(caller: &Arc<Caller>) {
     with_scope(|s| {
-        let pseudonym = s.keys.verified_caller(caller);
+        let who = s.keys.verified_caller(caller);
         let mut r = s.record.lock().unwrap_or_else(|e| e.into_inner());
-        r.caller = Some(pseudonym.as_str().to_owned());
-        r.sub = Some(caller.sub.clone());
-        r.client_id = caller.client_id.clone();
+        r.caller = Some(who.pseudonym.clone());
+        r.sub = Some(who.sub.clone());
+        r.client_id = who.client_id.clone();
     });
 }
 
@@ -159,10 +165,10 @@ pub fn note_arguments(arguments: &Value) {
 
 /// Records how the request ended, when the HTTP status does not say it
 /// (a tool error inside a 200, a refusal with a class).
-pub fn note_outcome(outcome: &str, class: Option<&str>) {
+pub fn note_outcome(outcome: &'static str, class: Option<&'static str>) {
     note(|r| {
-        r.outcome = outcome.to_string();
-        r.error_class = class.map(String::from);
+        r.outcome = outcome.into();
+        r.error_class = class.map(Word::from);
     });
 }
 

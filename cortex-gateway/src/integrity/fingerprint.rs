@@ -24,40 +24,62 @@ pub const FIELDS: [&str; 7] = [
 /// Writes `value` as JSON with object keys sorted at every level, so two
 /// definitions that differ only in key order hash the same.
 pub fn canonical_json(value: &Value, out: &mut String) {
+    let mut bytes = Vec::with_capacity(64);
+    write_canonical(value, &mut bytes);
+    // Serialized JSON is UTF-8.
+    out.push_str(&String::from_utf8_lossy(&bytes));
+}
+
+/// [`canonical_json`] into a byte buffer, without building a string per
+/// key or scalar: the audit hashes every call's arguments this way.
+pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical_json(&map[k], out);
+            out.push(b'{');
+            // serde_json's map is sorted unless a crate in the build turns
+            // on its `preserve_order` feature; sort only then.
+            if map.keys().is_sorted() {
+                write_members(map.iter(), out);
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_unstable_by_key(|(k, _)| *k);
+                write_members(members.into_iter(), out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                canonical_json(item, out);
+                write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        // Writing into a Vec cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
+    for (i, (k, v)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        write_canonical(v, out);
     }
 }
 
 /// SHA-256 of the canonical JSON, in lower-case hex.
 pub fn hash_value(value: &Value) -> String {
-    let mut text = String::new();
-    canonical_json(value, &mut text);
-    let d = digest(&SHA256, text.as_bytes());
+    let mut text = Vec::with_capacity(256);
+    write_canonical(value, &mut text);
+    let d = digest(&SHA256, &text);
     d.as_ref()
         .iter()
         .fold(String::with_capacity(64), |mut s, b| {
@@ -123,6 +145,25 @@ mod tests {
             "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn canonical_text_is_compact_sorted_json() {
+        // Stored baselines hold hashes of this text: it must not change.
+        let v: Value = serde_json::from_str(
+            r#"{"b": "é\"q\n", "a": {"y": [1, {"d": -0.5, "c": 1e3}], "x": null, "w": true}, "": []}"#,
+        )
+        .unwrap();
+        let mut text = String::new();
+        canonical_json(&v, &mut text);
+        assert_eq!(
+            text,
+            r#"{"":[],"a":{"w":true,"x":null,"y":[1,{"c":1000.0,"d":-0.5}]},"b":"é\"q\n"}"#
+        );
+        assert_eq!(
+            hash_value(&v),
+            "491c55893d19a0fbc58202c9230629e7cede2b1f48633dbcdad84496d1b77b2b"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use serde::Serialize;
 
 pub use baseline::{Baseline, BaselineError, FORMAT, Quarantine};
 pub use fingerprint::{
-    FIELDS, Fingerprint, canonical_json, changed_fields, fingerprint, hash_value,
+    FIELDS, Fingerprint, canonical_json, changed_fields, fingerprint, hash_value, write_canonical,
 };
 
 /// What to do with a changed tool.

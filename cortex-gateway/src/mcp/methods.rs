@@ -159,7 +159,7 @@ pub(crate) fn tools_list_bytes(
     params: &Value,
 ) -> Result<bytes::Bytes, RpcError> {
     let catalog = inner.federation.catalog();
-    crate::audit::note(|r| r.method = Some("tools/list".to_string()));
+    crate::audit::note(|r| r.method = Some("tools/list".into()));
     let filter = ctx.backends_filter.as_deref();
     let all = catalog.visible_tools(&ctx.caller.scopes, filter, ctx.compact);
     let offset = cursor_offset(all.len(), params)?;
@@ -202,7 +202,7 @@ pub(crate) async fn tools_call_bytes(
     params: tools::CallParams<'_>,
 ) -> Result<Vec<u8>, RpcError> {
     let catalog = inner.federation.catalog();
-    crate::audit::note(|r| r.method = Some("tools/call".to_string()));
+    crate::audit::note(|r| r.method = Some("tools/call".into()));
     let result = tools::call(inner, &catalog, ctx, params).await?;
     if let Some(bytes) = result.object_bytes(ctx.revision, call_decoration(ctx.revision)) {
         return Ok(bytes);
@@ -267,7 +267,7 @@ pub(crate) async fn dispatch(
 ) -> Result<Value, RpcError> {
     let catalog = inner.federation.catalog();
     let modern = ctx.revision.is_modern();
-    crate::audit::note(|r| r.method = Some(method.to_string()));
+    crate::audit::note(|r| r.method = Some(method.to_string().into()));
     match method {
         "ping" if !modern => Ok(json!({})),
         "server/discover" if modern => Ok(json!({

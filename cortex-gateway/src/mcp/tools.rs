@@ -147,9 +147,9 @@ pub fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
 }
 
 /// A short class of a backend failure, for the audit line.
-fn error_class(e: &UpstreamError) -> String {
+fn error_class(e: &UpstreamError) -> audit::Word {
     match e {
-        UpstreamError::Status { status, .. } => format!("backend_{status}"),
+        UpstreamError::Status { status, .. } => format!("backend_{status}").into(),
         UpstreamError::Timeout(_) => "backend_timeout".into(),
         UpstreamError::Unreachable(_) => "backend_unreachable".into(),
         UpstreamError::TooLarge(_) => "backend_too_large".into(),

@@ -37,10 +37,10 @@ use axum::{
 
 pub use histogram::Histogram;
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, Word};
 
 /// JSON-RPC methods counted under their own name.
-const METHODS: [&str; 16] = [
+pub(crate) const METHODS: [&str; 16] = [
     "initialize",
     "ping",
     "tools/list",
@@ -67,7 +67,7 @@ const BUCKETS: [f64; 12] = [
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    requests: RwLock<HashMap<(&'static str, String), AtomicU64>>,
+    requests: RwLock<HashMap<(&'static str, Word), AtomicU64>>,
     tool_latency: RwLock<HashMap<String, Histogram>>,
     rate_limited: AtomicU64,
     backend_up: RwLock<BTreeMap<String, bool>>,
@@ -305,8 +305,8 @@ mod tests {
 
     fn record(method: &str, outcome: &str, backend: Option<&str>) -> AuditRecord {
         AuditRecord {
-            method: Some(method.into()),
-            outcome: outcome.into(),
+            method: Some(method.to_string().into()),
+            outcome: outcome.to_string().into(),
             backend: backend.map(String::from),
             latency_ms: 12.0,
             ..AuditRecord::default()

@@ -206,7 +206,7 @@ async fn admit(inner: &Inner, headers: &HeaderMap) -> Result<Arc<Caller>, Respon
 }
 
 fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> CallCtx {
-    crate::audit::note(|r| r.protocol = Some(revision.as_str().to_string()));
+    crate::audit::note(|r| r.protocol = Some(revision.as_str().into()));
     let backends_filter = era::header(headers, "x-cortex-backends").map(|v| {
         v.split(',')
             .map(str::trim)
