@@ -19,7 +19,10 @@ use cortex_backend::Caller;
 use serde_json::Value;
 
 use super::{AuditRecord, AuditSink, Pseudonymizer, record, record::Word};
-use crate::{mcp::jsonrpc::Revision, metrics::Metrics};
+use crate::{
+    mcp::{era, jsonrpc::Revision},
+    metrics::Metrics,
+};
 
 /// The audit middleware's state.
 #[derive(Debug, Clone)]
@@ -92,7 +95,7 @@ where
         .map(|c| c.0.ip());
     let protocol = request
         .headers()
-        .get("mcp-protocol-version")
+        .get(&era::MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
         .map(|v| match Revision::parse(v) {
             Some(r) => r.as_str().into(),
@@ -100,7 +103,7 @@ where
         });
     let method = request
         .headers()
-        .get("mcp-method")
+        .get(&era::MCP_METHOD)
         .and_then(|v| v.to_str().ok())
         .map(|v| record::word(v, &crate::metrics::METHODS, 64));
     let scope = Arc::new(Scope {

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header::AsHeaderName};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -26,15 +26,27 @@ pub enum Era {
     Legacy,
 }
 
+/// The MCP headers every 2026-07-28 request carries, named once: a lookup
+/// by a string parses and lower-cases the name first.
+pub static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+/// `Mcp-Method`.
+pub static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+/// `Mcp-Name`.
+pub static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+/// `X-Cortex-Backends` (our extension: the `tools/list` backend filter).
+pub static X_CORTEX_BACKENDS: HeaderName = HeaderName::from_static("x-cortex-backends");
+/// `X-Cortex-Tool-Mode` (our extension: `search` for the compact list).
+pub static X_CORTEX_TOOL_MODE: HeaderName = HeaderName::from_static("x-cortex-tool-mode");
+
 /// A header's value as a string, if present and readable.
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn header<'a>(headers: &'a HeaderMap, name: impl AsHeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Decides the era: modern first (a `MCP-Protocol-Version` of 2026-07-28 or
 /// later, or per-request `_meta` with a protocol version), legacy otherwise.
 pub fn detect(headers: &HeaderMap, body: &Value) -> Era {
-    let header_modern = header(headers, "mcp-protocol-version")
+    let header_modern = header(headers, &MCP_PROTOCOL_VERSION)
         .is_some_and(|v| v.trim() >= Revision::V2026_07_28.as_str());
     let meta_version = body
         .get("params")
@@ -144,7 +156,7 @@ pub fn validate_modern(
             format!("params._meta[\"{META_CAPABILITIES}\"] (an object) is required"),
         ));
     }
-    match header(headers, "mcp-protocol-version") {
+    match header(headers, &MCP_PROTOCOL_VERSION) {
         Some(v) if v.trim() == requested => {}
         Some(v) => {
             return Err(bad(
@@ -161,7 +173,7 @@ pub fn validate_modern(
             ));
         }
     }
-    match header(headers, "mcp-method") {
+    match header(headers, &MCP_METHOD) {
         Some(v) if v == method => {}
         Some(v) => {
             return Err(bad(
@@ -177,7 +189,7 @@ pub fn validate_modern(
         }
     }
     if let Some(expected) = params.named {
-        match header(headers, "mcp-name").map(decode_header_value) {
+        match header(headers, &MCP_NAME).map(decode_header_value) {
             Some(Some(v)) if v == expected => {}
             Some(_) => {
                 return Err(bad(
@@ -216,7 +228,7 @@ pub fn validate_modern(
 /// Reads the legacy `MCP-Protocol-Version` header: absent is `None`, a
 /// supported legacy revision is `Some(Ok)`, anything else `Some(Err)`.
 pub fn legacy_header_version(headers: &HeaderMap) -> Option<Result<Revision, String>> {
-    let v = header(headers, "mcp-protocol-version")?.trim();
+    let v = header(headers, &MCP_PROTOCOL_VERSION)?.trim();
     Some(
         Revision::parse(v)
             .filter(|r| !r.is_modern())

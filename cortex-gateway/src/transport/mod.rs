@@ -207,14 +207,14 @@ async fn admit(inner: &Inner, headers: &HeaderMap) -> Result<Arc<Caller>, Respon
 
 fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> CallCtx {
     crate::audit::note(|r| r.protocol = Some(revision.as_str().into()));
-    let backends_filter = era::header(headers, "x-cortex-backends").map(|v| {
+    let backends_filter = era::header(headers, &era::X_CORTEX_BACKENDS).map(|v| {
         v.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect()
     });
-    let compact = era::header(headers, "x-cortex-tool-mode")
+    let compact = era::header(headers, &era::X_CORTEX_TOOL_MODE)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("search"));
     CallCtx {
         caller,
@@ -582,7 +582,7 @@ fn initialize(inner: &Arc<Inner>, caller: &Caller, body: &Value) -> Response {
 }
 
 fn modern_header(headers: &HeaderMap) -> bool {
-    era::header(headers, "mcp-protocol-version")
+    era::header(headers, &era::MCP_PROTOCOL_VERSION)
         .is_some_and(|v| v.trim() >= Revision::V2026_07_28.as_str())
 }
 
