@@ -39,7 +39,7 @@ pub static X_CORTEX_BACKENDS: HeaderName = HeaderName::from_static("x-cortex-bac
 pub static X_CORTEX_TOOL_MODE: HeaderName = HeaderName::from_static("x-cortex-tool-mode");
 
 /// A header's value as a string, if present and readable.
-pub fn header<'a>(headers: &'a HeaderMap, name: impl AsHeaderName) -> Option<&'a str> {
+pub fn header(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
