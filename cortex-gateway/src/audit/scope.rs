@@ -97,9 +97,8 @@ where
         .headers()
         .get(&era::MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
-        .map(|v| match Revision::parse(v) {
-            Some(r) => r.as_str().into(),
-            None => v.chars().take(32).collect::<String>().into(),
+        .map(|v| {
+            Revision::parse(v).map_or_else(|| record::word(v, &[], 32), |r| r.as_str().into())
         });
     let method = request
         .headers()
