@@ -234,13 +234,12 @@ fn write_lines<W: Write>(shared: &Shared, out: W) {
         let busy = !lines.is_empty();
         for record in lines.drain(..) {
             line.clear();
-            if serde_json::to_writer(&mut line, &record).is_ok() {
-                line.push(b'\n');
-                if let Err(e) = out.write_all(&line) {
-                    let n = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n.is_power_of_two() {
-                        tracing::error!(dropped = n, "cannot write an audit line: {e}");
-                    }
+            record.write_json(&mut line);
+            line.push(b'\n');
+            if let Err(e) = out.write_all(&line) {
+                let n = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(dropped = n, "cannot write an audit line: {e}");
                 }
             }
         }

@@ -54,7 +54,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub(super) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
-type Conn = http1::Connection<Io, Full<Bytes>>;
+/// Boxed: a connection's state is several hundred bytes, and it moves in
+/// and out of the idle list on every call.
+type Conn = Box<http1::Connection<Io, Full<Bytes>>>;
 
 struct Idle {
     send: http1::SendRequest<Full<Bytes>>,
@@ -242,7 +244,7 @@ async fn connect(
         .handshake(io)
         .await
         .map_err(|e| UpstreamError::Unreachable(super::describe(&e)))?;
-    Ok(Some((send, conn)))
+    Ok(Some((send, Box::new(conn))))
 }
 
 /// Reads the body while driving the connection; says whether the
