@@ -52,17 +52,23 @@ impl RateLimiter {
     pub fn check_at(&self, key: &CallerKey, now: Instant) -> Result<(), RateLimited> {
         let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let tat = map.get(key).copied().unwrap_or(now).max(now);
-        let ahead = tat - now;
-        if ahead > self.tolerance {
-            return Err(RateLimited {
-                retry_after: ahead - self.tolerance,
-            });
+        let admit = |tat: Instant| {
+            let tat = tat.max(now);
+            match (tat - now).checked_sub(self.tolerance) {
+                Some(wait) if !wait.is_zero() => Err(RateLimited { retry_after: wait }),
+                _ => Ok(tat + self.interval),
+            }
+        };
+        // A known caller is updated in place: one lookup, no copy of its key.
+        if let Some(tat) = map.get_mut(key) {
+            *tat = admit(*tat)?;
+            return Ok(());
         }
-        if !map.contains_key(key) && map.len() >= self.shard_capacity {
+        let next = admit(now)?;
+        if map.len() >= self.shard_capacity {
             evict(&mut map, now);
         }
-        map.insert(key.clone(), tat + self.interval);
+        map.insert(key.clone(), next);
         Ok(())
     }
 
