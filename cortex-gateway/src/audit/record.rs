@@ -79,14 +79,11 @@ impl AuditRecord {
     /// keeps the two identical (it fails when a field is added here or
     /// there only).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        /// A string, escaped as serde_json escapes it.
-        fn text(out: &mut Vec<u8>, key: &[u8], value: &str) {
+        /// A key already written as JSON, then the value as serde_json
+        /// writes it (strings escaped the same way).
+        fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &[u8], value: &T) {
             out.extend_from_slice(key);
-            // Writing JSON text into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, value);
-        }
-        fn number<T: Serialize>(out: &mut Vec<u8>, key: &[u8], value: &T) {
-            out.extend_from_slice(key);
+            // Writing JSON into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, value);
         }
         out.extend_from_slice(b"{\"time\":\"");
@@ -99,11 +96,11 @@ impl AuditRecord {
         ];
         for (key, value) in optional {
             if let Some(v) = value {
-                text(out, key, v);
+                field(out, key, v);
             }
         }
-        text(out, b",\"http_method\":", &self.http_method);
-        text(out, b",\"path\":", &self.path);
+        field(out, b",\"http_method\":", &self.http_method);
+        field(out, b",\"path\":", &self.path);
         let optional = [
             (&b",\"method\":"[..], self.method.as_deref()),
             (b",\"tool\":", self.tool.as_deref()),
@@ -113,26 +110,26 @@ impl AuditRecord {
         ];
         for (key, value) in optional {
             if let Some(v) = value {
-                text(out, key, v);
+                field(out, key, v);
             }
         }
         if let Some(n) = self.tools_listed {
-            number(out, b",\"tools_listed\":", &n);
+            field(out, b",\"tools_listed\":", &n);
         }
         if let Some(filter) = &self.backend_filter {
-            number(out, b",\"backend_filter\":", filter);
+            field(out, b",\"backend_filter\":", filter);
         }
         if let Some(p) = &self.protocol {
-            text(out, b",\"protocol\":", p);
+            field(out, b",\"protocol\":", p);
         }
-        number(out, b",\"status\":", &self.status);
-        text(out, b",\"outcome\":", &self.outcome);
+        field(out, b",\"status\":", &self.status);
+        field(out, b",\"outcome\":", &self.outcome);
         if let Some(class) = &self.error_class {
-            text(out, b",\"error_class\":", class);
+            field(out, b",\"error_class\":", class);
         }
-        number(out, b",\"latency_ms\":", &self.latency_ms);
+        field(out, b",\"latency_ms\":", &self.latency_ms);
         if let Some(n) = self.response_bytes {
-            number(out, b",\"response_bytes\":", &n);
+            field(out, b",\"response_bytes\":", &n);
         }
         out.push(b'}');
     }
@@ -274,7 +271,7 @@ mod tests {
         }
     }
 
-    /// Every day from 1970 to 2400 against a plain calendar walk (month
+    /// Every day from 1970 to 2402 against a plain calendar walk (month
     /// lengths and the Gregorian leap rule), at a time of day that moves.
     #[test]
     fn rfc3339_matches_a_calendar_walk() {

@@ -64,11 +64,12 @@ impl RateLimiter {
             *tat = admit(*tat)?;
             return Ok(());
         }
-        let next = admit(now)?;
+        // A new caller starts with a full burst: admitted, next slot one
+        // interval from now.
         if map.len() >= self.shard_capacity {
             evict(&mut map, now);
         }
-        map.insert(key.clone(), next);
+        map.insert(key.clone(), now + self.interval);
         Ok(())
     }
 
