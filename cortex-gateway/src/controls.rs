@@ -595,6 +595,25 @@ impl Perimeter {
         })
         .await
     }
+
+    /// [`Self::run`] for a request from `peer` that carries no
+    /// `ConnectInfo` extension (the server's hot path).
+    pub(crate) async fn run_from<F, Fut>(
+        &self,
+        request: Request,
+        peer: std::net::IpAddr,
+        handler: F,
+    ) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        audit::audited_from(&self.auditor, request, Some(peer), |request| {
+            self.origin
+                .guard(request, |request| limits(&self.limits, request, handler))
+        })
+        .await
+    }
 }
 
 async fn perimeter_layer(

@@ -84,15 +84,31 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    audited_from(auditor, request, peer, inner).await
+}
+
+/// [`audited`] for a request whose client address the caller already
+/// knows (the server's hot path does not store it in the request's
+/// extensions: that map costs two allocations per request).
+pub(crate) async fn audited_from<F, Fut>(
+    auditor: &Auditor,
+    request: Request,
+    peer: Option<IpAddr>,
+    inner: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if !auditor.paths.iter().any(|p| p == request.uri().path()) {
         return inner(request).await;
     }
     let path = request.uri().path().to_string();
     let started = Instant::now();
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
     let protocol = request
         .headers()
         .get(&era::MCP_PROTOCOL_VERSION)

@@ -100,17 +100,23 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        request.extensions_mut().insert(ConnectInfo(self.peer));
         if request.method() == Method::POST && request.uri().path() == self.shared.path {
+            // No `ConnectInfo` extension here: the MCP handler reads the
+            // client address only through the audit scope, which gets it
+            // directly.
             let shared = self.shared.clone();
+            let peer = self.peer.ip();
             return Box::pin(async move {
                 let inner = shared.inner.clone();
                 Ok(shared
                     .perimeter
-                    .run(request, |request| super::post_mcp(State(inner), request))
+                    .run_from(request, peer, |request| {
+                        super::post_mcp(State(inner), request)
+                    })
                     .await)
             });
         }
+        request.extensions_mut().insert(ConnectInfo(self.peer));
         Box::pin(self.shared.router.clone().oneshot(request))
     }
 }

@@ -77,19 +77,45 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 /// own buffer (a cached `tools/list` page is shared by every request for
 /// it) and the closing brace, which hyper writes in one vectored write.
 fn raw_result_response(id: &Value, result: Bytes) -> Response {
-    let mut open = Vec::with_capacity(48);
-    open.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-    if serde_json::to_writer(&mut open, id).is_err() {
-        open.extend_from_slice(b"null");
-    }
-    open.extend_from_slice(br#","result":"#);
-    let body = Parts::new([Bytes::from(open), result, Bytes::from_static(b"}")]);
+    raw_result_in(id, result, HeaderMap::new())
+}
+
+/// [`raw_result_response`] with `headers` (emptied) as the response's
+/// header map: see [`with_header_map`].
+fn raw_result_in(id: &Value, result: Bytes, mut headers: HeaderMap) -> Response {
+    let body = Parts::new([envelope_open(id), result, Bytes::from_static(b"}")]);
     let mut r = Response::new(Body::new(body));
-    r.headers_mut().insert(
+    headers.clear();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    *r.headers_mut() = headers;
     r
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"result":` in one allocation of its exact
+/// size (a `Bytes` made from a `Vec` with spare capacity allocates a
+/// second block to share it), written on the stack when the id is short.
+fn envelope_open(id: &Value) -> Bytes {
+    use std::io::Write as _;
+    const OPEN: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+    const RESULT: &[u8] = br#","result":"#;
+    let mut stack = [0u8; 96];
+    let mut out = std::io::Cursor::new(&mut stack[..]);
+    if out.write_all(OPEN).is_ok()
+        && serde_json::to_writer(&mut out, id).is_ok()
+        && out.write_all(RESULT).is_ok()
+    {
+        let len = out.position() as usize;
+        return Bytes::copy_from_slice(&stack[..len]);
+    }
+    let mut open = OPEN.to_vec();
+    if serde_json::to_writer(&mut open, id).is_err() {
+        open.extend_from_slice(b"null");
+    }
+    open.extend_from_slice(RESULT);
+    Bytes::from(open)
 }
 
 /// A body made of a few ready buffers, with its exact length (so it is
@@ -228,8 +254,8 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response
     // Taken apart rather than extracted: the `HeaderMap` extractor clones
     // every header, and the body is read only once the caller is admitted.
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let caller = match admit(&inner, headers).await {
+    let headers = parts.headers;
+    let caller = match admit(&inner, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -240,7 +266,41 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response
     if let Some(call) = ModernCall::read(&body) {
         return modern_call(&inner, headers, caller, call).await;
     }
-    let body: Value = match serde_json::from_slice(&body) {
+    let response = post_general(&inner, &headers, caller, &body).await;
+    with_header_map(response, headers)
+}
+
+/// The largest request header map kept for the response (see
+/// [`with_header_map`]); a larger one is dropped, so a request with
+/// unusually many headers does not leave a large map behind on its
+/// connection.
+const RECYCLED_HEADER_CAPACITY: usize = 32;
+
+/// `response` with its headers moved into `map`, the request's header map,
+/// emptied. hyper keeps the header map of each response it sends and
+/// parses the connection's next request into it; a response map built
+/// fresh for every request is an allocation, and too small for the next
+/// request's headers (a second one). Recycling the request's map makes
+/// both unnecessary: its capacity already fits the agent's headers.
+fn with_header_map(mut response: Response, mut map: HeaderMap) -> Response {
+    if map.capacity() > RECYCLED_HEADER_CAPACITY {
+        return response;
+    }
+    map.clear();
+    map.extend(std::mem::take(response.headers_mut()));
+    *response.headers_mut() = map;
+    response
+}
+
+/// Everything [`ModernCall::read`] does not read: the `Value` paths of
+/// both eras.
+async fn post_general(
+    inner: &Arc<Inner>,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    body: &[u8],
+) -> Response {
+    let body: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
             return rpc_error(
@@ -251,8 +311,8 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response
         }
     };
     match era::detect(headers, &body) {
-        Era::Modern => Box::pin(modern_post(&inner, headers, caller, body)).await,
-        Era::Legacy => Box::pin(legacy_post(&inner, headers, caller, body)).await,
+        Era::Modern => Box::pin(modern_post(inner, headers, caller, body)).await,
+        Era::Legacy => Box::pin(legacy_post(inner, headers, caller, body)).await,
     }
 }
 
@@ -337,25 +397,29 @@ async fn modern_post(
 /// checks in the same order, without the `Value` tree.
 async fn modern_call(
     inner: &Arc<Inner>,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     caller: Arc<Caller>,
     call: ModernCall<'_>,
 ) -> Response {
     let method = call.method();
     let revision = match era::validate_modern(
-        headers,
+        &headers,
         method,
         call.meta_view(),
         methods::is_modern_method(method),
     ) {
         Ok(r) => r,
-        Err((status, e)) => return rpc_error(status, Some(&call.id), e),
+        Err((status, e)) => {
+            return with_header_map(rpc_error(status, Some(&call.id), e), headers);
+        }
     };
-    let ctx = call_ctx(headers, caller, revision);
-    raw_result(
-        &call.id,
-        methods::tools_call_bytes(inner, &ctx, call.call_params()).await,
-    )
+    let ctx = call_ctx(&headers, caller, revision);
+    match methods::tools_call_bytes(inner, &ctx, call.call_params()).await {
+        Ok(result) if headers.capacity() <= RECYCLED_HEADER_CAPACITY => {
+            raw_result_in(&call.id, result.into(), headers)
+        }
+        result => with_header_map(raw_result(&call.id, result), headers),
+    }
 }
 
 fn no_session(id: Option<&Value>, method: &str) -> Response {

@@ -412,8 +412,7 @@ impl UpstreamClient {
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = target.origin.clone();
-        // Host, content type, authorization and the five caller headers.
-        *request.headers_mut() = HeaderMap::with_capacity(9);
+        *request.headers_mut() = target.pool.header_map();
         let headers_out = request.headers_mut();
         headers_out.insert(header::HOST, target.host.clone());
         headers_out.insert(
@@ -428,7 +427,11 @@ impl UpstreamClient {
                 }
                 match backend.token_mode {
                     TokenMode::Forward => forwarded.bearer.clone(),
-                    TokenMode::Exchange => self.exchanged(caller, backend, timeout).await?,
+                    // Boxed, like every path but the pooled HTTP/1.1 call:
+                    // its future would otherwise be part of every call's.
+                    TokenMode::Exchange => {
+                        Box::pin(self.exchanged(caller, backend, timeout)).await?
+                    }
                 }
             }
             Credential::Technical(token) => bearer_header(token)?,
@@ -450,9 +453,11 @@ impl UpstreamClient {
                     }
                 }
             }
-            self.pooled(&target, request, limit).await
+            Box::pin(self.pooled(&target, request, limit)).await
         };
-        let (status, bytes) = tokio::time::timeout(timeout, Box::pin(exchange))
+        // Not boxed: with the connect and HTTP/2 paths boxed, what is left
+        // is small, and a box per call is one more allocation of a few KiB.
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| UpstreamError::Timeout(timeout_ms))??;
         if (200..300).contains(&status) {

@@ -282,6 +282,9 @@ async fn served_and_embedded_router_answer_alike() {
         }
         let served = served.body(body.to_string()).send().await.unwrap();
         let served_status = served.status().as_u16();
+        // The served response reuses the request's header map: none of the
+        // request's headers may come back.
+        let served_names = header_names(served.headers());
         // Results are spliced from ready buffers, still sent with a length.
         let length = served.headers().get("content-length").cloned();
         assert!(length.is_some(), "{method}: no Content-Length");
@@ -300,10 +303,32 @@ async fn served_and_embedded_router_answer_alike() {
         request.extensions_mut().insert(ConnectInfo(w.addr));
         let routed = w.gateway.router().oneshot(request).await.unwrap();
         let routed_status = routed.status().as_u16();
+        let mut routed_names = header_names(routed.headers());
+        // Added by hyper when it sends a response.
+        routed_names.extend(["content-length".to_owned(), "date".to_owned()]);
+        routed_names.sort();
+        routed_names.dedup();
+        assert_eq!(served_names, routed_names, "{method} {extra:?}");
+        for (k, _) in &all {
+            if !matches!(*k, "content-type") {
+                assert!(
+                    !served_names.iter().any(|n| n == k),
+                    "{method} {extra:?}: the request's {k} came back"
+                );
+            }
+        }
         let bytes = routed.into_body().collect().await.unwrap().to_bytes();
         let routed_body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
 
         assert_eq!(served_status, routed_status, "{method} {extra:?}");
         assert_eq!(served_body, routed_body, "{method} {extra:?}");
     }
+}
+
+/// The distinct header names of a response, sorted.
+fn header_names(headers: &axum::http::HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = headers.keys().map(|k| k.as_str().to_owned()).collect();
+    names.sort();
+    names.dedup();
+    names
 }

@@ -40,17 +40,36 @@ enum Mode {
 struct Server {
     url: String,
     accepted: Arc<AtomicUsize>,
-    hosts: Arc<Mutex<Vec<String>>>,
+    /// The head of every request, lower-cased.
+    heads: Arc<Mutex<Vec<String>>>,
     closed: Arc<Notify>,
+}
+
+impl Server {
+    /// The `Host` of every request.
+    fn hosts(&self) -> Vec<String> {
+        self.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|head| header(head, "host").unwrap_or_default())
+            .collect()
+    }
+}
+
+/// The value of header `name` in a lower-cased request head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
 }
 
 async fn server(mode: Mode) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
-    let hosts = Arc::new(Mutex::new(Vec::new()));
+    let heads = Arc::new(Mutex::new(Vec::new()));
     let closed = Arc::new(Notify::new());
-    let (a, h, c) = (accepted.clone(), hosts.clone(), closed.clone());
+    let (a, h, c) = (accepted.clone(), heads.clone(), closed.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -67,28 +86,21 @@ async fn server(mode: Mode) -> Server {
     Server {
         url,
         accepted,
-        hosts,
+        heads,
         closed,
     }
 }
 
 /// Serves one connection; returns when it is closed.
-async fn connection(mut stream: TcpStream, mode: Mode, first: bool, hosts: &Mutex<Vec<String>>) {
+async fn connection(mut stream: TcpStream, mode: Mode, first: bool, heads: &Mutex<Vec<String>>) {
     let mut buf = Vec::new();
     loop {
         let Some(head_end) = read_head(&mut stream, &mut buf).await else {
             return;
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let header = |name: &str| {
-            head.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
-        };
-        hosts
-            .lock()
-            .unwrap()
-            .push(header("host").unwrap_or_default());
-        let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+        heads.lock().unwrap().push(head.clone());
+        let length: usize = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
         while buf.len() < head_end + length {
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk).await {
@@ -121,8 +133,10 @@ async fn connection(mut stream: TcpStream, mode: Mode, first: bool, hosts: &Mute
                 let _ = stream.write_all(text.as_bytes()).await;
                 continue;
             }
+            // Headers a request must never carry back (the client reuses
+            // answers' header maps for its next requests).
             _ => format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nset-cookie: session=backend\r\nx-backend-only: 1\r\ncontent-length: {}\r\n\r\n",
                 body.len()
             ),
         };
@@ -202,10 +216,42 @@ async fn connections_are_reused_and_carry_the_host() {
     assert_eq!(client.idle_connections(&backend), 1);
     let authority = s.url.trim_start_matches("http://");
     assert!(
-        s.hosts.lock().unwrap().iter().all(|h| h == authority),
+        s.hosts().iter().all(|h| h == authority),
         "every request names the backend in Host: {:?}",
-        s.hosts.lock().unwrap()
+        s.hosts()
     );
+}
+
+#[tokio::test]
+async fn an_answers_headers_never_reach_the_next_request() {
+    let (s, client, backend) = set_up(Mode::KeepAlive).await;
+    calls_ok(&client, &backend, 4).await;
+    let heads = s.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 4);
+    let names = |head: &str| {
+        let mut names: Vec<String> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_owned()))
+            .collect();
+        names.sort();
+        names
+    };
+    let first = names(&heads[0]);
+    for name in ["host", "authorization", "content-type", "content-length"] {
+        assert_eq!(
+            first.iter().filter(|n| *n == name).count(),
+            1,
+            "one {name} in {first:?}"
+        );
+    }
+    for head in &heads {
+        assert!(
+            !head.contains("set-cookie") && !head.contains("x-backend-only"),
+            "a request carried an answer's header:\n{head}"
+        );
+        assert_eq!(names(head), first, "every request has the same headers");
+    }
 }
 
 #[tokio::test]
@@ -345,7 +391,7 @@ async fn tls_server(alpn: &[&[u8]]) -> (Server, Arc<Mutex<Vec<hyper::Version>>>)
     let server = Server {
         url,
         accepted,
-        hosts: Arc::default(),
+        heads: Arc::default(),
         closed: Arc::new(Notify::new()),
     };
     (server, versions)
