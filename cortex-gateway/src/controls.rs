@@ -497,7 +497,7 @@ impl Controls {
         audit::note_caller(caller);
         if let Some(limiter) = &self.limiter {
             limiter
-                .check(&CallerKey::Subject(caller.sub.clone()))
+                .check_subject(&caller.sub)
                 .map_err(Refused::RateLimited)?;
         }
         if let Some(introspector) = &self.introspector {

@@ -11,7 +11,14 @@
 
 mod catalog;
 
-use std::{sync::Arc, sync::RwLock, time::Duration};
+use std::{
+    cell::RefCell,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use cortex_backend::contract::{PromptList, ResourceTemplateList, ToolList, methods};
 use tokio::sync::{broadcast, watch};
@@ -39,6 +46,28 @@ pub struct ListChanged {
     pub resources: bool,
 }
 
+/// A thread's own counted handle on a catalog ([`Federation::catalog_here`]).
+#[derive(Debug)]
+pub(crate) struct CatalogHere(Arc<Catalog>);
+
+impl std::ops::Deref for CatalogHere {
+    type Target = Catalog;
+
+    fn deref(&self) -> &Catalog {
+        &self.0
+    }
+}
+
+/// What a thread keeps for [`Federation::catalog_here`].
+struct Here {
+    federation: u64,
+    generation: u64,
+    catalog: Arc<CatalogHere>,
+}
+
+/// Source of [`Federation`] ids.
+static NEXT_FEDERATION: AtomicU64 = AtomicU64::new(0);
+
 /// The registry and its current catalog.
 #[derive(Debug)]
 pub struct Federation {
@@ -46,6 +75,10 @@ pub struct Federation {
     technical_token: String,
     upstream: UpstreamClient,
     current: RwLock<Arc<Catalog>>,
+    /// Bumped after every change of `current` (see [`Federation::catalog_here`]).
+    generation: AtomicU64,
+    /// Tells this registry's catalogs from another's in a thread's cache.
+    id: u64,
     changes: broadcast::Sender<ListChanged>,
     ready: watch::Sender<bool>,
     refresh_lock: tokio::sync::Mutex<()>,
@@ -67,6 +100,8 @@ impl Federation {
             technical_token,
             upstream,
             current: RwLock::new(Arc::new(Catalog::default())),
+            generation: AtomicU64::new(0),
+            id: NEXT_FEDERATION.fetch_add(1, Ordering::Relaxed),
             changes,
             ready,
             refresh_lock: tokio::sync::Mutex::new(()),
@@ -99,6 +134,36 @@ impl Federation {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The current catalog through a handle of this thread's own. Every
+    /// [`Federation::catalog`] takes the catalog's lock and clones its
+    /// `Arc`: atomic writes to cache lines that every core shares, on every
+    /// request. Here the thread keeps its own counted handle, checked
+    /// against a generation number that only a refresh writes, so a
+    /// request writes only to its own core's lines. A thread keeps the
+    /// catalog it last used (one per thread) until it next asks.
+    pub(crate) fn catalog_here(&self) -> Arc<CatalogHere> {
+        thread_local! {
+            static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        HERE.with(|here| {
+            let mut here = here.borrow_mut();
+            if let Some(h) = &*here
+                && h.federation == self.id
+                && h.generation == generation
+            {
+                return h.catalog.clone();
+            }
+            let fresh = Arc::new(CatalogHere(self.catalog()));
+            *here = Some(Here {
+                federation: self.id,
+                generation,
+                catalog: fresh.clone(),
+            });
+            fresh
+        })
     }
 
     /// Subscribes to list changes.
@@ -167,6 +232,9 @@ impl Federation {
             resources: r0 != r1,
         };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        // After the swap: a thread that sees the new number finds the new
+        // catalog behind the lock.
+        self.generation.fetch_add(1, Ordering::Release);
         let was_ready = self.is_ready();
         self.ready.send_replace(true);
         if was_ready && (changed.tools || changed.prompts || changed.resources) {

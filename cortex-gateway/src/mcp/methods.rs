@@ -201,7 +201,7 @@ pub(crate) async fn tools_call_bytes(
     ctx: &CallCtx,
     params: tools::CallParams<'_>,
 ) -> Result<Vec<u8>, RpcError> {
-    let catalog = inner.federation.catalog();
+    let catalog = inner.federation.catalog_here();
     crate::audit::note(|r| r.method = Some("tools/call".into()));
     let result = tools::call(inner, &catalog, ctx, params).await?;
     if let Some(bytes) = result.object_bytes(ctx.revision, call_decoration(ctx.revision)) {

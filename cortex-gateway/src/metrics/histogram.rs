@@ -38,6 +38,16 @@ impl Histogram {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// Adds `other`'s observations (same bounds) to this one.
+    pub fn add(&self, other: &Histogram) {
+        debug_assert_eq!(self.bounds, other.bounds);
+        for (mine, theirs) in self.counts.iter().zip(&other.counts) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(other.sum_micros.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Appends `_bucket`, `_sum` and `_count` lines; `labels` is the
     /// rendered label set without braces (may be empty).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {

@@ -22,7 +22,7 @@ use std::{
     fmt::Write as _,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -67,9 +67,10 @@ const BUCKETS: [f64; 12] = [
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    requests: RwLock<HashMap<(&'static str, Word), AtomicU64>>,
-    tool_latency: RwLock<HashMap<String, Histogram>>,
-    rate_limited: AtomicU64,
+    /// The per-request counters, one shard per thread slot: a request is
+    /// counted in its thread's shard, so two cores do not write to the same
+    /// cache lines on every request; [`Metrics::render`] adds them up.
+    shards: Box<[Shard]>,
     backend_up: RwLock<BTreeMap<String, bool>>,
     catalog_tools: AtomicU64,
     quarantined: AtomicU64,
@@ -77,12 +78,31 @@ pub struct Metrics {
     audit_dropped: RwLock<Option<Arc<AtomicU64>>>,
 }
 
+/// Counter shards (threads beyond this many share them).
+const SHARDS: usize = 8;
+
+/// One thread slot's counters, on cache lines of their own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
+    requests: RwLock<HashMap<(&'static str, Word), AtomicU64>>,
+    tool_latency: RwLock<HashMap<String, Histogram>>,
+    rate_limited: AtomicU64,
+}
+
+/// The shard of the calling thread: threads take slots in turn.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SLOT.with(|s| *s)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            requests: RwLock::default(),
-            tool_latency: RwLock::default(),
-            rate_limited: AtomicU64::new(0),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             backend_up: RwLock::default(),
             catalog_tools: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
@@ -118,8 +138,9 @@ impl Metrics {
 
     /// Counts one finished request from its audit record.
     pub fn observe_request(&self, r: &AuditRecord) {
+        let shard = self.shard();
         let key = (method_label(r.method.as_deref()), r.outcome.clone());
-        let counted = self
+        let counted = shard
             .requests
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -127,7 +148,8 @@ impl Metrics {
             .map(|c| c.fetch_add(1, Ordering::Relaxed))
             .is_some();
         if !counted {
-            self.requests
+            shard
+                .requests
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(key)
@@ -135,7 +157,7 @@ impl Metrics {
                 .fetch_add(1, Ordering::Relaxed);
         }
         if r.error_class.as_deref() == Some("rate_limited") {
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            shard.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
         if r.method.as_deref() == Some("tools/call")
             && let Some(backend) = &r.backend
@@ -146,7 +168,8 @@ impl Metrics {
 
     /// Records one tool call's latency.
     pub fn observe_tool_call(&self, backend: &str, latency: Duration) {
-        if let Some(h) = self
+        let shard = self.shard();
+        if let Some(h) = shard
             .tool_latency
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -155,12 +178,17 @@ impl Metrics {
             h.observe(latency);
             return;
         }
-        self.tool_latency
+        shard
+            .tool_latency
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(backend.to_string())
             .or_insert_with(|| Histogram::new(&BUCKETS))
             .observe(latency);
+    }
+
+    fn shard(&self) -> &Shard {
+        &self.shards[shard_index()]
     }
 
     /// Records a catalog refresh: its duration, the catalog size, each
@@ -195,31 +223,47 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP cortex_requests_total MCP requests by JSON-RPC method and outcome.\n");
         out.push_str("# TYPE cortex_requests_total counter\n");
-        let requests = self.requests.read().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = requests.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        for ((method, outcome), n) in rows {
+        let mut requests: BTreeMap<(&'static str, Word), u64> = BTreeMap::new();
+        for shard in &self.shards {
+            for (key, n) in shard
+                .requests
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                *requests.entry(key.clone()).or_default() += n.load(Ordering::Relaxed);
+            }
+        }
+        for ((method, outcome), n) in requests {
             let _ = writeln!(
                 out,
-                "cortex_requests_total{{method=\"{method}\",outcome=\"{}\"}} {}",
-                escape(outcome),
-                n.load(Ordering::Relaxed)
+                "cortex_requests_total{{method=\"{method}\",outcome=\"{}\"}} {n}",
+                escape(&outcome),
             );
         }
-        drop(requests);
         out.push_str("# HELP cortex_tool_call_duration_seconds Tool call latency by backend.\n");
         out.push_str("# TYPE cortex_tool_call_duration_seconds histogram\n");
-        let latency = self.tool_latency.read().unwrap_or_else(|e| e.into_inner());
-        let mut backends: Vec<_> = latency.iter().collect();
-        backends.sort_by(|a, b| a.0.cmp(b.0));
-        for (backend, h) in backends {
+        let mut latency: BTreeMap<String, Histogram> = BTreeMap::new();
+        for shard in &self.shards {
+            for (backend, h) in shard
+                .tool_latency
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                latency
+                    .entry(backend.clone())
+                    .or_insert_with(|| Histogram::new(&BUCKETS))
+                    .add(h);
+            }
+        }
+        for (backend, h) in &latency {
             h.render(
                 &mut out,
                 "cortex_tool_call_duration_seconds",
                 &format!("backend=\"{}\"", escape(backend)),
             );
         }
-        drop(latency);
         let simple = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
                 out,
@@ -231,7 +275,10 @@ impl Metrics {
             "cortex_rate_limited_total",
             "counter",
             "Requests refused by the per-caller rate limit.",
-            self.rate_limited.load(Ordering::Relaxed),
+            self.shards
+                .iter()
+                .map(|s| s.rate_limited.load(Ordering::Relaxed))
+                .sum(),
         );
         out.push_str("# HELP cortex_backend_up Whether the backend answered the last refresh.\n");
         out.push_str("# TYPE cortex_backend_up gauge\n");
@@ -311,6 +358,40 @@ mod tests {
             latency_ms: 12.0,
             ..AuditRecord::default()
         }
+    }
+
+    #[test]
+    fn counts_from_every_thread_add_up() {
+        let m = Metrics::new();
+        // More threads than shards, so some share one.
+        std::thread::scope(|scope| {
+            for _ in 0..SHARDS + 3 {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        m.observe_request(&record("tools/call", "ok", Some("crm")));
+                    }
+                    let mut limited = record("tools/list", "refused", None);
+                    limited.error_class = Some("rate_limited".into());
+                    m.observe_request(&limited);
+                });
+            }
+        });
+        let calls = 10 * (SHARDS + 3);
+        let text = m.render();
+        assert!(
+            text.contains(&format!(
+                "cortex_requests_total{{method=\"tools/call\",outcome=\"ok\"}} {calls}\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("cortex_rate_limited_total {}\n", SHARDS + 3)));
+        assert!(text.contains(&format!(
+            "cortex_tool_call_duration_seconds_count{{backend=\"crm\"}} {calls}\n"
+        )));
+        assert!(text.contains(&format!(
+            "cortex_tool_call_duration_seconds_sum{{backend=\"crm\"}} {}\n",
+            0.012 * calls as f64
+        )));
     }
 
     #[test]

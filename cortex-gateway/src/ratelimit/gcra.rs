@@ -1,8 +1,10 @@
 //! The keyed GCRA limiter.
 
 use std::{
+    borrow::Borrow,
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
+    hash::{BuildHasher, Hash, RandomState},
+    net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -19,7 +21,21 @@ pub struct RateLimiter {
     tolerance: Duration,
     shard_capacity: usize,
     hasher: RandomState,
-    shards: Vec<Mutex<HashMap<CallerKey, Instant>>>,
+    shards: Vec<Mutex<Shard>>,
+}
+
+/// The two key spaces of [`CallerKey`] in separate maps, so that a subject
+/// is looked up by `&str` (no copy of it per request).
+#[derive(Debug, Default)]
+struct Shard {
+    subjects: HashMap<Box<str>, Instant>,
+    addresses: HashMap<IpAddr, Instant>,
+}
+
+impl Shard {
+    fn len(&self) -> usize {
+        self.subjects.len() + self.addresses.len()
+    }
 }
 
 impl RateLimiter {
@@ -39,7 +55,7 @@ impl RateLimiter {
             tolerance,
             shard_capacity: max_callers.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
         }
     }
 
@@ -48,10 +64,45 @@ impl RateLimiter {
         self.check_at(key, Instant::now())
     }
 
+    /// Charges one request to the authenticated caller `sub` now: the same
+    /// budget as `CallerKey::Subject(sub)`, without building the key.
+    pub fn check_subject(&self, sub: &str) -> Result<(), RateLimited> {
+        self.charge(
+            sub,
+            |s| &mut s.subjects,
+            |s: &str| Box::from(s),
+            Instant::now(),
+        )
+    }
+
     /// Charges one request to `key` at `now` (tests drive the clock).
     pub fn check_at(&self, key: &CallerKey, now: Instant) -> Result<(), RateLimited> {
+        match key {
+            CallerKey::Subject(sub) => self.charge(
+                sub.as_str(),
+                |s| &mut s.subjects,
+                |s: &str| Box::from(s),
+                now,
+            ),
+            CallerKey::Address(address) => self.charge(address, |s| &mut s.addresses, |a| *a, now),
+        }
+    }
+
+    /// Charges one request to `key` in the map `pick` selects from its
+    /// shard; `own` makes the stored key of a new caller.
+    fn charge<K, Q>(
+        &self,
+        key: &Q,
+        pick: impl Fn(&mut Shard) -> &mut HashMap<K, Instant>,
+        own: impl FnOnce(&Q) -> K,
+        now: Instant,
+    ) -> Result<(), RateLimited>
+    where
+        K: Borrow<Q> + Hash + Eq,
+        Q: Hash + Eq + ?Sized,
+    {
         let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
-        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         let admit = |tat: Instant| {
             let tat = tat.max(now);
             match (tat - now).checked_sub(self.tolerance) {
@@ -60,16 +111,16 @@ impl RateLimiter {
             }
         };
         // A known caller is updated in place: one lookup, no copy of its key.
-        if let Some(tat) = map.get_mut(key) {
+        if let Some(tat) = pick(&mut shard).get_mut(key) {
             *tat = admit(*tat)?;
             return Ok(());
         }
         // A new caller starts with a full burst: admitted, next slot one
         // interval from now.
-        if map.len() >= self.shard_capacity {
-            evict(&mut map, now);
+        if shard.len() >= self.shard_capacity {
+            evict(&mut shard, now);
         }
-        map.insert(key.clone(), now + self.interval);
+        pick(&mut shard).insert(own(key), now + self.interval);
         Ok(())
     }
 
@@ -85,16 +136,34 @@ impl RateLimiter {
 /// Frees room in a full shard: drops every replenished entry (its next
 /// request would be admitted anyway); if none is, drops the one closest to
 /// replenished.
-fn evict(map: &mut HashMap<CallerKey, Instant>, now: Instant) {
-    let before = map.len();
-    map.retain(|_, tat| *tat > now);
-    if map.len() == before
-        && let Some(oldest) = map
-            .iter()
-            .min_by_key(|(_, tat)| **tat)
-            .map(|(k, _)| k.clone())
-    {
-        map.remove(&oldest);
+fn evict(shard: &mut Shard, now: Instant) {
+    let before = shard.len();
+    shard.subjects.retain(|_, tat| *tat > now);
+    shard.addresses.retain(|_, tat| *tat > now);
+    if shard.len() < before {
+        return;
+    }
+    let oldest_subject = shard
+        .subjects
+        .iter()
+        .min_by_key(|(_, tat)| **tat)
+        .map(|(k, tat)| (k.clone(), *tat));
+    let oldest_address = shard
+        .addresses
+        .iter()
+        .min_by_key(|(_, tat)| **tat)
+        .map(|(k, tat)| (*k, *tat));
+    match (oldest_subject, oldest_address) {
+        (Some((s, ts)), Some((_, ta))) if ts <= ta => {
+            shard.subjects.remove(&s);
+        }
+        (_, Some((a, _))) => {
+            shard.addresses.remove(&a);
+        }
+        (Some((s, _)), None) => {
+            shard.subjects.remove(&s);
+        }
+        (None, None) => {}
     }
 }
 
@@ -149,5 +218,26 @@ mod tests {
         let later = t0 + Duration::from_secs(120);
         limiter.check_at(&sub("busy"), later).unwrap();
         assert!(limiter.check_at(&sub("busy"), later).is_err());
+    }
+
+    #[test]
+    fn a_subject_checked_by_name_shares_the_keyed_budget() {
+        let limiter = RateLimiter::new(60, 2, 100);
+        let t0 = Instant::now();
+        limiter.check_at(&sub("alice"), t0).unwrap();
+        limiter
+            .charge("alice", |s| &mut s.subjects, |s: &str| Box::from(s), t0)
+            .unwrap();
+        assert!(limiter.check_at(&sub("alice"), t0).is_err());
+        assert!(
+            limiter
+                .charge("alice", |s| &mut s.subjects, |s: &str| Box::from(s), t0)
+                .is_err()
+        );
+        // The address space is still separate.
+        limiter
+            .check_at(&CallerKey::Address(IpAddr::V4(Ipv4Addr::LOCALHOST)), t0)
+            .unwrap();
+        assert_eq!(limiter.tracked(), 2);
     }
 }

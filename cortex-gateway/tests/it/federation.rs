@@ -28,10 +28,24 @@ async fn a_backend_that_goes_down_leaves_and_returns() {
     let w = World::start().await;
     let mut c = Client::modern(&w.url, &w.token("bob", &["mcp:crm:read", "mcp:docs:read"]));
     assert!(c.tool_names().await.contains(&"docs_search".to_string()));
+    let search = json!({"query": "handbook"});
+    assert_ne!(c.call("docs_search", search.clone()).await["isError"], true);
     w.docs.set_mode(Mode::Down);
     w.gateway.refresh_now().await;
     let names = c.tool_names().await;
     assert!(!names.iter().any(|n| n.starts_with("docs_")), "{names:?}");
+    // Calls see the new catalog at once too (each thread keeps a handle
+    // on the catalog it last used, and must drop it after a refresh).
+    let gone = c
+        .err(
+            "tools/call",
+            json!({"name": "docs_search", "arguments": search}),
+        )
+        .await;
+    assert!(
+        gone["message"].as_str().unwrap().contains("Unknown tool"),
+        "{gone}"
+    );
     assert!(
         names.contains(&"crm_search_accounts".to_string()),
         "the others keep working"
@@ -46,6 +60,7 @@ async fn a_backend_that_goes_down_leaves_and_returns() {
     w.docs.set_mode(Mode::Up);
     w.gateway.refresh_now().await;
     assert!(c.tool_names().await.contains(&"docs_search".to_string()));
+    assert_ne!(c.call("docs_search", search).await["isError"], true);
 }
 
 #[tokio::test]
