@@ -584,31 +584,36 @@ impl Perimeter {
     /// middleware of the router runs this with the routes as `handler`;
     /// the server runs it with the MCP POST handler directly (the hot path,
     /// see `transport::Front`).
-    pub(crate) async fn run<F, Fut>(&self, request: Request, handler: F) -> Response
+    ///
+    /// A plain function returning [`Self::run_from`]'s future: an `async fn`
+    /// here would hold the request both as its argument and inside that
+    /// future.
+    pub(crate) fn run<'a, F, Fut>(
+        &'a self,
+        request: Request,
+        handler: F,
+    ) -> impl Future<Output = Response> + 'a
     where
-        F: FnOnce(Request) -> Fut,
-        Fut: Future<Output = Response>,
+        F: FnOnce(Request) -> Fut + 'a,
+        Fut: Future<Output = Response> + 'a,
     {
-        audit::audited(&self.auditor, request, |request| {
-            self.origin
-                .guard(request, |request| limits(&self.limits, request, handler))
-        })
-        .await
+        let peer = audit::connect_peer(&request);
+        self.run_from(request, peer, handler)
     }
 
-    /// [`Self::run`] for a request from `peer` that carries no
-    /// `ConnectInfo` extension (the server's hot path).
+    /// [`Self::run`] for a request from `peer`, given directly rather than
+    /// in a `ConnectInfo` extension (the server's hot path stores none).
     pub(crate) async fn run_from<F, Fut>(
         &self,
         request: Request,
-        peer: std::net::IpAddr,
+        peer: Option<std::net::IpAddr>,
         handler: F,
     ) -> Response
     where
         F: FnOnce(Request) -> Fut,
         Fut: Future<Output = Response>,
     {
-        audit::audited_from(&self.auditor, request, Some(peer), |request| {
+        audit::audited_from(&self.auditor, request, peer, |request| {
             self.origin
                 .guard(request, |request| limits(&self.limits, request, handler))
         })

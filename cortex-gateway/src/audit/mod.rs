@@ -21,8 +21,8 @@ use std::time::Duration;
 
 pub use pseudonym::{Pseudonymizer, Who};
 pub use record::{AuditRecord, AuditTime, Word, outcome_of_status, rfc3339};
-pub(crate) use scope::audited_from;
 pub use scope::{Auditor, audited, layer, note, note_arguments, note_caller, note_outcome, peer};
+pub(crate) use scope::{audited_from, connect_peer};
 pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE};
 
 /// How a tool call ended.

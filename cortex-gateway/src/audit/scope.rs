@@ -84,11 +84,17 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    let peer = request
+    let peer = connect_peer(&request);
+    audited_from(auditor, request, peer, inner).await
+}
+
+/// The client address the server stored in `request` (`ConnectInfo`), if
+/// any.
+pub(crate) fn connect_peer(request: &Request) -> Option<IpAddr> {
+    request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    audited_from(auditor, request, peer, inner).await
+        .map(|c| c.0.ip())
 }
 
 /// [`audited`] for a request whose client address the caller already

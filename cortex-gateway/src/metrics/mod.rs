@@ -224,14 +224,19 @@ impl Metrics {
         out.push_str("# HELP cortex_requests_total MCP requests by JSON-RPC method and outcome.\n");
         out.push_str("# TYPE cortex_requests_total counter\n");
         let mut requests: BTreeMap<(&'static str, Word), u64> = BTreeMap::new();
+        let mut latency: BTreeMap<String, Histogram> = BTreeMap::new();
         for shard in &self.shards {
-            for (key, n) in shard
-                .requests
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-            {
+            let counts = shard.requests.read().unwrap_or_else(|e| e.into_inner());
+            for (key, n) in counts.iter() {
                 *requests.entry(key.clone()).or_default() += n.load(Ordering::Relaxed);
+            }
+            drop(counts);
+            let histograms = shard.tool_latency.read().unwrap_or_else(|e| e.into_inner());
+            for (backend, h) in histograms.iter() {
+                latency
+                    .entry(backend.clone())
+                    .or_insert_with(|| Histogram::new(&BUCKETS))
+                    .add(h);
             }
         }
         for ((method, outcome), n) in requests {
@@ -243,20 +248,6 @@ impl Metrics {
         }
         out.push_str("# HELP cortex_tool_call_duration_seconds Tool call latency by backend.\n");
         out.push_str("# TYPE cortex_tool_call_duration_seconds histogram\n");
-        let mut latency: BTreeMap<String, Histogram> = BTreeMap::new();
-        for shard in &self.shards {
-            for (backend, h) in shard
-                .tool_latency
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-            {
-                latency
-                    .entry(backend.clone())
-                    .or_insert_with(|| Histogram::new(&BUCKETS))
-                    .add(h);
-            }
-        }
         for (backend, h) in &latency {
             h.render(
                 &mut out,

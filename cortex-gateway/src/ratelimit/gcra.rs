@@ -67,25 +67,19 @@ impl RateLimiter {
     /// Charges one request to the authenticated caller `sub` now: the same
     /// budget as `CallerKey::Subject(sub)`, without building the key.
     pub fn check_subject(&self, sub: &str) -> Result<(), RateLimited> {
-        self.charge(
-            sub,
-            |s| &mut s.subjects,
-            |s: &str| Box::from(s),
-            Instant::now(),
-        )
+        self.check_subject_at(sub, Instant::now())
     }
 
     /// Charges one request to `key` at `now` (tests drive the clock).
     pub fn check_at(&self, key: &CallerKey, now: Instant) -> Result<(), RateLimited> {
         match key {
-            CallerKey::Subject(sub) => self.charge(
-                sub.as_str(),
-                |s| &mut s.subjects,
-                |s: &str| Box::from(s),
-                now,
-            ),
+            CallerKey::Subject(sub) => self.check_subject_at(sub, now),
             CallerKey::Address(address) => self.charge(address, |s| &mut s.addresses, |a| *a, now),
         }
+    }
+
+    fn check_subject_at(&self, sub: &str, now: Instant) -> Result<(), RateLimited> {
+        self.charge(sub, |s| &mut s.subjects, |s: &str| Box::from(s), now)
     }
 
     /// Charges one request to `key` in the map `pick` selects from its
@@ -143,27 +137,18 @@ fn evict(shard: &mut Shard, now: Instant) {
     if shard.len() < before {
         return;
     }
-    let oldest_subject = shard
-        .subjects
-        .iter()
-        .min_by_key(|(_, tat)| **tat)
-        .map(|(k, tat)| (k.clone(), *tat));
-    let oldest_address = shard
-        .addresses
-        .iter()
-        .min_by_key(|(_, tat)| **tat)
-        .map(|(k, tat)| (*k, *tat));
-    match (oldest_subject, oldest_address) {
-        (Some((s, ts)), Some((_, ta))) if ts <= ta => {
+    let subject = shard.subjects.iter().min_by_key(|(_, tat)| **tat);
+    let address = shard.addresses.iter().min_by_key(|(_, tat)| **tat);
+    match (subject, address) {
+        (Some((s, ts)), a) if a.is_none_or(|(_, ta)| ts <= ta) => {
+            let s = s.clone();
             shard.subjects.remove(&s);
         }
         (_, Some((a, _))) => {
+            let a = *a;
             shard.addresses.remove(&a);
         }
-        (Some((s, _)), None) => {
-            shard.subjects.remove(&s);
-        }
-        (None, None) => {}
+        _ => {}
     }
 }
 
@@ -225,19 +210,60 @@ mod tests {
         let limiter = RateLimiter::new(60, 2, 100);
         let t0 = Instant::now();
         limiter.check_at(&sub("alice"), t0).unwrap();
-        limiter
-            .charge("alice", |s| &mut s.subjects, |s: &str| Box::from(s), t0)
-            .unwrap();
+        limiter.check_subject_at("alice", t0).unwrap();
         assert!(limiter.check_at(&sub("alice"), t0).is_err());
-        assert!(
-            limiter
-                .charge("alice", |s| &mut s.subjects, |s: &str| Box::from(s), t0)
-                .is_err()
-        );
+        assert!(limiter.check_subject_at("alice", t0).is_err());
         // The address space is still separate.
         limiter
             .check_at(&CallerKey::Address(IpAddr::V4(Ipv4Addr::LOCALHOST)), t0)
             .unwrap();
         assert_eq!(limiter.tracked(), 2);
+    }
+
+    /// A full shard drops the entry closest to replenished, whichever of
+    /// the two maps it is in.
+    #[test]
+    fn eviction_picks_the_oldest_subject_or_address() {
+        for address_is_older in [false, true] {
+            // Two callers per shard.
+            let limiter = RateLimiter::new(1, 1, 2 * SHARDS);
+            let shard_of = |key: &CallerKey| match key {
+                CallerKey::Subject(s) => limiter.hasher.hash_one(s.as_str()) as usize % SHARDS,
+                CallerKey::Address(a) => limiter.hasher.hash_one(a) as usize % SHARDS,
+            };
+            let alice = sub("alice");
+            let home = shard_of(&alice);
+            let address = (0..=255u8)
+                .map(|i| CallerKey::Address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))))
+                .find(|k| shard_of(k) == home)
+                .unwrap();
+            let newcomer = (0..1000)
+                .map(|i| sub(&format!("caller-{i}")))
+                .find(|k| shard_of(k) == home)
+                .unwrap();
+            let t0 = Instant::now();
+            let (first, second) = if address_is_older {
+                (&address, &alice)
+            } else {
+                (&alice, &address)
+            };
+            limiter.check_at(first, t0).unwrap();
+            limiter
+                .check_at(second, t0 + Duration::from_secs(10))
+                .unwrap();
+            // Full, nothing replenished: the first one goes.
+            limiter
+                .check_at(&newcomer, t0 + Duration::from_secs(20))
+                .unwrap();
+            assert_eq!(limiter.tracked(), 2);
+            let later = t0 + Duration::from_secs(20);
+            assert!(
+                limiter.check_at(second, later).is_err(),
+                "the younger entry was kept"
+            );
+            limiter
+                .check_at(first, later)
+                .expect("the older entry was forgotten, so it starts afresh");
+        }
     }
 }

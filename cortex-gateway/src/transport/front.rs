@@ -105,7 +105,7 @@ impl Service<Request> for Front {
             // client address only through the audit scope, which gets it
             // directly.
             let shared = self.shared.clone();
-            let peer = self.peer.ip();
+            let peer = Some(self.peer.ip());
             return Box::pin(async move {
                 let inner = shared.inner.clone();
                 Ok(shared

@@ -81,11 +81,11 @@ fn raw_result_response(id: &Value, result: Bytes) -> Response {
 }
 
 /// [`raw_result_response`] with `headers` (emptied) as the response's
-/// header map: see [`with_header_map`].
-fn raw_result_in(id: &Value, result: Bytes, mut headers: HeaderMap) -> Response {
+/// header map when it is small enough to keep: see [`with_header_map`].
+fn raw_result_in(id: &Value, result: Bytes, headers: HeaderMap) -> Response {
     let body = Parts::new([envelope_open(id), result, Bytes::from_static(b"}")]);
     let mut r = Response::new(Body::new(body));
-    headers.clear();
+    let mut headers = crate::reusable_header_map(headers).unwrap_or_default();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -270,23 +270,16 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response
     with_header_map(response, headers)
 }
 
-/// The largest request header map kept for the response (see
-/// [`with_header_map`]); a larger one is dropped, so a request with
-/// unusually many headers does not leave a large map behind on its
-/// connection.
-const RECYCLED_HEADER_CAPACITY: usize = 32;
-
 /// `response` with its headers moved into `map`, the request's header map,
 /// emptied. hyper keeps the header map of each response it sends and
 /// parses the connection's next request into it; a response map built
 /// fresh for every request is an allocation, and too small for the next
 /// request's headers (a second one). Recycling the request's map makes
 /// both unnecessary: its capacity already fits the agent's headers.
-fn with_header_map(mut response: Response, mut map: HeaderMap) -> Response {
-    if map.capacity() > RECYCLED_HEADER_CAPACITY {
+fn with_header_map(mut response: Response, map: HeaderMap) -> Response {
+    let Some(mut map) = crate::reusable_header_map(map) else {
         return response;
-    }
-    map.clear();
+    };
     map.extend(std::mem::take(response.headers_mut()));
     *response.headers_mut() = map;
     response
@@ -415,10 +408,8 @@ async fn modern_call(
     };
     let ctx = call_ctx(&headers, caller, revision);
     match methods::tools_call_bytes(inner, &ctx, call.call_params()).await {
-        Ok(result) if headers.capacity() <= RECYCLED_HEADER_CAPACITY => {
-            raw_result_in(&call.id, result.into(), headers)
-        }
-        result => with_header_map(raw_result(&call.id, result), headers),
+        Ok(result) => raw_result_in(&call.id, result.into(), headers),
+        Err(e) => with_header_map(rpc_error(StatusCode::OK, Some(&call.id), e), headers),
     }
 }
 

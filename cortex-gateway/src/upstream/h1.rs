@@ -89,9 +89,6 @@ pub(super) struct Pool {
 /// The capacity a request's header map starts with: `Host`, content type,
 /// authorization and the five caller headers, with room to spare.
 const REQUEST_HEADERS: usize = 12;
-/// A larger map (a backend that answered with many headers) is dropped
-/// instead of kept.
-const MAX_SPARE_CAPACITY: usize = 32;
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,11 +135,10 @@ impl Pool {
             .unwrap_or_else(|| HeaderMap::with_capacity(REQUEST_HEADERS))
     }
 
-    fn keep_map(&self, mut map: HeaderMap) {
-        if map.capacity() > MAX_SPARE_CAPACITY {
+    fn keep_map(&self, map: HeaderMap) {
+        let Some(map) = crate::reusable_header_map(map) else {
             return;
-        }
-        map.clear();
+        };
         let mut spare = self.spare_maps.lock().unwrap_or_else(|e| e.into_inner());
         if spare.len() < MAX_IDLE {
             spare.push(map);
