@@ -2,6 +2,10 @@
 //!
 //! It forwards every request to one upstream over pooled keep-alive
 //! connections and streams the bytes back: no parsing, no auth, no logging.
+//! It runs its connections the way `cortex-gateway serve` does (one
+//! single-threaded runtime per CPU, a client pool per thread), so that the
+//! floor is built like the gateway it is compared with; `--shared-runtime`
+//! runs it on one multi-threaded runtime instead, as a reference.
 
 use std::convert::Infallible;
 
@@ -19,6 +23,11 @@ pub(crate) struct ProxyArgs {
     /// The upstream, `http://HOST:PORT` (paths are kept as received).
     #[arg(long)]
     pub(crate) upstream: String,
+    /// Serve on one multi-threaded Tokio runtime (its defaults) instead of
+    /// one single-threaded runtime per CPU, the way `cortex-gateway serve`
+    /// runs. A reference: it shows what the threading alone changes.
+    #[arg(long)]
+    pub(crate) shared_runtime: bool,
 }
 
 type Body = Either<Incoming, Full<Bytes>>;
@@ -30,16 +39,25 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         .authority()
         .ok_or_else(|| anyhow::anyhow!("--upstream {upstream} has no host:port"))?
         .clone();
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Incoming> =
-        Client::builder(TokioExecutor::new()).build(connector);
-    crate::serve::serve_loopback(move |request: Request<Incoming>| {
-        let client = client.clone();
+    // One client per serving thread: its pooled connections run as tasks
+    // of that thread's runtime.
+    let make = move || {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<HttpConnector, Incoming> =
+            Client::builder(TokioExecutor::new()).build(connector);
         let authority = authority.clone();
-        async move { Ok::<_, Infallible>(forward(&client, &authority, request).await) }
-    })
-    .await
+        move |request: Request<Incoming>| {
+            let client = client.clone();
+            let authority = authority.clone();
+            async move { Ok::<_, Infallible>(forward(&client, &authority, request).await) }
+        }
+    };
+    if args.shared_runtime {
+        crate::serve::serve_loopback(make()).await
+    } else {
+        crate::serve::serve_loopback_per_thread(make).await
+    }
 }
 
 async fn forward(

@@ -1,11 +1,14 @@
 //! The HTTP/1.1 server loop the bench roles share: loopback, keep-alive,
 //! readiness announced on stdout.
 
-use std::{error::Error as StdError, future::Future, io::Write as _};
+use std::{error::Error as StdError, future::Future, io::Write as _, sync::Arc};
 
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
 
 /// The line a role prints on stdout once it accepts connections.
 pub(crate) const READY_PREFIX: &str = "listening on http://";
@@ -26,16 +29,75 @@ where
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let service = service_fn(handler);
-            // A client closing its connection is the normal end of a run.
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        tokio::spawn(connection(stream, handler.clone()));
     }
+}
+
+/// Like [`serve_loopback`], but the way `cortex-gateway serve` runs: one
+/// thread per CPU, each with a single-threaded runtime of its own and its
+/// own handler from `make` (so its own client pool), and each accepted
+/// connection handed to the threads in turn for its whole life.
+pub(crate) async fn serve_loopback_per_thread<M, F, Fut, B, E>(make: M) -> anyhow::Result<()>
+where
+    M: Fn() -> F + Send + Sync + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let make = Arc::new(make);
+    let mut lanes = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (lane, mut accepted) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let make = make.clone();
+        std::thread::Builder::new()
+            .name(format!("serve-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let handler = make();
+                    while let Some(std_stream) = accepted.recv().await {
+                        if let Ok(stream) = TcpStream::from_std(std_stream) {
+                            tokio::spawn(connection(stream, handler.clone()));
+                        }
+                    }
+                });
+            })?;
+        lanes.push(lane);
+    }
+    announce(listener.local_addr()?)?;
+    for next in (0..threads).cycle() {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        lanes[next]
+            .send(stream.into_std()?)
+            .map_err(|_| anyhow::anyhow!("serving thread {next} has stopped"))?;
+    }
+    Ok(())
+}
+
+/// Serves one keep-alive HTTP/1.1 connection with `handler`.
+async fn connection<F, Fut, B, E>(stream: TcpStream, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let service = service_fn(handler);
+    // A client closing its connection is the normal end of a run.
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// Ends this process when its standard input closes: the driver holds the

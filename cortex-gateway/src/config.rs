@@ -218,6 +218,14 @@ pub struct GatewayConfig {
     /// Interval of SSE keep-alive comments, seconds.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
+    /// Threads that serve connections (`CORTEX_WORKERS`): `None`, one per
+    /// CPU; `Some(n)`, `n` threads, each with a single-threaded runtime of
+    /// its own that keeps a connection for its whole life; `Some(0)`, no
+    /// threads of the gateway's own: connections are tasks of the runtime
+    /// that calls [`crate::Gateway::serve`] (for `cortex-gateway serve`,
+    /// Tokio's multi-threaded runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
     /// Client credentials for token exchange (needed when a backend uses
     /// `token_mode = "exchange"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +310,7 @@ impl GatewayConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             whoami_timeout_ms: default_whoami_timeout(),
             keep_alive_s: default_keep_alive(),
+            workers: None,
             token_exchange: None,
             backends: Vec::new(),
             controls: crate::controls::ControlsConfig::default(),
@@ -333,6 +342,7 @@ impl GatewayConfig {
     /// | `OAUTH_REQUIRED_SCOPES` | baseline scopes | – |
     /// | `CORTEX_REFRESH_INTERVAL_S` | catalog refresh | `60` |
     /// | `CORTEX_LISTEN` | listen address | `127.0.0.1:3213` |
+    /// | `CORTEX_WORKERS` | threads serving connections; `0`: the caller's runtime | one per CPU |
     ///
     /// `<ID>` is the id upper-cased with `-` as `_`.
     pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
@@ -386,6 +396,9 @@ impl GatewayConfig {
         }
         if let Some(v) = get("CORTEX_REFRESH_INTERVAL_S") {
             config.refresh_interval_s = parse_num("CORTEX_REFRESH_INTERVAL_S", &v, "60")?;
+        }
+        if let Some(v) = get("CORTEX_WORKERS") {
+            config.workers = Some(parse_num("CORTEX_WORKERS", &v, "4 (or 0)")?);
         }
         if let Some(v) = get("CORTEX_LISTEN") {
             config.listen = v.parse().map_err(|_| {

@@ -241,27 +241,39 @@ impl Gateway {
 
     /// Serves on `listener` until `shutdown` resolves, then ends the open
     /// notification streams and drains in-flight requests.
+    ///
+    /// Connections run on threads of the gateway's own, one per CPU unless
+    /// [`GatewayConfig::workers`] says otherwise; the accept loop, the
+    /// catalog refresh and the other background work stay on the runtime
+    /// that calls this.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        let inner = self.inner.clone();
-        let signal = async move {
-            shutdown.await;
-            inner.shutdown.send_replace(true);
-        };
         // POST on the MCP path skips the router (same perimeter, same
         // handler); every other request is routed.
         let app = transport::MakeFront::new(self.inner.clone(), self.router());
-        // Answers are written in one piece; Nagle's algorithm would only
-        // hold the last segment of a large one back.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await?;
+        let workers = match self.inner.config.workers {
+            None => transport::Workers::per_cpu(),
+            Some(0) => transport::Workers::Caller,
+            Some(n) => {
+                transport::Workers::Threads(n.try_into().unwrap_or(std::num::NonZeroUsize::MIN))
+            }
+        };
+        let serving = transport::serve(listener, app, workers, self.inner.shutdown.subscribe());
+        let inner = self.inner.clone();
+        // Sets the flag the accept loop, the connections and the streams
+        // watch; then `serving` ends once the connections have drained.
+        let signal = async move {
+            shutdown.await;
+            inner.shutdown.send_replace(true);
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            served = serving => served?,
+            () = signal => {}
+        }
         self.inner.controls.flush_audit().await;
         Ok(())
     }
@@ -299,6 +311,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     Gateway::new(config).await?.serve(listener, shutdown).await
+}
+
+/// How many slots [`thread_slot`] hands out (threads beyond this many
+/// share them).
+pub(crate) const THREAD_SLOTS: usize = 8;
+
+/// The calling thread's slot, below [`THREAD_SLOTS`]: threads take slots
+/// in turn, the first time they ask. State that every request writes (the
+/// metric counters, the backends' idle connections) is kept per slot, so
+/// that threads on different cores do not write the same cache lines.
+pub(crate) fn thread_slot() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % THREAD_SLOTS;
+    }
+    SLOT.with(|s| *s)
 }
 
 /// The largest header map kept for reuse; a larger one (a message with

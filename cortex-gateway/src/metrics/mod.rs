@@ -22,7 +22,7 @@ use std::{
     fmt::Write as _,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -78,8 +78,8 @@ pub struct Metrics {
     audit_dropped: RwLock<Option<Arc<AtomicU64>>>,
 }
 
-/// Counter shards (threads beyond this many share them).
-const SHARDS: usize = 8;
+/// Counter shards, one per thread slot.
+const SHARDS: usize = crate::THREAD_SLOTS;
 
 /// One thread slot's counters, on cache lines of their own.
 #[derive(Debug, Default)]
@@ -90,13 +90,9 @@ struct Shard {
     rate_limited: AtomicU64,
 }
 
-/// The shard of the calling thread: threads take slots in turn.
+/// The shard of the calling thread.
 fn shard_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    SLOT.with(|s| *s)
+    crate::thread_slot()
 }
 
 impl Default for Metrics {

@@ -21,7 +21,6 @@ use axum::{
     extract::{ConnectInfo, Request, State},
     http::Method,
     response::Response,
-    serve::{IncomingStream, Listener},
 };
 use tower::{Service, ServiceExt as _};
 
@@ -29,6 +28,7 @@ use crate::{Inner, controls::Perimeter};
 
 /// Makes one [`Front`] per accepted connection, remembering its peer
 /// address (what `into_make_service_with_connect_info` does for the router).
+/// Cloned to every serving thread.
 #[derive(Clone)]
 pub(crate) struct MakeFront {
     shared: Arc<Shared>,
@@ -56,28 +56,13 @@ impl MakeFront {
             }),
         }
     }
-}
 
-impl<L> Service<IncomingStream<'_, L>> for MakeFront
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    type Response = Front;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Front, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(
-        &mut self,
-        stream: IncomingStream<'_, L>,
-    ) -> std::future::Ready<Result<Front, Infallible>> {
-        std::future::ready(Ok(Front {
+    /// The service of a connection from `peer`.
+    pub(crate) fn front(&self, peer: SocketAddr) -> Front {
+        Front {
             shared: self.shared.clone(),
-            peer: *stream.remote_addr(),
-        }))
+            peer,
+        }
     }
 }
 

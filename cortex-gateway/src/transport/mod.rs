@@ -3,9 +3,12 @@
 //! check; the RFC 9728 metadata routes; `/healthz` and `/readyz`.
 
 mod front;
+mod serve;
 mod sse;
 
 pub(crate) use front::MakeFront;
+pub(crate) use serve::Workers;
+pub(crate) use serve::run as serve;
 
 use std::sync::Arc;
 

@@ -77,9 +77,30 @@ impl Idle {
     }
 }
 
-/// One backend's idle connections.
-#[derive(Default)]
+/// One backend's idle connections, kept per thread slot
+/// ([`crate::thread_slot`]).
+///
+/// A connection's socket is registered with the reactor of the runtime
+/// that opened it. On the gateway's worker threads (one single-threaded
+/// runtime each) a connection taken by another thread would have every one
+/// of its reads reported to the thread that opened it, which then wakes the
+/// caller's: so each thread takes back only the connections it opened.
 pub(super) struct Pool {
+    lanes: Box<[Lane]>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            lanes: (0..crate::THREAD_SLOTS).map(|_| Lane::default()).collect(),
+        }
+    }
+}
+
+/// A thread slot's share of a [`Pool`], on cache lines of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Lane {
     idle: Mutex<Vec<Idle>>,
     /// Emptied header maps of answers, for the next requests' headers (see
     /// [`Pool::header_map`]).
@@ -98,6 +119,10 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What a call got: the status and the whole body, or a sign that the
 /// backend speaks HTTP/2 and the request must go through the pooled client.
 pub(super) enum Answer {
@@ -108,7 +133,12 @@ pub(super) enum Answer {
 impl Pool {
     /// Idle connections now held (for tests and debugging).
     pub(super) fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lanes.iter().map(|l| lock(&l.idle).len()).sum()
+    }
+
+    /// The calling thread's lane.
+    fn lane(&self) -> &Lane {
+        &self.lanes[crate::thread_slot()]
     }
 
     /// Closes the idle connections that are too old or that the backend has
@@ -116,11 +146,16 @@ impl Pool {
     /// call). Returns how many are left.
     pub(super) fn prune(&self) -> usize {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        // The no-op waker is replaced by the caller's at the next checkout.
-        idle.retain_mut(|c| c.fresh(now) && c.open(&mut cx));
-        idle.len()
+        let mut left = 0;
+        for lane in &self.lanes {
+            let mut idle = lock(&lane.idle);
+            // The no-op waker is replaced by the caller's at the next
+            // checkout.
+            idle.retain_mut(|c| c.fresh(now) && c.open(&mut cx));
+            left += idle.len();
+        }
+        left
     }
 
     /// An empty header map for a request to this backend. hyper parses a
@@ -128,9 +163,7 @@ impl Pool {
     /// [`Pool::call`] keeps that map when the call is done; reusing it saves
     /// an allocation per call (the map is about 1 KiB).
     pub(super) fn header_map(&self) -> HeaderMap {
-        self.spare_maps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.lane().spare_maps)
             .pop()
             .unwrap_or_else(|| HeaderMap::with_capacity(REQUEST_HEADERS))
     }
@@ -139,7 +172,7 @@ impl Pool {
         let Some(map) = crate::reusable_header_map(map) else {
             return;
         };
-        let mut spare = self.spare_maps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spare = lock(&self.lane().spare_maps);
         if spare.len() < MAX_IDLE {
             spare.push(map);
         }
@@ -147,7 +180,7 @@ impl Pool {
 
     /// Takes the most recently used idle connection that is still open.
     fn checkout(&self, cx: &mut Context<'_>) -> Option<Idle> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = lock(&self.lane().idle);
         let now = Instant::now();
         idle.retain(|c| c.fresh(now));
         while let Some(mut c) = idle.pop() {
@@ -159,7 +192,7 @@ impl Pool {
     }
 
     fn checkin(&self, send: http1::SendRequest<Full<Bytes>>, conn: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = lock(&self.lane().idle);
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
