@@ -186,6 +186,7 @@ struct Bench<'o> {
     small_backend: Option<Child>,
     large_backend: Option<Child>,
     proxy: Option<Child>,
+    shared_proxy: Option<Child>,
     small_gateway: Option<Child>,
     large_gateway: Option<Child>,
 }
@@ -212,6 +213,7 @@ impl<'o> Bench<'o> {
             small_backend: None,
             large_backend: None,
             proxy: None,
+            shared_proxy: None,
             small_gateway: None,
             large_gateway: None,
         })
@@ -274,6 +276,18 @@ impl<'o> Bench<'o> {
             self.proxy = Some(Child::spawn("bare proxy", &self.exe, &args, &[], None).await?);
         }
         self.proxy.as_ref().context("proxy")
+    }
+
+    /// The bare proxy on one multi-threaded Tokio runtime (a reference).
+    async fn shared_proxy(&mut self) -> anyhow::Result<&Child> {
+        if self.shared_proxy.is_none() {
+            let upstream = self.small_backend().await?.url();
+            let args =
+                ["role", "proxy", "--upstream", &upstream, "--shared-runtime"].map(str::to_owned);
+            let name = "bare proxy (shared runtime)";
+            self.shared_proxy = Some(Child::spawn(name, &self.exe, &args, &[], None).await?);
+        }
+        self.shared_proxy.as_ref().context("shared-runtime proxy")
     }
 
     fn upstreams(addr: SocketAddr, count: usize) -> Vec<Upstream> {
@@ -357,8 +371,11 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     let token = bench.token.clone();
     let backend = bench.small_backend().await?.addr();
     bench.proxy().await?;
+    bench.shared_proxy().await?;
     bench.small_gateway().await?;
-    let (Some(proxy), Some(gw)) = (&bench.proxy, &bench.small_gateway) else {
+    let (Some(proxy), Some(shared_proxy), Some(gw)) =
+        (&bench.proxy, &bench.shared_proxy, &bench.small_gateway)
+    else {
         bail!("the processes of the call scenario did not start");
     };
     let gateway_call = || -> anyhow::Result<Source> {
@@ -399,6 +416,13 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
             backend_call()?,
             mcp::check_call,
         ),
+        Variant::new(
+            "backend call via bare proxy, shared runtime (reference)",
+            shared_proxy.addr(),
+            backend_call()?,
+            mcp::check_call,
+        )
+        .hop(shared_proxy),
     ];
     if let Some(other) = &compare {
         variants.push(
@@ -442,7 +466,11 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
             cpu_ratio(g, p),
         ),
     ];
-    if let Some(c) = rows.get(3) {
+    verdicts.push(Verdict::info(
+        "call: bare proxy, shared runtime / per-thread, throughput",
+        format!("{:.2}", ratio(rows[3].throughput, p.throughput)),
+    ));
+    if let Some(c) = rows.get(4) {
         verdicts.push(Verdict::info(
             "call: this build / compare build, throughput",
             format!("{:.2}", ratio(g.throughput, c.throughput)),

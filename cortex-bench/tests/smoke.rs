@@ -5,7 +5,8 @@
 use std::process::Command;
 
 /// The `call` scenario, as short as it gets: backend, bare proxy and gateway
-/// processes, three variants, one round each.
+/// processes (the proxy twice: per-thread and shared runtime), four
+/// variants, one round each.
 #[test]
 fn call_scenario_runs_every_role_and_counts_requests() {
     let output = Command::new(env!("CARGO_BIN_EXE_cortex-bench"))
@@ -35,7 +36,7 @@ fn call_scenario_runs_every_role_and_counts_requests() {
         .filter(|l| l.starts_with("| ") && (l.contains(" via ") || l.contains(" direct ")))
         .map(|l| l.split('|').map(str::trim).collect())
         .collect();
-    assert_eq!(rows.len(), 3, "one row per variant:\n{stdout}");
+    assert_eq!(rows.len(), 4, "one row per variant:\n{stdout}");
     for row in rows {
         // | variant | req/s | p50 | p99 | requests | errors | hop CPU / req |
         let requests: u64 = row[5].parse().expect("a request count");

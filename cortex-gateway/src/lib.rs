@@ -315,19 +315,34 @@ pub async fn serve(
 
 /// How many slots [`thread_slot`] hands out (threads beyond this many
 /// share them).
-pub(crate) const THREAD_SLOTS: usize = 8;
+pub(crate) const THREAD_SLOTS: usize = 32;
 
-/// The calling thread's slot, below [`THREAD_SLOTS`]: threads take slots
-/// in turn, the first time they ask. State that every request writes (the
-/// metric counters, the backends' idle connections) is kept per slot, so
-/// that threads on different cores do not write the same cache lines.
+thread_local! {
+    static SLOT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The calling thread's slot, below [`THREAD_SLOTS`]. State that every
+/// request writes (the metric counters, the backends' idle connections) is
+/// kept per slot, so that threads on different cores do not write the same
+/// cache lines, and a serving thread gets back the backend connections it
+/// opened. Serving thread `i` has slot `i` ([`claim_thread_slot`]); other
+/// threads take slots in turn from the last one down, the first time they
+/// ask, so they meet the serving threads only when there are many of both.
 pub(crate) fn thread_slot() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % THREAD_SLOTS;
-    }
-    SLOT.with(|s| *s)
+    SLOT.with(|slot| {
+        slot.get().unwrap_or_else(|| {
+            let taken = THREAD_SLOTS - 1 - NEXT.fetch_add(1, Ordering::Relaxed) % THREAD_SLOTS;
+            slot.set(Some(taken));
+            taken
+        })
+    })
+}
+
+/// Gives the calling thread slot `index` (modulo [`THREAD_SLOTS`]).
+pub(crate) fn claim_thread_slot(index: usize) {
+    SLOT.with(|slot| slot.set(Some(index % THREAD_SLOTS)));
 }
 
 /// The largest header map kept for reuse; a larger one (a message with

@@ -152,6 +152,7 @@ fn start_thread(
     std::thread::Builder::new()
         .name(format!("cortex-worker-{index}"))
         .spawn(move || {
+            crate::claim_thread_slot(index);
             runtime.block_on(async move {
                 // This thread's connections hold `local`; the thread holds
                 // `drain` until they are all gone.
@@ -318,5 +319,79 @@ impl Drop for StopSignal {
         if let Some((id, _)) = &self.registered {
             lock(&self.stop.waiting).wakers.remove(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::AtomicUsize,
+        task::{Wake, Waker},
+    };
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counted() -> (Arc<Counted>, Waker) {
+        let c = Arc::new(Counted::default());
+        (c.clone(), Waker::from(c))
+    }
+
+    fn poll(signal: &mut StopSignal, waker: &Waker) -> Poll<()> {
+        Pin::new(signal).poll(&mut Context::from_waker(waker))
+    }
+
+    fn waiting(stop: &Stop) -> usize {
+        lock(&stop.waiting).wakers.len()
+    }
+
+    #[test]
+    fn a_stop_wakes_the_waiting_connections_and_a_closed_one_is_forgotten() {
+        let stop = Arc::new(Stop::default());
+        let (a_count, a) = counted();
+        let (b_count, b) = counted();
+        let mut first = stop.signal();
+        let mut second = stop.signal();
+        assert!(poll(&mut first, &a).is_pending());
+        assert!(
+            poll(&mut first, &a).is_pending(),
+            "polled again, still waiting"
+        );
+        assert!(poll(&mut second, &b).is_pending());
+        assert_eq!(waiting(&stop), 2);
+        drop(second);
+        assert_eq!(waiting(&stop), 1, "a closed connection leaves no waker");
+        stop.trigger();
+        assert_eq!(a_count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b_count.0.load(Ordering::SeqCst), 0);
+        assert!(poll(&mut first, &a).is_ready());
+        assert!(
+            poll(&mut stop.signal(), &a).is_ready(),
+            "a connection accepted after the stop stops at once"
+        );
+        assert_eq!(waiting(&stop), 0);
+    }
+
+    #[test]
+    fn the_latest_waker_is_the_one_woken() {
+        let stop = Arc::new(Stop::default());
+        let (old_count, old) = counted();
+        let (new_count, new) = counted();
+        let mut signal = stop.signal();
+        assert!(poll(&mut signal, &old).is_pending());
+        assert!(poll(&mut signal, &new).is_pending());
+        assert_eq!(waiting(&stop), 1);
+        stop.trigger();
+        assert_eq!(new_count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(old_count.0.load(Ordering::SeqCst), 0);
     }
 }

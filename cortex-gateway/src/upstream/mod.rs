@@ -31,6 +31,13 @@ use serde_json::{Map, Value, json, value::RawValue};
 pub use exchange::TokenExchanger;
 pub use h1::{IDLE_TIMEOUT, MAX_IDLE};
 
+/// The calling thread's slot: idle backend connections are kept per slot
+/// (see `Pool`). For tests that need two threads in different slots.
+#[doc(hidden)]
+pub fn thread_slot() -> usize {
+    crate::thread_slot()
+}
+
 use crate::{
     auth::CallerMemo,
     config::{BackendConfig, TokenMode},

@@ -521,21 +521,47 @@ async fn a_corrupt_baseline_withholds_every_federated_tool_and_is_kept() {
     assert_eq!(state["baseline"]["state"], "corrupt");
 }
 
+/// In each way of running connections: on the gateway's own threads, one
+/// per CPU (the default) or three, and on the caller's runtime
+/// (`workers = 0`). Clients on connections of their own (spread over the
+/// threads in turn) all get their answers, and shutdown waits for a slow
+/// call on any of them.
 #[tokio::test]
 async fn graceful_shutdown_during_a_slow_tool_call_still_returns_its_result() {
-    let (setup, mut gw) = start(ControlsConfig::default()).await;
-    let mut c = Client::modern(&gw.url, &setup.token("alice"));
-    let call = tokio::spawn(async move { c.call("docs_slow", json!({})).await });
-    SLOW_STARTED.notified().await;
-    gw.stop().await;
-    // stop() returned: the server has finished, yet the call got its answer.
-    let result = call.await.unwrap();
-    assert_eq!(result["isError"], false, "{result}");
-    assert_eq!(result["structuredContent"]["done"], true);
-    assert!(
-        reqwest::get(format!("{}/healthz", gw.base)).await.is_err(),
-        "no new connections after shutdown"
-    );
+    for workers in [None, Some(3), Some(0)] {
+        let l = listener().await;
+        let setup = Setup::new(l.local_addr().unwrap()).await;
+        let mut config = setup.config(ControlsConfig::default());
+        config.workers = workers;
+        let mut gw = Running::start(config, l).await;
+        let calls = (0..6).map(|i| {
+            let mut c = Client::modern(&gw.url, &setup.token(&format!("user{i}")));
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for _ in 0..2 {
+                    results.push(c.call("crm_search_accounts", json!({"query": "x"})).await);
+                }
+                results
+            })
+        });
+        for results in futures::future::join_all(calls).await {
+            for result in results.unwrap() {
+                assert_eq!(result["isError"], false, "workers {workers:?}: {result}");
+            }
+        }
+        let mut c = Client::modern(&gw.url, &setup.token("alice"));
+        let call = tokio::spawn(async move { c.call("docs_slow", json!({})).await });
+        SLOW_STARTED.notified().await;
+        gw.stop().await;
+        // stop() returned: the server has finished, yet the call got its answer.
+        let result = call.await.unwrap();
+        assert_eq!(result["isError"], false, "workers {workers:?}: {result}");
+        assert_eq!(result["structuredContent"]["done"], true);
+        assert!(
+            reqwest::get(format!("{}/healthz", gw.base)).await.is_err(),
+            "workers {workers:?}: no new connections after shutdown"
+        );
+    }
 }
 
 #[tokio::test]

@@ -222,6 +222,76 @@ async fn connections_are_reused_and_carry_the_host() {
     );
 }
 
+/// A thread with a single-threaded runtime of its own, as the gateway's
+/// serving threads have, that makes calls when asked.
+struct CallerThread {
+    slot: usize,
+    asks: std::sync::mpsc::Sender<usize>,
+    done: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl CallerThread {
+    fn start(client: Arc<UpstreamClient>, backend: BackendConfig) -> Self {
+        let (asks, asked) = std::sync::mpsc::channel::<usize>();
+        let (slot_tx, slot_rx) = std::sync::mpsc::channel();
+        let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            slot_tx
+                .send(cortex_gateway::upstream::thread_slot())
+                .unwrap();
+            // Ends when the test drops its sender.
+            while let Ok(n) = asked.recv() {
+                runtime.block_on(calls_ok(&client, &backend, n));
+                done_tx.send(()).unwrap();
+            }
+        });
+        let slot = slot_rx.recv().unwrap();
+        Self { slot, asks, done }
+    }
+
+    async fn calls(&mut self, n: usize) {
+        self.asks.send(n).unwrap();
+        self.done.recv().await.expect("the thread's calls succeed");
+    }
+}
+
+/// A backend connection is registered with the reactor of the thread that
+/// opened it; another serving thread never takes it from the idle list
+/// (its reads would be reported to the first thread), and the thread that
+/// opened it takes it again.
+#[tokio::test]
+async fn a_thread_reuses_only_the_connections_it_opened() {
+    let (s, client, backend) = set_up(Mode::KeepAlive).await;
+    let client = Arc::new(client);
+    let mut first = CallerThread::start(client.clone(), backend.clone());
+    // Threads take slots in turn; a thread that landed in the first one's
+    // slot (other tests take slots too) shares its list, so try another.
+    let mut second = CallerThread::start(client.clone(), backend.clone());
+    while second.slot == first.slot {
+        second = CallerThread::start(client.clone(), backend.clone());
+    }
+    first.calls(2).await;
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+    second.calls(2).await;
+    assert_eq!(
+        s.accepted.load(Ordering::SeqCst),
+        2,
+        "the second thread opened its own connection"
+    );
+    first.calls(3).await;
+    second.calls(3).await;
+    assert_eq!(
+        s.accepted.load(Ordering::SeqCst),
+        2,
+        "each thread took its own connection back"
+    );
+    assert_eq!(client.idle_connections(&backend), 2);
+}
+
 #[tokio::test]
 async fn an_answers_headers_never_reach_the_next_request() {
     let (s, client, backend) = set_up(Mode::KeepAlive).await;
