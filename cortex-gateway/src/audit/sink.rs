@@ -1,17 +1,28 @@
-//! Where lines go: a bounded in-memory queue drained by one writer thread,
-//! so a slow disk or pipe never delays a request. When the queue is full,
+//! Where lines go: bounded in-memory buffers drained by one writer thread,
+//! so a slow disk or pipe never delays a request. When a buffer is full,
 //! lines are counted as dropped (and the count logged) instead of blocking.
 //!
 //! Why a thread and not a task: a busy gateway writes thousands of lines a
 //! second. Waking a writer task for each line, and sending each write
 //! through Tokio's blocking pool (`tokio::fs`), cost two or three thread
 //! hand-offs per request, the largest single cost of a `tools/call` in
-//! `docs/performance.md`. Here a request only pushes onto the queue; the
-//! writer is woken by the first line after an idle spell, then, while lines
-//! keep coming, wakes on its own every [`FLUSH_INTERVAL`] and writes
-//! everything queued in one go. A line is therefore written at most
+//! `docs/performance.md`. Here a request only appends its line to a buffer;
+//! the writer is woken by the first line after an idle spell, then, while
+//! lines keep coming, wakes on its own every [`FLUSH_INTERVAL`] and writes
+//! everything buffered in one go. A line is therefore written at most
 //! [`FLUSH_INTERVAL`] after its request ended (at once when the gateway is
 //! quiet), and [`AuditSink::flush`] writes at once (shutdown).
+//!
+//! Each line is serialized by the thread that served the request, into a
+//! buffer of that thread's slot ([`crate::thread_slot`]), and the record is
+//! freed there too. The writer only swaps buffers and writes bytes. When
+//! the writer serialized the records itself, it took a core for a burst of
+//! a few hundred lines every 10 ms, stalling every connection of the serving
+//! thread it displaced (the benchmark's p99), and freed memory allocated by
+//! other threads, which takes their allocator's lock. The lines of one
+//! flush are grouped by serving thread, so two requests served on different
+//! threads within the same 10 ms may be written out of order; each line
+//! carries its own time (`ts`).
 
 use std::{
     io::Write,
@@ -28,7 +39,7 @@ use tokio::sync::oneshot;
 
 use super::AuditRecord;
 
-/// Lines that may wait for the writer.
+/// Lines that may wait for the writer, per serving thread.
 pub const QUEUE: usize = 8192;
 
 /// The longest a line waits in the queue while the gateway is busy.
@@ -48,7 +59,11 @@ struct Handle {
 
 #[derive(Debug)]
 struct Shared {
-    queue: Mutex<Queue>,
+    /// Serialized lines waiting for the writer, one buffer per thread slot.
+    slots: Box<[Slot]>,
+    control: Mutex<Control>,
+    /// No more lines are taken (the last sink is gone, or no writer).
+    closed: AtomicBool,
     /// The writer is parked without a deadline (nothing was queued): the
     /// next line must wake it.
     idle: AtomicBool,
@@ -56,9 +71,22 @@ struct Shared {
     dropped: Arc<AtomicU64>,
 }
 
+/// One thread slot's waiting lines, on cache lines of their own.
 #[derive(Debug, Default)]
-struct Queue {
-    lines: Vec<AuditRecord>,
+#[repr(align(128))]
+struct Slot {
+    pending: Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Lines, each ending in `\n`.
+    bytes: Vec<u8>,
+    lines: usize,
+}
+
+#[derive(Debug, Default)]
+struct Control {
     flushes: Vec<oneshot::Sender<()>>,
     closed: bool,
 }
@@ -114,7 +142,9 @@ impl AuditSink {
     /// Lines written to any writer, by a thread of their own.
     pub fn spawn<W: Write + Send + 'static>(out: W) -> (Self, AuditWriter) {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            slots: (0..crate::THREAD_SLOTS).map(|_| Slot::default()).collect(),
+            control: Mutex::new(Control::default()),
+            closed: AtomicBool::new(false),
             idle: AtomicBool::new(false),
             writer: OnceLock::new(),
             dropped: Arc::new(AtomicU64::new(0)),
@@ -135,7 +165,7 @@ impl AuditSink {
                 // Without a writer every line counts as dropped (and the
                 // metrics say so) rather than piling up in memory.
                 tracing::error!("cannot start the audit writer thread: {e}");
-                shared.lock().closed = true;
+                shared.close();
             }
         }
         (
@@ -146,29 +176,30 @@ impl AuditSink {
         )
     }
 
-    /// Queues one line; never waits for the output.
+    /// Serializes one line into the calling thread's buffer; never waits
+    /// for the output.
     pub fn write(&self, record: AuditRecord) {
         let shared = &self.handle.shared;
-        let queued = {
-            let mut queue = shared.lock();
-            if queue.closed || queue.lines.len() >= QUEUE {
+        let queued = !shared.closed.load(Ordering::Acquire) && {
+            let mut pending = lock(&shared.slots[crate::thread_slot()].pending);
+            if pending.lines >= QUEUE {
                 false
             } else {
-                queue.lines.push(record);
+                record.write_json(&mut pending.bytes);
+                pending.bytes.push(b'\n');
+                pending.lines += 1;
                 true
             }
         };
+        // The record is freed here, on the thread that allocated it.
+        drop(record);
         if !queued {
-            let n = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::error!(
-                    dropped = n,
-                    "audit lines dropped: the audit output cannot keep up; use a faster disk or pipe"
-                );
-            }
+            shared.count_dropped(1, "the audit output cannot keep up; use a faster disk or pipe");
             return;
         }
-        if shared.idle.swap(false, Ordering::AcqRel) {
+        // Read first: the flag is written only when the writer goes idle,
+        // so a busy gateway's threads do not write it on every line.
+        if shared.idle.load(Ordering::Acquire) && shared.idle.swap(false, Ordering::AcqRel) {
             shared.wake();
         }
     }
@@ -184,11 +215,11 @@ impl AuditSink {
         let shared = &self.handle.shared;
         let (done, wait) = oneshot::channel();
         {
-            let mut queue = shared.lock();
-            if queue.closed {
+            let mut control = lock(&shared.control);
+            if control.closed {
                 return;
             }
-            queue.flushes.push(done);
+            control.flushes.push(done);
         }
         shared.wake();
         let _ = wait.await;
@@ -202,14 +233,19 @@ impl AuditSink {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        self.shared.close();
         self.shared.wake();
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn close(&self) {
+        lock(&self.control).closed = true;
+        self.closed.store(true, Ordering::Release);
     }
 
     fn wake(&self) {
@@ -217,31 +253,52 @@ impl Shared {
             t.unpark();
         }
     }
+
+    fn count_dropped(&self, lines: u64, why: &str) {
+        let before = self.dropped.fetch_add(lines, Ordering::Relaxed);
+        // Logged when the count passes a power of two: rarely, but it grows.
+        if (before + lines).ilog2() != before.checked_ilog2().unwrap_or(u32::MAX) {
+            tracing::error!(dropped = before + lines, "audit lines dropped: {why}");
+        }
+    }
+
+    /// Whether any slot holds lines, or a flush or the close is waiting.
+    fn pending(&self) -> bool {
+        let control = lock(&self.control);
+        control.closed
+            || !control.flushes.is_empty()
+            || self.slots.iter().any(|s| lock(&s.pending).lines > 0)
+    }
 }
 
 fn write_lines<W: Write>(shared: &Shared, out: W) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut lines = Vec::new();
+    // Swapped with a slot's buffer, so both keep their capacity.
+    let mut batch = Vec::new();
     let mut flushes = Vec::new();
-    let mut line = Vec::with_capacity(512);
     loop {
+        // Flushes and the close are taken before the buffers: every line
+        // queued before `flush` was called is in a buffer by now.
         let closed = {
-            let mut queue = shared.lock();
-            std::mem::swap(&mut lines, &mut queue.lines);
-            std::mem::swap(&mut flushes, &mut queue.flushes);
-            queue.closed
+            let mut control = lock(&shared.control);
+            std::mem::swap(&mut flushes, &mut control.flushes);
+            control.closed
         };
-        let busy = !lines.is_empty();
-        for record in lines.drain(..) {
-            line.clear();
-            record.write_json(&mut line);
-            line.push(b'\n');
-            if let Err(e) = out.write_all(&line) {
-                let n = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::error!(dropped = n, "cannot write an audit line: {e}");
+        let mut busy = false;
+        for slot in &shared.slots {
+            let lines = {
+                let mut pending = lock(&slot.pending);
+                if pending.lines == 0 {
+                    continue;
                 }
+                std::mem::swap(&mut batch, &mut pending.bytes);
+                std::mem::take(&mut pending.lines)
+            };
+            busy = true;
+            if let Err(e) = out.write_all(&batch) {
+                shared.count_dropped(lines as u64, &format!("cannot write them: {e}"));
             }
+            batch.clear();
         }
         if busy && let Err(e) = out.flush() {
             tracing::error!("cannot flush the audit output: {e}");
@@ -258,13 +315,9 @@ fn write_lines<W: Write>(shared: &Shared, out: W) {
             std::thread::park_timeout(FLUSH_INTERVAL);
         } else {
             shared.idle.store(true, Ordering::Release);
-            // A line queued between the swap above and `idle` being set
-            // would find `idle` false and not wake us: look once more.
-            let pending = {
-                let queue = shared.lock();
-                !queue.lines.is_empty() || !queue.flushes.is_empty() || queue.closed
-            };
-            if pending {
+            // A line queued after the buffers were read but before `idle`
+            // was set would find `idle` false and not wake us: look again.
+            if shared.pending() {
                 shared.idle.store(false, Ordering::Release);
             } else {
                 std::thread::park();
