@@ -194,7 +194,10 @@ impl AuditSink {
         // The record is freed here, on the thread that allocated it.
         drop(record);
         if !queued {
-            shared.count_dropped(1, "the audit output cannot keep up; use a faster disk or pipe");
+            shared.count_dropped(
+                1,
+                "the audit output cannot keep up; use a faster disk or pipe",
+            );
             return;
         }
         // Read first: the flag is written only when the writer goes idle,

@@ -18,7 +18,7 @@ use std::{
 
 use axum::{
     Router,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::Method,
     response::Response,
 };
@@ -53,6 +53,20 @@ impl MakeFront {
                 path: inner.mcp_path(),
                 inner,
                 router,
+            }),
+        }
+    }
+
+    /// A copy for one serving thread: the same gateway, but a reference
+    /// count of its own, so that the clone each request makes is not a
+    /// write to memory every serving thread writes.
+    pub(crate) fn for_thread(&self) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                inner: self.shared.inner.clone(),
+                perimeter: self.shared.perimeter.clone(),
+                router: self.shared.router.clone(),
+                path: self.shared.path.clone(),
             }),
         }
     }
@@ -92,11 +106,10 @@ impl Service<Request> for Front {
             let shared = self.shared.clone();
             let peer = Some(self.peer.ip());
             return Box::pin(async move {
-                let inner = shared.inner.clone();
                 Ok(shared
                     .perimeter
                     .run_from(request, peer, |request| {
-                        super::post_mcp(State(inner), request)
+                        super::post_mcp_on(&shared.inner, request)
                     })
                     .await)
             });

@@ -254,11 +254,18 @@ fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> Cal
 }
 
 async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+    post_mcp_on(&inner, request).await
+}
+
+/// `POST` on the MCP path, borrowing the gateway (the served hot path
+/// calls this directly, so no reference count shared by every serving
+/// thread is written per request).
+pub(crate) async fn post_mcp_on(inner: &Arc<Inner>, request: Request) -> Response {
     // Taken apart rather than extracted: the `HeaderMap` extractor clones
     // every header, and the body is read only once the caller is admitted.
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let caller = match admit(&inner, &headers).await {
+    let caller = match admit(inner, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -267,9 +274,9 @@ async fn post_mcp(State(inner): State<Arc<Inner>>, request: Request) -> Response
         Err(r) => return r,
     };
     if let Some(call) = ModernCall::read(&body) {
-        return modern_call(&inner, headers, caller, call).await;
+        return modern_call(inner, headers, caller, call).await;
     }
-    let response = post_general(&inner, &headers, caller, &body).await;
+    let response = post_general(inner, &headers, caller, &body).await;
     with_header_map(response, headers)
 }
 

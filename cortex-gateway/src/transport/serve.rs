@@ -153,6 +153,7 @@ fn start_thread(
         .name(format!("cortex-worker-{index}"))
         .spawn(move || {
             crate::claim_thread_slot(index);
+            let make = make.for_thread();
             runtime.block_on(async move {
                 // This thread's connections hold `local`; the thread holds
                 // `drain` until they are all gone.
