@@ -709,4 +709,21 @@ mod tests {
             "CORTEX_BACKEND_CRM_TIMEOUT_MS"
         );
     }
+
+    #[test]
+    fn workers_from_the_environment_and_toml() {
+        assert_eq!(GatewayConfig::from_env_map(&base()).unwrap().workers, None);
+        let mut env = base();
+        env.insert("CORTEX_WORKERS".into(), "3".into());
+        let c = GatewayConfig::from_env_map(&env).unwrap();
+        assert_eq!(c.workers, Some(3));
+        let again = GatewayConfig::from_toml_str(&c.masked_toml()).unwrap();
+        assert_eq!(again.workers, Some(3), "{}", c.masked_toml());
+        env.insert("CORTEX_WORKERS".into(), "0".into());
+        assert_eq!(GatewayConfig::from_env_map(&env).unwrap().workers, Some(0));
+        env.insert("CORTEX_WORKERS".into(), "all".into());
+        let e = GatewayConfig::from_env_map(&env).unwrap_err();
+        assert_eq!(e.variable, "CORTEX_WORKERS");
+        assert!(e.problem.contains("whole number"), "{}", e.problem);
+    }
 }

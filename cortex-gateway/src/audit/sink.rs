@@ -22,7 +22,7 @@
 //! other threads, which takes their allocator's lock. The lines of one
 //! flush are grouped by serving thread, so two requests served on different
 //! threads within the same 10 ms may be written out of order; each line
-//! carries its own time (`ts`).
+//! carries its own `time`.
 
 use std::{
     io::Write,
@@ -369,6 +369,42 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// Lines from several serving threads (each with a buffer of its own)
+    /// are all written, and each thread's lines in the order it wrote them.
+    #[tokio::test]
+    async fn every_threads_lines_are_written_in_that_threads_order() {
+        let path =
+            crate::integrity::temp_path("audit-threads").with_file_name("audit-threads.jsonl");
+        let (sink, writer) = AuditSink::file(&path).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..3u16 {
+                let sink = &sink;
+                scope.spawn(move || {
+                    crate::claim_thread_slot(usize::from(thread) + 1);
+                    for n in 0..500 {
+                        let mut r = record(200 + thread);
+                        r.response_bytes = Some(n);
+                        sink.write(r);
+                    }
+                });
+            }
+        });
+        drop(sink);
+        writer.finish().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut next = [0u64; 3];
+        for line in text.lines() {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            let thread = usize::from(line["status"].as_u64().unwrap() as u16 - 200);
+            assert_eq!(
+                line["response_bytes"], next[thread],
+                "thread {thread}: {line}"
+            );
+            next[thread] += 1;
+        }
+        assert_eq!(next, [500, 500, 500], "every line of every thread");
     }
 
     /// A line written while the gateway is quiet reaches the output without
