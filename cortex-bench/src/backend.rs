@@ -124,11 +124,11 @@ pub(crate) async fn run(args: BackendArgs) -> anyhow::Result<()> {
         map.insert(format!("/b{i}{DEFAULT_PATH}"), backend);
     }
     let backends: Backends = Arc::new(map);
-    crate::serve::serve_loopback(move |request| {
+    let handler = move |request| {
         let backends = backends.clone();
         async move { Ok::<_, Infallible>(answer(&backends, request).await) }
-    })
-    .await
+    };
+    crate::serve::serve_loopback(crate::serve::Threads::Shared, move || handler.clone()).await
 }
 
 async fn answer(backends: &Backends, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -53,11 +53,12 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             async move { Ok::<_, Infallible>(forward(&client, &authority, request).await) }
         }
     };
-    if args.shared_runtime {
-        crate::serve::serve_loopback(make()).await
+    let threads = if args.shared_runtime {
+        crate::serve::Threads::Shared
     } else {
-        crate::serve::serve_loopback_per_thread(make).await
-    }
+        crate::serve::Threads::PerCpu
+    };
+    crate::serve::serve_loopback(threads, make).await
 }
 
 async fn forward(

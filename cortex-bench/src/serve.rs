@@ -13,31 +13,22 @@ use tokio::{
 /// The line a role prints on stdout once it accepts connections.
 pub(crate) const READY_PREFIX: &str = "listening on http://";
 
-/// Binds `127.0.0.1:0`, prints `listening on http://ADDR`, and serves every
-/// connection with `handler` until the process is killed.
-pub(crate) async fn serve_loopback<F, Fut, B, E>(handler: F) -> anyhow::Result<()>
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    announce(listener.local_addr()?)?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, handler.clone()));
-    }
+/// Where a role serves its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// As tasks of the process's multi-threaded runtime.
+    Shared,
+    /// The way `cortex-gateway serve` runs: one thread per CPU, each with a
+    /// single-threaded runtime of its own and its own handler from `make`
+    /// (so its own client pool), each accepted connection handed to the
+    /// threads in turn for its whole life.
+    PerCpu,
 }
 
-/// Like [`serve_loopback`], but the way `cortex-gateway serve` runs: one
-/// thread per CPU, each with a single-threaded runtime of its own and its
-/// own handler from `make` (so its own client pool), and each accepted
-/// connection handed to the threads in turn for its whole life.
-pub(crate) async fn serve_loopback_per_thread<M, F, Fut, B, E>(make: M) -> anyhow::Result<()>
+/// Binds `127.0.0.1:0`, prints `listening on http://ADDR`, and serves every
+/// keep-alive HTTP/1.1 connection with a handler from `make` (called once,
+/// or once per thread) until the process is killed.
+pub(crate) async fn serve_loopback<M, F, Fut, B, E>(threads: Threads, make: M) -> anyhow::Result<()>
 where
     M: Fn() -> F + Send + Sync + 'static,
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -47,11 +38,27 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    // A client closing its connection is the normal end of a run.
+    let connection = |stream: TcpStream, handler: F| async move {
+        let _ = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service_fn(handler))
+            .await;
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if threads == Threads::Shared {
+        let handler = make();
+        announce(listener.local_addr()?)?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(connection(stream, handler.clone()));
+        }
+    }
+    let count = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let make = Arc::new(make);
-    let mut lanes = Vec::with_capacity(threads);
-    for index in 0..threads {
+    let mut lanes = Vec::with_capacity(count);
+    for index in 0..count {
         let (lane, mut accepted) = mpsc::unbounded_channel::<std::net::TcpStream>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -72,7 +79,7 @@ where
         lanes.push(lane);
     }
     announce(listener.local_addr()?)?;
-    for next in (0..threads).cycle() {
+    for next in (0..count).cycle() {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         lanes[next]
@@ -80,24 +87,6 @@ where
             .map_err(|_| anyhow::anyhow!("serving thread {next} has stopped"))?;
     }
     Ok(())
-}
-
-/// Serves one keep-alive HTTP/1.1 connection with `handler`.
-async fn connection<F, Fut, B, E>(stream: TcpStream, handler: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    E: Into<Box<dyn StdError + Send + Sync>> + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let service = service_fn(handler);
-    // A client closing its connection is the normal end of a run.
-    let _ = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
 }
 
 /// Ends this process when its standard input closes: the driver holds the

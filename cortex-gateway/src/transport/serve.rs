@@ -347,6 +347,12 @@ mod tests {
         (c.clone(), Waker::from(c))
     }
 
+    type CountedWaker = (Arc<Counted>, Waker);
+
+    fn stop_and_two_wakers() -> (Arc<Stop>, CountedWaker, CountedWaker) {
+        (Arc::new(Stop::default()), counted(), counted())
+    }
+
     fn poll(signal: &mut StopSignal, waker: &Waker) -> Poll<()> {
         Pin::new(signal).poll(&mut Context::from_waker(waker))
     }
@@ -357,9 +363,7 @@ mod tests {
 
     #[test]
     fn a_stop_wakes_the_waiting_connections_and_a_closed_one_is_forgotten() {
-        let stop = Arc::new(Stop::default());
-        let (a_count, a) = counted();
-        let (b_count, b) = counted();
+        let (stop, (a_count, a), (b_count, b)) = stop_and_two_wakers();
         let mut first = stop.signal();
         let mut second = stop.signal();
         assert!(poll(&mut first, &a).is_pending());
@@ -384,9 +388,7 @@ mod tests {
 
     #[test]
     fn the_latest_waker_is_the_one_woken() {
-        let stop = Arc::new(Stop::default());
-        let (old_count, old) = counted();
-        let (new_count, new) = counted();
+        let (stop, (old_count, old), (new_count, new)) = stop_and_two_wakers();
         let mut signal = stop.signal();
         assert!(poll(&mut signal, &old).is_pending());
         assert!(poll(&mut signal, &new).is_pending());
