@@ -94,6 +94,12 @@ pub(crate) async fn run(
             .map(|i| start_thread(i, make.clone(), stop.clone(), drain.clone()))
             .collect::<io::Result<Vec<_>>>()?,
     };
+    match workers {
+        Workers::Caller => tracing::info!("serving connections on the calling runtime"),
+        Workers::Threads(n) => {
+            tracing::info!("serving connections on {n} threads (CORTEX_WORKERS)")
+        }
+    }
     let mut next = 0;
     loop {
         let accepted = tokio::select! {
