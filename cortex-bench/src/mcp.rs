@@ -111,9 +111,29 @@ pub(crate) fn check_call(body: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A `tools/list` request as the official clients send it: their HTTP
+/// stacks (Node's `fetch`, Python's `httpx`) ask for gzip.
+pub(crate) fn list(params: Value, token: &str) -> anyhow::Result<Template> {
+    modern("tools/list", params, token)?.header("accept-encoding", "gzip, deflate")
+}
+
+/// `body`, gunzipped when it is gzip (by its magic bytes).
+pub(crate) fn decoded(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    use std::io::Read as _;
+    if !body.starts_with(&[0x1f, 0x8b]) {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the gzip answer does not decode: {e}"))?;
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 /// The answer lists the read tool.
 pub(crate) fn check_list(body: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(body);
+    let body = decoded(body)?;
+    let text = String::from_utf8_lossy(&body);
     if text.contains("\"error\"") || !text.contains(READ_TOOL) {
         return Err("the tool list lacks read_item".into());
     }

@@ -492,7 +492,8 @@ async fn count_tools(addr: SocketAddr, token: &str) -> anyhow::Result<usize> {
             Some(c) => json!({"cursor": c}),
             None => json!({}),
         };
-        let body = one_request(addr, &mcp::modern("tools/list", params, token)?).await?;
+        let body = one_request(addr, &mcp::list(params, token)?).await?;
+        let body = mcp::decoded(&body).map_err(anyhow::Error::msg)?;
         let value: Value =
             serde_json::from_slice(&body).context("tools/list answer is not JSON")?;
         let result = value
@@ -526,7 +527,7 @@ async fn list(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     let small_count = count_tools(small.addr(), &token).await?;
     let large_count = count_tools(large.addr(), &token).await?;
     println!("\ncatalogs as the caller sees them: {small_count} and {large_count} tools");
-    let request = || mcp::modern("tools/list", mcp::list_params(), &token);
+    let request = || mcp::list(mcp::list_params(), &token);
     let variants = [
         Variant::new(
             &format!("tools/list, {small_count} tools"),
@@ -539,6 +540,13 @@ async fn list(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
             &format!("tools/list, {large_count} tools (50 backends)"),
             large.addr(),
             Source::same(request()?),
+            mcp::check_list,
+        )
+        .hop(large),
+        Variant::new(
+            &format!("tools/list, {large_count} tools, no gzip (reference)"),
+            large.addr(),
+            Source::same(mcp::modern("tools/list", mcp::list_params(), &token)?),
             mcp::check_list,
         )
         .hop(large),
@@ -568,7 +576,7 @@ async fn token(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     let Some(gw) = &bench.small_gateway else {
         bail!("the gateway of the token scenario did not start");
     };
-    let template = mcp::modern("tools/list", mcp::list_params(), &token)?;
+    let template = mcp::list(mcp::list_params(), &token)?;
     let sources = fresh
         .chunks(per_round)
         .map(|chunk| Source::fresh_tokens(template.clone(), chunk).map(Arc::new))

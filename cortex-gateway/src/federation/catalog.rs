@@ -110,7 +110,7 @@ pub struct Catalog {
     /// Name clashes caused by an unprefixed backend (refused at start).
     pub unprefixed_clashes: Vec<String>,
     renders: Mutex<HashMap<RenderKey, Arc<Vec<Value>>>>,
-    pages: Mutex<HashMap<PageKey, Bytes>>,
+    pages: Mutex<HashMap<PageKey, Arc<Page>>>,
 }
 
 /// The normalized cache key of a caller's view: sorted, deduplicated scopes
@@ -439,7 +439,7 @@ impl Catalog {
         revision: &'static str,
         offset: usize,
         build: impl FnOnce() -> Vec<u8>,
-    ) -> Bytes {
+    ) -> Arc<Page> {
         let key = (
             render_key(granted, backends, compact_mode),
             revision,
@@ -453,13 +453,13 @@ impl Catalog {
         {
             return hit.clone();
         }
-        let bytes = Bytes::from(build());
+        let page = Arc::new(Page::new(Bytes::from(build())));
         let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         if pages.len() > 4096 {
             pages.clear();
         }
-        pages.insert(key, bytes.clone());
-        bytes
+        pages.insert(key, page.clone());
+        page
     }
 
     /// A fingerprint of each list, to tell whether a refresh changed it.
@@ -492,6 +492,68 @@ impl Catalog {
                     .map(|t| format!("{}{}", t.scope, t.definition)),
             ),
         )
+    }
+}
+
+/// A serialized `tools/list` result page, and the same bytes compressed
+/// for clients that accept gzip (made the first time one asks).
+pub struct Page {
+    /// The result object, serialized.
+    pub json: Bytes,
+    deflated: std::sync::OnceLock<Deflated>,
+}
+
+/// A page as raw deflate blocks that end on a sync flush (byte-aligned,
+/// no final block), with the CRC-32 state of its bytes: a response puts it
+/// between blocks of its own (the JSON-RPC envelope) without compressing
+/// the page again or the envelope with it.
+pub(crate) struct Deflated {
+    /// The deflate blocks.
+    pub(crate) blocks: Bytes,
+    /// The CRC-32 of the page's uncompressed bytes, to be combined.
+    pub(crate) crc: crc32fast::Hasher,
+}
+
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("bytes", &self.json.len())
+            .field("deflated", &self.deflated.get().map(|d| d.blocks.len()))
+            .finish()
+    }
+}
+
+impl Page {
+    /// A page outside any catalog (tests).
+    #[doc(hidden)]
+    pub fn for_tests(json: Bytes) -> Self {
+        Self::new(json)
+    }
+
+    fn new(json: Bytes) -> Self {
+        Self {
+            json,
+            deflated: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The page compressed (once; about a millisecond for 100 tools).
+    pub(crate) fn deflated(&self) -> &Deflated {
+        self.deflated.get_or_init(|| {
+            use std::io::Write as _;
+            let mut encoder = flate2::write::DeflateEncoder::new(
+                Vec::with_capacity(self.json.len() / 4 + 64),
+                flate2::Compression::default(),
+            );
+            // Writing into a Vec cannot fail; `flush` ends on a sync flush
+            // and, unlike `finish`, writes no final block.
+            let _ = encoder.write_all(&self.json);
+            let _ = encoder.flush();
+            let blocks = Bytes::from(encoder.get_ref().clone());
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&self.json);
+            Deflated { blocks, crc }
+        })
     }
 }
 

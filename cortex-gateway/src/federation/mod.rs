@@ -24,7 +24,7 @@ use cortex_backend::contract::{PromptList, ResourceTemplateList, ToolList, metho
 use tokio::sync::{broadcast, watch};
 
 pub use catalog::{
-    BUILTINS, BackendOffer, Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health,
+    BUILTINS, BackendOffer, Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health, Page,
     builtin_definitions, compact, scheme_of, valid_mcp_name,
 };
 

@@ -157,7 +157,7 @@ pub(crate) fn tools_list_bytes(
     inner: &Inner,
     ctx: &CallCtx,
     params: &Value,
-) -> Result<bytes::Bytes, RpcError> {
+) -> Result<std::sync::Arc<crate::federation::Page>, RpcError> {
     let catalog = inner.federation.catalog();
     crate::audit::note(|r| r.method = Some("tools/list".into()));
     let filter = ctx.backends_filter.as_deref();

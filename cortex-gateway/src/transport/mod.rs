@@ -3,6 +3,7 @@
 //! check; the RFC 9728 metadata routes; `/healthz` and `/readyz`.
 
 mod front;
+mod gzip;
 mod serve;
 mod sse;
 
@@ -94,6 +95,37 @@ fn raw_result_in(id: &Value, result: Bytes, headers: HeaderMap) -> Response {
         HeaderValue::from_static("application/json"),
     );
     *r.headers_mut() = headers;
+    r
+}
+
+/// A `tools/list` page in its envelope: gzip-compressed when the client
+/// accepts it and the page is large enough to gain (the page compressed
+/// once, see `gzip.rs`), as it is otherwise. Either way the answer says
+/// that it varies with `Accept-Encoding`.
+fn list_response(id: &Value, page: &crate::federation::Page, gzip: bool) -> Response {
+    let open = envelope_open(id);
+    let wrapped = (gzip && page.json.len() >= gzip::MIN_BYTES)
+        .then(|| gzip::wrap(&open, page, b"}"))
+        .flatten();
+    let mut r = match wrapped {
+        Some(parts) => {
+            let mut r = Response::new(Body::new(Parts::new(parts)));
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        None => Response::new(Body::new(Parts::new([
+            open,
+            page.json.clone(),
+            Bytes::from_static(b"}"),
+        ]))),
+    };
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     r
 }
 
@@ -384,7 +416,9 @@ async fn modern_post(
         return crate::controls::hold_slot(sse::listen_stream(inner, id, filter, revision), slot);
     }
     let ctx = call_ctx(headers, caller, revision);
-    if let Some(response) = fast_path(inner, &ctx, &id, &method, &params).await {
+    if let Some(response) =
+        fast_path(inner, &ctx, &id, &method, &params, gzip::accepted(headers)).await
+    {
         return response;
     }
     match methods::dispatch(inner, &ctx, &method, &params).await {
@@ -535,7 +569,8 @@ async fn legacy_post(
         single => {
             let incoming = classify(single);
             if let Ok(Incoming::Request { id, method, params }) = &incoming
-                && let Some(response) = fast_path(inner, &ctx, id, method, params).await
+                && let Some(response) =
+                    fast_path(inner, &ctx, id, method, params, gzip::accepted(headers)).await
             {
                 return response;
             }
@@ -553,9 +588,13 @@ async fn fast_path(
     id: &Value,
     method: &str,
     params: &Value,
+    gzip: bool,
 ) -> Option<Response> {
     Some(match method {
-        "tools/list" => raw_result(id, methods::tools_list_bytes(inner, ctx, params)),
+        "tools/list" => match methods::tools_list_bytes(inner, ctx, params) {
+            Ok(page) => list_response(id, &page, gzip),
+            Err(e) => rpc_error(StatusCode::OK, Some(id), e),
+        },
         "tools/call" => raw_result(
             id,
             methods::tools_call_bytes(inner, ctx, CallParams::of(params)).await,

@@ -242,6 +242,24 @@ impl Client {
         }
     }
 
+    /// Sends `body` and returns the status, the headers and the body's raw
+    /// bytes (not decoded in any way).
+    pub(crate) async fn post_bytes(
+        &self,
+        body: &Value,
+        headers: &[(String, String)],
+    ) -> (StatusCode, HeaderMap, bytes::Bytes) {
+        let mut b = self
+            .request_builder(reqwest::Method::POST)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        let r = b.send().await.unwrap();
+        (r.status(), r.headers().clone(), r.bytes().await.unwrap())
+    }
+
     /// The body of a request in this client's era, with its headers.
     pub(crate) fn envelope(
         &mut self,

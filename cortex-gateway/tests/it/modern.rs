@@ -332,3 +332,54 @@ fn header_names(headers: &axum::http::HeaderMap) -> Vec<String> {
     names.dedup();
     names
 }
+
+/// A client that accepts gzip gets the `tools/list` page compressed (the
+/// same JSON once decoded, checked with a standard decoder, so the CRC and
+/// length too); one that does not, or refuses it with `q=0`, gets it plain.
+/// Both are told that the answer varies with `Accept-Encoding`.
+#[tokio::test]
+async fn tools_list_is_gzipped_for_clients_that_accept_it() {
+    use std::io::Read as _;
+    let w = World::start().await;
+    let c = Client::modern(&w.url, &w.token("ana", &["mcp:crm:read", "mcp:docs:read"]));
+    let mut c = c;
+    let (body, headers) = c.envelope("tools/list", json!({}));
+    let with = |encoding: Option<&str>| {
+        let mut h = headers.clone();
+        if let Some(e) = encoding {
+            h.push(("accept-encoding".into(), e.into()));
+        }
+        h
+    };
+    let (status, plain_headers, plain) = c.post_bytes(&body, &with(None)).await;
+    assert_eq!(status, 200);
+    assert!(plain_headers.get("content-encoding").is_none());
+    assert_eq!(plain_headers["vary"], "accept-encoding");
+    assert!(
+        plain.len() >= 1024,
+        "a page worth compressing: {}",
+        plain.len()
+    );
+    let (status, gz_headers, gz) = c.post_bytes(&body, &with(Some("gzip, deflate, br"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(gz_headers["content-encoding"], "gzip");
+    assert_eq!(gz_headers["vary"], "accept-encoding");
+    assert_eq!(
+        gz_headers["content-length"].to_str().unwrap(),
+        gz.len().to_string()
+    );
+    assert!(
+        gz.len() < plain.len() / 2,
+        "{} of {}",
+        gz.len(),
+        plain.len()
+    );
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut decoded)
+        .expect("a valid gzip stream");
+    assert_eq!(decoded, plain.to_vec());
+    let (_, refused_headers, refused) = c.post_bytes(&body, &with(Some("gzip;q=0"))).await;
+    assert!(refused_headers.get("content-encoding").is_none());
+    assert_eq!(refused, plain);
+}
