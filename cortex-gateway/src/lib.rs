@@ -254,13 +254,7 @@ impl Gateway {
         // POST on the MCP path skips the router (same perimeter, same
         // handler); every other request is routed.
         let app = transport::MakeFront::new(self.inner.clone(), self.router());
-        let workers = match self.inner.config.workers {
-            None => transport::Workers::per_cpu(),
-            Some(0) => transport::Workers::Caller,
-            Some(n) => {
-                transport::Workers::Threads(n.try_into().unwrap_or(std::num::NonZeroUsize::MIN))
-            }
-        };
+        let workers = transport::Workers::from_setting(self.inner.config.workers);
         let serving = transport::serve(listener, app, workers, self.inner.shutdown.subscribe());
         let inner = self.inner.clone();
         // Sets the flag the accept loop, the connections and the streams
@@ -343,6 +337,12 @@ pub(crate) fn thread_slot() -> usize {
 /// Gives the calling thread slot `index` (modulo [`THREAD_SLOTS`]).
 pub(crate) fn claim_thread_slot(index: usize) {
     SLOT.with(|slot| slot.set(Some(index % THREAD_SLOTS)));
+}
+
+/// Locks `mutex`, taking the data even if a thread panicked while holding
+/// it (every value kept behind these locks stays valid between statements).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The largest header map kept for reuse; a larger one (a message with

@@ -38,6 +38,7 @@ use std::{
 use tokio::sync::oneshot;
 
 use super::AuditRecord;
+use crate::lock;
 
 /// Lines that may wait for the writer, per serving thread.
 pub const QUEUE: usize = 8192;
@@ -239,10 +240,6 @@ impl Drop for Handle {
         self.shared.close();
         self.shared.wake();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

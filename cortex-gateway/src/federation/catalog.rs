@@ -524,13 +524,7 @@ impl std::fmt::Debug for Page {
 }
 
 impl Page {
-    /// A page outside any catalog (tests).
-    #[doc(hidden)]
-    pub fn for_tests(json: Bytes) -> Self {
-        Self::new(json)
-    }
-
-    fn new(json: Bytes) -> Self {
+    pub(crate) fn new(json: Bytes) -> Self {
         Self {
             json,
             deflated: std::sync::OnceLock::new(),

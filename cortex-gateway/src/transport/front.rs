@@ -89,6 +89,13 @@ pub(crate) struct Front {
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
+impl Front {
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
 impl Service<Request> for Front {
     type Response = Response;
     type Error = Infallible;

@@ -19,7 +19,7 @@ use crate::federation::Page;
 
 /// Pages smaller than this are sent as they are: compressing a few hundred
 /// bytes saves less than it costs.
-pub(crate) const MIN_BYTES: usize = 1024;
+const MIN_BYTES: usize = 1024;
 
 /// Whether `Accept-Encoding` lists `gzip` (or `x-gzip`) with a non-zero
 /// quality. `*` is not taken as gzip: a client that wants it says so, as
@@ -47,10 +47,14 @@ pub(crate) fn accepted(headers: &HeaderMap) -> bool {
 }
 
 /// The gzip stream of `open`, `page` and `close`, in three buffers (the
-/// middle one shared with every response of the page); `None` when `open`
-/// or `close` does not fit one stored block.
+/// middle one shared with every response of the page); `None` when the
+/// page is below [`MIN_BYTES`] or `open` or `close` does not fit one
+/// stored block.
 pub(crate) fn wrap(open: &[u8], page: &Page, close: &'static [u8]) -> Option<[Bytes; 3]> {
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    if page.json.len() < MIN_BYTES {
+        return None;
+    }
     let open_len = u16::try_from(open.len()).ok()?;
     let close_len = u16::try_from(close.len()).ok()?;
     let deflated = page.deflated();
@@ -102,7 +106,7 @@ mod tests {
                 format!(r#"{{"name":"tool_{i}","inputSchema":{{"type":"object"}}}},"#).into_bytes()
             })
             .collect();
-        let page = Page::for_tests(Bytes::from(json.clone()));
+        let page = Page::new(Bytes::from(json.clone()));
         for open in [
             &br#"{"jsonrpc":"2.0","id":1,"result":"#[..],
             &[b'x'; 3000][..],

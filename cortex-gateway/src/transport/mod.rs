@@ -87,8 +87,23 @@ fn raw_result_response(id: &Value, result: Bytes) -> Response {
 /// [`raw_result_response`] with `headers` (emptied) as the response's
 /// header map when it is small enough to keep: see [`with_header_map`].
 fn raw_result_in(id: &Value, result: Bytes, headers: HeaderMap) -> Response {
-    let body = Parts::new([envelope_open(id), result, Bytes::from_static(b"}")]);
-    let mut r = Response::new(Body::new(body));
+    json_parts(
+        [
+            envelope_open(id),
+            result,
+            Bytes::from_static(ENVELOPE_CLOSE),
+        ],
+        headers,
+    )
+}
+
+/// What closes the envelope [`envelope_open`] opens.
+const ENVELOPE_CLOSE: &[u8] = b"}";
+
+/// A JSON answer whose body is `parts`, with `headers` (emptied) as its
+/// header map when it is small enough to keep: see [`with_header_map`].
+fn json_parts(parts: [Bytes; 3], headers: HeaderMap) -> Response {
+    let mut r = Response::new(Body::new(Parts::new(parts)));
     let mut headers = crate::reusable_header_map(headers).unwrap_or_default();
     headers.insert(
         header::CONTENT_TYPE,
@@ -104,28 +119,23 @@ fn raw_result_in(id: &Value, result: Bytes, headers: HeaderMap) -> Response {
 /// that it varies with `Accept-Encoding`.
 fn list_response(id: &Value, page: &crate::federation::Page, gzip: bool) -> Response {
     let open = envelope_open(id);
-    let wrapped = (gzip && page.json.len() >= gzip::MIN_BYTES)
-        .then(|| gzip::wrap(&open, page, b"}"))
-        .flatten();
-    let mut r = match wrapped {
+    let mut r = match gzip
+        .then(|| gzip::wrap(&open, page, ENVELOPE_CLOSE))
+        .flatten()
+    {
         Some(parts) => {
-            let mut r = Response::new(Body::new(Parts::new(parts)));
+            let mut r = json_parts(parts, HeaderMap::new());
             r.headers_mut()
                 .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             r
         }
-        None => Response::new(Body::new(Parts::new([
-            open,
-            page.json.clone(),
-            Bytes::from_static(b"}"),
-        ]))),
+        None => json_parts(
+            [open, page.json.clone(), Bytes::from_static(ENVELOPE_CLOSE)],
+            HeaderMap::new(),
+        ),
     };
-    let headers = r.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     r
 }
 

@@ -50,7 +50,8 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-use super::MakeFront;
+use super::{MakeFront, front::Front};
+use crate::lock;
 
 /// Where the gateway's connections run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +66,17 @@ pub(crate) enum Workers {
 }
 
 impl Workers {
-    /// One thread per CPU the process may use.
-    pub(crate) fn per_cpu() -> Self {
-        Self::Threads(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+    /// What the `workers` setting ([`crate::config::GatewayConfig::workers`])
+    /// asks for: `None`, one thread per CPU the process may use; `Some(0)`,
+    /// the calling runtime; `Some(n)`, `n` threads.
+    pub(crate) fn from_setting(workers: Option<usize>) -> Self {
+        match workers.map(NonZeroUsize::new) {
+            None => {
+                Self::Threads(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+            }
+            Some(None) => Self::Caller,
+            Some(Some(n)) => Self::Threads(n),
+        }
     }
 }
 
@@ -89,17 +98,17 @@ pub(crate) async fn run(
     let stop = Arc::new(Stop::default());
     let (drain, mut drained) = mpsc::channel::<()>(1);
     let lanes = match workers {
-        Workers::Caller => Vec::new(),
-        Workers::Threads(n) => (0..n.get())
-            .map(|i| start_thread(i, make.clone(), stop.clone(), drain.clone()))
-            .collect::<io::Result<Vec<_>>>()?,
-    };
-    match workers {
-        Workers::Caller => tracing::info!("serving connections on the calling runtime"),
-        Workers::Threads(n) => {
-            tracing::info!("serving connections on {n} threads (CORTEX_WORKERS)")
+        Workers::Caller => {
+            tracing::info!("serving connections on the calling runtime");
+            Vec::new()
         }
-    }
+        Workers::Threads(n) => {
+            tracing::info!("serving connections on {n} threads (CORTEX_WORKERS)");
+            (0..n.get())
+                .map(|i| start_thread(i, make.clone(), stop.clone(), drain.clone()))
+                .collect::<io::Result<Vec<_>>>()?
+        }
+    };
     let mut next = 0;
     loop {
         let accepted = tokio::select! {
@@ -119,8 +128,7 @@ pub(crate) async fn run(
         if lanes.is_empty() {
             tokio::spawn(connection(
                 stream,
-                peer,
-                make.clone(),
+                make.front(peer),
                 stop.signal(),
                 drain.clone(),
             ));
@@ -169,8 +177,7 @@ fn start_thread(
                         Ok(stream) => {
                             tokio::spawn(connection(
                                 stream,
-                                peer,
-                                make.clone(),
+                                make.front(peer),
                                 stop.signal(),
                                 local.clone(),
                             ));
@@ -191,17 +198,9 @@ fn start_thread(
 
 /// Serves one connection (HTTP/1.1, or HTTP/2 with prior knowledge) until
 /// it closes; on shutdown, finishes the request in progress first.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    make: MakeFront,
-    mut stop: StopSignal,
-    _drain: Drain,
-) {
-    let service = make
-        .front(peer)
-        .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
-    drop(make);
+async fn connection(stream: TcpStream, front: Front, mut stop: StopSignal, _drain: Drain) {
+    let peer = front.peer();
+    let service = front.map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
     let builder = auto::Builder::new(TokioExecutor::new());
     let mut conn =
         pin!(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
@@ -274,10 +273,6 @@ impl Stop {
             registered: None,
         }
     }
-}
-
-fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
-    waiting.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Resolves once [`Stop::trigger`] has run.

@@ -46,6 +46,7 @@ use hyper_util::{
 use tower::ServiceExt as _;
 
 use super::UpstreamError;
+use crate::lock;
 
 /// Idle connections kept per backend.
 pub const MAX_IDLE: usize = 128;
@@ -117,10 +118,6 @@ impl std::fmt::Debug for Pool {
             .field("idle", &self.idle_count())
             .finish()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a call got: the status and the whole body, or a sign that the
