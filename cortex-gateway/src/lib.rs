@@ -54,6 +54,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod controls;
+mod deadline;
 pub mod federation;
 pub mod integrity;
 pub mod introspection;
