@@ -651,7 +651,7 @@ where
             ),
         );
     }
-    match crate::deadline::within(limits.deadline, handler(request)).await {
+    match tokio::time::timeout(limits.deadline, handler(request)).await {
         Ok(response) => response,
         Err(_) => {
             audit::note_outcome("error", Some("deadline"));

@@ -54,7 +54,6 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod controls;
-mod deadline;
 pub mod federation;
 pub mod integrity;
 pub mod introspection;

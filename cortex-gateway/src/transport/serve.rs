@@ -169,8 +169,6 @@ fn start_thread(
             crate::claim_thread_slot(index);
             let make = make.for_thread();
             runtime.block_on(async move {
-                // Ends this thread's request deadlines and backend timeouts.
-                tokio::spawn(crate::deadline::sweep());
                 // This thread's connections hold `local`; the thread holds
                 // `drain` until they are all gone.
                 let (local, mut local_drained) = mpsc::channel::<()>(1);

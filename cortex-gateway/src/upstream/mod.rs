@@ -378,7 +378,7 @@ impl UpstreamClient {
         let exchanger = self.exchanger.as_ref().ok_or_else(|| {
             UpstreamError::Exchange("no client credentials are configured".into())
         })?;
-        let token = crate::deadline::within(timeout, exchanger.token_for(caller, backend))
+        let token = tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
             .await
             .map_err(|_| {
                 UpstreamError::Exchange("the token endpoint did not answer in time".into())
@@ -464,7 +464,7 @@ impl UpstreamClient {
         };
         // Not boxed: with the connect and HTTP/2 paths boxed, what is left
         // is small, and a box per call is one more allocation of a few KiB.
-        let (status, bytes) = crate::deadline::within(timeout, exchange)
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| UpstreamError::Timeout(timeout_ms))??;
         if (200..300).contains(&status) {
