@@ -47,8 +47,8 @@ fn strip_jsonc(text: &str) -> String {
 }
 
 fn tool_descriptor_example() -> Value {
-    let md = std::fs::read_to_string(root().join("../shared/contract.md"))
-        .expect("../shared/contract.md beside the repository");
+    let md = std::fs::read_to_string(root().join("docs/contract.md"))
+        .expect("docs/contract.md in the repository");
     let start = md
         .find("```jsonc")
         .expect("a jsonc block in contract.md §4")

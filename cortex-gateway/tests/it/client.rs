@@ -29,7 +29,7 @@ fn schemas() -> &'static Schemas {
         let mut files = HashMap::new();
         for rev in ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"] {
             let path = format!(
-                "{}/../../shared/mcp-schema/{rev}/schema.json",
+                "{}/../schemas/mcp/{rev}/schema.json",
                 env!("CARGO_MANIFEST_DIR")
             );
             let text = std::fs::read_to_string(&path)
