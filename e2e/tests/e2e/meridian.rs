@@ -43,7 +43,7 @@ const STAFFING_READ: [&str; 4] = [
     "staffing_list_hr_policies",
 ];
 
-/// The app tools a persona must see (design.md's table), sorted.
+/// The app tools a persona must see (the table in docs/architecture.md), sorted.
 pub(crate) fn expected_app_tools(persona: Persona) -> Vec<String> {
     let groups: Vec<&[&str]> = match persona {
         Persona::SalesRep => vec![&CRM_READ, &CRM_WRITE],

@@ -1,4 +1,4 @@
-//! The persona table of design.md, checked tool by tool through the
+//! The persona table of docs/architecture.md, checked tool by tool through the
 //! gateway's `tools/list`, and the difference between a gateway scope
 //! refusal and an app's own refusal.
 

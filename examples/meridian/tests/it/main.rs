@@ -1,6 +1,6 @@
 //! Meridian's one integration-test binary: the whole example started
 //! in-process on loopback, checked through the gateway (the persona table
-//! of design.md) and app by app (each app's own record rules).
+//! of docs/architecture.md) and app by app (each app's own record rules).
 
 mod apps;
 mod cli;
