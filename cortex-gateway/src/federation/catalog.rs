@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::{Arc, LazyLock, Mutex},
 };
 
 use bytes::Bytes;
@@ -14,6 +14,9 @@ use cortex_backend::{
     scopes,
 };
 use serde_json::{Map, Value, json};
+
+use super::cache::{BoundedCache, CacheUsage};
+use crate::lock;
 
 /// The names the gateway's own tools take; backend tools with these public
 /// names are masked.
@@ -84,12 +87,120 @@ pub enum Health {
     Down(String),
 }
 
-/// Which renderings are cached: (scope set, backend filter, compact mode).
-type RenderKey = (Vec<String>, Option<Vec<String>>, bool);
+/// Which renderings are cached: the caller's scope set (sorted,
+/// deduplicated), the backend filter as indices of known backends (sorted,
+/// deduplicated, unknown ids dropped), and compact mode. Built from known
+/// values only, so a caller cannot make two keys for one view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RenderKey {
+    scopes: Vec<String>,
+    filter: Option<Vec<u16>>,
+    compact: bool,
+}
+
+impl RenderKey {
+    /// Bytes charged for a key held by a cache.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self
+                .scopes
+                .iter()
+                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+            + self.filter.as_ref().map_or(0, |f| f.capacity() * 2)
+    }
+}
 
 /// Which serialized `tools/list` pages are cached: the rendering, the
 /// revision (its shape and `_meta`) and the page's offset.
-type PageKey = (RenderKey, &'static str, usize);
+type PageKey = (Arc<RenderKey>, &'static str, usize);
+
+/// Renderings kept per catalog (distinct caller views).
+pub const RENDER_CACHE_ENTRIES: usize = 1024;
+/// Bytes of renderings kept per catalog (keys and tool indices).
+pub const RENDER_CACHE_BYTES: usize = 4 << 20;
+/// Serialized `tools/list` pages kept per catalog.
+pub const PAGE_CACHE_ENTRIES: usize = 1024;
+/// Bytes of serialized pages kept per catalog (JSON, plus a quarter for
+/// the gzip copy made on demand).
+pub const PAGE_CACHE_BYTES: usize = 48 << 20;
+
+/// The per-catalog caches of `tools/list`, bounded by count and bytes.
+#[derive(Debug)]
+struct ListCaches {
+    renders: Mutex<BoundedCache<Arc<RenderKey>, Arc<[u32]>>>,
+    pages: Mutex<BoundedCache<PageKey, Arc<Page>>>,
+}
+
+impl Default for ListCaches {
+    fn default() -> Self {
+        Self {
+            renders: Mutex::new(BoundedCache::new(RENDER_CACHE_ENTRIES, RENDER_CACHE_BYTES)),
+            pages: Mutex::new(BoundedCache::new(PAGE_CACHE_ENTRIES, PAGE_CACHE_BYTES)),
+        }
+    }
+}
+
+/// How full a catalog's `tools/list` caches are ([`Catalog::cache_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListCacheUsage {
+    /// Renderings (caller views).
+    pub renders: CacheUsage,
+    /// Serialized pages.
+    pub pages: CacheUsage,
+}
+
+/// The tool definitions one caller view shows, builtins first
+/// ([`Catalog::visible_tools`]): indices into the catalog, shared with its
+/// cache, not copies of the definitions.
+#[derive(Debug, Clone)]
+pub struct Visible<'a> {
+    catalog: &'a Catalog,
+    key: Arc<RenderKey>,
+    entries: Arc<[u32]>,
+}
+
+impl<'a> Visible<'a> {
+    /// How many tools the view holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds none (never: the builtins are always there).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The definitions, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a Value> + '_ {
+        let catalog = self.catalog;
+        let compact = self.key.compact;
+        self.entries
+            .iter()
+            .map(move |i| catalog.definition(*i as usize, compact))
+    }
+
+    /// The backend filter as applied: the known backend ids it named,
+    /// sorted (`None` without a filter).
+    pub fn backend_filter(&self) -> Option<Vec<String>> {
+        self.key.filter.as_ref().map(|f| {
+            f.iter()
+                .map(|i| self.catalog.health[usize::from(*i)].0.clone())
+                .collect()
+        })
+    }
+
+    /// The definitions from `start` to `end` (clamped to the view).
+    pub fn range(&self, start: usize, end: usize) -> impl Iterator<Item = &'a Value> + '_ {
+        let end = end.min(self.entries.len());
+        let start = start.min(end);
+        let catalog = self.catalog;
+        let compact = self.key.compact;
+        self.entries[start..end]
+            .iter()
+            .map(move |i| catalog.definition(*i as usize, compact))
+    }
+}
 
 /// The merged catalog. Immutable once built; a refresh builds a new one.
 #[derive(Debug, Default)]
@@ -109,23 +220,9 @@ pub struct Catalog {
     pub warnings: Vec<String>,
     /// Name clashes caused by an unprefixed backend (refused at start).
     pub unprefixed_clashes: Vec<String>,
-    renders: Mutex<HashMap<RenderKey, Arc<Vec<Value>>>>,
-    pages: Mutex<HashMap<PageKey, Arc<Page>>>,
-}
-
-/// The normalized cache key of a caller's view: sorted, deduplicated scopes
-/// and backend filter.
-fn render_key(granted: &[String], backends: Option<&[String]>, compact_mode: bool) -> RenderKey {
-    let mut scope_key = granted.to_vec();
-    scope_key.sort();
-    scope_key.dedup();
-    let filter = backends.map(|b| {
-        let mut v = b.to_vec();
-        v.sort();
-        v.dedup();
-        v
-    });
-    (scope_key, filter, compact_mode)
+    /// Each tool's definition in compact form (same order as `tools`).
+    compacts: Vec<Value>,
+    caches: ListCaches,
 }
 
 /// Whether a name satisfies MCP's tool-name rule.
@@ -213,6 +310,13 @@ pub fn builtin_definitions() -> [Value; 2] {
         }),
     ]
 }
+
+/// The builtins' definitions, full and compact, made once.
+static BUILTIN_VIEWS: LazyLock<([Value; 2], [Value; 2])> = LazyLock::new(|| {
+    let full = builtin_definitions();
+    let compacts = [compact(&full[0]), compact(&full[1])];
+    (full, compacts)
+});
 
 /// A compact entry for search mode: name, first line of the description,
 /// minimal schema.
@@ -372,8 +476,60 @@ impl Catalog {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
+        catalog.compacts = catalog
+            .tools
+            .iter()
+            .map(|t| compact(&t.definition))
+            .collect();
         catalog.prompts = prompts.into_values().collect();
         catalog
+    }
+
+    /// Entry `i` of a view: the builtins first, then the tools.
+    fn definition(&self, i: usize, compact_mode: bool) -> &Value {
+        let (full, compacts) = &*BUILTIN_VIEWS;
+        match (i.checked_sub(full.len()), compact_mode) {
+            (None, false) => &full[i],
+            (None, true) => &compacts[i],
+            (Some(t), false) => &self.tools[t].definition,
+            (Some(t), true) => &self.compacts[t],
+        }
+    }
+
+    /// The normalized key of a caller's view (see [`RenderKey`]).
+    fn render_key(
+        &self,
+        granted: &[String],
+        backends: Option<&[String]>,
+        compact_mode: bool,
+    ) -> RenderKey {
+        let mut scopes = granted.to_vec();
+        scopes.sort();
+        scopes.dedup();
+        let filter = backends.map(|wanted| {
+            let mut known: Vec<u16> = self
+                .health
+                .iter()
+                .enumerate()
+                .filter(|(_, (id, _))| wanted.iter().any(|w| w == id))
+                .map(|(i, _)| i as u16)
+                .collect();
+            known.shrink_to_fit();
+            known
+        });
+        RenderKey {
+            scopes,
+            filter,
+            compact: compact_mode,
+        }
+    }
+
+    /// How full this catalog's `tools/list` caches are.
+    pub fn cache_usage(&self) -> ListCacheUsage {
+        ListCacheUsage {
+            renders: lock(&self.caches.renders).usage(),
+            pages: lock(&self.caches.pages).usage(),
+        }
     }
 
     /// The tool with this public name.
@@ -395,70 +551,74 @@ impl Catalog {
     }
 
     /// The tool definitions a caller with `granted` scopes sees, builtins
-    /// first, optionally narrowed to some backends and in compact form.
-    /// Rendered once per distinct key for the life of this catalog.
+    /// first, optionally narrowed to some backends (ids that name no
+    /// backend are ignored) and in compact form. Rendered once per
+    /// distinct view for the life of this catalog, within the cache's
+    /// bounds ([`RENDER_CACHE_ENTRIES`], [`RENDER_CACHE_BYTES`]).
     pub fn visible_tools(
         &self,
         granted: &[String],
         backends: Option<&[String]>,
         compact_mode: bool,
-    ) -> Arc<Vec<Value>> {
-        let key = render_key(granted, backends, compact_mode);
-        let mut renders = self.renders.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(hit) = renders.get(&key) {
-            return hit.clone();
+    ) -> Visible<'_> {
+        let key = self.render_key(granted, backends, compact_mode);
+        let mut renders = lock(&self.caches.renders);
+        if let Some((key, entries)) = renders.get_key_value(&key) {
+            return Visible {
+                catalog: self,
+                key,
+                entries,
+            };
         }
-        let mut out: Vec<Value> = builtin_definitions().into_iter().collect();
-        out.extend(
-            self.tools
-                .iter()
-                .filter(|t| scopes::satisfies(granted, &t.scope))
-                .filter(|t| key.1.as_ref().is_none_or(|f| f.contains(&t.backend)))
-                .map(|t| t.definition.clone()),
-        );
-        if compact_mode {
-            out = out.iter().map(compact).collect();
+        let filter: Option<Vec<&str>> = key.filter.as_ref().map(|f| {
+            f.iter()
+                .map(|i| self.health[usize::from(*i)].0.as_str())
+                .collect()
+        });
+        let builtins = BUILTIN_VIEWS.0.len();
+        let entries: Arc<[u32]> = (0..builtins as u32)
+            .chain(
+                self.tools
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| scopes::satisfies(granted, &t.scope))
+                    .filter(|(_, t)| {
+                        filter
+                            .as_ref()
+                            .is_none_or(|f| f.contains(&t.backend.as_str()))
+                    })
+                    .map(|(i, _)| (i + builtins) as u32),
+            )
+            .collect();
+        let key = Arc::new(key);
+        let bytes = key.bytes() + entries.len() * 4 + 64;
+        renders.insert(key.clone(), entries.clone(), bytes);
+        Visible {
+            catalog: self,
+            key,
+            entries,
         }
-        let rendered = Arc::new(out);
-        if renders.len() > 4096 {
-            renders.clear();
-        }
-        renders.insert(key, rendered.clone());
-        rendered
     }
 
-    /// A serialized `tools/list` result page, built by `build` the first
-    /// time this catalog is asked for it and then served as bytes: a request
-    /// costs a copy, not a clone, serialization and drop of up to a page of
-    /// tool definitions (docs/performance.md).
+    /// A serialized `tools/list` result page of the view `visible`, built
+    /// by `build` the first time this catalog is asked for it and then
+    /// served as bytes: a request costs a copy, not a clone, serialization
+    /// and drop of up to a page of tool definitions (docs/performance.md).
+    /// Kept within [`PAGE_CACHE_ENTRIES`] and [`PAGE_CACHE_BYTES`].
     pub fn tools_page(
         &self,
-        granted: &[String],
-        backends: Option<&[String]>,
-        compact_mode: bool,
+        visible: &Visible<'_>,
         revision: &'static str,
         offset: usize,
         build: impl FnOnce() -> Vec<u8>,
     ) -> Arc<Page> {
-        let key = (
-            render_key(granted, backends, compact_mode),
-            revision,
-            offset,
-        );
-        if let Some(hit) = self
-            .pages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return hit.clone();
+        let key = (visible.key.clone(), revision, offset);
+        if let Some(hit) = lock(&self.caches.pages).get(&key) {
+            return hit;
         }
         let page = Arc::new(Page::new(Bytes::from(build())));
-        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        if pages.len() > 4096 {
-            pages.clear();
-        }
-        pages.insert(key, page.clone());
+        let bytes = page.json.len() + page.json.len() / 4 + visible.key.bytes() + 128;
+        lock(&self.caches.pages).insert(key, page.clone(), bytes);
         page
     }
 
@@ -632,8 +792,87 @@ mod tests {
         let writer = c.visible_tools(&["mcp:crm:write".into()], None, false);
         assert_eq!(writer.len(), 4, "write implies read");
         let again = c.visible_tools(&["mcp:crm:read".into(), "mcp:crm:read".into()], None, false);
-        assert!(Arc::ptr_eq(&reader, &again));
+        assert!(Arc::ptr_eq(&reader.entries, &again.entries));
         let compact = c.visible_tools(&["mcp:crm:read".into()], None, true);
-        assert_eq!(compact[2]["inputSchema"], json!({"type": "object"}));
+        let names: Vec<&Value> = compact.iter().map(|d| &d["name"]).collect();
+        assert_eq!(names, ["find_tools", "whoami", "crm_read"]);
+        assert_eq!(
+            compact.iter().nth(2).unwrap()["inputSchema"],
+            json!({"type": "object"})
+        );
+        assert_eq!(c.cache_usage().renders.entries, 3);
+    }
+
+    /// Backend filters that name unknown backends, in any order and with
+    /// repeats, share the rendering and the pages of the known ids they
+    /// name; and however many distinct views are asked for, both caches
+    /// stay within their bounds.
+    #[test]
+    fn unknown_filter_ids_share_a_view_and_the_caches_stay_bounded() {
+        let many: Vec<ToolDescriptor> = (0..300)
+            .map(|i| tool(&format!("t{i}_{}", "d".repeat(60)), "mcp:crm:read"))
+            .collect();
+        let c = Catalog::build(&[
+            (
+                "crm".into(),
+                true,
+                Ok(BackendOffer {
+                    tools: many,
+                    ..BackendOffer::default()
+                }),
+            ),
+            (
+                "docs".into(),
+                true,
+                Ok(BackendOffer {
+                    tools: vec![tool("search", "mcp:docs:read")],
+                    ..BackendOffer::default()
+                }),
+            ),
+        ]);
+        let scopes = vec!["mcp:crm:read".to_string(), "mcp:docs:read".to_string()];
+        let page = |filter: &[String]| {
+            let view = c.visible_tools(&scopes, Some(filter), false);
+            let names: Vec<String> = view
+                .range(0, 5)
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .collect();
+            let bytes = c
+                .tools_page(&view, "2026-07-28", 0, || names.join(",").into_bytes())
+                .json
+                .clone();
+            (view.len(), view.backend_filter(), bytes)
+        };
+        let expected = page(&["crm".into()]);
+        assert_eq!(expected.0, 302);
+        assert_eq!(expected.1, Some(vec!["crm".to_string()]));
+        for n in 0..5_000 {
+            let junk = vec![format!("junk{n}"), "crm".into(), "crm".into()];
+            assert_eq!(page(&junk), expected, "{junk:?}");
+        }
+        let usage = c.cache_usage();
+        assert_eq!((usage.renders.entries, usage.pages.entries), (1, 1));
+        // Nothing but unknown ids: the builtins only, one view for all.
+        let (len, filter, _) = page(&["junk".into()]);
+        assert_eq!((len, filter), (2, Some(vec![])));
+        let (both, _, _) = page(&["docs".into(), "junk".into(), "crm".into()]);
+        assert_eq!(both, 303);
+
+        // Distinct real views (scope sets, as many tokens would bring)
+        // are cached up to the bounds, never beyond them.
+        for n in 0..(RENDER_CACHE_ENTRIES + PAGE_CACHE_ENTRIES) * 2 {
+            let scopes = vec!["mcp:crm:read".to_string(), format!("other:{n}")];
+            let view = c.visible_tools(&scopes, None, n % 2 == 0);
+            assert_eq!(view.len(), 302);
+            c.tools_page(&view, "2025-11-25", 100, || vec![b'x'; 64 << 10]);
+            let usage = c.cache_usage();
+            assert!(usage.renders.entries <= RENDER_CACHE_ENTRIES, "{usage:?}");
+            assert!(usage.renders.bytes <= RENDER_CACHE_BYTES, "{usage:?}");
+            assert!(usage.pages.entries <= PAGE_CACHE_ENTRIES, "{usage:?}");
+            assert!(usage.pages.bytes <= PAGE_CACHE_BYTES, "{usage:?}");
+        }
+        let usage = c.cache_usage();
+        assert_eq!(usage.renders.entries, RENDER_CACHE_ENTRIES);
+        assert!(usage.pages.bytes > PAGE_CACHE_BYTES / 2, "{usage:?}");
     }
 }

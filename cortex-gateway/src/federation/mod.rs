@@ -9,6 +9,7 @@
 //! catalog replaces the old one atomically, and subscribers hear which lists
 //! changed.
 
+mod cache;
 mod catalog;
 
 use std::{
@@ -23,9 +24,11 @@ use std::{
 use cortex_backend::contract::{PromptList, ResourceTemplateList, ToolList, methods};
 use tokio::sync::{broadcast, watch};
 
+pub use cache::CacheUsage;
 pub use catalog::{
-    BUILTINS, BackendOffer, Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health, Page,
-    builtin_definitions, compact, scheme_of, valid_mcp_name,
+    BUILTINS, BackendOffer, Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health,
+    ListCacheUsage, PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, Page, RENDER_CACHE_BYTES,
+    RENDER_CACHE_ENTRIES, Visible, builtin_definitions, compact, scheme_of, valid_mcp_name,
 };
 
 use crate::{

@@ -160,36 +160,32 @@ pub(crate) fn tools_list_bytes(
 ) -> Result<std::sync::Arc<crate::federation::Page>, RpcError> {
     let catalog = inner.federation.catalog();
     crate::audit::note(|r| r.method = Some("tools/list".into()));
-    let filter = ctx.backends_filter.as_deref();
-    let all = catalog.visible_tools(&ctx.caller.scopes, filter, ctx.compact);
+    let all = catalog.visible_tools(
+        &ctx.caller.scopes,
+        ctx.backends_filter.as_deref(),
+        ctx.compact,
+    );
     let offset = cursor_offset(all.len(), params)?;
     let end = (offset + PAGE_SIZE).min(all.len());
     crate::audit::note(|r| {
         r.tools_listed = Some(end - offset);
-        r.backend_filter = ctx.backends_filter.clone();
+        r.backend_filter = all.backend_filter();
     });
     let revision = ctx.revision;
-    Ok(catalog.tools_page(
-        &ctx.caller.scopes,
-        filter,
-        ctx.compact,
-        revision.as_str(),
-        offset,
-        || {
-            let next = (end < all.len()).then(|| encode_cursor(end));
-            let page = all[offset..end]
-                .iter()
-                .map(|d| shape_tool(d.clone(), revision))
-                .collect();
-            let result = decorate(
-                inner,
-                revision,
-                "tools/list",
-                page_result("tools", (page, next)),
-            );
-            serde_json::to_vec(&result).unwrap_or_default()
-        },
-    ))
+    Ok(catalog.tools_page(&all, revision.as_str(), offset, || {
+        let next = (end < all.len()).then(|| encode_cursor(end));
+        let page = all
+            .range(offset, end)
+            .map(|d| shape_tool(d.clone(), revision))
+            .collect();
+        let result = decorate(
+            inner,
+            revision,
+            "tools/list",
+            page_result("tools", (page, next)),
+        );
+        serde_json::to_vec(&result).unwrap_or_default()
+    }))
 }
 
 /// The whole `tools/call` result (decorated for the request's revision),
@@ -281,14 +277,16 @@ pub(crate) async fn dispatch(
                 ctx.backends_filter.as_deref(),
                 ctx.compact,
             );
-            let (page, next) = paginate(&all, params)?;
+            let offset = cursor_offset(all.len(), params)?;
+            let end = (offset + PAGE_SIZE).min(all.len());
+            let next = (end < all.len()).then(|| encode_cursor(end));
             crate::audit::note(|r| {
-                r.tools_listed = Some(page.len());
-                r.backend_filter = ctx.backends_filter.clone();
+                r.tools_listed = Some(end - offset);
+                r.backend_filter = all.backend_filter();
             });
-            let page = page
-                .into_iter()
-                .map(|d| shape_tool(d, ctx.revision))
+            let page = all
+                .range(offset, end)
+                .map(|d| shape_tool(d.clone(), ctx.revision))
                 .collect();
             Ok(page_result("tools", (page, next)))
         }

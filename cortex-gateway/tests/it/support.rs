@@ -419,6 +419,8 @@ pub(crate) struct Options {
     pub(crate) extra: Vec<BackendConfig>,
     pub(crate) docs_timeout_ms: u64,
     pub(crate) extra_tasks: Vec<JoinHandle<()>>,
+    /// Changes the configuration last, before the gateway is built.
+    pub(crate) configure: Option<fn(&mut GatewayConfig)>,
 }
 
 impl Default for Options {
@@ -428,6 +430,7 @@ impl Default for Options {
             extra: Vec::new(),
             docs_timeout_ms: 1_000,
             extra_tasks: Vec::new(),
+            configure: None,
         }
     }
 }
@@ -453,6 +456,9 @@ impl World {
         d.timeout_ms = options.docs_timeout_ms;
         config.backends.push(d);
         config.backends.extend(options.extra);
+        if let Some(configure) = options.configure {
+            configure(&mut config);
+        }
         let gateway = Gateway::new(config).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(gateway.clone().serve(listener, async move {
