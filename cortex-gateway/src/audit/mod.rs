@@ -8,6 +8,12 @@
 //! revision). It never holds a token, an argument value or result content:
 //! the record type has no field that could carry one.
 //!
+//! A line is bounded whatever the caller sends: a method that is not an
+//! MCP method is recorded as [`UNKNOWN_METHOD`], a tool name longer than
+//! [`TOOL_CHARS`] (so not in the catalog) is cut and marked
+//! `tool_truncated`, and every other text field is cut to its bound, so no
+//! line exceeds [`MAX_LINE_BYTES`].
+//!
 //! The [`layer`] middleware opens a per-request scope; handlers describe the
 //! request with [`note`], [`note_caller`], [`note_arguments`],
 //! [`note_outcome`] and [`tool_call`] (no-ops outside an audited request).
@@ -20,10 +26,14 @@ mod sink;
 use std::time::Duration;
 
 pub use pseudonym::{Pseudonymizer, Who};
-pub use record::{AuditRecord, AuditTime, Word, outcome_of_status, rfc3339};
+pub(crate) use record::method_word;
+pub use record::{
+    AuditRecord, AuditTime, FILTER_ENTRIES, ID_CHARS, MAX_LINE_BYTES, NAME_CHARS, TOOL_CHARS,
+    UNKNOWN_METHOD, WORD_CHARS, Word, outcome_of_status, rfc3339,
+};
 pub use scope::{Auditor, audited, layer, note, note_arguments, note_caller, note_outcome, peer};
 pub(crate) use scope::{audited_from, connect_peer};
-pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE};
+pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE, QUEUE_BYTES};
 
 /// How a tool call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +54,17 @@ impl Outcome {
             Self::BackendError => "tool_error",
         }
     }
+}
+
+/// Records the tool a `tools/call` names: as sent, or its first
+/// [`TOOL_CHARS`] characters, marked as cut, when it is longer (no name in
+/// the catalog is).
+pub fn note_tool(name: &str) {
+    note(|r| {
+        let (tool, cut) = record::tool_name(name);
+        r.tool = Some(tool);
+        r.tool_truncated = cut;
+    });
 }
 
 /// Records one tool call: in the request's audit line, and as a trace

@@ -100,8 +100,8 @@ impl Pseudonymizer {
         let Ok(who) = self.callers.get_or_try_insert(caller, |c| {
             Ok::<_, std::convert::Infallible>(Who {
                 pseudonym: self.caller(&c.sub, c.email.as_deref()).into(),
-                sub: c.sub.as_str().into(),
-                client_id: c.client_id.as_deref().map(Arc::from),
+                sub: bounded(&c.sub).into(),
+                client_id: c.client_id.as_deref().map(|id| Arc::from(bounded(id))),
             })
         });
         who
@@ -112,6 +112,15 @@ impl Pseudonymizer {
         let mut text = Vec::with_capacity(128);
         crate::integrity::write_canonical(arguments, &mut text);
         self.tag("arguments", &text)
+    }
+}
+
+/// A claim as an audit line keeps it: its first [`super::ID_CHARS`]
+/// characters.
+fn bounded(claim: &str) -> &str {
+    match claim.char_indices().nth(super::ID_CHARS) {
+        Some((at, _)) => &claim[..at],
+        None => claim,
     }
 }
 

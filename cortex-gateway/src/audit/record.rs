@@ -34,7 +34,8 @@ pub struct AuditRecord {
     /// The JSON-RPC method (`tools/call`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<Word>,
-    /// The tool's public name (`tools/call`).
+    /// The tool's public name (`tools/call`), as sent when it is not in
+    /// the catalog, cut to [`TOOL_CHARS`] characters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     /// The backend that owns the tool.
@@ -47,6 +48,10 @@ pub struct AuditRecord {
     /// equal arguments give equal hashes, values cannot be guessed back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args_hash: Option<String>,
+    /// `true` when `tool` was cut (a name longer than any in the catalog);
+    /// absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tool_truncated: bool,
     /// `tools/list`: how many tools were listed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools_listed: Option<usize>,
@@ -113,6 +118,9 @@ impl AuditRecord {
                 field(out, key, v);
             }
         }
+        if self.tool_truncated {
+            out.extend_from_slice(b",\"tool_truncated\":true");
+        }
         if let Some(n) = self.tools_listed {
             field(out, b",\"tools_listed\":", &n);
         }
@@ -132,6 +140,134 @@ impl AuditRecord {
             field(out, b",\"response_bytes\":", &n);
         }
         out.push(b'}');
+    }
+}
+
+/// The longest tool name an audit line holds, in characters: the longest
+/// a catalog name can be. A longer name (never one of the catalog's) is
+/// cut to this and marked with `tool_truncated`.
+pub const TOOL_CHARS: usize = 128;
+/// The longest `sub`, `client_id`, `path` or `scope`, in characters.
+pub const ID_CHARS: usize = 256;
+/// The longest `backend`, `error_class`, `caller`, `args_hash` or
+/// `backend_filter` entry, in characters.
+pub const NAME_CHARS: usize = 64;
+/// The longest `http_method`, `method`, `protocol` or `outcome`, in
+/// characters.
+pub const WORD_CHARS: usize = 32;
+/// The most `backend_filter` entries a line holds.
+pub const FILTER_ENTRIES: usize = 32;
+/// What a line says for a JSON-RPC method that is not one of the MCP
+/// methods the gateway knows (the name sent is never recorded).
+pub const UNKNOWN_METHOD: &str = "other";
+
+/// The longest audit line in bytes (without its newline): every text field
+/// at its bound in characters, each character at its longest JSON escape
+/// (`\u001f`, six bytes), plus the keys, numbers and the time.
+pub const MAX_LINE_BYTES: usize = 512
+    + 6 * (4 * ID_CHARS
+        + TOOL_CHARS
+        + 4 * NAME_CHARS
+        + 4 * WORD_CHARS
+        + FILTER_ENTRIES * (NAME_CHARS + 3));
+
+/// The byte index where the `max_chars + 1`-th character of `text` starts,
+/// when it has more than `max_chars` characters.
+fn cut_at(text: &str, max_chars: usize) -> Option<usize> {
+    if text.len() <= max_chars {
+        return None;
+    }
+    text.char_indices().nth(max_chars).map(|(i, _)| i)
+}
+
+fn bound_string(text: &mut String, max_chars: usize) -> bool {
+    match cut_at(text, max_chars) {
+        Some(at) => {
+            text.truncate(at);
+            true
+        }
+        None => false,
+    }
+}
+
+fn bound_shared(text: &mut Arc<str>, max_chars: usize) {
+    if let Some(at) = cut_at(text, max_chars) {
+        *text = Arc::from(&text[..at]);
+    }
+}
+
+fn bound_word(text: &mut Word, max_chars: usize) {
+    if let Some(at) = cut_at(text, max_chars) {
+        *text = Word::Owned(text[..at].to_owned());
+    }
+}
+
+impl AuditRecord {
+    /// Cuts every free-text field to its bound, so that the line is at
+    /// most [`MAX_LINE_BYTES`]. Costs a length check per field when
+    /// nothing is too long (the usual case).
+    pub fn bound(&mut self) {
+        for (text, max) in [(&mut self.caller, NAME_CHARS), (&mut self.sub, ID_CHARS)] {
+            if let Some(t) = text {
+                bound_shared(t, max);
+            }
+        }
+        if let Some(t) = &mut self.client_id {
+            bound_shared(t, ID_CHARS);
+        }
+        bound_word(&mut self.http_method, WORD_CHARS);
+        bound_string(&mut self.path, ID_CHARS);
+        for (text, max) in [
+            (&mut self.method, WORD_CHARS),
+            (&mut self.protocol, WORD_CHARS),
+        ] {
+            if let Some(t) = text {
+                bound_word(t, max);
+            }
+        }
+        if let Some(t) = &mut self.tool
+            && bound_string(t, TOOL_CHARS)
+        {
+            self.tool_truncated = true;
+        }
+        for (text, max) in [
+            (&mut self.backend, NAME_CHARS),
+            (&mut self.scope, ID_CHARS),
+            (&mut self.args_hash, NAME_CHARS),
+        ] {
+            if let Some(t) = text {
+                bound_string(t, max);
+            }
+        }
+        if let Some(filter) = &mut self.backend_filter {
+            filter.truncate(FILTER_ENTRIES);
+            for id in filter {
+                bound_string(id, NAME_CHARS);
+            }
+        }
+        bound_word(&mut self.outcome, WORD_CHARS);
+        if let Some(t) = &mut self.error_class {
+            bound_word(t, NAME_CHARS);
+        }
+    }
+}
+
+/// A tool name as the audit line records it: at most [`TOOL_CHARS`]
+/// characters (copied, however long the name sent), and whether it was
+/// cut.
+pub(crate) fn tool_name(name: &str) -> (String, bool) {
+    match cut_at(name, TOOL_CHARS) {
+        Some(at) => (name[..at].to_owned(), true),
+        None => (name.to_owned(), false),
+    }
+}
+
+/// A JSON-RPC method as the audit line records it: one of the MCP methods
+/// (borrowed), else [`UNKNOWN_METHOD`].
+pub(crate) fn method_word(method: &str) -> Word {
+    match crate::metrics::METHODS.iter().find(|k| **k == method) {
+        Some(k) => Word::Borrowed(k),
+        None => Word::Borrowed(UNKNOWN_METHOD),
     }
 }
 
@@ -321,6 +457,7 @@ mod tests {
             backend: Some("crm".into()),
             scope: Some("crm:read".into()),
             args_hash: Some("ab".repeat(32)),
+            tool_truncated: true,
             tools_listed: Some(1000),
             backend_filter: Some(vec!["crm".into(), "d\"ocs".into()]),
             protocol: Some("2026-07-28".into()),
@@ -349,6 +486,65 @@ mod tests {
                 String::from_utf8(serde).unwrap()
             );
         }
+    }
+
+    /// Every text field far over its bound, in the characters JSON writes
+    /// longest: the line stays within [`MAX_LINE_BYTES`], the tool name is
+    /// cut to [`TOOL_CHARS`] characters and marked.
+    #[test]
+    fn bounded_lines_stay_under_the_maximum() {
+        let mut worst = sample_records().swap_remove(1);
+        worst.tool_truncated = false;
+        let huge = |c: char| c.to_string().repeat(300_000);
+        for c in ['\u{1}', '🦀', 'x'] {
+            let mut r = worst.clone();
+            r.caller = Some(huge(c).into());
+            r.sub = Some(huge(c).into());
+            r.client_id = Some(huge(c).into());
+            r.http_method = huge(c).into();
+            r.path = huge(c);
+            r.method = Some(huge(c).into());
+            r.tool = Some(huge(c));
+            r.backend = Some(huge(c));
+            r.scope = Some(huge(c));
+            r.args_hash = Some(huge(c));
+            r.backend_filter = Some(vec![huge(c); 1000]);
+            r.protocol = Some(huge(c).into());
+            r.outcome = huge(c).into();
+            r.error_class = Some(huge(c).into());
+            r.bound();
+            let mut line = Vec::new();
+            r.write_json(&mut line);
+            assert!(line.len() <= MAX_LINE_BYTES, "{c:?}: {}", line.len());
+            let parsed: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(parsed["tool"].as_str().unwrap().chars().count(), TOOL_CHARS);
+            assert_eq!(parsed["tool_truncated"], true);
+            assert_eq!(
+                parsed["backend_filter"].as_array().unwrap().len(),
+                FILTER_ENTRIES
+            );
+            if c == '\u{1}' {
+                // The bound is reached: it is not loose by much.
+                assert!(line.len() > MAX_LINE_BYTES * 3 / 4, "{}", line.len());
+            }
+        }
+        // A name within the bound is kept whole and not marked.
+        let mut r = worst.clone();
+        r.tool = Some("t".repeat(TOOL_CHARS));
+        r.bound();
+        assert!(!r.tool_truncated);
+        assert_eq!(tool_name(&"é".repeat(500)).0.chars().count(), TOOL_CHARS);
+        assert_eq!(tool_name("crm_find"), ("crm_find".to_string(), false));
+    }
+
+    #[test]
+    fn only_known_methods_are_recorded_as_sent() {
+        assert!(matches!(
+            method_word("tools/call"),
+            Word::Borrowed("tools/call")
+        ));
+        assert_eq!(method_word(&"x".repeat(300_000)), UNKNOWN_METHOD);
+        assert_eq!(method_word("tools/call2"), UNKNOWN_METHOD);
     }
 
     #[test]

@@ -126,7 +126,7 @@ where
         .headers()
         .get(&era::MCP_METHOD)
         .and_then(|v| v.to_str().ok())
-        .map(|v| record::word(v, &crate::metrics::METHODS, 64));
+        .map(record::method_word);
     let scope = Arc::new(Scope {
         record: Mutex::new(AuditRecord {
             time: record::AuditTime(SystemTime::now()),
@@ -151,6 +151,7 @@ where
             r.error_class = class.map(Word::from);
         }
     }
+    r.bound();
     if let Some(m) = &auditor.metrics {
         m.observe_request(&r);
     }

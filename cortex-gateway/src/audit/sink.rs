@@ -1,6 +1,8 @@
 //! Where lines go: bounded in-memory buffers drained by one writer thread,
-//! so a slow disk or pipe never delays a request. When a buffer is full,
-//! lines are counted as dropped (and the count logged) instead of blocking.
+//! so a slow disk or pipe never delays a request. Each buffer is bounded by
+//! lines ([`QUEUE`]) and by bytes ([`QUEUE_BYTES`]); when either is
+//! reached, lines are counted as dropped (`cortex_audit_lines_dropped_total`,
+//! and the count logged) instead of blocking.
 //!
 //! Why a thread and not a task: a busy gateway writes thousands of lines a
 //! second. Waking a writer task for each line, and sending each write
@@ -42,6 +44,11 @@ use crate::lock;
 
 /// Lines that may wait for the writer, per serving thread.
 pub const QUEUE: usize = 8192;
+
+/// Bytes of lines that may wait for the writer, per serving thread (a
+/// line is at most [`super::MAX_LINE_BYTES`], so a buffer holds at most
+/// this plus one line).
+pub const QUEUE_BYTES: usize = 2 << 20;
 
 /// The longest a line waits in the queue while the gateway is busy.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
@@ -183,7 +190,7 @@ impl AuditSink {
         let shared = &self.handle.shared;
         let queued = !shared.closed.load(Ordering::Acquire) && {
             let mut pending = lock(&shared.slots[crate::thread_slot()].pending);
-            if pending.lines >= QUEUE {
+            if pending.lines >= QUEUE || pending.bytes.len() >= QUEUE_BYTES {
                 false
             } else {
                 record.write_json(&mut pending.bytes);
@@ -227,6 +234,17 @@ impl AuditSink {
         }
         shared.wake();
         let _ = wait.await;
+    }
+
+    /// Bytes waiting for the writer, over every thread's buffer.
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
+        self.handle
+            .shared
+            .slots
+            .iter()
+            .map(|s| lock(&s.pending).bytes.len())
+            .sum()
     }
 
     /// The dropped-line counter itself (for the metrics).
@@ -456,6 +474,49 @@ mod tests {
         // The writer took at most one batch before blocking; the rest of
         // what did not fit was dropped.
         assert!(sink.dropped() >= QUEUE as u64, "{}", sink.dropped());
+        drop(release);
+    }
+
+    /// Lines as long as a line can be fill a buffer by bytes long before
+    /// its line count: the bytes waiting stay within [`QUEUE_BYTES`] (plus
+    /// one line) and the rest is counted as dropped.
+    #[test]
+    fn the_queue_is_bounded_by_bytes() {
+        struct Stuck(std::sync::mpsc::Receiver<()>);
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.recv();
+                Err(std::io::Error::other("closed"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (release, stuck) = std::sync::mpsc::channel();
+        let (sink, _writer) = AuditSink::spawn(Stuck(stuck));
+        let huge = || {
+            let mut r = record(200);
+            r.path = "\u{1}".repeat(1 << 20);
+            r.sub = Some("\u{1}".repeat(1 << 20).into());
+            r.bound();
+            r
+        };
+        let mut line = Vec::new();
+        huge().write_json(&mut line);
+        assert!(line.len() > 3_000, "{}", line.len());
+        let writes = QUEUE_BYTES / line.len() * 3;
+        assert!(writes < QUEUE, "the byte bound is reached first");
+        for _ in 0..writes {
+            sink.write(huge());
+        }
+        // The writer may hold one batch it took before it blocked.
+        let queued = sink.queued_bytes();
+        assert!(queued <= QUEUE_BYTES + line.len() + 1, "{queued}");
+        assert!(
+            sink.dropped() as usize >= writes - 2 * (QUEUE_BYTES / line.len() + 1),
+            "{} of {writes}",
+            sink.dropped()
+        );
         drop(release);
     }
 }

@@ -263,7 +263,7 @@ pub(crate) async fn dispatch(
 ) -> Result<Value, RpcError> {
     let catalog = inner.federation.catalog();
     let modern = ctx.revision.is_modern();
-    crate::audit::note(|r| r.method = Some(method.to_string().into()));
+    crate::audit::note(|r| r.method = Some(crate::audit::method_word(method)));
     match method {
         "ping" if !modern => Ok(json!({})),
         "server/discover" if modern => Ok(json!({

@@ -241,7 +241,7 @@ pub(crate) async fn call(
         Some(Value::Object(o)) => o,
         Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
     };
-    audit::note(|r| r.tool = Some(name.to_string()));
+    audit::note_tool(name);
     audit::note_arguments(params.arguments.unwrap_or(&Value::Null));
     if catalog.tool(name).is_none()
         && let Some(why) = inner.controls.integrity.withheld(name)

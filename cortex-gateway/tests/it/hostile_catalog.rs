@@ -3,7 +3,13 @@
 //! gateway's memory or its audit lines beyond the documented bounds, nor
 //! reach data their scopes do not cover.
 
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
 use cortex_gateway::{
+    audit::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD},
     config::GatewayConfig,
     federation::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES},
 };
@@ -14,17 +20,49 @@ use crate::{
     support::{Options, World},
 };
 
-/// No rate limit: these tests send thousands of requests as one caller.
-fn unlimited(config: &mut GatewayConfig) {
-    config.controls.rate_limit_per_minute = 0;
-}
-
-async fn unlimited_world() -> World {
+/// A world without a rate limit (these tests send thousands of requests
+/// as one caller), with `more` applied to the configuration.
+async fn hostile_world(more: impl FnOnce(&mut GatewayConfig) + Send + 'static) -> World {
     World::start_with(Options {
-        configure: Some(unlimited),
+        configure: Some(Box::new(move |config: &mut GatewayConfig| {
+            config.controls.rate_limit_per_minute = 0;
+            more(config);
+        })),
         ..Options::default()
     })
     .await
+}
+
+/// A fresh directory for this test's files.
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cortex-hostile-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The audit file's lines once it holds at least `n`.
+async fn audit_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} audit lines",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Thousands of `tools/list` requests, each naming a different unknown
@@ -33,7 +71,8 @@ async fn unlimited_world() -> World {
 /// that view.
 #[tokio::test]
 async fn junk_backend_filters_do_not_grow_the_list_caches() {
-    let w = unlimited_world().await;
+    let audit = temp_dir("junk").join("audit.jsonl");
+    let w = hostile_world(move |c| c.controls.audit_file = Some(audit)).await;
     let mut c = Client::modern(
         &w.url,
         &w.token("mallory", &["mcp:crm:read", "mcp:docs:read"]),
@@ -80,4 +119,62 @@ async fn junk_backend_filters_do_not_grow_the_list_caches() {
         usage.renders.bytes <= RENDER_CACHE_BYTES && usage.renders.entries <= RENDER_CACHE_ENTRIES
     );
     assert!(usage.pages.bytes <= PAGE_CACHE_BYTES && usage.pages.entries <= PAGE_CACHE_ENTRIES);
+}
+
+/// A 300 KB tool name and a 600 KB (escaped) unknown method name: the audit lines
+/// stay within [`MAX_LINE_BYTES`], the tool name is cut to [`TOOL_CHARS`]
+/// characters and marked as cut, and the method is recorded as
+/// [`UNKNOWN_METHOD`], never as sent.
+#[tokio::test]
+async fn huge_names_leave_bounded_audit_lines() {
+    let audit = temp_dir("audit").join("audit.jsonl");
+    let path = audit.clone();
+    let w = hostile_world(move |c| c.controls.audit_file = Some(path)).await;
+    let token = w.token("mallory", &["mcp:crm:read"]);
+    let c = Client::legacy(&w.url, &token, "2025-11-25").await;
+    let huge_tool = "t".repeat(300_000);
+    let call = c
+        .post_raw(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": huge_tool, "arguments": {}}}),
+            &[],
+        )
+        .await;
+    assert_eq!(call.status, 200);
+    assert!(call.body.get("error").is_some(), "{:?}", call.body);
+    let huge_method = format!("x/{}", "\u{1}".repeat(100_000));
+    let unknown = c
+        .post_raw(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": huge_method, "params": {}}),
+            &[],
+        )
+        .await;
+    assert_eq!(unknown.body["error"]["code"], -32601, "{:?}", unknown.body);
+    // initialize, notifications/initialized, the call, the unknown method.
+    let lines = audit_lines(&audit, 4).await;
+    for line in &lines {
+        assert!(line.len() <= MAX_LINE_BYTES, "{} bytes", line.len());
+    }
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let call = lines
+        .iter()
+        .find(|l| l["method"] == "tools/call")
+        .expect("the call's line");
+    assert_eq!(call["tool"].as_str().unwrap(), &huge_tool[..TOOL_CHARS]);
+    assert_eq!(call["tool_truncated"], true);
+    let unknown = lines.last().unwrap();
+    assert_eq!(unknown["method"], UNKNOWN_METHOD, "{unknown}");
+    assert!(unknown.get("tool_truncated").is_none());
+    // A known tool's line is not marked.
+    let mut modern = Client::modern(&w.url, &token);
+    modern
+        .call("crm_search_accounts", json!({"query": "a"}))
+        .await;
+    let lines = audit_lines(&audit, 5).await;
+    let known: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(known["tool"], "crm_search_accounts");
+    assert!(known.get("tool_truncated").is_none(), "{known}");
 }

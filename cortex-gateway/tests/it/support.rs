@@ -414,13 +414,16 @@ impl Drop for World {
     }
 }
 
+/// A last change to a test gateway's configuration.
+pub(crate) type Configure = Box<dyn FnOnce(&mut GatewayConfig) + Send>;
+
 pub(crate) struct Options {
     pub(crate) required_scopes: Vec<String>,
     pub(crate) extra: Vec<BackendConfig>,
     pub(crate) docs_timeout_ms: u64,
     pub(crate) extra_tasks: Vec<JoinHandle<()>>,
     /// Changes the configuration last, before the gateway is built.
-    pub(crate) configure: Option<fn(&mut GatewayConfig)>,
+    pub(crate) configure: Option<Configure>,
 }
 
 impl Default for Options {
