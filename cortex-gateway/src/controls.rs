@@ -32,7 +32,7 @@ use crate::{
     integrity::{self, IntegrityGuard},
     introspection::{IntrospectionConfig, IntrospectionError, Introspector},
     metrics::{self, Metrics},
-    origin::{HostPolicy, OriginGuard, OriginPolicy},
+    origin::{self, HostPolicy, OriginGuard, OriginPolicy},
     ratelimit::{CallerKey, RateLimited, RateLimiter, StreamLimiter, StreamSlot, TooManyStreams},
 };
 
@@ -248,6 +248,14 @@ impl ControlsConfig {
             gateway.allowed_origins.iter().map(String::as_str),
         )
         .map_err(|e| err("CORTEX_ALLOWED_ORIGINS", e.to_string()))?;
+        if let Some(bad) = HostPolicy::bad_entry(self.allowed_hosts.iter().map(String::as_str)) {
+            return Err(err(
+                "CORTEX_ALLOWED_HOSTS",
+                format!(
+                    "`{bad}` is not a host; list names or IP literals, e.g. gateway.local,[fd00::1]"
+                ),
+            ));
+        }
         if self.rate_limit_per_minute > 0 && self.rate_limit_burst == 0 {
             return Err(err(
                 "CORTEX_RATE_LIMIT_BURST",
@@ -390,7 +398,7 @@ impl Controls {
     pub(crate) fn new(config: &GatewayConfig, mcp_path: &str) -> Result<Self, ConfigError> {
         let c = &config.controls;
         c.validate(config)?;
-        let origins = OriginPolicy::new(
+        let mut origins = OriginPolicy::new(
             &config.canonical_origin(),
             config.allowed_origins.iter().map(String::as_str),
         )
@@ -398,7 +406,14 @@ impl Controls {
             variable: "CORTEX_ALLOWED_ORIGINS".into(),
             problem: e.to_string(),
         })?;
-        let hosts = if config.listen.ip().is_loopback() {
+        let loopback = config.listen.ip().is_loopback();
+        let hosts = if loopback {
+            // A loopback listener's own origins on its own port: the listen
+            // port, and the canonical URI's when that names a loopback host.
+            let canonical = origin::loopback_port(&config.canonical_uri);
+            for port in std::iter::once(config.listen.port()).chain(canonical) {
+                origins = origins.with_loopback_port(port);
+            }
             HostPolicy::loopback(
                 &config.canonical_uri,
                 c.allowed_hosts.iter().map(String::as_str),

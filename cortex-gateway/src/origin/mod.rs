@@ -17,7 +17,27 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-pub use policy::{BadOrigin, HostPolicy, OriginPolicy};
+pub use policy::{BadOrigin, HostName, HostPolicy, OriginPolicy};
+
+/// The port of `uri` when its host is a loopback literal or `localhost`
+/// (the default port of its scheme when it names none).
+pub fn loopback_port(uri: &str) -> Option<u16> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = HostName::parse(authority)?;
+    if !host.is_loopback() {
+        return None;
+    }
+    let port = authority
+        .rsplit_once(':')
+        .filter(|(_, p)| !p.contains(']'))
+        .and_then(|(_, p)| p.parse().ok());
+    port.or(match scheme.to_ascii_lowercase().as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })
+}
 
 /// Request headers a browser client may send.
 const ALLOW_HEADERS: &str = "authorization, content-type, accept, last-event-id, \
@@ -178,5 +198,15 @@ mod tests {
             .check(&headers(&[(header::HOST, "evil.example:3213")]))
             .unwrap();
         assert_eq!(rebinding.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn the_loopback_port_of_a_uri() {
+        assert_eq!(loopback_port("http://127.0.0.1:3213/mcp"), Some(3213));
+        assert_eq!(loopback_port("http://localhost/mcp"), Some(80));
+        assert_eq!(loopback_port("https://[::1]/mcp"), Some(443));
+        assert_eq!(loopback_port("http://[::1]:9/"), Some(9));
+        assert_eq!(loopback_port("https://mcp.example.com:3213/mcp"), None);
+        assert_eq!(loopback_port("http://127.0.0.1.evil.example:3213/"), None);
     }
 }

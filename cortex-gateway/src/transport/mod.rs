@@ -500,7 +500,8 @@ fn bad_version(id: Option<&Value>, v: &str) -> Response {
         RpcError::new(
             INVALID_REQUEST,
             format!(
-                "unsupported MCP-Protocol-Version `{v}`; supported: {}",
+                "unsupported MCP-Protocol-Version `{v}`: this gateway knows {}; send one of them \
+                 (a session's requests may name any of the initialize-based ones)",
                 Revision::all_strings().join(", ")
             ),
         )
@@ -520,11 +521,12 @@ async fn legacy_post(
         .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
         .cloned();
     let id = id.as_ref();
-    let header_revision = match era::legacy_header_version(headers) {
-        Some(Err(v)) => return bad_version(id, &v),
-        Some(Ok(r)) => Some(r),
-        None => None,
-    };
+    // Any supported revision is accepted in the header, also one other
+    // than the session's (what the official SDK's server does): the
+    // session's negotiated revision governs the answer.
+    if let Some(Err(v)) = era::legacy_header_version(headers) {
+        return bad_version(id, &v);
+    }
     if body.get("method").and_then(Value::as_str) == Some("initialize") {
         return initialize(inner, &caller, &body);
     }
@@ -539,11 +541,6 @@ async fn legacy_post(
     let Ok(session) = inner.sessions.get(session_id, &caller.sub) else {
         return unknown_session(id);
     };
-    if let Some(r) = header_revision
-        && r != session.revision
-    {
-        return bad_version(id, r.as_str());
-    }
     let ctx = call_ctx(headers, caller, session.revision);
     match body {
         Value::Array(items) => {

@@ -29,7 +29,7 @@ use crate::{
 
 const ADMIN: &str = "operator-secret-for-the-tests-0123456789";
 
-fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -68,17 +68,17 @@ fn docs(issuer: &TestIssuer, audience: &str, description: &str) -> Backend {
         .unwrap()
 }
 
-struct Setup {
-    issuer: TestIssuer,
-    url: String,
-    crm: BackendServer,
-    docs: BackendServer,
+pub(crate) struct Setup {
+    pub(crate) issuer: TestIssuer,
+    pub(crate) url: String,
+    pub(crate) crm: BackendServer,
+    pub(crate) docs: BackendServer,
 }
 
 impl Setup {
     /// The issuer and the two apps for a gateway whose canonical URL is
     /// `http://<addr>/mcp`.
-    async fn new(addr: SocketAddr) -> Self {
+    pub(crate) async fn new(addr: SocketAddr) -> Self {
         let issuer = TestIssuer::start().await.unwrap();
         let url = format!("http://{addr}/mcp");
         let crm = BackendServer::start(crm(&issuer, &url)).await;
@@ -91,7 +91,7 @@ impl Setup {
         }
     }
 
-    fn config(&self, controls: ControlsConfig) -> GatewayConfig {
+    pub(crate) fn config(&self, controls: ControlsConfig) -> GatewayConfig {
         let mut config = GatewayConfig::new(self.url.clone(), self.issuer.issuer(), TECH);
         config.jwks_url = Some(self.issuer.jwks_url());
         config.allowed_origins = vec!["https://*.corp.example".into()];
@@ -105,7 +105,7 @@ impl Setup {
         config
     }
 
-    fn token(&self, sub: &str) -> String {
+    pub(crate) fn token(&self, sub: &str) -> String {
         self.issuer
             .token(&self.url)
             .sub(sub)
@@ -115,10 +115,10 @@ impl Setup {
     }
 }
 
-struct Running {
-    gateway: Gateway,
-    base: String,
-    url: String,
+pub(crate) struct Running {
+    pub(crate) gateway: Gateway,
+    pub(crate) base: String,
+    pub(crate) url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), GatewayError>>>,
 }
@@ -126,7 +126,7 @@ struct Running {
 impl Running {
     /// Serves `config` on `listener`; the MCP URL used by clients is the
     /// listener's (the canonical URI may name an earlier port).
-    async fn start(config: GatewayConfig, listener: TcpListener) -> Self {
+    pub(crate) async fn start(config: GatewayConfig, listener: TcpListener) -> Self {
         let addr = listener.local_addr().unwrap();
         let gateway = Gateway::new(config).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -143,7 +143,7 @@ impl Running {
         }
     }
 
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -166,19 +166,19 @@ impl Drop for Running {
 }
 
 /// The apps, then a gateway with `controls` in front of them.
-async fn start(controls: ControlsConfig) -> (Setup, Running) {
+pub(crate) async fn start(controls: ControlsConfig) -> (Setup, Running) {
     let l = listener().await;
     let setup = Setup::new(l.local_addr().unwrap()).await;
     let gw = Running::start(setup.config(controls), l).await;
     (setup, gw)
 }
 
-async fn listener() -> TcpListener {
+pub(crate) async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
 /// Reads the audit file until it holds at least `n` lines.
-async fn audit_lines(path: &Path, n: usize) -> Vec<Value> {
+pub(crate) async fn audit_lines(path: &Path, n: usize) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();

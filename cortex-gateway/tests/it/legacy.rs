@@ -304,13 +304,10 @@ async fn sessions_and_headers() {
     eve.session = session.clone();
     assert_eq!(eve.send("tools/list", json!({})).await.status, 404);
 
-    // MCP-Protocol-Version: unsupported or different from the session's: 400.
+    // MCP-Protocol-Version: unsupported: 400 (see
+    // `a_session_accepts_every_supported_protocol_version_header`).
     let (body, _) = ana.envelope("tools/list", json!({}));
     ana.revision = "1999-01-01".into();
-    let r = ana.post_raw(&body, &[]).await;
-    assert_eq!(r.status, 400);
-    validate_message("2025-11-25", None, &r.body);
-    ana.revision = "2025-06-18".into();
     let r = ana.post_raw(&body, &[]).await;
     assert_eq!(r.status, 400);
     validate_message("2025-11-25", None, &r.body);
@@ -358,4 +355,48 @@ async fn sessions_and_headers() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(ana.send("tools/list", json!({})).await.status, 404);
+}
+
+/// What the official conformance scenario `server-sse-multiple-streams`
+/// does: a 2025-11-25 session sends requests whose `MCP-Protocol-Version`
+/// names another supported revision. They are answered (the session's
+/// revision governs); a version the gateway does not know is refused with
+/// a message that does not list it as supported.
+#[tokio::test]
+async fn a_session_accepts_every_supported_protocol_version_header() {
+    let w = World::start().await;
+    let token = w.token("ana", &["mcp:crm:read"]);
+    let ana = Client::legacy(&w.url, &token, "2025-11-25").await;
+    let session = ana.session.clone().unwrap();
+    let list = |version: &'static str| {
+        let request = ana
+            .http
+            .post(&w.url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", version)
+            .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}));
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    for version in LEGACY {
+        let (status, body) = list(version).await;
+        assert_eq!(status, 200, "{version}: {body}");
+        validate_message("2025-11-25", Some("tools/list"), &body);
+        assert!(
+            body["result"]["tools"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty())
+        );
+    }
+    let (status, body) = list("2024-01-01").await;
+    assert_eq!(status, 400);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`2024-01-01`"), "{message}");
+    let supported = body["error"]["data"]["supported"].as_array().unwrap();
+    assert!(!supported.contains(&json!("2024-01-01")));
+    assert!(supported.contains(&json!("2025-03-26")));
 }

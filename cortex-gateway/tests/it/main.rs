@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod controls;
 mod federation;
+mod hostile;
 mod hostile_catalog;
 mod legacy;
 mod modern;
