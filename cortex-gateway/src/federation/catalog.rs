@@ -304,7 +304,7 @@ pub fn builtin_definitions() -> [Value; 2] {
         json!({
             "name": "whoami",
             "title": "Who am I",
-            "description": "Your identity and scopes as the gateway sees them, and what each connected backend knows about you.",
+            "description": "Your identity and scopes as the gateway sees them, and what each backend you hold a scope for knows about you.",
             "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
             "annotations": {"readOnlyHint": true, "openWorldHint": false}
         }),
@@ -540,6 +540,19 @@ impl Catalog {
     /// The prompt with this public name.
     pub fn prompt(&self, name: &str) -> Option<&CatalogPrompt> {
         self.prompts.iter().find(|p| p.name == name)
+    }
+
+    /// The scopes that gate something of `backend` in this catalog (its
+    /// tools, prompts and resource templates; with repeats).
+    pub fn scopes_of<'a>(&'a self, backend: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let tools = self.tools.iter().map(|t| (&t.backend, &t.scope));
+        let prompts = self.prompts.iter().map(|p| (&p.backend, &p.scope));
+        let templates = self.templates.iter().map(|t| (&t.backend, &t.scope));
+        tools
+            .chain(prompts)
+            .chain(templates)
+            .filter(move |(b, _)| b.as_str() == backend)
+            .map(|(_, s)| s.as_str())
     }
 
     /// Backends that answered at the last refresh.

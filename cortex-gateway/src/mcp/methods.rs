@@ -80,7 +80,7 @@ pub(crate) fn instructions(inner: &Inner, catalog: &Catalog) -> String {
         "This gateway federates the company's apps (backends) behind one MCP endpoint. \
          Tools are named <backend>_<tool>, for example crm_search_accounts. \
          Before guessing how a backend works, call its <backend>_get_help tool. \
-         Builtins: whoami (your identity and scopes, and what each backend knows about you) \
+         Builtins: whoami (your identity and scopes, and what each backend you hold a scope for knows about you) \
          and find_tools (search tools by words; full definitions by name). ",
     );
     if !unprefixed.is_empty() {

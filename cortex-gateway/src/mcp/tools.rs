@@ -336,8 +336,10 @@ pub(crate) async fn call(
 async fn whoami(inner: &Inner, catalog: &Catalog, ctx: &CallCtx) -> Value {
     let caller = &ctx.caller;
     let limit = Duration::from_millis(inner.config.whoami_timeout_ms);
+    // Only backends the caller holds a scope for hear the caller's token.
     let healthy: Vec<_> = catalog
         .healthy()
+        .filter(|id| catalog.scopes_of(id).any(|s| caller.has_scope(s)))
         .filter_map(|id| inner.federation.backend(id))
         .collect();
     let answers = futures::future::join_all(healthy.iter().map(|b| async move {

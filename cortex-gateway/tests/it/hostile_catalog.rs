@@ -178,3 +178,31 @@ async fn huge_names_leave_bounded_audit_lines() {
     assert_eq!(known["tool"], "crm_search_accounts");
     assert!(known.get("tool_truncated").is_none(), "{known}");
 }
+
+/// `whoami` asks only the backends the caller holds a scope for: a backend
+/// the caller has no scope for never receives the caller's token.
+#[tokio::test]
+async fn whoami_asks_only_backends_the_caller_has_a_scope_for() {
+    let w = hostile_world(|_| {}).await;
+    let mut c = Client::modern(&w.url, &w.token("mallory", &["mcp:crm:read"]));
+    let (crm_before, docs_before) = (w.crm.seen_users().len(), w.docs.seen_users().len());
+    let r = c.call("whoami", json!({})).await;
+    assert_eq!(r["isError"], false, "{r}");
+    let backends = &r["structuredContent"]["backends"];
+    assert!(backends.get("crm").is_some(), "{backends}");
+    assert!(backends.get("docs").is_none(), "{backends}");
+    assert_eq!(w.crm.seen_users().len(), crm_before + 1);
+    assert_eq!(
+        w.docs.seen_users().len(),
+        docs_before,
+        "the caller's token reached a backend it holds no scope for"
+    );
+    // With a docs scope, docs is asked too.
+    let mut both = Client::modern(&w.url, &w.token("ana", &["mcp:crm:read", "mcp:docs:read"]));
+    let r = both.call("whoami", json!({})).await;
+    assert!(
+        r["structuredContent"]["backends"].get("docs").is_some(),
+        "{r}"
+    );
+    assert_eq!(w.docs.seen_users().len(), docs_before + 1);
+}
