@@ -373,6 +373,23 @@ pub struct ResourceTemplate {
     pub scope: String,
 }
 
+impl ResourceTemplate {
+    /// Whether `uri` is one of the URIs this template describes, matched
+    /// the way a backend routes `read_resource` (RFC 6570 level 1 and
+    /// `{+name}`: `{name}` matches a non-empty run without `/`, `{+name}`
+    /// any non-empty run). A gateway uses it to apply the matching
+    /// template's scope.
+    pub fn matches(&self, uri: &str) -> bool {
+        uri_template_matches(&self.uri_template, uri)
+    }
+}
+
+/// Whether `uri` matches the URI template `template` (see
+/// [`ResourceTemplate::matches`]).
+pub fn uri_template_matches(template: &str, uri: &str) -> bool {
+    crate::backend::match_template(template, uri).is_some()
+}
+
 /// `list_resource_templates` result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -61,6 +61,8 @@ pub struct CatalogTemplate {
     pub backend: String,
     /// URI scheme (routing key).
     pub scheme: String,
+    /// The RFC 6570 URI template.
+    pub uri_template: String,
     /// Scope required.
     pub scope: String,
     /// The MCP `ResourceTemplate` object.
@@ -464,6 +466,7 @@ impl Catalog {
                 catalog.templates.push(CatalogTemplate {
                     backend: id.clone(),
                     scheme,
+                    uri_template: t.uri_template.clone(),
                     scope: t.scope.clone(),
                     definition: def,
                 });
@@ -553,6 +556,16 @@ impl Catalog {
             .chain(templates)
             .filter(move |(b, _)| b.as_str() == backend)
             .map(|(_, s)| s.as_str())
+    }
+
+    /// The first resource template (in the owning backend's order, as the
+    /// backend itself routes a read) that matches `uri`.
+    pub fn template_for(&self, uri: &str) -> Option<&CatalogTemplate> {
+        let scheme = scheme_of(uri)?;
+        self.templates.iter().find(|t| {
+            t.scheme == scheme
+                && cortex_backend::contract::uri_template_matches(&t.uri_template, uri)
+        })
     }
 
     /// Backends that answered at the last refresh.

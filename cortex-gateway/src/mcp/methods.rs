@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     Inner,
-    federation::{Catalog, Health, scheme_of},
+    federation::{Catalog, Health},
     upstream::{Credential, UpstreamError},
 };
 
@@ -505,32 +505,26 @@ async fn read_resource(
     } else {
         RESOURCE_NOT_FOUND
     };
-    let owner = scheme_of(uri)
-        .and_then(|s| catalog.schemes.get(&s).map(|o| (s, o.clone())))
-        .ok_or_else(|| {
-            RpcError::new(
-                not_found,
-                format!("resource not found: no backend serves {uri}"),
-            )
-            .with_data(json!({"uri": uri}))
-        })?;
-    let (scheme, owner) = owner;
-    let scopes_for: Vec<&str> = catalog
-        .templates
-        .iter()
-        .filter(|t| t.backend == owner && t.scheme == scheme)
-        .map(|t| t.scope.as_str())
-        .collect();
-    if !scopes_for
-        .iter()
-        .any(|s| scopes::satisfies(&ctx.caller.scopes, s))
-    {
-        let needed = scopes_for.first().copied().unwrap_or("");
-        return Err(missing_scope(&format!("reading {uri}"), needed));
+    // The scope of the template that matches this URI, not of any template
+    // of its scheme: one backend may serve public and restricted resources
+    // under the same scheme.
+    let template = catalog.template_for(uri).ok_or_else(|| {
+        RpcError::new(
+            not_found,
+            format!(
+                "resource not found: no resource template matches {uri}; \
+                 resources/templates/list shows the URIs that can be read"
+            ),
+        )
+        .with_data(json!({"uri": uri}))
+    })?;
+    if !scopes::satisfies(&ctx.caller.scopes, &template.scope) {
+        return Err(missing_scope(&format!("reading {uri}"), &template.scope));
     }
+    let owner = &template.backend;
     let backend = inner
         .federation
-        .backend(&owner)
+        .backend(owner)
         .ok_or_else(|| RpcError::new(not_found, format!("resource not found: {uri}")))?;
     let mut p = Map::new();
     p.insert("uri".into(), json!(uri));

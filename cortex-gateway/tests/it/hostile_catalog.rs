@@ -206,3 +206,106 @@ async fn whoami_asks_only_backends_the_caller_has_a_scope_for() {
     );
     assert_eq!(w.docs.seen_users().len(), docs_before + 1);
 }
+
+/// A CRM backend that serves public and restricted resources under one
+/// scheme, each template with its own scope.
+fn crm_with_two_templates(w: &World) -> cortex_backend::Backend {
+    use std::collections::BTreeMap;
+
+    use cortex_backend::{
+        Auth, Backend,
+        contract::{ReadResourceResult, ResourceContent, ResourceTemplate},
+    };
+    let template = |uri: &str, scope: &str| ResourceTemplate {
+        uri_template: uri.into(),
+        name: uri.into(),
+        description: None,
+        mime_type: Some("text/plain".into()),
+        scope: scope.into(),
+    };
+    let read = |_ctx, uri: String, _vars: BTreeMap<String, String>| async move {
+        Ok(ReadResourceResult {
+            contents: vec![ResourceContent {
+                uri,
+                mime_type: "text/plain".into(),
+                text: Some("contents".into()),
+                blob: None,
+            }],
+        })
+    };
+    Backend::builder("crm")
+        .auth(Auth::new(w.issuer.auth_config(&w.url, &[crate::support::TECH])).unwrap())
+        .tool_fn(
+            "count_accounts",
+            "mcp:crm:read",
+            "How many accounts exist.",
+            |_ctx: cortex_backend::Ctx<()>, _args: crate::support::NoArgs| async move {
+                Ok::<u32, cortex_backend::ToolError>(1)
+            },
+        )
+        .resource_template(template("crm://public/{id}", "mcp:crm:read"), read)
+        .resource_template(template("crm://salaries/{id}", "mcp:crm:admin"), read)
+        .build()
+        .unwrap()
+}
+
+/// `resources/read` applies the scope of the template that matches the
+/// URI: a caller who may read one template of a scheme cannot read
+/// another template's resources, and a URI no template matches is not
+/// found. Refused reads never reach the backend.
+#[tokio::test]
+async fn resources_read_checks_the_scope_of_the_matching_template() {
+    let w = hostile_world(|_| {}).await;
+    w.crm.replace(crm_with_two_templates(&w));
+    w.gateway.refresh_now().await;
+    let mut c = Client::modern(&w.url, &w.token("mallory", &["mcp:crm:read"]));
+    let listed = c.ok("resources/templates/list", json!({})).await;
+    let visible: Vec<&str> = listed["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uriTemplate"].as_str().unwrap())
+        .collect();
+    assert_eq!(visible, ["crm://public/{id}"]);
+    let read = c
+        .ok("resources/read", json!({"uri": "crm://public/7"}))
+        .await;
+    assert_eq!(read["contents"][0]["text"], "contents");
+    let seen = w.crm.seen_users().len();
+    let refused = c
+        .err("resources/read", json!({"uri": "crm://salaries/7"}))
+        .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("mcp:crm:admin"),
+        "{refused}"
+    );
+    assert_eq!(refused["data"]["required"], "mcp:crm:admin");
+    assert_eq!(
+        w.crm.seen_users().len(),
+        seen,
+        "the gateway passed a read of a template the caller has no scope for"
+    );
+    let unknown = c
+        .err("resources/read", json!({"uri": "crm://elsewhere/7"}))
+        .await;
+    assert!(
+        unknown["message"]
+            .as_str()
+            .unwrap()
+            .contains("no resource template matches"),
+        "{unknown}"
+    );
+    assert_eq!(
+        w.crm.seen_users().len(),
+        seen,
+        "a refused read reached the backend"
+    );
+    // The admin scope reads the restricted template.
+    let mut admin = Client::modern(&w.url, &w.token("ana", &["mcp:crm:admin"]));
+    admin
+        .ok("resources/read", json!({"uri": "crm://salaries/7"}))
+        .await;
+}
