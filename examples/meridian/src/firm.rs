@@ -193,19 +193,15 @@ impl Persona {
         }
     }
 
-    /// The scopes of the persona (design.md, Meridian).
+    /// The scopes of the persona (docs/architecture.md, Meridian): those of its role.
     pub fn scopes(self) -> &'static [&'static str] {
-        match self {
-            Self::SalesRep => &["mcp:crm:write"],
-            Self::ProjectManager => &["mcp:docs:write", "mcp:crm:read"],
-            Self::Cfo => &["mcp:billing:write", "mcp:crm:read"],
-            Self::Ceo => &[
-                "mcp:crm:read",
-                "mcp:docs:read",
-                "mcp:billing:read",
-                "mcp:staffing:read",
-            ],
-        }
+        let role = match self {
+            Self::SalesRep => "sales_rep",
+            Self::ProjectManager => "project_manager",
+            Self::Cfo => "cfo",
+            Self::Ceo => "ceo",
+        };
+        role_scopes(role)
     }
 
     /// The identity claims of the persona's token (without `iss`, `aud`,
@@ -213,6 +209,31 @@ impl Persona {
     pub fn claims(self) -> Value {
         let e = employee(self.employee_id()).expect("personas are directory rows");
         json!({"sub": e.id, "email": e.email, "name": e.name, "role": e.role, "team": e.team})
+    }
+}
+
+const ALL_READS: &[&str] = &[
+    "mcp:crm:read",
+    "mcp:docs:read",
+    "mcp:billing:read",
+    "mcp:staffing:read",
+];
+
+/// The scopes a role's token carries: the persona table of docs/architecture.md for
+/// the four persona roles, and the same logic for the others (partners
+/// oversee like the CEO, accountants work like the CFO, HR owns staffing,
+/// consultants write project documents and read staffing, operations read
+/// staffing).
+pub fn role_scopes(role: &str) -> &'static [&'static str] {
+    match role {
+        "sales_rep" => &["mcp:crm:write"],
+        "project_manager" => &["mcp:docs:write", "mcp:crm:read"],
+        "cfo" | "accountant" => &["mcp:billing:write", "mcp:crm:read"],
+        "ceo" | "partner" => ALL_READS,
+        "hr" => &["mcp:staffing:write"],
+        "consultant" => &["mcp:docs:write", "mcp:staffing:read"],
+        "operations" => &["mcp:staffing:read"],
+        _ => &[],
     }
 }
 
@@ -337,6 +358,10 @@ mod tests {
             );
         }
         assert_eq!(employee(HEAD_OF_PEOPLE).map(|e| e.role), Some("hr"));
+        // Every role of the directory has scopes.
+        assert!(people.iter().all(|e| !role_scopes(e.role).is_empty()));
+        assert_eq!(Persona::SalesRep.scopes(), ["mcp:crm:write"]);
+        assert_eq!(Persona::Ceo.scopes().len(), 4);
         assert_eq!(employee(SOUTH_REP).map(|e| e.team), Some("sales-south"));
     }
 }

@@ -12,15 +12,21 @@
 //! | `staffing` | actix-web | people, availability, reviews, HR policies | personal data for the person and HR only |
 //!
 //! [`start`] runs, in one process on loopback: a dev authorization server
-//! ([`cortex_backend::testing::TestIssuer`]: RFC 8414 metadata and a JWKS),
-//! the four apps, and the Cortex gateway in front of them, then mints one
-//! token per [`firm::Persona`]. `cargo run -p meridian` is a thin CLI over
-//! it; the integration tests call it directly.
+//! ([`issuer`]: sign-in and consent pages, code flow with PKCE, client ID
+//! metadata documents, registration, refresh, revocation, introspection),
+//! the four apps, and the Cortex gateway in front of them (checking every
+//! token by introspection), then mints one token per [`firm::Persona`] for
+//! scripts. `cargo run -p meridian` is a thin CLI over it; the integration
+//! tests call it directly.
 
 pub mod apps;
 pub mod firm;
+pub mod issuer;
 pub mod mcp;
 mod run;
 
 pub use mcp::curl_tools_list;
-pub use run::{Options, Running, Tokens, parse_duration, start};
+pub use run::{
+    INTROSPECTION_CACHE_S, Options, Running, Tokens, admin_file, parse_duration, start, start_with,
+    write_admin_file,
+};

@@ -1,7 +1,11 @@
 //! `meridian`: the Cortex worked example in one command.
 //!
-//! * `meridian` starts a dev issuer, the four apps and the gateway, then
-//!   prints the MCP URL, a token per persona and a command to list tools.
+//! * `meridian` starts a dev authorization server, the four apps and the
+//!   gateway, then prints the MCP URL to add to an MCP client (which opens
+//!   a browser to sign in). `--print-tokens` also prints a token per
+//!   persona and a command to list tools, for scripts.
+//! * `meridian revoke <person>` ends every grant of a person in the
+//!   Meridian running on `--port`.
 //! * `meridian app <crm|docs|billing|staffing>` runs one app alone, trusting
 //!   the issuer named in the environment (`Auth::from_env`), so it can be
 //!   checked with `cortex-conformance` or put behind another gateway.
@@ -20,16 +24,20 @@ use meridian::{
     parse_duration,
 };
 
-/// Meridian: four department apps behind one Cortex gateway, with a dev issuer.
+/// Meridian: four department apps behind one Cortex gateway, with a dev authorization server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
     /// Port of the gateway on 127.0.0.1 (the MCP URL is http://127.0.0.1:PORT/mcp).
-    #[arg(long, default_value_t = 3213, env = "MERIDIAN_PORT")]
+    #[arg(long, default_value_t = 3213, env = "MERIDIAN_PORT", global = true)]
     port: u16,
     /// Lifetime of the persona tokens: 8h, 30m, 90s, 2d or seconds.
     #[arg(long, default_value = "8h", value_parser = parse_duration)]
     token_ttl: Duration,
+    /// Also print a bearer token per persona and a curl command (for scripts;
+    /// MCP clients sign in through the browser instead).
+    #[arg(long, env = "MERIDIAN_PRINT_TOKENS")]
+    print_tokens: bool,
     /// Write {"url": ..., "tokens": {...}} to this file once everything is ready.
     #[arg(long, value_name = "PATH")]
     tokens_file: Option<PathBuf>,
@@ -48,6 +56,14 @@ enum Command {
         /// Listen address (default 127.0.0.1:3221 crm, :3222 docs, :3223 billing, :3224 staffing).
         #[arg(long, env = "CORTEX_LISTEN")]
         listen: Option<SocketAddr>,
+    },
+    /// Revoke every grant of a person in the running Meridian (on --port):
+    /// their agents' next call is refused within a few seconds and their
+    /// refresh tokens stop working.
+    Revoke {
+        /// An employee id (e-007), an email, or a persona key (sales_rep,
+        /// project_manager, cfo, ceo).
+        person: String,
     },
 }
 
@@ -81,6 +97,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::App { app, listen }) => run_app(app, listen).await,
+        Some(Command::Revoke { ref person }) => revoke(cli.port, person).await,
         None => run_all(cli).await,
     }
 }
@@ -112,7 +129,16 @@ async fn run_all(cli: Cli) -> anyhow::Result<()> {
         token_ttl: cli.token_ttl,
     })
     .await?;
-    print_banner(&running, cli.token_ttl);
+    let port = running
+        .url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(cli.port);
+    let admin_file = meridian::admin_file(port);
+    meridian::write_admin_file(&admin_file, running.auth_server())?;
+    print_banner(&running, cli.token_ttl, cli.print_tokens);
     if let Some(path) = &cli.tokens_file {
         let file = serde_json::json!({"url": running.url, "tokens": running.tokens});
         std::fs::write(path, serde_json::to_vec_pretty(&file)?)
@@ -122,13 +148,73 @@ async fn run_all(cli: Cli) -> anyhow::Result<()> {
     println!("\nPress Ctrl-C to stop.");
     cortex_gateway::shutdown_signal().await;
     println!("Stopping...");
+    let _ = std::fs::remove_file(&admin_file);
     running.shutdown().await;
     Ok(())
 }
 
-fn print_banner(running: &Running, ttl: Duration) {
-    println!("Meridian is running: a dev issuer, four apps and the Cortex gateway.\n");
+async fn revoke(port: u16, person: &str) -> anyhow::Result<()> {
+    let path = meridian::admin_file(port);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no running Meridian on port {port} ({} is missing); start `meridian` first, or pass --port",
+            path.display()
+        )
+    })?;
+    let admin: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not Meridian's admin file", path.display()))?;
+    let (Some(url), Some(secret)) = (admin["revoke_url"].as_str(), admin["secret"].as_str()) else {
+        anyhow::bail!("{} lacks revoke_url or secret", path.display());
+    };
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(secret)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "person={}",
+            url::form_urlencoded::byte_serialize(person.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .with_context(|| {
+            format!("cannot reach Meridian's authorization server at {url}; is it running?")
+        })?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "{}",
+            body["error_description"]
+                .as_str()
+                .unwrap_or("the authorization server refused")
+        );
+    }
+    println!(
+        "Revoked {} grant(s) of {} ({}). Their next call through the gateway is refused within {} s; \
+         their refresh tokens no longer work.",
+        body["grants_revoked"],
+        body["name"].as_str().unwrap_or_default(),
+        body["person"].as_str().unwrap_or_default(),
+        meridian::INTROSPECTION_CACHE_S
+    );
+    Ok(())
+}
+
+fn print_banner(running: &Running, ttl: Duration, print_tokens: bool) {
+    let auth = running.auth_server();
+    println!(
+        "Meridian is running: a dev authorization server, four apps and the Cortex gateway.\n"
+    );
     println!("MCP URL: {}\n", running.url);
+    println!("Add this URL to your MCP client; your client will open a browser to sign in.");
+    println!("Pick one of the four personas (or anyone of the 140 people) and allow the access.\n");
+    println!(
+        "Authorization server: {} ({})",
+        auth.issuer(),
+        meridian::issuer::DEV_ONLY
+    );
+    println!("Grants page:          {}", auth.admin_url());
+    println!("Revoke a person:      meridian revoke <e-007 | sales_rep | email>\n");
     for app in App::ALL {
         println!(
             "  {:<9} on {:<9} {}",
@@ -136,6 +222,12 @@ fn print_banner(running: &Running, ttl: Duration) {
             app.framework(),
             running.app_url(app)
         );
+    }
+    if !print_tokens {
+        println!(
+            "\n(For scripts: --print-tokens prints a bearer token per persona and a curl command.)"
+        );
+        return;
     }
     println!(
         "\nPersona tokens, valid {} min. Paste these lines into your shell:\n",

@@ -17,7 +17,12 @@ use crate::{
         serve::{Served, ShutdownTrigger},
     },
     firm::Persona,
+    issuer::{AuthServer, ClientCredentials, Settings},
 };
+
+/// Seconds the gateway reuses an introspection answer: how long a revoked
+/// token keeps working at most.
+pub const INTROSPECTION_CACHE_S: u64 = 3;
 
 /// Settings of [`start`].
 #[derive(Debug, Clone)]
@@ -68,11 +73,11 @@ impl Tokens {
 pub struct Running {
     /// The MCP URL (the gateway's canonical URI and the tokens' audience).
     pub url: String,
-    /// The persona tokens.
+    /// The persona tokens (minted without a sign-in, for scripts and tests).
     pub tokens: Tokens,
     apps: Vec<(App, Served)>,
     gateway: tokio::task::JoinHandle<()>,
-    issuer: TestIssuer,
+    auth: AuthServer,
     trigger: ShutdownTrigger,
 }
 
@@ -87,14 +92,20 @@ impl Running {
             .expect("every app is started")
     }
 
-    /// The dev issuer, to mint more tokens (audience: [`Running::url`]).
+    /// A minter with the authorization server's key and `iss`, to mint
+    /// more tokens without a sign-in (audience: [`Running::url`]).
     pub fn issuer(&self) -> &TestIssuer {
-        &self.issuer
+        self.auth.minter()
+    }
+
+    /// The dev authorization server (sign-in, tokens, revocation).
+    pub fn auth_server(&self) -> &AuthServer {
+        &self.auth
     }
 
     /// Mints a token for a persona with a given lifetime.
     pub fn mint(&self, persona: Persona, ttl: Duration) -> String {
-        mint(&self.issuer, &self.url, persona, ttl)
+        mint(self.auth.minter(), &self.url, persona, ttl)
     }
 
     /// Stops the gateway and the apps and waits until they have stopped.
@@ -121,18 +132,24 @@ fn mint(issuer: &TestIssuer, audience: &str, persona: Persona, ttl: Duration) ->
 }
 
 /// Starts the gateway in front of the apps (prefixed tool names, forward
-/// mode, audience = the MCP URL) and waits until its catalog holds them all.
+/// mode, audience = the MCP URL, every token introspected at the
+/// authorization server) and waits until its catalog holds them all.
 async fn start_gateway(
-    issuer: &TestIssuer,
+    auth: &AuthServer,
+    introspection: ClientCredentials,
     url: &str,
     technical: String,
     apps: &[(App, Served)],
     listener: std::net::TcpListener,
     trigger: &ShutdownTrigger,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut config = GatewayConfig::new(url, issuer.issuer(), technical);
+    let mut config = GatewayConfig::new(url, auth.issuer(), technical);
     config.listen = listener.local_addr()?;
-    config.jwks_url = Some(issuer.jwks_url());
+    config.jwks_url = Some(auth.jwks_url());
+    config.controls.introspection_url = Some(auth.introspection_url());
+    config.controls.introspection_client_id = Some(introspection.client_id);
+    config.controls.introspection_client_secret = Some(introspection.client_secret);
+    config.controls.introspection_cache_s = INTROSPECTION_CACHE_S;
     // Audit lines (one per tool call) go to standard output, with caller
     // pseudonyms keyed by a secret of this run.
     config.controls.audit_secret = Some(random_secret()?);
@@ -168,6 +185,31 @@ async fn start_gateway(
         );
     }
     Ok(task)
+}
+
+/// Where a running Meridian on `port` keeps what `meridian revoke` needs
+/// (the authorization server's revoke URL and this run's admin secret).
+pub fn admin_file(port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("meridian-{port}.admin.json"))
+}
+
+/// Writes the admin file, readable by its owner only.
+pub fn write_admin_file(path: &std::path::Path, auth: &AuthServer) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let body = serde_json::json!({
+        "revoke_url": format!("{}/admin/revoke", auth.issuer()),
+        "secret": auth.admin_secret(),
+    });
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write the admin file {}", path.display()))?;
+    file.write_all(body.to_string().as_bytes())?;
+    Ok(())
 }
 
 /// A random secret of 32 bytes, hex-encoded.
@@ -206,9 +248,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Starts the issuer, the four apps and the gateway; returns once the
-/// gateway's catalog holds every app.
+/// Starts the authorization server, the four apps and the gateway; returns
+/// once the gateway's catalog holds every app.
 pub async fn start(options: Options) -> anyhow::Result<Running> {
+    start_with(options, Settings::default()).await
+}
+
+/// [`start`] with authorization server settings.
+pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<Running> {
     let gateway_listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port)))
         .with_context(|| {
             format!(
@@ -217,9 +264,11 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             )
         })?;
     let url = format!("http://{}/mcp", gateway_listener.local_addr()?);
-    let issuer = TestIssuer::start()
+    let auth_server = AuthServer::start(&url, settings)
         .await
-        .context("starting the dev issuer")?;
+        .context("starting the dev authorization server")?;
+    let introspection = auth_server.register_confidential("cortex-gateway", "")?;
+    let issuer = auth_server.minter();
     let technical = random_secret()?;
     let auth = Auth::new(issuer.auth_config(&url, &[&technical]))?;
     let (trigger, _) = ShutdownTrigger::new();
@@ -232,20 +281,28 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             .with_context(|| format!("starting the {} app", app.id()))?;
         apps.push((app, served));
     }
-    let gateway =
-        start_gateway(&issuer, &url, technical, &apps, gateway_listener, &trigger).await?;
+    let gateway = start_gateway(
+        &auth_server,
+        introspection,
+        &url,
+        technical,
+        &apps,
+        gateway_listener,
+        &trigger,
+    )
+    .await?;
     let tokens = Tokens {
-        sales_rep: mint(&issuer, &url, Persona::SalesRep, options.token_ttl),
-        project_manager: mint(&issuer, &url, Persona::ProjectManager, options.token_ttl),
-        cfo: mint(&issuer, &url, Persona::Cfo, options.token_ttl),
-        ceo: mint(&issuer, &url, Persona::Ceo, options.token_ttl),
+        sales_rep: mint(issuer, &url, Persona::SalesRep, options.token_ttl),
+        project_manager: mint(issuer, &url, Persona::ProjectManager, options.token_ttl),
+        cfo: mint(issuer, &url, Persona::Cfo, options.token_ttl),
+        ceo: mint(issuer, &url, Persona::Ceo, options.token_ttl),
     };
     Ok(Running {
         url,
         tokens,
         apps,
         gateway,
-        issuer,
+        auth: auth_server,
         trigger,
     })
 }

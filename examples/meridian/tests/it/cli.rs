@@ -31,7 +31,14 @@ async fn tokens_file_then_tools_list_then_clean_stop() {
     let path = std::env::temp_dir().join(format!("meridian-tokens-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let mut child = meridian()
-        .args(["--port", "0", "--token-ttl", "5m", "--tokens-file"])
+        .args([
+            "--port",
+            "0",
+            "--token-ttl",
+            "5m",
+            "--print-tokens",
+            "--tokens-file",
+        ])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -64,8 +71,44 @@ async fn tokens_file_then_tools_list_then_clean_stop() {
         "{names:?}"
     );
 
+    // `meridian revoke` reaches this run (by its port) and cuts the pasted token.
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/mcp");
+    let revoked = meridian()
+        .args(["revoke", "cfo", "--port", port])
+        .output()
+        .expect("meridian revoke runs");
+    let said = String::from_utf8_lossy(&revoked.stdout);
+    assert!(
+        revoked.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert!(said.contains("Claire Dubois (e-003)"), "{said}");
+    let cfo = file["tokens"]["cfo"].as_str().expect("cfo");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = mcp_status(url, cfo).await;
+        if listed == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the revoked token still works");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unknown = meridian()
+        .args(["revoke", "nobody", "--port", port])
+        .output()
+        .expect("meridian revoke runs");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no person `nobody`"));
+
     let status = terminate(&mut child);
     assert!(status.success(), "exit status {status}");
+    assert!(
+        !meridian::admin_file(port.parse().unwrap()).exists(),
+        "the admin file is removed"
+    );
     let mut out = String::new();
     child
         .stdout
@@ -74,10 +117,61 @@ async fn tokens_file_then_tools_list_then_clean_stop() {
         .read_to_string(&mut out)
         .expect("stdout");
     assert!(out.contains("export SALES_REP='ey"), "{out}");
+    assert!(
+        out.contains("your client will open a browser to sign in"),
+        "{out}"
+    );
+    assert!(out.contains("development only"), "{out}");
     assert!(out.contains("curl -s http://127.0.0.1:"), "{out}");
     assert!(out.contains("-H 'Mcp-Method: tools/list'"), "{out}");
     assert!(out.contains("Stopping"), "{out}");
     let _ = std::fs::remove_file(&path);
+}
+
+/// The HTTP status of a stateless `tools/list` through the gateway.
+async fn mcp_status(url: &str, token: &str) -> u16 {
+    let mut request = reqwest::Client::new().post(url).bearer_auth(token);
+    for (k, v) in meridian::mcp::headers("tools/list", None) {
+        request = request.header(k, v);
+    }
+    request
+        .body(meridian::mcp::request(1, "tools/list", json!({})).to_string())
+        .send()
+        .await
+        .expect("the gateway answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn without_print_tokens_the_banner_says_how_to_connect() {
+    let mut child = meridian()
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("meridian starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut out = String::new();
+    while !out.contains("Press Ctrl-C") {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).expect("a line") > 0, "{out}");
+        out.push_str(&line);
+    }
+    assert!(terminate(&mut child).success());
+    assert!(out.contains("MCP URL: http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains(
+            "Add this URL to your MCP client; your client will open a browser to sign in."
+        ),
+        "{out}"
+    );
+    assert!(out.contains("/admin"), "{out}");
+    assert!(
+        !out.contains("export SALES_REP"),
+        "tokens only with --print-tokens: {out}"
+    );
+    assert!(!out.contains("Bearer ey"), "{out}");
 }
 
 #[tokio::test]
