@@ -31,6 +31,7 @@ use crate::{
     federation::Federation,
     integrity::{self, IntegrityGuard},
     introspection::{IntrospectionConfig, IntrospectionError, Introspector},
+    mcp::session,
     metrics::{self, Metrics},
     origin::{self, HostPolicy, OriginGuard, OriginPolicy},
     ratelimit::{CallerKey, RateLimited, RateLimiter, StreamLimiter, StreamSlot, TooManyStreams},
@@ -50,6 +51,14 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_INTROSPECTION_CACHE_S: u64 = 30;
 /// Callers remembered by the rate limiter.
 const MAX_TRACKED_CALLERS: usize = 100_000;
+/// Default cap on open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default time a connection has to deliver a complete request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time an idle keep-alive connection is kept.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default cap on the messages of one JSON-RPC batch (2025-03-26).
+pub const DEFAULT_MAX_BATCH_MESSAGES: usize = 32;
 
 fn default_rate() -> u32 {
     DEFAULT_RATE_LIMIT_PER_MINUTE
@@ -68,6 +77,27 @@ fn default_header_bytes() -> usize {
 }
 fn default_introspection_cache() -> u64 {
     DEFAULT_INTROSPECTION_CACHE_S
+}
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+fn default_header_read_timeout() -> u64 {
+    DEFAULT_HEADER_READ_TIMEOUT_MS
+}
+fn default_idle_timeout() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
+}
+fn default_max_sessions() -> usize {
+    session::DEFAULT_MAX_SESSIONS
+}
+fn default_max_sessions_per_caller() -> usize {
+    session::DEFAULT_MAX_SESSIONS_PER_CALLER
+}
+fn default_max_session_bytes() -> usize {
+    session::DEFAULT_MAX_SESSION_BYTES
+}
+fn default_max_batch() -> usize {
+    DEFAULT_MAX_BATCH_MESSAGES
 }
 
 /// The operator controls' settings (`[controls]` table in TOML).
@@ -126,6 +156,31 @@ pub struct ControlsConfig {
     /// Seconds an introspection answer is reused (`CORTEX_INTROSPECTION_CACHE_S`).
     #[serde(default = "default_introspection_cache")]
     pub introspection_cache_s: u64,
+    /// Open client connections at most (`CORTEX_MAX_CONNECTIONS`); one more
+    /// is closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a connection has to deliver a complete request head, from its
+    /// start or from the first byte after the previous request
+    /// (`CORTEX_HEADER_READ_TIMEOUT_MS`).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// Time a connection with no request in progress and no traffic is kept
+    /// (`CORTEX_IDLE_TIMEOUT_MS`).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Live legacy sessions in total (`CORTEX_MAX_SESSIONS`).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Live legacy sessions of one caller (`CORTEX_MAX_SESSIONS_PER_CALLER`).
+    #[serde(default = "default_max_sessions_per_caller")]
+    pub max_sessions_per_caller: usize,
+    /// Bytes the live legacy sessions may hold (`CORTEX_MAX_SESSION_BYTES`).
+    #[serde(default = "default_max_session_bytes")]
+    pub max_session_bytes: usize,
+    /// Messages of one JSON-RPC batch at most (`CORTEX_MAX_BATCH_MESSAGES`).
+    #[serde(default = "default_max_batch")]
+    pub max_batch_messages: usize,
 }
 
 impl Default for ControlsConfig {
@@ -147,6 +202,13 @@ impl Default for ControlsConfig {
             introspection_client_id: None,
             introspection_client_secret: None,
             introspection_cache_s: DEFAULT_INTROSPECTION_CACHE_S,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            max_sessions: session::DEFAULT_MAX_SESSIONS,
+            max_sessions_per_caller: session::DEFAULT_MAX_SESSIONS_PER_CALLER,
+            max_session_bytes: session::DEFAULT_MAX_SESSION_BYTES,
+            max_batch_messages: DEFAULT_MAX_BATCH_MESSAGES,
         }
     }
 }
@@ -233,6 +295,32 @@ impl ControlsConfig {
         if let Some(v) = get("CORTEX_INTROSPECTION_CACHE_S") {
             c.introspection_cache_s = num("CORTEX_INTROSPECTION_CACHE_S", &v, "30")?;
         }
+        let sizes: [(&str, &mut usize, &str); 5] = [
+            ("CORTEX_MAX_CONNECTIONS", &mut c.max_connections, "4096"),
+            ("CORTEX_MAX_SESSIONS", &mut c.max_sessions, "50000"),
+            (
+                "CORTEX_MAX_SESSIONS_PER_CALLER",
+                &mut c.max_sessions_per_caller,
+                "64",
+            ),
+            (
+                "CORTEX_MAX_SESSION_BYTES",
+                &mut c.max_session_bytes,
+                "33554432",
+            ),
+            ("CORTEX_MAX_BATCH_MESSAGES", &mut c.max_batch_messages, "32"),
+        ];
+        for (var, field, example) in sizes {
+            if let Some(v) = get(var) {
+                *field = num(var, &v, example)?;
+            }
+        }
+        if let Some(v) = get("CORTEX_HEADER_READ_TIMEOUT_MS") {
+            c.header_read_timeout_ms = num("CORTEX_HEADER_READ_TIMEOUT_MS", &v, "10000")?;
+        }
+        if let Some(v) = get("CORTEX_IDLE_TIMEOUT_MS") {
+            c.idle_timeout_ms = num("CORTEX_IDLE_TIMEOUT_MS", &v, "60000")?;
+        }
         Ok(c)
     }
 
@@ -274,6 +362,47 @@ impl ControlsConfig {
                 "the deadline must be at least 1 ms and the header limit at least 1024 bytes"
                     .into(),
             ));
+        }
+        let min_session_bytes = session::SESSION_OVERHEAD_BYTES * 16;
+        let bounds = [
+            (
+                "CORTEX_MAX_CONNECTIONS",
+                self.max_connections >= 1,
+                "at least 1, e.g. 4096".to_string(),
+            ),
+            (
+                "CORTEX_HEADER_READ_TIMEOUT_MS",
+                self.header_read_timeout_ms >= 1,
+                "at least 1 (milliseconds), e.g. 10000".into(),
+            ),
+            (
+                "CORTEX_IDLE_TIMEOUT_MS",
+                self.idle_timeout_ms >= 1,
+                "at least 1 (milliseconds), e.g. 60000".into(),
+            ),
+            (
+                "CORTEX_MAX_SESSIONS",
+                self.max_sessions >= 1,
+                "at least 1, e.g. 50000".into(),
+            ),
+            (
+                "CORTEX_MAX_SESSIONS_PER_CALLER",
+                self.max_sessions_per_caller >= 1,
+                "at least 1, e.g. 64".into(),
+            ),
+            (
+                "CORTEX_MAX_SESSION_BYTES",
+                self.max_session_bytes >= min_session_bytes,
+                format!("at least {min_session_bytes}, e.g. 33554432"),
+            ),
+            (
+                "CORTEX_MAX_BATCH_MESSAGES",
+                self.max_batch_messages >= 1,
+                "at least 1, e.g. 32".into(),
+            ),
+        ];
+        if let Some((var, _, fix)) = bounds.into_iter().find(|(_, ok, _)| !ok) {
+            return Err(err(var, format!("must be {fix}")));
         }
         if self.tool_integrity == integrity::Mode::Block && self.tool_baseline.is_none() {
             return Err(err(

@@ -72,7 +72,7 @@ use crate::{
     auth::ResourceServer,
     config::{ConfigError, GatewayConfig},
     federation::Federation,
-    mcp::session::SessionStore,
+    mcp::session::{SessionLimits, SessionStore},
     upstream::UpstreamClient,
 };
 
@@ -97,7 +97,6 @@ pub enum GatewayError {
 }
 
 /// The shared state behind every request.
-#[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: GatewayConfig,
     pub(crate) auth: ResourceServer,
@@ -106,6 +105,18 @@ pub(crate) struct Inner {
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) controls: controls::Controls,
     refresher: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    /// No secret and no session id: the configuration masks its secrets,
+    /// the federation and the session store show counts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("federation", &self.federation)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Inner {
@@ -165,6 +176,11 @@ impl Gateway {
             .with_controls(controls.integrity.clone(), controls.metrics.clone()),
         );
         let (shutdown, _) = watch::channel(false);
+        let sessions = SessionStore::new(SessionLimits {
+            max_sessions: config.controls.max_sessions,
+            max_per_caller: config.controls.max_sessions_per_caller,
+            max_bytes: config.controls.max_session_bytes,
+        });
         let interval = config.refresh_interval();
         let refresher = {
             let federation = federation.clone();
@@ -178,7 +194,7 @@ impl Gateway {
                 config,
                 auth,
                 federation,
-                sessions: SessionStore::default(),
+                sessions,
                 shutdown,
                 controls,
                 refresher: std::sync::Mutex::new(Some(refresher)),

@@ -72,7 +72,6 @@ struct Here {
 static NEXT_FEDERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The registry and its current catalog.
-#[derive(Debug)]
 pub struct Federation {
     backends: Vec<BackendConfig>,
     technical_token: String,
@@ -87,6 +86,24 @@ pub struct Federation {
     refresh_lock: tokio::sync::Mutex<()>,
     integrity: Option<Arc<IntegrityGuard>>,
     metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for Federation {
+    /// The backend ids and the state, never a credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Federation")
+            .field(
+                "backends",
+                &self
+                    .backends
+                    .iter()
+                    .map(|b| b.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("ready", &*self.ready.borrow())
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Federation {
