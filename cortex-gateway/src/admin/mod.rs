@@ -1,6 +1,7 @@
 //! The operator endpoint `/admin/tool-integrity`: GET lists the open
-//! quarantines with their changed fields, POST `{"tool": "<public name>"}`
-//! approves one.
+//! quarantines with their changed fields and the tools refused for a name
+//! another backend owns, POST `{"tool": "<public name>"}` approves a
+//! quarantined one.
 //!
 //! It is protected by its own secret (`CORTEX_ADMIN_SECRET`), never by a
 //! user token, so no agent, whatever its scopes, can approve a tool; and it
@@ -109,6 +110,7 @@ async fn list(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         "mode": s.integrity.mode(),
         "baseline": baseline,
         "quarantined": s.integrity.quarantines(),
+        "clashes": s.integrity.clashes(),
     }))
     .into_response()
 }

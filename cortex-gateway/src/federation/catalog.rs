@@ -69,6 +69,106 @@ pub struct CatalogTemplate {
     pub definition: Value,
 }
 
+/// A public tool name offered by two backends.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NameClash {
+    /// The public name.
+    pub tool: String,
+    /// The backend that keeps it (the one that had it first).
+    pub owner: String,
+    /// The backend whose tool of that name is refused (not served, never
+    /// approved by the integrity check).
+    pub refused: String,
+}
+
+impl NameClash {
+    /// What the log and the catalog's warnings say.
+    pub fn message(&self) -> String {
+        format!(
+            "backend {}: tool `{}` clashes with backend {}, which keeps it; {}'s tool is not served. \
+             Rename one of the tools or give one backend a prefix",
+            self.refused, self.tool, self.owner, self.refused
+        )
+    }
+}
+
+/// Decides which backend owns each public tool name at a refresh, and
+/// removes every other backend's tool of that name from `offers` (so it is
+/// neither served nor screened, nor approved, by the integrity check).
+///
+/// The owner is the backend that owned the name at the previous refresh
+/// (`previous`), as long as it still offers the tool or cannot be asked
+/// (down): a backend cannot take over another's tool name by adding a tool
+/// later, nor while the owner is unreachable. A name nobody owned goes to
+/// the first backend in configuration order. Returns the owners to carry
+/// to the next refresh, and the clashes.
+pub fn settle_names(
+    offers: &mut [(String, bool, Result<BackendOffer, String>)],
+    previous: &HashMap<String, String>,
+) -> (HashMap<String, String>, Vec<NameClash>) {
+    let public = |id: &str, prefix: bool, name: &str| {
+        if prefix {
+            format!("{id}_{name}")
+        } else {
+            name.to_string()
+        }
+    };
+    let offering =
+        |offers: &[(String, bool, Result<BackendOffer, String>)], backend: &str, name: &str| {
+            offers.iter().any(|(id, prefix, offer)| {
+                id == backend
+                    && offer
+                        .as_ref()
+                        .is_ok_and(|o| o.tools.iter().any(|t| public(id, *prefix, &t.name) == name))
+            })
+        };
+    let down = |offers: &[(String, bool, Result<BackendOffer, String>)], backend: &str| {
+        offers
+            .iter()
+            .any(|(id, _, offer)| id == backend && offer.is_err())
+    };
+    let mut owners: HashMap<String, String> = HashMap::new();
+    // Names whose owner cannot be asked now stay theirs.
+    for (name, owner) in previous {
+        if down(offers, owner) {
+            owners.insert(name.clone(), owner.clone());
+        }
+    }
+    for (id, prefix, offer) in offers.iter() {
+        let Ok(offer) = offer else { continue };
+        for t in &offer.tools {
+            let name = public(id, *prefix, &t.name);
+            if owners.contains_key(&name) {
+                continue;
+            }
+            let owner = match previous.get(&name) {
+                Some(p) if offering(offers, p, &name) => p.clone(),
+                _ => id.clone(),
+            };
+            owners.insert(name, owner);
+        }
+    }
+    let mut clashes = Vec::new();
+    for (id, prefix, offer) in offers.iter_mut() {
+        let Ok(offer) = offer else { continue };
+        offer.tools.retain(|t| {
+            let name = public(id, *prefix, &t.name);
+            match owners.get(&name) {
+                Some(owner) if owner != id => {
+                    clashes.push(NameClash {
+                        tool: name,
+                        owner: owner.clone(),
+                        refused: id.clone(),
+                    });
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+    (owners, clashes)
+}
+
 /// What one backend offered at the last refresh.
 #[derive(Debug, Clone, Default)]
 pub struct BackendOffer {
@@ -222,6 +322,12 @@ pub struct Catalog {
     pub warnings: Vec<String>,
     /// Name clashes caused by an unprefixed backend (refused at start).
     pub unprefixed_clashes: Vec<String>,
+    /// Tool names offered by more than one backend at the last refresh:
+    /// the owner keeps the name, the other backend's tool is not served.
+    pub clashes: Vec<NameClash>,
+    /// Public tool name to the backend that owns it, carried from refresh
+    /// to refresh (see [`settle_names`]).
+    pub(crate) owners: HashMap<String, String>,
     /// Each tool's definition in compact form (same order as `tools`).
     compacts: Vec<Value>,
     caches: ListCaches,

@@ -27,8 +27,9 @@ use tokio::sync::{broadcast, watch};
 pub use cache::CacheUsage;
 pub use catalog::{
     BUILTINS, BackendOffer, Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health,
-    ListCacheUsage, PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, Page, RENDER_CACHE_BYTES,
-    RENDER_CACHE_ENTRIES, Visible, builtin_definitions, compact, scheme_of, valid_mcp_name,
+    ListCacheUsage, NameClash, PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, Page, RENDER_CACHE_BYTES,
+    RENDER_CACHE_ENTRIES, Visible, builtin_definitions, compact, scheme_of, settle_names,
+    valid_mcp_name,
 };
 
 use crate::{
@@ -214,7 +215,12 @@ impl Federation {
             (b.id.clone(), b.prefix, offer)
         }))
         .await;
+        let previous = self.catalog();
+        // Before the integrity check: a tool refused for its name is never
+        // screened, so never approved as new.
+        let (owners, clashes) = settle_names(&mut offers, &previous.owners);
         if let Some(guard) = &self.integrity {
+            guard.note_clashes(&clashes);
             let seen: Vec<BackendTools<'_>> = offers
                 .iter()
                 .map(|(id, prefix, offer)| BackendTools {
@@ -230,7 +236,24 @@ impl Federation {
                 }
             }
         }
-        let next = Catalog::build(&offers);
+        let mut next = Catalog::build(&offers);
+        let unprefixed: Vec<&str> = self
+            .backends
+            .iter()
+            .filter(|b| !b.prefix)
+            .map(|b| b.id.as_str())
+            .collect();
+        for clash in &clashes {
+            let message = clash.message();
+            if unprefixed.contains(&clash.owner.as_str())
+                || unprefixed.contains(&clash.refused.as_str())
+            {
+                next.unprefixed_clashes.push(message.clone());
+            }
+            next.warnings.push(message);
+        }
+        next.owners = owners;
+        next.clashes = clashes;
         if let Some(m) = &self.metrics {
             let health: Vec<(String, bool)> = next
                 .health
@@ -239,11 +262,11 @@ impl Federation {
                 .collect();
             let quarantined = self.integrity.as_ref().map_or(0, |g| g.withheld_count());
             m.observe_refresh(started.elapsed(), next.tools.len(), &health, quarantined);
+            m.observe_name_clashes(next.clashes.len());
         }
         for w in &next.warnings {
             tracing::warn!("{w}");
         }
-        let previous = self.catalog();
         let (t0, p0, r0) = previous.fingerprints();
         let (t1, p1, r1) = next.fingerprints();
         let changed = ListChanged {

@@ -35,6 +35,8 @@ use std::{
 use cortex_backend::contract::ToolDescriptor;
 use serde::Serialize;
 
+use crate::federation::NameClash;
+
 pub use baseline::{Baseline, BaselineError, FORMAT, Quarantine};
 pub use fingerprint::{
     FIELDS, Fingerprint, canonical_json, changed_fields, fingerprint, hash_value, write_canonical,
@@ -182,6 +184,9 @@ struct State {
     withheld: HashMap<String, Withheld>,
     /// (backend, tool) -> withheld, for filtering.
     withheld_keys: HashMap<(String, String), Withheld>,
+    /// Tools refused at the last refresh because another backend owns
+    /// their name (never screened, so never approved).
+    clashes: Vec<NameClash>,
 }
 
 /// The integrity checker shared by the refresher, `tools/call` and the
@@ -230,6 +235,7 @@ impl IntegrityGuard {
                 corrupt,
                 withheld: HashMap::new(),
                 withheld_keys: HashMap::new(),
+                clashes: Vec::new(),
             }),
         }
     }
@@ -363,6 +369,21 @@ impl IntegrityGuard {
         {
             tracing::error!("{e}");
         }
+    }
+
+    /// Records the name clashes of a refresh (shown by the operator
+    /// endpoint).
+    pub fn note_clashes(&self, clashes: &[NameClash]) {
+        let mut state = self.lock();
+        if state.clashes != clashes {
+            state.clashes = clashes.to_vec();
+        }
+    }
+
+    /// The tools the last refresh refused because another backend owns
+    /// their name.
+    pub fn clashes(&self) -> Vec<NameClash> {
+        self.lock().clashes.clone()
     }
 
     /// Whether the tool `name` of `backend` is withheld at the last refresh.

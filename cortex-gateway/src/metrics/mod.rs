@@ -9,6 +9,7 @@
 //! | `cortex_backend_up` | gauge | `backend` |
 //! | `cortex_catalog_tools` | gauge | – |
 //! | `cortex_tools_quarantined` | gauge | – |
+//! | `cortex_catalog_name_clashes` | gauge | – |
 //! | `cortex_refresh_duration_seconds` | histogram | – |
 //! | `cortex_audit_lines_dropped_total` | counter | – |
 //!
@@ -74,6 +75,7 @@ pub struct Metrics {
     backend_up: RwLock<BTreeMap<String, bool>>,
     catalog_tools: AtomicU64,
     quarantined: AtomicU64,
+    name_clashes: AtomicU64,
     refresh: Histogram,
     audit_dropped: RwLock<Option<Arc<AtomicU64>>>,
 }
@@ -102,6 +104,7 @@ impl Default for Metrics {
             backend_up: RwLock::default(),
             catalog_tools: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
+            name_clashes: AtomicU64::new(0),
             refresh: Histogram::new(&BUCKETS),
             audit_dropped: RwLock::default(),
         }
@@ -206,6 +209,12 @@ impl Metrics {
         }
     }
 
+    /// Reports how many tools the last refresh refused because another
+    /// backend owns their name.
+    pub fn observe_name_clashes(&self, clashes: usize) {
+        self.name_clashes.store(clashes as u64, Ordering::Relaxed);
+    }
+
     /// Reports the audit sink's dropped-line counter.
     pub fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
         *self
@@ -295,6 +304,13 @@ impl Metrics {
             "gauge",
             "Tools withheld by the tool-integrity check.",
             self.quarantined.load(Ordering::Relaxed),
+        );
+        simple(
+            &mut out,
+            "cortex_catalog_name_clashes",
+            "gauge",
+            "Tools not served because another backend owns their name.",
+            self.name_clashes.load(Ordering::Relaxed),
         );
         out.push_str("# HELP cortex_refresh_duration_seconds Catalog refresh duration.\n");
         out.push_str("# TYPE cortex_refresh_duration_seconds histogram\n");

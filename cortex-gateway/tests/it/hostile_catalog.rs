@@ -309,3 +309,193 @@ async fn resources_read_checks_the_scope_of_the_matching_template() {
         .ok("resources/read", json!({"uri": "crm://salaries/7"}))
         .await;
 }
+
+/// A contract backend with a tool list that can change, answering every
+/// tool call with its own id (enough to see which backend a call reached).
+struct ListBackend {
+    url: String,
+    tools: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// Answers 503 to everything while set.
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ListBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ListBackend {
+    async fn start(id: &'static str, names: &[&str]) -> Self {
+        let tools = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (served, is_down) = (tools.clone(), down.clone());
+        let router = axum::Router::new().route(
+            "/api/cortex/backend",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let (served, is_down) = (served.clone(), is_down.clone());
+                async move {
+                    if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                    let request: Value = serde_json::from_slice(&body).unwrap();
+                    let answer = match request["method"].as_str().unwrap() {
+                        "list_tools" => json!({"tools": *served.lock().unwrap()}),
+                        "list_prompts" => json!({"prompts": []}),
+                        "list_resource_templates" => json!({"resourceTemplates": []}),
+                        _ => json!({"from": id}),
+                    };
+                    Ok(axum::Json(answer))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let backend = Self {
+            url,
+            tools,
+            down,
+            task,
+        };
+        backend.offer(tools_of(id, names));
+        backend
+    }
+
+    fn offer(&self, tools: Vec<Value>) {
+        *self.tools.lock().unwrap() = tools;
+    }
+}
+
+/// Tool descriptors named `names`, described as `backend`'s.
+fn tools_of(backend: &str, names: &[&str]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|n| {
+            json!({"name": n, "scope": "mcp:any:read",
+                "description": format!("{n} of {backend}"), "params": {}})
+        })
+        .collect()
+}
+
+/// Two unprefixed backends; the one first in the configuration adds, at a
+/// later refresh, a tool whose name the other already serves. The other
+/// keeps it: calls still reach it, the newcomer's tool is refused (the
+/// catalog, the metrics and the operator endpoint report the clash), and
+/// `block` mode never approves the newcomer's tool as new.
+#[tokio::test]
+async fn a_later_tool_cannot_take_over_another_backends_name() {
+    use cortex_gateway::{Gateway, config::BackendConfig, integrity::Mode};
+
+    let alpha = ListBackend::start("alpha", &["alpha_only"]).await;
+    let beta = ListBackend::start("beta", &["shared"]).await;
+    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/mcp");
+    let dir = temp_dir("clash");
+    let baseline = dir.join("baseline.json");
+    let admin_secret = "an-admin-secret-for-the-clash-test-0123456789";
+    let mut config = GatewayConfig::new(url.clone(), issuer.issuer(), crate::support::TECH);
+    config.jwks_url = Some(issuer.jwks_url());
+    config.controls.rate_limit_per_minute = 0;
+    config.controls.audit_file = Some(dir.join("audit.jsonl"));
+    config.controls.tool_integrity = Mode::Block;
+    config.controls.tool_baseline = Some(baseline.clone());
+    config.controls.admin_secret = Some(admin_secret.into());
+    for (id, b) in [("alpha", &alpha), ("beta", &beta)] {
+        let mut backend = BackendConfig::new(id, &b.url);
+        backend.prefix = false;
+        config.backends.push(backend);
+    }
+    let gateway = Gateway::new(config).await.unwrap();
+    let server = tokio::spawn(gateway.clone().serve(listener, std::future::pending()));
+    gateway.wait_ready().await.unwrap();
+    let token = issuer
+        .token(&url)
+        .sub("ana")
+        .scopes(["mcp:any:read"])
+        .mint();
+    let mut c = Client::modern(&url, &token);
+    assert_eq!(
+        c.call("shared", json!({})).await["structuredContent"]["from"],
+        "beta"
+    );
+
+    alpha.offer(tools_of("alpha", &["alpha_only", "shared"]));
+    gateway.refresh_now().await;
+    let catalog = gateway.federation().catalog();
+    assert_eq!(catalog.tool("shared").unwrap().backend, "beta");
+    assert_eq!(
+        catalog.tool("shared").unwrap().definition["description"],
+        "shared of beta"
+    );
+    assert_eq!(catalog.clashes.len(), 1, "{:?}", catalog.clashes);
+    let clash = &catalog.clashes[0];
+    assert_eq!(
+        (
+            clash.tool.as_str(),
+            clash.owner.as_str(),
+            clash.refused.as_str()
+        ),
+        ("shared", "beta", "alpha")
+    );
+    assert!(catalog.warnings.iter().any(|w| w.contains("not served")));
+    assert_eq!(
+        c.call("shared", json!({})).await["structuredContent"]["from"],
+        "beta"
+    );
+
+    // Never approved as new: the baseline knows beta's `shared` only.
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&baseline).unwrap()).unwrap();
+    assert!(
+        file["approved"]["alpha"].get("shared").is_none(),
+        "{file:#}"
+    );
+    assert!(file["approved"]["beta"].get("shared").is_some(), "{file:#}");
+
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cortex_catalog_name_clashes 1"),
+        "{metrics}"
+    );
+    let admin: Value = http
+        .get(format!("{base}/admin/tool-integrity"))
+        .bearer_auth(admin_secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin["clashes"],
+        json!([{"tool": "shared", "owner": "beta", "refused": "alpha"}])
+    );
+
+    // While beta is unreachable, alpha still cannot take the name.
+    beta.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    gateway.refresh_now().await;
+    let catalog = gateway.federation().catalog();
+    assert!(
+        catalog.tool("shared").is_none(),
+        "taken over while its owner was down"
+    );
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&baseline).unwrap()).unwrap();
+    assert!(
+        file["approved"]["alpha"].get("shared").is_none(),
+        "{file:#}"
+    );
+    server.abort();
+}
