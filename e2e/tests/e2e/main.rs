@@ -2,6 +2,7 @@
 //! conformance suite against Cortex (see the crate docs and e2e/README.md).
 
 mod conformance;
+mod conformance_meridian;
 mod inspector;
 mod meridian;
 mod rust_sdk;
