@@ -8,7 +8,8 @@
 //!   (`rmcp`) against Meridian, persona by persona, in both MCP eras;
 //! - the MCP Inspector CLI in both `--protocol-era` modes;
 //! - `@modelcontextprotocol/conformance` with `--requirements 2025-11-25` and
-//!   `--requirements 2026-07-28` against [`stack::ConformanceStack`].
+//!   `--requirements 2026-07-28` against [`stack::ConformanceStack`], and
+//!   its generic scenarios against the `meridian` binary on its defaults.
 //!
 //! This library holds what those tests start: the [`fixture`] backend the
 //! suite expects, the [`proxy`] that gives the suite a bearer token, and the
