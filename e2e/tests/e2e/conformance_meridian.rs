@@ -1,7 +1,9 @@
 //! The official conformance suite's generic scenarios against Meridian as
-//! its README starts it: the `meridian` binary with no flag and no
-//! environment of ours, so the gateway runs on its defaults at
-//! `http://127.0.0.1:3213/mcp`. Nothing is configured for the suite.
+//! its README starts it: the `meridian` binary with no environment of ours
+//! and one flag its README gives for scripts, `--print-tokens` (it prints a
+//! token per persona and changes nothing else), so the gateway runs on its
+//! defaults at `http://127.0.0.1:3213/mcp`. Nothing is configured for the
+//! suite.
 //!
 //! The suite sends no `Authorization` header, so `src/proxy.rs` sits in
 //! front with a token Meridian printed (the CEO's), adding it and changing
@@ -90,9 +92,11 @@ struct Meridian {
 async fn start_meridian() -> Meridian {
     let binary = meridian_binary().await;
     let mut child = Command::new(&binary)
+        .arg("--print-tokens")
         // The README's command sets nothing; a variable of the caller's
-        // must not change the port.
+        // must not change what runs.
         .env_remove("MERIDIAN_PORT")
+        .env_remove("MERIDIAN_PRINT_TOKENS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -139,7 +143,7 @@ async fn start_meridian() -> Meridian {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Meridian {
         child,
-        token: token.expect("meridian printed `export CEO='...'`"),
+        token: token.expect("meridian --print-tokens printed `export CEO='...'`"),
     }
 }
 
