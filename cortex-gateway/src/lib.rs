@@ -271,7 +271,19 @@ impl Gateway {
         // handler); every other request is routed.
         let app = transport::MakeFront::new(self.inner.clone(), self.router());
         let workers = transport::Workers::from_setting(self.inner.config.workers);
-        let serving = transport::serve(listener, app, workers, self.inner.shutdown.subscribe());
+        let controls = &self.inner.config.controls;
+        let limits = transport::ConnectionLimits {
+            max_connections: controls.max_connections,
+            header_read_timeout: std::time::Duration::from_millis(controls.header_read_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(controls.idle_timeout_ms),
+        };
+        let serving = transport::serve(
+            listener,
+            app,
+            workers,
+            limits,
+            self.inner.shutdown.subscribe(),
+        );
         let inner = self.inner.clone();
         // Sets the flag the accept loop, the connections and the streams
         // watch; then `serving` ends once the connections have drained.

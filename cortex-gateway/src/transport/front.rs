@@ -24,6 +24,7 @@ use axum::{
 };
 use tower::{Service, ServiceExt as _};
 
+use super::watch::Activity;
 use crate::{Inner, controls::Perimeter};
 
 /// Makes one [`Front`] per accepted connection, remembering its peer
@@ -71,11 +72,13 @@ impl MakeFront {
         }
     }
 
-    /// The service of a connection from `peer`.
-    pub(crate) fn front(&self, peer: SocketAddr) -> Front {
+    /// The service of a connection from `peer`, counting its requests in
+    /// `activity`.
+    pub(crate) fn front(&self, peer: SocketAddr, activity: Arc<Activity>) -> Front {
         Front {
             shared: self.shared.clone(),
             peer,
+            activity,
         }
     }
 }
@@ -85,6 +88,7 @@ impl MakeFront {
 pub(crate) struct Front {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 }
 
 type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -106,6 +110,7 @@ impl Service<Request> for Front {
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
+        let in_flight = self.activity.begin();
         if request.method() == Method::POST && request.uri().path() == self.shared.path {
             // No `ConnectInfo` extension here: the MCP handler reads the
             // client address only through the audit scope, which gets it
@@ -113,15 +118,22 @@ impl Service<Request> for Front {
             let shared = self.shared.clone();
             let peer = Some(self.peer.ip());
             return Box::pin(async move {
-                Ok(shared
+                let response = shared
                     .perimeter
                     .run_from(request, peer, |request| {
                         super::post_mcp_on(&shared.inner, request)
                     })
-                    .await)
+                    .await;
+                drop(in_flight);
+                Ok(response)
             });
         }
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        Box::pin(self.shared.router.clone().oneshot(request))
+        let routed = self.shared.router.clone().oneshot(request);
+        Box::pin(async move {
+            let response = routed.await;
+            drop(in_flight);
+            response
+        })
     }
 }

@@ -6,10 +6,12 @@ mod front;
 mod gzip;
 mod serve;
 mod sse;
+mod watch;
 
 pub(crate) use front::MakeFront;
 pub(crate) use serve::Workers;
 pub(crate) use serve::run as serve;
+pub(crate) use watch::ConnectionLimits;
 
 use std::sync::Arc;
 

@@ -50,7 +50,11 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-use super::{MakeFront, front::Front};
+use super::{
+    MakeFront,
+    front::Front,
+    watch::{Activity, ConnectionLimits, ConnectionSlot, OpenConnections, Watchdog, Watched},
+};
 use crate::lock;
 
 /// Where the gateway's connections run.
@@ -84,17 +88,19 @@ impl Workers {
 type Drain = mpsc::Sender<()>;
 
 /// An accepted connection on its way to a worker thread.
-type Handoff = (std::net::TcpStream, SocketAddr);
+type Handoff = (std::net::TcpStream, SocketAddr, ConnectionSlot);
 
 /// Accepts on `listener` until `shutdown` turns true, serving each
-/// connection with `make` on `workers`; returns when the last connection
-/// has closed.
+/// connection with `make` on `workers` within `limits`; returns when the
+/// last connection has closed.
 pub(crate) async fn run(
     listener: TcpListener,
     make: MakeFront,
     workers: Workers,
+    limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let open = OpenConnections::default();
     let stop = Arc::new(Stop::default());
     let (drain, mut drained) = mpsc::channel::<()>(1);
     let lanes = match workers {
@@ -105,7 +111,7 @@ pub(crate) async fn run(
         Workers::Threads(n) => {
             tracing::info!("serving connections on {n} threads (CORTEX_WORKERS)");
             (0..n.get())
-                .map(|i| start_thread(i, make.clone(), stop.clone(), drain.clone()))
+                .map(|i| start_thread(i, make.clone(), limits, stop.clone(), drain.clone()))
                 .collect::<io::Result<Vec<_>>>()?
         }
     };
@@ -122,22 +128,25 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        let Some(slot) = open.admit(limits.max_connections) else {
+            // Closed at once: the connections already open keep working.
+            tracing::debug!(
+                "refused a connection from {peer}: {} are open (CORTEX_MAX_CONNECTIONS)",
+                limits.max_connections
+            );
+            continue;
+        };
         // Answers are written in one piece; Nagle's algorithm would only
         // hold the last segment of a large one back.
         let _ = stream.set_nodelay(true);
         if lanes.is_empty() {
-            tokio::spawn(connection(
-                stream,
-                make.front(peer),
-                stop.signal(),
-                drain.clone(),
-            ));
+            spawn_connection(stream, &make, peer, limits, slot, &stop, drain.clone());
             continue;
         }
         // The socket leaves this runtime's reactor for the worker's.
         match stream.into_std() {
             Ok(std_stream) => {
-                let _ = lanes[next].send((std_stream, peer));
+                let _ = lanes[next].send((std_stream, peer, slot));
                 next = (next + 1) % lanes.len();
             }
             Err(e) => tracing::warn!("cannot hand an accepted connection to a worker: {e}"),
@@ -152,10 +161,34 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// Serves one accepted connection as a task of the current runtime.
+fn spawn_connection(
+    stream: TcpStream,
+    make: &MakeFront,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+    slot: ConnectionSlot,
+    stop: &Arc<Stop>,
+    drain: Drain,
+) {
+    let activity = Arc::new(Activity::default());
+    let front = make.front(peer, activity.clone());
+    let watchdog = Watchdog::new(activity.clone(), limits);
+    let io = Watched::new(stream, activity);
+    tokio::spawn(connection(
+        io,
+        front,
+        watchdog,
+        stop.signal(),
+        (slot, drain),
+    ));
+}
+
 /// Starts worker thread `index`; the sender hands it accepted connections.
 fn start_thread(
     index: usize,
     make: MakeFront,
+    limits: ConnectionLimits,
     stop: Arc<Stop>,
     drain: Drain,
 ) -> io::Result<mpsc::UnboundedSender<Handoff>> {
@@ -172,15 +205,18 @@ fn start_thread(
                 // This thread's connections hold `local`; the thread holds
                 // `drain` until they are all gone.
                 let (local, mut local_drained) = mpsc::channel::<()>(1);
-                while let Some((std_stream, peer)) = accepted.recv().await {
+                while let Some((std_stream, peer, slot)) = accepted.recv().await {
                     match TcpStream::from_std(std_stream) {
                         Ok(stream) => {
-                            tokio::spawn(connection(
+                            spawn_connection(
                                 stream,
-                                make.front(peer),
-                                stop.signal(),
+                                &make,
+                                peer,
+                                limits,
+                                slot,
+                                &stop,
                                 local.clone(),
-                            ));
+                            );
                         }
                         Err(e) => tracing::warn!("a worker cannot take a connection: {e}"),
                     }
@@ -197,13 +233,21 @@ fn start_thread(
 }
 
 /// Serves one connection (HTTP/1.1, or HTTP/2 with prior knowledge) until
-/// it closes; on shutdown, finishes the request in progress first.
-async fn connection(stream: TcpStream, front: Front, mut stop: StopSignal, _drain: Drain) {
+/// it closes or `watchdog` finds it expired; on shutdown, finishes the
+/// request in progress first. `_held` (the connection's slot and the drain
+/// sender) is released when it ends.
+async fn connection(
+    io: Watched<TcpStream>,
+    front: Front,
+    mut watchdog: Watchdog,
+    mut stop: StopSignal,
+    _held: (ConnectionSlot, Drain),
+) {
     let peer = front.peer();
     let service = front.map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
     let builder = auto::Builder::new(TokioExecutor::new());
     let mut conn =
-        pin!(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        pin!(builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service)));
     let mut stopping = false;
     loop {
         tokio::select! {
@@ -217,6 +261,10 @@ async fn connection(stream: TcpStream, front: Front, mut stop: StopSignal, _drai
             () = &mut stop, if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            expired = watchdog.expired() => {
+                tracing::debug!("closing the connection from {peer}: {expired:?} timeout");
+                return;
             }
         }
     }

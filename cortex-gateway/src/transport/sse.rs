@@ -172,8 +172,11 @@ fn sse(
     inner: &Inner,
     stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
 ) -> Response {
-    let keep_alive =
-        KeepAlive::new().interval(Duration::from_secs(inner.config.keep_alive_s.max(1)));
+    // At least every half idle timeout, so that an open stream is never an
+    // idle connection (`watch.rs`).
+    let interval = Duration::from_secs(inner.config.keep_alive_s.max(1))
+        .min(Duration::from_millis(inner.config.controls.idle_timeout_ms.max(2)) / 2);
+    let keep_alive = KeepAlive::new().interval(interval);
     let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
     response.headers_mut().insert(
         "x-accel-buffering",

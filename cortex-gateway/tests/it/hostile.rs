@@ -193,3 +193,137 @@ async fn debug_output_holds_no_technical_token_and_no_session_id() {
     assert!(!shown.contains(crate::support::TECH), "{shown}");
     assert!(!shown.contains(&session), "{shown}");
 }
+
+/// A raw connection to `base` (`http://host:port`).
+async fn raw_connection(base: &str) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Sends `GET /healthz` on `conn` and reads the answer; `false` when the
+/// connection turns out to be closed.
+async fn healthz_on(conn: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if conn
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"\r\n\r\nok") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// Reads until the peer closes `conn` (end of stream or reset); what was
+/// read before. A safety net of 30 s turns a connection that is never
+/// closed into a failure rather than a hung test.
+async fn until_closed(conn: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the gateway never closed the connection");
+    got
+}
+
+#[tokio::test]
+async fn a_client_that_sends_header_lines_forever_is_dropped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (_setup, gw) = start(ControlsConfig {
+        header_read_timeout_ms: 300,
+        ..ControlsConfig::default()
+    })
+    .await;
+    let mut conn = raw_connection(&gw.base).await;
+    conn.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let mut lines = 0u64;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            // One more header line whenever the socket has nothing to say
+            // for a moment; the loop ends only when the gateway closes.
+            tokio::select! {
+                read = conn.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {
+                    lines += 1;
+                    if conn.write_all(format!("X-Drip-{lines}: x\r\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after {lines} header lines");
+    // A well-behaved client on a new connection is served.
+    let mut fresh = raw_connection(&gw.base).await;
+    assert!(healthz_on(&mut fresh).await);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let (_setup, gw) = start(ControlsConfig {
+        idle_timeout_ms: 300,
+        ..ControlsConfig::default()
+    })
+    .await;
+    let mut conn = raw_connection(&gw.base).await;
+    assert!(healthz_on(&mut conn).await);
+    assert!(healthz_on(&mut conn).await, "kept alive between requests");
+    let after = until_closed(&mut conn).await;
+    assert!(after.is_empty(), "{}", String::from_utf8_lossy(&after));
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
+    let (_setup, gw) = start(ControlsConfig {
+        max_connections: 2,
+        ..ControlsConfig::default()
+    })
+    .await;
+    let mut first = raw_connection(&gw.base).await;
+    let mut second = raw_connection(&gw.base).await;
+    assert!(healthz_on(&mut first).await);
+    assert!(healthz_on(&mut second).await);
+    let mut third = raw_connection(&gw.base).await;
+    assert!(
+        !healthz_on(&mut third).await,
+        "the third connection is served"
+    );
+    assert!(healthz_on(&mut first).await);
+    assert!(healthz_on(&mut second).await);
+    // A slot frees when a connection closes.
+    drop(first);
+    let served = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let mut next = raw_connection(&gw.base).await;
+            if healthz_on(&mut next).await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "no connection served after one closed");
+}
