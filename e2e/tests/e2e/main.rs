@@ -5,6 +5,7 @@ mod conformance;
 mod conformance_meridian;
 mod inspector;
 mod meridian;
+mod meridian_oauth;
 mod rust_sdk;
 mod sdk_clients;
 mod support;
