@@ -131,19 +131,52 @@ impl AuditSink {
         Self::spawn(std::io::stdout())
     }
 
-    /// Lines appended to `path` (created with mode 0600).
+    /// Lines appended to `path`. A new file is created with mode 0600; an
+    /// existing regular file that others may read or write is tightened
+    /// to 0600 (and the change logged). A symbolic link at `path` is
+    /// refused, never followed: a link planted there could send the lines
+    /// into another file.
     pub fn file(path: &Path) -> Result<(Self, AuditWriter), AuditFileError> {
+        let failed = |reason: String| AuditFileError {
+            path: path.to_path_buf(),
+            reason,
+        };
         let mut options = std::fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        let file = options.open(path).map_err(|e| AuditFileError {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        let file = options.open(path).map_err(|e| {
+            #[cfg(unix)]
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                return failed(
+                    "it is a symbolic link, which the gateway does not follow for its audit file; \
+                     set the path of the file itself"
+                        .into(),
+                );
+            }
+            failed(e.to_string())
         })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let meta = file.metadata().map_err(|e| failed(e.to_string()))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.file_type().is_file() && mode & 0o077 != 0 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| {
+                        failed(format!(
+                            "its mode is {mode:o} (others may read it) and it cannot be set to 600: {e}"
+                        ))
+                    })?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "the audit file's mode was {mode:o}; set to 600 (owner only)"
+                );
+            }
+        }
         Ok(Self::spawn(file))
     }
 
@@ -384,6 +417,39 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// A symbolic link at the audit path is refused (its target is left
+    /// alone), and an existing file readable by others is tightened to
+    /// 0600.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn links_are_refused_and_open_files_tightened() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = crate::integrity::temp_path("audit-link")
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let victim = dir.join("victim.txt");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.join("audit.jsonl");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = AuditSink::file(&link).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(e.contains("CORTEX_AUDIT_FILE"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "the link's target was changed");
+
+        let (sink, writer) = AuditSink::file(&victim).unwrap();
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        sink.write(record(200));
+        drop(sink);
+        writer.finish().await;
+        let text = std::fs::read_to_string(&victim).unwrap();
+        assert!(text.starts_with("precious{"), "appended: {text}");
     }
 
     /// Lines from several serving threads (each with a buffer of its own)

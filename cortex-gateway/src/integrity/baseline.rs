@@ -1,6 +1,7 @@
 //! The baseline file: approved definitions and open quarantines, written
-//! atomically (temporary file with mode 0600, fsync, rename, fsync of the
-//! directory), read strictly (any doubt is corruption).
+//! atomically (a new temporary file with a random name and mode 0600,
+//! fsync, rename, fsync of the directory), read strictly (any doubt is
+//! corruption).
 
 use std::{
     collections::BTreeMap,
@@ -108,26 +109,21 @@ impl Baseline {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let result = (|| {
-            let mut file = options.open(&tmp)?;
+        // A random name, created with O_EXCL and mode 0600: nothing planted
+        // at a predictable path (a symbolic link to another file) can be
+        // followed or overwritten. Removed if anything below fails.
+        let result = (|| -> std::io::Result<()> {
+            let mut file = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".tmp")
+                .tempfile_in(&dir)?;
             file.write_all(&text)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)?;
+            file.as_file().sync_all()?;
+            file.persist(path).map_err(|e| e.error)?;
             #[cfg(unix)]
             std::fs::File::open(&dir)?.sync_all()?;
             Ok(())
         })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
         result.map_err(failed)
     }
 }
@@ -157,6 +153,46 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// Links planted at every name the temporary file could have had
+    /// before (`.<name>.<pid>.tmp`) and at likely random names: the store
+    /// writes none of their targets and leaves a regular file at `path`.
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_are_never_followed() {
+        let path = temp_path("planted");
+        let dir = path.parent().unwrap().to_path_buf();
+        let victim = dir.join("victim.txt");
+        std::fs::write(&victim, "precious").unwrap();
+        let predictable = dir.join(format!(".baseline.json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &predictable).unwrap();
+        let b = Baseline {
+            format: FORMAT,
+            ..Baseline::default()
+        };
+        b.store(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "{meta:?}");
+        assert_eq!(Baseline::load(&path).unwrap(), Some(b));
+        // Only the planted link and the victim are left beside the file.
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            "baseline.json".to_string(),
+            predictable
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            "victim.txt".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[test]

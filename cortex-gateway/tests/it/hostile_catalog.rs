@@ -499,3 +499,38 @@ async fn a_later_tool_cannot_take_over_another_backends_name() {
     );
     server.abort();
 }
+
+/// A symbolic link planted at the audit path stops the start with an error
+/// naming the variable, and its target is never written.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_link_at_the_audit_path_stops_the_start() {
+    let dir = temp_dir("audit-link");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let link = dir.join("audit.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
+    let mut config = GatewayConfig::new(
+        "http://127.0.0.1:9/mcp",
+        issuer.issuer(),
+        crate::support::TECH,
+    );
+    config.jwks_url = Some(issuer.jwks_url());
+    config.controls.audit_file = Some(link);
+    config
+        .backends
+        .push(cortex_gateway::config::BackendConfig::new(
+            "crm",
+            "http://127.0.0.1:9",
+        ));
+    match cortex_gateway::Gateway::new(config).await {
+        Err(cortex_gateway::GatewayError::Config(e)) => {
+            assert_eq!(e.variable, "CORTEX_AUDIT_FILE");
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("the gateway started with a link at its audit path"),
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
