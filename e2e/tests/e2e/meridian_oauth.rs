@@ -312,3 +312,356 @@ async fn one_revocation_cuts_a_signed_in_typescript_client() {
     );
     running.shutdown().await;
 }
+
+/// A WebDriver session (W3C protocol over HTTP) with Debian's
+/// `chromedriver` driving a headless Chromium with a fresh profile.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    _driver: tokio::process::Child,
+    profile: std::path::PathBuf,
+}
+
+const DRIVER_HINT: &str = "install Debian's `chromium` and `chromium-driver` (.ci/run does: apt-get install chromium chromium-driver)";
+
+impl Browser {
+    async fn start() -> Self {
+        for binary in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+            assert!(
+                std::path::Path::new(binary).exists(),
+                "{binary} is missing; {DRIVER_HINT}"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start chromedriver: {e}; {DRIVER_HINT}"));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client");
+        let base = format!("http://127.0.0.1:{port}");
+        // Readiness: the driver's /status says ready.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = match http.get(format!("{base}/status")).send().await {
+                Ok(r) => r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .is_some_and(|s| s["value"]["ready"] == true),
+                Err(_) => false,
+            };
+            if ready {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromedriver never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile =
+            std::env::temp_dir().join(format!("cortex-e2e-chromium-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.display()),
+                    "--window-size=1280,1000", "--hide-scrollbars",
+                ],
+            },
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("new session JSON");
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {created}; {DRIVER_HINT}"))
+            .to_string();
+        Self {
+            http,
+            session: format!("{base}/session/{session}"),
+            _driver: driver,
+            profile,
+        }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer: Value = request
+            .send()
+            .await
+            .expect("WebDriver answers")
+            .json()
+            .await
+            .expect("WebDriver JSON");
+        assert!(
+            answer["value"].get("error").is_none(),
+            "WebDriver {path}: {answer}"
+        );
+        answer["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn title(&self) -> String {
+        self.command(reqwest::Method::GET, "/title", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .command(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// A PNG of the viewport.
+    async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let data = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64 PNG"))
+            .expect("a PNG")
+    }
+
+    async fn quit(self) {
+        let _ = self.http.delete(&self.session).send().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A client's loopback callback: hands over the first request's query.
+async fn callback_server() -> (String, tokio::sync::oneshot::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let url = format!(
+        "http://{}/callback",
+        listener.local_addr().expect("address")
+    );
+    let (send, receive) = tokio::sync::oneshot::channel();
+    let send = Arc::new(std::sync::Mutex::new(Some(send)));
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::get(
+            move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                if let Some(send) = send.lock().expect("lock").take() {
+                    let _ = send.send(query.unwrap_or_default());
+                }
+                async { axum::response::Html("<h1>Signed in; you can close this tab.</h1>") }
+            },
+        ),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, receive)
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Where the screenshots go: `CORTEX_SCREENSHOTS` or the target's temp dir.
+fn screenshot_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("CORTEX_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+        });
+    std::fs::create_dir_all(&dir).expect("the screenshot folder");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_signs_in_and_consents() {
+    use base64::Engine as _;
+    let running = start().await;
+    let issuer = running.auth_server().issuer().to_string();
+    let http = reqwest::Client::new();
+    let (redirect_uri, code) = callback_server().await;
+    let registered: Value = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({
+            "client_name": "Example agent", "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("registration JSON");
+    let client_id = registered["client_id"].as_str().expect("client_id");
+    let verifier = "browser-test-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let challenge = {
+        use aws_lc_rs::digest::{SHA256, digest};
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(digest(&SHA256, verifier.as_bytes()).as_ref())
+    };
+    let authorize = format!(
+        "{issuer}/authorize?{}",
+        form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", &redirect_uri),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "browser-state"),
+            ("resource", &running.url),
+        ])
+    );
+
+    let browser = Browser::start().await;
+    let shots = screenshot_dir();
+    browser.go(&authorize).await;
+    assert!(
+        browser.title().await.starts_with("Sign in"),
+        "{}",
+        browser.title().await
+    );
+    assert_eq!(browser.text("#client-name").await, "Example agent");
+    assert!(browser.text("#person-e-007").await.contains("Lena Fischer"));
+    std::fs::write(
+        shots.join("meridian-sign-in.png"),
+        browser.screenshot().await,
+    )
+    .expect("saving the sign-in screenshot");
+
+    browser.click("#person-e-007").await;
+    assert!(
+        browser.title().await.starts_with("Allow access"),
+        "{}",
+        browser.title().await
+    );
+    assert_eq!(browser.text("#person").await, "Lena Fischer");
+    assert_eq!(
+        browser.text("#scopes").await,
+        "mcp:crm:write: read and change records in the crm app"
+    );
+    std::fs::write(
+        shots.join("meridian-consent.png"),
+        browser.screenshot().await,
+    )
+    .expect("saving the consent screenshot");
+
+    browser.click("#allow").await;
+    let query = tokio::time::timeout(Duration::from_secs(30), code)
+        .await
+        .expect("the browser came back to the callback")
+        .expect("a callback");
+    browser.quit().await;
+    println!("screenshots in {}", shots.display());
+
+    let params: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(params["state"], "browser-state");
+    assert_eq!(params["iss"], issuer);
+    let tokens: Value = http
+        .post(format!("{issuer}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", &params["code"]),
+            ("redirect_uri", &redirect_uri),
+            ("code_verifier", verifier),
+        ]))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token JSON");
+    assert_eq!(tokens["scope"], "mcp:crm:write", "{tokens}");
+    let listed: Value = http
+        .post(&running.url)
+        .bearer_auth(tokens["access_token"].as_str().expect("a token"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", meridian::mcp::PROTOCOL_VERSION)
+        .header("mcp-method", "tools/list")
+        .body(meridian::mcp::request(1, "tools/list", json!({})).to_string())
+        .send()
+        .await
+        .expect("tools/list")
+        .json()
+        .await
+        .expect("tools/list JSON");
+    check_tool_names("headless Chromium", Persona::SalesRep, &listed["result"]);
+    running.shutdown().await;
+}

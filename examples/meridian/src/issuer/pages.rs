@@ -68,6 +68,8 @@ pub(crate) fn html(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // No `form-action`: browsers apply it to the redirect that follows the
+    // consent form, which goes to the client's redirect URI.
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
