@@ -418,6 +418,7 @@ impl TestIssuer {
         TokenBuilder {
             issuer: self,
             claims,
+            typ: Some("JWT".into()),
         }
     }
 
@@ -484,8 +485,13 @@ impl TestIssuer {
 }
 
 fn sign(key: &SigningKey, claims: &Value) -> String {
+    sign_typed(key, claims, Some("JWT"))
+}
+
+fn sign_typed(key: &SigningKey, claims: &Value, typ: Option<&str>) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(key.kid.clone());
+    header.typ = typ.map(String::from);
     jsonwebtoken::encode(&header, claims, &key.encoding)
         .expect("RS256 signing with a generated key")
 }
@@ -495,6 +501,7 @@ fn sign(key: &SigningKey, claims: &Value) -> String {
 pub struct TokenBuilder<'a> {
     issuer: &'a TestIssuer,
     claims: Map<String, Value>,
+    typ: Option<String>,
 }
 
 impl TokenBuilder<'_> {
@@ -538,6 +545,21 @@ impl TokenBuilder<'_> {
         self
     }
 
+    /// Removes a claim (e.g. `nbf`, which many issuers never send).
+    #[must_use]
+    pub fn without(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    /// Sets the header `typ` (`JWT` by default; `None` leaves it out). RFC
+    /// 9068 access tokens carry `at+jwt`.
+    #[must_use]
+    pub fn typ(mut self, typ: Option<&str>) -> Self {
+        self.typ = typ.map(String::from);
+        self
+    }
+
     /// The claims so far.
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
@@ -545,6 +567,10 @@ impl TokenBuilder<'_> {
 
     /// Signs the token.
     pub fn mint(self) -> String {
-        self.issuer.mint(&Value::Object(self.claims))
+        sign_typed(
+            &self.issuer.shared.key,
+            &Value::Object(self.claims),
+            self.typ.as_deref(),
+        )
     }
 }

@@ -6,7 +6,10 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
 
-use cortex_backend::{auth::check_transport, contract::DEFAULT_PATH};
+use cortex_backend::{
+    auth::{AuthConfigError, JwtSettings, check_transport},
+    contract::DEFAULT_PATH,
+};
 use serde::{Deserialize, Serialize};
 
 /// The default listen address.
@@ -28,6 +31,15 @@ pub struct ConfigError {
     pub variable: String,
     /// What is wrong and how to fix it.
     pub problem: String,
+}
+
+impl From<AuthConfigError> for ConfigError {
+    fn from(e: AuthConfigError) -> Self {
+        Self {
+            variable: e.variable,
+            problem: e.problem,
+        }
+    }
 }
 
 impl ConfigError {
@@ -187,12 +199,10 @@ pub struct GatewayConfig {
     pub canonical_uri: String,
     /// The authorization server (`OAUTH_ISSUER`).
     pub issuer: String,
-    /// JWKS URL (`OAUTH_JWKS_URL`); `None` = discovered from the issuer.
+    /// How tokens are validated (the `[oauth]` table): the settings of
+    /// [`cortex_backend::auth::JWT_SETTINGS`], shared with the SDK.
     #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// Allow plaintext `http://` issuer/JWKS URLs to non-loopback hosts.
-    #[serde(default)]
-    pub allow_insecure_issuer: bool,
+    pub oauth: JwtSettings,
     /// The technical token sent to backends' discovery methods
     /// (`CORTEX_TECHNICAL_TOKEN`). A secret: masked in `check-config`.
     pub technical_token: String,
@@ -266,14 +276,7 @@ fn list(value: &str) -> Vec<String> {
 }
 
 fn parse_bool(var: &str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(ConfigError::new(
-            var,
-            format!("`{other}` is not a boolean; use true or false"),
-        )),
-    }
+    Ok(cortex_backend::auth::parse_bool(var, value)?)
 }
 
 fn parse_num<T: std::str::FromStr>(
@@ -300,8 +303,7 @@ impl GatewayConfig {
             listen: default_listen(),
             canonical_uri: canonical_uri.into(),
             issuer: issuer.into(),
-            jwks_url: None,
-            allow_insecure_issuer: false,
+            oauth: JwtSettings::default(),
             technical_token: technical_token.into(),
             allowed_origins: Vec::new(),
             required_scopes: Vec::new(),
@@ -336,7 +338,6 @@ impl GatewayConfig {
     /// | `CORTEX_CANONICAL_URI` | the public MCP URL (token audience) | `OAUTH_AUDIENCE` |
     /// | `OAUTH_ISSUER` | the authorization server | required |
     /// | `OAUTH_AUDIENCE` | compatibility alias of the canonical URI | – |
-    /// | `OAUTH_JWKS_URL` | JWKS URL | discovered |
     /// | `CORTEX_TECHNICAL_TOKEN` | secret for backend discovery | required |
     /// | `CORTEX_ALLOWED_ORIGINS` | extra allowed `Origin`s | – |
     /// | `OAUTH_REQUIRED_SCOPES` | baseline scopes | – |
@@ -344,7 +345,10 @@ impl GatewayConfig {
     /// | `CORTEX_LISTEN` | listen address | `127.0.0.1:3213` |
     /// | `CORTEX_WORKERS` | threads serving connections; `0`: the caller's runtime | one per CPU |
     ///
-    /// `<ID>` is the id upper-cased with `-` as `_`.
+    /// plus every token-validation setting of
+    /// [`cortex_backend::auth::JWT_SETTINGS`] (JWKS, algorithms, leeway,
+    /// `nbf`, `typ`, claim paths, plaintext transport), read by the SDK's own
+    /// parser. `<ID>` is the id upper-cased with `-` as `_`.
     pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| {
             env.get(k)
@@ -384,10 +388,7 @@ impl GatewayConfig {
              `openssl rand -hex 32` and give the same value to every backend",
         )?;
         let mut config = Self::new(canonical_uri, issuer, technical_token);
-        config.jwks_url = get("OAUTH_JWKS_URL");
-        if let Some(v) = get("CORTEX_ALLOW_INSECURE_HTTP") {
-            config.allow_insecure_issuer = parse_bool("CORTEX_ALLOW_INSECURE_HTTP", &v)?;
-        }
+        config.oauth = JwtSettings::from_lookup(|k| env.get(k).cloned())?;
         if let Some(v) = get("CORTEX_ALLOWED_ORIGINS") {
             config.allowed_origins = list(&v);
         }
@@ -498,12 +499,9 @@ impl GatewayConfig {
                 ),
             ));
         }
-        check_transport(&self.issuer, self.allow_insecure_issuer)
+        check_transport(&self.issuer, self.oauth.allow_insecure_http)
             .map_err(|p| ConfigError::new("OAUTH_ISSUER", p))?;
-        if let Some(jwks) = &self.jwks_url {
-            check_transport(jwks, self.allow_insecure_issuer)
-                .map_err(|p| ConfigError::new("OAUTH_JWKS_URL", p))?;
-        }
+        self.oauth.check()?;
         if self.technical_token.len() < cortex_backend::auth::MIN_TECHNICAL_TOKEN_LEN {
             return Err(ConfigError::new(
                 "CORTEX_TECHNICAL_TOKEN",
@@ -515,7 +513,7 @@ impl GatewayConfig {
         }
         if let Some(x) = &self.token_exchange {
             if let Some(endpoint) = &x.token_endpoint {
-                check_transport(endpoint, self.allow_insecure_issuer)
+                check_transport(endpoint, self.oauth.allow_insecure_http)
                     .map_err(|p| ConfigError::new("OAUTH_TOKEN_ENDPOINT", p))?;
             }
             if x.client_id.is_empty() || x.client_secret.is_empty() {

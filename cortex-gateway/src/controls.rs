@@ -432,7 +432,7 @@ impl ControlsConfig {
             ));
         }
         if let Some(url) = &self.introspection_url {
-            cortex_backend::auth::check_transport(url, gateway.allow_insecure_issuer)
+            cortex_backend::auth::check_transport(url, gateway.oauth.allow_insecure_http)
                 .map_err(|p| err("CORTEX_INTROSPECTION_URL", p))?;
             if self.introspection_client_id.is_none() || self.introspection_client_secret.is_none()
             {

@@ -36,15 +36,21 @@ pub struct JwtConfig {
     pub cache_capacity: usize,
     /// Allow `http://` key URLs to non-loopback hosts.
     pub allow_insecure_http: bool,
-    /// Refuse tokens without `nbf` (default true). Some issuers never send
-    /// `nbf`; for them set this to false: a present `nbf` is still checked.
+    /// Refuse tokens without `nbf` (default false: RFC 9068 does not
+    /// require it and most issuers omit it). A present `nbf` is always
+    /// checked.
     pub require_nbf: bool,
+    /// Accept only header `typ: at+jwt` (default false: `at+jwt`, `JWT` or
+    /// no `typ` are accepted, any other `typ` is refused).
+    pub require_at_jwt: bool,
 }
 
 impl JwtConfig {
     /// A configuration with the defaults: keys discovered from the issuer,
-    /// RS256 and ES256, 30 s leeway, `nbf` required, claims `role` and `pool`, 30 s refresh
-    /// cooldown, 10,000 cached tokens.
+    /// RS256 and ES256, 30 s leeway, `nbf` checked when present, `typ`
+    /// `at+jwt` or `JWT` or none, claims `role` and `pool`, 30 s refresh
+    /// cooldown, 10,000 cached tokens (the defaults of
+    /// [`JWT_SETTINGS`](super::JWT_SETTINGS)).
     pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
         Self {
             issuer: issuer.into(),
@@ -57,7 +63,8 @@ impl JwtConfig {
             refresh_cooldown: Duration::from_secs(30),
             cache_capacity: 10_000,
             allow_insecure_http: false,
-            require_nbf: true,
+            require_nbf: false,
+            require_at_jwt: false,
         }
     }
 }
@@ -74,7 +81,7 @@ pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, AuthConfigError> 
     Ok(alg)
 }
 
-fn check_asymmetric(alg: Algorithm) -> Result<(), AuthConfigError> {
+pub(crate) fn check_asymmetric(alg: Algorithm) -> Result<(), AuthConfigError> {
     if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
         return Err(AuthConfigError::new(
             "OAUTH_ALGORITHMS",
@@ -253,6 +260,7 @@ impl JwtValidator {
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(describe_header(e.kind())))?;
+        check_typ(header.typ.as_deref(), self.config.require_at_jwt)?;
         if !self.config.algorithms.contains(&header.alg) {
             return Err(AuthError::Invalid(format!(
                 "the algorithm {:?} is not accepted here",
@@ -264,6 +272,14 @@ impl JwtValidator {
             return Err(AuthError::Invalid(
                 "the token's algorithm does not match the issuer's key".into(),
             ));
+        }
+        if let Some(declared) = key.alg
+            && declared != header.alg
+        {
+            return Err(AuthError::Invalid(format!(
+                "the token's algorithm {:?} differs from the `alg` {declared:?} its signing key declares",
+                header.alg
+            )));
         }
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[self.config.issuer.as_str()]);
@@ -288,11 +304,83 @@ impl JwtValidator {
     }
 }
 
+/// Checks the JOSE header `typ` (RFC 9068 section 2.1, RFC 8725 section
+/// 3.11): `at+jwt` (or `application/at+jwt`), case-insensitive, always;
+/// `JWT` (or `application/jwt`) and no `typ` unless `require_at_jwt`. The
+/// value itself is never echoed: it is the caller's text.
+fn check_typ(typ: Option<&str>, require_at_jwt: bool) -> Result<(), AuthError> {
+    let bare = typ.map(|t| {
+        let t = t.trim();
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
+            _ => t,
+        }
+    });
+    let at_jwt = bare.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"));
+    if at_jwt {
+        return Ok(());
+    }
+    if require_at_jwt {
+        return Err(AuthError::Invalid(
+            "the token's header `typ` is not `at+jwt`: this resource accepts only RFC 9068 \
+             access tokens (OAUTH_REQUIRE_AT_JWT)"
+                .into(),
+        ));
+    }
+    match bare {
+        None => Ok(()),
+        Some(t) if t.eq_ignore_ascii_case("jwt") => Ok(()),
+        Some(_) => Err(AuthError::Invalid(
+            "the token's header `typ` is neither `at+jwt` nor `JWT`: present an OAuth access \
+             token, not another kind of JWT"
+                .into(),
+        )),
+    }
+}
+
 fn describe_header(kind: &ErrorKind) -> String {
     match kind {
         ErrorKind::Json(_) => {
             "the token header is not acceptable (unknown or `none` algorithm)".into()
         }
         _ => "the token is malformed (expected a signed JWT)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_typ;
+
+    #[test]
+    fn typ_values() {
+        for ok in [
+            None,
+            Some("at+jwt"),
+            Some("AT+JWT"),
+            Some("application/at+jwt"),
+            Some("Application/At+JWT"),
+            Some("JWT"),
+            Some("jwt"),
+            Some("application/jwt"),
+        ] {
+            assert!(check_typ(ok, false).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            Some("dpop+jwt"),
+            Some("secevent+jwt"),
+            Some("logout+jwt"),
+            Some(""),
+            Some("application/"),
+            Some("JWS"),
+        ] {
+            let e = check_typ(bad, false).unwrap_err().to_string();
+            assert!(e.contains("neither"), "{bad:?}: {e}");
+        }
+        assert!(check_typ(Some("at+jwt"), true).is_ok());
+        assert!(check_typ(Some("application/AT+JWT"), true).is_ok());
+        for refused in [None, Some("JWT"), Some("dpop+jwt")] {
+            let e = check_typ(refused, true).unwrap_err().to_string();
+            assert!(e.contains("OAUTH_REQUIRE_AT_JWT"), "{refused:?}: {e}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::{
 
 use jsonwebtoken::{
     Algorithm, DecodingKey,
-    jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet},
+    jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse},
 };
 use serde_json::Value;
 
@@ -24,6 +24,9 @@ pub(crate) struct VerificationKey {
     pub(crate) kid: Option<String>,
     pub(crate) key: DecodingKey,
     pub(crate) family: &'static [Algorithm],
+    /// The JWK's own `alg`, when it declares one: a token signed with
+    /// another algorithm is refused.
+    pub(crate) alg: Option<Algorithm>,
 }
 
 const RSA_ALGS: &[Algorithm] = &[
@@ -35,13 +38,35 @@ const RSA_ALGS: &[Algorithm] = &[
     Algorithm::PS512,
 ];
 
-/// Converts JWKS entries to keys, skipping symmetric (`oct`) keys and
-/// unsupported curves: a JWKS must never turn into an HMAC secret.
+/// Converts JWKS entries to keys, skipping symmetric (`oct`) keys,
+/// unsupported curves and keys not meant for verifying signatures (`use`
+/// other than `sig`, `key_ops` without `verify`, an encryption `alg`): a
+/// JWKS must never turn into an HMAC secret, and an encryption key is not a
+/// signing key.
 pub(crate) fn usable_keys(set: &JwkSet) -> Vec<VerificationKey> {
     set.keys.iter().filter_map(usable_key).collect()
 }
 
 fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
+    let common = &jwk.common;
+    if common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+    {
+        return None;
+    }
+    if common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return None;
+    }
+    let alg = match common.key_algorithm {
+        None => None,
+        Some(declared) => Some(Algorithm::try_from(declared).ok()?),
+    };
     let family: &'static [Algorithm] = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => RSA_ALGS,
         AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
@@ -57,9 +82,10 @@ fn usable_key(jwk: &Jwk) -> Option<VerificationKey> {
     };
     let key = DecodingKey::from_jwk(jwk).ok()?;
     Some(VerificationKey {
-        kid: jwk.common.key_id.clone(),
+        kid: common.key_id.clone(),
         key,
         family,
+        alg,
     })
 }
 

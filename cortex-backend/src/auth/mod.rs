@@ -5,8 +5,9 @@
 //!   then `subtle`), against every configured token so rotation is possible.
 //! * User JWTs are validated by [`JwtValidator`]: keys from the issuer's
 //!   JWKS (RFC 8414 / OpenID discovery, a configured URL, or static keys),
-//!   `iss`, `aud`, `exp`, `nbf` required, algorithms from configuration only
-//!   (asymmetric), `oct` keys never used. A successful verification is cached
+//!   `iss`, `aud`, `exp`, `sub` required, `nbf` checked when present, header
+//!   `typ` `at+jwt` or `JWT` (or absent), algorithms from configuration only
+//!   (asymmetric), `oct` keys and keys not meant for signatures never used. A successful verification is cached
 //!   by token hash until the token expires, in a bounded cache.
 //! * Identity comes from the validated claims only; the `X-Cortex-*` headers
 //!   are never read for it.
@@ -14,8 +15,9 @@
 mod caller;
 mod jwt;
 mod keys;
+mod settings;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use aws_lc_rs::digest;
 use subtle::ConstantTimeEq;
@@ -24,6 +26,7 @@ pub use caller::Caller;
 pub use jsonwebtoken::Algorithm;
 pub use jwt::{JwtConfig, JwtValidator, KeySource};
 pub use keys::{check_transport, is_loopback_authority};
+pub use settings::{JWT_SETTINGS, JwtSettings, Setting, parse_bool};
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -152,14 +155,10 @@ impl Auth {
     /// | `CORTEX_TECHNICAL_TOKEN` | one more technical token (gateway-compatible name) | none |
     /// | `OAUTH_ISSUER` | the issuer; unset = no user tokens accepted | none |
     /// | `OAUTH_AUDIENCE` | comma-separated accepted audiences; required with an issuer | none |
-    /// | `OAUTH_JWKS_URL` | JWKS URL; unset = discovered from the issuer's metadata | discovery |
-    /// | `OAUTH_JWKS_FILE` | a JWKS file: static keys for air-gapped setups (wins over the URL) | none |
-    /// | `OAUTH_ALGORITHMS` | accepted algorithms (asymmetric only) | `RS256,ES256` |
-    /// | `OAUTH_LEEWAY_S` | clock skew allowed on `exp`/`nbf` | `30` |
-    /// | `CORTEX_ROLE_CLAIM` | claim path of the role (`metadata.role` walks objects) | `role` |
-    /// | `CORTEX_POOL_CLAIM` | claim path of the pool | `pool` |
-    /// | `OAUTH_REQUIRE_NBF` | refuse tokens without `nbf` (`false` for issuers that never send it) | `true` |
-    /// | `CORTEX_ALLOW_INSECURE_HTTP` | `1` allows `http://` key URLs on non-loopback hosts | off |
+    ///
+    /// plus every token-validation setting of [`JWT_SETTINGS`] (JWKS,
+    /// algorithms, leeway, `nbf`, `typ`, claim paths, plaintext transport),
+    /// the same variables and defaults as the gateway's.
     pub fn from_env() -> Result<Self, AuthConfigError> {
         Self::new(config_from_env(|k| std::env::var(k).ok())?)
     }
@@ -213,7 +212,8 @@ pub fn bearer_token(header: &str) -> Result<&str, AuthError> {
 }
 
 /// Builds an [`AuthConfig`] from a variable lookup (the environment in
-/// [`Auth::from_env`]; a map in tests).
+/// [`Auth::from_env`]; a map in tests). The token-validation settings are
+/// read by [`JwtSettings::from_lookup`], the same parser the gateway uses.
 pub fn config_from_env(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<AuthConfig, AuthConfigError> {
@@ -230,6 +230,7 @@ pub fn config_from_env(
     };
     let mut technical_tokens = list("CORTEX_TECHNICAL_TOKENS");
     technical_tokens.extend(list("CORTEX_TECHNICAL_TOKEN"));
+    let settings = JwtSettings::from_lookup(&get)?;
     let jwt = match get("OAUTH_ISSUER").filter(|s| !s.trim().is_empty()) {
         None => None,
         Some(issuer) => {
@@ -241,61 +242,7 @@ pub fn config_from_env(
                      (behind a Cortex gateway, its canonical URI, e.g. https://mcp.example.com/mcp)",
                 ));
             }
-            let mut config = JwtConfig::new(issuer.trim(), audiences);
-            if let Some(url) = get("OAUTH_JWKS_URL").filter(|s| !s.trim().is_empty()) {
-                config.keys = KeySource::JwksUrl(url.trim().to_string());
-            }
-            if let Some(path) = get("OAUTH_JWKS_FILE").filter(|s| !s.trim().is_empty()) {
-                let text = std::fs::read_to_string(path.trim()).map_err(|e| {
-                    AuthConfigError::new("OAUTH_JWKS_FILE", format!("cannot read {path}: {e}"))
-                })?;
-                let set = serde_json::from_str(&text).map_err(|e| {
-                    AuthConfigError::new(
-                        "OAUTH_JWKS_FILE",
-                        format!("{path} is not a JWKS ({{\"keys\": [...]}}): {e}"),
-                    )
-                })?;
-                config.keys = KeySource::Static(set);
-            }
-            let algs = list("OAUTH_ALGORITHMS");
-            if !algs.is_empty() {
-                config.algorithms = algs
-                    .iter()
-                    .map(|a| jwt::parse_algorithm(a))
-                    .collect::<Result<_, _>>()?;
-            }
-            if let Some(leeway) = get("OAUTH_LEEWAY_S") {
-                let secs: u64 = leeway.trim().parse().map_err(|_| {
-                    AuthConfigError::new(
-                        "OAUTH_LEEWAY_S",
-                        "must be a whole number of seconds, e.g. 30",
-                    )
-                })?;
-                config.leeway = Duration::from_secs(secs);
-            }
-            if let Some(claim) = get("CORTEX_ROLE_CLAIM").filter(|s| !s.is_empty()) {
-                config.role_claim = claim;
-            }
-            if let Some(claim) = get("CORTEX_POOL_CLAIM").filter(|s| !s.is_empty()) {
-                config.pool_claim = claim;
-            }
-            if let Some(v) = get("OAUTH_REQUIRE_NBF") {
-                config.require_nbf = match v.trim() {
-                    "1" | "true" => true,
-                    "0" | "false" => false,
-                    _ => {
-                        return Err(AuthConfigError::new(
-                            "OAUTH_REQUIRE_NBF",
-                            "must be true or false",
-                        ));
-                    }
-                };
-            }
-            config.allow_insecure_http = matches!(
-                get("CORTEX_ALLOW_INSECURE_HTTP").as_deref(),
-                Some("1" | "true")
-            );
-            Some(config)
+            Some(settings.jwt_config(issuer.trim(), audiences)?)
         }
     };
     Ok(AuthConfig {

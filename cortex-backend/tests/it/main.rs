@@ -1,5 +1,6 @@
 //! Integration tests of cortex-backend (one binary: contract, dispatcher, schemas).
 
+mod auth;
 mod contract_examples;
 mod dispatcher;
 mod support;

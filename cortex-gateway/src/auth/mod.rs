@@ -14,7 +14,7 @@ use axum::{
 };
 use cortex_backend::{
     Caller,
-    auth::{AuthConfigError, AuthError, JwtConfig, JwtValidator, KeySource, bearer_token},
+    auth::{AuthConfigError, AuthError, JwtValidator, bearer_token},
     scopes,
 };
 use serde_json::{Value, json};
@@ -53,11 +53,11 @@ pub struct ResourceServer {
 impl ResourceServer {
     /// Builds the validator from the configuration.
     pub fn new(config: &GatewayConfig) -> Result<Self, AuthConfigError> {
-        let mut jwt = JwtConfig::new(config.issuer.clone(), vec![config.canonical_uri.clone()]);
-        if let Some(url) = &config.jwks_url {
-            jwt.keys = KeySource::JwksUrl(url.clone());
-        }
-        jwt.allow_insecure_http = config.allow_insecure_issuer;
+        // The audience is always the canonical URI (RFC 8707): a token
+        // minted for another resource is refused.
+        let jwt = config
+            .oauth
+            .jwt_config(&config.issuer, vec![config.canonical_uri.clone()])?;
         let validator = JwtValidator::new(jwt)?;
         let metadata_url = format!(
             "{}/.well-known/oauth-protected-resource{}",

@@ -3,7 +3,10 @@
 use cortex_backend::testing::BrokenToken;
 use serde_json::{Value, json};
 
-use crate::support::{Options, World};
+use crate::{
+    client::Client,
+    support::{Options, World},
+};
 
 fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -146,4 +149,247 @@ async fn foreign_origin_is_403() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A stateless-era `tools/call` through the gateway; the call's result,
+/// which must be a success. (Raw: the schema files of the client's
+/// validation are not needed here.)
+async fn call(w: &World, token: &str, name: &str, arguments: Value) -> Value {
+    let mut client = Client::modern(&w.url, token);
+    let (body, headers) =
+        client.envelope("tools/call", json!({"name": name, "arguments": arguments}));
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let reply = client.post_raw(&body, &h).await;
+    assert_eq!(reply.status, 200, "{:#}", reply.body);
+    let result = reply.body["result"].clone();
+    assert_eq!(result["isError"], json!(false), "{:#}", reply.body);
+    result
+}
+
+#[tokio::test]
+async fn tokens_as_real_issuers_mint_them_pass_on_default_settings() {
+    let w = World::start().await;
+    // RFC 9068 as oidc-provider, Keycloak, Auth0 and Okta issue it: no
+    // `nbf`, header `typ: at+jwt`.
+    let rfc9068 = w
+        .issuer
+        .token(&w.url)
+        .sub("ana")
+        .scopes(["mcp:crm:read"])
+        .without("nbf")
+        .typ(Some("at+jwt"))
+        .mint();
+    assert_eq!(post(&w, Some(&rfc9068), "").await.status(), 200);
+    // The backend validates the forwarded token with the SDK's defaults.
+    let result = call(
+        &w,
+        &rfc9068,
+        "crm_search_accounts",
+        json!({"query": "acme"}),
+    )
+    .await;
+    assert_eq!(result["structuredContent"]["caller"], "ana", "{result:#}");
+    let plain = w
+        .issuer
+        .token(&w.url)
+        .sub("ana")
+        .scopes(["mcp:crm:read"])
+        .typ(None)
+        .mint();
+    assert_eq!(post(&w, Some(&plain), "").await.status(), 200);
+    // Another kind of JWT (here a DPoP proof's type) is refused, saying why.
+    let other = w
+        .issuer
+        .token(&w.url)
+        .sub("ana")
+        .scopes(["mcp:crm:read"])
+        .typ(Some("dpop+jwt"))
+        .mint();
+    let r = post(&w, Some(&other), "").await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    let why = body["error_description"].as_str().unwrap();
+    assert!(why.contains("`typ`"), "{why}");
+}
+
+#[tokio::test]
+async fn gateway_settings_require_nbf_and_at_jwt_when_asked() {
+    let w = World::start_with(Options {
+        configure: Some(Box::new(|c| {
+            c.oauth.require_nbf = true;
+            c.oauth.require_at_jwt = true;
+        })),
+        ..Options::default()
+    })
+    .await;
+    let mint = |nbf: bool, typ: &str| {
+        let b = w
+            .issuer
+            .token(&w.url)
+            .sub("ana")
+            .scopes(["mcp:crm:read"])
+            .typ(Some(typ));
+        if nbf { b } else { b.without("nbf") }.mint()
+    };
+    assert_eq!(
+        post(&w, Some(&mint(true, "at+jwt")), "").await.status(),
+        200
+    );
+    assert_eq!(
+        post(&w, Some(&mint(false, "at+jwt")), "").await.status(),
+        401
+    );
+    assert_eq!(post(&w, Some(&mint(true, "JWT")), "").await.status(), 401);
+}
+
+#[test]
+fn gateway_reads_every_token_setting_of_the_sdk() {
+    use cortex_gateway::config::GatewayConfig;
+    let mut env: std::collections::HashMap<String, String> = [
+        ("CORTEX_BACKENDS", "crm"),
+        ("CORTEX_BACKEND_CRM_URL", "http://127.0.0.1:9001"),
+        ("CORTEX_CANONICAL_URI", "https://mcp.example.com/mcp"),
+        ("OAUTH_ISSUER", "https://sso.example.com"),
+        ("CORTEX_TECHNICAL_TOKEN", "0123456789abcdef0123"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let default = GatewayConfig::from_env_map(&env).unwrap();
+    assert_eq!(default.oauth, cortex_backend::auth::JwtSettings::default());
+    assert!(!default.oauth.require_nbf, "nbf is not required by default");
+    for (k, v) in [
+        ("OAUTH_JWKS_URL", "https://sso.example.com/keys"),
+        ("OAUTH_JWKS_FILE", "/etc/keys.json"),
+        ("OAUTH_ALGORITHMS", "PS256,EdDSA"),
+        ("OAUTH_LEEWAY_S", "5"),
+        ("OAUTH_REQUIRE_NBF", "true"),
+        ("OAUTH_REQUIRE_AT_JWT", "true"),
+        ("CORTEX_ROLE_CLAIM", "realm_access.role"),
+        ("CORTEX_POOL_CLAIM", "org.pool"),
+        ("CORTEX_ALLOW_INSECURE_HTTP", "true"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    let set = GatewayConfig::from_env_map(&env).unwrap();
+    let sdk = cortex_backend::auth::JwtSettings::from_lookup(|k| env.get(k).cloned()).unwrap();
+    assert_eq!(set.oauth, sdk);
+    // The TOML form round-trips the same settings.
+    let again = GatewayConfig::from_toml_str(&set.masked_toml()).unwrap();
+    assert_eq!(again.oauth, sdk);
+    // Every variable of the list changed something.
+    let names: Vec<&str> = cortex_backend::auth::JWT_SETTINGS
+        .iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names.len(), 9);
+    for s in cortex_backend::auth::JWT_SETTINGS {
+        let mut without = env.clone();
+        without.remove(s.name);
+        assert_ne!(
+            GatewayConfig::from_env_map(&without).unwrap().oauth,
+            set.oauth,
+            "{} is not read by the gateway",
+            s.name
+        );
+    }
+    env.insert("OAUTH_REQUIRE_AT_JWT".into(), "sometimes".into());
+    let e = GatewayConfig::from_env_map(&env).unwrap_err();
+    assert_eq!(e.variable, "OAUTH_REQUIRE_AT_JWT");
+}
+
+/// The rows of the first Markdown table after the line `heading`: the
+/// variable names of the first cell and the last cell (the default), with
+/// backticks removed.
+fn table_after(text: &str, heading: &str) -> Vec<(Vec<String>, String)> {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no `{heading}` in the README"));
+    text[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+            let names = cells[0]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+                .map(String::from)
+                .collect();
+            let default = cells.last().unwrap().trim().replace('`', "");
+            (names, default)
+        })
+        .collect()
+}
+
+#[test]
+fn readme_tables_match_the_one_list_of_token_settings() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let sdk_readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let gw_readme = std::fs::read_to_string(format!("{root}/cortex-gateway/README.md")).unwrap();
+    let tables = [
+        (
+            "README.md Auth settings",
+            table_after(&sdk_readme, "### Auth settings"),
+            // The SDK's own identity settings (not token validation).
+            &[
+                "CORTEX_TECHNICAL_TOKENS",
+                "CORTEX_TECHNICAL_TOKEN",
+                "OAUTH_ISSUER",
+                "OAUTH_AUDIENCE",
+            ][..],
+        ),
+        (
+            "cortex-gateway/README.md",
+            table_after(&gw_readme, "## Configuring the gateway"),
+            &[][..],
+        ),
+    ];
+    for (which, rows, own) in &tables {
+        for s in cortex_backend::auth::JWT_SETTINGS {
+            let row = rows
+                .iter()
+                .find(|(names, _)| names.iter().any(|n| n == s.name))
+                .unwrap_or_else(|| panic!("{which} has no row for {}", s.name));
+            assert_eq!(row.0.len(), 1, "{which}: {} shares a row", s.name);
+            assert_eq!(row.1, s.default, "{which}: default of {}", s.name);
+        }
+        if !own.is_empty() {
+            for (names, _) in rows {
+                for n in names {
+                    assert!(
+                        own.contains(&n.as_str())
+                            || cortex_backend::auth::JWT_SETTINGS
+                                .iter()
+                                .any(|s| s.name == n),
+                        "{which} documents {n}, which is not in JWT_SETTINGS"
+                    );
+                }
+            }
+        }
+    }
+    // The gateway README names every TOML key of the `[oauth]` table.
+    assert!(gw_readme.contains("`[oauth]`"));
+    for s in cortex_backend::auth::JWT_SETTINGS {
+        assert!(
+            gw_readme.contains(&format!("`{}`", s.toml_key)),
+            "cortex-gateway/README.md does not name the TOML key {}",
+            s.toml_key
+        );
+    }
+    // Any gateway-table row of the root README that repeats a setting
+    // agrees with the list.
+    for (names, default) in table_after(&sdk_readme, "## Configuring the gateway") {
+        for s in cortex_backend::auth::JWT_SETTINGS {
+            if names.iter().any(|n| n == s.name) {
+                assert_eq!(default, s.default, "README.md gateway table: {}", s.name);
+            }
+        }
+    }
 }

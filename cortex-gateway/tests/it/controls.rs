@@ -93,7 +93,7 @@ impl Setup {
 
     pub(crate) fn config(&self, controls: ControlsConfig) -> GatewayConfig {
         let mut config = GatewayConfig::new(self.url.clone(), self.issuer.issuer(), TECH);
-        config.jwks_url = Some(self.issuer.jwks_url());
+        config.oauth.jwks_url = Some(self.issuer.jwks_url());
         config.allowed_origins = vec!["https://*.corp.example".into()];
         config
             .backends

@@ -281,7 +281,7 @@ async fn unprefixed_backends_keep_their_names_and_clashes_stop_the_start() {
     let crm = BackendServer::start(support::crm(&issuer, url)).await;
     let docs = BackendServer::start(support::docs(&issuer, url, false)).await;
     let mut config = GatewayConfig::new(url, issuer.issuer(), TECH);
-    config.jwks_url = Some(issuer.jwks_url());
+    config.oauth.jwks_url = Some(issuer.jwks_url());
     let mut plain = BackendConfig::new("docs", &docs.url);
     plain.prefix = false;
     config.backends = vec![BackendConfig::new("crm", &crm.url), plain.clone()];
@@ -429,7 +429,7 @@ async fn token_exchange_gives_each_backend_its_own_audience() {
     });
 
     let mut config = GatewayConfig::new(url.clone(), issuer.issuer(), TECH);
-    config.jwks_url = Some(issuer.jwks_url());
+    config.oauth.jwks_url = Some(issuer.jwks_url());
     config.token_exchange = Some(TokenExchangeConfig {
         token_endpoint: Some(as_url),
         client_id: "cortex-gateway".into(),

@@ -451,7 +451,7 @@ impl World {
         let crm = BackendServer::start(crm(&issuer, &url)).await;
         let docs = BackendServer::start(docs(&issuer, &url, false)).await;
         let mut config = GatewayConfig::new(url.clone(), issuer.issuer(), TECH);
-        config.jwks_url = Some(issuer.jwks_url());
+        config.oauth.jwks_url = Some(issuer.jwks_url());
         config.required_scopes = options.required_scopes;
         config.keep_alive_s = 1;
         config.backends.push(BackendConfig::new("crm", &crm.url));

@@ -145,7 +145,7 @@ async fn start_gateway(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut config = GatewayConfig::new(url, auth.issuer(), technical);
     config.listen = listener.local_addr()?;
-    config.jwks_url = Some(auth.jwks_url());
+    config.oauth.jwks_url = Some(auth.jwks_url());
     config.controls.introspection_url = Some(auth.introspection_url());
     config.controls.introspection_client_id = Some(introspection.client_id);
     config.controls.introspection_client_secret = Some(introspection.client_secret);
