@@ -82,7 +82,8 @@
 //! * **Auth** ([`Auth`]): technical tokens (constant-time, several for
 //!   rotation) for the discovery methods only; user JWTs checked for
 //!   signature (JWKS discovered from the issuer, a URL, or static keys),
-//!   `iss`, `aud`, `exp`, `nbf`, with algorithms from configuration only.
+//!   `iss`, `aud`, `exp`, `nbf` when present, header `typ`, with algorithms
+//!   from configuration only (settings shared with the gateway: [`auth::JwtSettings`]).
 //!   Verified tokens are cached until they expire, in a bounded cache.
 //! * **The dispatcher** ([`Backend::handle`]): body limit (1 MiB, 413),
 //!   malformed JSON (400), non-object `params` (400), unknown method (400
