@@ -400,7 +400,7 @@ async fn a_later_tool_cannot_take_over_another_backends_name() {
     let baseline = dir.join("baseline.json");
     let admin_secret = "an-admin-secret-for-the-clash-test-0123456789";
     let mut config = GatewayConfig::new(url.clone(), issuer.issuer(), crate::support::TECH);
-    config.jwks_url = Some(issuer.jwks_url());
+    config.oauth.jwks_url = Some(issuer.jwks_url());
     config.controls.rate_limit_per_minute = 0;
     config.controls.audit_file = Some(dir.join("audit.jsonl"));
     config.controls.tool_integrity = Mode::Block;
