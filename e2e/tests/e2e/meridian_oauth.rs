@@ -1,11 +1,14 @@
 //! Signing in to Meridian with no token given, by official clients: the
 //! TypeScript SDK's OAuth client (`clients/ts_oauth_client.mjs`, its own
-//! `authProvider` machinery) once with a Client ID Metadata Document and
-//! once with Dynamic Client Registration, then the persona's tools and a
-//! call; and one revocation cutting such a client off, refresh included.
+//! `authProvider` machinery) and the Python SDK's
+//! (`clients/py_oauth_client.py`, its `OAuthClientProvider`), each once
+//! with a Client ID Metadata Document and once with Dynamic Client
+//! Registration, then the persona's tools and a call; one revocation
+//! cutting a signed-in client off, refresh included; and a headless
+//! Chromium through WebDriver on the sign-in and consent pages.
 //!
 //! The metadata document is served over https on loopback by a test
-//! authority (`tests/fixtures/cimd-*.pem`, the SDK accepts only https
+//! authority (`tests/fixtures/cimd-*.pem`, the SDKs accept only https
 //! document URLs); Meridian's authorization server trusts that authority
 //! for document fetches only (`Settings::cimd_roots`).
 
@@ -23,7 +26,7 @@ use tokio::process::Command;
 
 use crate::{
     meridian::check_tool_names,
-    support::{e2e_dir, node, run},
+    support::{e2e_dir, node, python, run},
 };
 
 const CA: &[u8] = include_bytes!("../fixtures/cimd-ca-cert.pem");
@@ -127,11 +130,35 @@ pub(crate) async fn document_host() -> (String, Arc<AtomicUsize>) {
     (base, fetches)
 }
 
+/// Which official client signs in.
+#[derive(Debug, Clone, Copy)]
+enum Sdk {
+    /// `clients/ts_oauth_client.mjs`: `@modelcontextprotocol/sdk`'s `authProvider`.
+    TypeScript,
+    /// `clients/py_oauth_client.py`: `mcp`'s `OAuthClientProvider`.
+    Python,
+}
+
 /// Runs `clients/ts_oauth_client.mjs` with `plan`; returns its output.
 async fn ts_oauth(running: &Running, plan: Value) -> Value {
-    let mut command = Command::new(node());
+    oauth_client(Sdk::TypeScript, running, plan).await
+}
+
+/// Runs one SDK's OAuth client script with `plan`; returns its output.
+async fn oauth_client(sdk: Sdk, running: &Running, plan: Value) -> Value {
+    let mut command = match sdk {
+        Sdk::TypeScript => {
+            let mut c = Command::new(node());
+            c.arg(e2e_dir().join("clients/ts_oauth_client.mjs"));
+            c
+        }
+        Sdk::Python => {
+            let mut c = Command::new(python());
+            c.arg(e2e_dir().join("clients/py_oauth_client.py"));
+            c
+        }
+    };
     command
-        .arg(e2e_dir().join("clients/ts_oauth_client.mjs"))
         .arg(plan.to_string())
         .env("MCP_URL", &running.url)
         .env(
@@ -143,7 +170,7 @@ async fn ts_oauth(running: &Running, plan: Value) -> Value {
     assert_eq!(
         finished.status,
         Some(0),
-        "ts_oauth_client failed:\n{}\n{}",
+        "{sdk:?} OAuth client failed:\n{}\n{}",
         finished.stdout,
         finished.stderr
     );
@@ -261,6 +288,57 @@ async fn typescript_sdk_signs_in_after_dynamic_client_registration() {
             .as_array()
             .is_some_and(|i| !i.is_empty()),
         "{who}: {invoices}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_signs_in_with_a_client_metadata_document_and_by_registration() {
+    let running = start().await;
+    let (host, fetches) = document_host().await;
+    let document = format!("{host}/clients/python.json");
+    for (register, persona, era) in [
+        ("cimd", Persona::Ceo, "2026-07-28"),
+        ("dcr", Persona::ProjectManager, "legacy"),
+    ] {
+        let output = oauth_client(
+            Sdk::Python,
+            &running,
+            json!({
+                "register": register, "cimd_url": document, "redirect_uri": CALLBACK,
+                "person": persona.employee_id(), "era": era,
+                "steps": [
+                    {"op": "list_tools"},
+                    {"op": "call_tool", "name": "crm_list_deals", "arguments": {}},
+                ],
+            }),
+        )
+        .await;
+        let who = format!("Python SDK ({register}, {era})");
+        match register {
+            "cimd" => {
+                assert_eq!(output["client_id"], document, "{who}: registered otherwise");
+                assert_eq!(
+                    output["sign_in"]["consent_page"]["client_name"], DOCUMENT_CLIENT_NAME,
+                    "{who}"
+                );
+            }
+            _ => assert!(
+                output["client_id"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("dcr-")),
+                "{who}: {}",
+                output["client_id"]
+            ),
+        }
+        check_sign_in(&who, &running, persona, &output["sign_in"]);
+        check_tool_names(&who, persona, ok_step(&who, &output, 0));
+        let deals = ok_step(&who, &output, 1);
+        assert_eq!(deals["isError"], false, "{who}: {deals}");
+    }
+    assert!(
+        fetches.load(Ordering::SeqCst) >= 1,
+        "the document was never fetched"
     );
     running.shutdown().await;
 }
