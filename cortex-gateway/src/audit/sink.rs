@@ -383,6 +383,19 @@ fn write_lines<W: Write>(shared: &Shared, out: W) {
 mod tests {
     use super::*;
 
+    /// An output whose first write blocks until the sender is dropped.
+    struct Stuck(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Err(std::io::Error::other("closed"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn record(status: u16) -> AuditRecord {
         AuditRecord {
             status,
@@ -511,16 +524,6 @@ mod tests {
     /// dropped and `write` never waits.
     #[test]
     fn a_stuck_output_drops_lines_instead_of_blocking() {
-        struct Stuck(std::sync::mpsc::Receiver<()>);
-        impl Write for Stuck {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                let _ = self.0.recv();
-                Err(std::io::Error::other("closed"))
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let (release, stuck) = std::sync::mpsc::channel();
         let (sink, _writer) = AuditSink::spawn(Stuck(stuck));
         // The writes run on a thread of their own, so that a `write` that
@@ -548,16 +551,6 @@ mod tests {
     /// one line) and the rest is counted as dropped.
     #[test]
     fn the_queue_is_bounded_by_bytes() {
-        struct Stuck(std::sync::mpsc::Receiver<()>);
-        impl Write for Stuck {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                let _ = self.0.recv();
-                Err(std::io::Error::other("closed"))
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let (release, stuck) = std::sync::mpsc::channel();
         let (sink, _writer) = AuditSink::spawn(Stuck(stuck));
         let huge = || {

@@ -401,8 +401,8 @@ pub fn builtin_definitions() -> [Value; 2] {
             "inputSchema": {
                 "type": "object",
                 "properties": {
-                    "query": {"type": "string", "description": "Words to look for in tool names and descriptions."},
-                    "names": {"type": "array", "items": {"type": "string"}, "description": "Exact tool names whose full definitions you want."},
+                    "query": {"type": "string", "description": "Words to look for in tool names and descriptions (the first 32 distinct words count)."},
+                    "names": {"type": "array", "items": {"type": "string"}, "maxItems": 100, "description": "Exact tool names whose full definitions you want (at most 100)."},
                     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "At most this many matches (default 20)."}
                 },
                 "additionalProperties": false

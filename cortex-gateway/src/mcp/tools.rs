@@ -376,6 +376,16 @@ async fn whoami(inner: &Inner, catalog: &Catalog, ctx: &CallCtx) -> Value {
     )
 }
 
+/// The most distinct words of a `find_tools` query that are searched for
+/// (the rest are counted in `ignoredWords`): the search costs words times
+/// tools, so a query of a million words must not cost a million passes.
+pub const FIND_MAX_WORDS: usize = 32;
+/// The longest query word searched for, in characters (longer ones are cut).
+pub const FIND_MAX_WORD_CHARS: usize = 64;
+/// The most names one `find_tools` call describes (the rest are counted
+/// in `ignoredNames`).
+pub const FIND_MAX_NAMES: usize = 100;
+
 fn find_tools(catalog: &Catalog, ctx: &CallCtx, args: &Map<String, Value>) -> Value {
     let visible = catalog.visible_tools(&ctx.caller.scopes, None, false);
     let limit = args
@@ -387,7 +397,11 @@ fn find_tools(catalog: &Catalog, ctx: &CallCtx, args: &Map<String, Value>) -> Va
     if let Some(names) = args.get("names").and_then(Value::as_array) {
         let mut found = Vec::new();
         let mut unknown = Vec::new();
-        for n in names.iter().filter_map(Value::as_str) {
+        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+        if names.len() > FIND_MAX_NAMES {
+            out.insert("ignoredNames".into(), json!(names.len() - FIND_MAX_NAMES));
+        }
+        for n in names.into_iter().take(FIND_MAX_NAMES) {
             match visible.iter().find(|d| d["name"] == n) {
                 Some(d) => found.push(shape_tool(d.clone(), ctx.revision)),
                 None => unknown.push(json!(n)),
@@ -399,11 +413,26 @@ fn find_tools(catalog: &Catalog, ctx: &CallCtx, args: &Map<String, Value>) -> Va
         }
     }
     if let Some(query) = args.get("query").and_then(Value::as_str) {
-        let words: Vec<String> = query
+        let mut words: Vec<String> = Vec::new();
+        let mut ignored = 0usize;
+        for word in query
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
+        {
+            let word: String = word.chars().take(FIND_MAX_WORD_CHARS).collect();
+            let word = word.to_lowercase();
+            if words.contains(&word) {
+                continue;
+            }
+            if words.len() == FIND_MAX_WORDS {
+                ignored += 1;
+                continue;
+            }
+            words.push(word);
+        }
+        if ignored > 0 {
+            out.insert("ignoredWords".into(), json!(ignored));
+        }
         let mut scored: Vec<(usize, &Value)> = visible
             .iter()
             .map(|d| {

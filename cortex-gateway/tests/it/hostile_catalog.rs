@@ -3,11 +3,6 @@
 //! gateway's memory or its audit lines beyond the documented bounds, nor
 //! reach data their scopes do not cover.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
-
 use cortex_gateway::{
     audit::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD},
     config::GatewayConfig,
@@ -17,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     client::Client,
+    controls::{audit_lines, temp_dir},
     support::{Options, World},
 };
 
@@ -31,38 +27,6 @@ async fn hostile_world(more: impl FnOnce(&mut GatewayConfig) + Send + 'static) -
         ..Options::default()
     })
     .await
-}
-
-/// A fresh directory for this test's files.
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cortex-hostile-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The audit file's lines once it holds at least `n`.
-async fn audit_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(String::from).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} audit lines",
-            lines.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Thousands of `tools/list` requests, each naming a different unknown
@@ -152,13 +116,9 @@ async fn huge_names_leave_bounded_audit_lines() {
     assert_eq!(unknown.body["error"]["code"], -32601, "{:?}", unknown.body);
     // initialize, notifications/initialized, the call, the unknown method.
     let lines = audit_lines(&audit, 4).await;
-    for line in &lines {
+    for line in std::fs::read_to_string(&audit).unwrap().lines() {
         assert!(line.len() <= MAX_LINE_BYTES, "{} bytes", line.len());
     }
-    let lines: Vec<Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let call = lines
         .iter()
         .find(|l| l["method"] == "tools/call")
@@ -174,7 +134,7 @@ async fn huge_names_leave_bounded_audit_lines() {
         .call("crm_search_accounts", json!({"query": "a"}))
         .await;
     let lines = audit_lines(&audit, 5).await;
-    let known: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let known = lines.last().unwrap();
     assert_eq!(known["tool"], "crm_search_accounts");
     assert!(known.get("tool_truncated").is_none(), "{known}");
 }
@@ -516,7 +476,7 @@ async fn a_link_at_the_audit_path_stops_the_start() {
         issuer.issuer(),
         crate::support::TECH,
     );
-    config.jwks_url = Some(issuer.jwks_url());
+    config.oauth.jwks_url = Some(issuer.jwks_url());
     config.controls.audit_file = Some(link);
     config
         .backends
@@ -533,4 +493,36 @@ async fn a_link_at_the_audit_path_stops_the_start() {
         Ok(_) => panic!("the gateway started with a link at its audit path"),
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+/// `find_tools` searches for at most 32 distinct words and describes at
+/// most 100 names, however many a caller sends, and says how many it
+/// ignored.
+#[tokio::test]
+async fn find_tools_bounds_its_words_and_names() {
+    let w = hostile_world(|_| {}).await;
+    let mut c = Client::modern(&w.url, &w.token("mallory", &["mcp:crm:read"]));
+    // 40 filler words, repeated, then a word that would match.
+    let filler: Vec<String> = (0..40).map(|i| format!("zz{i}")).collect();
+    let query = format!("{} {} accounts", filler.join(" "), filler.join(" "));
+    let r = c.call("find_tools", json!({"query": query})).await;
+    let out = &r["structuredContent"];
+    assert_eq!(out["matches"], json!([]), "{out}");
+    // Eight fillers past the 32nd, twice, and the word that would match.
+    assert_eq!(out["ignoredWords"], 17, "{out}");
+    let r = c
+        .call("find_tools", json!({"query": "zz1 zz1 ACCOUNTS"}))
+        .await;
+    assert!(r["structuredContent"].get("ignoredWords").is_none(), "{r}");
+    assert_eq!(
+        r["structuredContent"]["matches"].as_array().unwrap().len(),
+        2,
+        "{r}"
+    );
+    let mut names = vec![json!("crm_count_accounts"); 150];
+    names.push(json!("crm_search_accounts"));
+    let r = c.call("find_tools", json!({"names": names})).await;
+    let out = &r["structuredContent"];
+    assert_eq!(out["tools"].as_array().unwrap().len(), 100, "{out}");
+    assert_eq!(out["ignoredNames"], 51);
 }
