@@ -662,6 +662,20 @@ impl Controls {
         Ok(())
     }
 
+    /// Charges one more request to an authenticated caller (each message
+    /// of a batch after the first, which [`Self::admit`] charged).
+    pub(crate) fn charge_caller(&self, caller: &Caller) -> Result<(), RateLimited> {
+        match &self.limiter {
+            Some(limiter) => limiter.check_subject(&caller.sub),
+            None => Ok(()),
+        }
+    }
+
+    /// The audit middleware's state (for the lines of batch messages).
+    pub(crate) fn auditor(&self) -> &Auditor {
+        &self.auditor
+    }
+
     /// Takes a notification-stream slot for the caller.
     pub(crate) fn open_stream(&self, caller: &Caller) -> Result<StreamSlot, TooManyStreams> {
         self.streams.acquire(CallerKey::Subject(caller.sub.clone()))

@@ -31,8 +31,9 @@ pub use record::{
     AuditRecord, AuditTime, FILTER_ENTRIES, ID_CHARS, MAX_LINE_BYTES, NAME_CHARS, TOOL_CHARS,
     UNKNOWN_METHOD, WORD_CHARS, Word, outcome_of_status, rfc3339,
 };
+pub use scope::CLIENT_CLOSED;
 pub use scope::{Auditor, audited, layer, note, note_arguments, note_caller, note_outcome, peer};
-pub(crate) use scope::{audited_from, connect_peer};
+pub(crate) use scope::{audited_from, audited_item, connect_peer};
 pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE, QUEUE_BYTES};
 
 /// How a tool call ended.

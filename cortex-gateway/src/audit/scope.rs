@@ -5,7 +5,10 @@
 use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Instant, SystemTime},
 };
 
@@ -37,6 +40,63 @@ struct Scope {
     record: Mutex<AuditRecord>,
     keys: Arc<Pseudonymizer>,
     peer: Option<IpAddr>,
+    /// Set when the messages of a batch are audited on lines of their own
+    /// ([`audited_item`]): the request then writes no line of its own.
+    split: AtomicBool,
+}
+
+/// Writes a scope's line if its future is dropped before it finished: the
+/// client closed the connection while the request was in progress.
+struct Unfinished<'a> {
+    auditor: &'a Auditor,
+    scope: &'a Scope,
+    started: Instant,
+    finished: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.finished && !self.scope.split.load(Ordering::Relaxed) {
+            let mut r = take(self.scope);
+            r.outcome = CLIENT_CLOSED.into();
+            r.error_class = None;
+            write_line(self.auditor, r, CLIENT_CLOSED_STATUS, None, self.started);
+        }
+    }
+}
+
+/// The outcome of a request whose client hung up before the answer.
+pub const CLIENT_CLOSED: &str = "client_closed";
+/// The status written for it (no answer was sent; 499 is the usual mark).
+const CLIENT_CLOSED_STATUS: u16 = 499;
+
+fn take(scope: &Scope) -> AuditRecord {
+    std::mem::take(&mut *scope.record.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Completes `r` with what the answer says and queues it.
+fn write_line(
+    auditor: &Auditor,
+    mut r: AuditRecord,
+    status: u16,
+    response_bytes: Option<u64>,
+    started: Instant,
+) {
+    r.status = status;
+    r.latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    r.response_bytes = response_bytes;
+    if r.outcome.is_empty() {
+        let (outcome, class) = record::outcome_of_status(r.status);
+        r.outcome = outcome.into();
+        if r.error_class.is_none() {
+            r.error_class = class.map(Word::from);
+        }
+    }
+    r.bound();
+    if let Some(m) = &auditor.metrics {
+        m.observe_request(&r);
+    }
+    auditor.sink.write(r);
 }
 
 /// The HTTP methods an audited route answers (others are written as sent).
@@ -138,25 +198,74 @@ where
         }),
         keys: auditor.keys.clone(),
         peer,
+        split: AtomicBool::new(false),
     });
+    let mut unfinished = Unfinished {
+        auditor,
+        scope: &scope,
+        started,
+        finished: false,
+    };
     let response = SCOPE.scope(scope.clone(), inner(request)).await;
-    let mut r = std::mem::take(&mut *scope.record.lock().unwrap_or_else(|e| e.into_inner()));
-    r.status = response.status().as_u16();
-    r.latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    r.response_bytes = response.body().size_hint().exact();
-    if r.outcome.is_empty() {
-        let (outcome, class) = record::outcome_of_status(r.status);
-        r.outcome = outcome.into();
-        if r.error_class.is_none() {
-            r.error_class = class.map(Word::from);
-        }
+    unfinished.finished = true;
+    if !scope.split.load(Ordering::Relaxed) {
+        let status = response.status().as_u16();
+        let bytes = response.body().size_hint().exact();
+        write_line(auditor, take(&scope), status, bytes, started);
     }
-    r.bound();
-    if let Some(m) = &auditor.metrics {
-        m.observe_request(&r);
-    }
-    auditor.sink.write(r);
     response
+}
+
+/// Runs one message of a JSON-RPC batch in an audit scope of its own, so
+/// that it gets a line of its own (the caller, path and protocol copied
+/// from the request's scope); the request itself then writes none. The
+/// line's status is `status` (the batch answer's); its outcome is what the
+/// handlers noted, else `ok`, or `error` with class `rpc_error` when the
+/// message's answer is a JSON-RPC error. Outside an audited request it
+/// only runs `message`.
+pub(crate) async fn audited_item<Fut>(auditor: &Auditor, status: u16, message: Fut) -> Option<Value>
+where
+    Fut: Future<Output = Option<Value>>,
+{
+    let Ok(item) = SCOPE.try_with(|parent| {
+        parent.split.store(true, Ordering::Relaxed);
+        let p = parent.record.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::new(Scope {
+            record: Mutex::new(AuditRecord {
+                time: record::AuditTime(SystemTime::now()),
+                caller: p.caller.clone(),
+                sub: p.sub.clone(),
+                client_id: p.client_id.clone(),
+                http_method: p.http_method.clone(),
+                path: p.path.clone(),
+                protocol: p.protocol.clone(),
+                ..AuditRecord::default()
+            }),
+            keys: parent.keys.clone(),
+            peer: parent.peer,
+            split: AtomicBool::new(false),
+        })
+    }) else {
+        return message.await;
+    };
+    let started = Instant::now();
+    let mut unfinished = Unfinished {
+        auditor,
+        scope: &item,
+        started,
+        finished: false,
+    };
+    let answer = SCOPE.scope(item.clone(), message).await;
+    unfinished.finished = true;
+    let mut r = take(&item);
+    if r.outcome.is_empty() && answer.as_ref().is_some_and(|a| a.get("error").is_some()) {
+        r.outcome = "error".into();
+        r.error_class = Some("rpc_error".into());
+    } else if r.outcome.is_empty() {
+        r.outcome = "ok".into();
+    }
+    write_line(auditor, r, status, None, started);
+    answer
 }
 
 fn with_scope(f: impl FnOnce(&Scope)) {

@@ -563,9 +563,35 @@ async fn legacy_post(
                     RpcError::new(INVALID_REQUEST, "an empty batch is not a valid request"),
                 );
             }
+            let cap = inner.config.controls.max_batch_messages;
+            if items.len() > cap {
+                crate::audit::note_outcome("rejected", Some("batch_too_large"));
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    RpcError::new(
+                        INVALID_REQUEST,
+                        format!(
+                            "this batch holds {} messages; the gateway takes at most {cap} per POST \
+                             (none was run): send them in smaller batches (the operator sets \
+                             CORTEX_MAX_BATCH_MESSAGES)",
+                            items.len()
+                        ),
+                    ),
+                );
+            }
+            // Each message is charged to the rate limiter (the first one
+            // was, on admission) and gets an audit line of its own.
             let mut responses = Vec::new();
-            for item in items {
-                if let Some(r) = legacy_message(inner, &ctx, classify(item)).await {
+            for (index, item) in items.into_iter().enumerate() {
+                let message = classify(item);
+                let answer = crate::audit::audited_item(
+                    inner.controls.auditor(),
+                    StatusCode::OK.as_u16(),
+                    batch_message(inner, &ctx, message, index > 0),
+                )
+                .await;
+                if let Some(r) = answer {
                     responses.push(r);
                 }
             }
@@ -632,6 +658,37 @@ async fn legacy_single(inner: &Arc<Inner>, ctx: &CallCtx, single: Classified) ->
         None => accepted(),
     }
 }
+
+/// One message of a batch: charged to the caller's budget first when
+/// `charge`, refused with a JSON-RPC error when over it.
+async fn batch_message(
+    inner: &Arc<Inner>,
+    ctx: &CallCtx,
+    message: Classified,
+    charge: bool,
+) -> Option<Value> {
+    if charge && let Err(limited) = inner.controls.charge_caller(&ctx.caller) {
+        crate::audit::note_outcome("refused", Some("rate_limited"));
+        let Ok(Incoming::Request { id, method, .. }) = message else {
+            return None;
+        };
+        crate::audit::note(|r| r.method = Some(crate::audit::method_word(&method)));
+        let error = RpcError::new(
+            RATE_LIMITED,
+            format!(
+                "rate limit exceeded: this message of the batch was not run; retry after {} s \
+                 or ask the gateway operator for a larger budget (CORTEX_RATE_LIMIT_PER_MINUTE)",
+                limited.retry_after_secs()
+            ),
+        );
+        return Some(jsonrpc::error_response(Some(&id), &error));
+    }
+    legacy_message(inner, ctx, message).await
+}
+
+/// The JSON-RPC code of a batch message refused by the rate limiter
+/// (implementation-defined server error range).
+const RATE_LIMITED: i64 = -32000;
 
 /// One legacy message; `None` for notifications and client responses.
 async fn legacy_message(inner: &Arc<Inner>, ctx: &CallCtx, message: Classified) -> Option<Value> {

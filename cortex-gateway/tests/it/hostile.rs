@@ -327,3 +327,120 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
     .await;
     assert!(served.is_ok(), "no connection served after one closed");
 }
+
+/// Waits until `backend` has received `n` user calls.
+async fn backend_calls(backend: &crate::support::BackendServer, n: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while backend.seen_users().len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backend got no call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_capped_charged_per_message_and_audited_per_message() {
+    let audit = crate::controls::temp_dir("batch").join("audit.jsonl");
+    let (setup, gw) = start(ControlsConfig {
+        audit_file: Some(audit.clone()),
+        rate_limit_per_minute: 60,
+        rate_limit_burst: 10,
+        ..ControlsConfig::default()
+    })
+    .await;
+    // initialize and notifications/initialized: two requests charged.
+    let alice = crate::client::Client::legacy(&gw.url, &setup.token("alice"), "2025-03-26").await;
+    let call = |id: usize| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "crm_count_accounts", "arguments": {}}})
+    };
+    let too_many: Vec<_> = (0..33).map(call).collect();
+    let r = alice.post_raw(&json!(too_many), &[]).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("at most 32") && message.contains("33"),
+        "{message}"
+    );
+    assert!(setup.crm.seen_users().is_empty(), "nothing of it was run");
+
+    let batch: Vec<_> = (0..12).map(call).collect();
+    let r = alice.post_raw(&json!(batch), &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let answers = r.body.as_array().unwrap();
+    assert_eq!(answers.len(), 12);
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a["error"]["code"] == -32000)
+        .collect();
+    let run = setup.crm.seen_users().len();
+    assert!(!refused.is_empty(), "12 messages on a budget of 8 all ran");
+    assert_eq!(run + refused.len(), 12, "{answers:?}");
+    assert!(
+        refused[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit")
+    );
+
+    // initialize, initialized, the refused batch, then one line per message.
+    let lines = crate::controls::audit_lines(&audit, 3 + 12).await;
+    assert_eq!(lines.len(), 15, "{lines:?}");
+    assert_eq!(lines[2]["error_class"], "batch_too_large");
+    let messages = &lines[3..];
+    assert!(
+        messages
+            .iter()
+            .all(|l| l["method"] == "tools/call" && l["sub"] == "alice")
+    );
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|l| l["error_class"] == "rate_limited")
+            .count(),
+        refused.len()
+    );
+    assert_eq!(
+        messages.iter().filter(|l| l["outcome"] == "ok").count(),
+        run
+    );
+}
+
+#[tokio::test]
+async fn a_call_whose_client_hangs_up_is_audited_as_client_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let audit = crate::controls::temp_dir("hangup").join("audit.jsonl");
+    let (setup, gw) = start(ControlsConfig {
+        audit_file: Some(audit.clone()),
+        ..ControlsConfig::default()
+    })
+    .await;
+    let token = setup.token("alice");
+    let mut client = crate::client::Client::modern(&gw.url, &token);
+    let (body, headers) =
+        client.envelope("tools/call", json!({"name": "docs_stall", "arguments": {}}));
+    let body = body.to_string();
+    let mut request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in &headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    let mut conn = raw_connection(&gw.base).await;
+    conn.write_all(request.as_bytes()).await.unwrap();
+    backend_calls(&setup.docs, 1).await;
+    drop(conn);
+    let lines = crate::controls::audit_lines(&audit, 1).await;
+    let line = &lines[0];
+    assert_eq!(line["outcome"], "client_closed", "{line}");
+    assert_eq!(line["tool"], "docs_stall");
+    assert_eq!(line["sub"], "alice");
+    assert_eq!(line["status"], 499);
+}
