@@ -18,4 +18,5 @@
 
 pub mod fixture;
 pub mod proxy;
+pub mod real_issuer;
 pub mod stack;

@@ -6,6 +6,7 @@ mod conformance_meridian;
 mod inspector;
 mod meridian;
 mod meridian_oauth;
+mod real_issuer;
 mod rust_sdk;
 mod sdk_clients;
 mod support;

@@ -56,6 +56,28 @@ pub(crate) fn expected_app_tools(persona: Persona) -> Vec<String> {
     names
 }
 
+/// The app tools a set of scopes reaches (`mcp:<app>:write` implies
+/// `mcp:<app>:read`), sorted.
+pub(crate) fn app_tools_for_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for scope in scopes {
+        let groups: &[&[&str]] = match scope {
+            "mcp:crm:read" => &[&CRM_READ],
+            "mcp:crm:write" => &[&CRM_READ, &CRM_WRITE],
+            "mcp:docs:read" => &[&DOCS_READ],
+            "mcp:docs:write" => &[&DOCS_READ, &DOCS_WRITE],
+            "mcp:billing:read" => &[&BILLING_READ],
+            "mcp:billing:write" => &[&BILLING_READ, &BILLING_WRITE],
+            "mcp:staffing:read" => &[&STAFFING_READ],
+            other => panic!("no Meridian tools known for the scope {other:?}"),
+        };
+        names.extend(groups.concat().into_iter().map(String::from));
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 fn is_app_tool(name: &str) -> bool {
     ["crm_", "docs_", "billing_", "staffing_"]
         .iter()
@@ -106,6 +128,12 @@ fn first_text(result: &Value) -> String {
 /// Checks a `tools/list` result: exactly the persona's app tools, plus at
 /// most three gateway builtins.
 pub(crate) fn check_tool_names(who: &str, persona: Persona, tools: &Value) {
+    check_app_tools(who, &expected_app_tools(persona), tools);
+}
+
+/// Checks a `tools/list` result: exactly `expected` app tools (sorted),
+/// plus at most three gateway builtins.
+pub(crate) fn check_app_tools(who: &str, expected: &[String], tools: &Value) {
     let mut names: Vec<String> = tools["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("{who}: no tools array in {tools}"))
@@ -114,7 +142,7 @@ pub(crate) fn check_tool_names(who: &str, persona: Persona, tools: &Value) {
         .collect();
     names.sort();
     let app: Vec<String> = names.iter().filter(|n| is_app_tool(n)).cloned().collect();
-    assert_eq!(app, expected_app_tools(persona), "{who}: app tools");
+    assert_eq!(app, expected, "{who}: app tools");
     let builtins: Vec<&String> = names.iter().filter(|n| !is_app_tool(n)).collect();
     assert!(
         builtins.len() <= 3,

@@ -81,3 +81,39 @@ pub(crate) async fn run(mut command: Command, limit: Duration) -> Finished {
         elapsed: started.elapsed(),
     }
 }
+
+/// One plain HTTP/1.1 request over loopback: status, headers and body text.
+pub(crate) async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> (u16, hyper::HeaderMap, String) {
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::body::Bytes;
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let response = client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"))
+        .to_bytes();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
