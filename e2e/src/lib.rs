@@ -9,11 +9,14 @@
 //! - the MCP Inspector CLI in both `--protocol-era` modes;
 //! - `@modelcontextprotocol/conformance` with `--requirements 2025-11-25` and
 //!   `--requirements 2026-07-28` against [`stack::ConformanceStack`], and
-//!   its generic scenarios against the `meridian` binary on its defaults.
+//!   its generic scenarios against the `meridian` binary on its defaults;
+//! - a real authorization server, oidc-provider, issuing its default tokens
+//!   to the gateway (client credentials, code + PKCE, and the TypeScript
+//!   SDK's own OAuth client).
 //!
 //! This library holds what those tests start: the [`fixture`] backend the
-//! suite expects, the [`proxy`] that gives the suite a bearer token, and the
-//! [`stack`] tying them to a gateway. The Node.js and Python parts are
+//! suite expects, the [`proxy`] that gives the suite a bearer token, the
+//! [`stack`] tying them to a gateway, and the [`real_issuer`] stack. The Node.js and Python parts are
 //! installed by `e2e/install.sh` (run by `.ci/run`).
 
 pub mod fixture;
