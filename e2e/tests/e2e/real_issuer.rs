@@ -18,21 +18,13 @@ use e2e::real_issuer::{
     SERVICE_CLIENT_ID, SERVICE_CLIENT_SECRET,
 };
 use meridian::firm::PROJECT_MANAGER;
-use rmcp::{
-    ServiceExt as _,
-    model::{
-        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
-    },
-    service::{ClientLifecycleMode, ClientServiceExt as _, RoleClient, RunningService},
-    transport::{
-        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
-    },
-};
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::{
     meridian::{app_tools_for_scopes, check_app_tools},
+    rust_sdk::{self, Client},
     support::{e2e_dir, http, node, run},
 };
 
@@ -57,20 +49,19 @@ fn world() -> &'static World {
                 .build()
                 .expect("a runtime for the shared stack");
             runtime.block_on(async move {
-                match RealIssuerStack::start(&node, &script).await {
-                    Ok(stack) => {
-                        let _ = tx.send(Ok(World {
-                            url: stack.url().to_owned(),
-                            issuer: stack.issuer().to_owned(),
-                        }));
-                        // Serves until the test process ends.
-                        std::future::pending::<()>().await;
-                        stack.shutdown().await;
-                    }
+                let stack = match RealIssuerStack::start(&node, &script).await {
+                    Ok(stack) => stack,
                     Err(e) => {
                         let _ = tx.send(Err(format!("{e:#}")));
+                        return;
                     }
-                }
+                };
+                let _ = tx.send(Ok(World {
+                    url: stack.url().to_owned(),
+                    issuer: stack.issuer().to_owned(),
+                }));
+                // The stack serves until the test process ends.
+                std::future::pending::<()>().await
             });
         });
         rx.recv()
@@ -81,22 +72,9 @@ fn world() -> &'static World {
 
 /// `application/x-www-form-urlencoded`.
 fn form(pairs: &[(&str, &str)]) -> String {
-    fn encode(text: &str) -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    char::from(b).to_string()
-                }
-                b' ' => "+".into(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    }
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// The issuer's metadata (oidc-provider serves OpenID discovery).
@@ -205,33 +183,8 @@ fn check_default_format(token: &str, resource: &str, sub: &str) {
     );
 }
 
-type Client = RunningService<RoleClient, ClientConfig>;
-
 async fn connect(token: &str, modern: bool) -> Client {
-    let url = world().url.clone();
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header(token.to_owned()),
-    );
-    let config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("cortex-e2e-real-issuer", "0.1.0"),
-    );
-    let connected = if modern {
-        config
-            .serve_with_lifecycle(
-                transport,
-                ClientLifecycleMode::Discover {
-                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-                },
-            )
-            .await
-    } else {
-        config
-            .with_protocol_version(ProtocolVersion::V_2025_11_25)
-            .serve(transport)
-            .await
-    };
-    connected.unwrap_or_else(|e| panic!("rmcp cannot connect to {url} (modern: {modern}): {e}"))
+    rust_sdk::connect(&world().url, token, modern).await
 }
 
 async fn list_tools(client: &Client) -> Value {

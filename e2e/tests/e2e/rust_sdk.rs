@@ -3,7 +3,7 @@
 //! (`initialize`). Its results go through the same oracle as the
 //! TypeScript and Python clients.
 
-use meridian::{Running, firm::Persona};
+use meridian::firm::Persona;
 use rmcp::{
     ServiceExt as _,
     model::{
@@ -19,12 +19,14 @@ use serde_json::{Value, json};
 
 use crate::meridian::{check, start, steps};
 
-type Client = RunningService<RoleClient, ClientConfig>;
+/// A connected rmcp client.
+pub(crate) type Client = RunningService<RoleClient, ClientConfig>;
 
-async fn connect(running: &Running, token: &str, modern: bool) -> Client {
+/// Connects rmcp to `url` with `token`: `server/discover` at 2026-07-28
+/// when `modern`, else `initialize` at 2025-11-25.
+pub(crate) async fn connect(url: &str, token: &str, modern: bool) -> Client {
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(running.url.clone())
-            .auth_header(token.to_owned()),
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
     );
     let config = ClientConfig::new(
         ClientCapabilities::default(),
@@ -45,12 +47,7 @@ async fn connect(running: &Running, token: &str, modern: bool) -> Client {
             .serve(transport)
             .await
     };
-    connected.unwrap_or_else(|e| {
-        panic!(
-            "rmcp cannot connect to {} (modern: {modern}): {e}",
-            running.url
-        )
-    })
+    connected.unwrap_or_else(|e| panic!("rmcp cannot connect to {url} (modern: {modern}): {e}"))
 }
 
 fn object(value: &Value) -> serde_json::Map<String, Value> {
@@ -107,7 +104,7 @@ async fn every_persona(modern: bool, negotiated: ProtocolVersion) {
     let running = start().await;
     let label = format!("rmcp 3.11 ({negotiated})");
     for persona in Persona::ALL {
-        let client = connect(&running, running.tokens.get(persona), modern).await;
+        let client = connect(&running.url, running.tokens.get(persona), modern).await;
         let version = client.peer_info().map(|info| info.protocol_version.clone());
         assert_eq!(
             version,
