@@ -65,7 +65,7 @@ impl OidcProvider {
         // the start of its output is kept for error messages.
         let output = Arc::new(Mutex::new(String::new()));
         let (ready, line) = mpsc::channel();
-        std::thread::spawn({
+        let stdout_reader = std::thread::spawn({
             let output = output.clone();
             move || {
                 let mut lines = BufReader::new(stdout).lines();
@@ -77,7 +77,7 @@ impl OidcProvider {
                 }
             }
         });
-        std::thread::spawn({
+        let stderr_reader = std::thread::spawn({
             let output = output.clone();
             move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -85,36 +85,29 @@ impl OidcProvider {
                 }
             }
         });
-        let output_text = || output.lock().map(|o| o.clone()).unwrap_or_default();
-        let first = match line.recv_timeout(READY_LIMIT) {
-            Ok(first) => first,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "oidc-provider printed no ready line within {READY_LIMIT:?}; its output: {}",
-                    output_text()
-                );
-            }
+        let first = line.recv_timeout(READY_LIMIT).ok();
+        let issuer = first.as_deref().and_then(|first| {
+            serde_json::from_str::<Value>(first.trim())
+                .ok()
+                .and_then(|v| v["issuer"].as_str().map(String::from))
+        });
+        let Some(issuer) = issuer else {
+            // Everything the issuer said, once it has stopped saying it.
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = stdout_reader.join();
+            let _ = stderr_reader.join();
+            let output = output.lock().map(|o| o.clone()).unwrap_or_default();
+            bail!(
+                "oidc-provider did not start (no ready line within {READY_LIMIT:?}; first line \
+                 {first:?}); its output:\n{output}"
+            );
         };
-        let issuer = serde_json::from_str::<Value>(first.trim())
-            .ok()
-            .and_then(|v| v["issuer"].as_str().map(String::from));
-        match issuer {
-            Some(issuer) => Ok(Self {
-                issuer,
-                child,
-                _stdin: stdin,
-            }),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "oidc-provider did not start (first line {first:?}); its output: {}",
-                    output_text()
-                )
-            }
-        }
+        Ok(Self {
+            issuer,
+            child,
+            _stdin: stdin,
+        })
     }
 
     /// The issuer URL, `http://127.0.0.1:<port>`.
