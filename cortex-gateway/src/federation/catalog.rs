@@ -1007,4 +1007,62 @@ mod tests {
         assert_eq!(usage.renders.entries, RENDER_CACHE_ENTRIES);
         assert!(usage.pages.bytes > PAGE_CACHE_BYTES / 2, "{usage:?}");
     }
+
+    /// Who keeps a name: the previous owner while it offers the tool or
+    /// is down; nobody's name goes by configuration order; an owner that
+    /// answers without the tool gives the name up.
+    #[test]
+    fn names_stay_with_their_owner() {
+        let offer = |names: &[&str]| {
+            Ok(BackendOffer {
+                tools: names.iter().map(|n| tool(n, "s:read")).collect(),
+                ..BackendOffer::default()
+            })
+        };
+        let mut first = vec![
+            ("a".to_string(), false, offer(&["x"])),
+            ("b".to_string(), false, offer(&["shared"])),
+        ];
+        let (owners, clashes) = settle_names(&mut first, &HashMap::new());
+        assert!(clashes.is_empty());
+        assert_eq!(owners["shared"], "b");
+
+        let mut later = vec![
+            ("a".to_string(), false, offer(&["x", "shared"])),
+            ("b".to_string(), false, offer(&["shared"])),
+        ];
+        let (owners, clashes) = settle_names(&mut later, &owners);
+        assert_eq!(owners["shared"], "b");
+        assert_eq!(
+            clashes,
+            [NameClash {
+                tool: "shared".into(),
+                owner: "b".into(),
+                refused: "a".into()
+            }]
+        );
+        let a_tools: Vec<&str> = later[0]
+            .2
+            .as_ref()
+            .unwrap()
+            .tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(a_tools, ["x"]);
+
+        let mut down = vec![
+            ("a".to_string(), false, offer(&["x", "shared"])),
+            ("b".to_string(), false, Err("down".to_string())),
+        ];
+        let (owners, clashes) = settle_names(&mut down, &owners);
+        assert_eq!((owners["shared"].as_str(), clashes.len()), ("b", 1));
+
+        let mut released = vec![
+            ("a".to_string(), false, offer(&["x", "shared"])),
+            ("b".to_string(), false, offer(&[])),
+        ];
+        let (owners, clashes) = settle_names(&mut released, &owners);
+        assert_eq!((owners["shared"].as_str(), clashes.len()), ("a", 0));
+    }
 }
