@@ -13,7 +13,7 @@ use std::{
     hash::Hash,
 };
 
-/// How full a [`BoundedCache`] is.
+/// How full one of the catalog's bounded caches is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheUsage {
     /// Entries held.
