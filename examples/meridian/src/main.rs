@@ -109,6 +109,7 @@ async fn run_app(app: App, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}; set --listen or CORTEX_LISTEN"))?;
     let (trigger, shutdown) = ShutdownTrigger::new();
+    let stop = StopSignal::listen()?;
     let served = app.serve(auth, listener, shutdown).await?;
     println!(
         "Meridian {} ({}) listening: {}",
@@ -117,13 +118,14 @@ async fn run_app(app: App, listen: Option<SocketAddr>) -> anyhow::Result<()> {
         served.url
     );
     println!("Press Ctrl-C to stop.");
-    cortex_gateway::shutdown_signal().await;
+    stop.wait().await;
     trigger.fire();
     served.stopped().await;
     Ok(())
 }
 
 async fn run_all(cli: Cli) -> anyhow::Result<()> {
+    let stop = StopSignal::listen()?;
     let running = meridian::start(Options {
         port: cli.port,
         token_ttl: cli.token_ttl,
@@ -146,11 +148,49 @@ async fn run_all(cli: Cli) -> anyhow::Result<()> {
         println!("\nURL and tokens written to {}", path.display());
     }
     println!("\nPress Ctrl-C to stop.");
-    cortex_gateway::shutdown_signal().await;
+    stop.wait().await;
     println!("Stopping...");
     let _ = std::fs::remove_file(&admin_file);
     running.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM, listened for from creation on: a signal sent as soon
+/// as "Press Ctrl-C" is printed still stops the process cleanly.
+struct StopSignal {
+    #[cfg(unix)]
+    signals: (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+}
+
+impl StopSignal {
+    fn listen() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind| signal(kind).context("cannot listen for Ctrl-C and SIGTERM");
+            Ok(Self {
+                signals: (
+                    listen(SignalKind::interrupt())?,
+                    listen(SignalKind::terminate())?,
+                ),
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.signals.0.recv() => {}
+            _ = self.signals.1.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn revoke(port: u16, person: &str) -> anyhow::Result<()> {

@@ -140,6 +140,7 @@ fn issue(
     let mut token = s
         .minter
         .token(&grant.resource)
+        .typ(Some("at+jwt"))
         .ttl(ttl)
         .claim("scope", json!(scope))
         .claim("client_id", json!(client.id))

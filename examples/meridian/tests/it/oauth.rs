@@ -418,6 +418,16 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
     assert_eq!(tokens["scope"], "mcp:crm:write");
     assert_eq!(tokens["token_type"], "Bearer");
     let access = tokens["access_token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&header["typ"], &header["alg"]),
+        (&json!("at+jwt"), &json!("RS256"))
+    );
     let c = claims(access);
     assert_eq!(
         (
