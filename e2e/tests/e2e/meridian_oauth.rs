@@ -624,7 +624,7 @@ fn screenshot_dir() -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headless_chromium_signs_in_and_consents() {
+async fn headless_chromium_signs_in_and_consents_then_revokes() {
     use base64::Engine as _;
     let running = start().await;
     let issuer = running.auth_server().issuer().to_string();
@@ -700,7 +700,6 @@ async fn headless_chromium_signs_in_and_consents() {
         .await
         .expect("the browser came back to the callback")
         .expect("a callback");
-    browser.quit().await;
     println!("screenshots in {}", shots.display());
 
     let params: std::collections::HashMap<String, String> =
@@ -741,5 +740,44 @@ async fn headless_chromium_signs_in_and_consents() {
         .await
         .expect("tools/list JSON");
     check_tool_names("headless Chromium", Persona::SalesRep, &listed["result"]);
+
+    // The grants page's button revokes her: the gateway then refuses the token.
+    browser.go(&running.auth_server().admin_url()).await;
+    browser.click("#revoke-e-007").await;
+    assert_eq!(
+        browser.text("#notice").await,
+        "Revoked every grant of Lena Fischer."
+    );
+    std::fs::write(
+        shots.join("meridian-grants.png"),
+        browser.screenshot().await,
+    )
+    .expect("saving the grants screenshot");
+    browser.quit().await;
+    let token = tokens["access_token"].as_str().expect("a token");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = http
+            .post(&running.url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", meridian::mcp::PROTOCOL_VERSION)
+            .header("mcp-method", "tools/list")
+            .body(meridian::mcp::request(2, "tools/list", json!({})).to_string())
+            .send()
+            .await
+            .expect("tools/list")
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200, "neither served nor refused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served 30 s after the revoke button"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     running.shutdown().await;
 }
