@@ -106,57 +106,65 @@ pub fn settle_names(
     offers: &mut [(String, bool, Result<BackendOffer, String>)],
     previous: &HashMap<String, String>,
 ) -> (HashMap<String, String>, Vec<NameClash>) {
-    let public = |id: &str, prefix: bool, name: &str| {
-        if prefix {
-            format!("{id}_{name}")
-        } else {
-            name.to_string()
+    // Each up backend's public names, in its tools' order, made once.
+    let names: Vec<Vec<String>> = offers
+        .iter()
+        .map(|(id, prefix, offer)| match offer {
+            Ok(o) => o
+                .tools
+                .iter()
+                .map(|t| {
+                    if *prefix {
+                        format!("{id}_{}", t.name)
+                    } else {
+                        t.name.clone()
+                    }
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        })
+        .collect();
+    let mut offered_by: HashMap<&str, Vec<&str>> = HashMap::new();
+    for ((id, _, _), names) in offers.iter().zip(&names) {
+        for name in names {
+            offered_by.entry(name).or_default().push(id);
         }
-    };
-    let offering =
-        |offers: &[(String, bool, Result<BackendOffer, String>)], backend: &str, name: &str| {
-            offers.iter().any(|(id, prefix, offer)| {
-                id == backend
-                    && offer
-                        .as_ref()
-                        .is_ok_and(|o| o.tools.iter().any(|t| public(id, *prefix, &t.name) == name))
-            })
-        };
-    let down = |offers: &[(String, bool, Result<BackendOffer, String>)], backend: &str| {
-        offers
-            .iter()
-            .any(|(id, _, offer)| id == backend && offer.is_err())
-    };
+    }
+    let down: Vec<&str> = offers
+        .iter()
+        .filter(|(_, _, offer)| offer.is_err())
+        .map(|(id, _, _)| id.as_str())
+        .collect();
     let mut owners: HashMap<String, String> = HashMap::new();
     // Names whose owner cannot be asked now stay theirs.
     for (name, owner) in previous {
-        if down(offers, owner) {
+        if down.contains(&owner.as_str()) {
             owners.insert(name.clone(), owner.clone());
         }
     }
-    for (id, prefix, offer) in offers.iter() {
-        let Ok(offer) = offer else { continue };
-        for t in &offer.tools {
-            let name = public(id, *prefix, &t.name);
-            if owners.contains_key(&name) {
-                continue;
-            }
-            let owner = match previous.get(&name) {
-                Some(p) if offering(offers, p, &name) => p.clone(),
-                _ => id.clone(),
-            };
-            owners.insert(name, owner);
+    for (name, by) in &offered_by {
+        if owners.contains_key(*name) {
+            continue;
         }
+        let owner = match previous.get(*name) {
+            Some(p) if by.contains(&p.as_str()) => p.clone(),
+            // Configuration order: `by` was filled in that order.
+            _ => by[0].to_string(),
+        };
+        owners.insert((*name).to_string(), owner);
     }
     let mut clashes = Vec::new();
-    for (id, prefix, offer) in offers.iter_mut() {
+    for ((id, _, offer), names) in offers.iter_mut().zip(&names) {
         let Ok(offer) = offer else { continue };
-        offer.tools.retain(|t| {
-            let name = public(id, *prefix, &t.name);
-            match owners.get(&name) {
+        let mut names = names.iter();
+        offer.tools.retain(|_| {
+            let Some(name) = names.next() else {
+                return true;
+            };
+            match owners.get(name) {
                 Some(owner) if owner != id => {
                     clashes.push(NameClash {
-                        tool: name,
+                        tool: name.clone(),
                         owner: owner.clone(),
                         refused: id.clone(),
                     });
