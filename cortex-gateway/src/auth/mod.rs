@@ -40,6 +40,15 @@ pub enum AuthRejection {
     },
 }
 
+/// Why [`ResourceServer::authenticate_guarded`] did not authenticate.
+#[derive(Debug)]
+pub enum NotAuthenticated<R> {
+    /// No usable token, or too few scopes.
+    Rejected(AuthRejection),
+    /// `before_verify` refused the signature check.
+    Throttled(R),
+}
+
 /// The resource server.
 #[derive(Debug)]
 pub struct ResourceServer {
@@ -80,8 +89,27 @@ impl ResourceServer {
 
     /// Authenticates a request from its headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Caller>, AuthRejection> {
-        let unauthenticated =
-            |presented: bool, reason: String| AuthRejection::Unauthenticated { presented, reason };
+        self.authenticate_guarded(headers, || Ok::<(), std::convert::Infallible>(()))
+            .await
+            .map_err(|refused| match refused {
+                NotAuthenticated::Rejected(rejection) => rejection,
+                NotAuthenticated::Throttled(never) => match never {},
+            })
+    }
+
+    /// [`Self::authenticate`], calling `before_verify` first when the
+    /// token is not one already verified (and cached): a signature check
+    /// is work a caller can make the gateway do, so it may be refused
+    /// before it starts. A request without a token, or a cached one, never
+    /// calls it.
+    pub async fn authenticate_guarded<R>(
+        &self,
+        headers: &HeaderMap,
+        before_verify: impl FnOnce() -> Result<(), R>,
+    ) -> Result<Arc<Caller>, NotAuthenticated<R>> {
+        let unauthenticated = |presented: bool, reason: String| {
+            NotAuthenticated::Rejected(AuthRejection::Unauthenticated { presented, reason })
+        };
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(unauthenticated(false, AuthError::Missing.to_string()));
         };
@@ -89,11 +117,16 @@ impl ResourceServer {
             .to_str()
             .map_err(|_| unauthenticated(true, AuthError::Malformed.to_string()))?;
         let token = bearer_token(value).map_err(|e| unauthenticated(true, e.to_string()))?;
-        let caller = self
-            .validator
-            .validate(token)
-            .await
-            .map_err(|e| unauthenticated(true, e.to_string()))?;
+        let caller = match self.validator.cached_for(token) {
+            Some(caller) => caller,
+            None => {
+                before_verify().map_err(NotAuthenticated::Throttled)?;
+                self.validator
+                    .validate(token)
+                    .await
+                    .map_err(|e| unauthenticated(true, e.to_string()))?
+            }
+        };
         let missing: Vec<String> = self
             .required_scopes
             .iter()
@@ -105,7 +138,9 @@ impl ResourceServer {
             needed.extend(missing);
             needed.sort();
             needed.dedup();
-            return Err(AuthRejection::InsufficientScope { needed });
+            return Err(NotAuthenticated::Rejected(
+                AuthRejection::InsufficientScope { needed },
+            ));
         }
         Ok(caller)
     }

@@ -31,7 +31,7 @@ use sse::Filter;
 
 use crate::{
     Inner,
-    auth::AuthRejection,
+    auth::{AuthRejection, NotAuthenticated},
     mcp::{
         era::{self, Era, MetaView},
         jsonrpc::{
@@ -252,14 +252,16 @@ async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
 /// refusal. The `Origin`/`Host` checks ran before, in the perimeter
 /// middleware that wraps every route of [`crate::Gateway::router`].
 async fn admit(inner: &Inner, headers: &HeaderMap) -> Result<Arc<Caller>, Response> {
-    let caller = match inner.auth.authenticate(headers).await {
+    // A token not verified before is charged to the client address before
+    // its signature is checked (see docs/security.md, "Rate limiting").
+    let caller = match inner
+        .auth
+        .authenticate_guarded(headers, || inner.controls.charge_anonymous())
+        .await
+    {
         Ok(c) => c,
-        Err(rejection) => {
-            // A failed authentication is charged to the client address.
-            inner
-                .controls
-                .charge_anonymous()
-                .map_err(IntoResponse::into_response)?;
+        Err(NotAuthenticated::Throttled(limited)) => return Err(limited.into_response()),
+        Err(NotAuthenticated::Rejected(rejection)) => {
             return Err(inner.auth.reject(rejection, &inner.federation.catalog()));
         }
     };

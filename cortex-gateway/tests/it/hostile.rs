@@ -345,7 +345,7 @@ async fn a_batch_is_capped_charged_per_message_and_audited_per_message() {
     let audit = crate::controls::temp_dir("batch").join("audit.jsonl");
     let (setup, gw) = start(ControlsConfig {
         audit_file: Some(audit.clone()),
-        rate_limit_per_minute: 60,
+        rate_limit_per_minute: 1,
         rate_limit_burst: 10,
         ..ControlsConfig::default()
     })
@@ -443,4 +443,53 @@ async fn a_call_whose_client_hangs_up_is_audited_as_client_closed() {
     assert_eq!(line["tool"], "docs_stall");
     assert_eq!(line["sub"], "alice");
     assert_eq!(line["status"], 499);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_charged_before_the_signature_check_and_lock_out_no_verified_caller() {
+    let (setup, gw) = start(ControlsConfig {
+        rate_limit_per_minute: 1,
+        rate_limit_burst: 3,
+        ..ControlsConfig::default()
+    })
+    .await;
+    let list = |token: Option<String>| {
+        let mut request = reqwest::Client::new()
+            .post(&gw.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}}}),
+            );
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    // Alice's token is verified once (one unit of the address budget).
+    let alice = setup.token("alice");
+    assert_eq!(list(Some(alice.clone())).await.status(), 200);
+    // Bad tokens from the same address: refused with 401 while the budget
+    // lasts, then with 429 before any signature check.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(list(Some(format!("garbage-{i}"))).await.status().as_u16());
+    }
+    assert_eq!(statuses[..2], [401, 401], "{statuses:?}");
+    assert!(statuses[2..].iter().all(|s| *s == 429), "{statuses:?}");
+    // A request without a token still gets its challenge: it costs nothing
+    // to refuse.
+    let r = list(None).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    // A token verified before goes on working.
+    assert_eq!(list(Some(alice)).await.status(), 200);
+    // The price: a token never seen, from the flooded address, waits for
+    // the budget like any unverified token.
+    let r = list(Some(setup.token("bob"))).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
 }
