@@ -9,7 +9,9 @@
 //
 // Environment: MCP_URL (the endpoint); MERIDIAN_ADMIN_SECRET (only for a
 // plan with "revoke"; never printed). The plan:
-//   {"register": "cimd" | "dcr",
+//   {"sdk": "v1" | "v2",                 // @modelcontextprotocol/sdk (default) or @modelcontextprotocol/client
+//    "era": "legacy" | "2026-07-28",      // v2 only: initialize handshake or the pinned 2026 revision
+//    "register": "cimd" | "dcr",
 //    "cimd_url": "https://...",           // with "cimd": the client's metadata document
 //    "redirect_uri": "http://127.0.0.1:PORT/callback",
 //    "person": "e-007",                   // who signs in
@@ -22,11 +24,17 @@
 //    "token_requests": [{"grant_type", "status", "error"}]}
 // Exit status: 0 when the plan ran, 2 on a usage or sign-in error (stderr).
 
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { auth, UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
-
 const plan = JSON.parse(process.argv[2] ?? "{}");
+const v2 = plan.sdk === "v2";
+const { Client, StreamableHTTPClientTransport, auth, UnauthorizedError } = v2
+  ? await import("@modelcontextprotocol/client")
+  : {
+      ...(await import("@modelcontextprotocol/sdk/client/index.js")),
+      ...(await import("@modelcontextprotocol/sdk/client/streamableHttp.js")),
+      ...(await import("@modelcontextprotocol/sdk/client/auth.js")),
+    };
+const mode = plan.era && plan.era !== "legacy" ? { pin: plan.era } : "legacy";
+const newClient = () => (v2 ? new Client(clientInfo, { versionNegotiation: { mode } }) : new Client(clientInfo));
 const url = process.env.MCP_URL;
 if (!url || !["cimd", "dcr"].includes(plan.register) || !plan.person || !plan.redirect_uri) {
   console.error("usage: MCP_URL=... node ts_oauth_client.mjs '{\"register\":\"dcr\",\"person\":\"e-007\",\"redirect_uri\":\"http://127.0.0.1:1/callback\",\"steps\":[...]}'");
@@ -91,6 +99,12 @@ class MemoryProvider {
   }
   codeVerifier() {
     return this._verifier;
+  }
+  saveDiscoveryState(state) {
+    this._discovery = state;
+  }
+  discoveryState() {
+    return this._discovery;
   }
   invalidateCredentials(scope) {
     if (scope === "all" || scope === "tokens") this._tokens = undefined;
@@ -184,7 +198,7 @@ try {
   // 1. No token: the SDK meets the 401, discovers, registers, and sends the user to sign in.
   const first = transport();
   try {
-    await new Client(clientInfo).connect(first);
+    await newClient().connect(first);
     throw new Error("connected without signing in");
   } catch (e) {
     if (!(e instanceof UnauthorizedError)) throw e;
@@ -192,9 +206,10 @@ try {
   if (!provider.authorizationUrl) throw new Error("the SDK never asked to open a browser");
   // 2. The person signs in; the SDK exchanges the code.
   const { code, report } = await signIn(provider);
-  await first.finishAuth(code);
+  // v2 checks the RFC 9207 `iss` of the response itself; v1 ignores it.
+  await first.finishAuth(code, report.iss ?? undefined);
   // 3. Connected with the token.
-  const client = new Client(clientInfo);
+  const client = newClient();
   const connected = transport();
   await client.connect(connected);
   const steps = [];
@@ -209,7 +224,7 @@ try {
     client_id: provider.clientInformation()?.client_id ?? null,
     registered: plan.register,
     sign_in: report,
-    protocolVersion: connected.protocolVersion ?? null,
+    protocolVersion: (v2 ? client.getNegotiatedProtocolVersion() : connected.protocolVersion) ?? null,
     steps,
   };
   // 4. Optionally: the operator revokes the person; the next calls fail and

@@ -293,6 +293,34 @@ async fn typescript_sdk_signs_in_after_dynamic_client_registration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_client_v2_signs_in_in_the_2026_07_28_era() {
+    let running = start().await;
+    let (host, _) = document_host().await;
+    let document = format!("{host}/clients/typescript-v2.json");
+    let output = ts_oauth(
+        &running,
+        json!({
+            "sdk": "v2", "era": "2026-07-28",
+            "register": "cimd", "cimd_url": document, "redirect_uri": CALLBACK,
+            "person": Persona::Ceo.employee_id(),
+            "steps": [
+                {"op": "list_tools"},
+                {"op": "call_tool", "name": "staffing_list_hr_policies", "arguments": {}},
+            ],
+        }),
+    )
+    .await;
+    let who = "TypeScript client v2 (2026-07-28, metadata document)";
+    assert_eq!(output["protocolVersion"], "2026-07-28", "{who}");
+    assert_eq!(output["client_id"], document, "{who}: registered otherwise");
+    check_sign_in(who, &running, Persona::Ceo, &output["sign_in"]);
+    check_tool_names(who, Persona::Ceo, ok_step(who, &output, 0));
+    let policies = ok_step(who, &output, 1);
+    assert_eq!(policies["isError"], false, "{who}: {policies}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_signs_in_with_a_client_metadata_document_and_by_registration() {
     let running = start().await;
     let (host, fetches) = document_host().await;
