@@ -8,6 +8,12 @@
 //! optional method (400 `unknown_method`) counts as an empty list. The new
 //! catalog replaces the old one atomically, and subscribers hear which lists
 //! changed.
+//!
+//! A public tool name belongs to the backend that had it at the previous
+//! refresh ([`settle_names`], before the integrity check): a backend that
+//! later offers a tool of the same name, or offers it while the owner is
+//! down, is refused for that tool, so no backend can take over another's
+//! tool by name.
 
 mod cache;
 mod catalog;
