@@ -482,3 +482,57 @@ pub(crate) async fn resolve(s: &Shared, client_id: &str) -> Result<Client, Unres
         .cache_document(client.clone(), s.settings.cimd_cache_ttl);
     Ok(client)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirects_match_on_any_port_others_exactly() {
+        let loopback = "http://127.0.0.1/callback";
+        assert!(redirect_matches(
+            loopback,
+            "http://127.0.0.1:53177/callback"
+        ));
+        assert!(redirect_matches(loopback, "http://127.0.0.1/callback"));
+        assert!(redirect_matches("http://[::1]:1/cb", "http://[::1]:2/cb"));
+        assert!(redirect_matches(
+            "http://localhost/cb",
+            "http://localhost:8080/cb"
+        ));
+        for other in [
+            "http://127.0.0.1:53177/other",
+            "http://127.0.0.1:53177/callback?x=1",
+            "http://127.0.0.1:53177/callback#f",
+            "https://127.0.0.1:53177/callback",
+            "http://localhost:53177/callback",
+            "http://user@127.0.0.1:53177/callback",
+        ] {
+            assert!(!redirect_matches(loopback, other), "{other}");
+        }
+        let https = "https://app.example.com/cb";
+        assert!(redirect_matches(https, https));
+        assert!(!redirect_matches(https, "https://app.example.com:8443/cb"));
+        assert!(!redirect_matches(https, "https://app.example.com/cb/"));
+        assert!(!redirect_matches(
+            "http://app.example.com/cb",
+            "http://app.example.com:81/cb"
+        ));
+    }
+
+    #[test]
+    fn document_urls_are_https_or_loopback_with_a_path() {
+        assert!(check_document_url("https://app.example.com/oauth/client.json").is_ok());
+        assert!(check_document_url("http://127.0.0.1:8000/client.json").is_ok());
+        for (url, why) in [
+            ("http://app.example.com/client.json", "plain http"),
+            ("https://app.example.com/", "must have a path"),
+            ("https://app.example.com/a/../client.json", "normal form"),
+            ("https://user:pw@app.example.com/client.json", "credentials"),
+            ("https://app.example.com/client.json#x", "fragment"),
+        ] {
+            let e = check_document_url(url).unwrap_err().0;
+            assert!(e.contains(why), "{url}: {e}");
+        }
+    }
+}

@@ -249,3 +249,26 @@ pub(crate) fn admin(s: &Shared, grants: &[(String, Vec<String>)], notice: Option
     }
     document("Grants", &body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_text_and_attributes() {
+        assert_eq!(
+            escape(r#"<a href="x" onclick='y'>&</a>"#),
+            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn scopes_are_described() {
+        assert_eq!(
+            describe("mcp:crm:write"),
+            "read and change records in the crm app"
+        );
+        assert_eq!(describe("mcp:docs:read"), "read the docs app");
+        assert_eq!(describe("odd"), "");
+    }
+}
