@@ -49,6 +49,9 @@ impl Default for Limits {
     }
 }
 
+/// Rotated-out refresh tokens remembered per grant, to detect replays.
+pub const REPLAY_MEMORY: usize = 8;
+
 /// A store is full of live entries.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -98,7 +101,9 @@ pub struct Grant {
     /// Unix seconds after which the grant (its refresh token) is over.
     pub(crate) expires: u64,
     pub(crate) refresh: Option<[u8; 32]>,
-    pub(crate) previous_refresh: Option<[u8; 32]>,
+    /// The last [`REPLAY_MEMORY`] rotated-out refresh tokens: presenting
+    /// one revokes the grant.
+    pub(crate) previous_refresh: Vec<[u8; 32]>,
     /// Access tokens issued so far (their `jti` is `<grant>.<seq>`).
     pub(crate) seq: u64,
 }
@@ -330,10 +335,13 @@ impl Store {
         if grant.client_id != client_id {
             return Err(RefreshProblem::OtherClient);
         }
-        if let Some(older) = grant.previous_refresh.take() {
-            self.refresh.remove(&older);
+        if grant.previous_refresh.len() >= REPLAY_MEMORY {
+            let oldest = grant.previous_refresh.remove(0);
+            self.refresh.remove(&oldest);
         }
-        grant.previous_refresh = grant.refresh.replace(new);
+        if let Some(current) = grant.refresh.replace(new) {
+            grant.previous_refresh.push(current);
+        }
         grant.expires = expires;
         let grant = grant.clone();
         self.refresh.insert(*old, (id.clone(), false));
@@ -346,11 +354,8 @@ impl Store {
         let Some(grant) = self.grants.remove(id) else {
             return false;
         };
-        for digest in [grant.refresh, grant.previous_refresh]
-            .into_iter()
-            .flatten()
-        {
-            self.refresh.remove(&digest);
+        for digest in grant.refresh.iter().chain(&grant.previous_refresh) {
+            self.refresh.remove(digest);
         }
         true
     }

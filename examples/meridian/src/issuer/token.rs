@@ -231,7 +231,7 @@ async fn code_grant(
         resource: stored.resource.clone(),
         expires: t + lifetime.as_secs(),
         refresh: refresh.as_deref().map(digest_of),
-        previous_refresh: None,
+        previous_refresh: Vec::new(),
         seq: 0,
     };
     let grant_id = random_token(12).map_err(|_| server_error())?;
@@ -286,6 +286,13 @@ async fn refresh_grant(
     })?;
     let new = random_token(32).map_err(|_| server_error())?;
     let t = now();
+    // Refuse a bad `resource` or `scope` before rotating, so the client
+    // keeps a working refresh token.
+    let current = s.store().refresh_grant(&digest_of(old), t);
+    if let Some((_, grant)) = &current {
+        check_resource(s, form, &grant.resource)?;
+        narrowed(&grant.scope, form.get("scope"))?;
+    }
     let rotated = s.store().rotate(
         &digest_of(old),
         digest_of(&new),
@@ -308,7 +315,6 @@ async fn refresh_grant(
             },
         )
     })?;
-    check_resource(s, form, &grant.resource)?;
     let scope = narrowed(&grant.scope, form.get("scope"))?;
     issue(s, &grant_id, &grant, client, &scope, Some(&new))
 }
@@ -337,7 +343,7 @@ async fn client_credentials(
         resource: s.resource.clone(),
         expires: t + s.settings.access_ttl.as_secs(),
         refresh: None,
-        previous_refresh: None,
+        previous_refresh: Vec::new(),
         seq: 0,
     };
     let grant_id = random_token(12).map_err(|_| server_error())?;

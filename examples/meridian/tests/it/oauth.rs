@@ -462,11 +462,45 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
     let (status, rotated) = flow.refresh(&client, first_refresh).await;
     assert_eq!(status, 200, "{rotated}");
     assert_ne!(rotated["refresh_token"], tokens["refresh_token"]);
-    let new_access = rotated["access_token"].as_str().unwrap();
     assert_eq!(
-        flow.introspect(running.auth_server(), new_access).await["active"],
+        flow.introspect(
+            running.auth_server(),
+            rotated["access_token"].as_str().unwrap()
+        )
+        .await["active"],
         true
     );
+    // A broader scope is refused and the refresh token still works; a
+    // subset of the grant is granted (and rotates again).
+    let current = rotated["refresh_token"].as_str().unwrap();
+    let (status, body) = flow
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client),
+            ("refresh_token", current),
+            ("scope", "mcp:billing:read"),
+        ])
+        .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_scope")),
+        "{body}"
+    );
+    let (status, body) = flow
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client),
+            ("refresh_token", current),
+            ("scope", "mcp:crm:write"),
+        ])
+        .await;
+    assert_eq!(
+        (status, &body["scope"]),
+        (200, &json!("mcp:crm:write")),
+        "{body}"
+    );
+    let new_access = body["access_token"].as_str().unwrap().to_string();
+    let rotated = body;
     let (status, replay) = flow.refresh(&client, first_refresh).await;
     assert_eq!(
         (status, &replay["error"]),
@@ -480,7 +514,7 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
             .contains("already used")
     );
     assert_eq!(
-        flow.introspect(running.auth_server(), new_access).await["active"],
+        flow.introspect(running.auth_server(), &new_access).await["active"],
         false
     );
     let (status, _) = flow
