@@ -864,6 +864,66 @@ mod tests {
         );
     }
 
+    #[test]
+    fn perimeter_bounds_from_env_and_toml_and_bad_values_name_their_variable() {
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = ControlsConfig::from_env_map(&env(&[
+            ("CORTEX_MAX_CONNECTIONS", "10"),
+            ("CORTEX_HEADER_READ_TIMEOUT_MS", "500"),
+            ("CORTEX_IDLE_TIMEOUT_MS", "700"),
+            ("CORTEX_MAX_SESSIONS", "9"),
+            ("CORTEX_MAX_SESSIONS_PER_CALLER", "3"),
+            ("CORTEX_MAX_SESSION_BYTES", "20000"),
+            ("CORTEX_MAX_BATCH_MESSAGES", "4"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_connections,
+                c.header_read_timeout_ms,
+                c.idle_timeout_ms
+            ),
+            (10, 500, 700)
+        );
+        assert_eq!(
+            (
+                c.max_sessions,
+                c.max_sessions_per_caller,
+                c.max_session_bytes
+            ),
+            (9, 3, 20000)
+        );
+        assert_eq!(c.max_batch_messages, 4);
+        let toml: ControlsConfig =
+            toml::from_str("max_connections = 10\nmax_batch_messages = 4\n").unwrap();
+        assert_eq!((toml.max_connections, toml.max_batch_messages), (10, 4));
+        assert_eq!(toml.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+        let e = ControlsConfig::from_env_map(&env(&[("CORTEX_MAX_BATCH_MESSAGES", "many")]))
+            .unwrap_err();
+        assert_eq!(e.variable, "CORTEX_MAX_BATCH_MESSAGES");
+        let gateway = GatewayConfig::new(
+            "https://mcp.example.com/mcp",
+            "https://sso.example.com",
+            "0123456789abcdef0123",
+        );
+        for (var, value) in [
+            ("CORTEX_MAX_CONNECTIONS", "0"),
+            ("CORTEX_IDLE_TIMEOUT_MS", "0"),
+            ("CORTEX_HEADER_READ_TIMEOUT_MS", "0"),
+            ("CORTEX_MAX_SESSION_BYTES", "100"),
+            ("CORTEX_MAX_BATCH_MESSAGES", "0"),
+            ("CORTEX_ALLOWED_HOSTS", "bad host!"),
+        ] {
+            let c = ControlsConfig::from_env_map(&env(&[(var, value)])).unwrap();
+            assert_eq!(c.validate(&gateway).unwrap_err().variable, var, "{value}");
+        }
+    }
+
     fn json_of(c: &ControlsConfig) -> String {
         serde_json::to_string(c).unwrap()
     }
