@@ -595,6 +595,30 @@ impl Browser {
 
     async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+impl Drop for Browser {
+    /// Ends the session even when a step panicked: killing chromedriver
+    /// alone would leave Chromium running. A plain blocking HTTP `DELETE`
+    /// (no runtime in `drop`); a session already ended answers an error,
+    /// which is fine.
+    fn drop(&mut self) {
+        use std::io::{Read as _, Write as _};
+        if let Some((host, path)) = self
+            .session
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+            && let Ok(mut stream) = std::net::TcpStream::connect(host)
+        {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }

@@ -17,6 +17,31 @@ fn meridian() -> Command {
     Command::new(env!("CARGO_BIN_EXE_meridian"))
 }
 
+/// A child process killed if the test fails before stopping it.
+struct KillOnDrop(Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -43,6 +68,7 @@ async fn tokens_file_then_tools_list_then_clean_stop() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("meridian starts");
     // The file appears only once the gateway's catalog is loaded.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -150,6 +176,7 @@ async fn without_print_tokens_the_banner_says_how_to_connect() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("meridian starts");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut out = String::new();
@@ -185,6 +212,7 @@ async fn app_subcommand_serves_one_app_from_the_environment() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("meridian app starts");
     // Kept open until the end: a closed pipe would break the app's next print.
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
