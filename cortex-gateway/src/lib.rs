@@ -276,6 +276,7 @@ impl Gateway {
             max_connections: controls.max_connections,
             header_read_timeout: std::time::Duration::from_millis(controls.header_read_timeout_ms),
             idle_timeout: std::time::Duration::from_millis(controls.idle_timeout_ms),
+            buffer_bytes: transport::ConnectionLimits::buffer_for(controls.max_header_bytes),
         };
         let serving = transport::serve(
             listener,

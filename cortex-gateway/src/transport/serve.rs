@@ -245,7 +245,10 @@ async fn connection(
 ) {
     let peer = front.peer();
     let service = front.map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's default (about 400 KiB) would let each connection hold that
+    // much of an unfinished request head.
+    builder.http1().max_buf_size(watchdog.buffer_bytes());
     let mut conn =
         pin!(builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service)));
     let mut stopping = false;

@@ -49,6 +49,18 @@ pub(crate) struct ConnectionLimits {
     pub(crate) header_read_timeout: Duration,
     /// Time a connection with nothing in progress and no traffic is kept.
     pub(crate) idle_timeout: Duration,
+    /// The most an HTTP/1.1 connection buffers (a request head must fit;
+    /// at least 8192, hyper's minimum).
+    pub(crate) buffer_bytes: usize,
+}
+
+impl ConnectionLimits {
+    /// What an HTTP/1.1 connection may buffer when request heads are at
+    /// most `max_header_bytes`: the head plus room for the request line
+    /// and the start of a body.
+    pub(crate) fn buffer_for(max_header_bytes: usize) -> usize {
+        max_header_bytes.saturating_add(8 * 1024).max(8192)
+    }
 }
 
 impl ConnectionLimits {
@@ -224,6 +236,11 @@ impl Watchdog {
         }
     }
 
+    /// The buffer bound of the connection ([`ConnectionLimits::buffer_bytes`]).
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        self.limits.buffer_bytes
+    }
+
     /// Resolves when the connection has expired.
     pub(crate) async fn expired(&mut self) -> Expired {
         loop {
@@ -278,6 +295,7 @@ mod tests {
             max_connections: 2,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            buffer_bytes: 8192,
         };
         let dog = Watchdog::new(activity.clone(), limits);
         let t0 = dog.last_active;

@@ -493,3 +493,25 @@ async fn bad_tokens_are_charged_before_the_signature_check_and_lock_out_no_verif
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn a_request_head_larger_than_the_header_limit_is_not_buffered() {
+    use tokio::io::AsyncWriteExt as _;
+    let (_setup, gw) = start(ControlsConfig {
+        header_read_timeout_ms: 600_000,
+        ..ControlsConfig::default()
+    })
+    .await;
+    let mut conn = raw_connection(&gw.base).await;
+    conn.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ")
+        .await
+        .unwrap();
+    // 64 KiB of one header, never finished: four times the 16 KiB limit.
+    let _ = conn.write_all(&[b'x'; 64 * 1024]).await;
+    let answer = until_closed(&mut conn).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+}
