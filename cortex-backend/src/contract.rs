@@ -31,6 +31,91 @@ pub mod headers {
     pub const SCOPES: &str = "x-cortex-scopes";
     /// All of them, in contract order.
     pub const ALL: [&str; 5] = [USER_ID, USER_EMAIL, USER_ROLE, USER_POOL, SCOPES];
+
+    use std::borrow::Cow;
+
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+    /// The prefix of an encoded value (RFC 8187 `ext-value`, no language).
+    pub const ENCODED_PREFIX: &str = "UTF-8''";
+
+    /// RFC 8187 `attr-char`: what stays unencoded in an `ext-value`.
+    const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+
+    /// The header value carrying a claim. Visible ASCII and spaces are sent
+    /// as they are (what every contract backend reads today); a value with
+    /// anything else (non-ASCII such as `josé`, control characters such as
+    /// CR or LF) or that itself starts with `UTF-8''` is sent as an RFC 8187
+    /// `ext-value`, `UTF-8''` followed by the percent-encoded UTF-8 bytes,
+    /// so it is faithful and can never break out of its header line.
+    pub fn encode(value: &str) -> Cow<'_, str> {
+        let plain =
+            value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) && !starts_with_prefix(value);
+        if plain {
+            Cow::Borrowed(value)
+        } else {
+            Cow::Owned(format!(
+                "{ENCODED_PREFIX}{}",
+                utf8_percent_encode(value, ATTR_CHAR)
+            ))
+        }
+    }
+
+    /// Reads a header value written by [`encode`]: an `ext-value` is
+    /// decoded (`None` when its bytes are not UTF-8), anything else is the
+    /// value itself.
+    pub fn decode(value: &str) -> Option<Cow<'_, str>> {
+        if !starts_with_prefix(value) {
+            return Some(Cow::Borrowed(value));
+        }
+        percent_decode_str(&value[ENCODED_PREFIX.len()..])
+            .decode_utf8()
+            .ok()
+    }
+
+    fn starts_with_prefix(value: &str) -> bool {
+        value
+            .get(..ENCODED_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(ENCODED_PREFIX))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn plain_values_pass_others_round_trip() {
+            for plain in ["ana@example.com", "mcp:crm:read mcp:docs:read", "", "50%"] {
+                assert_eq!(encode(plain), plain);
+                assert_eq!(decode(plain).unwrap(), plain);
+            }
+            for (value, wire) in [
+                ("josé@example.com", "UTF-8''jos%C3%A9%40example.com"),
+                ("Zoë", "UTF-8''Zo%C3%AB"),
+                ("a\r\nX-Injected: 1", "UTF-8''a%0D%0AX-Injected%3A%201"),
+                ("UTF-8''x", "UTF-8''UTF-8%27%27x"),
+                ("tab\there", "UTF-8''tab%09here"),
+            ] {
+                let encoded = encode(value);
+                assert_eq!(encoded, wire);
+                assert!(encoded.bytes().all(|b| b.is_ascii_graphic()), "{encoded}");
+                assert_eq!(decode(&encoded).unwrap(), value);
+            }
+            assert!(decode("UTF-8''%FF").is_none());
+        }
+    }
 }
 
 /// The reserved method names (contract §3). Any other name is a tool call.

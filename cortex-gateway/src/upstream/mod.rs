@@ -80,9 +80,10 @@ pub enum UpstreamError {
     /// The body is not JSON.
     #[error("the response is not JSON: {0}")]
     InvalidJson(String),
-    /// A claim cannot travel as a header value (CR, LF or other control
-    /// characters): the call is refused, never forwarded.
-    #[error("the claim behind `{0}` contains characters not allowed in a header")]
+    /// A value cannot travel as a header value (claims are encoded so they
+    /// always can; this guards the bearer header): the call is refused,
+    /// never forwarded.
+    #[error("the value of `{0}` contains characters not allowed in a header")]
     UnsafeHeader(&'static str),
     /// Token exchange (RFC 8693) for the backend failed.
     #[error("token exchange failed: {0}")]
@@ -110,32 +111,28 @@ impl UpstreamError {
     }
 }
 
-/// A header value is safe when it is visible ASCII or space/tab only.
-fn header_safe(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
-}
-
-/// The `X-Cortex-*` headers for a caller; refuses values that are not
-/// header-safe rather than altering them.
-pub fn cortex_headers(caller: &Caller) -> Result<[(&'static str, String); 5], UpstreamError> {
-    let values = [
-        (headers::USER_ID, caller.sub.clone()),
+/// The `X-Cortex-*` headers for a caller. Each value is written by
+/// [`headers::encode`]: visible ASCII as it is, anything else (`josé`,
+/// `Zoë`, a CR or LF) as an RFC 8187 `ext-value` (`UTF-8''jos%C3%A9...`),
+/// so every claim travels faithfully and none can add a header line.
+pub fn cortex_headers(caller: &Caller) -> [(&'static str, String); 5] {
+    let encoded = |v: &str| headers::encode(v).into_owned();
+    [
+        (headers::USER_ID, encoded(&caller.sub)),
         (
             headers::USER_EMAIL,
-            caller.email.clone().unwrap_or_default(),
+            encoded(caller.email.as_deref().unwrap_or_default()),
         ),
-        (headers::USER_ROLE, caller.role.clone().unwrap_or_default()),
-        (headers::USER_POOL, caller.pool.clone().unwrap_or_default()),
-        (headers::SCOPES, caller.scopes.join(" ")),
-    ];
-    for (name, value) in &values {
-        if !header_safe(value) {
-            return Err(UpstreamError::UnsafeHeader(name));
-        }
-    }
-    Ok(values)
+        (
+            headers::USER_ROLE,
+            encoded(caller.role.as_deref().unwrap_or_default()),
+        ),
+        (
+            headers::USER_POOL,
+            encoded(caller.pool.as_deref().unwrap_or_default()),
+        ),
+        (headers::SCOPES, encoded(&caller.scopes.join(" "))),
+    ]
 }
 
 /// The HTTP client could not be built (no TLS roots, no TLS provider).
@@ -175,7 +172,7 @@ struct Forwarded {
 
 impl Forwarded {
     fn of(caller: &Caller) -> Result<Self, UpstreamError> {
-        let [id, email, role, pool, scopes] = cortex_headers(caller)?.map(|(name, value)| {
+        let [id, email, role, pool, scopes] = cortex_headers(caller).map(|(name, value)| {
             HeaderValue::try_from(value).map_err(|_| UpstreamError::UnsafeHeader(name))
         });
         Ok(Self {

@@ -393,3 +393,46 @@ fn readme_tables_match_the_one_list_of_token_settings() {
         }
     }
 }
+
+#[tokio::test]
+async fn non_ascii_and_control_characters_in_claims_travel_faithfully() {
+    use cortex_backend::contract::headers;
+    let w = World::start().await;
+    let injected_role = "sales\r\nX-Injected: yes";
+    let token = w
+        .issuer
+        .token(&w.url)
+        .sub("zoë")
+        .email("josé@example.com")
+        .claim("role", json!(injected_role))
+        .claim("pool", json!("emea\u{0}"))
+        .scopes(["mcp:crm:read"])
+        .mint();
+    let result = call(&w, &token, "crm_search_accounts", json!({"query": "acme"})).await;
+    assert_eq!(result["structuredContent"]["caller"], "zoë", "{result:#}");
+    // What the backend received: one header line per claim, each decoding
+    // to the exact claim, and no header made up from a claim.
+    let received = w.crm.last_headers();
+    assert!(!received.contains_key("x-injected"), "{received:?}");
+    let read = |name: &str| {
+        let all: Vec<_> = received.get_all(name).iter().collect();
+        assert_eq!(all.len(), 1, "{name}: {all:?}");
+        headers::decode(all[0].to_str().unwrap())
+            .unwrap()
+            .into_owned()
+    };
+    assert_eq!(read(headers::USER_ID), "zoë");
+    assert_eq!(read(headers::USER_EMAIL), "josé@example.com");
+    assert_eq!(read(headers::USER_ROLE), injected_role);
+    assert_eq!(read(headers::USER_POOL), "emea\u{0}");
+    assert_eq!(read(headers::SCOPES), "mcp:crm:read");
+    assert_eq!(
+        received[headers::USER_EMAIL],
+        "UTF-8''jos%C3%A9%40example.com"
+    );
+    // The backend's own view (the SDK reads the validated claims).
+    let who = call(&w, &token, "whoami", json!({})).await;
+    let crm = &who["structuredContent"]["backends"]["crm"];
+    assert_eq!(crm["email"], "josé@example.com", "{who:#}");
+    assert_eq!(crm["role"], injected_role, "{who:#}");
+}

@@ -50,6 +50,8 @@ struct BackendState {
     mode: AtomicU8,
     /// The `X-Cortex-User-Id` headers of user calls, in order.
     seen_users: Mutex<Vec<String>>,
+    /// Every header of the last user call, as received.
+    last_headers: Mutex<HeaderMap>,
 }
 
 /// An SDK backend on a loopback port.
@@ -83,6 +85,7 @@ async fn contract_endpoint(
         .and_then(|v| v.to_str().ok())
     {
         state.seen_users.lock().unwrap().push(user.to_string());
+        *state.last_headers.lock().unwrap() = headers.clone();
     }
     let mut request = Request::new("POST", RequestBody::Complete(body));
     for name in ["authorization", "content-type"] {
@@ -106,6 +109,7 @@ impl BackendServer {
             backend: RwLock::new(backend),
             mode: AtomicU8::new(Mode::Up as u8),
             seen_users: Mutex::new(Vec::new()),
+            last_headers: Mutex::new(HeaderMap::new()),
         });
         let router = axum::Router::new()
             .route(
@@ -131,6 +135,11 @@ impl BackendServer {
 
     pub(crate) fn seen_users(&self) -> Vec<String> {
         self.state.seen_users.lock().unwrap().clone()
+    }
+
+    /// Every header of the last user call, as received.
+    pub(crate) fn last_headers(&self) -> HeaderMap {
+        self.state.last_headers.lock().unwrap().clone()
     }
 }
 
