@@ -135,6 +135,7 @@ fn bad_request(code: &str, message: impl Into<String>) -> Response {
 }
 
 fn unauthorized(e: &AuthError) -> Response {
+    e.log_detail();
     Response::error(401, ErrorBody::new(e.to_string()).code("unauthorized"))
 }
 

@@ -160,7 +160,11 @@ impl Gateway {
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         if let Some(x) = &config.token_exchange {
-            upstream = upstream.with_exchange(config.issuer.clone(), x.clone());
+            upstream = upstream.with_exchange(
+                config.issuer.clone(),
+                x.clone(),
+                config.oauth.allow_insecure_http,
+            );
         }
         let mcp_path = {
             let p = config.canonical_path();

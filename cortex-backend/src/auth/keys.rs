@@ -222,50 +222,98 @@ impl KeyStore {
         if let Some(url) = cached.as_ref() {
             return Ok(url.clone());
         }
-        let mut last_error = String::new();
-        for url in metadata_urls(&self.issuer) {
-            match self.get_json(&url).await {
-                Ok(doc) => {
-                    if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-                        last_error = format!("{url} names another issuer");
-                        continue;
-                    }
-                    if let Some(jwks) = doc.get("jwks_uri").and_then(Value::as_str) {
-                        *cached = Some(jwks.to_string());
-                        return Ok(jwks.to_string());
-                    }
-                    last_error = format!("{url} has no jwks_uri");
-                }
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        Err(AuthError::KeysUnavailable(format!(
-            "no issuer metadata found for {}: {last_error}",
-            self.issuer
-        )))
+        let doc = fetch_issuer_metadata(&self.client, &self.issuer, self.allow_insecure_http)
+            .await
+            .map_err(AuthError::KeysUnavailable)?;
+        let jwks = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                AuthError::KeysUnavailable(format!(
+                    "the metadata of {} has no jwks_uri",
+                    self.issuer
+                ))
+            })?
+            .to_string();
+        *cached = Some(jwks.clone());
+        Ok(jwks)
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, AuthError> {
-        check_transport(url, self.allow_insecure_http).map_err(AuthError::KeysUnavailable)?;
-        let fail = |e: String| AuthError::KeysUnavailable(format!("GET {url}: {e}"));
-        let mut resp = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(fail(format!("status {}", resp.status())));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string()))? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT_BYTES {
-                return Err(fail("document larger than 1 MiB".into()));
-            }
-        }
-        serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))
+        get_json_capped(
+            &self.client,
+            url,
+            self.allow_insecure_http,
+            MAX_DOCUMENT_BYTES,
+        )
+        .await
+        .map_err(AuthError::KeysUnavailable)
     }
+}
+
+/// Reads at most `max` bytes of a response body; a longer body is an
+/// error (never buffered whole).
+pub async fn read_body_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("the answer is larger than {max} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > max {
+            return Err(format!("the answer is larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// GETs a JSON document over a transport [`check_transport`] allows, with
+/// a size cap. The error names the URL (for logs, not for callers).
+pub async fn get_json_capped(
+    client: &reqwest::Client,
+    url: &str,
+    allow_insecure_http: bool,
+    max: usize,
+) -> Result<Value, String> {
+    check_transport(url, allow_insecure_http)?;
+    let fail = |e: String| format!("GET {url}: {e}");
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("status {}", resp.status())));
+    }
+    let body = read_body_capped(resp, max).await.map_err(fail)?;
+    serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))
+}
+
+/// An authorization server's metadata: RFC 8414 first (the issuer's path
+/// inserted after `/.well-known/oauth-authorization-server`), then OpenID
+/// discovery; the first document whose `issuer` equals `issuer` exactly.
+/// Plaintext only to loopback (unless allowed), at most 1 MiB.
+pub async fn fetch_issuer_metadata(
+    client: &reqwest::Client,
+    issuer: &str,
+    allow_insecure_http: bool,
+) -> Result<Value, String> {
+    let mut last_error = String::new();
+    for url in metadata_urls(issuer) {
+        match get_json_capped(client, &url, allow_insecure_http, MAX_DOCUMENT_BYTES).await {
+            Ok(doc) if doc.get("issuer").and_then(Value::as_str) == Some(issuer) => {
+                return Ok(doc);
+            }
+            Ok(_) => last_error = format!("{url} names another issuer"),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(format!(
+        "no issuer metadata found for {issuer}: {last_error}"
+    ))
 }
 
 fn unknown_kid(kid: Option<&str>) -> AuthError {
@@ -284,7 +332,7 @@ fn pick(keys: &[VerificationKey], kid: Option<&str>) -> Option<VerificationKey> 
 }
 
 /// RFC 8414 first (path inserted after the host), then OpenID discovery.
-pub(crate) fn metadata_urls(issuer: &str) -> Vec<String> {
+pub fn metadata_urls(issuer: &str) -> Vec<String> {
     let trimmed = issuer.trim_end_matches('/');
     let mut urls = Vec::new();
     if let Some((scheme, rest)) = trimmed.split_once("://") {

@@ -25,7 +25,10 @@ use subtle::ConstantTimeEq;
 pub use caller::Caller;
 pub use jsonwebtoken::Algorithm;
 pub use jwt::{JwtConfig, JwtValidator, KeySource};
-pub use keys::{check_transport, is_loopback_authority};
+pub use keys::{
+    check_transport, fetch_issuer_metadata, get_json_capped, is_loopback_authority, metadata_urls,
+    read_body_capped,
+};
 pub use settings::{JWT_SETTINGS, JwtSettings, Setting, parse_bool};
 
 /// Who is calling.
@@ -53,9 +56,23 @@ pub enum AuthError {
     /// The token was refused; the reason names the failed check.
     #[error("invalid token: {0}")]
     Invalid(String),
-    /// The issuer's keys could not be loaded.
-    #[error("cannot verify the token: the issuer's keys are unavailable ({0})")]
+    /// The issuer's keys could not be loaded. The text shown is fixed; the
+    /// detail (URLs, connection errors) is for the log only
+    /// ([`AuthError::log_detail`]).
+    #[error(
+        "cannot verify the token right now: the issuer's signing keys are unavailable; retry later"
+    )]
     KeysUnavailable(String),
+}
+
+impl AuthError {
+    /// Logs what the caller is not told (the detail of
+    /// [`AuthError::KeysUnavailable`]); never the token.
+    pub fn log_detail(&self) {
+        if let Self::KeysUnavailable(detail) = self {
+            tracing::warn!(detail = %detail, "token verification: the issuer's keys are unavailable");
+        }
+    }
 }
 
 /// A configuration that cannot work.

@@ -121,10 +121,10 @@ impl ResourceServer {
             Some(caller) => caller,
             None => {
                 before_verify().map_err(NotAuthenticated::Throttled)?;
-                self.validator
-                    .validate(token)
-                    .await
-                    .map_err(|e| unauthenticated(true, e.to_string()))?
+                self.validator.validate(token).await.map_err(|e| {
+                    e.log_detail();
+                    unauthenticated(true, e.to_string())
+                })?
             }
         };
         let missing: Vec<String> = self
@@ -167,7 +167,14 @@ impl ResourceServer {
 
     /// Turns a rejection into the HTTP answer with its challenge.
     pub fn reject(&self, rejection: AuthRejection, catalog: &Catalog) -> Response {
-        let quote = |s: &str| s.replace(['"', '\\'], "");
+        // Challenge parameters are quoted-strings: no quote, backslash,
+        // control or non-ASCII character (a reason may hold a caller's
+        // own `kid`).
+        let quote = |s: &str| {
+            s.chars()
+                .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+                .collect::<String>()
+        };
         match rejection {
             AuthRejection::Unauthenticated { presented, reason } => {
                 let scope = self.challenge_scopes(catalog).join(" ");

@@ -437,7 +437,7 @@ fn upstream_rpc_error(
         } => RpcError::invalid_params(format!("denied by {backend}: {message}")),
         other => RpcError::new(
             super::jsonrpc::INTERNAL_ERROR,
-            format!("backend {backend} failed: {other}"),
+            format!("backend {backend} failed: {}", other.caller_text(backend)),
         ),
     }
 }

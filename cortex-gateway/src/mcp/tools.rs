@@ -71,6 +71,9 @@ fn mcp_result(backend: &str, value: Value, revision: Revision) -> Value {
 
 /// What the agent reads when a backend call fails.
 pub fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
+    if e.has_internal_detail() {
+        tracing::warn!(backend, tool, error = %e, "backend call failed");
+    }
     match e {
         UpstreamError::Status {
             status: 400,
@@ -135,9 +138,9 @@ pub fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
         UpstreamError::InvalidJson(_) => format!(
             "{backend} answered {tool} with something that is not JSON; tell the team running {backend}."
         ),
-        UpstreamError::Exchange(reason) => format!(
-            "the gateway could not obtain a token for {backend} ({reason}), so {tool} was not run. \
-             Retry later; if it persists, tell the gateway's administrator."
+        UpstreamError::Exchange(_) => format!(
+            "the gateway could not obtain a token for {backend}, so {tool} was not run. \
+             Retry later; if it persists, tell the gateway's administrator (the gateway's log has the reason)."
         ),
         UpstreamError::UnsafeHeader(header) => format!(
             "the call was refused by the gateway and not forwarded: a claim of your token \

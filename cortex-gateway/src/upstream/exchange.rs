@@ -10,7 +10,10 @@ use std::{
 
 use aws_lc_rs::digest;
 use base64::Engine as _;
-use cortex_backend::Caller;
+use cortex_backend::{
+    Caller,
+    auth::{check_transport, fetch_issuer_metadata, read_body_capped},
+};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -21,6 +24,11 @@ use crate::config::{BackendConfig, TokenExchangeConfig};
 const MARGIN: Duration = Duration::from_secs(30);
 /// At most this many exchanged tokens are cached.
 const CAPACITY: usize = 10_000;
+/// An exchanged token is reused for at most this long, whatever its
+/// `expires_in` says (a huge value must not overflow `Instant`).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The largest token-endpoint answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 type CacheKey = ([u8; 32], String);
 
@@ -29,6 +37,7 @@ pub struct TokenExchanger {
     http: reqwest::Client,
     issuer: String,
     config: TokenExchangeConfig,
+    allow_insecure_http: bool,
     endpoint: OnceCell<String>,
     cache: Mutex<HashMap<CacheKey, (String, Instant)>>,
 }
@@ -57,12 +66,20 @@ fn form_encode(value: &str) -> String {
 }
 
 impl TokenExchanger {
-    /// An exchanger using the gateway's client credentials.
-    pub fn new(http: reqwest::Client, issuer: String, config: TokenExchangeConfig) -> Self {
+    /// An exchanger using the gateway's client credentials; plaintext
+    /// `http://` to a non-loopback token endpoint only with
+    /// `allow_insecure_http`.
+    pub fn new(
+        http: reqwest::Client,
+        issuer: String,
+        config: TokenExchangeConfig,
+        allow_insecure_http: bool,
+    ) -> Self {
         Self {
             http,
             issuer,
             config,
+            allow_insecure_http,
             endpoint: OnceCell::new(),
             cache: Mutex::new(HashMap::new()),
         }
@@ -74,25 +91,22 @@ impl TokenExchanger {
                 if let Some(e) = &self.config.token_endpoint {
                     return Ok(e.clone());
                 }
-                let base = self.issuer.trim_end_matches('/');
-                for url in [
-                    format!("{base}/.well-known/oauth-authorization-server"),
-                    format!("{base}/.well-known/openid-configuration"),
-                ] {
-                    let Ok(r) = self.http.get(&url).send().await else {
-                        continue;
-                    };
-                    let Ok(doc) = r.json::<Value>().await else {
-                        continue;
-                    };
-                    if let Some(e) = doc.get("token_endpoint").and_then(Value::as_str) {
-                        return Ok(e.to_string());
-                    }
-                }
-                Err(UpstreamError::Exchange(
-                    "the issuer's metadata names no token_endpoint; set OAUTH_TOKEN_ENDPOINT"
-                        .into(),
-                ))
+                let doc = fetch_issuer_metadata(&self.http, &self.issuer, self.allow_insecure_http)
+                    .await
+                    .map_err(exchange_failure)?;
+                let endpoint = doc
+                    .get("token_endpoint")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        exchange_failure(format!(
+                            "the metadata of {} names no token_endpoint; set OAUTH_TOKEN_ENDPOINT",
+                            self.issuer
+                        ))
+                    })?;
+                check_transport(endpoint, self.allow_insecure_http).map_err(|e| {
+                    exchange_failure(format!("the discovered token_endpoint is refused: {e}"))
+                })?;
+                Ok(endpoint.to_string())
             })
             .await
             .map(String::as_str)
@@ -151,11 +165,12 @@ impl TokenExchanger {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                UpstreamError::Exchange(format!("the token endpoint is unreachable: {e}"))
-            })?;
+            .map_err(|e| exchange_failure(format!("{endpoint} is unreachable: {e}")))?;
         let status = response.status().as_u16();
-        let doc: Value = response.json().await.unwrap_or(Value::Null);
+        let body = read_body_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| exchange_failure(format!("{endpoint}: {e}")))?;
+        let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let token = doc
             .get("access_token")
             .and_then(Value::as_str)
@@ -166,14 +181,15 @@ impl TokenExchanger {
                     .or_else(|| doc.get("error"))
                     .and_then(Value::as_str)
                     .unwrap_or("no access_token in the answer");
-                UpstreamError::Exchange(format!("HTTP {status}: {reason}"))
+                exchange_failure(format!("{endpoint} answered HTTP {status}: {reason}"))
             })?
             .to_string();
         let lifetime = doc
             .get("expires_in")
             .and_then(Value::as_u64)
             .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(300));
+            .unwrap_or(Duration::from_secs(300))
+            .min(MAX_LIFETIME);
         let until = Instant::now() + lifetime.saturating_sub(MARGIN);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CAPACITY {
@@ -186,6 +202,14 @@ impl TokenExchanger {
         cache.insert(key, (token.clone(), until));
         Ok(token)
     }
+}
+
+/// An exchange failure: the detail (URLs, connection errors, the
+/// authorization server's words) goes to the log; callers get a stable
+/// sentence (see `UpstreamError::caller_text`).
+fn exchange_failure(detail: String) -> UpstreamError {
+    tracing::warn!(detail = %detail, "token exchange failed");
+    UpstreamError::Exchange(detail)
 }
 
 #[cfg(test)]

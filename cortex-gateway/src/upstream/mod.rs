@@ -91,6 +91,38 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether the error carries text callers must not see (connection
+    /// errors, hostnames, URLs, parser messages, the authorization
+    /// server's words): it is logged, and callers get
+    /// [`Self::caller_text`].
+    pub fn has_internal_detail(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::InvalidJson(_) | Self::Exchange(_)
+        )
+    }
+
+    /// What a caller is told: the backend's own answer for a status, a
+    /// fixed sentence otherwise. Logs the detail of the others.
+    pub fn caller_text(&self, backend: &str) -> String {
+        if self.has_internal_detail() {
+            tracing::warn!(backend, error = %self, "backend call failed");
+        }
+        match self {
+            Self::Status {
+                status, message, ..
+            } => format!("HTTP {status}: {message}"),
+            Self::Timeout(ms) => format!("no answer within {ms} ms; retry later"),
+            Self::Unreachable(_) => "it is unreachable right now; retry later".into(),
+            Self::TooLarge(limit) => format!("its answer exceeded {limit} bytes"),
+            Self::InvalidJson(_) => "its answer is not JSON; tell the team running it".into(),
+            Self::UnsafeHeader(name) => format!("a value for `{name}` cannot be sent in a header"),
+            Self::Exchange(_) => "the gateway could not obtain a token for it; retry later, or \
+                                  tell the gateway's administrator if it persists"
+                .into(),
+        }
+    }
+
     /// Whether a 400 means "method not implemented" (optional methods).
     pub fn is_unknown_method(&self) -> bool {
         match self {
@@ -315,6 +347,7 @@ impl UpstreamClient {
             .build(https.clone());
         let exchange_http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
+            .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
@@ -329,17 +362,20 @@ impl UpstreamClient {
         })
     }
 
-    /// Enables token exchange for backends in `exchange` mode.
+    /// Enables token exchange for backends in `exchange` mode
+    /// (`allow_insecure_http`: `CORTEX_ALLOW_INSECURE_HTTP`).
     #[must_use]
     pub fn with_exchange(
         mut self,
         issuer: String,
         config: crate::config::TokenExchangeConfig,
+        allow_insecure_http: bool,
     ) -> Self {
         self.exchanger = Some(Arc::new(TokenExchanger::new(
             self.exchange_http.clone(),
             issuer,
             config,
+            allow_insecure_http,
         )));
         self
     }

@@ -436,3 +436,83 @@ async fn non_ascii_and_control_characters_in_claims_travel_faithfully() {
     assert_eq!(crm["email"], "josé@example.com", "{who:#}");
     assert_eq!(crm["role"], injected_role, "{who:#}");
 }
+
+#[tokio::test]
+async fn callers_never_see_internal_error_text() {
+    // The issuer's keys cannot be fetched: the 401 says so in a stable
+    // sentence, without the JWKS URL or the connection error.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!(
+        "http://{}/internal-keys/jwks.json",
+        dead.local_addr().unwrap()
+    );
+    drop(dead);
+    let dead_authority = dead_url["http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let jwks = dead_url.clone();
+    let w = World::start_with(Options {
+        configure: Some(Box::new(move |c| c.oauth.jwks_url = Some(jwks))),
+        ..Options::default()
+    })
+    .await;
+    let token = w.token("ana", &["mcp:crm:read"]);
+    let r = post(&w, Some(&token), "").await;
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = r.text().await.unwrap();
+    for shown in [&challenge, &body] {
+        assert!(shown.contains("retry later"), "{shown}");
+        for internal in [
+            "internal-keys",
+            dead_authority.as_str(),
+            "error sending",
+            "refused",
+            "GET ",
+        ] {
+            assert!(!shown.contains(internal), "{internal} in {shown}");
+        }
+    }
+
+    // A backend that became unreachable: the JSON-RPC error of a prompt
+    // names the backend and what to do, not the connection error.
+    let mut w = World::start().await;
+    let gone = std::mem::replace(
+        &mut w.crm,
+        crate::support::BackendServer::start(crate::support::crm(&w.issuer, &w.url)).await,
+    );
+    let gone_addr = gone.url.trim_start_matches("http://").to_string();
+    drop(gone);
+    let token = w.token("ana", &["mcp:crm:read"]);
+    let mut client = Client::modern(&w.url, &token);
+    let (body, headers) = client.envelope(
+        "prompts/get",
+        json!({"name": "crm_follow_up", "arguments": {"account": "Acme"}}),
+    );
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let reply = client.post_raw(&body, &h).await;
+    let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("crm") && message.contains("unreachable"),
+        "{:#}",
+        reply.body
+    );
+    let shown = reply.body.to_string();
+    for internal in [
+        gone_addr.as_str(),
+        "os error",
+        "refused",
+        "tcp connect",
+        "Connect",
+    ] {
+        assert!(!shown.contains(internal), "{internal} in {shown}");
+    }
+}
