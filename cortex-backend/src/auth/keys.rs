@@ -301,18 +301,19 @@ pub async fn fetch_issuer_metadata(
     issuer: &str,
     allow_insecure_http: bool,
 ) -> Result<Value, String> {
-    let mut last_error = String::new();
+    let mut errors = Vec::new();
     for url in metadata_urls(issuer) {
         match get_json_capped(client, &url, allow_insecure_http, MAX_DOCUMENT_BYTES).await {
             Ok(doc) if doc.get("issuer").and_then(Value::as_str) == Some(issuer) => {
                 return Ok(doc);
             }
-            Ok(_) => last_error = format!("{url} names another issuer"),
-            Err(e) => last_error = e,
+            Ok(_) => errors.push(format!("{url} names another issuer")),
+            Err(e) => errors.push(e),
         }
     }
     Err(format!(
-        "no issuer metadata found for {issuer}: {last_error}"
+        "no issuer metadata found for {issuer}: {}",
+        errors.join("; ")
     ))
 }
 

@@ -214,8 +214,143 @@ fn exchange_failure(detail: String) -> UpstreamError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::{Json, Router, routing::get, routing::post};
+    use cortex_backend::{auth::JwtValidator, testing::TestIssuer};
+    use serde_json::json;
+
+    use super::*;
+
     #[test]
     fn form_encoding() {
         assert_eq!(super::form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+
+    /// What the loopback authorization server answers.
+    #[derive(Clone)]
+    struct As {
+        /// The `issuer` its metadata names (`None`: the real one).
+        issuer: Option<String>,
+        /// The `token_endpoint` its metadata names (`None`: its own).
+        token_endpoint: Option<String>,
+        /// The token answer.
+        answer: Value,
+    }
+
+    /// Serves RFC 8414 metadata only at the path-inserted URL of issuer
+    /// `http://<addr>/tenant`, and a token endpoint.
+    async fn serve(r#as: As) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let issuer = format!("{base}/tenant");
+        let metadata = json!({
+            "issuer": r#as.issuer.clone().unwrap_or(issuer.clone()),
+            "token_endpoint": r#as.token_endpoint.clone().unwrap_or(format!("{base}/token")),
+        });
+        let answer = r#as.answer.clone();
+        let app = Router::new()
+            .route(
+                "/.well-known/oauth-authorization-server/tenant",
+                get(move || async move { Json(metadata) }),
+            )
+            .route("/token", post(move || async move { Json(answer) }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        issuer
+    }
+
+    async fn caller() -> (TestIssuer, Arc<Caller>) {
+        let issuer = TestIssuer::start().await.unwrap();
+        let token = issuer
+            .token("https://mcp.example.com/mcp")
+            .sub("ana")
+            .mint();
+        let v = JwtValidator::new(issuer.jwt_config("https://mcp.example.com/mcp")).unwrap();
+        let caller = v.validate(&token).await.unwrap();
+        (issuer, caller)
+    }
+
+    fn exchanger(issuer: String) -> TokenExchanger {
+        TokenExchanger::new(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            issuer,
+            TokenExchangeConfig {
+                token_endpoint: None,
+                client_id: "gateway".into(),
+                client_secret: "gateway-secret-0123".into(),
+            },
+            false,
+        )
+    }
+
+    fn good() -> As {
+        As {
+            issuer: None,
+            token_endpoint: None,
+            answer: json!({"access_token": "for-crm", "expires_in": 300}),
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_uses_the_rfc_8414_path_form_and_checks_the_issuer() {
+        let (_i, caller) = caller().await;
+        let backend = BackendConfig::new("crm", "http://127.0.0.1:9");
+        let x = exchanger(serve(good()).await);
+        assert_eq!(x.token_for(&caller, &backend).await.unwrap(), "for-crm");
+
+        let other = serve(As {
+            issuer: Some("https://evil.example.com/tenant".into()),
+            ..good()
+        })
+        .await;
+        let e = exchanger(other)
+            .token_for(&caller, &backend)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("another issuer"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_plaintext_remote_token_endpoint_is_refused() {
+        let (_i, caller) = caller().await;
+        let backend = BackendConfig::new("crm", "http://127.0.0.1:9");
+        let issuer = serve(As {
+            token_endpoint: Some("http://idp.example.com/token".into()),
+            ..good()
+        })
+        .await;
+        let e = exchanger(issuer)
+            .token_for(&caller, &backend)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("plaintext"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_huge_expires_in_is_capped_and_a_huge_answer_refused() {
+        let (_i, caller) = caller().await;
+        let backend = BackendConfig::new("crm", "http://127.0.0.1:9");
+        let issuer = serve(As {
+            answer: json!({"access_token": "long", "expires_in": u64::MAX}),
+            ..good()
+        })
+        .await;
+        let x = exchanger(issuer);
+        assert_eq!(x.token_for(&caller, &backend).await.unwrap(), "long");
+        assert_eq!(x.token_for(&caller, &backend).await.unwrap(), "long");
+
+        let issuer = serve(As {
+            answer: json!({"access_token": "x".repeat(MAX_ANSWER_BYTES), "expires_in": 60}),
+            ..good()
+        })
+        .await;
+        let e = exchanger(issuer)
+            .token_for(&caller, &backend)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 }
