@@ -256,7 +256,7 @@ async fn list_changed_reaches_the_get_stream_and_listen() {
 }
 
 #[tokio::test]
-async fn a_claim_that_cannot_be_a_header_is_never_forwarded() {
+async fn a_claim_with_line_breaks_never_adds_a_header() {
     let w = World::start().await;
     let token = w
         .issuer
@@ -266,12 +266,17 @@ async fn a_claim_that_cannot_be_a_header_is_never_forwarded() {
         .scopes(["mcp:crm:read"])
         .mint();
     let mut c = Client::modern(&w.url, &token);
-    let before = w.crm.seen_users().len();
     let r = c.call("crm_search_accounts", json!({"query": "a"})).await;
-    assert_eq!(r["isError"], true);
-    let text = r["content"][0]["text"].as_str().unwrap();
-    assert!(text.contains("not forwarded"), "{text}");
-    assert_eq!(w.crm.seen_users().len(), before);
+    assert_eq!(r["isError"], false, "{r:#}");
+    // The role travels RFC 8187-encoded on its own line; the user id is
+    // the token's.
+    assert_eq!(w.crm.seen_users().last().unwrap(), "mallory");
+    let received = w.crm.last_headers();
+    assert_eq!(received.get_all("x-cortex-user-id").iter().count(), 1);
+    assert_eq!(
+        received["x-cortex-user-role"],
+        "UTF-8''admin%0D%0AX-Cortex-User-Id%3A%20ceo"
+    );
 }
 
 #[tokio::test]
