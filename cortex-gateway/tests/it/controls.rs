@@ -52,8 +52,10 @@ async fn slow(_ctx: Ctx<()>, _args: NoArgs) -> Result<Value, ToolError> {
     Ok(json!({"done": true}))
 }
 
+/// Longer than any deadline the tests set, and long enough for a client
+/// to hang up while it runs.
 async fn stall(_ctx: Ctx<()>, _args: NoArgs) -> Result<Value, ToolError> {
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     Ok(json!({"done": true}))
 }
 

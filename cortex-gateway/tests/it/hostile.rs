@@ -285,7 +285,7 @@ async fn a_client_that_sends_header_lines_forever_is_dropped() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let (_setup, gw) = start(ControlsConfig {
-        idle_timeout_ms: 300,
+        idle_timeout_ms: 1_000,
         ..ControlsConfig::default()
     })
     .await;
