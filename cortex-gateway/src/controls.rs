@@ -579,24 +579,19 @@ impl Controls {
             &c.introspection_client_id,
             &c.introspection_client_secret,
         ) {
-            (Some(endpoint), Some(id), Some(secret)) => {
-                let client = reqwest::Client::builder()
-                    .build()
-                    .map_err(|e| ConfigError {
-                        variable: "CORTEX_INTROSPECTION_URL".into(),
-                        problem: format!("cannot build the HTTP client: {e}"),
-                    })?;
-                Some(Introspector::new(
-                    IntrospectionConfig {
-                        endpoint: endpoint.clone(),
-                        client_id: id.clone(),
-                        client_secret: secret.clone(),
-                        cache_ttl: Duration::from_secs(c.introspection_cache_s),
-                        timeout: Duration::from_secs(5),
-                    },
-                    client,
-                ))
-            }
+            (Some(endpoint), Some(id), Some(secret)) => Some(
+                Introspector::new(IntrospectionConfig {
+                    endpoint: endpoint.clone(),
+                    client_id: id.clone(),
+                    client_secret: secret.clone(),
+                    cache_ttl: Duration::from_secs(c.introspection_cache_s),
+                    timeout: Duration::from_secs(5),
+                })
+                .map_err(|e| ConfigError {
+                    variable: "CORTEX_INTROSPECTION_URL".into(),
+                    problem: e.0,
+                })?,
+            ),
             _ => None,
         };
         Ok(Self {

@@ -21,6 +21,8 @@ use serde::Deserialize;
 
 /// Entries kept at most; beyond, expired ones go, then everything.
 const MAX_ENTRIES: usize = 10_000;
+/// The largest introspection answer read (an answer is a small JSON object).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// How to reach the introspection endpoint.
 #[derive(Clone)]
@@ -87,13 +89,19 @@ fn form_encode(value: &str) -> String {
 }
 
 impl Introspector {
-    /// A client using `client` for its calls.
-    pub fn new(config: IntrospectionConfig, client: reqwest::Client) -> Self {
-        Self {
+    /// A client for `config`. Its HTTP client never follows redirects: a
+    /// redirect would send the token (and the gateway's credentials) to
+    /// another URL.
+    pub fn new(config: IntrospectionConfig) -> Result<Self, IntrospectionError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| IntrospectionError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
             config,
             client,
             cache: Mutex::default(),
-        }
+        })
     }
 
     /// Whether the authorization server still considers `token` active.
@@ -146,15 +154,23 @@ impl Introspector {
                 IntrospectionError(format!("endpoint unreachable: {}", e.without_url()))
             })?;
         let status = response.status();
+        if status.is_redirection() {
+            return Err(IntrospectionError(format!(
+                "endpoint answered with a redirect (HTTP {}), which is not followed; \
+                 set CORTEX_INTROSPECTION_URL to the final URL",
+                status.as_u16()
+            )));
+        }
         if !status.is_success() {
             return Err(IntrospectionError(format!(
                 "endpoint answered HTTP {}",
                 status.as_u16()
             )));
         }
-        let answer: Answer = response
-            .json()
+        let body = cortex_backend::auth::read_body_capped(response, MAX_ANSWER_BYTES)
             .await
+            .map_err(|e| IntrospectionError(format!("endpoint: {e}")))?;
+        let answer: Answer = serde_json::from_slice(&body)
             .map_err(|_| IntrospectionError("the answer has no boolean `active`".into()))?;
         Ok(answer.active)
     }
@@ -202,16 +218,14 @@ mod tests {
     }
 
     fn introspector(endpoint: String, ttl: Duration) -> Introspector {
-        Introspector::new(
-            IntrospectionConfig {
-                endpoint,
-                client_id: "gateway".into(),
-                client_secret: "sécret &".into(),
-                cache_ttl: ttl,
-                timeout: Duration::from_secs(5),
-            },
-            reqwest::Client::new(),
-        )
+        Introspector::new(IntrospectionConfig {
+            endpoint,
+            client_id: "gateway".into(),
+            client_secret: "sécret &".into(),
+            cache_ttl: ttl,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
     }
 
     #[tokio::test]
@@ -240,5 +254,52 @@ mod tests {
         let e = i.is_active("t").await.unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
         assert!(!format!("{:?}", i.config).contains("sécret"));
+        assert!(!format!("{i:?}").contains("sécret"));
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_and_answers_are_capped() {
+        let elsewhere = Arc::new(AtomicUsize::new(0));
+        let hits = elsewhere.clone();
+        let app = Router::new()
+            .route(
+                "/moved",
+                post(|| async {
+                    (
+                        axum::http::StatusCode::TEMPORARY_REDIRECT,
+                        [("location", "/elsewhere")],
+                    )
+                }),
+            )
+            .route(
+                "/elsewhere",
+                post(move || async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(serde_json::json!({"active": true}))
+                }),
+            )
+            .route(
+                "/huge",
+                post(|| async {
+                    let padding = "x".repeat(MAX_ANSWER_BYTES);
+                    axum::Json(serde_json::json!({"active": true, "padding": padding}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let moved = introspector(format!("{base}/moved"), Duration::ZERO);
+        let e = moved.is_active("t").await.unwrap_err().to_string();
+        assert!(e.contains("redirect"), "{e}");
+        assert_eq!(
+            elsewhere.load(Ordering::SeqCst),
+            0,
+            "the token was re-posted"
+        );
+
+        let huge = introspector(format!("{base}/huge"), Duration::ZERO);
+        let e = huge.is_active("t").await.unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
     }
 }
