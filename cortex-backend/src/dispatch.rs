@@ -473,7 +473,8 @@ async fn user_method<S: Send + Sync + 'static>(
 
 /// A result that breaks the tool's own `outputSchema` is a bug in the tool:
 /// a 500 in debug builds (so tests catch it), a logged warning in release
-/// (so production keeps answering).
+/// (so production keeps answering). Either names the JSON path and the
+/// schema keyword, never the value.
 fn check_output(
     backend: &str,
     tool: &str,
@@ -484,7 +485,14 @@ fn check_output(
         && !validator.is_valid(&value)
         && let Some(error) = validator.iter_errors(&value).next()
     {
-        let detail = format!("at `{}`: {error}", error.instance_path());
+        // The path and the failing keyword only: the error's own text
+        // quotes the offending value, which may be personal data.
+        let detail = format!(
+            "at `{}`: the schema's `{}` keyword (at `{}`) does not hold",
+            error.instance_path(),
+            error.kind().keyword(),
+            error.schema_path()
+        );
         if cfg!(debug_assertions) {
             tracing::error!(backend, tool, %detail, "result does not match outputSchema");
             return Response::error(

@@ -68,7 +68,7 @@ pub enum TokenMode {
 }
 
 /// One federated backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// The backend's id: the tool prefix (`crm` gives `crm_search`).
@@ -96,6 +96,32 @@ pub struct BackendConfig {
     /// (default: the backend's URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// The technical token sent to this backend's discovery methods
+    /// (`CORTEX_BACKEND_<ID>_TECHNICAL_TOKEN`); `None` = the shared
+    /// `CORTEX_TECHNICAL_TOKEN`. With one token per backend, a backend
+    /// cannot replay the token it receives at another. Masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technical_token: Option<String>,
+}
+
+impl std::fmt::Debug for BackendConfig {
+    /// Every field but the technical token, which shows as masked.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("path", &self.path)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("token_mode", &self.token_mode)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("prefix", &self.prefix)
+            .field("audience", &self.audience)
+            .field(
+                "technical_token",
+                &self.technical_token.as_ref().map(|_| "[masked]"),
+            )
+            .finish()
+    }
 }
 
 /// The gateway's client credentials at the authorization server, for RFC
@@ -163,7 +189,14 @@ impl BackendConfig {
             allow_insecure_http: false,
             prefix: true,
             audience: None,
+            technical_token: None,
         }
+    }
+
+    /// The technical token for this backend's discovery calls: its own,
+    /// or the shared one.
+    pub fn technical_token<'a>(&'a self, shared: &'a str) -> &'a str {
+        self.technical_token.as_deref().unwrap_or(shared)
     }
 
     /// The audience requested in `exchange` mode.
@@ -335,6 +368,7 @@ impl GatewayConfig {
     /// | `CORTEX_BACKEND_<ID>_TOKEN_MODE` | `forward` | `forward` |
     /// | `CORTEX_BACKEND_<ID>_ALLOW_INSECURE_HTTP` | allow `http://` to a remote host | `false` |
     /// | `CORTEX_BACKEND_<ID>_PREFIX` | prefix tool names with `<id>_` | `true` |
+    /// | `CORTEX_BACKEND_<ID>_TECHNICAL_TOKEN` | this backend's own technical token | `CORTEX_TECHNICAL_TOKEN` |
     /// | `CORTEX_CANONICAL_URI` | the public MCP URL (token audience) | `OAUTH_AUDIENCE` |
     /// | `OAUTH_ISSUER` | the authorization server | required |
     /// | `OAUTH_AUDIENCE` | compatibility alias of the canonical URI | – |
@@ -456,6 +490,7 @@ impl GatewayConfig {
                 backend.prefix = parse_bool(&name("PREFIX"), &v)?;
             }
             backend.audience = get(&name("AUDIENCE"));
+            backend.technical_token = get(&name("TECHNICAL_TOKEN"));
             config.backends.push(backend);
         }
         config.controls = crate::controls::ControlsConfig::from_env_map(env)?;
@@ -565,6 +600,19 @@ impl GatewayConfig {
                     ),
                 )
             })?;
+            if let Some(token) = &b.technical_token
+                && token.len() < cortex_backend::auth::MIN_TECHNICAL_TOKEN_LEN
+            {
+                return Err(ConfigError::new(
+                    b.env_name("TECHNICAL_TOKEN"),
+                    format!(
+                        "shorter than {} characters; generate one with `openssl rand -hex 32` \
+                         and give it to backend `{}` as one of its CORTEX_TECHNICAL_TOKENS",
+                        cortex_backend::auth::MIN_TECHNICAL_TOKEN_LEN,
+                        b.id
+                    ),
+                ));
+            }
             if !b.path.starts_with('/') {
                 return Err(ConfigError::new(
                     b.env_name("PATH"),
@@ -602,6 +650,11 @@ impl GatewayConfig {
     pub fn masked_toml(&self) -> String {
         let mut copy = self.clone();
         copy.technical_token = mask(&self.technical_token);
+        for b in &mut copy.backends {
+            if let Some(t) = &mut b.technical_token {
+                *t = mask(t);
+            }
+        }
         if let Some(x) = &mut copy.token_exchange {
             x.client_secret = mask(&x.client_secret);
         }

@@ -172,6 +172,19 @@ async fn output_schema_mismatch_is_500_in_debug() {
 }
 
 #[tokio::test]
+async fn output_schema_mismatch_names_the_path_and_keyword_never_the_value() {
+    let (issuer, b) = setup().await;
+    let t = user(&issuer, "ana", &["mcp:notes:read"]);
+    let r = b.handle(call("leaky", json!({"id": 1}), &t)).await;
+    if cfg!(debug_assertions) {
+        // The text shown here is the text logged.
+        let body = assert_error(&r, 500).to_string();
+        assert!(!body.contains("secret-value-42"), "{body}");
+        assert!(body.contains("/ok") && body.contains("`type`"), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn transport_errors_are_json() {
     let (issuer, b) = setup().await;
     let t = user(&issuer, "ana", &["mcp:notes:read"]);

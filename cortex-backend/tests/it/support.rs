@@ -85,6 +85,10 @@ async fn lying(_ctx: Ctx<Notes>, _args: NoteId) -> Result<Done, ToolError> {
     Ok(Done { ok: true })
 }
 
+async fn leaky(_ctx: Ctx<Notes>, _args: NoteId) -> Result<Value, ToolError> {
+    Ok(json!({"ok": "secret-value-42"}))
+}
+
 async fn chart(_ctx: Ctx<Notes>, _args: NoteId) -> Result<McpResult, ToolError> {
     Ok(McpResult::new()
         .text("the chart")
@@ -132,6 +136,13 @@ pub(crate) fn backend_with_limit(issuer: &TestIssuer, limit: usize) -> Backend<N
         )
         .tool_fn("failing", "mcp:notes:read", "Always fails.", failing)
         .tool_fn("panicking", "mcp:notes:read", "Always panics.", panicking)
+        .tool(
+            cortex_backend::Tool::new("leaky", "mcp:notes:read", "Breaks its schema.", leaky)
+                .output_schema(Some(json!({
+                    "type": "object",
+                    "properties": {"ok": {"type": "integer"}}
+                }))),
+        )
         .tool(
             cortex_backend::Tool::new("lying", "mcp:notes:read", "Breaks its schema.", lying)
                 .output_schema(Some(json!({

@@ -296,7 +296,7 @@ impl Federation {
         let call = |method: &'static str| {
             self.upstream.call(
                 b,
-                Credential::Technical(&self.technical_token),
+                Credential::Technical(b.technical_token(&self.technical_token)),
                 method,
                 None,
                 b.timeout(),

@@ -516,3 +516,65 @@ async fn callers_never_see_internal_error_text() {
         assert!(!shown.contains(internal), "{internal} in {shown}");
     }
 }
+
+async fn pong(
+    _ctx: cortex_backend::Ctx<()>,
+    _args: crate::support::NoArgs,
+) -> Result<u32, cortex_backend::ToolError> {
+    Ok(1)
+}
+
+#[tokio::test]
+async fn each_backend_gets_its_own_technical_token() {
+    use cortex_backend::{Auth, Backend};
+    use cortex_gateway::{Gateway, config::GatewayConfig};
+    const CRM_TOKEN: &str = "crm-own-technical-token-0123456789";
+    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
+    let url = "http://127.0.0.1:9/mcp";
+    let backend = |id: &str, token: &str| {
+        Backend::builder(id)
+            .auth(Auth::new(issuer.auth_config(url, &[token])).unwrap())
+            .tool_fn("pong", &format!("mcp:{id}:read"), "Pong.", pong)
+            .build()
+            .unwrap()
+    };
+    // crm accepts only its own token, docs only the shared one.
+    let crm = crate::support::BackendServer::start(backend("crm", CRM_TOKEN)).await;
+    let docs = crate::support::BackendServer::start(backend("docs", crate::support::TECH)).await;
+    let mut env: std::collections::HashMap<String, String> = [
+        ("CORTEX_BACKENDS", "crm,docs"),
+        ("CORTEX_BACKEND_CRM_URL", crm.url.as_str()),
+        ("CORTEX_BACKEND_DOCS_URL", docs.url.as_str()),
+        ("CORTEX_BACKEND_CRM_TECHNICAL_TOKEN", CRM_TOKEN),
+        ("CORTEX_CANONICAL_URI", url),
+        ("OAUTH_ISSUER", issuer.issuer()),
+        ("CORTEX_TECHNICAL_TOKEN", crate::support::TECH),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = GatewayConfig::from_env_map(&env).unwrap();
+    assert!(!format!("{config:?}").contains(CRM_TOKEN));
+    assert!(!config.masked_toml().contains(CRM_TOKEN));
+    assert_eq!(
+        GatewayConfig::from_toml_str(&toml_of(&config)).unwrap(),
+        config
+    );
+    let gateway = Gateway::new(config).await.unwrap();
+    gateway.wait_ready().await.unwrap();
+    let catalog = gateway.federation().catalog();
+    assert!(catalog.tool("crm_pong").is_some(), "crm refused its token");
+    assert!(
+        catalog.tool("docs_pong").is_some(),
+        "docs refused its token"
+    );
+    // Too short a per-backend token stops the start, naming the variable.
+    env.insert("CORTEX_BACKEND_CRM_TECHNICAL_TOKEN".into(), "short".into());
+    let e = GatewayConfig::from_env_map(&env).unwrap_err();
+    assert_eq!(e.variable, "CORTEX_BACKEND_CRM_TECHNICAL_TOKEN");
+}
+
+fn toml_of(config: &cortex_gateway::config::GatewayConfig) -> String {
+    // The unmasked TOML (the form an operator writes).
+    toml::to_string(config).unwrap()
+}
