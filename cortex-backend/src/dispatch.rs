@@ -266,6 +266,19 @@ async fn dispatch<S: Send + Sync + 'static>(inner: Arc<Inner<S>>, request: Reque
         }
         Principal::User(caller) => Some(caller),
     };
+    // A user token reads the prompts, the templates and the snapshot only
+    // with a scope of this backend's domain: the scope `get_help` needs
+    // (default `mcp:<id>:read`; its write scope implies it). The technical
+    // token reads them for discovery.
+    if let Some(caller) = &caller
+        && matches!(
+            method,
+            methods::LIST_PROMPTS | methods::LIST_RESOURCE_TEMPLATES | methods::GET_SNAPSHOT
+        )
+        && !caller.has_scope(&inner.help_scope)
+    {
+        return scope_refusal(&inner.help_scope);
+    }
     match (method, caller) {
         (methods::LIST_TOOLS, _) => Response {
             status: 200,

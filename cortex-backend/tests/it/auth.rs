@@ -154,3 +154,22 @@ fn settings_parser_is_shared_and_strict() {
         ]
     );
 }
+
+#[tokio::test]
+async fn user_discovery_needs_a_scope_of_the_backend() {
+    use crate::support::{backend, call};
+    let issuer = TestIssuer::start().await.unwrap();
+    let b = backend(&issuer);
+    let outsider = crate::support::user(&issuer, "eve", &["mcp:crm:read"]);
+    let reader = crate::support::user(&issuer, "ana", &["mcp:notes:read"]);
+    let writer = crate::support::user(&issuer, "bo", &["mcp:notes:write"]);
+    for method in ["list_prompts", "list_resource_templates", "get_snapshot"] {
+        let r = b.handle(call(method, json!({}), &outsider)).await;
+        assert_eq!(r.status, 403, "{method}: {}", r.json_body());
+        assert_eq!(r.json_body()["required"], "mcp:notes:read", "{method}");
+        for t in [&reader, &writer, &crate::support::TECH.to_string()] {
+            let r = b.handle(call(method, json!({}), t)).await;
+            assert_eq!(r.status, 200, "{method}: {}", r.json_body());
+        }
+    }
+}
