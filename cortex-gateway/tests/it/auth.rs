@@ -578,3 +578,66 @@ fn toml_of(config: &cortex_gateway::config::GatewayConfig) -> String {
     // The unmasked TOML (the form an operator writes).
     toml::to_string(config).unwrap()
 }
+
+#[test]
+fn debug_output_of_auth_configuration_never_shows_a_secret() {
+    use cortex_gateway::{
+        config::{GatewayConfig, TokenExchangeConfig},
+        introspection::{IntrospectionConfig, Introspector},
+        upstream::TokenExchanger,
+    };
+    const SHARED: &str = "shared-technical-secret-0001";
+    const OWN: &str = "own-technical-secret-00002";
+    const CLIENT: &str = "exchange-client-secret-0003";
+    const INTROSPECTION: &str = "introspection-secret-0004";
+    let mut config = GatewayConfig::new(
+        "https://mcp.example.com/mcp",
+        "https://sso.example.com",
+        SHARED,
+    );
+    let mut b = cortex_gateway::config::BackendConfig::new("crm", "https://crm.example.com");
+    b.technical_token = Some(OWN.into());
+    config.backends.push(b);
+    let exchange = TokenExchangeConfig {
+        token_endpoint: None,
+        client_id: "gateway".into(),
+        client_secret: CLIENT.into(),
+    };
+    config.token_exchange = Some(exchange.clone());
+    let introspection = IntrospectionConfig {
+        endpoint: "https://sso.example.com/introspect".into(),
+        client_id: "gateway".into(),
+        client_secret: INTROSPECTION.into(),
+        cache_ttl: std::time::Duration::from_secs(30),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let shown = [
+        format!("{config:?}"),
+        format!("{:?}", config.backends),
+        format!("{exchange:?}"),
+        format!(
+            "{:?}",
+            TokenExchanger::new(
+                reqwest::Client::new(),
+                config.issuer.clone(),
+                exchange,
+                false
+            )
+        ),
+        format!("{introspection:?}"),
+        format!("{:?}", Introspector::new(introspection).unwrap()),
+        format!(
+            "{:?}",
+            cortex_backend::auth::AuthConfig {
+                technical_tokens: vec![SHARED.into(), OWN.into()],
+                jwt: None,
+            }
+        ),
+        config.masked_toml(),
+    ];
+    for text in &shown {
+        for secret in [SHARED, OWN, CLIENT, INTROSPECTION] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}
