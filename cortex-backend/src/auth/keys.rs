@@ -319,7 +319,11 @@ pub async fn fetch_issuer_metadata(
 
 fn unknown_kid(kid: Option<&str>) -> AuthError {
     match kid {
-        Some(kid) => AuthError::Invalid(format!("unknown signing key `{kid}`")),
+        // The caller's own text, cut: it is echoed in the 401.
+        Some(kid) => AuthError::Invalid(format!(
+            "unknown signing key `{}`",
+            kid.chars().take(64).collect::<String>()
+        )),
         None => AuthError::Invalid("the token has no `kid` and the issuer has several keys".into()),
     }
 }

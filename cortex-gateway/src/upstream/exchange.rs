@@ -330,6 +330,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_huge_expires_in_from_a_configured_endpoint_does_not_panic() {
+        let (_i, caller) = caller().await;
+        let backend = BackendConfig::new("crm", "http://127.0.0.1:9");
+        let issuer = serve(As {
+            answer: json!({"access_token": "long", "expires_in": u64::MAX}),
+            ..good()
+        })
+        .await;
+        let mut x = exchanger(issuer.clone());
+        x.config.token_endpoint = Some(issuer.replace("/tenant", "/token"));
+        assert_eq!(x.token_for(&caller, &backend).await.unwrap(), "long");
+    }
+
+    #[tokio::test]
     async fn a_huge_expires_in_is_capped_and_a_huge_answer_refused() {
         let (_i, caller) = caller().await;
         let backend = BackendConfig::new("crm", "http://127.0.0.1:9");
