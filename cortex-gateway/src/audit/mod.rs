@@ -14,7 +14,8 @@
 //! `tool_truncated`, and every other text field is cut to its bound, so no
 //! line exceeds [`MAX_LINE_BYTES`].
 //!
-//! The [`layer`] middleware opens a per-request scope; handlers describe the
+//! The gateway's request stack opens a per-request scope around each
+//! audited path; handlers describe the
 //! request with [`note`], [`note_caller`], [`note_arguments`],
 //! [`note_outcome`] and [`tool_call`] (no-ops outside an audited request).
 
@@ -32,7 +33,7 @@ pub use record::{
     UNKNOWN_METHOD, WORD_CHARS, Word, outcome_of_status, rfc3339,
 };
 pub use scope::CLIENT_CLOSED;
-pub use scope::{Auditor, audited, layer, note, note_arguments, note_caller, note_outcome, peer};
+pub use scope::{Auditor, note, note_arguments, note_caller, note_outcome, peer};
 pub(crate) use scope::{audited_from, audited_item, connect_peer};
 pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE, QUEUE_BYTES};
 

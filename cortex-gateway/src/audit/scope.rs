@@ -14,8 +14,7 @@ use std::{
 
 use axum::{
     body::HttpBody as _,
-    extract::{ConnectInfo, Request, State},
-    middleware::Next,
+    extract::{ConnectInfo, Request},
     response::Response,
 };
 use cortex_backend::Caller;
@@ -131,23 +130,6 @@ impl Auditor {
     }
 }
 
-/// The middleware, for `axum::middleware::from_fn_with_state`.
-pub async fn layer(State(auditor): State<Arc<Auditor>>, request: Request, next: Next) -> Response {
-    audited(&auditor, request, |request| next.run(request)).await
-}
-
-/// Runs `inner` inside an audit scope (for an audited path) and writes the
-/// line when its response is ready: the body of [`layer`], for a stack
-/// that combines several checks in one middleware.
-pub async fn audited<F, Fut>(auditor: &Auditor, request: Request, inner: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
-    let peer = connect_peer(&request);
-    audited_from(auditor, request, peer, inner).await
-}
-
 /// The client address the server stored in `request` (`ConnectInfo`), if
 /// any.
 pub(crate) fn connect_peer(request: &Request) -> Option<IpAddr> {
@@ -157,8 +139,9 @@ pub(crate) fn connect_peer(request: &Request) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-/// [`audited`] for a request whose client address the caller already
-/// knows (the server's hot path does not store it in the request's
+/// Runs `inner` inside an audit scope (for an audited path) and writes the
+/// line when its response is ready. The caller passes the client address it
+/// already knows (the server's hot path does not store it in the request's
 /// extensions: that map costs two allocations per request).
 pub(crate) async fn audited_from<F, Fut>(
     auditor: &Auditor,

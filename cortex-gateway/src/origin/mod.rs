@@ -8,12 +8,11 @@
 
 mod policy;
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 
@@ -93,14 +92,8 @@ impl OriginGuard {
         })
     }
 
-    /// Answers a request: refusal, preflight, or the inner response with
-    /// CORS headers for an allowed origin.
-    pub async fn handle(&self, request: Request, next: Next) -> Response {
-        self.guard(request, |request| next.run(request)).await
-    }
-
-    /// [`Self::handle`] with any inner handler (for a stack that combines
-    /// several checks in one middleware).
+    /// Answers a request: refusal, preflight, or the response of `inner`
+    /// with CORS headers for an allowed origin.
     pub async fn guard<F, Fut>(&self, request: Request, inner: F) -> Response
     where
         F: FnOnce(Request) -> Fut,
@@ -144,15 +137,6 @@ impl OriginGuard {
         }
         response
     }
-}
-
-/// The middleware function, for `axum::middleware::from_fn_with_state`.
-pub async fn layer(
-    State(guard): State<Arc<OriginGuard>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    guard.handle(request, next).await
 }
 
 #[cfg(test)]
