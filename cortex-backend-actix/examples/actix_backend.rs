@@ -26,7 +26,7 @@ use std::{
 
 use actix_web::{App, HttpServer, Responder, get, web};
 use cortex_backend::{
-    Auth, Backend, Ctx, Help, Tool, ToolError,
+    Auth, Backend, Ctx, Help, Tool, ToolError, ToolFn,
     contract::{Metric, MetricValue, Snapshot},
 };
 use schemars::JsonSchema;
@@ -177,11 +177,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .read_only(),
         )
-        .tool_fn(
-            "book_room",
-            "mcp:rooms:write",
-            "Book a meeting room for one hour; fails when the slot is taken.",
-            book_room,
+        .tool(
+            ToolFn::new("book_room")
+                .scope("mcp:rooms:write")
+                .description("Book a meeting room for one hour; fails when the slot is taken.")
+                .handler(book_room),
         )
         .help(
             Help::new("Meeting-room bookings of the office.")

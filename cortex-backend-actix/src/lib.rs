@@ -19,7 +19,7 @@
 //! use std::sync::Arc;
 //!
 //! use actix_web::{App, HttpServer, Responder, get, web};
-//! use cortex_backend::{Auth, Backend, Ctx, ToolError};
+//! use cortex_backend::{Auth, Backend, Ctx, ToolError, ToolFn};
 //! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
@@ -48,7 +48,12 @@
 //!     let backend = Backend::builder("greeter")
 //!         .state(state.clone())
 //!         .auth(Auth::from_env()?) // CORTEX_TECHNICAL_TOKENS, OAUTH_ISSUER, OAUTH_AUDIENCE, ...
-//!         .tool_fn("greet", "mcp:greeter:read", "Greet someone by name.", greet)
+//!         .tool(
+//!             ToolFn::new("greet")
+//!                 .scope("mcp:greeter:read")
+//!                 .description("Greet someone by name.")
+//!                 .handler(greet),
+//!         )
 //!         .build()?;
 //!
 //!     HttpServer::new(move || {

@@ -25,7 +25,7 @@ use std::{
 
 use axum::{Router, extract::State, routing::get};
 use cortex_backend::{
-    Auth, Backend, Ctx, Help, ToolError,
+    Auth, Backend, Ctx, Help, ToolError, ToolFn,
     contract::{Metric, MetricValue, Snapshot},
 };
 use schemars::JsonSchema;
@@ -175,11 +175,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .read_only(),
         )
-        .tool_fn(
-            "reserve",
-            "mcp:inventory:write",
-            "Reserve 1 to 10 units of a SKU; fails when not enough are available.",
-            reserve,
+        .tool(
+            ToolFn::new("reserve")
+                .scope("mcp:inventory:write")
+                .description("Reserve 1 to 10 units of a SKU; fails when not enough are available.")
+                .handler(reserve),
         )
         .help(
             Help::new("Stock levels and reservations of the furniture warehouse.")

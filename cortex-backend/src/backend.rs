@@ -122,6 +122,23 @@ pub enum BuildError {
     /// A tool, prompt or template has an empty scope.
     #[error("`{0}` has an empty scope; use `mcp:<domain>:<action>`")]
     EmptyScope(String),
+    /// A tool's scope is not one OAuth scope token (RFC 6749 §3.3), or,
+    /// for a [`crate::ToolFn`], not `mcp:<domain>:<action>` (often: the
+    /// description was passed as the scope).
+    #[error(
+        "tool `{tool}`: scope `{scope}` is not of the form `mcp:<domain>:<action>` \
+         (for example `mcp:crm:read`); check that the scope and the description are not swapped"
+    )]
+    BadScope {
+        /// The tool.
+        tool: String,
+        /// The scope it was given.
+        scope: String,
+    },
+    /// A tool's description is empty or is a scope (often: the scope was
+    /// passed as the description).
+    #[error("tool `{0}`: {1}")]
+    BadDescription(String, String),
     /// A declared output schema is not a valid JSON Schema.
     #[error("tool `{0}`: its outputSchema is not a valid JSON Schema: {1}")]
     BadOutputSchema(String, String),
@@ -243,22 +260,12 @@ impl<S: Send + Sync + 'static> BackendBuilder<S> {
         self
     }
 
-    /// Registers a tool (from [`Tool::new`] or the `#[tool]` attribute).
+    /// Registers a tool (from [`crate::ToolFn`], [`Tool::new`] or the
+    /// `#[tool]` attribute).
     #[must_use]
     pub fn tool(mut self, tool: impl Into<Tool<S>>) -> Self {
         self.tools.push(tool.into());
         self
-    }
-
-    /// Registers a tool from a handler without the attribute.
-    #[must_use]
-    pub fn tool_fn<A, R, H>(self, name: &str, scope: &str, description: &str, handler: H) -> Self
-    where
-        A: serde::de::DeserializeOwned + schemars::JsonSchema + Send + 'static,
-        R: crate::tool::ToolOutput,
-        H: crate::tool::ToolHandler<S, A, R>,
-    {
-        self.tool(Tool::new(name, scope, description, handler))
     }
 
     /// Sets the `get_help` sections.
@@ -398,6 +405,21 @@ impl<S: Send + Sync + 'static> BackendBuilder<S> {
             if tool.descriptor.scope.trim().is_empty() {
                 return Err(BuildError::EmptyScope(name));
             }
+            let scope = &tool.descriptor.scope;
+            let scope_ok = if tool.conventional_scope {
+                crate::scopes::is_conventional(scope)
+            } else {
+                crate::scopes::is_scope_token(scope)
+            };
+            if !scope_ok {
+                return Err(BuildError::BadScope {
+                    tool: name,
+                    scope: tool.descriptor.scope,
+                });
+            }
+            if let Some(why) = description_problem(&tool.descriptor.description) {
+                return Err(BuildError::BadDescription(name, why.into()));
+            }
             if tool_index.contains_key(&name) {
                 return Err(BuildError::Duplicate(name));
             }
@@ -461,6 +483,17 @@ impl<S: Send + Sync + 'static> BackendBuilder<S> {
             }),
         })
     }
+}
+
+/// Why a tool description cannot be published as it is, if it cannot.
+fn description_problem(description: &str) -> Option<&'static str> {
+    if description.trim().is_empty() {
+        return Some("the description is empty; say what the tool does, for an LLM");
+    }
+    crate::scopes::is_conventional(description.trim()).then_some(
+        "the description is a scope (`mcp:<domain>:<action>`); check that the scope and the \
+         description are not swapped",
+    )
 }
 
 /// The listed `get_help` tool. Its calls are answered by the dispatcher

@@ -9,7 +9,7 @@
 //! ## A complete backend
 //!
 //! ```
-//! use cortex_backend::{Backend, Ctx, Help, Request, ToolError, tool};
+//! use cortex_backend::{Backend, Ctx, Help, Request, ToolError, ToolFn, tool};
 //! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
@@ -57,7 +57,12 @@
 //!     .state(Crm { accounts: vec![("Acme".into(), "north".into())] })
 //!     // .auth(cortex_backend::Auth::from_env()?)   // technical token + issuer/audience/JWKS
 //!     .tool(search_accounts)                                              // with the attribute
-//!     .tool_fn("log_call", "mcp:crm:write", "Log a call on an account.", log_call) // without
+//!     .tool(                                                              // without
+//!         ToolFn::new("log_call")
+//!             .scope("mcp:crm:write")
+//!             .description("Log a call on an account.")
+//!             .handler(log_call),
+//!     )
 //!     .help(Help::new("The CRM of the sales teams.").workflow("Follow up", ["search_accounts", "log_call"]))
 //!     .build()?;
 //!
@@ -129,4 +134,4 @@ pub use dispatch::{READ_HEADERS, Request, RequestBody, Response};
 pub use error::ToolError;
 pub use help::{Help, TOPICS};
 pub use rich::McpResult;
-pub use tool::{BoxFuture, Ctx, Tool, ToolHandler, ToolOutput};
+pub use tool::{BoxFuture, Ctx, Tool, ToolFn, ToolHandler, ToolOutput};

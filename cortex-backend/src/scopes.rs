@@ -46,6 +46,15 @@ pub fn is_conventional(scope: &str) -> bool {
     parts.next() == Some("mcp") && ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
+/// Whether `scope` is one OAuth scope token (RFC 6749 §3.3): printable
+/// ASCII without space, `"` or `\`. A sentence never is.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +76,11 @@ mod tests {
         assert!(!is_conventional("billing.write"));
         assert!(!is_conventional("mcp:billing"));
         assert!(!is_conventional("mcp:billing:write:x"));
+        assert!(is_scope_token("crm.export"));
+        assert!(is_scope_token("mcp:billing:write"));
+        assert!(!is_scope_token("Log a call."));
+        assert!(!is_scope_token(""));
+        assert!(!is_scope_token("a\"b"));
+        assert!(!is_scope_token("é"));
     }
 }

@@ -168,6 +168,8 @@ pub struct Tool<S> {
     pub(crate) descriptor: ToolDescriptor,
     pub(crate) call: ErasedCall<S>,
     pub(crate) schema_error: Option<SchemaError>,
+    /// Set by [`ToolFn`]: the scope must follow `mcp:<domain>:<action>`.
+    pub(crate) conventional_scope: bool,
 }
 
 impl<S> std::fmt::Debug for Tool<S> {
@@ -190,6 +192,78 @@ pub(crate) fn decode_args<A: DeserializeOwned>(args: Value) -> Result<A, ToolErr
         };
         ToolError::invalid(message).with_detail("path", Value::String(path))
     })
+}
+
+/// A tool from a plain async function, with its name, scope and
+/// description given by name so they cannot be swapped silently:
+///
+/// ```
+/// # use cortex_backend::{Backend, Ctx, ToolError, ToolFn};
+/// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct LogCall { account: String }
+/// # #[derive(serde::Serialize, schemars::JsonSchema)] struct Logged { id: u64 }
+/// async fn log_call(_: Ctx<()>, _: LogCall) -> Result<Logged, ToolError> { Ok(Logged { id: 1 }) }
+///
+/// let backend = Backend::builder("crm")
+///     .tool(
+///         ToolFn::new("log_call")
+///             .scope("mcp:crm:write")
+///             .description("Log a call on an account.")
+///             .handler(log_call),
+///     )
+///     .build();
+/// assert!(backend.is_ok());
+/// ```
+///
+/// `build()` refuses a scope that is not `mcp:<domain>:<action>` and a
+/// description that is empty or is a scope, naming the tool, so a swapped
+/// pair never reaches a gateway. ([`Tool::new`] and `#[tool]` accept any
+/// OAuth scope token, which the contract allows, with the same check of
+/// the description.) The result is a [`Tool`]: the
+/// same builder calls (`read_only()`, `title()`, ...) apply.
+#[derive(Debug, Clone)]
+#[must_use = "a ToolFn does nothing until `.handler(...)` makes it a Tool"]
+pub struct ToolFn {
+    name: String,
+    scope: String,
+    description: String,
+}
+
+impl ToolFn {
+    /// A tool named `name` (unique in the backend, `^[A-Za-z0-9_-]{1,64}$`).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            scope: String::new(),
+            description: String::new(),
+        }
+    }
+
+    /// The OAuth scope required to see and call the tool,
+    /// `mcp:<domain>:<action>` (for example `mcp:crm:write`).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+
+    /// What the tool does, written for an LLM.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// The handler, `async fn(Ctx<S>, Args) -> Result<Out, ToolError>`:
+    /// gives the [`Tool`] to register with `BackendBuilder::tool`.
+    pub fn handler<S, A, R, H>(self, handler: H) -> Tool<S>
+    where
+        S: Send + Sync + 'static,
+        A: DeserializeOwned + JsonSchema + Send + 'static,
+        R: ToolOutput,
+        H: ToolHandler<S, A, R>,
+    {
+        let mut tool = Tool::new(self.name, self.scope, self.description, handler);
+        tool.conventional_scope = true;
+        tool
+    }
 }
 
 impl<S: Send + Sync + 'static> Tool<S> {
@@ -236,6 +310,7 @@ impl<S: Send + Sync + 'static> Tool<S> {
             },
             call,
             schema_error,
+            conventional_scope: false,
         }
     }
 

@@ -9,7 +9,7 @@ use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc}
 
 use bytes::Bytes;
 use cortex_backend::{
-    Auth, AuthConfig, Backend, Ctx, RequestBody, ToolError,
+    Auth, AuthConfig, Backend, Ctx, RequestBody, ToolError, ToolFn,
     auth::{JwtConfig, KeySource},
     contract::DEFAULT_PATH,
 };
@@ -109,7 +109,12 @@ pub(crate) fn build_backend(
             "Read one item of collection {k} of backend {id} by its id; returns its name and, \
              when verbose, its tags."
         );
-        builder = builder.tool_fn(&name, SCOPE, &description, read_item);
+        builder = builder.tool(
+            ToolFn::new(&name)
+                .scope(SCOPE)
+                .description(&description)
+                .handler(read_item),
+        );
     }
     Ok(builder.build()?)
 }

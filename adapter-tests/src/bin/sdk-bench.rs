@@ -32,7 +32,7 @@ use std::{
 use adapter_tests::{Adapter, serve_actix, serve_axum};
 use anyhow::Context as _;
 use bytes::Bytes;
-use cortex_backend::{Auth, Backend, Ctx, ToolError, testing::TestIssuer};
+use cortex_backend::{Auth, Backend, Ctx, ToolError, ToolFn, testing::TestIssuer};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
@@ -65,7 +65,12 @@ async fn add(_: Ctx<()>, args: AddArgs) -> Result<Sum, ToolError> {
 fn sdk_backend(issuer: &TestIssuer) -> anyhow::Result<Backend<()>> {
     Ok(Backend::builder("calc")
         .auth(Auth::new(issuer.auth_config(AUDIENCE, &[]))?)
-        .tool_fn("add", SCOPE, "Add two integers.", add)
+        .tool(
+            ToolFn::new("add")
+                .scope(SCOPE)
+                .description("Add two integers.")
+                .handler(add),
+        )
         .build()?)
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cortex_backend::{
-    Auth, Backend, Ctx, Help, ToolError,
+    Auth, Backend, Ctx, Help, ToolError, ToolFn,
     contract::{
         GetPromptResult, Metric, MetricValue, PromptDescriptor, PromptMessage, ReadResourceResult,
         ResourceContent, ResourceTemplate, Snapshot,
@@ -128,13 +128,48 @@ pub(crate) fn build(auth: Auth) -> Backend<()> {
     Backend::builder("shelf")
         .auth(auth)
         .body_limit(BODY_LIMIT)
-        .tool_fn("echo", READ, "Echo a text.", echo)
-        .tool_fn("measure", READ, "Length of a blob.", measure)
-        .tool_fn("withdraw", WRITE, "Withdraw items.", withdraw)
-        .tool_fn("purge", WRITE, "Purge the shelf (librarians only).", purge)
-        .tool_fn("find", READ, "Find an item.", find)
-        .tool_fn("explode", READ, "Always panics.", explode)
-        .tool_fn("fail", READ, "Always fails.", fail)
+        .tool(
+            ToolFn::new("echo")
+                .scope(READ)
+                .description("Echo a text.")
+                .handler(echo),
+        )
+        .tool(
+            ToolFn::new("measure")
+                .scope(READ)
+                .description("Length of a blob.")
+                .handler(measure),
+        )
+        .tool(
+            ToolFn::new("withdraw")
+                .scope(WRITE)
+                .description("Withdraw items.")
+                .handler(withdraw),
+        )
+        .tool(
+            ToolFn::new("purge")
+                .scope(WRITE)
+                .description("Purge the shelf (librarians only).")
+                .handler(purge),
+        )
+        .tool(
+            ToolFn::new("find")
+                .scope(READ)
+                .description("Find an item.")
+                .handler(find),
+        )
+        .tool(
+            ToolFn::new("explode")
+                .scope(READ)
+                .description("Always panics.")
+                .handler(explode),
+        )
+        .tool(
+            ToolFn::new("fail")
+                .scope(READ)
+                .description("Always fails.")
+                .handler(fail),
+        )
         .help(Help::new("A shelf of items, for the adapter suite."))
         .prompt(
             PromptDescriptor {

@@ -1,7 +1,7 @@
 //! A test backend exercising every path of the contract, and request helpers.
 
 use cortex_backend::{
-    Auth, Backend, Ctx, Help, McpResult, Request, RequestBody, Response, ToolError,
+    Auth, Backend, Ctx, Help, McpResult, Request, RequestBody, Response, ToolError, ToolFn,
     contract::{
         GetPromptResult, PromptArgument, PromptDescriptor, PromptMessage, ReadResourceResult,
         ResourceContent, ResourceTemplate, Snapshot, TicketList, TicketReceipt,
@@ -122,20 +122,30 @@ pub(crate) fn backend_with_limit(issuer: &TestIssuer, limit: usize) -> Backend<N
         .auth(auth)
         .body_limit(limit)
         .tool(echo)
-        .tool_fn(
-            "delete_note",
-            "mcp:notes:write",
-            "Delete a note.",
-            delete_note,
+        .tool(
+            ToolFn::new("delete_note")
+                .scope("mcp:notes:write")
+                .description("Delete a note.")
+                .handler(delete_note),
         )
-        .tool_fn(
-            "business_rule",
-            "mcp:notes:write",
-            "Always refused.",
-            business_rule,
+        .tool(
+            ToolFn::new("business_rule")
+                .scope("mcp:notes:write")
+                .description("Always refused.")
+                .handler(business_rule),
         )
-        .tool_fn("failing", "mcp:notes:read", "Always fails.", failing)
-        .tool_fn("panicking", "mcp:notes:read", "Always panics.", panicking)
+        .tool(
+            ToolFn::new("failing")
+                .scope("mcp:notes:read")
+                .description("Always fails.")
+                .handler(failing),
+        )
+        .tool(
+            ToolFn::new("panicking")
+                .scope("mcp:notes:read")
+                .description("Always panics.")
+                .handler(panicking),
+        )
         .tool(
             cortex_backend::Tool::new("leaky", "mcp:notes:read", "Breaks its schema.", leaky)
                 .output_schema(Some(json!({
@@ -151,7 +161,12 @@ pub(crate) fn backend_with_limit(issuer: &TestIssuer, limit: usize) -> Backend<N
                     "required": ["ok"]
                 }))),
         )
-        .tool_fn("chart", "mcp:notes:read", "A chart.", chart)
+        .tool(
+            ToolFn::new("chart")
+                .scope("mcp:notes:read")
+                .description("A chart.")
+                .handler(chart),
+        )
         .help(help())
         .prompt(
             PromptDescriptor {

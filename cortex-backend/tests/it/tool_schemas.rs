@@ -1,7 +1,7 @@
 //! Schemas derived from tool types: snapshots, 2020-12 validity, and the
 //! registration checks of `build()`.
 
-use cortex_backend::{Backend, BuildError, Ctx, ToolError, schema};
+use cortex_backend::{Backend, BuildError, Ctx, ToolError, ToolFn, schema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -130,21 +130,36 @@ fn build_refuses_non_object_arguments_naming_the_tool() {
         (
             "by_string",
             Backend::builder("x")
-                .tool_fn("by_string", "mcp:x:read", "d", takes_string)
+                .tool(
+                    ToolFn::new("by_string")
+                        .scope("mcp:x:read")
+                        .description("d")
+                        .handler(takes_string),
+                )
                 .build()
                 .unwrap_err(),
         ),
         (
             "by_value",
             Backend::builder("x")
-                .tool_fn("by_value", "mcp:x:read", "d", takes_value)
+                .tool(
+                    ToolFn::new("by_value")
+                        .scope("mcp:x:read")
+                        .description("d")
+                        .handler(takes_value),
+                )
                 .build()
                 .unwrap_err(),
         ),
         (
             "by_tree",
             Backend::builder("x")
-                .tool_fn("by_tree", "mcp:x:read", "d", takes_tree)
+                .tool(
+                    ToolFn::new("by_tree")
+                        .scope("mcp:x:read")
+                        .description("d")
+                        .handler(takes_tree),
+                )
                 .build()
                 .unwrap_err(),
         ),
@@ -157,25 +172,50 @@ fn build_refuses_non_object_arguments_naming_the_tool() {
 #[test]
 fn build_refuses_bad_names_duplicates_and_reserved_words() {
     let dup = Backend::builder("x")
-        .tool_fn("a", "mcp:x:read", "d", nothing)
-        .tool_fn("a", "mcp:x:read", "d", nothing)
+        .tool(
+            ToolFn::new("a")
+                .scope("mcp:x:read")
+                .description("d")
+                .handler(nothing),
+        )
+        .tool(
+            ToolFn::new("a")
+                .scope("mcp:x:read")
+                .description("d")
+                .handler(nothing),
+        )
         .build()
         .unwrap_err();
     assert!(matches!(dup, BuildError::Duplicate(_)), "{dup}");
     for bad in ["", "has space", "dot.ted", &"x".repeat(65)] {
         let e = Backend::builder("x")
-            .tool_fn(bad, "mcp:x:read", "d", nothing)
+            .tool(
+                ToolFn::new(bad)
+                    .scope("mcp:x:read")
+                    .description("d")
+                    .handler(nothing),
+            )
             .build()
             .unwrap_err();
         assert!(matches!(e, BuildError::BadName(..)), "{bad}: {e}");
     }
     let e = Backend::builder("x")
-        .tool_fn("whoami", "mcp:x:read", "d", nothing)
+        .tool(
+            ToolFn::new("whoami")
+                .scope("mcp:x:read")
+                .description("d")
+                .handler(nothing),
+        )
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("reserved"), "{e}");
     let e = Backend::builder("x")
-        .tool_fn("a", " ", "d", nothing)
+        .tool(
+            ToolFn::new("a")
+                .scope(" ")
+                .description("d")
+                .handler(nothing),
+        )
         .build()
         .unwrap_err();
     assert!(matches!(e, BuildError::EmptyScope(_)));
@@ -184,9 +224,142 @@ fn build_refuses_bad_names_duplicates_and_reserved_words() {
 }
 
 #[test]
+fn build_refuses_a_swapped_scope_and_description_naming_the_tool() {
+    // The description given as the scope.
+    let e = Backend::builder("crm")
+        .tool(
+            ToolFn::new("log_call")
+                .scope("Log a call on an account.")
+                .description("mcp:crm:write")
+                .handler(nothing),
+        )
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::BadScope { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("tool `log_call`"), "{text}");
+    assert!(text.contains("`Log a call on an account.`"), "{text}");
+    assert!(text.contains("mcp:<domain>:<action>"), "{text}");
+    assert!(text.contains("swapped"), "{text}");
+
+    // Only the description is a scope (the scope was given twice).
+    let e = Backend::builder("crm")
+        .tool(
+            ToolFn::new("log_call")
+                .scope("mcp:crm:write")
+                .description("mcp:crm:write")
+                .handler(nothing),
+        )
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::BadDescription(..)), "{e}");
+    assert!(e.to_string().contains("tool `log_call`"), "{e}");
+    assert!(e.to_string().contains("swapped"), "{e}");
+
+    // Positional `Tool::new` accepts any OAuth scope token (the contract
+    // allows unconventional scopes) but not a sentence, nor a scope as the
+    // description.
+    let e = Backend::builder("crm")
+        .tool(cortex_backend::Tool::new(
+            "log_call",
+            "Log a call on an account.",
+            "mcp:crm:write",
+            nothing,
+        ))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::BadScope { .. }), "{e}");
+    assert!(e.to_string().contains("tool `log_call`"), "{e}");
+    let e = Backend::builder("crm")
+        .tool(cortex_backend::Tool::new(
+            "log_call",
+            "crm.write",
+            "mcp:crm:write",
+            nothing,
+        ))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::BadDescription(..)), "{e}");
+    Backend::builder("crm")
+        .tool(cortex_backend::Tool::new(
+            "legacy_export",
+            "crm.export",
+            "Export every account.",
+            nothing,
+        ))
+        .build()
+        .expect("an unconventional scope token builds through Tool::new");
+
+    // A forgotten scope or description is refused too.
+    let e = Backend::builder("crm")
+        .tool(
+            ToolFn::new("log_call")
+                .description("Log a call.")
+                .handler(nothing),
+        )
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::EmptyScope(_)), "{e}");
+    let e = Backend::builder("crm")
+        .tool(
+            ToolFn::new("log_call")
+                .scope("mcp:crm:write")
+                .handler(nothing),
+        )
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::BadDescription(..)), "{e}");
+    assert!(e.to_string().contains("description is empty"), "{e}");
+
+    // Scopes off the `mcp:<domain>:<action>` convention.
+    for bad in [
+        "crm.write",
+        "mcp:crm",
+        "mcp::write",
+        "mcp:crm:write:x",
+        "MCP:crm:read",
+    ] {
+        let e = Backend::builder("crm")
+            .tool(
+                ToolFn::new("log_call")
+                    .scope(bad)
+                    .description("Log a call.")
+                    .handler(nothing),
+            )
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, BuildError::BadScope { .. }), "{bad}: {e}");
+    }
+    // The right order builds, and lists what was given.
+    let b = Backend::builder("crm")
+        .tool(
+            ToolFn::new("log_call")
+                .scope("mcp:crm:write")
+                .description("Log a call on an account.")
+                .handler(nothing),
+        )
+        .build()
+        .unwrap();
+    let d = b
+        .tools()
+        .into_iter()
+        .find(|t| t.name == "log_call")
+        .unwrap();
+    assert_eq!(
+        (d.scope.as_str(), d.description.as_str()),
+        ("mcp:crm:write", "Log a call on an account.")
+    );
+}
+
+#[test]
 fn empty_args_and_list_results() {
     let b = Backend::builder("x")
-        .tool_fn("nothing", "mcp:x:read", "d", nothing)
+        .tool(
+            ToolFn::new("nothing")
+                .scope("mcp:x:read")
+                .description("d")
+                .handler(nothing),
+        )
         .build()
         .unwrap();
     let d = b.tools().into_iter().find(|t| t.name == "nothing").unwrap();

@@ -534,7 +534,12 @@ async fn each_backend_gets_its_own_technical_token() {
     let backend = |id: &str, token: &str| {
         Backend::builder(id)
             .auth(Auth::new(issuer.auth_config(url, &[token])).unwrap())
-            .tool_fn("pong", &format!("mcp:{id}:read"), "Pong.", pong)
+            .tool(
+                cortex_backend::ToolFn::new("pong")
+                    .scope(format!("mcp:{id}:read"))
+                    .description("Pong.")
+                    .handler(pong),
+            )
             .build()
             .unwrap()
     };

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use cortex_backend::{Auth, Backend, Ctx, ToolError, testing::TestIssuer};
+use cortex_backend::{Auth, Backend, Ctx, ToolError, ToolFn, testing::TestIssuer};
 use cortex_gateway::{
     Gateway, GatewayError,
     config::{BackendConfig, GatewayConfig},
@@ -63,9 +63,24 @@ async fn stall(_ctx: Ctx<()>, _args: NoArgs) -> Result<Value, ToolError> {
 fn docs(issuer: &TestIssuer, audience: &str, description: &str) -> Backend {
     Backend::builder("docs")
         .auth(Auth::new(issuer.auth_config(audience, &[TECH])).unwrap())
-        .tool_fn("search", "mcp:docs:read", description, search)
-        .tool_fn("slow", "mcp:docs:read", "A slow export.", slow)
-        .tool_fn("stall", "mcp:docs:read", "A call that takes long.", stall)
+        .tool(
+            ToolFn::new("search")
+                .scope("mcp:docs:read")
+                .description(description)
+                .handler(search),
+        )
+        .tool(
+            ToolFn::new("slow")
+                .scope("mcp:docs:read")
+                .description("A slow export.")
+                .handler(slow),
+        )
+        .tool(
+            ToolFn::new("stall")
+                .scope("mcp:docs:read")
+                .description("A call that takes long.")
+                .handler(stall),
+        )
         .build()
         .unwrap()
 }

@@ -173,7 +173,7 @@ fn crm_with_two_templates(w: &World) -> cortex_backend::Backend {
     use std::collections::BTreeMap;
 
     use cortex_backend::{
-        Auth, Backend,
+        Auth, Backend, ToolFn,
         contract::{ReadResourceResult, ResourceContent, ResourceTemplate},
     };
     let template = |uri: &str, scope: &str| ResourceTemplate {
@@ -195,13 +195,15 @@ fn crm_with_two_templates(w: &World) -> cortex_backend::Backend {
     };
     Backend::builder("crm")
         .auth(Auth::new(w.issuer.auth_config(&w.url, &[crate::support::TECH])).unwrap())
-        .tool_fn(
-            "count_accounts",
-            "mcp:crm:read",
-            "How many accounts exist.",
-            |_ctx: cortex_backend::Ctx<()>, _args: crate::support::NoArgs| async move {
-                Ok::<u32, cortex_backend::ToolError>(1)
-            },
+        .tool(
+            ToolFn::new("count_accounts")
+                .scope("mcp:crm:read")
+                .description("How many accounts exist.")
+                .handler(
+                    |_ctx: cortex_backend::Ctx<()>, _args: crate::support::NoArgs| async move {
+                        Ok::<u32, cortex_backend::ToolError>(1)
+                    },
+                ),
         )
         .resource_template(template("crm://public/{id}", "mcp:crm:read"), read)
         .resource_template(template("crm://salaries/{id}", "mcp:crm:admin"), read)

@@ -19,7 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use cortex_backend::{
-    Auth, Backend, Ctx, McpResult, Request, RequestBody, ToolError,
+    Auth, Backend, Ctx, McpResult, Request, RequestBody, ToolError, ToolFn,
     contract::{
         GetPromptResult, PromptArgument, PromptDescriptor, ReadResourceResult, ResourceContent,
         ResourceTemplate,
@@ -272,47 +272,47 @@ async fn boom(_ctx: Ctx<()>, _args: NoArgs) -> Result<u32, ToolError> {
 pub(crate) fn crm(issuer: &TestIssuer, audience: &str) -> Backend {
     Backend::builder("crm")
         .auth(Auth::new(issuer.auth_config(audience, &[TECH])).unwrap())
-        .tool_fn(
-            "search_accounts",
-            "mcp:crm:read",
-            "Search accounts by name.",
-            search_accounts,
+        .tool(
+            ToolFn::new("search_accounts")
+                .scope("mcp:crm:read")
+                .description("Search accounts by name.")
+                .handler(search_accounts),
         )
-        .tool_fn(
-            "log_call",
-            "mcp:crm:write",
-            "Log a call on an account.",
-            log_call,
+        .tool(
+            ToolFn::new("log_call")
+                .scope("mcp:crm:write")
+                .description("Log a call on an account.")
+                .handler(log_call),
         )
-        .tool_fn(
-            "forecast",
-            "mcp:crm:read",
-            "The sales forecast (managers only).",
-            managers_only,
+        .tool(
+            ToolFn::new("forecast")
+                .scope("mcp:crm:read")
+                .description("The sales forecast (managers only).")
+                .handler(managers_only),
         )
-        .tool_fn(
-            "export_all",
-            "mcp:crm:read",
-            "Export every account (needs admin).",
-            export_all,
+        .tool(
+            ToolFn::new("export_all")
+                .scope("mcp:crm:read")
+                .description("Export every account (needs admin).")
+                .handler(export_all),
         )
-        .tool_fn(
-            "pipeline_chart",
-            "mcp:crm:read",
-            "A chart of the pipeline.",
-            chart,
+        .tool(
+            ToolFn::new("pipeline_chart")
+                .scope("mcp:crm:read")
+                .description("A chart of the pipeline.")
+                .handler(chart),
         )
-        .tool_fn(
-            "count_accounts",
-            "mcp:crm:read",
-            "How many accounts exist.",
-            count,
+        .tool(
+            ToolFn::new("count_accounts")
+                .scope("mcp:crm:read")
+                .description("How many accounts exist.")
+                .handler(count),
         )
-        .tool_fn(
-            "broken_report",
-            "mcp:crm:read",
-            "A report that always fails.",
-            boom,
+        .tool(
+            ToolFn::new("broken_report")
+                .scope("mcp:crm:read")
+                .description("A report that always fails.")
+                .handler(boom),
         )
         .prompt(
             PromptDescriptor {
@@ -377,24 +377,24 @@ async fn summarize(_ctx: Ctx<()>, _args: Query) -> Result<String, ToolError> {
 pub(crate) fn docs(issuer: &TestIssuer, audience: &str, with_summarize: bool) -> Backend {
     let mut b = Backend::builder("docs")
         .auth(Auth::new(issuer.auth_config(audience, &[TECH])).unwrap())
-        .tool_fn(
-            "search",
-            "mcp:docs:read",
-            "Search documents by words.",
-            search_docs,
+        .tool(
+            ToolFn::new("search")
+                .scope("mcp:docs:read")
+                .description("Search documents by words.")
+                .handler(search_docs),
         )
-        .tool_fn(
-            "slow_export",
-            "mcp:docs:read",
-            "An export that takes long.",
-            slow_doc,
+        .tool(
+            ToolFn::new("slow_export")
+                .scope("mcp:docs:read")
+                .description("An export that takes long.")
+                .handler(slow_doc),
         );
     if with_summarize {
-        b = b.tool_fn(
-            "summarize",
-            "mcp:docs:read",
-            "Summarize a document.",
-            summarize,
+        b = b.tool(
+            ToolFn::new("summarize")
+                .scope("mcp:docs:read")
+                .description("Summarize a document.")
+                .handler(summarize),
         );
     }
     b.build().unwrap()

@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use cortex_backend::{Auth, Backend, BuildError, Ctx, Help, ToolError, tool};
+use cortex_backend::{Auth, Backend, BuildError, Ctx, Help, ToolError, ToolFn, tool};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -428,17 +428,17 @@ pub fn backend(auth: Auth) -> Result<Backend<Billing>, BuildError> {
         .auth(auth)
         .tool(list_invoices)
         .tool(get_invoice)
-        .tool_fn(
-            "record_payment",
-            "mcp:billing:write",
-            "Record a payment received on an invoice (finance roles).",
-            record_payment,
+        .tool(
+            ToolFn::new("record_payment")
+                .scope("mcp:billing:write")
+                .description("Record a payment received on an invoice (finance roles).")
+                .handler(record_payment),
         )
-        .tool_fn(
-            "send_reminder",
-            "mcp:billing:write",
-            "Send a payment reminder for an overdue invoice (finance roles).",
-            send_reminder,
+        .tool(
+            ToolFn::new("send_reminder")
+                .scope("mcp:billing:write")
+                .description("Send a payment reminder for an overdue invoice (finance roles).")
+                .handler(send_reminder),
         )
         .help(help())
         .snapshot(|b: std::sync::Arc<Billing>| async move {

@@ -9,7 +9,7 @@
 
 use std::sync::Mutex;
 
-use cortex_backend::{Auth, Backend, BuildError, Ctx, Help, ToolError, tool};
+use cortex_backend::{Auth, Backend, BuildError, Ctx, Help, ToolError, ToolFn, tool};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -529,17 +529,19 @@ pub fn backend(auth: Auth) -> Result<Backend<Crm>, BuildError> {
         .tool(search_accounts)
         .tool(list_deals)
         .tool(get_deal)
-        .tool_fn(
-            "log_call",
-            "mcp:crm:write",
-            "Log a call on one of your team's deals.",
-            log_call,
+        .tool(
+            ToolFn::new("log_call")
+                .scope("mcp:crm:write")
+                .description("Log a call on one of your team's deals.")
+                .handler(log_call),
         )
-        .tool_fn(
-            "draft_proposal",
-            "mcp:crm:write",
-            "Draft a proposal for one of your team's deals (moves it to `proposal`).",
-            draft_proposal,
+        .tool(
+            ToolFn::new("draft_proposal")
+                .scope("mcp:crm:write")
+                .description(
+                    "Draft a proposal for one of your team's deals (moves it to `proposal`).",
+                )
+                .handler(draft_proposal),
         )
         .help(help())
         .snapshot(|crm: std::sync::Arc<Crm>| async move {

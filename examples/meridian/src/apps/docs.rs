@@ -10,7 +10,7 @@
 use std::{collections::BTreeMap, sync::Mutex};
 
 use cortex_backend::{
-    Auth, Backend, BuildError, Ctx, Help, ToolError,
+    Auth, Backend, BuildError, Ctx, Help, ToolError, ToolFn,
     contract::{
         GetPromptResult, PromptArgument, PromptDescriptor, PromptMessage, ReadResourceResult,
         ResourceContent, ResourceTemplate,
@@ -532,11 +532,13 @@ pub fn backend(auth: Auth) -> Result<Backend<Docs>, BuildError> {
         .auth(auth)
         .tool(list_projects)
         .tool(search_documents)
-        .tool_fn(
-            "file_report",
-            "mcp:docs:write",
-            "File a status, risk or minutes report in a project you are staffed on.",
-            file_report,
+        .tool(
+            ToolFn::new("file_report")
+                .scope("mcp:docs:write")
+                .description(
+                    "File a status, risk or minutes report in a project you are staffed on.",
+                )
+                .handler(file_report),
         )
         .help(help())
         .prompt(

@@ -9,7 +9,7 @@
 
 use std::sync::Mutex;
 
-use cortex_backend::{Auth, Backend, BuildError, Ctx, Help, ToolError, tool};
+use cortex_backend::{Auth, Backend, BuildError, Ctx, Help, ToolError, ToolFn, tool};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -362,11 +362,11 @@ pub fn backend(auth: Auth) -> Result<Backend<Staffing>, BuildError> {
         .tool(check_availability)
         .tool(get_employee)
         .tool(list_hr_policies)
-        .tool_fn(
-            "book_review",
-            "mcp:staffing:write",
-            "Book a performance review (the employee's manager or HR).",
-            book_review,
+        .tool(
+            ToolFn::new("book_review")
+                .scope("mcp:staffing:write")
+                .description("Book a performance review (the employee's manager or HR).")
+                .handler(book_review),
         )
         .help(help())
         .snapshot(|s: std::sync::Arc<Staffing>| async move {
