@@ -442,6 +442,72 @@ mod tests {
         assert_eq!(year, 2402);
     }
 
+    /// The `time` crate's text for `t`, in the audit line's format (the
+    /// reference the hand-written digits are checked and timed against,
+    /// ADR 0013).
+    fn time_crate_format() -> Vec<time::format_description::BorrowedFormatItem<'static>> {
+        #[allow(deprecated)] // `parse` is the runtime parser of time 0.3.
+        time::format_description::parse(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z",
+        )
+        .unwrap()
+    }
+
+    /// Instants from 1970 to 9999 (a prime step in milliseconds, so the
+    /// time of day and the milliseconds move) agree with the `time` crate.
+    #[test]
+    fn rfc3339_agrees_with_the_time_crate() {
+        let format = time_crate_format();
+        let last_ms = Rfc3339::PAST_9999 * 1000 - 1;
+        let step = last_ms / 200_003;
+        let mut checked = 0;
+        for ms in (0..=last_ms).step_by(step as usize).chain([last_ms]) {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            let expected = time::OffsetDateTime::from(t).format(&format).unwrap();
+            assert_eq!(rfc3339(t), expected, "{ms} ms after the epoch");
+            checked += 1;
+        }
+        assert!(checked > 200_000);
+    }
+
+    /// The A/B of ADR 0013: nanoseconds per audit time, hand-written digits
+    /// against the `time` crate, printed (never asserted). Run with
+    /// `cargo test --release -p cortex-gateway --lib rfc3339_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing; run by hand with --release --ignored --nocapture"]
+    fn rfc3339_cost_against_the_time_crate() {
+        use std::{hint::black_box, time::Instant};
+        let format = time_crate_format();
+        let base = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        let n = 2_000_000u64;
+        let mut out = Vec::with_capacity(64);
+        for round in 0..3 {
+            let start = Instant::now();
+            for i in 0..n {
+                let t = black_box(base + Duration::from_micros(i * 7_919));
+                out.clear();
+                out.extend_from_slice(Rfc3339::of(t).as_str().as_bytes());
+                black_box(&out);
+            }
+            let own = start.elapsed().as_nanos() as f64 / n as f64;
+            let start = Instant::now();
+            for i in 0..n {
+                let t = black_box(base + Duration::from_micros(i * 7_919));
+                out.clear();
+                time::OffsetDateTime::from(t)
+                    .format_into(&mut out, &format)
+                    .unwrap();
+                black_box(&out);
+            }
+            let library = start.elapsed().as_nanos() as f64 / n as f64;
+            println!(
+                "round {round}: hand-written {own:.0} ns, time crate {library:.0} ns, \
+                 time / hand-written {:.2}",
+                library / own
+            );
+        }
+    }
+
     /// Records with every optional field absent, every one present, and
     /// text that needs escaping.
     fn sample_records() -> Vec<AuditRecord> {
