@@ -128,12 +128,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self
-            .refresher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(task) = crate::lock(&self.refresher).take() {
             task.abort();
         }
     }
@@ -376,6 +371,16 @@ pub(crate) fn claim_thread_slot(index: usize) {
 /// it (every value kept behind these locks stays valid between statements).
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Read-locks `lock`, taking the data even if a writer panicked (as [`lock`]).
+pub(crate) fn read_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write-locks `lock`, taking the data even if a writer panicked (as [`lock`]).
+pub(crate) fn write_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The largest header map kept for reuse; a larger one (a message with

@@ -70,7 +70,7 @@ pub const CLIENT_CLOSED: &str = "client_closed";
 const CLIENT_CLOSED_STATUS: u16 = 499;
 
 fn take(scope: &Scope) -> AuditRecord {
-    std::mem::take(&mut *scope.record.lock().unwrap_or_else(|e| e.into_inner()))
+    std::mem::take(&mut *crate::lock(&scope.record))
 }
 
 /// Completes `r` with what the answer says and queues it.
@@ -212,7 +212,7 @@ where
 {
     let Ok(item) = SCOPE.try_with(|parent| {
         parent.split.store(true, Ordering::Relaxed);
-        let p = parent.record.lock().unwrap_or_else(|e| e.into_inner());
+        let p = crate::lock(&parent.record);
         Arc::new(Scope {
             record: Mutex::new(AuditRecord {
                 time: record::AuditTime(SystemTime::now()),
@@ -257,7 +257,7 @@ fn with_scope(f: impl FnOnce(&Scope)) {
 
 /// Describes the current request (no-op outside an audited request).
 pub fn note(f: impl FnOnce(&mut AuditRecord)) {
-    with_scope(|s| f(&mut s.record.lock().unwrap_or_else(|e| e.into_inner())));
+    with_scope(|s| f(&mut crate::lock(&s.record)));
 }
 
 /// Records the authenticated caller (pseudonymised; the pseudonym is
@@ -265,7 +265,7 @@ pub fn note(f: impl FnOnce(&mut AuditRecord)) {
 pub fn note_caller(caller: &Arc<Caller>) {
     with_scope(|s| {
         let who = s.keys.verified_caller(caller);
-        let mut r = s.record.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = crate::lock(&s.record);
         r.caller = Some(who.pseudonym.clone());
         r.sub = Some(who.sub.clone());
         r.client_id = who.client_id.clone();
@@ -276,7 +276,7 @@ pub fn note_caller(caller: &Arc<Caller>) {
 pub fn note_arguments(arguments: &Value) {
     with_scope(|s| {
         let hash = s.keys.arguments(arguments);
-        s.record.lock().unwrap_or_else(|e| e.into_inner()).args_hash = Some(hash);
+        crate::lock(&s.record).args_hash = Some(hash);
     });
 }
 

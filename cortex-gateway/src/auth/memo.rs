@@ -81,7 +81,7 @@ impl<T> CallerMemo<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries<T>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.map)
     }
 }
 

@@ -157,10 +157,7 @@ impl Federation {
 
     /// The current catalog (cheap: an `Arc` clone).
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::read_lock(&self.current).clone()
     }
 
     /// The current catalog through a handle of this thread's own. Every
@@ -280,7 +277,7 @@ impl Federation {
             prompts: p0 != p1,
             resources: r0 != r1,
         };
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *crate::write_lock(&self.current) = Arc::new(next);
         // After the swap: a thread that sees the new number finds the new
         // catalog behind the lock.
         self.generation.fetch_add(1, Ordering::Release);

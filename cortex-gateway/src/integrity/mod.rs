@@ -251,7 +251,7 @@ impl IntegrityGuard {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.state)
     }
 
     /// Compares a refresh's tools with the baseline, updates it, persists

@@ -109,18 +109,14 @@ impl Introspector {
         let mut key = [0u8; 32];
         key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
         let now = Instant::now();
-        if let Some((active, until)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+        if let Some((active, until)) = crate::lock(&self.cache).get(&key)
             && *until > now
         {
             return Ok(*active);
         }
         let active = self.ask(token).await?;
         if !self.config.cache_ttl.is_zero() {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cache = crate::lock(&self.cache);
             if cache.len() >= MAX_ENTRIES {
                 cache.retain(|_, (_, until)| *until > now);
                 if cache.len() >= MAX_ENTRIES {

@@ -139,18 +139,12 @@ impl Metrics {
     pub fn observe_request(&self, r: &AuditRecord) {
         let shard = self.shard();
         let key = (method_label(r.method.as_deref()), r.outcome.clone());
-        let counted = shard
-            .requests
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        let counted = crate::read_lock(&shard.requests)
             .get(&key)
             .map(|c| c.fetch_add(1, Ordering::Relaxed))
             .is_some();
         if !counted {
-            shard
-                .requests
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
+            crate::write_lock(&shard.requests)
                 .entry(key)
                 .or_insert_with(|| AtomicU64::new(0))
                 .fetch_add(1, Ordering::Relaxed);
@@ -168,19 +162,11 @@ impl Metrics {
     /// Records one tool call's latency.
     pub fn observe_tool_call(&self, backend: &str, latency: Duration) {
         let shard = self.shard();
-        if let Some(h) = shard
-            .tool_latency
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(backend)
-        {
+        if let Some(h) = crate::read_lock(&shard.tool_latency).get(backend) {
             h.observe(latency);
             return;
         }
-        shard
-            .tool_latency
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::write_lock(&shard.tool_latency)
             .entry(backend.to_string())
             .or_insert_with(|| Histogram::new(&BUCKETS))
             .observe(latency);
@@ -203,7 +189,7 @@ impl Metrics {
         self.catalog_tools.store(tools as u64, Ordering::Relaxed);
         self.quarantined
             .store(quarantined as u64, Ordering::Relaxed);
-        let mut up = self.backend_up.write().unwrap_or_else(|e| e.into_inner());
+        let mut up = crate::write_lock(&self.backend_up);
         for (id, ok) in health {
             up.insert(id.clone(), *ok);
         }
@@ -217,10 +203,7 @@ impl Metrics {
 
     /// Reports the audit sink's dropped-line counter.
     pub fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
-        *self
-            .audit_dropped
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(counter);
+        *crate::write_lock(&self.audit_dropped) = Some(counter);
     }
 
     /// The Prometheus text exposition.
@@ -231,12 +214,12 @@ impl Metrics {
         let mut requests: BTreeMap<(&'static str, Word), u64> = BTreeMap::new();
         let mut latency: BTreeMap<String, Histogram> = BTreeMap::new();
         for shard in &self.shards {
-            let counts = shard.requests.read().unwrap_or_else(|e| e.into_inner());
+            let counts = crate::read_lock(&shard.requests);
             for (key, n) in counts.iter() {
                 *requests.entry(key.clone()).or_default() += n.load(Ordering::Relaxed);
             }
             drop(counts);
-            let histograms = shard.tool_latency.read().unwrap_or_else(|e| e.into_inner());
+            let histograms = crate::read_lock(&shard.tool_latency);
             for (backend, h) in histograms.iter() {
                 latency
                     .entry(backend.clone())
@@ -278,12 +261,7 @@ impl Metrics {
         );
         out.push_str("# HELP cortex_backend_up Whether the backend answered the last refresh.\n");
         out.push_str("# TYPE cortex_backend_up gauge\n");
-        for (id, up) in self
-            .backend_up
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for (id, up) in crate::read_lock(&self.backend_up).iter() {
             let _ = writeln!(
                 out,
                 "cortex_backend_up{{backend=\"{}\"}} {}",
@@ -316,10 +294,7 @@ impl Metrics {
         out.push_str("# TYPE cortex_refresh_duration_seconds histogram\n");
         self.refresh
             .render(&mut out, "cortex_refresh_duration_seconds", "");
-        let dropped = self
-            .audit_dropped
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        let dropped = crate::read_lock(&self.audit_dropped)
             .as_ref()
             .map_or(0, |c| c.load(Ordering::Relaxed));
         simple(

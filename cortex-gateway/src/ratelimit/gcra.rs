@@ -96,7 +96,7 @@ impl RateLimiter {
         Q: Hash + Eq + ?Sized,
     {
         let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
-        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = crate::lock(shard);
         let admit = |tat: Instant| {
             let tat = tat.max(now);
             match (tat - now).checked_sub(self.tolerance) {
@@ -120,10 +120,7 @@ impl RateLimiter {
 
     /// How many callers are remembered.
     pub fn tracked(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| crate::lock(s).len()).sum()
     }
 }
 

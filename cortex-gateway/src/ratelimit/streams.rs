@@ -68,7 +68,7 @@ impl StreamLimiter {
 
     /// Takes a slot for `key`, or refuses when the caller is at the cap.
     pub fn acquire(&self, key: CallerKey) -> Result<StreamSlot, TooManyStreams> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = crate::lock(&self.open);
         let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.cap {
             return Err(TooManyStreams { cap: self.cap });
@@ -82,18 +82,13 @@ impl StreamLimiter {
 
     /// Open streams of `key`.
     pub fn open(&self, key: &CallerKey) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
-            .unwrap_or(0)
+        crate::lock(&self.open).get(key).copied().unwrap_or(0)
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = crate::lock(&self.open);
         if let Some(count) = open.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {

@@ -122,11 +122,7 @@ impl TokenExchanger {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(d.as_ref());
         let key = (hash, backend.id.clone());
-        if let Some((token, until)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+        if let Some((token, until)) = crate::lock(&self.cache).get(&key)
             && *until > Instant::now()
         {
             return Ok(token.clone());
@@ -191,7 +187,7 @@ impl TokenExchanger {
             .unwrap_or(Duration::from_secs(300))
             .min(MAX_LIFETIME);
         let until = Instant::now() + lifetime.saturating_sub(MARGIN);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = crate::lock(&self.cache);
         if cache.len() >= CAPACITY {
             let now = Instant::now();
             cache.retain(|_, (_, u)| *u > now);

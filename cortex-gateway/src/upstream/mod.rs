@@ -384,20 +384,14 @@ impl UpstreamClient {
     /// again if the backend's URL changed).
     fn target(&self, backend: &BackendConfig) -> Result<Arc<Target>, UpstreamError> {
         let fresh = |t: &Target| t.url == backend.url && t.path == backend.path;
-        if let Some(t) = self
-            .targets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        if let Some(t) = crate::read_lock(&self.targets)
             .get(&backend.id)
             .filter(|t| fresh(t))
         {
             return Ok(t.clone());
         }
         let target = Arc::new(Target::new(backend)?);
-        self.targets
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(backend.id.clone(), target.clone());
+        crate::write_lock(&self.targets).insert(backend.id.clone(), target.clone());
         Ok(target)
     }
 
@@ -564,9 +558,7 @@ impl UpstreamClient {
     /// that the backend has closed. The catalog refresher runs it after
     /// each refresh. Returns how many idle connections are left.
     pub fn prune_idle(&self) -> usize {
-        self.targets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::read_lock(&self.targets)
             .values()
             .map(|t| t.pool.prune())
             .sum()
@@ -574,9 +566,7 @@ impl UpstreamClient {
 
     /// Idle HTTP/1.1 connections held for `backend` (tests, debugging).
     pub fn idle_connections(&self, backend: &BackendConfig) -> usize {
-        self.targets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::read_lock(&self.targets)
             .get(&backend.id)
             .map_or(0, |t| t.pool.idle_count())
     }
