@@ -634,3 +634,101 @@ mod tests {
         assert_eq!(outcome_of_status(502).0, "error");
     }
 }
+
+/// The hand-written line against serde on generated records: every field
+/// present or absent, any text (quotes, controls, non-ASCII), any float.
+#[cfg(test)]
+mod properties {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use proptest::{collection::vec, option, prelude::*};
+
+    use super::{AuditRecord, AuditTime, Word};
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![".{0,24}", "[\"\\\\\\u{0}-\\u{1f}\\u{7f}a-z]{0,12}"]
+    }
+
+    fn word() -> impl Strategy<Value = Word> {
+        prop_oneof![
+            Just(Word::Borrowed("tools/call")),
+            text().prop_map(Word::Owned)
+        ]
+    }
+
+    fn shared() -> impl Strategy<Value = Option<std::sync::Arc<str>>> {
+        option::of(text().prop_map(Into::into))
+    }
+
+    fn record() -> impl Strategy<Value = AuditRecord> {
+        let who = (
+            0..=300_000_000_000_000u64,
+            shared(),
+            shared(),
+            shared(),
+            word(),
+            text(),
+        );
+        let what = (
+            option::of(word()),
+            option::of(text()),
+            option::of(text()),
+            option::of(text()),
+            option::of(text()),
+            option::of(any::<usize>()),
+            option::of(vec(text(), 0..4)),
+            option::of(word()),
+        );
+        let how = (
+            any::<bool>(),
+            any::<u16>(),
+            word(),
+            option::of(word()),
+            any::<f64>(),
+            option::of(any::<u64>()),
+        );
+        (who, what, how).prop_map(|(who, what, how)| {
+            let (millis, caller, sub, client_id, http_method, path) = who;
+            let (method, tool, backend, scope, args_hash, tools_listed, backend_filter, protocol) =
+                what;
+            let (tool_truncated, status, outcome, error_class, latency_ms, response_bytes) = how;
+            AuditRecord {
+                time: AuditTime(UNIX_EPOCH + Duration::from_millis(millis)),
+                caller,
+                sub,
+                client_id,
+                http_method,
+                path,
+                method,
+                tool,
+                backend,
+                scope,
+                args_hash,
+                tool_truncated,
+                tools_listed,
+                backend_filter,
+                protocol,
+                status,
+                outcome,
+                error_class,
+                latency_ms,
+                response_bytes,
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn the_hand_written_line_is_the_serde_line(record in record()) {
+            let mut line = Vec::new();
+            record.write_json(&mut line);
+            prop_assert!(!line.contains(&b'\n'), "one line: {}", String::from_utf8_lossy(&line));
+            let parsed: serde_json::Value = serde_json::from_slice(&line)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&line))))?;
+            prop_assert_eq!(parsed, serde_json::to_value(&record).unwrap());
+            prop_assert_eq!(line, serde_json::to_vec(&record).unwrap());
+        }
+    }
+}

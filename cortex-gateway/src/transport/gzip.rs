@@ -152,3 +152,51 @@ mod tests {
         assert!(!accepted(&HeaderMap::new()));
     }
 }
+
+/// The wrapped stream against a standard gzip decoder on generated pages
+/// and envelopes.
+#[cfg(test)]
+mod properties {
+    use std::io::Read as _;
+
+    use bytes::Bytes;
+    use proptest::{collection::vec, prelude::*};
+
+    use super::{MIN_BYTES, wrap};
+    use crate::federation::Page;
+
+    /// Page bytes: random (incompressible), or repetitive like JSON.
+    fn page() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            vec(any::<u8>(), 0..40_000),
+            (vec(any::<u8>(), 1..64), 0..2_000usize).prop_map(|(unit, times)| unit.repeat(times)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn the_wrapped_stream_decodes_to_open_page_close(
+            json in page(),
+            open in prop_oneof![vec(any::<u8>(), 0..300), vec(any::<u8>(), 60_000..70_000)],
+            close in prop_oneof![Just(&b"}"[..]), Just(&b""[..]), Just(&b"]}\n"[..])],
+        ) {
+            let page = Page::new(Bytes::from(json.clone()));
+            let Some(parts) = wrap(&open, &page, close) else {
+                prop_assert!(json.len() < MIN_BYTES || open.len() > usize::from(u16::MAX));
+                return Ok(());
+            };
+            prop_assert!(json.len() >= MIN_BYTES && open.len() <= usize::from(u16::MAX));
+            let stream: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
+            let mut decoder = flate2::read::GzDecoder::new(&stream[..]);
+            let mut out = Vec::new();
+            decoder
+                .read_to_end(&mut out)
+                .map_err(|e| TestCaseError::fail(format!("not a valid gzip stream: {e}")))?;
+            prop_assert!(out == [&open[..], &json[..], close].concat(), "decoded bytes differ");
+            // Nothing after the gzip member.
+            prop_assert!(decoder.into_inner().is_empty());
+        }
+    }
+}
