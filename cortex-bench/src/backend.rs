@@ -4,6 +4,10 @@
 //! Backend `i` lives at `/b<i>/api/cortex/backend`; `/hung/api/cortex/backend`
 //! reads the request and then holds the connection forever (the "hung
 //! backend" of the refresh scenario).
+//!
+//! Every backend's second tool, [`SLOW_TOOL`], answers after [`SLOW_MS`]
+//! (a call a client can hang up on), and its third, [`WRITE_TOOL`], is a
+//! destructive tool under [`WRITE_SCOPE`]; the others are instant reads.
 
 use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -24,6 +28,14 @@ pub(crate) const SCOPE: &str = "mcp:bench:read";
 pub(crate) const HUNG_PREFIX: &str = "/hung";
 /// The name of the trivial read tool every backend has.
 pub(crate) const READ_TOOL: &str = "read_item";
+/// The read tool that answers after [`SLOW_MS`].
+pub(crate) const SLOW_TOOL: &str = "slow_item";
+/// How long [`SLOW_TOOL`] takes.
+pub(crate) const SLOW_MS: u64 = 300;
+/// The write tool.
+pub(crate) const WRITE_TOOL: &str = "write_item";
+/// The scope of [`WRITE_TOOL`] (every bench token holds it too).
+pub(crate) const WRITE_SCOPE: &str = "mcp:bench:write";
 
 /// How the backend process trusts tokens.
 #[derive(Debug, Clone, clap::Args)]
@@ -85,7 +97,30 @@ async fn read_item(_ctx: Ctx<()>, args: ItemQuery) -> Result<Item, ToolError> {
     })
 }
 
-/// Builds backend `id` with `tools` read tools trusting `trust`.
+async fn slow_item(ctx: Ctx<()>, args: ItemQuery) -> Result<Item, ToolError> {
+    tokio::time::sleep(std::time::Duration::from_millis(SLOW_MS)).await;
+    read_item(ctx, args).await
+}
+
+/// Arguments of the write tool.
+#[derive(Deserialize, JsonSchema)]
+struct ItemUpdate {
+    /// The item's id.
+    id: String,
+    /// Its new name.
+    name: String,
+}
+
+async fn write_item(_ctx: Ctx<()>, args: ItemUpdate) -> Result<Item, ToolError> {
+    Ok(Item {
+        id: args.id,
+        name: args.name,
+        tags: Vec::new(),
+    })
+}
+
+/// Builds backend `id` with `tools` tools (at least the read tool; the slow
+/// and the write tool from three on) trusting `trust`.
 pub(crate) fn build_backend(
     id: &str,
     tools: usize,
@@ -97,24 +132,27 @@ pub(crate) fn build_backend(
         technical_tokens: vec![trust.technical_token.clone()],
         jwt: Some(jwt),
     })?;
-    // Only read tools in the catalog, so the tool counts are exact.
+    // Only the bench's tools in the catalog, so the tool counts are exact.
     let mut builder = Backend::builder(id).auth(auth).list_help_as_tool(false);
     for k in 0..tools.max(1) {
-        let name = if k == 0 {
-            READ_TOOL.to_string()
-        } else {
-            format!("read_item_{k}")
+        let description = |what: &str| {
+            format!(
+                "{what} of collection {k} of backend {id} by its id; returns its name and, when verbose, its tags."
+            )
         };
-        let description = format!(
-            "Read one item of collection {k} of backend {id} by its id; returns its name and, \
-             when verbose, its tags."
-        );
-        builder = builder.tool(
-            ToolFn::new(&name)
-                .scope(SCOPE)
-                .description(&description)
-                .handler(read_item),
-        );
+        let tool = |name: &str, scope: &str, what: &str| {
+            ToolFn::new(name)
+                .scope(scope)
+                .description(description(what))
+        };
+        builder = builder.tool(match k {
+            0 => tool(READ_TOOL, SCOPE, "Read one item").handler(read_item),
+            1 => tool(SLOW_TOOL, SCOPE, "Read one item slowly").handler(slow_item),
+            2 => tool(WRITE_TOOL, WRITE_SCOPE, "Rename one item")
+                .handler(write_item)
+                .destructive(),
+            _ => tool(&format!("read_item_{k}"), SCOPE, "Read one item").handler(read_item),
+        });
     }
     Ok(builder.build()?)
 }

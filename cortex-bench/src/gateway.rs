@@ -71,14 +71,16 @@ pub(crate) fn config(trust: &TrustArgs, upstreams: &[Upstream]) -> anyhow::Resul
 }
 
 /// Starts a gateway process: `bin serve` when a binary is given, else this
-/// binary's `role gateway`.
+/// binary's `role gateway`. `extra` settings override the bench's.
 pub(crate) async fn spawn(
     name: &str,
     bin: Option<&Path>,
     trust: &TrustArgs,
     upstreams: &[Upstream],
+    extra: &[(String, String)],
 ) -> anyhow::Result<Child> {
     let mut env = environment(trust, upstreams);
+    env.extend_from_slice(extra);
     match bin {
         Some(bin) => {
             let addr = crate::child::free_loopback_addr()?;

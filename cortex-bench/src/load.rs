@@ -26,9 +26,11 @@ use tokio::net::TcpStream;
 /// ends its connection.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One request shape: a POST to `path` with these headers and body.
+/// One request shape: a POST (or another method) to `path` with these
+/// headers and body.
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
+    method: hyper::Method,
     path: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
@@ -38,12 +40,23 @@ impl Template {
     /// A JSON POST to `path`.
     pub(crate) fn post(path: &str, body: impl Into<Bytes>) -> Self {
         Self {
+            method: hyper::Method::POST,
             path: path.to_owned(),
             headers: vec![(
                 hyper::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
             body: body.into(),
+        }
+    }
+
+    /// A request with `method` and no body.
+    pub(crate) fn bodiless(method: hyper::Method, path: &str) -> Self {
+        Self {
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: Bytes::new(),
         }
     }
 
@@ -68,7 +81,7 @@ impl Template {
 
     fn build(&self, addr: SocketAddr, bearer: Option<&HeaderValue>) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = hyper::Method::POST;
+        *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.path.parse().unwrap_or_default();
         let headers = request.headers_mut();
         headers.insert(

@@ -20,12 +20,14 @@ mod auth_bench;
 mod backend;
 mod child;
 mod gateway;
+mod hostile;
 mod load;
 mod mcp;
 mod proxy;
 mod report;
 mod scenarios;
 mod serve;
+mod soak;
 
 /// Benchmarks of the Cortex gateway against one bare extra hop.
 #[derive(Debug, Parser)]
@@ -66,6 +68,12 @@ pub(crate) struct Options {
     /// library inside this binary's `role gateway`.
     #[arg(long)]
     pub(crate) gateway_bin: Option<std::path::PathBuf>,
+    /// Length of the soak scenario after its warm-up.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) soak_duration: Duration,
+    /// Warm-up of the soak scenario, after which its reference RSS is read.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) soak_warmup: Duration,
     /// Another build of this benchmark (a `cortex-bench` binary): the call
     /// scenario also runs that build's gateway, in the same alternating
     /// rounds, and prints how this build compares with it (an A/B of a
@@ -74,10 +82,10 @@ pub(crate) struct Options {
     pub(crate) compare_bench_bin: Option<std::path::PathBuf>,
 }
 
-/// A scenario of issue 9.
+/// A scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Scenario {
-    /// Every scenario below.
+    /// The scenarios of issue 9 (every one below but hostile and soak).
     All,
     /// `tools/call` through the gateway vs the backend call through the bare proxy.
     Call,
@@ -93,6 +101,13 @@ pub(crate) enum Scenario {
     Refresh,
     /// The JWT cache hit vs a full signature verification (in-process).
     Auth,
+    /// Peak RSS of the gateway (1,000 tools) under the hostile caller of
+    /// issue 22: junk filters, big batches, 300 KB names, hang-ups, DNS
+    /// rebinding, 4,000 sessions, whoami, non-ASCII claims, slow headers.
+    Hostile,
+    /// 64 callers mixing every kind of request for `--soak-duration`:
+    /// unexpected errors and RSS growth after the warm-up.
+    Soak,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,10 +174,13 @@ fn main() -> ExitCode {
     }
     let mut selected = cli.scenarios;
     if selected.is_empty() || selected.contains(&Scenario::All) {
+        let own = |s: &Scenario| matches!(s, Scenario::Hostile | Scenario::Soak);
+        let named: Vec<Scenario> = selected.iter().copied().filter(own).collect();
         selected = Scenario::value_variants()
             .iter()
             .copied()
-            .filter(|s| *s != Scenario::All)
+            .filter(|s| *s != Scenario::All && !own(s))
+            .chain(named)
             .collect();
     }
     match runtime.block_on(scenarios::run(&selected, &cli.options)) {

@@ -66,8 +66,27 @@ pub(crate) fn legacy(
     session: &str,
 ) -> anyhow::Result<Template> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    Template::post(MCP_PATH, serde_json::to_vec(&body)?)
+    in_session(serde_json::to_vec(&body)?, token, session, LEGACY)
+}
+
+/// A POST of `body` (one message or a batch) inside session `session` of
+/// `revision`.
+pub(crate) fn in_session(
+    body: Vec<u8>,
+    token: &str,
+    session: &str,
+    revision: &str,
+) -> anyhow::Result<Template> {
+    Template::post(MCP_PATH, body)
         .header("accept", ACCEPT)?
+        .header("mcp-protocol-version", revision)?
+        .header("mcp-session-id", session)?
+        .bearer(token)
+}
+
+/// `DELETE` of legacy session `session` (its end).
+pub(crate) fn end_session(token: &str, session: &str) -> anyhow::Result<Template> {
+    Template::bodiless(hyper::Method::DELETE, MCP_PATH)
         .header("mcp-protocol-version", LEGACY)?
         .header("mcp-session-id", session)?
         .bearer(token)
@@ -152,7 +171,8 @@ pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// One keep-alive connection's request side.
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// One request and its whole answer (set-up steps, not measured).
 pub(crate) async fn exchange(
@@ -190,7 +210,7 @@ pub(crate) async fn open_sessions(
             let mut sender = connect(addr).await?;
             let mut ids = Vec::with_capacity(share);
             for _ in 0..share {
-                let session = open_session(&mut sender, addr, &token).await?;
+                let session = open_session(&mut sender, addr, &token, LEGACY).await?;
                 if list {
                     let template = legacy("tools/list", list_params(), &token, &session)?;
                     let (status, _, body) = exchange(&mut sender, addr, &template).await?;
@@ -213,15 +233,18 @@ pub(crate) async fn open_sessions(
     Ok(all)
 }
 
-async fn open_session(
+/// `initialize` of `revision`, then `notifications/initialized`; returns
+/// the session id.
+pub(crate) async fn open_session(
     sender: &mut Sender,
     addr: SocketAddr,
     token: &str,
+    revision: &str,
 ) -> anyhow::Result<String> {
     let init = json!({
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {
-            "protocolVersion": LEGACY,
+            "protocolVersion": revision,
             "capabilities": {},
             "clientInfo": {"name": "cortex-bench", "version": env!("CARGO_PKG_VERSION")},
         },
@@ -242,11 +265,7 @@ async fn open_session(
         .context("initialize answered without an Mcp-Session-Id header")?
         .to_owned();
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let template = Template::post(MCP_PATH, serde_json::to_vec(&initialized)?)
-        .header("accept", ACCEPT)?
-        .header("mcp-protocol-version", LEGACY)?
-        .header("mcp-session-id", &session)?
-        .bearer(token)?;
+    let template = in_session(serde_json::to_vec(&initialized)?, token, &session, revision)?;
     let (status, _, body) = exchange(sender, addr, &template).await?;
     if !status.is_success() {
         bail!(

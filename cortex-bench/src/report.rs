@@ -130,7 +130,7 @@ impl Verdict {
 
 /// Prints the verdicts; returns whether every target was met.
 pub(crate) fn verdicts(verdicts: &[Verdict]) -> bool {
-    println!("\n## Targets (issue 9)\n");
+    println!("\n## Targets\n");
     println!(
         "| {:<62} | {:>18} | {:>16} | {:<6} |",
         "figure", "value", "target", "result"

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Options, Scenario,
-    backend::{HUNG_PREFIX, SCOPE, TrustArgs, base_url},
+    backend::{HUNG_PREFIX, SCOPE, TrustArgs, WRITE_SCOPE, base_url},
     child::Child,
     gateway::{self, CANONICAL_URI, Upstream},
     load::{self, Check, Load, Sample, Source, Template},
@@ -24,7 +24,7 @@ use crate::{
 /// Tools of the small catalog (one backend).
 const SMALL_TOOLS: usize = 10;
 /// Backends and tools per backend of the large catalog: 1,000 tools.
-const LARGE_BACKENDS: usize = 50;
+pub(crate) const LARGE_BACKENDS: usize = 50;
 const LARGE_TOOLS: usize = 20;
 /// Timeout of the hung backend in the refresh scenario.
 const HUNG_TIMEOUT_MS: u64 = 1_000;
@@ -61,12 +61,12 @@ pub(crate) async fn mint_tokens(issuer: &TestIssuer, n: usize) -> anyhow::Result
     Ok(tokens)
 }
 
-fn bench_token(issuer: &TestIssuer, jti: Option<usize>) -> String {
+pub(crate) fn bench_token(issuer: &TestIssuer, jti: Option<usize>) -> String {
     let mut builder = issuer
         .token(CANONICAL_URI)
         .sub("bench-user")
         .email("bench@example.com")
-        .scopes([SCOPE]);
+        .scopes([SCOPE, WRITE_SCOPE]);
     if let Some(jti) = jti {
         builder = builder.claim("jti", json!(format!("bench-{jti}")));
     }
@@ -177,12 +177,12 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// The processes the scenarios share, started on first use.
-struct Bench<'o> {
-    options: &'o Options,
+pub(crate) struct Bench<'o> {
+    pub(crate) options: &'o Options,
     exe: PathBuf,
-    issuer: TestIssuer,
-    trust: TrustArgs,
-    token: String,
+    pub(crate) issuer: TestIssuer,
+    pub(crate) trust: TrustArgs,
+    pub(crate) token: String,
     small_backend: Option<Child>,
     large_backend: Option<Child>,
     proxy: Option<Child>,
@@ -258,7 +258,7 @@ impl<'o> Bench<'o> {
         self.small_backend.as_ref().context("small backend")
     }
 
-    async fn large_backend(&mut self) -> anyhow::Result<&Child> {
+    pub(crate) async fn large_backend(&mut self) -> anyhow::Result<&Child> {
         if self.large_backend.is_none() {
             let name = "backends (50 x 20 tools)";
             self.large_backend = Some(
@@ -290,7 +290,7 @@ impl<'o> Bench<'o> {
         self.shared_proxy.as_ref().context("shared-runtime proxy")
     }
 
-    fn upstreams(addr: SocketAddr, count: usize) -> Vec<Upstream> {
+    pub(crate) fn upstreams(addr: SocketAddr, count: usize) -> Vec<Upstream> {
         (0..count)
             .map(|i| Upstream {
                 id: format!("b{i}"),
@@ -301,8 +301,18 @@ impl<'o> Bench<'o> {
     }
 
     async fn spawn_gateway(&self, name: &str, upstreams: &[Upstream]) -> anyhow::Result<Child> {
+        self.spawn_gateway_with(name, upstreams, &[]).await
+    }
+
+    /// A gateway with `extra` settings on top of the bench's.
+    pub(crate) async fn spawn_gateway_with(
+        &self,
+        name: &str,
+        upstreams: &[Upstream],
+        extra: &[(String, String)],
+    ) -> anyhow::Result<Child> {
         let bin = self.options.gateway_bin.as_deref();
-        gateway::spawn(name, bin, &self.trust, upstreams).await
+        gateway::spawn(name, bin, &self.trust, upstreams, extra).await
     }
 
     async fn small_gateway(&mut self) -> anyhow::Result<&Child> {
@@ -349,6 +359,8 @@ pub(crate) async fn run(selected: &[Scenario], options: &Options) -> anyhow::Res
             Scenario::Era => era(&mut bench).await?,
             Scenario::Memory => memory(&mut bench).await?,
             Scenario::Refresh => refresh(&mut bench).await?,
+            Scenario::Hostile => crate::hostile::run(&mut bench).await?,
+            Scenario::Soak => crate::soak::run(&mut bench).await?,
             Scenario::Auth => {
                 let figures = crate::auth_bench::run(&bench.issuer).await?;
                 println!(

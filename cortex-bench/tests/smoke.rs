@@ -49,3 +49,39 @@ fn call_scenario_runs_every_role_and_counts_requests() {
         "{stdout}"
     );
 }
+
+/// The `soak` scenario, as short as it gets: 64 callers, every kind of
+/// request answered as expected (no RSS figure is judged here).
+#[test]
+fn soak_scenario_sends_every_kind_of_request_without_unexpected_answers() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cortex-bench"))
+        .args(["soak", "--soak-duration", "1s", "--soak-warmup", "500ms"])
+        .output()
+        .expect("cortex-bench starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    // | request | as expected | unexpected |
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("| request"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "one row per kind of request:\n{stdout}");
+    for row in rows {
+        let expected: u64 = row[2].parse().expect("a count");
+        let unexpected: u64 = row[3].parse().expect("a count");
+        assert!(
+            expected > 0,
+            "no {} answered as expected:\n{stdout}",
+            row[1]
+        );
+        assert_eq!(unexpected, 0, "unexpected answers to {}:\n{stdout}", row[1]);
+    }
+}
