@@ -55,6 +55,9 @@ pub mod auth;
 pub mod config;
 pub mod controls;
 pub mod federation;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod integrity;
 pub mod introspection;
 pub mod mcp;

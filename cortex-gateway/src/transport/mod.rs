@@ -3,7 +3,7 @@
 //! check; the RFC 9728 metadata routes; `/healthz` and `/readyz`.
 
 mod front;
-mod gzip;
+pub(crate) mod gzip;
 mod serve;
 mod sse;
 mod watch;

@@ -1,0 +1,6 @@
+//! Fuzz target: see `cortex_gateway::fuzzing::origin_host`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = cortex_gateway::fuzzing::origin_host(data);
+});
