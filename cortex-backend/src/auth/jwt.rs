@@ -93,15 +93,51 @@ pub(crate) fn check_asymmetric(alg: Algorithm) -> Result<(), AuthConfigError> {
     Ok(())
 }
 
+/// Bytes of verified callers the token cache holds at most (estimated by
+/// [`entry_bytes`]); beyond, entries are evicted as for the count bound.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 struct CacheEntry {
     caller: Arc<Caller>,
+    /// [`entry_bytes`] of `caller`, kept so eviction need not recompute it.
+    bytes: usize,
+}
+
+/// The verified entries and their estimated size.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<[u8; 32], CacheEntry>,
+    bytes: usize,
+}
+
+/// Estimated heap bytes of one cached caller: the structures, the token,
+/// the strings taken from the claims, and the claims tree (counted as
+/// twice the token's length, which bounds the claims' JSON text).
+fn entry_bytes(caller: &Caller) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    std::mem::size_of::<Caller>()
+        + std::mem::size_of::<CacheEntry>()
+        + 32
+        + 3 * caller.token().len()
+        + caller.sub.len()
+        + opt(&caller.email)
+        + opt(&caller.role)
+        + opt(&caller.pool)
+        + opt(&caller.client_id)
+        + caller
+            .scopes
+            .iter()
+            .map(|s| s.len() + std::mem::size_of::<String>())
+            .sum::<usize>()
 }
 
 /// Validates user JWTs and caches the verified ones until they expire.
 pub struct JwtValidator {
     config: JwtConfig,
     keys: KeyStore,
-    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    cache: Mutex<Cache>,
+    /// Byte bound of the cache ([`CACHE_BYTES`]; smaller in tests).
+    cache_bytes: usize,
 }
 
 impl std::fmt::Debug for JwtValidator {
@@ -174,7 +210,8 @@ impl JwtValidator {
         Ok(Self {
             config,
             keys,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
+            cache_bytes: CACHE_BYTES,
         })
     }
 
@@ -215,45 +252,75 @@ impl JwtValidator {
 
     /// How many verified tokens are remembered now.
     pub fn cache_len(&self) -> usize {
-        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+        self.cache.lock().map(|c| c.entries.len()).unwrap_or(0)
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Arc<Caller>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = cache.get(digest)?;
+        let entry = cache.entries.get(digest)?;
         if entry.caller.expires_at > now() {
             return Some(entry.caller.clone());
         }
-        cache.remove(digest);
+        if let Some(gone) = cache.entries.remove(digest) {
+            cache.bytes -= gone.bytes;
+        }
         None
     }
 
     fn remember(&self, digest: [u8; 32], caller: Arc<Caller>) {
-        if self.config.cache_capacity == 0 {
+        let capacity = self.config.cache_capacity;
+        let bytes = entry_bytes(&caller);
+        if capacity == 0 || bytes > self.cache_bytes {
             return;
         }
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= self.config.cache_capacity {
+        let max_bytes = self.cache_bytes - bytes;
+        let mut guard = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = &mut *guard;
+        let full = |c: &Cache| c.entries.len() >= capacity || c.bytes > max_bytes;
+        if full(cache) {
             let t = now();
-            cache.retain(|_, e| e.caller.expires_at > t);
+            let total = &mut cache.bytes;
+            cache.entries.retain(|_, e| {
+                let keep = e.caller.expires_at > t;
+                if !keep {
+                    *total -= e.bytes;
+                }
+                keep
+            });
             // Still full: drop the entries closest to expiry (about a tenth),
             // so the cost of eviction is amortised over many inserts.
-            if cache.len() >= self.config.cache_capacity {
-                let mut exps: Vec<u64> = cache.values().map(|e| e.caller.expires_at).collect();
-                let cut = (self.config.cache_capacity / 10).max(1);
+            if full(cache) {
+                let mut exps: Vec<u64> = cache
+                    .entries
+                    .values()
+                    .map(|e| e.caller.expires_at)
+                    .collect();
+                let cut = (capacity / 10).max(1);
                 let nth = cut.min(exps.len() - 1);
                 exps.select_nth_unstable(nth);
                 let threshold = exps[nth];
-                cache.retain(|_, e| e.caller.expires_at > threshold);
-                while cache.len() >= self.config.cache_capacity {
-                    let Some(k) = cache.keys().next().copied() else {
+                let total = &mut cache.bytes;
+                cache.entries.retain(|_, e| {
+                    let keep = e.caller.expires_at > threshold;
+                    if !keep {
+                        *total -= e.bytes;
+                    }
+                    keep
+                });
+                while full(cache) {
+                    let Some(k) = cache.entries.keys().next().copied() else {
                         break;
                     };
-                    cache.remove(&k);
+                    if let Some(gone) = cache.entries.remove(&k) {
+                        cache.bytes -= gone.bytes;
+                    }
                 }
             }
         }
-        cache.insert(digest, CacheEntry { caller });
+        if let Some(old) = cache.entries.insert(digest, CacheEntry { caller, bytes }) {
+            cache.bytes -= old.bytes;
+        }
+        cache.bytes += bytes;
     }
 
     /// Full verification, no cache (exposed for benchmarks).
@@ -349,7 +416,47 @@ fn describe_header(kind: &ErrorKind) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::check_typ;
+    use super::*;
+
+    /// A caller whose claims carry `pad` bytes of padding.
+    fn big_caller(n: usize, pad: usize) -> Arc<Caller> {
+        let claims = serde_json::json!({
+            "sub": format!("user{n}"),
+            "exp": now() + 3600 + n as u64,
+            "pad": "p".repeat(pad),
+        });
+        let token = format!("h.{}.s", "t".repeat(pad));
+        Arc::new(Caller::from_claims(claims, &token, "role", "pool").unwrap())
+    }
+
+    #[test]
+    fn the_token_cache_is_bounded_by_bytes() {
+        let mut validator = JwtValidator::new(JwtConfig::new(
+            "https://issuer.example.com",
+            vec!["aud".into()],
+        ))
+        .unwrap();
+        validator.cache_bytes = 1024 * 1024;
+        let mut last = None;
+        for n in 0..200 {
+            let caller = big_caller(n, 16 * 1024);
+            let digest = sha256(format!("token{n}").as_bytes());
+            validator.remember(digest, caller);
+            last = Some(digest);
+            let cache = validator.cache.lock().unwrap();
+            let sum: usize = cache.entries.values().map(|e| e.bytes).sum();
+            assert_eq!(cache.bytes, sum);
+            assert!(cache.bytes <= validator.cache_bytes, "{}", cache.bytes);
+        }
+        assert!(validator.cache_len() > 1);
+        let hit = validator
+            .cached(&last.unwrap())
+            .expect("the newest entry is cached");
+        assert_eq!(hit.sub, "user199");
+        // An entry larger than the whole bound is not cached at all.
+        validator.remember(sha256(b"huge"), big_caller(1, 1024 * 1024));
+        assert!(validator.cached(&sha256(b"huge")).is_none());
+    }
 
     #[test]
     fn typ_values() {
