@@ -19,19 +19,49 @@ use cortex_backend::Caller;
 
 /// Entries kept before dead callers are pruned.
 const CAPACITY: usize = 4096;
+/// Estimated bytes kept before dead callers are pruned (see [`entry_bytes`]).
+const MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// Address of the caller's `Arc` -> (the caller, the value).
-type Entries<T> = HashMap<usize, (Weak<Caller>, Arc<T>)>;
+/// Address of the caller's `Arc` -> (the caller, the value, its estimated
+/// bytes).
+#[derive(Default)]
+struct Entries<T> {
+    map: HashMap<usize, (Weak<Caller>, Arc<T>, usize)>,
+    bytes: usize,
+}
+
+/// Estimated heap bytes of one entry: the value, the caller allocation
+/// its `Weak` keeps, and the caller's token and identity strings, which
+/// bound what a value derived from them holds.
+fn entry_bytes<T>(caller: &Caller) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    std::mem::size_of::<T>()
+        + std::mem::size_of::<Caller>()
+        + 64
+        + caller.token().len()
+        + caller.sub.len()
+        + opt(&caller.email)
+        + opt(&caller.role)
+        + opt(&caller.pool)
+        + opt(&caller.client_id)
+        + caller.scopes.iter().map(|s| s.len() + 1).sum::<usize>()
+}
 
 /// One derived value per live caller.
 pub struct CallerMemo<T> {
     map: Mutex<Entries<T>>,
+    /// Byte bound ([`MAX_BYTES`]; smaller in tests).
+    max_bytes: usize,
 }
 
 impl<T> Default for CallerMemo<T> {
     fn default() -> Self {
         Self {
-            map: Mutex::default(),
+            map: Mutex::new(Entries {
+                map: HashMap::new(),
+                bytes: 0,
+            }),
+            max_bytes: MAX_BYTES,
         }
     }
 }
@@ -53,26 +83,47 @@ impl<T> CallerMemo<T> {
         make: impl FnOnce(&Caller) -> Result<T, E>,
     ) -> Result<Arc<T>, E> {
         let key = Arc::as_ptr(caller) as usize;
-        if let Some((weak, value)) = self.lock().get(&key)
+        if let Some((weak, value, _)) = self.lock().map.get(&key)
             && std::ptr::eq(weak.as_ptr(), Arc::as_ptr(caller))
         {
             return Ok(value.clone());
         }
         let value = Arc::new(make(caller)?);
-        let mut map = self.lock();
-        if map.len() >= CAPACITY {
-            map.retain(|_, (weak, _)| weak.strong_count() > 0);
-            if map.len() >= CAPACITY {
-                map.clear();
+        let bytes = entry_bytes::<T>(caller);
+        if bytes > self.max_bytes {
+            return Ok(value);
+        }
+        let max_bytes = self.max_bytes - bytes;
+        let mut guard = self.lock();
+        let entries = &mut *guard;
+        let full = |e: &Entries<T>| e.map.len() >= CAPACITY || e.bytes > max_bytes;
+        if full(entries) {
+            let total = &mut entries.bytes;
+            entries.map.retain(|_, (weak, _, size)| {
+                let keep = weak.strong_count() > 0;
+                if !keep {
+                    *total -= *size;
+                }
+                keep
+            });
+            if full(entries) {
+                entries.map.clear();
+                entries.bytes = 0;
             }
         }
-        map.insert(key, (Arc::downgrade(caller), value.clone()));
+        if let Some((_, _, old)) = entries
+            .map
+            .insert(key, (Arc::downgrade(caller), value.clone(), bytes))
+        {
+            entries.bytes -= old;
+        }
+        entries.bytes += bytes;
         Ok(value)
     }
 
     /// Entries held, live or not.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     /// Whether nothing is held.
@@ -170,5 +221,30 @@ mod tests {
             memo.get_or_try_insert(&c, |_| Ok::<_, ()>(n)).unwrap();
         }
         assert!(memo.len() <= CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn bounded_by_bytes() {
+        let base = verified().await;
+        let memo = CallerMemo::<String> {
+            max_bytes: 1024 * 1024,
+            ..CallerMemo::default()
+        };
+        let mut live = Vec::new();
+        for n in 0..200 {
+            let c = caller(&base, &format!("{n}:{}", "u".repeat(16 * 1024)));
+            live.push(c.clone());
+            let made = memo
+                .get_or_try_insert(&c, |c| Ok::<_, ()>(c.sub.clone()))
+                .unwrap();
+            assert_eq!(*made, c.sub);
+            // A hit returns the value made for this caller, without making it again.
+            let hit = memo.get_or_try_insert(&c, |_| Err(())).unwrap();
+            assert!(Arc::ptr_eq(&hit, &made));
+            let entries = memo.lock();
+            let sum: usize = entries.map.values().map(|(_, _, b)| b).sum();
+            assert_eq!(entries.bytes, sum);
+            assert!(entries.bytes <= memo.max_bytes, "{}", entries.bytes);
+        }
     }
 }

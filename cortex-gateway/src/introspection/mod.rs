@@ -21,6 +21,14 @@ use serde::Deserialize;
 
 /// Entries kept at most; beyond, expired ones go, then everything.
 const MAX_ENTRIES: usize = 10_000;
+/// Bytes the cache may hold. Entries are fixed-size, so the count bound
+/// keeps it: [`ENTRY_BYTES`] times [`MAX_ENTRIES`] is checked against it
+/// at compile time.
+const MAX_BYTES: usize = 2 * 1024 * 1024;
+/// Upper estimate of one entry: the key and value plus the table's
+/// control byte and load-factor slack.
+const ENTRY_BYTES: usize = 2 * std::mem::size_of::<([u8; 32], (bool, Instant))>() + 1;
+const _: () = assert!(MAX_ENTRIES * ENTRY_BYTES <= MAX_BYTES);
 /// The largest introspection answer read (an answer is a small JSON object).
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -116,16 +124,21 @@ impl Introspector {
         }
         let active = self.ask(token).await?;
         if !self.config.cache_ttl.is_zero() {
-            let mut cache = crate::lock(&self.cache);
-            if cache.len() >= MAX_ENTRIES {
-                cache.retain(|_, (_, until)| *until > now);
-                if cache.len() >= MAX_ENTRIES {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (active, now + self.config.cache_ttl));
+            self.remember(key, active, now);
         }
         Ok(active)
+    }
+
+    /// Caches an answer; when full, expired entries go, then all of them.
+    fn remember(&self, key: [u8; 32], active: bool, now: Instant) {
+        let mut cache = crate::lock(&self.cache);
+        if cache.len() >= MAX_ENTRIES {
+            cache.retain(|_, (_, until)| *until > now);
+            if cache.len() >= MAX_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (active, now + self.config.cache_ttl));
     }
 
     async fn ask(&self, token: &str) -> Result<bool, IntrospectionError> {
@@ -239,6 +252,24 @@ mod tests {
         assert!(!uncached.is_active("tok.en+1").await.unwrap());
         // Within its cache time the cached answer still holds (the documented window).
         assert!(cached.is_active("tok.en+1").await.unwrap());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_count_and_so_by_bytes() {
+        let i = introspector(
+            "https://idp.example.com/introspect".into(),
+            Duration::from_secs(60),
+        );
+        let now = Instant::now();
+        for n in 0..(MAX_ENTRIES as u32 * 2 + 7) {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&n.to_le_bytes());
+            i.remember(key, n % 2 == 0, now);
+            let cache = i.cache.lock().unwrap();
+            assert!(cache.len() <= MAX_ENTRIES);
+            assert!(cache.len() * ENTRY_BYTES <= MAX_BYTES);
+            assert_eq!(cache[&key], (n % 2 == 0, now + Duration::from_secs(60)));
+        }
     }
 
     #[tokio::test]

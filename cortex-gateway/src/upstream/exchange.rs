@@ -24,6 +24,9 @@ use crate::config::{BackendConfig, TokenExchangeConfig};
 const MARGIN: Duration = Duration::from_secs(30);
 /// At most this many exchanged tokens are cached.
 const CAPACITY: usize = 10_000;
+/// At most this many bytes of exchanged tokens are cached (each entry
+/// estimated by [`entry_bytes`]).
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// An exchanged token is reused for at most this long, whatever its
 /// `expires_in` says (a huge value must not overflow `Instant`).
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -32,6 +35,19 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 type CacheKey = ([u8; 32], String);
 
+/// The exchanged tokens and their estimated size.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<CacheKey, (String, Instant)>,
+    bytes: usize,
+}
+
+/// Estimated heap bytes of one cached token: the table slot, the backend
+/// id and the token.
+fn entry_bytes(key: &CacheKey, token: &str) -> usize {
+    std::mem::size_of::<(CacheKey, (String, Instant))>() + 8 + key.1.len() + token.len()
+}
+
 /// Obtains and caches backend-specific tokens.
 pub struct TokenExchanger {
     http: reqwest::Client,
@@ -39,7 +55,9 @@ pub struct TokenExchanger {
     config: TokenExchangeConfig,
     allow_insecure_http: bool,
     endpoint: OnceCell<String>,
-    cache: Mutex<HashMap<CacheKey, (String, Instant)>>,
+    cache: Mutex<Cache>,
+    /// Byte bound of the cache ([`CACHE_BYTES`]; smaller in tests).
+    cache_bytes: usize,
 }
 
 impl std::fmt::Debug for TokenExchanger {
@@ -81,7 +99,8 @@ impl TokenExchanger {
             config,
             allow_insecure_http,
             endpoint: OnceCell::new(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
+            cache_bytes: CACHE_BYTES,
         }
     }
 
@@ -122,7 +141,7 @@ impl TokenExchanger {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(d.as_ref());
         let key = (hash, backend.id.clone());
-        if let Some((token, until)) = crate::lock(&self.cache).get(&key)
+        if let Some((token, until)) = crate::lock(&self.cache).entries.get(&key)
             && *until > Instant::now()
         {
             return Ok(token.clone());
@@ -187,16 +206,41 @@ impl TokenExchanger {
             .unwrap_or(Duration::from_secs(300))
             .min(MAX_LIFETIME);
         let until = Instant::now() + lifetime.saturating_sub(MARGIN);
-        let mut cache = crate::lock(&self.cache);
-        if cache.len() >= CAPACITY {
+        self.remember(key, token.clone(), until);
+        Ok(token)
+    }
+
+    /// Caches `token` until `until`; over either bound, expired entries go,
+    /// then all of them. A token larger than the whole bound is not kept.
+    fn remember(&self, key: CacheKey, token: String, until: Instant) {
+        let bytes = entry_bytes(&key, &token);
+        if bytes > self.cache_bytes {
+            return;
+        }
+        let max_bytes = self.cache_bytes - bytes;
+        let mut guard = crate::lock(&self.cache);
+        let cache = &mut *guard;
+        let full = |c: &Cache| c.entries.len() >= CAPACITY || c.bytes > max_bytes;
+        if full(cache) {
             let now = Instant::now();
-            cache.retain(|_, (_, u)| *u > now);
-            if cache.len() >= CAPACITY {
-                cache.clear();
+            let total = &mut cache.bytes;
+            cache.entries.retain(|k, (t, u)| {
+                let keep = *u > now;
+                if !keep {
+                    *total -= entry_bytes(k, t);
+                }
+                keep
+            });
+            if full(cache) {
+                cache.entries.clear();
+                cache.bytes = 0;
             }
         }
-        cache.insert(key, (token.clone(), until));
-        Ok(token)
+        if let Some((old, _)) = cache.entries.remove(&key) {
+            cache.bytes -= entry_bytes(&key, &old);
+        }
+        cache.entries.insert(key, (token, until));
+        cache.bytes += bytes;
     }
 }
 
@@ -336,6 +380,35 @@ mod tests {
             };
             assert_eq!(exchange(forever, configured).await.unwrap(), "long");
         }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes() {
+        let mut x = exchanger("https://idp.example.com".into());
+        x.cache_bytes = 1024 * 1024;
+        let until = Instant::now() + Duration::from_secs(600);
+        for n in 0..200u8 {
+            let key = ([n; 32], "crm".to_string());
+            x.remember(key, format!("{n}:{}", "t".repeat(32 * 1024)), until);
+            let cache = x.cache.lock().unwrap();
+            let sum: usize = cache
+                .entries
+                .iter()
+                .map(|(k, (t, _))| entry_bytes(k, t))
+                .sum();
+            assert_eq!(cache.bytes, sum);
+            assert!(cache.bytes <= x.cache_bytes, "{}", cache.bytes);
+            let (newest, _) = &cache.entries[&([n; 32], "crm".to_string())];
+            assert!(newest.starts_with(&format!("{n}:")));
+        }
+        x.remember(([0; 32], "big".into()), "t".repeat(2 * 1024 * 1024), until);
+        assert!(
+            !x.cache
+                .lock()
+                .unwrap()
+                .entries
+                .contains_key(&([0; 32], "big".into()))
+        );
     }
 
     #[tokio::test]
