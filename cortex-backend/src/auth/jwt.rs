@@ -110,6 +110,20 @@ struct Cache {
     bytes: usize,
 }
 
+impl Cache {
+    /// Drops the entries expiring at or before `t`, keeping the byte total.
+    fn keep_expiring_after(&mut self, t: u64) {
+        let total = &mut self.bytes;
+        self.entries.retain(|_, e| {
+            let keep = e.caller.expires_at > t;
+            if !keep {
+                *total -= e.bytes;
+            }
+            keep
+        });
+    }
+}
+
 /// Estimated heap bytes of one cached caller: the structures, the token,
 /// the strings taken from the claims, and the claims tree (counted as
 /// twice the token's length, which bounds the claims' JSON text).
@@ -278,15 +292,7 @@ impl JwtValidator {
         let cache = &mut *guard;
         let full = |c: &Cache| c.entries.len() >= capacity || c.bytes > max_bytes;
         if full(cache) {
-            let t = now();
-            let total = &mut cache.bytes;
-            cache.entries.retain(|_, e| {
-                let keep = e.caller.expires_at > t;
-                if !keep {
-                    *total -= e.bytes;
-                }
-                keep
-            });
+            cache.keep_expiring_after(now());
             // Still full: drop the entries closest to expiry (about a tenth),
             // so the cost of eviction is amortised over many inserts.
             if full(cache) {
@@ -298,15 +304,7 @@ impl JwtValidator {
                 let cut = (capacity / 10).max(1);
                 let nth = cut.min(exps.len() - 1);
                 exps.select_nth_unstable(nth);
-                let threshold = exps[nth];
-                let total = &mut cache.bytes;
-                cache.entries.retain(|_, e| {
-                    let keep = e.caller.expires_at > threshold;
-                    if !keep {
-                        *total -= e.bytes;
-                    }
-                    keep
-                });
+                cache.keep_expiring_after(exps[nth]);
                 while full(cache) {
                     let Some(k) = cache.entries.keys().next().copied() else {
                         break;
