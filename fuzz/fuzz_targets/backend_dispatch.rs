@@ -11,7 +11,7 @@
 use std::{collections::BTreeMap, sync::OnceLock};
 
 use cortex_backend::{
-    Backend, Ctx, Request, RequestBody, ToolError,
+    Backend, Ctx, Request, RequestBody, ToolError, ToolFn,
     contract::{
         GetPromptResult, PromptDescriptor, PromptMessage, ReadResourceResult, ResourceContent,
         ResourceTemplate,
@@ -80,7 +80,12 @@ fn setup() -> &'static Setup {
             .expect("auth");
         let backend = Backend::builder("fuzz")
             .auth(auth)
-            .tool_fn("find", SCOPE, "Find an item by id.", find)
+            .tool(
+                ToolFn::new("find")
+                    .scope(SCOPE)
+                    .description("Find an item by id.")
+                    .handler(find),
+            )
             .prompt(
                 PromptDescriptor {
                     name: "summarise".into(),
