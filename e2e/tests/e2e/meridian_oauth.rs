@@ -479,6 +479,10 @@ impl Browser {
         let _ = std::fs::remove_dir_all(&profile);
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // Element lookups wait (up to 10 s) for the element to appear, so
+            // a lookup right after a click that submits a form waits for the
+            // next page instead of racing it.
+            "timeouts": {"implicit": 10000},
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
