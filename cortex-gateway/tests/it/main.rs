@@ -12,5 +12,6 @@ mod hostile;
 mod hostile_catalog;
 mod legacy;
 mod modern;
+mod one_path;
 mod support;
 mod upstream;
