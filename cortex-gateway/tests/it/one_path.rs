@@ -21,9 +21,13 @@
 //!   there and answered elsewhere ([`Stage::check`]).
 //!
 //! Everything else must be identical: the `result` or `error` object, the
-//! id (echoed as the very bytes the request used; request bodies are written
-//! with canonical JSON), and the HTTP status and content type by the era's
-//! rule.
+//! id (echoed as the request wrote it, re-written as canonical JSON), and
+//! the HTTP status and content type by the era's rule. Requests the
+//! gateway refuses before running them (an id that is not a string or an
+//! integer, a wrong `jsonrpc`, a body that is not JSON) are pinned too:
+//! which paths echo the id and which answer 400.
+//!
+//! `PROPTEST_CASES=2000` runs more cases than the default 96.
 
 use std::{
     collections::BTreeMap,
@@ -162,8 +166,12 @@ enum Id {
     /// Above `i64::MAX`.
     Big(u64),
     Str(String),
+    /// A string written with every character as a `\u` escape.
+    Escaped(String),
     /// Not a string or an integer: refused by every path.
     Invalid(&'static str),
+    /// Not JSON: the whole body cannot be parsed.
+    Unparsable(&'static str),
     /// A notification.
     Missing,
 }
@@ -175,9 +183,35 @@ impl Id {
             Self::Int(n) => Some(n.to_string()),
             Self::Big(n) => Some(n.to_string()),
             Self::Str(s) => Some(json_text(&Value::from(s.as_str()))),
-            Self::Invalid(raw) => Some((*raw).to_owned()),
+            Self::Escaped(s) => {
+                let mut out = String::from('"');
+                for unit in s.encode_utf16() {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+                out.push('"');
+                Some(out)
+            }
+            Self::Invalid(raw) | Self::Unparsable(raw) => Some((*raw).to_owned()),
             Self::Missing => None,
         }
+    }
+
+    /// The id's JSON text in an answer: the value re-written as canonical
+    /// JSON, which is the text sent except for [`Id::Escaped`] and the
+    /// non-canonical numbers of [`INVALID_IDS`].
+    fn echoed(&self) -> Option<String> {
+        let text = self.text()?;
+        serde_json::from_str::<Value>(&text)
+            .ok()
+            .map(|v| json_text(&v))
+    }
+
+    /// A string or an integer.
+    fn is_valid(&self) -> bool {
+        matches!(
+            self,
+            Self::Int(_) | Self::Big(_) | Self::Str(_) | Self::Escaped(_)
+        )
     }
 }
 
@@ -195,7 +229,16 @@ const INVALID_IDS: &[&str] = &[
     "[1]",
     "true",
     "18446744073709551616",
+    "-0",
 ];
+
+/// Ids that make the body something other than JSON: a lone surrogate, a
+/// raw control character in a string, a leading zero, a plus sign.
+const UNPARSABLE_IDS: &[&str] = &[r#""\ud800""#, "\"a\tb\"", "01", "+1", "NaN"];
+
+/// `jsonrpc` as written: the valid value, then others that every path
+/// refuses as an invalid request.
+const JSONRPC: &[&str] = &[r#""2.0""#, r#""1.0""#, "2.0", r#""2.0 ""#, "null"];
 
 /// `params.name`.
 #[derive(Debug, Clone)]
@@ -250,6 +293,8 @@ const RAW_NAMES: &[&str] = &[
 
 #[derive(Debug, Clone)]
 struct Case {
+    /// The value of `jsonrpc` as written (`None`: absent).
+    jsonrpc: Option<&'static str>,
     id: Id,
     name: Name,
     /// `params.arguments` (`None`: absent); also `null`, `{}`, nested
@@ -266,7 +311,7 @@ struct Case {
     order: u64,
     /// Whitespace between members.
     spaced: bool,
-    /// Where the call sits in the mixed batch (0 to 2).
+    /// Where the call sits in the mixed batch (0 to 3).
     batch_slot: usize,
 }
 
@@ -304,7 +349,9 @@ fn id() -> impl Strategy<Value = Id> {
         1 => prop::sample::select(vec![i64::MIN, -1, 0, 1, i64::MAX]).prop_map(Id::Int),
         1 => (i64::MAX as u64 + 1..=u64::MAX).prop_map(Id::Big),
         4 => text().prop_map(Id::Str),
+        1 => text().prop_map(Id::Escaped),
         2 => prop::sample::select(INVALID_IDS).prop_map(Id::Invalid),
+        1 => prop::sample::select(UNPARSABLE_IDS).prop_map(Id::Unparsable),
         1 => Just(Id::Missing),
     ]
 }
@@ -353,8 +400,17 @@ fn members(
     })
 }
 
+fn jsonrpc() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
+        16 => Just(Some(JSONRPC[0])),
+        2 => prop::sample::select(&JSONRPC[1..]).prop_map(Some),
+        1 => Just(None),
+    ]
+}
+
 fn case() -> impl Strategy<Value = Case> {
     (
+        jsonrpc(),
         id(),
         name(),
         arguments(),
@@ -369,19 +425,22 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         any::<u64>(),
         any::<bool>(),
-        0..3usize,
+        0..4usize,
     )
         .prop_map(
-            |(id, name, arguments, meta, extras, top_extra, order, spaced, batch_slot)| Case {
-                id,
-                name,
-                arguments,
-                meta,
-                extras,
-                top_extra,
-                order,
-                spaced,
-                batch_slot,
+            |(jsonrpc, id, name, arguments, meta, extras, top_extra, order, spaced, batch_slot)| {
+                Case {
+                    jsonrpc,
+                    id,
+                    name,
+                    arguments,
+                    meta,
+                    extras,
+                    top_extra,
+                    order,
+                    spaced,
+                    batch_slot,
+                }
             },
         )
 }
@@ -441,7 +500,10 @@ impl Case {
             params.push((k.clone(), json_text(v)));
         }
         let spaced = self.spaced || general;
-        let mut top = vec![("jsonrpc".to_owned(), r#""2.0""#.to_owned())];
+        let mut top = Vec::new();
+        if let Some(jsonrpc) = self.jsonrpc {
+            top.push(("jsonrpc".to_owned(), jsonrpc.to_owned()));
+        }
         if let Some(id) = self.id.text() {
             top.push(("id".to_owned(), id));
         }
@@ -506,8 +568,10 @@ impl Case {
     }
 }
 
-/// The other messages of the mixed batch: a ping and a notification.
+/// The other messages of the mixed batch: a ping, a notification and
+/// another call.
 const PING: &str = r#"{"jsonrpc":"2.0","id":"mixed-ping","method":"ping"}"#;
+const OTHER_CALL: &str = r#"{"jsonrpc":"2.0","id":"mixed-call","method":"tools/call","params":{"name":"crm_count_accounts"}}"#;
 const NOTIFICATION: &str = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}"#;
 
 // ----- reading the answers -----
@@ -533,8 +597,13 @@ struct Reply {
 
 #[derive(Deserialize)]
 struct RawId<'a> {
-    #[serde(borrow, default)]
+    /// `None` only when absent (`"id":null` is kept).
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 fn fail(message: String) -> TestCaseError {
@@ -705,6 +774,7 @@ impl Stage {
         };
         // Readiness: the replaced backend's tools are in the catalog.
         let echo = Case {
+            jsonrpc: Some(JSONRPC[0]),
             id: Id::Int(1),
             name: Name::Str("docs_echo".into()),
             arguments: None,
@@ -769,8 +839,6 @@ impl Stage {
     async fn check(&self, case: &Case) -> Result<(), TestCaseError> {
         let modern = self.modern(case, Writing::Modern).await;
         let general = self.modern(case, Writing::ModernGeneral).await;
-        // The borrowed parse and the general path: the same bytes.
-        prop_assert_eq!(&modern, &general, "modern {} / general {}", modern, general);
 
         let legacy = case.body(Writing::Legacy);
         let mut singles = Vec::new();
@@ -778,92 +846,116 @@ impl Stage {
             singles.push((revision, self.legacy(revision, legacy.clone()).await));
         }
         let alone = self.legacy("2025-03-26", format!("[{legacy}]")).await;
-        let mut mixed = vec![PING, NOTIFICATION];
+        let mut mixed = vec![PING, NOTIFICATION, OTHER_CALL];
         mixed.insert(case.batch_slot, &legacy);
         let mixed = self
             .legacy("2025-03-26", format!("[{}]", mixed.join(",")))
             .await;
+
+        if matches!(case.id, Id::Unparsable(_)) {
+            // Not JSON: the whole body is refused, a batch included.
+            let all = [&modern, &general, &alone, &mixed];
+            for answer in all.into_iter().chain(singles.iter().map(|(_, a)| a)) {
+                prop_assert_eq!(answer.status, 400, "{}", answer);
+                let reply = answer
+                    .single()?
+                    .ok_or_else(|| fail(format!("no answer: {answer}")))?;
+                prop_assert_eq!(&reply.id, &None, "{}", answer);
+                let error = reply.outcome.as_ref().err();
+                prop_assert_eq!(
+                    error.map(|e| &e["code"]),
+                    Some(&json!(-32700)),
+                    "{}",
+                    answer
+                );
+                // The rest of the message is the parser's, with a position
+                // that differs with the body.
+                prop_assert!(
+                    error
+                        .and_then(|e| e["message"].as_str())
+                        .is_some_and(|m| m.starts_with("the body is not JSON: ")),
+                    "{}",
+                    answer
+                );
+            }
+            return Ok(());
+        }
+
+        // The borrowed parse and the general path: the same bytes.
+        prop_assert_eq!(&modern, &general, "modern {} / general {}", modern, general);
 
         let modern_reply = modern.single()?;
         let mut single_replies = Vec::new();
         for (revision, answer) in &singles {
             single_replies.push((*revision, answer.single()?, answer));
         }
-        let alone_replies = alone.batch()?;
-        let mut mixed_replies = mixed.batch()?;
-        // The ping's answer is there, in the order of the messages.
-        let ping_at = mixed_replies
-            .iter()
-            .position(|r| r.id.as_deref() == Some(r#""mixed-ping""#))
-            .ok_or_else(|| fail(format!("no answer to the ping: {mixed}")))?;
-        let ping = mixed_replies.remove(ping_at);
-        prop_assert_eq!(ping.outcome, Ok(json!({})));
-        prop_assert!(
-            mixed_replies.is_empty() || ping_at == usize::from(case.batch_slot == 0),
-            "answers out of order: {}",
-            mixed
-        );
+        let batched = match &alone.batch()?[..] {
+            [] => None,
+            [one] => Some(one.clone()),
+            _ => return Err(fail(format!("one answer at most: {alone}"))),
+        };
+        let batched_mixed = ours_in_mixed(case, mixed.batch()?, &mixed)?;
+        prop_assert_eq!(&batched, &batched_mixed, "a batch alone / mixed");
 
-        let Some(id) = case.id.text() else {
-            // A notification: nothing to answer on any path.
-            prop_assert_eq!(modern.status, 202, "{}", modern);
-            for (revision, answer) in &singles {
-                prop_assert_eq!(answer.status, 202, "{} {}", revision, answer);
-            }
-            prop_assert_eq!(alone.status, 202, "{}", alone);
-            prop_assert!(mixed_replies.is_empty(), "{}", mixed);
-            return Ok(());
-        };
-        let [batched] = &alone_replies[..] else {
-            return Err(fail(format!("one answer expected: {alone}")));
-        };
-        let [batched_mixed] = &mixed_replies[..] else {
-            return Err(fail(format!("two answers expected: {mixed}")));
-        };
-        prop_assert_eq!(batched, batched_mixed);
-        let modern_reply =
-            modern_reply.ok_or_else(|| fail(format!("no 2026-07-28 answer: {modern}")))?;
+        // A notification gets no answer (202 without a body) on any path;
+        // everything else gets one on every path.
+        let valid_jsonrpc = case.jsonrpc == Some(JSONRPC[0]);
+        let notification = matches!(case.id, Id::Missing) && valid_jsonrpc;
+        prop_assert_eq!(modern_reply.is_none(), notification, "{}", modern);
+        prop_assert_eq!(batched.is_none(), notification, "{}", alone);
         let mut replies = Vec::new();
         for (revision, reply, answer) in single_replies {
-            let reply = reply.ok_or_else(|| fail(format!("no {revision} answer: {answer}")))?;
-            replies.push((revision, reply, answer));
+            prop_assert_eq!(reply.is_none(), notification, "{} {}", revision, answer);
+            replies.extend(reply.map(|r| (revision, r, answer)));
         }
+        let (Some(modern_reply), Some(batched)) = (modern_reply, batched) else {
+            return Ok(());
+        };
 
-        if matches!(case.id, Id::Invalid(_)) {
-            // Refused before anything runs, without an id, by every path:
-            // 400 for one message, inside the 200 of a batch.
+        if !valid_jsonrpc || !case.id.is_valid() {
+            // An invalid request: refused before anything runs, with the
+            // same error on every path. The id goes back when `jsonrpc` is
+            // what is wrong (whatever its type), and not when the id is.
+            let id = if valid_jsonrpc {
+                None
+            } else {
+                case.id.echoed()
+            };
             let expected = batched.outcome.clone();
             prop_assert_eq!(
                 expected.as_ref().err().map(|e| &e["code"]),
-                Some(&json!(-32600))
+                Some(&json!(-32600)),
+                "{}",
+                alone
             );
-            prop_assert_eq!(&batched.id, &None);
+            prop_assert_eq!(&batched.id, &id, "{}", alone);
+            validate(case, "2025-03-26", &batched);
+            // 2026-07-28 answers 400; the others 400 only without an id.
             prop_assert_eq!(modern.status, 400, "{}", modern);
             prop_assert_eq!(&modern_reply.outcome, &expected, "2026-07-28");
-            prop_assert_eq!(&modern_reply.id, &None);
+            prop_assert_eq!(&modern_reply.id, &id, "{}", modern);
+            validate(case, MODERN, &modern_reply);
+            let status = if id.is_some() { 200 } else { 400 };
             for (revision, reply, answer) in &replies {
-                prop_assert_eq!(answer.status, 400, "{} {}", revision, answer);
+                prop_assert_eq!(answer.status, status, "{} {}", revision, answer);
                 prop_assert_eq!(&reply.outcome, &expected, "{}", revision);
-                prop_assert_eq!(&reply.id, &None, "{}", revision);
+                prop_assert_eq!(&reply.id, &id, "{} {}", revision, answer);
+                validate(case, revision, reply);
             }
             return Ok(());
         }
 
-        // The id is echoed as sent, on every path.
-        prop_assert_eq!(
-            modern_reply.id.as_ref(),
-            Some(&id),
-            "2026-07-28: {}",
-            modern
-        );
+        // The id is echoed on every path.
+        let id = case.id.echoed();
+        prop_assert_eq!(&modern_reply.id, &id, "2026-07-28: {}", modern);
         for (revision, reply, answer) in &replies {
-            prop_assert_eq!(reply.id.as_ref(), Some(&id), "{}: {}", revision, answer);
+            prop_assert_eq!(&reply.id, &id, "{}: {}", revision, answer);
             // Tool failures and protocol errors alike are answered with 200.
             prop_assert_eq!(answer.status, 200, "{} {}", revision, answer);
-            validate_message(revision, Some("tools/call"), &reply.message);
+            validate(case, revision, reply);
         }
-        prop_assert_eq!(batched.id.as_ref(), Some(&id), "batch: {}", alone);
-        validate_message("2025-03-26", Some("tools/call"), &batched.message);
+        prop_assert_eq!(&batched.id, &id, "batch: {}", alone);
+        validate(case, "2025-03-26", &batched);
 
         // One revision per era, then each older one.
         let [
@@ -887,7 +979,7 @@ impl Stage {
         let older = r_2025_06_18.outcome.clone().map(as_2025_03_26);
         prop_assert_eq!(&r_2025_03_26.outcome, &older, "2025-03-26 / 2025-06-18");
 
-        validate_message(MODERN, Some("tools/call"), &modern_reply.message);
+        validate(case, MODERN, &modern_reply);
         if case.meta.is_none() {
             // 2026-07-28 requires `_meta`; the other eras run the call.
             prop_assert_eq!(modern.status, 400, "{}", modern);
@@ -919,6 +1011,49 @@ impl Stage {
     }
 }
 
+/// The answer to the case's message in the mixed batch, after checking the
+/// answers to the others and that the answers keep the messages' order.
+fn ours_in_mixed(
+    case: &Case,
+    mut replies: Vec<Reply>,
+    mixed: &Answer,
+) -> Result<Option<Reply>, TestCaseError> {
+    let ours = replies
+        .iter()
+        .position(|r| !matches!(r.id.as_deref(), Some(r#""mixed-ping""# | r#""mixed-call""#)));
+    let ours = ours.map(|at| (at, replies.remove(at)));
+    let [ping, call] = &replies[..] else {
+        return Err(fail(format!("answers to the ping and the call: {mixed}")));
+    };
+    prop_assert_eq!(ping.id.as_deref(), Some(r#""mixed-ping""#), "{}", mixed);
+    prop_assert_eq!(&ping.outcome, &Ok(json!({})), "{}", mixed);
+    prop_assert_eq!(call.id.as_deref(), Some(r#""mixed-call""#), "{}", mixed);
+    prop_assert_eq!(
+        &call.outcome,
+        &Ok(json!({"content": [{"type": "text", "text": "42"}], "isError": false})),
+        "{}",
+        mixed
+    );
+    // The ping is the first other message, the call the third.
+    let before = usize::from(case.batch_slot > 0) + usize::from(case.batch_slot > 2);
+    if let Some((at, _)) = &ours {
+        prop_assert_eq!(*at, before, "answers out of order: {}", mixed);
+    }
+    Ok(ours.map(|(_, reply)| reply))
+}
+
+/// Validates a reply against the schema of `revision`, except where no
+/// schema can agree: an id of a type no revision allows, and an error
+/// without an id before 2025-11-25 (those schemas require an id on every
+/// error response).
+fn validate(case: &Case, revision: &str, reply: &Reply) {
+    let odd_id = reply.id.is_some() && !case.id.is_valid();
+    let idless_error_before_2025_11_25 = reply.id.is_none() && revision < "2025-11-25";
+    if !odd_id && !idless_error_before_2025_11_25 {
+        validate_message(revision, Some("tools/call"), &reply.message);
+    }
+}
+
 /// The differential property, over real HTTP to one gateway.
 #[test]
 fn tools_call_answers_agree_on_every_path() {
@@ -928,8 +1063,13 @@ fn tools_call_answers_agree_on_every_path() {
         .build()
         .unwrap();
     let stage = runtime.block_on(Stage::start());
+    // A deeper run: PROPTEST_CASES=2000.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(96);
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases,
         // Failures are reported with their minimal case; nothing is written
         // to the source tree.
         failure_persistence: None,
