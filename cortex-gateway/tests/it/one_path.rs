@@ -32,10 +32,20 @@
 use std::{
     collections::BTreeMap,
     hash::{Hash as _, Hasher as _},
+    sync::{Arc, RwLock},
 };
 
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
 use base64::Engine as _;
-use cortex_backend::{Auth, Backend, Ctx, McpResult, ToolError, ToolFn, testing::TestIssuer};
+use cortex_backend::{
+    Auth, Backend, Ctx, McpResult, Request, RequestBody, ToolError, ToolFn, testing::TestIssuer,
+};
+use cortex_gateway::config::BackendConfig;
 use proptest::{
     collection::vec,
     prelude::*,
@@ -157,6 +167,78 @@ fn behaviours(issuer: &TestIssuer, audience: &str) -> Backend {
         .unwrap()
 }
 
+/// The backend served as `other`: a contract backend that writes its JSON
+/// its own way, as one written in another language may (indented, spaces
+/// after colons), which the SDK never does. It answers `pretty` with the
+/// SDK's `echo` re-written so.
+fn other(issuer: &TestIssuer, audience: &str) -> Backend {
+    Backend::builder("other")
+        .auth(Auth::new(issuer.auth_config(audience, &[TECH])).unwrap())
+        .tool(
+            ToolFn::new("pretty")
+                .scope("mcp:docs:read")
+                .description("Echoes its arguments as indented JSON.")
+                .handler(echo)
+                .input_schema(json!({"type": "object"})),
+        )
+        .build()
+        .unwrap()
+}
+
+/// The backend a [`Reformatting`] server serves, once the issuer exists.
+type Slot = Arc<RwLock<Option<Backend>>>;
+
+/// A loopback contract endpoint in front of an SDK backend that indents
+/// the JSON of its `pretty` answers.
+struct Reformatting {
+    url: String,
+    slot: Slot,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Reformatting {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Reformatting {
+    async fn start() -> Self {
+        let slot = Slot::default();
+        let router = axum::Router::new()
+            .route("/api/cortex/backend", axum::routing::post(reformat))
+            .with_state(slot.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { url, slot, task }
+    }
+}
+
+async fn reformat(State(slot): State<Slot>, headers: HeaderMap, body: Bytes) -> Response {
+    let json = [("content-type", "application/json")];
+    let Some(backend) = slot.read().unwrap().clone() else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, json, "{}").into_response();
+    };
+    let pretty = serde_json::from_slice::<Value>(&body).is_ok_and(|b| b["method"] == "pretty");
+    let mut request = Request::new("POST", RequestBody::Complete(body));
+    for name in ["authorization", "content-type"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            request.push_header(name, v);
+        }
+    }
+    let response = backend.handle(request).await;
+    let mut out = response.body.to_vec();
+    if pretty && response.status == 200 {
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        out = serde_json::to_vec_pretty(&value).unwrap();
+    }
+    let status = axum::http::StatusCode::from_u16(response.status).unwrap();
+    (status, json, out).into_response()
+}
+
 // ----- the generated call -----
 
 /// The JSON-RPC id.
@@ -263,6 +345,7 @@ const KNOWN: &[&str] = &[
     "crm_pipeline_chart",
     "crm_forecast",
     "crm_broken_report",
+    "other_pretty",
     "whoami",
     "find_tools",
 ];
@@ -740,10 +823,31 @@ fn as_2025_03_26(mut result: Value) -> Value {
     result
 }
 
+/// A result with each text block that holds a JSON object re-written as
+/// canonical JSON (see the KNOWN DIVERGENCE in [`Stage::check`]).
+fn text_as_json(mut outcome: Result<Value, Value>) -> Result<Value, Value> {
+    let blocks = outcome
+        .as_mut()
+        .ok()
+        .and_then(|r| r.get_mut("content"))
+        .and_then(Value::as_array_mut);
+    for block in blocks.into_iter().flatten() {
+        let parsed = block["text"]
+            .as_str()
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .filter(Value::is_object);
+        if let Some(object) = parsed {
+            block["text"] = Value::from(json_text(&object));
+        }
+    }
+    outcome
+}
+
 // ----- the stage: one gateway, its backends, three legacy sessions -----
 
 struct Stage {
     world: World,
+    _other: Reformatting,
     http: reqwest::Client,
     token: String,
     /// `(revision, Mcp-Session-Id)`, in the order of [`LEGACY`].
@@ -752,13 +856,16 @@ struct Stage {
 
 impl Stage {
     async fn start() -> Self {
+        let other = Reformatting::start().await;
         let world = World::start_with(Options {
+            extra: vec![BackendConfig::new("other", &other.url)],
             // A case sends several requests; the budget is not under test.
             configure: Some(Box::new(|c| c.controls.rate_limit_per_minute = 0)),
             ..Options::default()
         })
         .await;
         world.docs.replace(behaviours(&world.issuer, &world.url));
+        *other.slot.write().unwrap() = Some(self::other(&world.issuer, &world.url));
         world.gateway.refresh_now().await;
         let token = world.token("dana", &["mcp:docs:read", "mcp:crm:read"]);
         let mut sessions = Vec::new();
@@ -768,28 +875,33 @@ impl Stage {
         }
         let stage = Self {
             world,
+            _other: other,
             http: reqwest::Client::new(),
             token,
             sessions,
         };
-        // Readiness: the replaced backend's tools are in the catalog.
-        let echo = Case {
-            jsonrpc: Some(JSONRPC[0]),
-            id: Id::Int(1),
-            name: Name::Str("docs_echo".into()),
-            arguments: None,
-            meta: Some(Vec::new()),
-            extras: Vec::new(),
-            top_extra: false,
-            order: 0,
-            spaced: false,
-            batch_slot: 0,
-        };
-        let answer = stage.modern(&echo, Writing::Modern).await;
-        assert!(
-            answer.status == 200 && !String::from_utf8_lossy(&answer.body).contains("error"),
-            "docs_echo is served: {answer}"
-        );
+        // Readiness: the tools of the backends set up after the start are
+        // in the catalog.
+        for tool in ["docs_echo", "other_pretty"] {
+            let call = Case {
+                jsonrpc: Some(JSONRPC[0]),
+                id: Id::Int(1),
+                name: Name::Str(tool.into()),
+                arguments: None,
+                meta: Some(Vec::new()),
+                extras: Vec::new(),
+                top_extra: false,
+                order: 0,
+                spaced: false,
+                batch_slot: 0,
+            };
+            let answer = stage.modern(&call, Writing::Modern).await;
+            let body: Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(
+                body["result"]["isError"], false,
+                "{tool} is served: {answer}"
+            );
+        }
         stage
     }
 
@@ -971,9 +1083,15 @@ impl Stage {
             &r_2025_06_18.outcome,
             "2025-11-25 / 2025-06-18"
         );
+        // KNOWN DIVERGENCE: a backend's JSON object result is quoted in the
+        // text block as the backend wrote it when the call comes alone
+        // (`ToolResult::object_bytes`), and parsed then re-written compact
+        // when it comes in a batch (`ToolResult::into_value`). SDK backends
+        // write canonical JSON, so only `other_pretty` shows it; the text
+        // blocks are compared as JSON here.
         prop_assert_eq!(
-            &r_2025_03_26.outcome,
-            &batched.outcome,
+            text_as_json(r_2025_03_26.outcome.clone()),
+            text_as_json(batched.outcome.clone()),
             "2025-03-26: one message / batch"
         );
         let older = r_2025_06_18.outcome.clone().map(as_2025_03_26);
