@@ -20,14 +20,21 @@
 //! - 2026-07-28 requires `params._meta`; a call without it is refused
 //!   there and answered elsewhere ([`Stage::check`]).
 //!
+//! One difference between paths is not an era's and is marked KNOWN
+//! DIVERGENCE in [`Stage::check`]: a 2025-03-26 batch re-writes a
+//! backend's JSON in the text block, so text blocks are compared as JSON
+//! between a single message and a batch.
+//!
 //! Everything else must be identical: the `result` or `error` object, the
 //! id (echoed as the request wrote it, re-written as canonical JSON), and
-//! the HTTP status and content type by the era's rule. Requests the
-//! gateway refuses before running them (an id that is not a string or an
-//! integer, a wrong `jsonrpc`, a body that is not JSON) are pinned too:
-//! which paths echo the id and which answer 400.
+//! the HTTP status and content type by the era's rule. Every 2026-07-28
+//! call is also sent in a form the borrowed parse cannot read, and both
+//! answers must be the same bytes. Requests the gateway refuses before
+//! running them (an id that is not a string or an integer, a wrong
+//! `jsonrpc`, `params` that is not an object, a body that is not JSON) are
+//! pinned too: which paths echo the id and which answer 400.
 //!
-//! `PROPTEST_CASES=2000` runs more cases than the default 96.
+//! `PROPTEST_CASES=2000` runs more cases than the default 128.
 
 use std::{
     collections::BTreeMap,
@@ -374,11 +381,26 @@ const RAW_NAMES: &[&str] = &[
     "true",
 ];
 
+/// `params` as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Params {
+    /// An object of the members below.
+    Object,
+    /// Absent (read as `{}`).
+    Absent,
+    /// Not an object.
+    Raw(&'static str),
+}
+
+const RAW_PARAMS: &[&str] = &["[]", r#"["docs_echo"]"#, r#""docs_echo""#, "null", "3"];
+
 #[derive(Debug, Clone)]
 struct Case {
     /// The value of `jsonrpc` as written (`None`: absent).
     jsonrpc: Option<&'static str>,
     id: Id,
+    /// Whether the members below are sent as `params`.
+    params: Params,
     name: Name,
     /// `params.arguments` (`None`: absent); also `null`, `{}`, nested
     /// objects, and values of the wrong type.
@@ -509,12 +531,30 @@ fn case() -> impl Strategy<Value = Case> {
         any::<u64>(),
         any::<bool>(),
         0..4usize,
+        prop_oneof![
+            12 => Just(Params::Object),
+            1 => Just(Params::Absent),
+            1 => prop::sample::select(RAW_PARAMS).prop_map(Params::Raw),
+        ],
     )
         .prop_map(
-            |(jsonrpc, id, name, arguments, meta, extras, top_extra, order, spaced, batch_slot)| {
+            |(
+                jsonrpc,
+                id,
+                name,
+                arguments,
+                meta,
+                extras,
+                top_extra,
+                order,
+                spaced,
+                batch_slot,
+                params,
+            )| {
                 Case {
                     jsonrpc,
                     id,
+                    params,
                     name,
                     arguments,
                     meta,
@@ -596,7 +636,13 @@ impl Case {
             r#""tools/call""#
         };
         top.push(("method".to_owned(), method.to_owned()));
-        top.push(("params".to_owned(), self.object(params, general, spaced)));
+        match self.params {
+            Params::Object => {
+                top.push(("params".to_owned(), self.object(params, general, spaced)));
+            }
+            Params::Raw(raw) => top.push(("params".to_owned(), raw.to_owned())),
+            Params::Absent => {}
+        }
         if self.top_extra {
             top.push(("x-extra".to_owned(), "true".to_owned()));
         }
@@ -886,6 +932,7 @@ impl Stage {
             let call = Case {
                 jsonrpc: Some(JSONRPC[0]),
                 id: Id::Int(1),
+                params: Params::Object,
                 name: Name::Str(tool.into()),
                 arguments: None,
                 meta: Some(Vec::new()),
@@ -902,6 +949,17 @@ impl Stage {
                 "{tool} is served: {answer}"
             );
         }
+        // The behaviours are the ones named: `echo` declares an output
+        // schema, `plain` does not.
+        let listed = Client::modern(&stage.world.url, &stage.token)
+            .ok("tools/list", json!({}))
+            .await;
+        let schema = |name: &str| {
+            let tools = listed["tools"].as_array().unwrap();
+            let tool = tools.iter().find(|t| t["name"] == name).unwrap();
+            tool.get("outputSchema").is_some()
+        };
+        assert!(schema("docs_echo") && schema("other_pretty") && !schema("docs_plain"));
         stage
     }
 
@@ -1059,6 +1117,42 @@ impl Stage {
 
         // The id is echoed on every path.
         let id = case.id.echoed();
+        if let Params::Raw(_) = case.params {
+            // `params` that is not an object: refused with the id, by the
+            // same error on every path; 400 in 2026-07-28 only.
+            let expected = batched.outcome.clone();
+            prop_assert_eq!(
+                expected.as_ref().err().map(|e| &e["code"]),
+                Some(&json!(-32602)),
+                "{}",
+                alone
+            );
+            prop_assert_eq!(modern.status, 400, "{}", modern);
+            let all = replies
+                .iter()
+                .map(|(revision, reply, answer)| (*revision, reply, answer.status))
+                .chain([("batch", &batched, 200), (MODERN, &modern_reply, 400)]);
+            for (revision, reply, status) in all {
+                prop_assert_eq!(&reply.outcome, &expected, "{}", revision);
+                prop_assert_eq!(&reply.id, &id, "{}", revision);
+                prop_assert_eq!(
+                    status,
+                    if revision == MODERN { 400 } else { 200 },
+                    "{}",
+                    revision
+                );
+                validate(
+                    case,
+                    if revision == "batch" {
+                        "2025-03-26"
+                    } else {
+                        revision
+                    },
+                    reply,
+                );
+            }
+            return Ok(());
+        }
         prop_assert_eq!(&modern_reply.id, &id, "2026-07-28: {}", modern);
         for (revision, reply, answer) in &replies {
             prop_assert_eq!(&reply.id, &id, "{}: {}", revision, answer);
@@ -1098,7 +1192,7 @@ impl Stage {
         prop_assert_eq!(&r_2025_03_26.outcome, &older, "2025-03-26 / 2025-06-18");
 
         validate(case, MODERN, &modern_reply);
-        if case.meta.is_none() {
+        if case.meta.is_none() || case.params == Params::Absent {
             // 2026-07-28 requires `_meta`; the other eras run the call.
             prop_assert_eq!(modern.status, 400, "{}", modern);
             let error = modern_reply.outcome.as_ref().err();
@@ -1185,7 +1279,7 @@ fn tools_call_answers_agree_on_every_path() {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(96);
+        .unwrap_or(128);
     let mut runner = TestRunner::new(Config {
         cases,
         // Failures are reported with their minimal case; nothing is written
