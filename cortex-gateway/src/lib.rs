@@ -66,6 +66,7 @@ pub mod origin;
 pub mod ratelimit;
 mod transport;
 pub mod upstream;
+pub mod vault;
 
 use std::{future::Future, sync::Arc};
 

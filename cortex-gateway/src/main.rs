@@ -1,4 +1,5 @@
-//! `cortex-gateway`: serve the gateway, or print the resolved configuration.
+//! `cortex-gateway`: serve the gateway, print the resolved configuration,
+//! or re-encrypt the vault under its first key.
 //!
 //! Exit codes: 0 success, 1 the gateway failed while running, 2 a usage or
 //! configuration error (nothing was started).
@@ -39,6 +40,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Manage the vault of linked accounts (CORTEX_VAULT_* variables).
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Re-encrypt every record under the first key of CORTEX_VAULT_KEYS and
+    /// print the counts; exits 1 if some record could not be re-encrypted.
+    Rotate,
 }
 
 fn load(path: Option<&PathBuf>) -> Result<GatewayConfig, cortex_gateway::config::ConfigError> {
@@ -57,6 +68,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Vault(VaultCommand::Rotate) => vault_rotate(),
         Command::CheckConfig { config } => match load(config.as_ref()) {
             Ok(c) => {
                 print!("{}", c.masked_toml());
@@ -103,6 +115,49 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `vault rotate`: 0 every record is under the first key, 1 some are not
+/// (or the storage failed), 2 a configuration error.
+fn vault_rotate() -> ExitCode {
+    use cortex_gateway::vault::{Vault, VaultConfig};
+    let config = match VaultConfig::from_lookup(|k| std::env::var(k).ok()) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            eprintln!(
+                "error: CORTEX_VAULT_KEYS: not set; list the new key first and the old ones \
+                 after it, e.g. CORTEX_VAULT_KEYS=k2:<base64>,k1:<old base64>"
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rotated = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| {
+            rt.block_on(async {
+                let vault = Vault::open(&config).await?;
+                vault.rotate().await
+            })
+            .map_err(|e| e.to_string())
+        });
+    match rotated {
+        Ok(report) => {
+            println!("vault rotate: {report}");
+            if report.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
 }

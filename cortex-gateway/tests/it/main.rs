@@ -13,5 +13,7 @@ mod hostile_catalog;
 mod legacy;
 mod modern;
 mod one_path;
+mod pg_server;
 mod support;
 mod upstream;
+mod vault;

@@ -1,0 +1,251 @@
+//! The PostgreSQL engine: one pipelined connection, re-opened when it
+//! breaks. Migrations run under a transaction-scoped advisory lock, so
+//! replicas starting together apply each one once.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use tokio_postgres::{Client, Config};
+
+use super::{MIGRATIONS, Row, check_known, pg_tls::RustlsConnect};
+use crate::vault::{VaultError, seal::SealedRecord};
+
+/// The advisory lock taken while migrating ("cortex-v" in ASCII).
+const MIGRATION_LOCK: i64 = 0x636f_7274_6578_2d76;
+
+pub(crate) struct PgStore {
+    config: Config,
+    tls: RustlsConnect,
+    client: tokio::sync::Mutex<Arc<Client>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(e: tokio_postgres::Error) -> VaultError {
+    VaultError::Storage(format!("PostgreSQL: {e}"))
+}
+
+fn row(r: &tokio_postgres::Row) -> Result<Row, VaultError> {
+    let bad = |e: tokio_postgres::Error| VaultError::Storage(format!("PostgreSQL row: {e}"));
+    let nonce: &[u8] = r.try_get(3).map_err(bad)?;
+    Ok(Row {
+        sub: r.try_get(0).map_err(bad)?,
+        server: r.try_get(1).map_err(bad)?,
+        record: SealedRecord {
+            key_id: r.try_get(2).map_err(bad)?,
+            // A wrong length cannot open: all zeroes fail authentication.
+            nonce: nonce.try_into().unwrap_or_default(),
+            ciphertext: r.try_get(4).map_err(bad)?,
+        },
+        created_at: r.try_get(5).map_err(bad)?,
+        updated_at: r.try_get(6).map_err(bad)?,
+    })
+}
+
+const COLUMNS: &str = "sub, server, key_id, nonce, ciphertext, created_at, updated_at";
+
+async fn connect(config: &Config, tls: &RustlsConnect) -> Result<Client, VaultError> {
+    let (client, connection) = config.connect(tls.clone()).await.map_err(|e| {
+        VaultError::Storage(format!(
+            "cannot connect to PostgreSQL (CORTEX_DATABASE_URL): {e}"
+        ))
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("the vault's PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+async fn migrate(client: &mut Client) -> Result<(), VaultError> {
+    let tx = client.transaction().await.map_err(storage)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(storage)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS vault_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(storage)?;
+    let applied: Vec<i64> = tx
+        .query("SELECT version FROM vault_schema", &[])
+        .await
+        .map_err(storage)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    check_known(&applied)?;
+    for (version, _, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await.map_err(storage)?;
+        tx.execute(
+            "INSERT INTO vault_schema (version, applied_at) VALUES ($1, $2)",
+            &[version, &(crate::vault::unix_now() as i64)],
+        )
+        .await
+        .map_err(storage)?;
+    }
+    tx.commit().await.map_err(storage)
+}
+
+impl PgStore {
+    pub(crate) async fn connect(config: Config, tls: RustlsConnect) -> Result<Self, VaultError> {
+        let mut client = connect(&config, &tls).await?;
+        migrate(&mut client).await?;
+        Ok(Self {
+            config,
+            tls,
+            client: tokio::sync::Mutex::new(Arc::new(client)),
+        })
+    }
+
+    /// The connection, re-opened first if it broke.
+    async fn client(&self) -> Result<Arc<Client>, VaultError> {
+        let mut guard = self.client.lock().await;
+        if guard.is_closed() {
+            *guard = Arc::new(connect(&self.config, &self.tls).await?);
+        }
+        Ok(guard.clone())
+    }
+
+    pub(crate) async fn upsert(&self, row: Row) -> Result<(), VaultError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO vault_grants (sub, server, key_id, nonce, ciphertext, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (sub, server) DO UPDATE SET key_id = EXCLUDED.key_id,
+                   nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
+                   updated_at = EXCLUDED.updated_at",
+                &[
+                    &row.sub,
+                    &row.server,
+                    &row.record.key_id,
+                    &&row.record.nonce[..],
+                    &row.record.ciphertext,
+                    &row.created_at,
+                    &row.updated_at,
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(storage)
+    }
+
+    pub(crate) async fn fetch(&self, sub: &str, server: &str) -> Result<Option<Row>, VaultError> {
+        self.client()
+            .await?
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM vault_grants WHERE sub = $1 AND server = $2"),
+                &[&sub, &server],
+            )
+            .await
+            .map_err(storage)?
+            .as_ref()
+            .map(row)
+            .transpose()
+    }
+
+    pub(crate) async fn delete(&self, sub: &str, server: &str) -> Result<bool, VaultError> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM vault_grants WHERE sub = $1 AND server = $2",
+                &[&sub, &server],
+            )
+            .await
+            .map(|n| n > 0)
+            .map_err(storage)
+    }
+
+    pub(crate) async fn servers_of(&self, sub: &str) -> Result<Vec<String>, VaultError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT server FROM vault_grants WHERE sub = $1 ORDER BY server",
+                &[&sub],
+            )
+            .await
+            .map_err(storage)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    pub(crate) async fn counts(&self) -> Result<BTreeMap<String, u64>, VaultError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT server, COUNT(*) FROM vault_grants GROUP BY server",
+                &[],
+            )
+            .await
+            .map_err(storage)?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    pub(crate) async fn page_not_under(
+        &self,
+        key_id: &str,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Row>, VaultError> {
+        let (sub, server) = after.unwrap_or(("", ""));
+        // Both columns are `COLLATE "C"`: byte order, as SQLite's.
+        self.client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM vault_grants
+                     WHERE key_id <> $1 AND (sub, server) > ($2, $3)
+                     ORDER BY sub, server LIMIT $4"
+                ),
+                &[&key_id, &sub, &server, &i64::from(limit)],
+            )
+            .await
+            .map_err(storage)?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
+    pub(crate) async fn reseal(
+        &self,
+        sub: &str,
+        server: &str,
+        old: &SealedRecord,
+        new: &SealedRecord,
+    ) -> Result<bool, VaultError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE vault_grants SET key_id = $1, nonce = $2, ciphertext = $3
+                 WHERE sub = $4 AND server = $5 AND key_id = $6 AND nonce = $7",
+                &[
+                    &new.key_id,
+                    &&new.nonce[..],
+                    &new.ciphertext,
+                    &sub,
+                    &server,
+                    &old.key_id,
+                    &&old.nonce[..],
+                ],
+            )
+            .await
+            .map(|n| n == 1)
+            .map_err(storage)
+    }
+}
