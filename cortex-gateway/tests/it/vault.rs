@@ -337,7 +337,9 @@ async fn a_record_under_an_unknown_key_id_is_reported_not_dropped() {
 fn bad_key_values_stop_the_start_naming_the_variable() {
     let good = b64(1);
     let short = base64::engine::general_purpose::STANDARD.encode([1u8; 16]);
-    let cases: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+    // (variables, the variable named, what the message says)
+    type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![("CORTEX_VAULT_KEY", "not base64!".into())],
             "CORTEX_VAULT_KEY",

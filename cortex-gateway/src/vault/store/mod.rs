@@ -64,7 +64,7 @@ pub(crate) struct Row {
 #[derive(Debug)]
 pub(crate) enum Store {
     Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
+    Postgres(Box<postgres::PgStore>),
 }
 
 /// Dispatches one call to the engine in use.
@@ -88,7 +88,9 @@ impl Store {
                 } else {
                     pg_tls::RustlsConnect::with_roots(tls_roots)?
                 };
-                Self::Postgres(postgres::PgStore::connect((**config).clone(), tls).await?)
+                Self::Postgres(Box::new(
+                    postgres::PgStore::connect((**config).clone(), tls).await?,
+                ))
             }
         })
     }
