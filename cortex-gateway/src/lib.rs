@@ -45,6 +45,7 @@
 //! | [`admin`] | the operator endpoint `/admin/tool-integrity` |
 //! | [`metrics`] | Prometheus text at `/metrics` |
 //! | [`introspection`] | optional RFC 7662 revocation check with a short cache |
+//! | [`vault`] | linked third-party accounts: sealed grants per (`sub`, server), SQLite or PostgreSQL, key rotation |
 //! | `transport` | the HTTP routes (axum); `Gateway::serve`'s accept loop and serving threads (one single-threaded runtime per CPU, `CORTEX_WORKERS`), which send POST on the MCP path to its handler directly, inside the same perimeter; the connection cap, header-read and idle timeouts |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
