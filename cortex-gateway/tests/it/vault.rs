@@ -74,6 +74,15 @@ fn cortex_now() -> u64 {
         .as_secs()
 }
 
+/// `cortex-gateway vault rotate` with nothing but the variables the test sets.
+fn rotate_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"));
+    c.env_clear()
+        .env("RUST_LOG", "off")
+        .args(["vault", "rotate"]);
+    c
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -242,12 +251,9 @@ async fn rotation_keeps_every_grant_readable_and_then_the_old_key_can_go() {
 
     // The command an operator runs, new key first.
     let both = keys(&[("new", 2), ("old", 1)]);
-    let out = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
-        .env_clear()
-        .env("RUST_LOG", "off")
+    let out = rotate_command()
         .env("CORTEX_VAULT_KEYS", &both)
         .env("CORTEX_VAULT_PATH", &path)
-        .args(["vault", "rotate"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -316,12 +322,9 @@ async fn a_record_under_an_unknown_key_id_is_reported_not_dropped() {
         "{report}"
     );
     // The command exits 1 and says so.
-    let out = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
-        .env_clear()
-        .env("RUST_LOG", "off")
+    let out = rotate_command()
         .env("CORTEX_VAULT_KEY", b64(2))
         .env("CORTEX_VAULT_PATH", &path)
-        .args(["vault", "rotate"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -458,11 +461,8 @@ fn bad_key_values_stop_the_start_naming_the_variable() {
     assert!(!shown.contains("pw") && !shown.contains(&good), "{shown}");
 
     // The command stops with exit code 2 naming the variable.
-    let out = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
-        .env_clear()
-        .env("RUST_LOG", "off")
+    let out = rotate_command()
         .env("CORTEX_VAULT_KEYS", format!("k1:{short}"))
-        .args(["vault", "rotate"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
