@@ -104,6 +104,16 @@ impl PgServer {
 
     /// Starts a new cluster (a few seconds: `initdb`, then the server).
     pub(crate) fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a cluster that accepts TCP connections only over TLS, with
+    /// this certificate and key (PEM); the Unix socket stays plain.
+    pub(crate) fn start_tls(cert_pem: &[u8], key_pem: &[u8]) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&[u8], &[u8])>) -> Self {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("cortex-pg-")
@@ -142,6 +152,9 @@ impl PgServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((cert, key)) = tls {
+            server.require_tls(cert, key);
+        }
         // A port found free can be taken before the server binds it:
         // another one is tried then.
         for _ in 0..5 {
@@ -153,6 +166,31 @@ impl PgServer {
             "the PostgreSQL server did not start: {}",
             std::fs::read_to_string(server.log()).unwrap_or_default()
         );
+    }
+
+    /// Installs the certificate and lets TCP clients in only over TLS.
+    fn require_tls(&self, cert: &[u8], key: &[u8]) {
+        use std::{io::Write as _, os::unix::fs::PermissionsExt as _};
+        let data = self.data();
+        for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap()
+            .write_all(b"\nssl = on\n")
+            .unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
     }
 
     fn try_listen(&mut self, port: u16) -> bool {
@@ -218,9 +256,15 @@ impl PgServer {
         format!("postgres://{PG_USER}@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// A plain connection of the test's own (to inspect raw rows).
+    /// A connection of the test's own over the Unix socket (to inspect
+    /// raw rows).
     pub(crate) async fn client(&self, db: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(db), tokio_postgres::NoTls)
+        let (client, connection) = tokio_postgres::Config::new()
+            .host_path(self.dir.path().join("sock"))
+            .port(self.port)
+            .user(PG_USER)
+            .dbname(db)
+            .connect(tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(connection);

@@ -622,3 +622,58 @@ async fn postgres_round_trip_binding_and_rotation_on_a_real_server() {
         Err(VaultError::UnknownKey { key_id, .. }) if key_id == "new"
     ));
 }
+
+#[tokio::test]
+async fn postgres_over_verified_tls_and_never_past_an_unknown_certificate() {
+    // The server takes TCP clients only over TLS (pg_hba `hostssl`), so a
+    // working vault proves the connection was encrypted.
+    let server = PgServer::start_tls(
+        include_bytes!("../fixtures/backend-cert.pem"),
+        include_bytes!("../fixtures/backend-key.pem"),
+    );
+    let admin = server.client("postgres").await;
+    admin.batch_execute("CREATE DATABASE vault").await.unwrap();
+    let url = format!("{}?sslmode=require", server.url("vault"));
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), include_bytes!("../fixtures/test-ca-cert.pem")).unwrap();
+    let with_ca = config(&[
+        ("CORTEX_VAULT_KEY", b64(1)),
+        ("CORTEX_DATABASE_URL", url.clone()),
+        ("CORTEX_DATABASE_CA_FILE", ca.path().display().to_string()),
+    ]);
+    let vault = Vault::open(&with_ca).await.unwrap();
+    vault
+        .put("alice", "tracker", grant("alice", "tracker"))
+        .await
+        .unwrap();
+    assert!(vault.get("alice", "tracker").await.unwrap().is_some());
+    let encrypted: bool = admin
+        .query_one(
+            "SELECT bool_and(ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = 'vault'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the vault's connection uses TLS");
+
+    // Without the authority, the certificate is not trusted: no connection.
+    let err = Vault::open(&postgres(&url, &keys(&[("k1", 1)])))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("CORTEX_DATABASE_URL") && text.contains("UnknownIssuer"),
+        "{text}"
+    );
+    // A CA file that is not PEM stops the start naming its variable.
+    std::fs::write(ca.path(), b"not a certificate").unwrap();
+    let env = HashMap::from([
+        ("CORTEX_VAULT_KEY", b64(1)),
+        ("CORTEX_DATABASE_URL", url),
+        ("CORTEX_DATABASE_CA_FILE", ca.path().display().to_string()),
+    ]);
+    let err = VaultConfig::from_lookup(|k| env.get(k).cloned()).unwrap_err();
+    assert_eq!(err.variable, "CORTEX_DATABASE_CA_FILE", "{err}");
+}

@@ -27,8 +27,21 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// `e` and its causes (tokio-postgres keeps the useful part, e.g. why a
+/// TLS handshake failed, in the source).
+fn described(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn storage(e: tokio_postgres::Error) -> VaultError {
-    VaultError::Storage(format!("PostgreSQL: {e}"))
+    VaultError::Storage(format!("PostgreSQL: {}", described(&e)))
 }
 
 fn row(r: &tokio_postgres::Row) -> Result<Row, VaultError> {
@@ -53,7 +66,8 @@ const COLUMNS: &str = "sub, server, key_id, nonce, ciphertext, created_at, updat
 async fn connect(config: &Config, tls: &RustlsConnect) -> Result<Client, VaultError> {
     let (client, connection) = config.connect(tls.clone()).await.map_err(|e| {
         VaultError::Storage(format!(
-            "cannot connect to PostgreSQL (CORTEX_DATABASE_URL): {e}"
+            "cannot connect to PostgreSQL (CORTEX_DATABASE_URL): {}",
+            described(&e)
         ))
     })?;
     tokio::spawn(async move {
