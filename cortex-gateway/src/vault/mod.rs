@@ -78,9 +78,18 @@ pub const MAX_SERVER_BYTES: usize = 128;
 const ROTATE_PAGE: u32 = 256;
 
 /// A secret string (a token): wiped from memory when dropped, never shown
-/// by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
+/// by `Debug`, compared in constant time.
+#[derive(Clone)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// Wraps `value`.
@@ -438,5 +447,19 @@ impl Vault {
     /// How full the decrypted-grant cache is.
     pub fn cache_usage(&self) -> VaultCacheUsage {
         self.cache.usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_value_and_never_show() {
+        let a = Secret::new("token-a".into());
+        assert_eq!(a, Secret::new("token-a".into()));
+        assert_ne!(a, Secret::new("token-b".into()));
+        assert_ne!(a, Secret::new("token-a-longer".into()));
+        assert_eq!(format!("{a:?}"), "[redacted, 7 bytes]");
     }
 }
