@@ -484,6 +484,15 @@ async fn the_cache_never_exceeds_its_bounds_and_follows_writes() {
         max_age_s: 300,
     };
     let vault = Vault::open(&c).await.unwrap();
+    // What a request handler awaits must be `Send`.
+    fn send<T: Send>(f: T) -> T {
+        f
+    }
+    send(vault.put("first", "tracker", grant("first", "tracker")))
+        .await
+        .unwrap();
+    send(vault.get("first", "tracker")).await.unwrap().unwrap();
+    send(vault.rotate()).await.unwrap();
     let mut peak = 0;
     for i in 0..60 {
         let sub = format!("user{i}");
@@ -601,6 +610,18 @@ async fn postgres_round_trip_binding_and_rotation_on_a_real_server() {
     let new_only = Vault::open(&postgres(&url, &keys(&[("new", 2)])))
         .await
         .unwrap();
+    // The server drops the vault's connection (a restart, a fail-over):
+    // the vault connects again.
+    let killed: i64 = db
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'vault' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1);
     for (sub, server) in PAIRS {
         assert_eq!(
             new_only.get(sub, server).await.unwrap().unwrap().grant,

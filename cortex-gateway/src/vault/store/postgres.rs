@@ -1,5 +1,5 @@
 //! The PostgreSQL engine: one pipelined connection, re-opened when it
-//! breaks. Migrations run under a transaction-scoped advisory lock, so
+//! breaks (a statement that failed because it closed is run once more). Migrations run under a transaction-scoped advisory lock, so
 //! replicas starting together apply each one once.
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -62,6 +62,24 @@ fn row(r: &tokio_postgres::Row) -> Result<Row, VaultError> {
 }
 
 const COLUMNS: &str = "sub, server, key_id, nonce, ciphertext, created_at, updated_at";
+
+/// Runs `$op` (an expression using the connection `$c`) once, and once
+/// more on a new connection if the first failed because the connection
+/// was closed (a server restart, a fail-over, an idle timeout). Every
+/// statement here may run twice: they are idempotent.
+macro_rules! on_connection {
+    ($store:expr, |$c:ident| $op:expr) => {{
+        let $c = $store.client().await?;
+        match $op.await {
+            Err(e) if e.is_closed() || $c.is_closed() => {
+                tracing::info!("the vault's PostgreSQL connection closed; reconnecting");
+                let $c = $store.client().await?;
+                $op.await.map_err(storage)
+            }
+            done => done.map_err(storage),
+        }
+    }};
+}
 
 async fn connect(config: &Config, tls: &RustlsConnect) -> Result<Client, VaultError> {
     let (client, connection) = config.connect(tls.clone()).await.map_err(|e| {
@@ -132,9 +150,7 @@ impl PgStore {
     }
 
     pub(crate) async fn upsert(&self, row: Row) -> Result<(), VaultError> {
-        self.client()
-            .await?
-            .execute(
+        on_connection!(self, |c| c.execute(
                 "INSERT INTO vault_grants (sub, server, key_id, nonce, ciphertext, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (sub, server) DO UPDATE SET key_id = EXCLUDED.key_id,
@@ -149,66 +165,44 @@ impl PgStore {
                     &row.created_at,
                     &row.updated_at,
                 ],
-            )
-            .await
-            .map(drop)
-            .map_err(storage)
+            ))
+        .map(drop)
     }
 
     pub(crate) async fn fetch(&self, sub: &str, server: &str) -> Result<Option<Row>, VaultError> {
-        self.client()
-            .await?
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM vault_grants WHERE sub = $1 AND server = $2"),
-                &[&sub, &server],
-            )
-            .await
-            .map_err(storage)?
+        let sql = format!("SELECT {COLUMNS} FROM vault_grants WHERE sub = $1 AND server = $2");
+        on_connection!(self, |c| c.query_opt(&sql, &[&sub, &server]))?
             .as_ref()
             .map(row)
             .transpose()
     }
 
     pub(crate) async fn delete(&self, sub: &str, server: &str) -> Result<bool, VaultError> {
-        self.client()
-            .await?
-            .execute(
-                "DELETE FROM vault_grants WHERE sub = $1 AND server = $2",
-                &[&sub, &server],
-            )
-            .await
-            .map(|n| n > 0)
-            .map_err(storage)
+        on_connection!(self, |c| c.execute(
+            "DELETE FROM vault_grants WHERE sub = $1 AND server = $2",
+            &[&sub, &server],
+        ))
+        .map(|n| n > 0)
     }
 
     pub(crate) async fn servers_of(&self, sub: &str) -> Result<Vec<String>, VaultError> {
-        Ok(self
-            .client()
-            .await?
-            .query(
-                "SELECT server FROM vault_grants WHERE sub = $1 ORDER BY server",
-                &[&sub],
-            )
-            .await
-            .map_err(storage)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        Ok(on_connection!(self, |c| c.query(
+            "SELECT server FROM vault_grants WHERE sub = $1 ORDER BY server",
+            &[&sub],
+        ))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
     }
 
     pub(crate) async fn counts(&self) -> Result<BTreeMap<String, u64>, VaultError> {
-        Ok(self
-            .client()
-            .await?
-            .query(
-                "SELECT server, COUNT(*) FROM vault_grants GROUP BY server",
-                &[],
-            )
-            .await
-            .map_err(storage)?
-            .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
-            .collect())
+        Ok(on_connection!(self, |c| c.query(
+            "SELECT server, COUNT(*) FROM vault_grants GROUP BY server",
+            &[],
+        ))?
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+        .collect())
     }
 
     pub(crate) async fn page_not_under(
@@ -219,18 +213,13 @@ impl PgStore {
     ) -> Result<Vec<Row>, VaultError> {
         let (sub, server) = after.unwrap_or(("", ""));
         // Both columns are `COLLATE "C"`: byte order, as SQLite's.
-        self.client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM vault_grants
-                     WHERE key_id <> $1 AND (sub, server) > ($2, $3)
-                     ORDER BY sub, server LIMIT $4"
-                ),
-                &[&key_id, &sub, &server, &i64::from(limit)],
-            )
-            .await
-            .map_err(storage)?
+        let sql = format!(
+            "SELECT {COLUMNS} FROM vault_grants
+             WHERE key_id <> $1 AND (sub, server) > ($2, $3)
+             ORDER BY sub, server LIMIT $4"
+        );
+        let limit = i64::from(limit);
+        on_connection!(self, |c| c.query(&sql, &[&key_id, &sub, &server, &limit]))?
             .iter()
             .map(row)
             .collect()
@@ -243,23 +232,19 @@ impl PgStore {
         old: &SealedRecord,
         new: &SealedRecord,
     ) -> Result<bool, VaultError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE vault_grants SET key_id = $1, nonce = $2, ciphertext = $3
+        on_connection!(self, |c| c.execute(
+            "UPDATE vault_grants SET key_id = $1, nonce = $2, ciphertext = $3
                  WHERE sub = $4 AND server = $5 AND key_id = $6 AND nonce = $7",
-                &[
-                    &new.key_id,
-                    &&new.nonce[..],
-                    &new.ciphertext,
-                    &sub,
-                    &server,
-                    &old.key_id,
-                    &&old.nonce[..],
-                ],
-            )
-            .await
-            .map(|n| n == 1)
-            .map_err(storage)
+            &[
+                &new.key_id,
+                &&new.nonce[..],
+                &new.ciphertext,
+                &sub,
+                &server,
+                &old.key_id,
+                &&old.nonce[..],
+            ],
+        ))
+        .map(|n| n == 1)
     }
 }
