@@ -183,3 +183,63 @@ impl GrantCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::{Grant, Secret};
+
+    fn stored(token_bytes: usize, expires_at: Option<u64>) -> Arc<StoredGrant> {
+        let mut grant = Grant::new(Secret::new("t".repeat(token_bytes)), "account");
+        grant.expires_at = expires_at;
+        Arc::new(StoredGrant {
+            grant,
+            created_at: 1,
+            updated_at: 1,
+        })
+    }
+
+    #[test]
+    fn the_soonest_to_expire_go_first_and_both_bounds_hold() {
+        let now = 1_000_000;
+        let cache = GrantCache::new(VaultCacheLimits {
+            max_entries: 3,
+            max_bytes: 100_000,
+            max_age_s: 600,
+        });
+        cache.insert("a", "s", stored(10, Some(now + 100)), now);
+        cache.insert("b", "s", stored(10, Some(now + 50)), now);
+        cache.insert("c", "s", stored(10, None), now);
+        cache.insert("d", "s", stored(10, Some(now + 300)), now);
+        assert!(cache.get("b", "s").is_none(), "the soonest to expire went");
+        for sub in ["a", "c", "d"] {
+            assert!(cache.get(sub, "s").is_some(), "{sub}");
+        }
+        assert_eq!(cache.usage().entries, 3);
+        // Replacing an entry charges it once.
+        cache.insert("a", "s", stored(10, Some(now + 100)), now);
+        assert_eq!(cache.usage().entries, 3);
+        // Already expired: not kept; larger than the byte bound: not kept.
+        cache.insert("e", "s", stored(10, Some(now - 1)), now);
+        cache.insert("f", "s", stored(200_000, None), now);
+        assert!(cache.get("e", "s").is_none() && cache.get("f", "s").is_none());
+        // The byte bound evicts as many as it takes.
+        let one = cache.usage().bytes / 3;
+        let tight = GrantCache::new(VaultCacheLimits {
+            max_entries: 100,
+            max_bytes: 3 * one,
+            max_age_s: 600,
+        });
+        for (i, sub) in ["a", "b", "c"].into_iter().enumerate() {
+            tight.insert(sub, "s", stored(10, Some(now + 10 + i as u64)), now);
+        }
+        tight.insert("z", "s", stored(10 + one, None), now);
+        let usage = tight.usage();
+        assert!(usage.bytes <= 3 * one, "{usage:?}");
+        assert!(tight.get("a", "s").is_none() && tight.get("b", "s").is_none());
+        assert!(tight.get("c", "s").is_some() && tight.get("z", "s").is_some());
+        tight.remove("c", "s");
+        tight.clear();
+        assert_eq!(tight.usage(), VaultCacheUsage::default());
+    }
+}
