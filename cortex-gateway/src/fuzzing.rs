@@ -11,13 +11,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde_json::Value;
 
 use crate::{
+    http::origin::{HostPolicy, OriginPolicy},
     mcp::{
         era::{self, Era, MetaView},
+        fast_call as quick,
         jsonrpc::{Incoming, classify},
         methods::{self, decode_cursor, encode_cursor},
-        quick,
     },
-    origin::{HostPolicy, OriginPolicy},
 };
 
 /// The canonical URI the origin and host policies are built for.
@@ -109,7 +109,7 @@ pub fn accept_encoding(data: &[u8]) -> bool {
             headers.append(header::ACCEPT_ENCODING, value);
         }
     }
-    let accepted = crate::transport::gzip::accepted(&headers);
+    let accepted = crate::mcp::gzip::accepted(&headers);
     if accepted {
         let text = String::from_utf8_lossy(data).to_ascii_lowercase();
         assert!(text.contains("gzip"), "gzip accepted from {text:?}");

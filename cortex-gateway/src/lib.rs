@@ -28,58 +28,80 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Modules
+//! ## Layers
 //!
-//! | module | concern |
+//! A request goes down through five layers; each gets narrow handles on the
+//! one below it and never imports one above it (a test checks the
+//! direction). docs/architecture.md follows one `tools/call` through them.
+//!
+//! | layer | concern |
 //! |---|---|
-//! | [`config`] | environment / TOML configuration, validation, masking |
-//! | [`auth`] | OAuth 2.1 resource server, RFC 9728 metadata, challenges |
-//! | [`federation`] | backends, refresher, merged catalog, change notifications |
-//! | [`mcp`] | JSON-RPC, era dispatch, sessions, methods, builtins |
-//! | [`upstream`] | the pooled client calling backends |
-//! | [`audit`] | one pseudonymised JSON line per MCP request, off the request path |
-//! | [`controls`] | the operator controls' settings and their middleware stack |
-//! | [`ratelimit`] | per-caller request budget (GCRA) and stream cap |
-//! | [`origin`] | `Origin` allow-list, CORS, `Host` check (before authentication) |
-//! | [`integrity`] | tool-definition fingerprints, quarantine, baseline file |
-//! | [`admin`] | the operator endpoint `/admin/tool-integrity` |
-//! | [`metrics`] | Prometheus text at `/metrics` |
-//! | [`introspection`] | optional RFC 7662 revocation check with a short cache |
-//! | [`vault`] | linked third-party accounts: sealed grants per (`sub`, server), SQLite or PostgreSQL, key rotation |
-//! | `transport` | the HTTP routes (axum); `Gateway::serve`'s accept loop and serving threads (one single-threaded runtime per CPU, `CORTEX_WORKERS`), which send POST on the MCP path to its handler directly, inside the same perimeter; the connection cap, header-read and idle timeouts |
+//! | `http` | listener, serving threads, connection limits, request checks (audit scope, `Origin`/`Host`/CORS, header size, deadline), admission (token, rate budget, revocation), routes, operator endpoints |
+//! | `mcp` | eras, sessions, JSON-RPC, one dispatch of the methods and builtins, the envelope writer, notification streams |
+//! | `catalog` | federation: backends, refresher, merged catalog, change notices; tool integrity |
+//! | `upstream` | the pooled client calling backends, token exchange |
+//! | `store` | state that outlives a request: bounded caches, per-caller memo, budgets |
+//! | `vault` | linked third-party accounts: sealed grants per (`sub`, server), SQLite or PostgreSQL, key rotation |
+//!
+//! Beside them: [`config`] (one parser for the environment and TOML, above
+//! every layer), `auth` (token validation, introspection), `audit`,
+//! `metrics`, and small leaves (`protocol`, `canonical`, `sync`,
+//! `headers`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod admin;
-pub mod audit;
-pub mod auth;
+mod audit;
+mod auth;
+mod canonical;
+mod catalog;
 pub mod config;
-pub mod controls;
-pub mod federation;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod integrity;
-pub mod introspection;
-pub mod mcp;
-pub mod metrics;
-pub mod origin;
-pub mod ratelimit;
-mod transport;
-pub mod upstream;
+mod headers;
+mod http;
+mod mcp;
+mod metrics;
+mod protocol;
+#[cfg(test)]
+mod scratch;
+mod store;
+mod sync;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
+mod upstream;
 pub mod vault;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{sync::watch, task::JoinHandle};
 
+pub use crate::catalog::{
+    Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health, ListChanged, NameClash,
+    integrity::Mode as IntegrityMode,
+};
 use crate::{
-    auth::ResourceServer,
+    audit::{AuditSink, AuditWriter, Auditor, Pseudonymizer},
+    auth::{
+        ResourceServer, ResourceSettings,
+        introspection::{IntrospectionConfig, Introspector},
+    },
+    catalog::{Federation, integrity::IntegrityGuard},
     config::{ConfigError, GatewayConfig},
-    federation::Federation,
+    http::{
+        App, Limits, RequestChecks,
+        admin::{self, AdminSecret, AfterApproval},
+        origin::{HostPolicy, OriginGuard, OriginPolicy},
+    },
     mcp::session::{SessionLimits, SessionStore},
+    metrics::Metrics,
+    store::ratelimit::{Budgets, RateLimiter, StreamLimiter},
     upstream::UpstreamClient,
 };
+
+/// Callers remembered by the rate limiter.
+const MAX_TRACKED_CALLERS: usize = 100_000;
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -101,48 +123,52 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
 }
 
-/// The shared state behind every request.
-pub(crate) struct Inner {
-    pub(crate) config: GatewayConfig,
-    pub(crate) auth: ResourceServer,
-    pub(crate) federation: Arc<Federation>,
-    pub(crate) sessions: SessionStore,
-    pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) controls: controls::Controls,
+/// What a gateway holds: the HTTP layer (and through it every layer
+/// below), plus what only the gateway as a whole uses.
+struct Parts {
+    config: GatewayConfig,
+    app: Arc<App>,
+    federation: Arc<Federation>,
+    integrity: Arc<IntegrityGuard>,
+    metrics: Arc<Metrics>,
+    auditor: Arc<Auditor>,
+    /// Kept for the life of the gateway (the writer thread ends with it).
+    _audit_writer: AuditWriter,
+    admin_secret: Option<AdminSecret>,
+    shutdown: watch::Sender<bool>,
     refresher: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for Inner {
+impl std::fmt::Debug for Parts {
     /// No secret and no session id: the configuration masks its secrets,
     /// the federation and the session store show counts.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner")
+        f.debug_struct("Gateway")
             .field("config", &self.config)
-            .field("federation", &self.federation)
-            .field("sessions", &self.sessions)
+            .field("app", &self.app)
             .finish_non_exhaustive()
     }
 }
 
-impl Inner {
-    pub(crate) fn mcp_path(&self) -> String {
-        let p = self.config.canonical_path();
-        if p.is_empty() { "/".into() } else { p }
+impl Drop for Parts {
+    fn drop(&mut self) {
+        if let Some(task) = crate::sync::lock(&self.refresher).take() {
+            task.abort();
+        }
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(task) = crate::lock(&self.refresher).take() {
-            task.abort();
-        }
+fn config_error(variable: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: variable.into(),
+        problem: problem.into(),
     }
 }
 
 /// A gateway: configuration, resource server, federation. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    inner: Arc<Parts>,
 }
 
 impl Gateway {
@@ -151,12 +177,30 @@ impl Gateway {
     /// Does not wait for the backends: see [`Gateway::wait_ready`].
     pub async fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
         config.validate()?;
-        let auth = ResourceServer::new(&config).map_err(|e| {
-            GatewayError::Config(ConfigError {
-                variable: e.variable,
-                problem: e.problem,
-            })
-        })?;
+        let c = &config.controls;
+        c.validate(&config)?;
+        let mcp_path = {
+            let p = config.canonical_path();
+            if p.is_empty() { "/".to_string() } else { p }
+        };
+        let jwt = config
+            .oauth
+            .jwt_config(&config.issuer, vec![config.canonical_uri.clone()])
+            .map_err(ConfigError::from)?;
+        let auth = ResourceServer::new(
+            ResourceSettings {
+                canonical_uri: config.canonical_uri.clone(),
+                metadata_url: format!(
+                    "{}/.well-known/oauth-protected-resource{}",
+                    config.canonical_origin(),
+                    config.canonical_path()
+                ),
+                issuer: config.issuer.clone(),
+                required_scopes: config.required_scopes.clone(),
+            },
+            jwt,
+        )
+        .map_err(ConfigError::from)?;
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         if let Some(x) = &config.token_exchange {
@@ -166,24 +210,106 @@ impl Gateway {
                 config.oauth.allow_insecure_http,
             );
         }
-        let mcp_path = {
-            let p = config.canonical_path();
-            if p.is_empty() { "/".to_string() } else { p }
-        };
-        let controls = controls::Controls::new(&config, &mcp_path)?;
+        let metrics = Arc::new(Metrics::new());
+        let integrity = Arc::new(IntegrityGuard::open(
+            c.tool_integrity,
+            c.tool_baseline.clone(),
+        ));
         let federation = Arc::new(
             Federation::new(
                 config.backends.clone(),
                 config.technical_token.clone(),
                 upstream,
             )
-            .with_controls(controls.integrity.clone(), controls.metrics.clone()),
+            .with_controls(integrity.clone(), metrics.clone()),
         );
-        let (shutdown, _) = watch::channel(false);
-        let sessions = SessionStore::new(SessionLimits {
-            max_sessions: config.controls.max_sessions,
-            max_per_caller: config.controls.max_sessions_per_caller,
-            max_bytes: config.controls.max_session_bytes,
+        let (sink, audit_writer) = match &c.audit_file {
+            Some(path) => AuditSink::file(path)
+                .map_err(|e| config_error("CORTEX_AUDIT_FILE", e.to_string()))?,
+            None => AuditSink::stdout(),
+        };
+        let keys = match &c.audit_secret {
+            Some(s) => Pseudonymizer::new(s.as_bytes()),
+            None => {
+                tracing::warn!(
+                    "CORTEX_AUDIT_SECRET is not set: audit pseudonyms use a random key and will not match \
+                     across restarts or replicas"
+                );
+                Pseudonymizer::ephemeral()
+            }
+        };
+        let auditor = Arc::new(
+            Auditor::new(sink, keys, vec![mcp_path.clone(), admin::PATH.to_string()])
+                .with_metrics(metrics.clone()),
+        );
+        let introspector = match (
+            &c.introspection_url,
+            &c.introspection_client_id,
+            &c.introspection_client_secret,
+        ) {
+            (Some(endpoint), Some(id), Some(secret)) => Some(
+                Introspector::new(IntrospectionConfig {
+                    endpoint: endpoint.clone(),
+                    client_id: id.clone(),
+                    client_secret: secret.clone(),
+                    cache_ttl: Duration::from_secs(c.introspection_cache_s),
+                    timeout: Duration::from_secs(5),
+                })
+                .map_err(|e| config_error("CORTEX_INTROSPECTION_URL", e.0))?,
+            ),
+            _ => None,
+        };
+        let budgets = Arc::new(Budgets::new(
+            (c.rate_limit_per_minute > 0).then(|| {
+                RateLimiter::new(
+                    c.rate_limit_per_minute,
+                    c.rate_limit_burst,
+                    MAX_TRACKED_CALLERS,
+                )
+            }),
+            StreamLimiter::new(c.max_streams_per_caller),
+        ));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mcp = mcp::Service {
+            catalog: federation.clone(),
+            integrity: integrity.clone(),
+            sessions: SessionStore::new(SessionLimits {
+                max_sessions: c.max_sessions,
+                max_per_caller: c.max_sessions_per_caller,
+                max_bytes: c.max_session_bytes,
+            }),
+            budgets: budgets.clone(),
+            auditor: auditor.clone(),
+            settings: mcp::Settings {
+                list_ttl_ms: config.refresh_interval_s * 1000,
+                whoami_timeout: Duration::from_millis(config.whoami_timeout_ms),
+                // At least every half idle timeout, so that an open stream
+                // is never an idle connection.
+                keep_alive: Duration::from_secs(config.keep_alive_s.max(1))
+                    .min(Duration::from_millis(c.idle_timeout_ms.max(2)) / 2),
+                max_batch_messages: c.max_batch_messages,
+            },
+            shutdown: shutdown_rx,
+        };
+        let checks = Arc::new(RequestChecks {
+            auditor: auditor.clone(),
+            origin: origin_guard(&config)?,
+            limits: Limits {
+                deadline: Duration::from_millis(c.request_timeout_ms),
+                max_header_bytes: c.max_header_bytes,
+            },
+        });
+        let app = Arc::new(App {
+            mcp,
+            admission: http::Admission {
+                auth,
+                budgets,
+                introspector,
+                catalog: federation.clone(),
+            },
+            checks,
+            mcp_path,
+            max_request_bytes: config.max_request_bytes,
         });
         let interval = config.refresh_interval();
         let refresher = {
@@ -194,13 +320,16 @@ impl Gateway {
             })
         };
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Parts {
+                admin_secret: c.admin_secret.as_deref().map(AdminSecret::new),
                 config,
-                auth,
+                app,
                 federation,
-                sessions,
+                integrity,
+                metrics,
+                auditor,
+                _audit_writer: audit_writer,
                 shutdown,
-                controls,
                 refresher: std::sync::Mutex::new(Some(refresher)),
             }),
         })
@@ -223,13 +352,14 @@ impl Gateway {
     }
 
     /// Refreshes the catalog now (tests, admin); returns what changed.
-    pub async fn refresh_now(&self) -> federation::ListChanged {
+    pub async fn refresh_now(&self) -> ListChanged {
         self.inner.federation.refresh().await
     }
 
-    /// The federation (catalog, health).
-    pub fn federation(&self) -> &Arc<Federation> {
-        &self.inner.federation
+    /// The current merged catalog (tools, prompts, templates, each
+    /// backend's health), read-only; a refresh publishes a new one.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.federation.catalog()
     }
 
     /// The configuration in use.
@@ -241,22 +371,37 @@ impl Gateway {
     /// answers exactly as [`Gateway::serve`] does; `serve` only skips the
     /// route lookup for `POST` on the MCP path, the hot path.
     pub fn router(&self) -> axum::Router {
-        self.inner.controls.wrap(
-            transport::router(self.inner.clone()),
-            self.inner.federation.clone(),
-        )
+        let mut extra = axum::Router::new();
+        if let Some(secret) = &self.inner.admin_secret {
+            let federation = self.inner.federation.clone();
+            let after: AfterApproval = Arc::new(move || {
+                let federation = federation.clone();
+                Box::pin(async move {
+                    federation.refresh().await;
+                })
+            });
+            extra = extra.merge(admin::router(
+                secret.clone(),
+                self.inner.integrity.clone(),
+                after,
+            ));
+        }
+        if self.inner.config.controls.metrics_listen.is_none() {
+            extra = extra.merge(self.metrics_router());
+        }
+        http::router(self.inner.app.clone(), extra)
     }
 
     /// The `/metrics` router, for a separate listener
     /// (`CORTEX_METRICS_LISTEN`); without that option `/metrics` is also
     /// served by [`Gateway::router`].
     pub fn metrics_router(&self) -> axum::Router {
-        self.inner.controls.metrics_router()
+        metrics::router(self.inner.metrics.clone())
     }
 
-    /// The tool-integrity checker (quarantines, approvals).
-    pub fn integrity(&self) -> &Arc<integrity::IntegrityGuard> {
-        &self.inner.controls.integrity
+    /// The tool-integrity mode in force.
+    pub fn integrity_mode(&self) -> IntegrityMode {
+        self.inner.integrity.mode()
     }
 
     /// Serves on `listener` until `shutdown` resolves, then ends the open
@@ -273,16 +418,16 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         // POST on the MCP path skips the router (same perimeter, same
         // handler); every other request is routed.
-        let app = transport::MakeFront::new(self.inner.clone(), self.router());
-        let workers = transport::Workers::from_setting(self.inner.config.workers);
+        let app = http::ConnectionServices::new(self.inner.app.clone(), self.router());
+        let workers = http::Workers::from_setting(self.inner.config.workers);
         let controls = &self.inner.config.controls;
-        let limits = transport::ConnectionLimits {
+        let limits = http::ConnectionLimits {
             max_connections: controls.max_connections,
             header_read_timeout: std::time::Duration::from_millis(controls.header_read_timeout_ms),
             idle_timeout: std::time::Duration::from_millis(controls.idle_timeout_ms),
-            buffer_bytes: transport::ConnectionLimits::buffer_for(controls.max_header_bytes),
+            buffer_bytes: http::ConnectionLimits::buffer_for(controls.max_header_bytes),
         };
-        let serving = transport::serve(
+        let serving = http::serve(
             listener,
             app,
             workers,
@@ -301,7 +446,7 @@ impl Gateway {
             served = serving => served?,
             () = signal => {}
         }
-        self.inner.controls.flush_audit().await;
+        self.inner.auditor.sink().flush().await;
         Ok(())
     }
 }
@@ -340,66 +485,28 @@ pub async fn serve(
     Gateway::new(config).await?.serve(listener, shutdown).await
 }
 
-/// How many slots [`thread_slot`] hands out (threads beyond this many
-/// share them).
-pub(crate) const THREAD_SLOTS: usize = 32;
-
-thread_local! {
-    static SLOT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// The calling thread's slot, below [`THREAD_SLOTS`]. State that every
-/// request writes (the metric counters, the backends' idle connections) is
-/// kept per slot, so that threads on different cores do not write the same
-/// cache lines, and a serving thread gets back the backend connections it
-/// opened. Serving thread `i` has slot `i` ([`claim_thread_slot`]); other
-/// threads take slots in turn from the last one down, the first time they
-/// ask, so they meet the serving threads only when there are many of both.
-pub(crate) fn thread_slot() -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    SLOT.with(|slot| {
-        slot.get().unwrap_or_else(|| {
-            let taken = THREAD_SLOTS - 1 - NEXT.fetch_add(1, Ordering::Relaxed) % THREAD_SLOTS;
-            slot.set(Some(taken));
-            taken
-        })
-    })
-}
-
-/// Gives the calling thread slot `index` (modulo [`THREAD_SLOTS`]).
-pub(crate) fn claim_thread_slot(index: usize) {
-    SLOT.with(|slot| slot.set(Some(index % THREAD_SLOTS)));
-}
-
-/// Locks `mutex`, taking the data even if a thread panicked while holding
-/// it (every value kept behind these locks stays valid between statements).
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Read-locks `lock`, taking the data even if a writer panicked (as [`lock`]).
-pub(crate) fn read_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Write-locks `lock`, taking the data even if a writer panicked (as [`lock`]).
-pub(crate) fn write_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The largest header map kept for reuse; a larger one (a message with
-/// unusually many headers) is dropped instead, so it does not stay behind.
-const REUSED_HEADER_CAPACITY: usize = 32;
-
-/// `map` emptied for reuse, or `None` when it is too large to keep. hyper
-/// parses a connection's next message into the header map of the last one
-/// it sent, so handing it a map that already fits saves an allocation per
-/// message (the server's responses and the backend requests both do).
-pub(crate) fn reusable_header_map(mut map: axum::http::HeaderMap) -> Option<axum::http::HeaderMap> {
-    if map.capacity() > REUSED_HEADER_CAPACITY {
-        return None;
-    }
-    map.clear();
-    Some(map)
+/// The `Origin` and `Host` checks for the configured listener: a loopback
+/// listener accepts its own loopback origins on its own port (the listen
+/// port, and the canonical URI's when that names a loopback host) and
+/// checks `Host` against DNS rebinding; any other listener checks origins
+/// only.
+fn origin_guard(config: &GatewayConfig) -> Result<OriginGuard, ConfigError> {
+    let mut origins = OriginPolicy::new(
+        &config.canonical_origin(),
+        config.allowed_origins.iter().map(String::as_str),
+    )
+    .map_err(|e| config_error("CORTEX_ALLOWED_ORIGINS", e.to_string()))?;
+    let hosts = if config.listen.ip().is_loopback() {
+        let canonical = http::origin::loopback_port(&config.canonical_uri);
+        for port in std::iter::once(config.listen.port()).chain(canonical) {
+            origins = origins.with_loopback_port(port);
+        }
+        HostPolicy::loopback(
+            &config.canonical_uri,
+            config.controls.allowed_hosts.iter().map(String::as_str),
+        )
+    } else {
+        HostPolicy::off()
+    };
+    Ok(OriginGuard::new(origins, hosts))
 }

@@ -195,7 +195,7 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
         tracing::info!("shutting down: finishing in-flight requests and closing streams");
     }));
     gateway.wait_ready().await?;
-    let catalog = gateway.federation().catalog();
+    let catalog = gateway.catalog();
     tracing::info!(
         "cortex-gateway listening on {addr}, MCP at {} ({} tools from {} healthy backends)",
         gateway.config().canonical_uri,

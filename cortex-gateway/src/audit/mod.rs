@@ -26,20 +26,18 @@ mod sink;
 
 use std::time::Duration;
 
-pub use pseudonym::{Pseudonymizer, Who};
+pub(crate) use pseudonym::Pseudonymizer;
 pub(crate) use record::method_word;
-pub use record::{
-    AuditRecord, AuditTime, FILTER_ENTRIES, ID_CHARS, MAX_LINE_BYTES, NAME_CHARS, TOOL_CHARS,
-    UNKNOWN_METHOD, WORD_CHARS, Word, outcome_of_status, rfc3339,
-};
-pub use scope::CLIENT_CLOSED;
-pub use scope::{Auditor, note, note_arguments, note_caller, note_outcome, peer};
+pub(crate) use record::{AuditRecord, ID_CHARS, Word};
+#[cfg(feature = "testing")]
+pub use record::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD};
+pub(crate) use scope::{Auditor, note, note_arguments, note_caller, note_outcome, peer};
 pub(crate) use scope::{audited_from, audited_item, connect_peer};
-pub use sink::{AuditFileError, AuditSink, AuditWriter, FLUSH_INTERVAL, QUEUE, QUEUE_BYTES};
+pub(crate) use sink::{AuditSink, AuditWriter};
 
 /// How a tool call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The backend answered with a result.
     Ok,
     /// The gateway refused (scope, unsafe claim) without calling a backend.
@@ -61,7 +59,7 @@ impl Outcome {
 /// Records the tool a `tools/call` names: as sent, or its first
 /// [`TOOL_CHARS`] characters, marked as cut, when it is longer (no name in
 /// the catalog is).
-pub fn note_tool(name: &str) {
+pub(crate) fn note_tool(name: &str) {
     note(|r| {
         let (tool, cut) = record::tool_name(name);
         r.tool = Some(tool);
@@ -71,7 +69,13 @@ pub fn note_tool(name: &str) {
 
 /// Records one tool call: in the request's audit line, and as a trace
 /// event on the `cortex_gateway::audit` target.
-pub fn tool_call(tool: &str, backend: &str, scope: &str, outcome: Outcome, latency: Duration) {
+pub(crate) fn tool_call(
+    tool: &str,
+    backend: &str,
+    scope: &str,
+    outcome: Outcome,
+    latency: Duration,
+) {
     note(|r| {
         if r.tool.as_deref() != Some(tool) {
             r.tool = Some(tool.to_string());

@@ -9,13 +9,13 @@ use aws_lc_rs::hmac;
 use cortex_backend::Caller;
 use serde_json::Value;
 
-use crate::auth::CallerMemo;
+use crate::store::memo::CallerMemo;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// What an audit line says about a verified caller.
 #[derive(Debug)]
-pub struct Who {
+pub(crate) struct Who {
     /// [`Pseudonymizer::caller`] of the caller.
     pub pseudonym: Arc<str>,
     /// The token's `sub`.
@@ -25,7 +25,7 @@ pub struct Who {
 }
 
 /// The audit key.
-pub struct Pseudonymizer {
+pub(crate) struct Pseudonymizer {
     key: hmac::Key,
     ephemeral: bool,
     /// Each verified caller's audit identity, computed once.
@@ -43,7 +43,7 @@ impl std::fmt::Debug for Pseudonymizer {
 
 impl Pseudonymizer {
     /// A key from the configured secret.
-    pub fn new(secret: &[u8]) -> Self {
+    pub(crate) fn new(secret: &[u8]) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             ephemeral: false,
@@ -53,7 +53,7 @@ impl Pseudonymizer {
 
     /// A random key for this process only: hashes do not correlate across
     /// restarts or replicas (used when no secret is configured).
-    pub fn ephemeral() -> Self {
+    pub(crate) fn ephemeral() -> Self {
         let mut secret = [0u8; 32];
         // aws-lc's system RNG fails only when the OS has none.
         aws_lc_rs::rand::fill(&mut secret).expect("the operating system's random generator");
@@ -64,8 +64,9 @@ impl Pseudonymizer {
         }
     }
 
+    #[cfg(test)]
     /// Whether the key is random for this process.
-    pub fn is_ephemeral(&self) -> bool {
+    pub(crate) fn is_ephemeral(&self) -> bool {
         self.ephemeral
     }
 
@@ -87,7 +88,7 @@ impl Pseudonymizer {
 
     /// The caller's pseudonym: from the email when there is one (stable
     /// across identity providers' `sub` formats), else from the `sub`.
-    pub fn caller(&self, sub: &str, email: Option<&str>) -> String {
+    pub(crate) fn caller(&self, sub: &str, email: Option<&str>) -> String {
         match email {
             Some(e) => self.tag("email", e.trim().to_lowercase().as_bytes()),
             None => self.tag("sub", sub.as_bytes()),
@@ -96,7 +97,7 @@ impl Pseudonymizer {
 
     /// The audit identity of a verified caller ([`Self::caller`], `sub`,
     /// client id), computed once per caller and shared by its lines.
-    pub fn verified_caller(&self, caller: &Arc<Caller>) -> Arc<Who> {
+    pub(crate) fn verified_caller(&self, caller: &Arc<Caller>) -> Arc<Who> {
         let Ok(who) = self.callers.get_or_try_insert(caller, |c| {
             Ok::<_, std::convert::Infallible>(Who {
                 pseudonym: self.caller(&c.sub, c.email.as_deref()).into(),
@@ -108,9 +109,9 @@ impl Pseudonymizer {
     }
 
     /// The arguments' hash, key order normalised.
-    pub fn arguments(&self, arguments: &Value) -> String {
+    pub(crate) fn arguments(&self, arguments: &Value) -> String {
         let mut text = Vec::with_capacity(128);
-        crate::integrity::write_canonical(arguments, &mut text);
+        crate::canonical::write_canonical(arguments, &mut text);
         self.tag("arguments", &text)
     }
 }

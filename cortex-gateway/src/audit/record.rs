@@ -6,7 +6,7 @@ use serde::Serialize;
 
 /// Text that is usually one of a few fixed words (a method, an outcome):
 /// those are borrowed, so a request does not allocate for them.
-pub type Word = Cow<'static, str>;
+pub(crate) type Word = Cow<'static, str>;
 
 /// One audit line. Every field is metadata: no token, no argument value,
 /// no result content can be represented here.
@@ -14,7 +14,7 @@ pub type Word = Cow<'static, str>;
 /// The caller's fields are shared with every other line of the same
 /// verified caller (computed once per caller, not per request).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct AuditRecord {
+pub(crate) struct AuditRecord {
     /// When the request arrived; written as RFC 3339, UTC, milliseconds.
     pub time: AuditTime,
     /// The caller as a keyed hash (HMAC-SHA256 of the email, or of the
@@ -83,7 +83,7 @@ impl AuditRecord {
     /// line instead of 9,600). The test `hand_written_line_matches_serde`
     /// keeps the two identical (it fails when a field is added here or
     /// there only).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         /// A key already written as JSON, then the value as serde_json
         /// writes it (strings escaped the same way).
         fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &[u8], value: &T) {
@@ -146,24 +146,27 @@ impl AuditRecord {
 /// The longest tool name an audit line holds, in characters: the longest
 /// a catalog name can be. A longer name (never one of the catalog's) is
 /// cut to this and marked with `tool_truncated`.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub const TOOL_CHARS: usize = 128;
 /// The longest `sub`, `client_id`, `path` or `scope`, in characters.
-pub const ID_CHARS: usize = 256;
+pub(crate) const ID_CHARS: usize = 256;
 /// The longest `backend`, `error_class`, `caller`, `args_hash` or
 /// `backend_filter` entry, in characters.
-pub const NAME_CHARS: usize = 64;
+pub(crate) const NAME_CHARS: usize = 64;
 /// The longest `http_method`, `method`, `protocol` or `outcome`, in
 /// characters.
-pub const WORD_CHARS: usize = 32;
+pub(crate) const WORD_CHARS: usize = 32;
 /// The most `backend_filter` entries a line holds.
-pub const FILTER_ENTRIES: usize = 32;
+pub(crate) const FILTER_ENTRIES: usize = 32;
 /// What a line says for a JSON-RPC method that is not one of the MCP
 /// methods the gateway knows (the name sent is never recorded).
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub const UNKNOWN_METHOD: &str = "other";
 
 /// The longest audit line in bytes (without its newline): every text field
 /// at its bound in characters, each character at its longest JSON escape
 /// (`\u001f`, six bytes), plus the keys, numbers and the time.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
 pub const MAX_LINE_BYTES: usize = 512
     + 6 * (4 * ID_CHARS
         + TOOL_CHARS
@@ -206,7 +209,7 @@ impl AuditRecord {
     /// Cuts every free-text field to its bound, so that the line is at
     /// most [`MAX_LINE_BYTES`]. Costs a length check per field when
     /// nothing is too long (the usual case).
-    pub fn bound(&mut self) {
+    pub(crate) fn bound(&mut self) {
         for (text, max) in [(&mut self.caller, NAME_CHARS), (&mut self.sub, ID_CHARS)] {
             if let Some(t) = text {
                 bound_shared(t, max);
@@ -282,7 +285,7 @@ pub(crate) fn word(text: &str, known: &[&'static str], max_chars: usize) -> Word
 
 /// Outcome and class from the HTTP status, for requests no handler
 /// described (refusals before dispatch).
-pub fn outcome_of_status(status: u16) -> (&'static str, Option<&'static str>) {
+pub(crate) fn outcome_of_status(status: u16) -> (&'static str, Option<&'static str>) {
     match status {
         200..=399 => ("ok", None),
         401 => ("refused", Some("unauthenticated")),
@@ -299,7 +302,7 @@ pub fn outcome_of_status(status: u16) -> (&'static str, Option<&'static str>) {
 /// made by the writer thread when the line is serialized, not on the
 /// request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuditTime(pub std::time::SystemTime);
+pub(crate) struct AuditTime(pub std::time::SystemTime);
 
 impl Default for AuditTime {
     fn default() -> Self {
@@ -314,8 +317,9 @@ impl Serialize for AuditTime {
     }
 }
 
+#[cfg(test)]
 /// RFC 3339 text of `t` (UTC, milliseconds).
-pub fn rfc3339(t: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     Rfc3339::of(t).as_str().to_owned()
 }
 

@@ -22,13 +22,13 @@ use serde_json::Value;
 
 use super::{AuditRecord, AuditSink, Pseudonymizer, record, record::Word};
 use crate::{
-    mcp::{era, jsonrpc::Revision},
     metrics::Metrics,
+    protocol::{MCP_METHOD, MCP_PROTOCOL_VERSION, Revision},
 };
 
 /// The audit middleware's state.
 #[derive(Debug, Clone)]
-pub struct Auditor {
+pub(crate) struct Auditor {
     sink: AuditSink,
     keys: Arc<Pseudonymizer>,
     paths: Arc<Vec<String>>,
@@ -65,12 +65,12 @@ impl Drop for Unfinished<'_> {
 }
 
 /// The outcome of a request whose client hung up before the answer.
-pub const CLIENT_CLOSED: &str = "client_closed";
+pub(crate) const CLIENT_CLOSED: &str = "client_closed";
 /// The status written for it (no answer was sent; 499 is the usual mark).
 const CLIENT_CLOSED_STATUS: u16 = 499;
 
 fn take(scope: &Scope) -> AuditRecord {
-    std::mem::take(&mut *crate::lock(&scope.record))
+    std::mem::take(&mut *crate::sync::lock(&scope.record))
 }
 
 /// Completes `r` with what the answer says and queues it.
@@ -93,7 +93,13 @@ fn write_line(
     }
     r.bound();
     if let Some(m) = &auditor.metrics {
-        m.observe_request(&r);
+        m.observe_request(
+            r.method.as_deref(),
+            &r.outcome,
+            r.error_class.as_deref(),
+            r.backend.as_deref(),
+            std::time::Duration::from_secs_f64(r.latency_ms / 1000.0),
+        );
     }
     auditor.sink.write(r);
 }
@@ -108,7 +114,7 @@ tokio::task_local! {
 impl Auditor {
     /// Audits requests whose path is one of `paths` (the MCP path, the
     /// operator paths) into `sink`, pseudonymising with `keys`.
-    pub fn new(sink: AuditSink, keys: Pseudonymizer, paths: Vec<String>) -> Self {
+    pub(crate) fn new(sink: AuditSink, keys: Pseudonymizer, paths: Vec<String>) -> Self {
         Self {
             sink,
             keys: Arc::new(keys),
@@ -118,14 +124,14 @@ impl Auditor {
     }
 
     /// Also counts every audited request in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         metrics.track_audit_dropped(self.sink.dropped_counter());
         self.metrics = Some(metrics);
         self
     }
 
     /// The sink (for its dropped-line count).
-    pub fn sink(&self) -> &AuditSink {
+    pub(crate) fn sink(&self) -> &AuditSink {
         &self.sink
     }
 }
@@ -160,14 +166,14 @@ where
     let started = Instant::now();
     let protocol = request
         .headers()
-        .get(&era::MCP_PROTOCOL_VERSION)
+        .get(&MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
             Revision::parse(v).map_or_else(|| record::word(v, &[], 32), |r| r.as_str().into())
         });
     let method = request
         .headers()
-        .get(&era::MCP_METHOD)
+        .get(&MCP_METHOD)
         .and_then(|v| v.to_str().ok())
         .map(record::method_word);
     let scope = Arc::new(Scope {
@@ -212,7 +218,7 @@ where
 {
     let Ok(item) = SCOPE.try_with(|parent| {
         parent.split.store(true, Ordering::Relaxed);
-        let p = crate::lock(&parent.record);
+        let p = crate::sync::lock(&parent.record);
         Arc::new(Scope {
             record: Mutex::new(AuditRecord {
                 time: record::AuditTime(SystemTime::now()),
@@ -256,16 +262,16 @@ fn with_scope(f: impl FnOnce(&Scope)) {
 }
 
 /// Describes the current request (no-op outside an audited request).
-pub fn note(f: impl FnOnce(&mut AuditRecord)) {
-    with_scope(|s| f(&mut crate::lock(&s.record)));
+pub(crate) fn note(f: impl FnOnce(&mut AuditRecord)) {
+    with_scope(|s| f(&mut crate::sync::lock(&s.record)));
 }
 
 /// Records the authenticated caller (pseudonymised; the pseudonym is
 /// computed once per verified caller).
-pub fn note_caller(caller: &Arc<Caller>) {
+pub(crate) fn note_caller(caller: &Arc<Caller>) {
     with_scope(|s| {
         let who = s.keys.verified_caller(caller);
-        let mut r = crate::lock(&s.record);
+        let mut r = crate::sync::lock(&s.record);
         r.caller = Some(who.pseudonym.clone());
         r.sub = Some(who.sub.clone());
         r.client_id = who.client_id.clone();
@@ -273,16 +279,16 @@ pub fn note_caller(caller: &Arc<Caller>) {
 }
 
 /// Records the hash of a tool call's arguments (never the values).
-pub fn note_arguments(arguments: &Value) {
+pub(crate) fn note_arguments(arguments: &Value) {
     with_scope(|s| {
         let hash = s.keys.arguments(arguments);
-        crate::lock(&s.record).args_hash = Some(hash);
+        crate::sync::lock(&s.record).args_hash = Some(hash);
     });
 }
 
 /// Records how the request ended, when the HTTP status does not say it
 /// (a tool error inside a 200, a refusal with a class).
-pub fn note_outcome(outcome: &'static str, class: Option<&'static str>) {
+pub(crate) fn note_outcome(outcome: &'static str, class: Option<&'static str>) {
     note(|r| {
         r.outcome = outcome.into();
         r.error_class = class.map(Word::from);
@@ -291,6 +297,6 @@ pub fn note_outcome(outcome: &'static str, class: Option<&'static str>) {
 
 /// The client address of the current request, when the server was started
 /// with connection info (the rate limiter's key before authentication).
-pub fn peer() -> Option<IpAddr> {
+pub(crate) fn peer() -> Option<IpAddr> {
     SCOPE.try_with(|s| s.peer).ok().flatten()
 }

@@ -16,7 +16,7 @@
 //! quiet), and [`AuditSink::flush`] writes at once (shutdown).
 //!
 //! Each line is serialized by the thread that served the request, into a
-//! buffer of that thread's slot ([`crate::thread_slot`]), and the record is
+//! buffer of that thread's slot ([`crate::sync::thread_slot`]), and the record is
 //! freed there too. The writer only swaps buffers and writes bytes. When
 //! the writer serialized the records itself, it took a core for a burst of
 //! a few hundred lines every 10 ms, stalling every connection of the serving
@@ -40,22 +40,22 @@ use std::{
 use tokio::sync::oneshot;
 
 use super::AuditRecord;
-use crate::lock;
+use crate::sync::lock;
 
 /// Lines that may wait for the writer, per serving thread.
-pub const QUEUE: usize = 8192;
+pub(crate) const QUEUE: usize = 8192;
 
 /// Bytes of lines that may wait for the writer, per serving thread (a
 /// line is at most [`super::MAX_LINE_BYTES`], so a buffer holds at most
 /// this plus one line).
-pub const QUEUE_BYTES: usize = 2 << 20;
+pub(crate) const QUEUE_BYTES: usize = 2 << 20;
 
 /// The longest a line waits in the queue while the gateway is busy.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The sending half, shared by every request.
 #[derive(Debug, Clone)]
-pub struct AuditSink {
+pub(crate) struct AuditSink {
     handle: Arc<Handle>,
 }
 
@@ -102,13 +102,15 @@ struct Control {
 /// The writer thread; await [`AuditWriter::finish`] after the last request
 /// to have everything queued written.
 #[derive(Debug)]
-pub struct AuditWriter {
+pub(crate) struct AuditWriter {
+    #[cfg_attr(not(test), allow(dead_code))]
     done: oneshot::Receiver<()>,
 }
 
 impl AuditWriter {
+    #[cfg(test)]
     /// Waits until every queued line is written (all senders dropped).
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let _ = self.done.await;
     }
 }
@@ -118,7 +120,7 @@ impl AuditWriter {
 #[error(
     "cannot open the audit file {path}: {reason}; check the path (--audit-file, CORTEX_AUDIT_FILE) and the directory's permissions"
 )]
-pub struct AuditFileError {
+pub(crate) struct AuditFileError {
     /// The file.
     pub path: PathBuf,
     /// What went wrong.
@@ -127,7 +129,7 @@ pub struct AuditFileError {
 
 impl AuditSink {
     /// Lines to standard output.
-    pub fn stdout() -> (Self, AuditWriter) {
+    pub(crate) fn stdout() -> (Self, AuditWriter) {
         Self::spawn(std::io::stdout())
     }
 
@@ -136,7 +138,7 @@ impl AuditSink {
     /// to 0600 (and the change logged). A symbolic link at `path` is
     /// refused, never followed: a link planted there could send the lines
     /// into another file.
-    pub fn file(path: &Path) -> Result<(Self, AuditWriter), AuditFileError> {
+    pub(crate) fn file(path: &Path) -> Result<(Self, AuditWriter), AuditFileError> {
         let failed = |reason: String| AuditFileError {
             path: path.to_path_buf(),
             reason,
@@ -181,9 +183,11 @@ impl AuditSink {
     }
 
     /// Lines written to any writer, by a thread of their own.
-    pub fn spawn<W: Write + Send + 'static>(out: W) -> (Self, AuditWriter) {
+    pub(crate) fn spawn<W: Write + Send + 'static>(out: W) -> (Self, AuditWriter) {
         let shared = Arc::new(Shared {
-            slots: (0..crate::THREAD_SLOTS).map(|_| Slot::default()).collect(),
+            slots: (0..crate::sync::THREAD_SLOTS)
+                .map(|_| Slot::default())
+                .collect(),
             control: Mutex::new(Control::default()),
             closed: AtomicBool::new(false),
             idle: AtomicBool::new(false),
@@ -219,10 +223,10 @@ impl AuditSink {
 
     /// Serializes one line into the calling thread's buffer; never waits
     /// for the output.
-    pub fn write(&self, record: AuditRecord) {
+    pub(crate) fn write(&self, record: AuditRecord) {
         let shared = &self.handle.shared;
         let queued = !shared.closed.load(Ordering::Acquire) && {
-            let mut pending = lock(&shared.slots[crate::thread_slot()].pending);
+            let mut pending = lock(&shared.slots[crate::sync::thread_slot()].pending);
             if pending.lines >= QUEUE || pending.bytes.len() >= QUEUE_BYTES {
                 false
             } else {
@@ -248,14 +252,15 @@ impl AuditSink {
         }
     }
 
+    #[cfg(test)]
     /// Lines dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.handle.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until every line queued before this call is written and
     /// flushed (used at shutdown).
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let shared = &self.handle.shared;
         let (done, wait) = oneshot::channel();
         {
@@ -281,7 +286,7 @@ impl AuditSink {
     }
 
     /// The dropped-line counter itself (for the metrics).
-    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
+    pub(crate) fn dropped_counter(&self) -> Arc<AtomicU64> {
         self.handle.shared.dropped.clone()
     }
 }
@@ -406,7 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_json_and_flushed_on_finish() {
-        let path = crate::integrity::temp_path("audit").with_file_name("audit.jsonl");
+        let path = crate::scratch::temp_path("audit").with_file_name("audit.jsonl");
         let (sink, writer) = AuditSink::file(&path).unwrap();
         for i in 0..3 {
             sink.write(record(200 + i));
@@ -439,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn links_are_refused_and_open_files_tightened() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = crate::integrity::temp_path("audit-link")
+        let dir = crate::scratch::temp_path("audit-link")
             .parent()
             .unwrap()
             .to_path_buf();
@@ -469,14 +474,13 @@ mod tests {
     /// are all written, and each thread's lines in the order it wrote them.
     #[tokio::test]
     async fn every_threads_lines_are_written_in_that_threads_order() {
-        let path =
-            crate::integrity::temp_path("audit-threads").with_file_name("audit-threads.jsonl");
+        let path = crate::scratch::temp_path("audit-threads").with_file_name("audit-threads.jsonl");
         let (sink, writer) = AuditSink::file(&path).unwrap();
         std::thread::scope(|scope| {
             for thread in 0..3u16 {
                 let sink = &sink;
                 scope.spawn(move || {
-                    crate::claim_thread_slot(usize::from(thread) + 1);
+                    crate::sync::claim_thread_slot(usize::from(thread) + 1);
                     for n in 0..500 {
                         let mut r = record(200 + thread);
                         r.response_bytes = Some(n);
@@ -505,7 +509,7 @@ mod tests {
     /// a flush (the writer is woken, not left waiting for a deadline).
     #[tokio::test]
     async fn a_lone_line_is_written_without_a_flush() {
-        let path = crate::integrity::temp_path("audit-lone").with_file_name("audit-lone.jsonl");
+        let path = crate::scratch::temp_path("audit-lone").with_file_name("audit-lone.jsonl");
         let (sink, _writer) = AuditSink::file(&path).unwrap();
         // Let the writer go idle first.
         tokio::time::sleep(FLUSH_INTERVAL * 3).await;

@@ -4,7 +4,7 @@
 //! point clients at it. Tokens are read from the `Authorization` header
 //! only, never from the query string.
 
-mod memo;
+pub(crate) mod introspection;
 
 use std::sync::Arc;
 
@@ -19,13 +19,24 @@ use cortex_backend::{
 };
 use serde_json::{Value, json};
 
-pub use memo::CallerMemo;
+use cortex_backend::auth::JwtConfig;
 
-use crate::{config::GatewayConfig, federation::Catalog};
+/// Where the resource server is and what it asks of every caller.
+#[derive(Debug, Clone)]
+pub(crate) struct ResourceSettings {
+    /// The canonical URI (the token audience).
+    pub canonical_uri: String,
+    /// The RFC 9728 document's URL, advertised in challenges.
+    pub metadata_url: String,
+    /// The authorization server.
+    pub issuer: String,
+    /// Scopes every caller needs (`CORTEX_REQUIRED_SCOPES`).
+    pub required_scopes: Vec<String>,
+}
 
 /// Why a request is refused before any MCP processing.
 #[derive(Debug)]
-pub enum AuthRejection {
+pub(crate) enum AuthRejection {
     /// 401: no usable token.
     Unauthenticated {
         /// Whether a token was presented (then `error="invalid_token"`).
@@ -42,7 +53,7 @@ pub enum AuthRejection {
 
 /// Why [`ResourceServer::authenticate_guarded`] did not authenticate.
 #[derive(Debug)]
-pub enum NotAuthenticated<R> {
+pub(crate) enum NotAuthenticated<R> {
     /// No usable token, or too few scopes.
     Rejected(AuthRejection),
     /// `before_verify` refused the signature check.
@@ -51,7 +62,7 @@ pub enum NotAuthenticated<R> {
 
 /// The resource server.
 #[derive(Debug)]
-pub struct ResourceServer {
+pub(crate) struct ResourceServer {
     validator: JwtValidator,
     canonical_uri: String,
     metadata_url: String,
@@ -60,49 +71,25 @@ pub struct ResourceServer {
 }
 
 impl ResourceServer {
-    /// Builds the validator from the configuration.
-    pub fn new(config: &GatewayConfig) -> Result<Self, AuthConfigError> {
-        // The audience is always the canonical URI (RFC 8707): a token
-        // minted for another resource is refused.
-        let jwt = config
-            .oauth
-            .jwt_config(&config.issuer, vec![config.canonical_uri.clone()])?;
+    /// Builds the validator. `jwt` must name the canonical URI as the only
+    /// audience (RFC 8707: a token minted for another resource is refused).
+    pub(crate) fn new(settings: ResourceSettings, jwt: JwtConfig) -> Result<Self, AuthConfigError> {
         let validator = JwtValidator::new(jwt)?;
-        let metadata_url = format!(
-            "{}/.well-known/oauth-protected-resource{}",
-            config.canonical_origin(),
-            config.canonical_path()
-        );
         Ok(Self {
             validator,
-            canonical_uri: config.canonical_uri.clone(),
-            metadata_url,
-            issuer: config.issuer.clone(),
-            required_scopes: config.required_scopes.clone(),
+            canonical_uri: settings.canonical_uri,
+            metadata_url: settings.metadata_url,
+            issuer: settings.issuer,
+            required_scopes: settings.required_scopes,
         })
     }
 
-    /// The URL of the metadata document advertised in challenges.
-    pub fn metadata_url(&self) -> &str {
-        &self.metadata_url
-    }
-
-    /// Authenticates a request from its headers.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Caller>, AuthRejection> {
-        self.authenticate_guarded(headers, || Ok::<(), std::convert::Infallible>(()))
-            .await
-            .map_err(|refused| match refused {
-                NotAuthenticated::Rejected(rejection) => rejection,
-                NotAuthenticated::Throttled(never) => match never {},
-            })
-    }
-
-    /// [`Self::authenticate`], calling `before_verify` first when the
+    /// Authenticates a request from its headers, calling `before_verify` first when the
     /// token is not one already verified (and cached): a signature check
     /// is work a caller can make the gateway do, so it may be refused
     /// before it starts. A request without a token, or a cached one, never
     /// calls it.
-    pub async fn authenticate_guarded<R>(
+    pub(crate) async fn authenticate_guarded<R>(
         &self,
         headers: &HeaderMap,
         before_verify: impl FnOnce() -> Result<(), R>,
@@ -146,27 +133,34 @@ impl ResourceServer {
     }
 
     /// The scopes a client should ask for: the baseline when configured,
-    /// otherwise every scope the catalog uses.
-    pub fn challenge_scopes(&self, catalog: &Catalog) -> Vec<String> {
+    /// otherwise every scope the catalog uses (`catalog_scopes`).
+    pub(crate) fn challenge_scopes(
+        &self,
+        catalog_scopes: impl FnOnce() -> Vec<String>,
+    ) -> Vec<String> {
         if !self.required_scopes.is_empty() {
             return self.required_scopes.clone();
         }
-        scopes_supported(catalog, &[])
+        scopes_supported(catalog_scopes(), &[])
     }
 
-    /// The RFC 9728 document.
-    pub fn metadata(&self, catalog: &Catalog) -> Value {
+    /// The RFC 9728 document, given the scopes the catalog uses.
+    pub(crate) fn metadata(&self, catalog_scopes: Vec<String>) -> Value {
         json!({
             "resource": self.canonical_uri,
             "authorization_servers": [self.issuer],
-            "scopes_supported": scopes_supported(catalog, &self.required_scopes),
+            "scopes_supported": scopes_supported(catalog_scopes, &self.required_scopes),
             "bearer_methods_supported": ["header"],
             "resource_name": "Cortex gateway",
         })
     }
 
     /// Turns a rejection into the HTTP answer with its challenge.
-    pub fn reject(&self, rejection: AuthRejection, catalog: &Catalog) -> Response {
+    pub(crate) fn reject(
+        &self,
+        rejection: AuthRejection,
+        catalog_scopes: impl FnOnce() -> Vec<String>,
+    ) -> Response {
         // Challenge parameters are quoted-strings: no quote, backslash,
         // control or non-ASCII character (a reason may hold a caller's
         // own `kid`).
@@ -177,7 +171,7 @@ impl ResourceServer {
         };
         match rejection {
             AuthRejection::Unauthenticated { presented, reason } => {
-                let scope = self.challenge_scopes(catalog).join(" ");
+                let scope = self.challenge_scopes(catalog_scopes).join(" ");
                 let mut challenge = format!("Bearer resource_metadata=\"{}\"", self.metadata_url);
                 if !scope.is_empty() {
                     challenge.push_str(&format!(", scope=\"{}\"", quote(&scope)));
@@ -223,15 +217,11 @@ fn respond(status: StatusCode, challenge: String, body: Value) -> Response {
     response
 }
 
-/// Every scope used by the catalog plus `extra`, sorted, `offline_access`
-/// never included.
-pub fn scopes_supported(catalog: &Catalog, extra: &[String]) -> Vec<String> {
-    let mut all: Vec<String> = catalog
-        .tools
-        .iter()
-        .map(|t| t.scope.clone())
-        .chain(catalog.prompts.iter().map(|p| p.scope.clone()))
-        .chain(catalog.templates.iter().map(|t| t.scope.clone()))
+/// `used` (the scopes the catalog uses) plus `extra`, sorted, without
+/// duplicates, `offline_access` never included.
+pub(crate) fn scopes_supported(used: Vec<String>, extra: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = used
+        .into_iter()
         .chain(extra.iter().cloned())
         .filter(|s| !s.is_empty() && s != "offline_access")
         .collect();

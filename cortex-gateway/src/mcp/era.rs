@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use axum::http::{HeaderMap, HeaderName, StatusCode, header::AsHeaderName};
+use axum::http::{HeaderMap, StatusCode, header::AsHeaderName};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -13,39 +13,31 @@ use super::jsonrpc::{
 };
 
 /// The `_meta` key carrying the protocol version (2026-07-28).
-pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub(crate) const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// The `_meta` key carrying the client capabilities (2026-07-28).
-pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub(crate) const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// Which era a POST belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Era {
+pub(crate) enum Era {
     /// Stateless 2026-07-28 semantics.
     Modern,
     /// `initialize`-based semantics (sessions).
     Legacy,
 }
 
-/// The MCP headers every 2026-07-28 request carries, named once: a lookup
-/// by a string parses and lower-cases the name first.
-pub static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-/// `Mcp-Method`.
-pub static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
-/// `Mcp-Name`.
-pub static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
-/// `X-Cortex-Backends` (our extension: the `tools/list` backend filter).
-pub static X_CORTEX_BACKENDS: HeaderName = HeaderName::from_static("x-cortex-backends");
-/// `X-Cortex-Tool-Mode` (our extension: `search` for the compact list).
-pub static X_CORTEX_TOOL_MODE: HeaderName = HeaderName::from_static("x-cortex-tool-mode");
+pub(crate) use crate::protocol::{
+    MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, X_CORTEX_BACKENDS, X_CORTEX_TOOL_MODE,
+};
 
 /// A header's value as a string, if present and readable.
-pub fn header(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
+pub(crate) fn header(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Decides the era: modern first (a `MCP-Protocol-Version` of 2026-07-28 or
 /// later, or per-request `_meta` with a protocol version), legacy otherwise.
-pub fn detect(headers: &HeaderMap, body: &Value) -> Era {
+pub(crate) fn detect(headers: &HeaderMap, body: &Value) -> Era {
     let header_modern = header(headers, &MCP_PROTOCOL_VERSION)
         .is_some_and(|v| v.trim() >= Revision::V2026_07_28.as_str());
     let meta_version = body
@@ -61,7 +53,7 @@ pub fn detect(headers: &HeaderMap, body: &Value) -> Era {
 }
 
 /// A refusal of a modern request: HTTP status plus JSON-RPC error.
-pub type Refusal = (StatusCode, RpcError);
+pub(crate) type Refusal = (StatusCode, RpcError);
 
 /// Decodes an `Mcp-Name` value (`=?base64?...?=` for non-header-safe names).
 fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
@@ -82,7 +74,7 @@ fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
 /// request read into a tree and one read into a borrowed struct (the
 /// `tools/call` fast path) are checked by the same code.
 #[derive(Debug, Clone, Copy)]
-pub struct MetaView<'a> {
+pub(crate) struct MetaView<'a> {
     /// `params._meta` is an object.
     pub meta: bool,
     /// `params._meta[META_VERSION]`, when a string.
@@ -97,7 +89,7 @@ pub struct MetaView<'a> {
 
 impl<'a> MetaView<'a> {
     /// The view of `params` (an object) of a `method` request.
-    pub fn of(method: &str, params: &'a Value) -> Self {
+    pub(crate) fn of(method: &str, params: &'a Value) -> Self {
         let meta = params.get("_meta").and_then(Value::as_object);
         let named = match method {
             "tools/call" | "prompts/get" => params.get("name"),
@@ -122,7 +114,7 @@ impl<'a> MetaView<'a> {
 /// supported (400 `-32022`). Header agreement comes before the version so a
 /// header that contradicts the body is reported as such. Returns the
 /// revision.
-pub fn validate_modern(
+pub(crate) fn validate_modern(
     headers: &HeaderMap,
     method: &str,
     params: MetaView<'_>,
@@ -227,7 +219,7 @@ pub fn validate_modern(
 
 /// Reads the legacy `MCP-Protocol-Version` header: absent is `None`, a
 /// supported legacy revision is `Some(Ok)`, anything else `Some(Err)`.
-pub fn legacy_header_version(headers: &HeaderMap) -> Option<Result<Revision, String>> {
+pub(crate) fn legacy_header_version(headers: &HeaderMap) -> Option<Result<Revision, String>> {
     let v = header(headers, &MCP_PROTOCOL_VERSION)?.trim();
     Some(
         Revision::parse(v)

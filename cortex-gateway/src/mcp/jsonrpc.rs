@@ -4,79 +4,27 @@
 use serde_json::{Map, Value, json};
 
 /// Parse error.
-pub const PARSE_ERROR: i64 = -32700;
+pub(crate) const PARSE_ERROR: i64 = -32700;
 /// Invalid request.
-pub const INVALID_REQUEST: i64 = -32600;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
 /// Method not found.
-pub const METHOD_NOT_FOUND: i64 = -32601;
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
 /// Invalid params (also unknown tool, and resource not found in 2026-07-28).
-pub const INVALID_PARAMS: i64 = -32602;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
 /// Internal error.
-pub const INTERNAL_ERROR: i64 = -32603;
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// Resource not found (revisions up to 2025-11-25).
-pub const RESOURCE_NOT_FOUND: i64 = -32002;
+pub(crate) const RESOURCE_NOT_FOUND: i64 = -32002;
 /// 2026-07-28: a header disagrees with the body.
-pub const HEADER_MISMATCH: i64 = -32020;
+pub(crate) const HEADER_MISMATCH: i64 = -32020;
 /// 2026-07-28: the request's protocol version is not supported.
-pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
-/// An MCP protocol revision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Revision {
-    /// 2025-03-26 (batches, no structured content).
-    V2025_03_26,
-    /// 2025-06-18.
-    V2025_06_18,
-    /// 2025-11-25 (newest initialize-based revision).
-    V2025_11_25,
-    /// 2026-07-28 (stateless).
-    V2026_07_28,
-}
-
-impl Revision {
-    /// The legacy revisions, newest first.
-    pub const LEGACY: [Revision; 3] = [Self::V2025_11_25, Self::V2025_06_18, Self::V2025_03_26];
-    /// The stateless revisions.
-    pub const MODERN: [Revision; 1] = [Self::V2026_07_28];
-
-    /// The wire string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V2025_03_26 => "2025-03-26",
-            Self::V2025_06_18 => "2025-06-18",
-            Self::V2025_11_25 => "2025-11-25",
-            Self::V2026_07_28 => "2026-07-28",
-        }
-    }
-
-    /// Parses a wire string.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::V2025_03_26,
-            Self::V2025_06_18,
-            Self::V2025_11_25,
-            Self::V2026_07_28,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-
-    /// Whether this is the stateless era.
-    pub fn is_modern(self) -> bool {
-        self >= Self::V2026_07_28
-    }
-
-    /// All supported revisions as strings, newest first.
-    pub fn all_strings() -> Vec<&'static str> {
-        let mut v: Vec<&str> = Self::MODERN.iter().map(|r| r.as_str()).collect();
-        v.extend(Self::LEGACY.iter().map(|r| r.as_str()));
-        v
-    }
-}
+pub(crate) use crate::protocol::Revision;
 
 /// A JSON-RPC error (what goes in `"error"`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcError {
+pub(crate) struct RpcError {
     /// The code.
     pub code: i64,
     /// A one-sentence message.
@@ -87,7 +35,7 @@ pub struct RpcError {
 
 impl RpcError {
     /// An error without data.
-    pub fn new(code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -96,19 +44,19 @@ impl RpcError {
     }
 
     /// Invalid params.
-    pub fn invalid_params(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(INVALID_PARAMS, message)
     }
 
     /// Adds data.
     #[must_use]
-    pub fn with_data(mut self, data: Value) -> Self {
+    pub(crate) fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
         self
     }
 
     /// The error object.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let mut e = Map::new();
         e.insert("code".into(), json!(self.code));
         e.insert("message".into(), json!(self.message));
@@ -120,7 +68,7 @@ impl RpcError {
 }
 
 /// A success response.
-pub fn response(id: &Value, result: Value) -> Value {
+pub(crate) fn response(id: &Value, result: Value) -> Value {
     // Built by hand: `json!` would serialize `result` into a copy.
     let mut m = Map::new();
     m.insert("jsonrpc".into(), Value::String("2.0".into()));
@@ -130,7 +78,7 @@ pub fn response(id: &Value, result: Value) -> Value {
 }
 
 /// An error response; `id` absent when the request's id is unknown.
-pub fn error_response(id: Option<&Value>, error: &RpcError) -> Value {
+pub(crate) fn error_response(id: Option<&Value>, error: &RpcError) -> Value {
     let mut m = Map::new();
     m.insert("jsonrpc".into(), json!("2.0"));
     if let Some(id) = id {
@@ -141,7 +89,7 @@ pub fn error_response(id: Option<&Value>, error: &RpcError) -> Value {
 }
 
 /// A notification.
-pub fn notification(method: &str, params: Option<Value>) -> Value {
+pub(crate) fn notification(method: &str, params: Option<Value>) -> Value {
     let mut m = Map::new();
     m.insert("jsonrpc".into(), json!("2.0"));
     m.insert("method".into(), json!(method));
@@ -153,7 +101,7 @@ pub fn notification(method: &str, params: Option<Value>) -> Value {
 
 /// One incoming message, classified.
 #[derive(Debug, Clone)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A request (has an id and a method).
     Request {
         /// The id (string or number).
@@ -164,19 +112,16 @@ pub enum Incoming {
         params: Value,
     },
     /// A notification (a method, no id).
-    Notification {
-        /// The method.
-        method: String,
-    },
+    Notification,
     /// A response from the client (to a request we never send; accepted).
     Response,
 }
 
 /// A classified message; `Err` carries the error and the id if known.
-pub type Classified = Result<Incoming, (Option<Value>, RpcError)>;
+pub(crate) type Classified = Result<Incoming, (Option<Value>, RpcError)>;
 
 /// Classifies one message.
-pub fn classify(message: Value) -> Classified {
+pub(crate) fn classify(message: Value) -> Classified {
     let Value::Object(mut obj) = message else {
         return Err((
             None,
@@ -214,7 +159,7 @@ pub fn classify(message: Value) -> Classified {
             }
             Ok(Incoming::Request { id, method, params })
         }
-        (Some(method), None) => Ok(Incoming::Notification { method }),
+        (Some(_), None) => Ok(Incoming::Notification),
         (None, Some(_)) if obj.contains_key("result") || obj.contains_key("error") => {
             Ok(Incoming::Response)
         }

@@ -17,17 +17,17 @@ use super::{
     tools,
 };
 use crate::{
-    Inner,
-    federation::{Catalog, Health},
+    catalog::{Catalog, Health},
+    mcp::Service,
     upstream::{Credential, UpstreamError},
 };
 
 /// Items per page of every list.
-pub const PAGE_SIZE: usize = 100;
+pub(crate) const PAGE_SIZE: usize = 100;
 
 /// The request's context: who, which revision, and the trimming headers.
 #[derive(Debug, Clone)]
-pub struct CallCtx {
+pub(crate) struct CallCtx {
     /// The validated caller.
     pub caller: Arc<Caller>,
     /// The revision of this request.
@@ -39,7 +39,7 @@ pub struct CallCtx {
 }
 
 /// The server's `Implementation` object for a revision.
-pub fn server_info(revision: Revision) -> Value {
+pub(crate) fn server_info(revision: Revision) -> Value {
     let mut info = json!({"name": "cortex-gateway", "version": env!("CARGO_PKG_VERSION")});
     if revision >= Revision::V2025_06_18 {
         info["title"] = json!("Cortex gateway");
@@ -51,7 +51,7 @@ pub fn server_info(revision: Revision) -> Value {
 }
 
 /// The capabilities the gateway declares.
-pub fn capabilities() -> Value {
+pub(crate) fn capabilities() -> Value {
     json!({
         "tools": {"listChanged": true},
         "prompts": {"listChanged": true},
@@ -60,7 +60,7 @@ pub fn capabilities() -> Value {
 }
 
 /// The `instructions` text: naming convention, what is up, where help is.
-pub(crate) fn instructions(inner: &Inner, catalog: &Catalog) -> String {
+pub(crate) fn instructions(mcp: &Service, catalog: &Catalog) -> String {
     let mut up = Vec::new();
     let mut down = Vec::new();
     for (id, health) in &catalog.health {
@@ -69,9 +69,9 @@ pub(crate) fn instructions(inner: &Inner, catalog: &Catalog) -> String {
             Health::Down(_) => down.push(id.as_str()),
         }
     }
-    let unprefixed: Vec<&str> = inner
-        .config
-        .backends
+    let unprefixed: Vec<&str> = mcp
+        .catalog
+        .backends()
         .iter()
         .filter(|b| !b.prefix)
         .map(|b| b.id.as_str())
@@ -105,13 +105,13 @@ pub(crate) fn instructions(inner: &Inner, catalog: &Catalog) -> String {
 }
 
 /// The `InitializeResult` for a negotiated legacy revision.
-pub(crate) fn initialize_result(inner: &Inner, revision: Revision) -> Value {
-    let catalog = inner.federation.catalog();
+pub(crate) fn initialize_result(mcp: &Service, revision: Revision) -> Value {
+    let catalog = mcp.catalog.catalog();
     json!({
         "protocolVersion": revision.as_str(),
         "capabilities": capabilities(),
         "serverInfo": server_info(revision),
-        "instructions": instructions(inner, &catalog),
+        "instructions": instructions(mcp, &catalog),
     })
 }
 
@@ -154,11 +154,11 @@ fn paginate(items: &[Value], params: &Value) -> Result<(Vec<Value>, Option<Strin
 /// as bytes. Same content as the `tools/list` arm of [`dispatch`], which
 /// batches still use.
 pub(crate) fn tools_list_bytes(
-    inner: &Inner,
+    mcp: &Service,
     ctx: &CallCtx,
     params: &Value,
-) -> Result<std::sync::Arc<crate::federation::Page>, RpcError> {
-    let catalog = inner.federation.catalog();
+) -> Result<std::sync::Arc<crate::catalog::Page>, RpcError> {
+    let catalog = mcp.catalog.catalog();
     crate::audit::note(|r| r.method = Some("tools/list".into()));
     let all = catalog.visible_tools(
         &ctx.caller.scopes,
@@ -179,7 +179,7 @@ pub(crate) fn tools_list_bytes(
             .map(|d| shape_tool(d.clone(), revision))
             .collect();
         let result = decorate(
-            inner,
+            mcp,
             revision,
             "tools/list",
             page_result("tools", (page, next)),
@@ -193,18 +193,18 @@ pub(crate) fn tools_list_bytes(
 /// results go through [`decorate`] as values. Same content as the
 /// `tools/call` arm of [`dispatch`], which batches still use.
 pub(crate) async fn tools_call_bytes(
-    inner: &Inner,
+    mcp: &Service,
     ctx: &CallCtx,
     params: tools::CallParams<'_>,
 ) -> Result<Vec<u8>, RpcError> {
-    let catalog = inner.federation.catalog_here();
+    let catalog = mcp.catalog.catalog_here();
     crate::audit::note(|r| r.method = Some("tools/call".into()));
-    let result = tools::call(inner, &catalog, ctx, params).await?;
+    let result = tools::call(mcp, &catalog, ctx, params).await?;
     if let Some(bytes) = result.object_bytes(ctx.revision, call_decoration(ctx.revision)) {
         return Ok(bytes);
     }
     let value = decorate(
-        inner,
+        mcp,
         ctx.revision,
         "tools/call",
         result.into_value(ctx.revision),
@@ -243,7 +243,7 @@ fn page_result(key: &str, (items, next): (Vec<Value>, Option<String>)) -> Value 
 }
 
 /// A tool definition in the shape of an older revision.
-pub fn shape_tool(mut def: Value, revision: Revision) -> Value {
+pub(crate) fn shape_tool(mut def: Value, revision: Revision) -> Value {
     if revision < Revision::V2025_06_18
         && let Some(o) = def.as_object_mut()
     {
@@ -256,12 +256,12 @@ pub fn shape_tool(mut def: Value, revision: Revision) -> Value {
 /// Runs one request method (other than `initialize`, handled by the
 /// transport because it creates a session).
 pub(crate) async fn dispatch(
-    inner: &Inner,
+    mcp: &Service,
     ctx: &CallCtx,
     method: &str,
     params: &Value,
 ) -> Result<Value, RpcError> {
-    let catalog = inner.federation.catalog();
+    let catalog = mcp.catalog.catalog();
     let modern = ctx.revision.is_modern();
     crate::audit::note(|r| r.method = Some(crate::audit::method_word(method)));
     match method {
@@ -269,7 +269,7 @@ pub(crate) async fn dispatch(
         "server/discover" if modern => Ok(json!({
             "supportedVersions": Revision::all_strings(),
             "capabilities": capabilities(),
-            "instructions": instructions(inner, &catalog),
+            "instructions": instructions(mcp, &catalog),
         })),
         "tools/list" => {
             let all = catalog.visible_tools(
@@ -290,7 +290,7 @@ pub(crate) async fn dispatch(
                 .collect();
             Ok(page_result("tools", (page, next)))
         }
-        "tools/call" => tools::call(inner, &catalog, ctx, tools::CallParams::of(params))
+        "tools/call" => tools::call(mcp, &catalog, ctx, tools::CallParams::of(params))
             .await
             .map(|r| r.into_value(ctx.revision)),
         "prompts/list" => {
@@ -302,7 +302,7 @@ pub(crate) async fn dispatch(
                 .collect();
             Ok(page_result("prompts", paginate(&visible, params)?))
         }
-        "prompts/get" => get_prompt(inner, &catalog, ctx, params).await,
+        "prompts/get" => get_prompt(mcp, &catalog, ctx, params).await,
         "resources/list" => Ok(page_result("resources", paginate(&[], params)?)),
         "resources/templates/list" => {
             let visible: Vec<Value> = catalog
@@ -316,7 +316,7 @@ pub(crate) async fn dispatch(
                 paginate(&visible, params)?,
             ))
         }
-        "resources/read" => read_resource(inner, &catalog, ctx, params).await,
+        "resources/read" => read_resource(mcp, &catalog, ctx, params).await,
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!("method not found: {method}"),
@@ -325,7 +325,7 @@ pub(crate) async fn dispatch(
 }
 
 /// Whether `method` is served in the stateless era (used for the 404 rule).
-pub fn is_modern_method(method: &str) -> bool {
+pub(crate) fn is_modern_method(method: &str) -> bool {
     matches!(
         method,
         "server/discover"
@@ -341,13 +341,8 @@ pub fn is_modern_method(method: &str) -> bool {
 }
 
 /// Adds the stateless era's fields to a result.
-pub(crate) fn decorate(inner: &Inner, revision: Revision, method: &str, result: Value) -> Value {
-    decorate_with(
-        inner.config.refresh_interval_s * 1000,
-        revision,
-        method,
-        result,
-    )
+pub(crate) fn decorate(mcp: &Service, revision: Revision, method: &str, result: Value) -> Value {
+    decorate_with(mcp.settings.list_ttl_ms, revision, method, result)
 }
 
 /// [`decorate`] with the list lifetime (`ttlMs`) given.
@@ -443,7 +438,7 @@ fn upstream_rpc_error(
 }
 
 async fn get_prompt(
-    inner: &Inner,
+    mcp: &Service,
     catalog: &Catalog,
     ctx: &CallCtx,
     params: &Value,
@@ -455,8 +450,8 @@ async fn get_prompt(
     if !ctx.caller.has_scope(&prompt.scope) {
         return Err(missing_scope(&format!("the prompt {name}"), &prompt.scope));
     }
-    let backend = inner
-        .federation
+    let backend = mcp
+        .catalog
         .backend(&prompt.backend)
         .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?;
     let mut p = Map::new();
@@ -472,8 +467,8 @@ async fn get_prompt(
         }
         p.insert("arguments".into(), args.clone());
     }
-    let value = inner
-        .federation
+    let value = mcp
+        .catalog
         .upstream()
         .call(
             backend,
@@ -494,7 +489,7 @@ async fn get_prompt(
 }
 
 async fn read_resource(
-    inner: &Inner,
+    mcp: &Service,
     catalog: &Catalog,
     ctx: &CallCtx,
     params: &Value,
@@ -522,14 +517,14 @@ async fn read_resource(
         return Err(missing_scope(&format!("reading {uri}"), &template.scope));
     }
     let owner = &template.backend;
-    let backend = inner
-        .federation
+    let backend = mcp
+        .catalog
         .backend(owner)
         .ok_or_else(|| RpcError::new(not_found, format!("resource not found: {uri}")))?;
     let mut p = Map::new();
     p.insert("uri".into(), json!(uri));
-    let value = inner
-        .federation
+    let value = mcp
+        .catalog
         .upstream()
         .call(
             backend,

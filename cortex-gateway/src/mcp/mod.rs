@@ -1,11 +1,20 @@
-//! MCP over Streamable HTTP, both eras on one endpoint: JSON-RPC framing,
-//! era dispatch, legacy sessions, the methods and the gateway's builtins.
+//! The `mcp` layer: MCP over Streamable HTTP, both eras on one endpoint.
+//! JSON-RPC framing, era detection, legacy sessions, one dispatch of the
+//! methods and the gateway's builtins, and the envelope writer. It works
+//! behind an admitted caller and knows nothing of sockets or tokens.
 //!
 #![doc = include_str!("README.md")]
 
-pub mod era;
-pub mod jsonrpc;
-pub mod methods;
-pub(crate) mod quick;
-pub mod session;
-pub mod tools;
+pub(crate) mod endpoint;
+pub(crate) mod envelope;
+pub(crate) mod era;
+pub(crate) mod fast_call;
+pub(crate) mod gzip;
+pub(crate) mod jsonrpc;
+pub(crate) mod methods;
+mod service;
+pub(crate) mod session;
+pub(crate) mod sse;
+pub(crate) mod tools;
+
+pub(crate) use service::{Service, Settings};

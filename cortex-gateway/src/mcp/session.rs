@@ -20,25 +20,25 @@ use std::{
 use tokio::sync::watch;
 
 use super::jsonrpc::Revision;
-use crate::lock;
+use crate::sync::lock;
 
 /// How long an idle session lives.
-pub const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// Default cap on live sessions in total.
-pub const DEFAULT_MAX_SESSIONS: usize = 50_000;
+pub(crate) const DEFAULT_MAX_SESSIONS: usize = 50_000;
 /// Default cap on one caller's live sessions.
-pub const DEFAULT_MAX_SESSIONS_PER_CALLER: usize = 64;
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_CALLER: usize = 64;
 /// Default cap on the bytes the live sessions hold.
-pub const DEFAULT_MAX_SESSION_BYTES: usize = 32 << 20;
+pub(crate) const DEFAULT_MAX_SESSION_BYTES: usize = 32 << 20;
 /// What one session costs besides its owner's `sub`: the session with its
 /// end signal (about 400 bytes, measured with a counting allocator) and its
 /// entries in the id map, the LRU index and the per-caller list (about 150),
 /// rounded up.
-pub const SESSION_OVERHEAD_BYTES: usize = 640;
+pub(crate) const SESSION_OVERHEAD_BYTES: usize = 640;
 
 /// The bounds of a [`SessionStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionLimits {
+pub(crate) struct SessionLimits {
     /// Live sessions in total.
     pub max_sessions: usize,
     /// Live sessions of one `sub`.
@@ -60,7 +60,7 @@ impl Default for SessionLimits {
 
 /// One session.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// The owner's `sub`.
     pub sub: Arc<str>,
     /// The negotiated revision.
@@ -70,7 +70,7 @@ pub struct Session {
 
 impl Session {
     /// Resolves when the session ends (DELETE, eviction or expiry).
-    pub fn ended(&self) -> watch::Receiver<bool> {
+    pub(crate) fn ended(&self) -> watch::Receiver<bool> {
         self.ended.subscribe()
     }
 
@@ -81,7 +81,7 @@ impl Session {
 
 /// Why a session id was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// Unknown, expired, ended, evicted, or owned by someone else (404).
     NotFound,
 }
@@ -162,7 +162,7 @@ fn cost(sub: &str) -> usize {
 }
 
 /// The live sessions.
-pub struct SessionStore {
+pub(crate) struct SessionStore {
     limits: SessionLimits,
     state: Mutex<State>,
 }
@@ -187,7 +187,7 @@ impl std::fmt::Debug for SessionStore {
 
 impl SessionStore {
     /// An empty store with these bounds (each at least 1).
-    pub fn new(limits: SessionLimits) -> Self {
+    pub(crate) fn new(limits: SessionLimits) -> Self {
         Self {
             limits: SessionLimits {
                 max_sessions: limits.max_sessions.max(1),
@@ -200,7 +200,7 @@ impl SessionStore {
 
     /// Creates a session and returns its id (visible ASCII, 128 random
     /// bits), evicting what the bounds require first.
-    pub fn create(&self, sub: &str, revision: Revision) -> String {
+    pub(crate) fn create(&self, sub: &str, revision: Revision) -> String {
         let raw = uuid::Uuid::new_v4().as_u128();
         let mut state = lock(&self.state);
         let now = Instant::now();
@@ -251,7 +251,7 @@ impl SessionStore {
     }
 
     /// The session `id` if it exists and belongs to `sub`.
-    pub fn get(&self, id: &str, sub: &str) -> Result<Arc<Session>, SessionError> {
+    pub(crate) fn get(&self, id: &str, sub: &str) -> Result<Arc<Session>, SessionError> {
         let id = parse_id(id).ok_or(SessionError::NotFound)?;
         let mut state = lock(&self.state);
         let entry = state.sessions.get(&id).ok_or(SessionError::NotFound)?;
@@ -268,25 +268,28 @@ impl SessionStore {
     }
 
     /// Ends a session owned by `sub`.
-    pub fn end(&self, id: &str, sub: &str) -> Result<(), SessionError> {
+    pub(crate) fn end(&self, id: &str, sub: &str) -> Result<(), SessionError> {
         self.get(id, sub)?;
         let id = parse_id(id).ok_or(SessionError::NotFound)?;
         lock(&self.state).remove(id);
         Ok(())
     }
 
+    #[cfg(test)]
     /// How many sessions are live.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         lock(&self.state).sessions.len()
     }
 
+    #[cfg(test)]
     /// Whether no session is live.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    #[cfg(test)]
     /// The bytes the live sessions are counted as.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         lock(&self.state).bytes
     }
 }

@@ -13,20 +13,20 @@ use super::{
     methods::{CallCtx, shape_tool},
 };
 use crate::{
-    Inner,
     audit::{self, Outcome},
-    federation::{Catalog, compact},
+    catalog::{Catalog, compact},
+    mcp::Service,
     upstream::{Credential, UpstreamError},
 };
 
 /// A tool result with one text block.
-pub fn text_result(text: impl Into<String>, is_error: bool) -> Value {
+pub(crate) fn text_result(text: impl Into<String>, is_error: bool) -> Value {
     json!({"content": [{"type": "text", "text": text.into()}], "isError": is_error})
 }
 
 /// A JSON value as a tool result: an object becomes `structuredContent`
 /// plus the same JSON as text; anything else becomes text.
-pub fn json_result(value: Value, revision: Revision) -> Value {
+pub(crate) fn json_result(value: Value, revision: Revision) -> Value {
     let text = match &value {
         Value::String(s) => s.clone(),
         other => serde_json::to_string(other).unwrap_or_default(),
@@ -70,7 +70,7 @@ fn mcp_result(backend: &str, value: Value, revision: Revision) -> Value {
 }
 
 /// What the agent reads when a backend call fails.
-pub fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
+pub(crate) fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
     if e.has_internal_detail() {
         tracing::warn!(backend, tool, error = %e, "backend call failed");
     }
@@ -230,7 +230,7 @@ impl<'a> CallParams<'a> {
 
 /// Runs `tools/call`.
 pub(crate) async fn call(
-    inner: &Inner,
+    mcp: &Service,
     catalog: &Catalog,
     ctx: &CallCtx,
     params: CallParams<'_>,
@@ -247,7 +247,7 @@ pub(crate) async fn call(
     audit::note_tool(name);
     audit::note_arguments(params.arguments.unwrap_or(&Value::Null));
     if catalog.tool(name).is_none()
-        && let Some(why) = inner.controls.integrity.withheld(name)
+        && let Some(why) = mcp.integrity.withheld(name)
     {
         audit::note_outcome("refused", Some("quarantined"));
         return Ok(ToolResult::Built(text_result(why.message(name), true)));
@@ -256,9 +256,7 @@ pub(crate) async fn call(
         // Boxed: `whoami` asks every backend, and its future would
         // otherwise make every call's future that much larger.
         "whoami" => {
-            return Ok(ToolResult::Built(
-                Box::pin(whoami(inner, catalog, ctx)).await,
-            ));
+            return Ok(ToolResult::Built(Box::pin(whoami(mcp, catalog, ctx)).await));
         }
         "find_tools" => return Ok(ToolResult::Built(find_tools(catalog, ctx, arguments))),
         _ => {}
@@ -283,12 +281,12 @@ pub(crate) async fn call(
             true,
         )));
     }
-    let Some(backend) = inner.federation.backend(&tool.backend) else {
+    let Some(backend) = mcp.catalog.backend(&tool.backend) else {
         return Err(RpcError::invalid_params(format!("Unknown tool: {name}")));
     };
     let started = Instant::now();
-    let result = inner
-        .federation
+    let result = mcp
+        .catalog
         .upstream()
         .call_raw(
             backend,
@@ -336,18 +334,18 @@ pub(crate) async fn call(
     }))
 }
 
-async fn whoami(inner: &Inner, catalog: &Catalog, ctx: &CallCtx) -> Value {
+async fn whoami(mcp: &Service, catalog: &Catalog, ctx: &CallCtx) -> Value {
     let caller = &ctx.caller;
-    let limit = Duration::from_millis(inner.config.whoami_timeout_ms);
+    let limit = mcp.settings.whoami_timeout;
     // Only backends the caller holds a scope for hear the caller's token.
     let healthy: Vec<_> = catalog
         .healthy()
         .filter(|id| catalog.scopes_of(id).any(|s| caller.has_scope(s)))
-        .filter_map(|id| inner.federation.backend(id))
+        .filter_map(|id| mcp.catalog.backend(id))
         .collect();
     let answers = futures::future::join_all(healthy.iter().map(|b| async move {
-        let r = inner
-            .federation
+        let r = mcp
+            .catalog
             .upstream()
             .call(
                 b,
@@ -382,12 +380,12 @@ async fn whoami(inner: &Inner, catalog: &Catalog, ctx: &CallCtx) -> Value {
 /// The most distinct words of a `find_tools` query that are searched for
 /// (the rest are counted in `ignoredWords`): the search costs words times
 /// tools, so a query of a million words must not cost a million passes.
-pub const FIND_MAX_WORDS: usize = 32;
+pub(crate) const FIND_MAX_WORDS: usize = 32;
 /// The longest query word searched for, in characters (longer ones are cut).
-pub const FIND_MAX_WORD_CHARS: usize = 64;
+pub(crate) const FIND_MAX_WORD_CHARS: usize = 64;
 /// The most names one `find_tools` call describes (the rest are counted
 /// in `ignoredNames`).
-pub const FIND_MAX_NAMES: usize = 100;
+pub(crate) const FIND_MAX_NAMES: usize = 100;
 
 fn find_tools(catalog: &Catalog, ctx: &CallCtx, args: &Map<String, Value>) -> Value {
     let visible = catalog.visible_tools(&ctx.caller.scopes, None, false);

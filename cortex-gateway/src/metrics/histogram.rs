@@ -8,7 +8,7 @@ use std::{
 
 /// Cumulative-on-render histogram of durations, in seconds.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: Vec<f64>,
     /// One count per bound, plus the overflow (`+Inf`) slot.
     counts: Vec<AtomicU64>,
@@ -17,7 +17,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// A histogram with these upper bounds (seconds, ascending).
-    pub fn new(bounds: &[f64]) -> Self {
+    pub(crate) fn new(bounds: &[f64]) -> Self {
         Self {
             bounds: bounds.to_vec(),
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -26,7 +26,7 @@ impl Histogram {
     }
 
     /// Records one observation.
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let slot = self
             .bounds
@@ -39,7 +39,7 @@ impl Histogram {
     }
 
     /// Adds `other`'s observations (same bounds) to this one.
-    pub fn add(&self, other: &Histogram) {
+    pub(crate) fn add(&self, other: &Histogram) {
         debug_assert_eq!(self.bounds, other.bounds);
         for (mine, theirs) in self.counts.iter().zip(&other.counts) {
             mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -50,7 +50,7 @@ impl Histogram {
 
     /// Appends `_bucket`, `_sum` and `_count` lines; `labels` is the
     /// rendered label set without braces (may be empty).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (i, count) in self.counts.iter().enumerate() {

@@ -19,6 +19,7 @@
 mod histogram;
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
     sync::{
@@ -36,9 +37,7 @@ use axum::{
     routing::get,
 };
 
-pub use histogram::Histogram;
-
-use crate::audit::{AuditRecord, Word};
+pub(crate) use histogram::Histogram;
 
 /// JSON-RPC methods counted under their own name.
 pub(crate) const METHODS: [&str; 16] = [
@@ -67,7 +66,7 @@ const BUCKETS: [f64; 12] = [
 
 /// The gateway's metrics.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// The per-request counters, one shard per thread slot: a request is
     /// counted in its thread's shard, so two cores do not write to the same
     /// cache lines on every request; [`Metrics::render`] adds them up.
@@ -81,20 +80,20 @@ pub struct Metrics {
 }
 
 /// Counter shards, one per thread slot.
-const SHARDS: usize = crate::THREAD_SLOTS;
+const SHARDS: usize = crate::sync::THREAD_SLOTS;
 
 /// One thread slot's counters, on cache lines of their own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Shard {
-    requests: RwLock<HashMap<(&'static str, Word), AtomicU64>>,
+    requests: RwLock<HashMap<(&'static str, Cow<'static, str>), AtomicU64>>,
     tool_latency: RwLock<HashMap<String, Histogram>>,
     rate_limited: AtomicU64,
 }
 
 /// The shard of the calling thread.
 fn shard_index() -> usize {
-    crate::thread_slot()
+    crate::sync::thread_slot()
 }
 
 impl Default for Metrics {
@@ -131,42 +130,55 @@ fn escape(label: &str) -> String {
 
 impl Metrics {
     /// Empty metrics.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    /// Counts one finished request from its audit record.
-    pub fn observe_request(&self, r: &AuditRecord) {
+    /// Counts one finished request: its JSON-RPC `method` (any text; the
+    /// label is one of [`METHODS`], `other` or `none`), its `outcome`, its
+    /// `error_class`, and for a `tools/call` the `backend` that answered
+    /// and the `latency`.
+    // A `&Cow`: cloning a borrowed one (every known outcome) allocates
+    // nothing, where a `&str` would be copied into a `String` per request.
+    #[allow(clippy::ptr_arg)]
+    pub(crate) fn observe_request(
+        &self,
+        method: Option<&str>,
+        outcome: &Cow<'static, str>,
+        error_class: Option<&str>,
+        backend: Option<&str>,
+        latency: Duration,
+    ) {
         let shard = self.shard();
-        let key = (method_label(r.method.as_deref()), r.outcome.clone());
-        let counted = crate::read_lock(&shard.requests)
+        let key = (method_label(method), outcome.clone());
+        let counted = crate::sync::read_lock(&shard.requests)
             .get(&key)
             .map(|c| c.fetch_add(1, Ordering::Relaxed))
             .is_some();
         if !counted {
-            crate::write_lock(&shard.requests)
+            crate::sync::write_lock(&shard.requests)
                 .entry(key)
                 .or_insert_with(|| AtomicU64::new(0))
                 .fetch_add(1, Ordering::Relaxed);
         }
-        if r.error_class.as_deref() == Some("rate_limited") {
+        if error_class == Some("rate_limited") {
             shard.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
-        if r.method.as_deref() == Some("tools/call")
-            && let Some(backend) = &r.backend
+        if method == Some("tools/call")
+            && let Some(backend) = backend
         {
-            self.observe_tool_call(backend, Duration::from_secs_f64(r.latency_ms / 1000.0));
+            self.observe_tool_call(backend, latency);
         }
     }
 
     /// Records one tool call's latency.
-    pub fn observe_tool_call(&self, backend: &str, latency: Duration) {
+    pub(crate) fn observe_tool_call(&self, backend: &str, latency: Duration) {
         let shard = self.shard();
-        if let Some(h) = crate::read_lock(&shard.tool_latency).get(backend) {
+        if let Some(h) = crate::sync::read_lock(&shard.tool_latency).get(backend) {
             h.observe(latency);
             return;
         }
-        crate::write_lock(&shard.tool_latency)
+        crate::sync::write_lock(&shard.tool_latency)
             .entry(backend.to_string())
             .or_insert_with(|| Histogram::new(&BUCKETS))
             .observe(latency);
@@ -178,7 +190,7 @@ impl Metrics {
 
     /// Records a catalog refresh: its duration, the catalog size, each
     /// backend's health and the number of quarantined tools.
-    pub fn observe_refresh(
+    pub(crate) fn observe_refresh(
         &self,
         took: Duration,
         tools: usize,
@@ -189,7 +201,7 @@ impl Metrics {
         self.catalog_tools.store(tools as u64, Ordering::Relaxed);
         self.quarantined
             .store(quarantined as u64, Ordering::Relaxed);
-        let mut up = crate::write_lock(&self.backend_up);
+        let mut up = crate::sync::write_lock(&self.backend_up);
         for (id, ok) in health {
             up.insert(id.clone(), *ok);
         }
@@ -197,29 +209,29 @@ impl Metrics {
 
     /// Reports how many tools the last refresh refused because another
     /// backend owns their name.
-    pub fn observe_name_clashes(&self, clashes: usize) {
+    pub(crate) fn observe_name_clashes(&self, clashes: usize) {
         self.name_clashes.store(clashes as u64, Ordering::Relaxed);
     }
 
     /// Reports the audit sink's dropped-line counter.
-    pub fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
-        *crate::write_lock(&self.audit_dropped) = Some(counter);
+    pub(crate) fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
+        *crate::sync::write_lock(&self.audit_dropped) = Some(counter);
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP cortex_requests_total MCP requests by JSON-RPC method and outcome.\n");
         out.push_str("# TYPE cortex_requests_total counter\n");
-        let mut requests: BTreeMap<(&'static str, Word), u64> = BTreeMap::new();
+        let mut requests: BTreeMap<(&'static str, Cow<'static, str>), u64> = BTreeMap::new();
         let mut latency: BTreeMap<String, Histogram> = BTreeMap::new();
         for shard in &self.shards {
-            let counts = crate::read_lock(&shard.requests);
+            let counts = crate::sync::read_lock(&shard.requests);
             for (key, n) in counts.iter() {
                 *requests.entry(key.clone()).or_default() += n.load(Ordering::Relaxed);
             }
             drop(counts);
-            let histograms = crate::read_lock(&shard.tool_latency);
+            let histograms = crate::sync::read_lock(&shard.tool_latency);
             for (backend, h) in histograms.iter() {
                 latency
                     .entry(backend.clone())
@@ -261,7 +273,7 @@ impl Metrics {
         );
         out.push_str("# HELP cortex_backend_up Whether the backend answered the last refresh.\n");
         out.push_str("# TYPE cortex_backend_up gauge\n");
-        for (id, up) in crate::read_lock(&self.backend_up).iter() {
+        for (id, up) in crate::sync::read_lock(&self.backend_up).iter() {
             let _ = writeln!(
                 out,
                 "cortex_backend_up{{backend=\"{}\"}} {}",
@@ -294,7 +306,7 @@ impl Metrics {
         out.push_str("# TYPE cortex_refresh_duration_seconds histogram\n");
         self.refresh
             .render(&mut out, "cortex_refresh_duration_seconds", "");
-        let dropped = crate::read_lock(&self.audit_dropped)
+        let dropped = crate::sync::read_lock(&self.audit_dropped)
             .as_ref()
             .map_or(0, |c| c.load(Ordering::Relaxed));
         simple(
@@ -318,7 +330,7 @@ async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
 }
 
 /// A router serving `GET /metrics`.
-pub fn router(metrics: Arc<Metrics>) -> Router {
+pub(crate) fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(metrics)
@@ -328,14 +340,22 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 mod tests {
     use super::*;
 
-    fn record(method: &str, outcome: &str, backend: Option<&str>) -> AuditRecord {
-        AuditRecord {
-            method: Some(method.to_string().into()),
-            outcome: outcome.to_string().into(),
-            backend: backend.map(String::from),
-            latency_ms: 12.0,
-            ..AuditRecord::default()
-        }
+    /// One request of 12 ms.
+    fn observe(
+        m: &Metrics,
+        method: &str,
+        outcome: &str,
+        class: Option<&str>,
+        backend: Option<&str>,
+    ) {
+        let outcome: Cow<'static, str> = outcome.to_string().into();
+        m.observe_request(
+            Some(method),
+            &outcome,
+            class,
+            backend,
+            Duration::from_millis(12),
+        );
     }
 
     #[test]
@@ -346,11 +366,9 @@ mod tests {
             for _ in 0..SHARDS + 3 {
                 scope.spawn(|| {
                     for _ in 0..10 {
-                        m.observe_request(&record("tools/call", "ok", Some("crm")));
+                        observe(&m, "tools/call", "ok", None, Some("crm"));
                     }
-                    let mut limited = record("tools/list", "refused", None);
-                    limited.error_class = Some("rate_limited".into());
-                    m.observe_request(&limited);
+                    observe(&m, "tools/list", "refused", Some("rate_limited"), None);
                 });
             }
         });
@@ -375,12 +393,10 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let m = Metrics::new();
-        m.observe_request(&record("tools/call", "ok", Some("crm")));
-        m.observe_request(&record("tools/call", "ok", Some("crm")));
-        m.observe_request(&record("evil/\"method", "rejected", None));
-        let mut limited = record("tools/list", "refused", None);
-        limited.error_class = Some("rate_limited".into());
-        m.observe_request(&limited);
+        observe(&m, "tools/call", "ok", None, Some("crm"));
+        observe(&m, "tools/call", "ok", None, Some("crm"));
+        observe(&m, "evil/\"method", "rejected", None, None);
+        observe(&m, "tools/list", "refused", Some("rate_limited"), None);
         m.observe_refresh(
             Duration::from_millis(30),
             7,

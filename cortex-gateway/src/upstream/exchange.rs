@@ -2,6 +2,9 @@
 //! to a single backend's audience, and cache it until shortly before it
 //! expires (per caller token and backend).
 
+// Public for the `testing` feature (the gateway's integration tests).
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+
 use std::{
     collections::HashMap,
     sync::Mutex,
@@ -18,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::UpstreamError;
-use crate::config::{BackendConfig, TokenExchangeConfig};
+use super::settings::{BackendConfig, TokenExchangeConfig};
 
 /// Exchanged tokens are dropped this long before they expire.
 const MARGIN: Duration = Duration::from_secs(30);
@@ -141,7 +144,7 @@ impl TokenExchanger {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(d.as_ref());
         let key = (hash, backend.id.clone());
-        if let Some((token, until)) = crate::lock(&self.cache).entries.get(&key)
+        if let Some((token, until)) = crate::sync::lock(&self.cache).entries.get(&key)
             && *until > Instant::now()
         {
             return Ok(token.clone());
@@ -218,7 +221,7 @@ impl TokenExchanger {
             return;
         }
         let max_bytes = self.cache_bytes - bytes;
-        let mut guard = crate::lock(&self.cache);
+        let mut guard = crate::sync::lock(&self.cache);
         let cache = &mut *guard;
         let full = |c: &Cache| c.entries.len() >= CAPACITY || c.bytes > max_bytes;
         if full(cache) {

@@ -46,12 +46,12 @@ use hyper_util::{
 use tower::ServiceExt as _;
 
 use super::UpstreamError;
-use crate::lock;
+use crate::sync::lock;
 
 /// Idle connections kept per backend.
-pub const MAX_IDLE: usize = 128;
+pub(crate) const MAX_IDLE: usize = 128;
 /// How long an idle connection is kept.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub(super) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
@@ -79,7 +79,7 @@ impl Idle {
 }
 
 /// One backend's idle connections, kept per thread slot
-/// ([`crate::thread_slot`]).
+/// ([`crate::sync::thread_slot`]).
 ///
 /// A connection's socket is registered with the reactor of the runtime
 /// that opened it. On the gateway's worker threads (one single-threaded
@@ -93,7 +93,9 @@ pub(super) struct Pool {
 impl Default for Pool {
     fn default() -> Self {
         Self {
-            lanes: (0..crate::THREAD_SLOTS).map(|_| Lane::default()).collect(),
+            lanes: (0..crate::sync::THREAD_SLOTS)
+                .map(|_| Lane::default())
+                .collect(),
         }
     }
 }
@@ -135,7 +137,7 @@ impl Pool {
 
     /// The calling thread's lane.
     fn lane(&self) -> &Lane {
-        &self.lanes[crate::thread_slot()]
+        &self.lanes[crate::sync::thread_slot()]
     }
 
     /// Closes the idle connections that are too old or that the backend has
@@ -166,7 +168,7 @@ impl Pool {
     }
 
     fn keep_map(&self, map: HeaderMap) {
-        let Some(map) = crate::reusable_header_map(map) else {
+        let Some(map) = crate::headers::reusable_header_map(map) else {
             return;
         };
         let mut spare = lock(&self.lane().spare_maps);

@@ -2,8 +2,12 @@
 //! contract (`POST {"method", "params"}`), with per-backend timeouts, a
 //! response size limit, and errors classified as in contract.md §6.
 
+// Public for the `testing` feature (the gateway's integration tests).
+#![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+
 mod exchange;
 mod h1;
+pub(crate) mod settings;
 
 use std::{
     collections::HashMap,
@@ -29,19 +33,16 @@ use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
 
 pub use exchange::TokenExchanger;
-pub use h1::{IDLE_TIMEOUT, MAX_IDLE};
+pub(crate) use h1::IDLE_TIMEOUT;
 
 /// The calling thread's slot: idle backend connections are kept per slot
 /// (see `Pool`). For tests that need two threads in different slots.
 #[doc(hidden)]
 pub fn thread_slot() -> usize {
-    crate::thread_slot()
+    crate::sync::thread_slot()
 }
-
-use crate::{
-    auth::CallerMemo,
-    config::{BackendConfig, TokenMode},
-};
+use self::settings::{BackendConfig, TokenMode};
+use crate::store::memo::CallerMemo;
 
 /// Who the call is made for.
 #[derive(Debug, Clone, Copy)]
@@ -147,7 +148,7 @@ impl UpstreamError {
 /// [`headers::encode`]: visible ASCII as it is, anything else (`josé`,
 /// `Zoë`, a CR or LF) as an RFC 8187 `ext-value` (`UTF-8''jos%C3%A9...`),
 /// so every claim travels faithfully and none can add a header line.
-pub fn cortex_headers(caller: &Caller) -> [(&'static str, String); 5] {
+pub(crate) fn cortex_headers(caller: &Caller) -> [(&'static str, String); 5] {
     let encoded = |v: &str| headers::encode(v).into_owned();
     [
         (headers::USER_ID, encoded(&caller.sub)),
@@ -368,7 +369,7 @@ impl UpstreamClient {
     pub fn with_exchange(
         mut self,
         issuer: String,
-        config: crate::config::TokenExchangeConfig,
+        config: settings::TokenExchangeConfig,
         allow_insecure_http: bool,
     ) -> Self {
         self.exchanger = Some(Arc::new(TokenExchanger::new(
@@ -384,14 +385,14 @@ impl UpstreamClient {
     /// again if the backend's URL changed).
     fn target(&self, backend: &BackendConfig) -> Result<Arc<Target>, UpstreamError> {
         let fresh = |t: &Target| t.url == backend.url && t.path == backend.path;
-        if let Some(t) = crate::read_lock(&self.targets)
+        if let Some(t) = crate::sync::read_lock(&self.targets)
             .get(&backend.id)
             .filter(|t| fresh(t))
         {
             return Ok(t.clone());
         }
         let target = Arc::new(Target::new(backend)?);
-        crate::write_lock(&self.targets).insert(backend.id.clone(), target.clone());
+        crate::sync::write_lock(&self.targets).insert(backend.id.clone(), target.clone());
         Ok(target)
     }
 
@@ -558,7 +559,7 @@ impl UpstreamClient {
     /// that the backend has closed. The catalog refresher runs it after
     /// each refresh. Returns how many idle connections are left.
     pub fn prune_idle(&self) -> usize {
-        crate::read_lock(&self.targets)
+        crate::sync::read_lock(&self.targets)
             .values()
             .map(|t| t.pool.prune())
             .sum()
@@ -566,7 +567,7 @@ impl UpstreamClient {
 
     /// Idle HTTP/1.1 connections held for `backend` (tests, debugging).
     pub fn idle_connections(&self, backend: &BackendConfig) -> usize {
-        crate::read_lock(&self.targets)
+        crate::sync::read_lock(&self.targets)
             .get(&backend.id)
             .map_or(0, |t| t.pool.idle_count())
     }

@@ -106,7 +106,7 @@ impl GrantCache {
 
     /// The live grant of (`sub`, `server`), if kept.
     pub(crate) fn get(&self, sub: &str, server: &str) -> Option<Arc<StoredGrant>> {
-        let map = crate::lock(&self.map);
+        let map = crate::sync::lock(&self.map);
         let entry = map.by_sub.get(sub)?.get(server)?;
         (entry.until > Instant::now()).then(|| entry.grant.clone())
     }
@@ -131,7 +131,7 @@ impl GrantCache {
         }
         let now = Instant::now();
         let until = now + Duration::from_secs(age);
-        let mut guard = crate::lock(&self.map);
+        let mut guard = crate::sync::lock(&self.map);
         let map = &mut *guard;
         map.remove(sub, server);
         let fits = |m: &Entries| {
@@ -167,16 +167,16 @@ impl GrantCache {
 
     /// Forgets (`sub`, `server`).
     pub(crate) fn remove(&self, sub: &str, server: &str) {
-        crate::lock(&self.map).remove(sub, server);
+        crate::sync::lock(&self.map).remove(sub, server);
     }
 
     /// Forgets everything.
     pub(crate) fn clear(&self) {
-        *crate::lock(&self.map) = Entries::default();
+        *crate::sync::lock(&self.map) = Entries::default();
     }
 
     pub(crate) fn usage(&self) -> VaultCacheUsage {
-        let map = crate::lock(&self.map);
+        let map = crate::sync::lock(&self.map);
         VaultCacheUsage {
             entries: map.entries,
             bytes: map.bytes,

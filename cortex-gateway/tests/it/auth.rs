@@ -567,7 +567,7 @@ async fn each_backend_gets_its_own_technical_token() {
     );
     let gateway = Gateway::new(config).await.unwrap();
     gateway.wait_ready().await.unwrap();
-    let catalog = gateway.federation().catalog();
+    let catalog = gateway.catalog();
     assert!(catalog.tool("crm_pong").is_some(), "crm refused its token");
     assert!(
         catalog.tool("docs_pong").is_some(),
@@ -588,8 +588,7 @@ fn toml_of(config: &cortex_gateway::config::GatewayConfig) -> String {
 fn debug_output_of_auth_configuration_never_shows_a_secret() {
     use cortex_gateway::{
         config::{GatewayConfig, TokenExchangeConfig},
-        introspection::{IntrospectionConfig, Introspector},
-        upstream::TokenExchanger,
+        testing::{IntrospectionConfig, Introspector, TokenExchanger},
     };
     const SHARED: &str = "shared-technical-secret-0001";
     const OWN: &str = "own-technical-secret-00002";

@@ -14,10 +14,9 @@ use std::{
 
 use cortex_backend::{Auth, Backend, Ctx, ToolError, ToolFn, testing::TestIssuer};
 use cortex_gateway::{
-    Gateway, GatewayError,
+    Gateway, GatewayError, IntegrityMode as Mode,
+    config::ControlsConfig,
     config::{BackendConfig, GatewayConfig},
-    controls::ControlsConfig,
-    integrity::Mode,
 };
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};

@@ -10,9 +10,8 @@ use std::{
 };
 
 use cortex_gateway::{
-    Gateway, GatewayError,
+    Gateway, GatewayError, Health,
     config::{BackendConfig, GatewayConfig},
-    federation::Health,
 };
 use serde_json::json;
 
@@ -79,7 +78,7 @@ async fn a_hung_backend_does_not_slow_tools_list() {
         started.elapsed() >= Duration::from_millis(1_400),
         "ready after the timeout"
     );
-    let catalog = w.gateway.federation().catalog();
+    let catalog = w.gateway.catalog();
     assert!(matches!(catalog.health[2].1, Health::Down(_)));
     let mut c = Client::modern(&w.url, &w.token("ana", &["mcp:crm:read", "mcp:slow:read"]));
     // A refresh is waiting on the hung backend while we list.
@@ -115,7 +114,7 @@ async fn unreachable_and_oversized_backends_are_contained() {
         ..Options::default()
     })
     .await;
-    let catalog = w.gateway.federation().catalog();
+    let catalog = w.gateway.catalog();
     let health: Vec<_> = catalog
         .health
         .iter()
@@ -171,7 +170,7 @@ async fn a_backend_with_an_untrusted_certificate_never_gets_a_request() {
         ..Options::default()
     })
     .await;
-    let catalog = w.gateway.federation().catalog();
+    let catalog = w.gateway.catalog();
     let (_, health) = catalog
         .health
         .iter()
@@ -292,7 +291,7 @@ async fn unprefixed_backends_keep_their_names_and_clashes_stop_the_start() {
     config.backends = vec![BackendConfig::new("crm", &crm.url), plain.clone()];
     let g = Gateway::new(config.clone()).await.unwrap();
     g.wait_ready().await.unwrap();
-    let catalog = g.federation().catalog();
+    let catalog = g.catalog();
     assert!(catalog.tool("search").is_some());
     assert!(catalog.tool("crm_search_accounts").is_some());
 

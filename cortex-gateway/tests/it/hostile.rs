@@ -2,7 +2,7 @@
 //! here is one the gateway must refuse, bound or survive without hurting
 //! anyone else.
 
-use cortex_gateway::controls::ControlsConfig;
+use cortex_gateway::config::ControlsConfig;
 use serde_json::json;
 
 use crate::controls::start;
@@ -188,7 +188,7 @@ async fn the_session_total_is_bounded_and_the_idlest_goes_first() {
 async fn debug_output_holds_no_technical_token_and_no_session_id() {
     let (setup, gw) = start(ControlsConfig::default()).await;
     let session = open_session(&gw.url, &setup.token("alice")).await;
-    let shown = format!("{:?} {:#?}", gw.gateway, gw.gateway.federation());
+    let shown = format!("{:?} {:#?}", gw.gateway, gw.gateway);
     assert!(shown.contains("Federation"), "{shown}");
     assert!(!shown.contains(crate::support::TECH), "{shown}");
     assert!(!shown.contains(&session), "{shown}");

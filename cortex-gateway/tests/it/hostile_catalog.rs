@@ -4,9 +4,11 @@
 //! reach data their scopes do not cover.
 
 use cortex_gateway::{
-    audit::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD},
     config::GatewayConfig,
-    federation::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES},
+    testing::{
+        MAX_LINE_BYTES, PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES,
+        RENDER_CACHE_ENTRIES, TOOL_CHARS, UNKNOWN_METHOD,
+    },
 };
 use serde_json::{Value, json};
 
@@ -76,7 +78,7 @@ async fn junk_backend_filters_do_not_grow_the_list_caches() {
             Some(e) => assert_eq!(&got, e, "request {n}"),
         }
     }
-    let usage = w.gateway.federation().catalog().cache_usage();
+    let usage = w.gateway.catalog().cache_usage();
     assert_eq!(usage.renders.entries, 1, "{usage:?}");
     assert_eq!(usage.pages.entries, 1, "{usage:?}");
     assert!(
@@ -350,7 +352,7 @@ fn tools_of(backend: &str, names: &[&str]) -> Vec<Value> {
 /// `block` mode never approves the newcomer's tool as new.
 #[tokio::test]
 async fn a_later_tool_cannot_take_over_another_backends_name() {
-    use cortex_gateway::{Gateway, config::BackendConfig, integrity::Mode};
+    use cortex_gateway::{Gateway, IntegrityMode as Mode, config::BackendConfig};
 
     let alpha = ListBackend::start("alpha", &["alpha_only"]).await;
     let beta = ListBackend::start("beta", &["shared"]).await;
@@ -389,7 +391,7 @@ async fn a_later_tool_cannot_take_over_another_backends_name() {
 
     alpha.offer(tools_of("alpha", &["alpha_only", "shared"]));
     gateway.refresh_now().await;
-    let catalog = gateway.federation().catalog();
+    let catalog = gateway.catalog();
     assert_eq!(catalog.tool("shared").unwrap().backend, "beta");
     assert_eq!(
         catalog.tool("shared").unwrap().definition["description"],
@@ -449,7 +451,7 @@ async fn a_later_tool_cannot_take_over_another_backends_name() {
     // While beta is unreachable, alpha still cannot take the name.
     beta.down.store(true, std::sync::atomic::Ordering::SeqCst);
     gateway.refresh_now().await;
-    let catalog = gateway.federation().catalog();
+    let catalog = gateway.catalog();
     assert!(
         catalog.tool("shared").is_none(),
         "taken over while its owner was down"

@@ -10,6 +10,7 @@ mod controls;
 mod federation;
 mod hostile;
 mod hostile_catalog;
+mod layers;
 mod legacy;
 mod modern;
 mod one_path;

@@ -14,7 +14,7 @@ use std::{
 
 use cortex_gateway::{
     config::BackendConfig,
-    upstream::{Credential, UpstreamClient, UpstreamError},
+    testing::{Credential, UpstreamClient, UpstreamError},
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -241,7 +241,7 @@ impl CallerThread {
                 .build()
                 .unwrap();
             slot_tx
-                .send(cortex_gateway::upstream::thread_slot())
+                .send(cortex_gateway::testing::thread_slot())
                 .unwrap();
             // Ends when the test drops its sender.
             while let Ok(n) = asked.recv() {

@@ -175,7 +175,7 @@ async fn start_gateway(
         .wait_ready()
         .await
         .context("the gateway's first catalog refresh")?;
-    let catalog = gateway.federation().catalog();
+    let catalog = gateway.catalog();
     let healthy: Vec<&str> = catalog.healthy().collect();
     if let Some((app, _)) = apps.iter().find(|(a, _)| !healthy.contains(&a.id())) {
         anyhow::bail!(

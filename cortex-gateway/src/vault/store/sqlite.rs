@@ -191,7 +191,7 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, VaultError> {
         let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || f(&mut crate::lock(&conn)))
+        tokio::task::spawn_blocking(move || f(&mut crate::sync::lock(&conn)))
             .await
             .map_err(|e| VaultError::Storage(format!("the SQLite task failed: {e}")))?
             .map_err(storage)

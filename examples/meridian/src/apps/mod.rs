@@ -84,9 +84,11 @@ fn metric(key: &str, label: &str, value: i64, unit: Option<&str>) -> Metric {
     m
 }
 
-/// The current UTC time as `YYYY-MM-DDThh:mm:ssZ` (the gateway's RFC 3339
-/// formatter, without the milliseconds).
+/// The current UTC time as `YYYY-MM-DDThh:mm:ssZ` (RFC 3339, whole
+/// seconds).
 pub fn now_iso8601() -> String {
-    let full = cortex_gateway::audit::rfc3339(std::time::SystemTime::now());
-    format!("{}Z", &full[..19])
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -1,0 +1,354 @@
+//! Federation: the registry of backends, the background refresher, and the
+//! merged catalog it publishes.
+//!
+//! Each refresh calls every backend's `list_tools`, `list_prompts` and
+//! `list_resource_templates` in parallel with the technical token, each
+//! bounded by that backend's timeout. A backend that fails `list_tools` is
+//! marked down and contributes nothing until it answers again; a missing
+//! optional method (400 `unknown_method`) counts as an empty list. The new
+//! catalog replaces the old one atomically, and subscribers hear which lists
+//! changed.
+//!
+//! A public tool name belongs to the backend that had it at the previous
+//! refresh ([`settle_names`], before the integrity check): a backend that
+//! later offers a tool of the same name, or offers it while the owner is
+//! down, is refused for that tool, so no backend can take over another's
+//! tool by name.
+
+pub(crate) mod integrity;
+mod merged;
+
+use std::{
+    cell::RefCell,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use cortex_backend::contract::{PromptList, ResourceTemplateList, ToolList, methods};
+use tokio::sync::{broadcast, watch};
+
+pub(crate) use merged::{BackendOffer, Page, compact, settle_names};
+pub use merged::{Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health, NameClash};
+#[cfg(feature = "testing")]
+pub use merged::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES};
+
+use crate::{
+    catalog::integrity::{BackendTools, IntegrityGuard},
+    metrics::Metrics,
+    upstream::settings::BackendConfig,
+    upstream::{Credential, UpstreamClient, UpstreamError},
+};
+
+/// Which lists changed at a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListChanged {
+    /// `tools/list` changed.
+    pub tools: bool,
+    /// `prompts/list` changed.
+    pub prompts: bool,
+    /// `resources/templates/list` changed.
+    pub resources: bool,
+}
+
+/// A thread's own counted handle on a catalog ([`Federation::catalog_here`]).
+#[derive(Debug)]
+pub(crate) struct CatalogHere(Arc<Catalog>);
+
+impl std::ops::Deref for CatalogHere {
+    type Target = Catalog;
+
+    fn deref(&self) -> &Catalog {
+        &self.0
+    }
+}
+
+/// What a thread keeps for [`Federation::catalog_here`].
+struct Here {
+    federation: u64,
+    generation: u64,
+    catalog: Arc<CatalogHere>,
+}
+
+/// Source of [`Federation`] ids.
+static NEXT_FEDERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The registry and its current catalog.
+pub(crate) struct Federation {
+    backends: Vec<BackendConfig>,
+    technical_token: String,
+    upstream: UpstreamClient,
+    current: RwLock<Arc<Catalog>>,
+    /// Bumped after every change of `current` (see [`Federation::catalog_here`]).
+    generation: AtomicU64,
+    /// Tells this registry's catalogs from another's in a thread's cache.
+    id: u64,
+    changes: broadcast::Sender<ListChanged>,
+    ready: watch::Sender<bool>,
+    refresh_lock: tokio::sync::Mutex<()>,
+    integrity: Option<Arc<IntegrityGuard>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for Federation {
+    /// The backend ids and the state, never a credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Federation")
+            .field(
+                "backends",
+                &self
+                    .backends
+                    .iter()
+                    .map(|b| b.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("ready", &*self.ready.borrow())
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Federation {
+    /// A registry with an empty catalog (not ready until the first refresh).
+    pub(crate) fn new(
+        backends: Vec<BackendConfig>,
+        technical_token: String,
+        upstream: UpstreamClient,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(64);
+        let (ready, _) = watch::channel(false);
+        Self {
+            backends,
+            technical_token,
+            upstream,
+            current: RwLock::new(Arc::new(Catalog::default())),
+            generation: AtomicU64::new(0),
+            id: NEXT_FEDERATION.fetch_add(1, Ordering::Relaxed),
+            changes,
+            ready,
+            refresh_lock: tokio::sync::Mutex::new(()),
+            integrity: None,
+            metrics: None,
+        }
+    }
+
+    /// Screens every refresh with the tool-integrity check (withheld tools
+    /// never reach the catalog) and reports refreshes in the metrics.
+    pub(crate) fn with_controls(
+        mut self,
+        integrity: Arc<IntegrityGuard>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        self.integrity = Some(integrity);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The configured backends.
+    pub(crate) fn backends(&self) -> &[BackendConfig] {
+        &self.backends
+    }
+
+    /// A backend's configuration.
+    pub(crate) fn backend(&self, id: &str) -> Option<&BackendConfig> {
+        self.backends.iter().find(|b| b.id == id)
+    }
+
+    /// The current catalog (cheap: an `Arc` clone).
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        crate::sync::read_lock(&self.current).clone()
+    }
+
+    /// The current catalog through a handle of this thread's own. Every
+    /// [`Federation::catalog`] takes the catalog's lock and clones its
+    /// `Arc`: atomic writes to cache lines that every core shares, on every
+    /// request. Here the thread keeps its own counted handle, checked
+    /// against a generation number that only a refresh writes, so a
+    /// request writes only to its own core's lines. A thread keeps the
+    /// catalog it last used (one per thread) until it next asks.
+    pub(crate) fn catalog_here(&self) -> Arc<CatalogHere> {
+        thread_local! {
+            static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        HERE.with(|here| {
+            let mut here = here.borrow_mut();
+            if let Some(h) = &*here
+                && h.federation == self.id
+                && h.generation == generation
+            {
+                return h.catalog.clone();
+            }
+            let fresh = Arc::new(CatalogHere(self.catalog()));
+            *here = Some(Here {
+                federation: self.id,
+                generation,
+                catalog: fresh.clone(),
+            });
+            fresh
+        })
+    }
+
+    /// Subscribes to list changes.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ListChanged> {
+        self.changes.subscribe()
+    }
+
+    /// Whether the first refresh is done.
+    pub(crate) fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until the first refresh is done.
+    pub(crate) async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Refreshes the catalog now; returns which lists changed.
+    pub(crate) async fn refresh(&self) -> ListChanged {
+        let _guard = self.refresh_lock.lock().await;
+        let started = std::time::Instant::now();
+        let mut offers = futures::future::join_all(self.backends.iter().map(|b| async move {
+            let offer = self.fetch(b).await;
+            if let Err(e) = &offer {
+                tracing::warn!(backend = %b.id, "backend left the catalog: {e}");
+            }
+            (b.id.clone(), b.prefix, offer)
+        }))
+        .await;
+        let previous = self.catalog();
+        // Before the integrity check: a tool refused for its name is never
+        // screened, so never approved as new.
+        let (owners, clashes) = settle_names(&mut offers, &previous.owners);
+        if let Some(guard) = &self.integrity {
+            guard.note_clashes(&clashes);
+            let seen: Vec<BackendTools<'_>> = offers
+                .iter()
+                .map(|(id, prefix, offer)| BackendTools {
+                    backend: id,
+                    prefix: *prefix,
+                    tools: offer.as_ref().ok().map(|o| o.tools.as_slice()),
+                })
+                .collect();
+            guard.observe(&seen);
+            for (id, _, offer) in &mut offers {
+                if let Ok(o) = offer {
+                    o.tools.retain(|t| !guard.is_withheld(id, &t.name));
+                }
+            }
+        }
+        let mut next = Catalog::build(&offers);
+        let unprefixed: Vec<&str> = self
+            .backends
+            .iter()
+            .filter(|b| !b.prefix)
+            .map(|b| b.id.as_str())
+            .collect();
+        for clash in &clashes {
+            let message = clash.message();
+            if unprefixed.contains(&clash.owner.as_str())
+                || unprefixed.contains(&clash.refused.as_str())
+            {
+                next.unprefixed_clashes.push(message.clone());
+            }
+            next.warnings.push(message);
+        }
+        next.owners = owners;
+        next.clashes = clashes;
+        if let Some(m) = &self.metrics {
+            let health: Vec<(String, bool)> = next
+                .health
+                .iter()
+                .map(|(id, h)| (id.clone(), *h == Health::Up))
+                .collect();
+            let quarantined = self.integrity.as_ref().map_or(0, |g| g.withheld_count());
+            m.observe_refresh(started.elapsed(), next.tools.len(), &health, quarantined);
+            m.observe_name_clashes(next.clashes.len());
+        }
+        for w in &next.warnings {
+            tracing::warn!("{w}");
+        }
+        let (t0, p0, r0) = previous.fingerprints();
+        let (t1, p1, r1) = next.fingerprints();
+        let changed = ListChanged {
+            tools: t0 != t1,
+            prompts: p0 != p1,
+            resources: r0 != r1,
+        };
+        *crate::sync::write_lock(&self.current) = Arc::new(next);
+        // After the swap: a thread that sees the new number finds the new
+        // catalog behind the lock.
+        self.generation.fetch_add(1, Ordering::Release);
+        let was_ready = self.is_ready();
+        self.ready.send_replace(true);
+        if was_ready && (changed.tools || changed.prompts || changed.resources) {
+            let _ = self.changes.send(changed);
+        }
+        changed
+    }
+
+    async fn fetch(&self, b: &BackendConfig) -> Result<BackendOffer, String> {
+        let call = |method: &'static str| {
+            self.upstream.call(
+                b,
+                Credential::Technical(b.technical_token(&self.technical_token)),
+                method,
+                None,
+                b.timeout(),
+            )
+        };
+        let optional = |r: Result<serde_json::Value, UpstreamError>| match r {
+            Err(e) if e.is_unknown_method() => Ok(None),
+            other => other.map(Some),
+        };
+        let (tools, prompts, templates) = tokio::join!(
+            call(methods::LIST_TOOLS),
+            call(methods::LIST_PROMPTS),
+            call(methods::LIST_RESOURCE_TEMPLATES)
+        );
+        let tools: ToolList =
+            serde_json::from_value(tools.map_err(|e| format!("list_tools: {e}"))?)
+                .map_err(|e| format!("list_tools answered an invalid catalog: {e}"))?;
+        let mut offer = BackendOffer {
+            tools: tools.tools,
+            ..BackendOffer::default()
+        };
+        match optional(prompts) {
+            Ok(Some(v)) => match serde_json::from_value::<PromptList>(v) {
+                Ok(p) => offer.prompts = p.prompts,
+                Err(e) => tracing::warn!(backend = %b.id, "list_prompts ignored: {e}"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(backend = %b.id, "list_prompts failed: {e}"),
+        }
+        match optional(templates) {
+            Ok(Some(v)) => match serde_json::from_value::<ResourceTemplateList>(v) {
+                Ok(t) => offer.templates = t.resource_templates,
+                Err(e) => tracing::warn!(backend = %b.id, "list_resource_templates ignored: {e}"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(backend = %b.id, "list_resource_templates failed: {e}"),
+        }
+        Ok(offer)
+    }
+
+    /// Runs refreshes every `interval` until the task is dropped.
+    pub(crate) async fn run_refresher(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            self.refresh().await;
+            self.upstream.prune_idle();
+        }
+    }
+
+    /// The upstream client.
+    pub(crate) fn upstream(&self) -> &UpstreamClient {
+        &self.upstream
+    }
+}

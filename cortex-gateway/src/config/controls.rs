@@ -1,0 +1,539 @@
+//! The operator controls' settings: the `[controls]` TOML table and its
+//! `CORTEX_*` variables (audit, rate limit, origins and hosts, tool
+//! integrity, admin endpoint, metrics, limits, introspection, sessions).
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, GatewayConfig};
+use crate::{
+    catalog::integrity,
+    http::{
+        admin,
+        origin::{HostPolicy, OriginPolicy},
+    },
+    mcp::session,
+};
+
+/// Default per-caller budget (requests a minute).
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
+/// Default burst.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 60;
+/// Default cap on open notification streams per caller.
+pub const DEFAULT_MAX_STREAMS_PER_CALLER: usize = 4;
+/// Default per-request deadline (time to response headers).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+/// Default limit on the total size of request headers.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default introspection cache time.
+pub const DEFAULT_INTROSPECTION_CACHE_S: u64 = 30;
+/// Default cap on open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default time a connection has to deliver a complete request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time an idle keep-alive connection is kept.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default cap on the messages of one JSON-RPC batch (2025-03-26).
+pub const DEFAULT_MAX_BATCH_MESSAGES: usize = 32;
+
+fn default_rate() -> u32 {
+    DEFAULT_RATE_LIMIT_PER_MINUTE
+}
+fn default_burst() -> u32 {
+    DEFAULT_RATE_LIMIT_BURST
+}
+fn default_streams() -> usize {
+    DEFAULT_MAX_STREAMS_PER_CALLER
+}
+fn default_deadline() -> u64 {
+    DEFAULT_REQUEST_TIMEOUT_MS
+}
+fn default_header_bytes() -> usize {
+    DEFAULT_MAX_HEADER_BYTES
+}
+fn default_introspection_cache() -> u64 {
+    DEFAULT_INTROSPECTION_CACHE_S
+}
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+fn default_header_read_timeout() -> u64 {
+    DEFAULT_HEADER_READ_TIMEOUT_MS
+}
+fn default_idle_timeout() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
+}
+fn default_max_sessions() -> usize {
+    session::DEFAULT_MAX_SESSIONS
+}
+fn default_max_sessions_per_caller() -> usize {
+    session::DEFAULT_MAX_SESSIONS_PER_CALLER
+}
+fn default_max_session_bytes() -> usize {
+    session::DEFAULT_MAX_SESSION_BYTES
+}
+fn default_max_batch() -> usize {
+    DEFAULT_MAX_BATCH_MESSAGES
+}
+
+/// The operator controls' settings (`[controls]` table in TOML).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlsConfig {
+    /// Audit lines go to this file (`CORTEX_AUDIT_FILE`, `--audit-file`);
+    /// `None`: standard output.
+    #[serde(default)]
+    pub audit_file: Option<PathBuf>,
+    /// HMAC key of the audit pseudonyms (`CORTEX_AUDIT_SECRET`). Without
+    /// it a random key per process is used. A secret: masked.
+    #[serde(default)]
+    pub audit_secret: Option<String>,
+    /// Requests a minute per caller (`CORTEX_RATE_LIMIT_PER_MINUTE`); 0 = off.
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_minute: u32,
+    /// Back-to-back requests allowed (`CORTEX_RATE_LIMIT_BURST`).
+    #[serde(default = "default_burst")]
+    pub rate_limit_burst: u32,
+    /// Open notification streams per caller (`CORTEX_MAX_STREAMS_PER_CALLER`).
+    #[serde(default = "default_streams")]
+    pub max_streams_per_caller: usize,
+    /// Extra `Host` names accepted on a loopback listener (`CORTEX_ALLOWED_HOSTS`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Tool-definition integrity: `off`, `warn` or `block` (`CORTEX_TOOL_INTEGRITY`).
+    #[serde(default)]
+    pub tool_integrity: integrity::Mode,
+    /// Baseline file of approved definitions (`CORTEX_TOOL_BASELINE`).
+    #[serde(default)]
+    pub tool_baseline: Option<PathBuf>,
+    /// Secret of `/admin/tool-integrity` (`CORTEX_ADMIN_SECRET`); `None`:
+    /// the endpoint does not exist. A secret: masked.
+    #[serde(default)]
+    pub admin_secret: Option<String>,
+    /// Serve `/metrics` on this address only (`CORTEX_METRICS_LISTEN`);
+    /// `None`: on the main listener.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Per-request deadline to response headers (`CORTEX_REQUEST_TIMEOUT_MS`).
+    #[serde(default = "default_deadline")]
+    pub request_timeout_ms: u64,
+    /// Limit on the total size of request headers (`CORTEX_MAX_HEADER_BYTES`).
+    #[serde(default = "default_header_bytes")]
+    pub max_header_bytes: usize,
+    /// RFC 7662 introspection endpoint (`CORTEX_INTROSPECTION_URL`).
+    #[serde(default)]
+    pub introspection_url: Option<String>,
+    /// Client id for introspection (`CORTEX_INTROSPECTION_CLIENT_ID`).
+    #[serde(default)]
+    pub introspection_client_id: Option<String>,
+    /// Client secret for introspection (`CORTEX_INTROSPECTION_CLIENT_SECRET`). Masked.
+    #[serde(default)]
+    pub introspection_client_secret: Option<String>,
+    /// Seconds an introspection answer is reused (`CORTEX_INTROSPECTION_CACHE_S`).
+    #[serde(default = "default_introspection_cache")]
+    pub introspection_cache_s: u64,
+    /// Open client connections at most (`CORTEX_MAX_CONNECTIONS`); one more
+    /// is closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a connection has to deliver a complete request head, from its
+    /// start or from the first byte after the previous request
+    /// (`CORTEX_HEADER_READ_TIMEOUT_MS`).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// Time a connection with no request in progress and no traffic is kept
+    /// (`CORTEX_IDLE_TIMEOUT_MS`).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Live legacy sessions in total (`CORTEX_MAX_SESSIONS`).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Live legacy sessions of one caller (`CORTEX_MAX_SESSIONS_PER_CALLER`).
+    #[serde(default = "default_max_sessions_per_caller")]
+    pub max_sessions_per_caller: usize,
+    /// Bytes the live legacy sessions may hold (`CORTEX_MAX_SESSION_BYTES`).
+    #[serde(default = "default_max_session_bytes")]
+    pub max_session_bytes: usize,
+    /// Messages of one JSON-RPC batch at most (`CORTEX_MAX_BATCH_MESSAGES`).
+    #[serde(default = "default_max_batch")]
+    pub max_batch_messages: usize,
+}
+
+impl Default for ControlsConfig {
+    fn default() -> Self {
+        Self {
+            audit_file: None,
+            audit_secret: None,
+            rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            max_streams_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
+            allowed_hosts: Vec::new(),
+            tool_integrity: integrity::Mode::Warn,
+            tool_baseline: None,
+            admin_secret: None,
+            metrics_listen: None,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            introspection_url: None,
+            introspection_client_id: None,
+            introspection_client_secret: None,
+            introspection_cache_s: DEFAULT_INTROSPECTION_CACHE_S,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            max_sessions: session::DEFAULT_MAX_SESSIONS,
+            max_sessions_per_caller: session::DEFAULT_MAX_SESSIONS_PER_CALLER,
+            max_session_bytes: session::DEFAULT_MAX_SESSION_BYTES,
+            max_batch_messages: DEFAULT_MAX_BATCH_MESSAGES,
+        }
+    }
+}
+
+impl std::fmt::Debug for ControlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlsConfig")
+            .field("audit_file", &self.audit_file)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("tool_integrity", &self.tool_integrity)
+            .field("tool_baseline", &self.tool_baseline)
+            .field(
+                "admin_secret",
+                &self.admin_secret.as_ref().map(|_| "[masked]"),
+            )
+            .field("metrics_listen", &self.metrics_listen)
+            .finish_non_exhaustive()
+    }
+}
+
+fn num<T: std::str::FromStr>(var: &str, value: &str, example: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError {
+        variable: var.into(),
+        problem: format!("`{value}` is not a valid value; use e.g. {example}"),
+    })
+}
+
+fn masked(secret: &Option<String>) -> Option<String> {
+    secret
+        .as_ref()
+        .map(|s| format!("[masked, {} characters]", s.chars().count()))
+}
+
+impl ControlsConfig {
+    /// Reads the `CORTEX_*` variables of the controls (see the README).
+    pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            env.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut c = Self {
+            audit_file: get("CORTEX_AUDIT_FILE").map(PathBuf::from),
+            audit_secret: get("CORTEX_AUDIT_SECRET"),
+            tool_baseline: get("CORTEX_TOOL_BASELINE").map(PathBuf::from),
+            admin_secret: get("CORTEX_ADMIN_SECRET"),
+            introspection_url: get("CORTEX_INTROSPECTION_URL"),
+            introspection_client_id: get("CORTEX_INTROSPECTION_CLIENT_ID"),
+            introspection_client_secret: get("CORTEX_INTROSPECTION_CLIENT_SECRET"),
+            ..Self::default()
+        };
+        if let Some(v) = get("CORTEX_RATE_LIMIT_PER_MINUTE") {
+            c.rate_limit_per_minute =
+                num("CORTEX_RATE_LIMIT_PER_MINUTE", &v, "600 (0 turns it off)")?;
+        }
+        if let Some(v) = get("CORTEX_RATE_LIMIT_BURST") {
+            c.rate_limit_burst = num("CORTEX_RATE_LIMIT_BURST", &v, "60")?;
+        }
+        if let Some(v) = get("CORTEX_MAX_STREAMS_PER_CALLER") {
+            c.max_streams_per_caller = num("CORTEX_MAX_STREAMS_PER_CALLER", &v, "4")?;
+        }
+        if let Some(v) = get("CORTEX_ALLOWED_HOSTS") {
+            c.allowed_hosts = v
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if let Some(v) = get("CORTEX_TOOL_INTEGRITY") {
+            c.tool_integrity = v.parse().map_err(|problem| ConfigError {
+                variable: "CORTEX_TOOL_INTEGRITY".into(),
+                problem,
+            })?;
+        }
+        if let Some(v) = get("CORTEX_METRICS_LISTEN") {
+            c.metrics_listen = Some(num("CORTEX_METRICS_LISTEN", &v, "127.0.0.1:9464")?);
+        }
+        if let Some(v) = get("CORTEX_REQUEST_TIMEOUT_MS") {
+            c.request_timeout_ms = num("CORTEX_REQUEST_TIMEOUT_MS", &v, "60000")?;
+        }
+        if let Some(v) = get("CORTEX_MAX_HEADER_BYTES") {
+            c.max_header_bytes = num("CORTEX_MAX_HEADER_BYTES", &v, "16384")?;
+        }
+        if let Some(v) = get("CORTEX_INTROSPECTION_CACHE_S") {
+            c.introspection_cache_s = num("CORTEX_INTROSPECTION_CACHE_S", &v, "30")?;
+        }
+        let sizes: [(&str, &mut usize, &str); 5] = [
+            ("CORTEX_MAX_CONNECTIONS", &mut c.max_connections, "4096"),
+            ("CORTEX_MAX_SESSIONS", &mut c.max_sessions, "50000"),
+            (
+                "CORTEX_MAX_SESSIONS_PER_CALLER",
+                &mut c.max_sessions_per_caller,
+                "64",
+            ),
+            (
+                "CORTEX_MAX_SESSION_BYTES",
+                &mut c.max_session_bytes,
+                "33554432",
+            ),
+            ("CORTEX_MAX_BATCH_MESSAGES", &mut c.max_batch_messages, "32"),
+        ];
+        for (var, field, example) in sizes {
+            if let Some(v) = get(var) {
+                *field = num(var, &v, example)?;
+            }
+        }
+        if let Some(v) = get("CORTEX_HEADER_READ_TIMEOUT_MS") {
+            c.header_read_timeout_ms = num("CORTEX_HEADER_READ_TIMEOUT_MS", &v, "10000")?;
+        }
+        if let Some(v) = get("CORTEX_IDLE_TIMEOUT_MS") {
+            c.idle_timeout_ms = num("CORTEX_IDLE_TIMEOUT_MS", &v, "60000")?;
+        }
+        Ok(c)
+    }
+
+    /// Checks the settings (with the gateway's own origin and listen
+    /// address for the origin list).
+    pub fn validate(&self, gateway: &GatewayConfig) -> Result<(), ConfigError> {
+        let err = |variable: &str, problem: String| ConfigError {
+            variable: variable.into(),
+            problem,
+        };
+        OriginPolicy::new(
+            &gateway.canonical_origin(),
+            gateway.allowed_origins.iter().map(String::as_str),
+        )
+        .map_err(|e| err("CORTEX_ALLOWED_ORIGINS", e.to_string()))?;
+        if let Some(bad) = HostPolicy::bad_entry(self.allowed_hosts.iter().map(String::as_str)) {
+            return Err(err(
+                "CORTEX_ALLOWED_HOSTS",
+                format!(
+                    "`{bad}` is not a host; list names or IP literals, e.g. gateway.local,[fd00::1]"
+                ),
+            ));
+        }
+        if self.rate_limit_per_minute > 0 && self.rate_limit_burst == 0 {
+            return Err(err(
+                "CORTEX_RATE_LIMIT_BURST",
+                "must be at least 1 when the rate limit is on".into(),
+            ));
+        }
+        if self.max_streams_per_caller == 0 {
+            return Err(err(
+                "CORTEX_MAX_STREAMS_PER_CALLER",
+                "must be at least 1 (notification streams would be impossible)".into(),
+            ));
+        }
+        if self.request_timeout_ms == 0 || self.max_header_bytes < 1024 {
+            return Err(err(
+                "CORTEX_REQUEST_TIMEOUT_MS / CORTEX_MAX_HEADER_BYTES",
+                "the deadline must be at least 1 ms and the header limit at least 1024 bytes"
+                    .into(),
+            ));
+        }
+        let min_session_bytes = session::SESSION_OVERHEAD_BYTES * 16;
+        let bounds = [
+            (
+                "CORTEX_MAX_CONNECTIONS",
+                self.max_connections >= 1,
+                "at least 1, e.g. 4096".to_string(),
+            ),
+            (
+                "CORTEX_HEADER_READ_TIMEOUT_MS",
+                self.header_read_timeout_ms >= 1,
+                "at least 1 (milliseconds), e.g. 10000".into(),
+            ),
+            (
+                "CORTEX_IDLE_TIMEOUT_MS",
+                self.idle_timeout_ms >= 1,
+                "at least 1 (milliseconds), e.g. 60000".into(),
+            ),
+            (
+                "CORTEX_MAX_SESSIONS",
+                self.max_sessions >= 1,
+                "at least 1, e.g. 50000".into(),
+            ),
+            (
+                "CORTEX_MAX_SESSIONS_PER_CALLER",
+                self.max_sessions_per_caller >= 1,
+                "at least 1, e.g. 64".into(),
+            ),
+            (
+                "CORTEX_MAX_SESSION_BYTES",
+                self.max_session_bytes >= min_session_bytes,
+                format!("at least {min_session_bytes}, e.g. 33554432"),
+            ),
+            (
+                "CORTEX_MAX_BATCH_MESSAGES",
+                self.max_batch_messages >= 1,
+                "at least 1, e.g. 32".into(),
+            ),
+        ];
+        if let Some((var, _, fix)) = bounds.into_iter().find(|(_, ok, _)| !ok) {
+            return Err(err(var, format!("must be {fix}")));
+        }
+        if self.tool_integrity == integrity::Mode::Block && self.tool_baseline.is_none() {
+            return Err(err(
+                "CORTEX_TOOL_BASELINE",
+                "required with CORTEX_TOOL_INTEGRITY=block: a file where approvals survive restarts, \
+                 e.g. /var/lib/cortex/tool-baseline.json"
+                    .into(),
+            ));
+        }
+        if let Some(s) = &self.admin_secret
+            && s.len() < admin::MIN_SECRET_LEN
+        {
+            return Err(err(
+                "CORTEX_ADMIN_SECRET",
+                format!(
+                    "shorter than {} characters; generate one with `openssl rand -hex 32`",
+                    admin::MIN_SECRET_LEN
+                ),
+            ));
+        }
+        if let Some(s) = &self.audit_secret
+            && s.len() < 16
+        {
+            return Err(err(
+                "CORTEX_AUDIT_SECRET",
+                "shorter than 16 characters; generate one with `openssl rand -hex 32`".into(),
+            ));
+        }
+        if let Some(url) = &self.introspection_url {
+            cortex_backend::auth::check_transport(url, gateway.oauth.allow_insecure_http)
+                .map_err(|p| err("CORTEX_INTROSPECTION_URL", p))?;
+            if self.introspection_client_id.is_none() || self.introspection_client_secret.is_none()
+            {
+                return Err(err(
+                    "CORTEX_INTROSPECTION_CLIENT_ID",
+                    "introspection needs the gateway's client id and secret at the authorization server \
+                     (CORTEX_INTROSPECTION_CLIENT_ID, CORTEX_INTROSPECTION_CLIENT_SECRET)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy with every secret masked.
+    pub fn masked(&self) -> Self {
+        let mut copy = self.clone();
+        copy.audit_secret = masked(&self.audit_secret);
+        copy.admin_secret = masked(&self.admin_secret);
+        copy.introspection_client_secret = masked(&self.introspection_client_secret);
+        copy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_validation_and_masking() {
+        let env: HashMap<String, String> = [
+            ("CORTEX_TOOL_INTEGRITY", "block"),
+            ("CORTEX_ADMIN_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("CORTEX_RATE_LIMIT_PER_MINUTE", "120"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = ControlsConfig::from_env_map(&env).unwrap();
+        assert_eq!(c.rate_limit_per_minute, 120);
+        let gateway = GatewayConfig::new(
+            "https://mcp.example.com/mcp",
+            "https://sso.example.com",
+            "0123456789abcdef0123",
+        );
+        let e = c.validate(&gateway).unwrap_err();
+        assert_eq!(e.variable, "CORTEX_TOOL_BASELINE");
+        let mut ok = c.clone();
+        ok.tool_baseline = Some("/var/lib/cortex/baseline.json".into());
+        ok.validate(&gateway).unwrap();
+        let shown = format!("{:?} {}", ok.masked().admin_secret, json_of(&ok.masked()));
+        assert!(
+            !shown.contains("0123456789abcdef0123456789abcdef"),
+            "{shown}"
+        );
+        let mut bad = HashMap::new();
+        bad.insert("CORTEX_TOOL_INTEGRITY".to_string(), "strict".to_string());
+        assert_eq!(
+            ControlsConfig::from_env_map(&bad).unwrap_err().variable,
+            "CORTEX_TOOL_INTEGRITY"
+        );
+    }
+
+    #[test]
+    fn perimeter_bounds_from_env_and_toml_and_bad_values_name_their_variable() {
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = ControlsConfig::from_env_map(&env(&[
+            ("CORTEX_MAX_CONNECTIONS", "10"),
+            ("CORTEX_HEADER_READ_TIMEOUT_MS", "500"),
+            ("CORTEX_IDLE_TIMEOUT_MS", "700"),
+            ("CORTEX_MAX_SESSIONS", "9"),
+            ("CORTEX_MAX_SESSIONS_PER_CALLER", "3"),
+            ("CORTEX_MAX_SESSION_BYTES", "20000"),
+            ("CORTEX_MAX_BATCH_MESSAGES", "4"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_connections,
+                c.header_read_timeout_ms,
+                c.idle_timeout_ms
+            ),
+            (10, 500, 700)
+        );
+        assert_eq!(
+            (
+                c.max_sessions,
+                c.max_sessions_per_caller,
+                c.max_session_bytes
+            ),
+            (9, 3, 20000)
+        );
+        assert_eq!(c.max_batch_messages, 4);
+        let toml: ControlsConfig =
+            toml::from_str("max_connections = 10\nmax_batch_messages = 4\n").unwrap();
+        assert_eq!((toml.max_connections, toml.max_batch_messages), (10, 4));
+        assert_eq!(toml.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+        let e = ControlsConfig::from_env_map(&env(&[("CORTEX_MAX_BATCH_MESSAGES", "many")]))
+            .unwrap_err();
+        assert_eq!(e.variable, "CORTEX_MAX_BATCH_MESSAGES");
+        let gateway = GatewayConfig::new(
+            "https://mcp.example.com/mcp",
+            "https://sso.example.com",
+            "0123456789abcdef0123",
+        );
+        for (var, value) in [
+            ("CORTEX_MAX_CONNECTIONS", "0"),
+            ("CORTEX_IDLE_TIMEOUT_MS", "0"),
+            ("CORTEX_HEADER_READ_TIMEOUT_MS", "0"),
+            ("CORTEX_MAX_SESSION_BYTES", "100"),
+            ("CORTEX_MAX_BATCH_MESSAGES", "0"),
+            ("CORTEX_ALLOWED_HOSTS", "bad host!"),
+        ] {
+            let c = ControlsConfig::from_env_map(&env(&[(var, value)])).unwrap();
+            assert_eq!(c.validate(&gateway).unwrap_err().variable, var, "{value}");
+        }
+    }
+
+    fn json_of(c: &ControlsConfig) -> String {
+        serde_json::to_string(c).unwrap()
+    }
+}

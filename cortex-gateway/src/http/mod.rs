@@ -1,0 +1,171 @@
+//! The `http` layer: the listener and its serving threads, connection
+//! limits, the request checks (audit scope, `Origin`/`Host`/CORS, header
+//! size, deadline), admission (authentication, rate budget, revocation),
+//! and the routes: `POST`/`GET`/`DELETE` on the MCP path (handed to the
+//! [`mcp`](crate::mcp) layer once the caller is admitted), the RFC 9728
+//! metadata, `/healthz` and `/readyz`, and the operator endpoints.
+
+pub(crate) mod admin;
+mod admit;
+mod front;
+pub(crate) mod origin;
+mod perimeter;
+mod serve;
+mod watch;
+
+pub(crate) use admit::Admission;
+pub(crate) use front::ConnectionServices;
+pub(crate) use perimeter::{Limits, RequestChecks};
+pub(crate) use serve::{Workers, run as serve};
+pub(crate) use watch::ConnectionLimits;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderMap, StatusCode},
+    middleware::from_fn_with_state,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+
+use crate::mcp::{
+    self,
+    envelope::{json_response, rpc_error},
+    jsonrpc::{INVALID_REQUEST, RpcError},
+};
+
+/// What the routes of a gateway work with.
+pub(crate) struct App {
+    /// The MCP layer.
+    pub(crate) mcp: mcp::Service,
+    /// Authentication, budgets, revocation.
+    pub(crate) admission: Admission,
+    /// The checks every request passes.
+    pub(crate) checks: Arc<RequestChecks>,
+    /// The MCP path (`/` when the canonical URI has none).
+    pub(crate) mcp_path: String,
+    /// Limit on a request body.
+    pub(crate) max_request_bytes: usize,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("mcp", &self.mcp)
+            .field("mcp_path", &self.mcp_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The router of a gateway: its own routes plus `extra` (the operator
+/// endpoints), every route behind the request checks.
+pub(crate) fn router(app: Arc<App>, extra: Router) -> Router {
+    let path = app.mcp_path.clone();
+    let checks = app.checks.clone();
+    let mut router = Router::new()
+        .route(
+            &path,
+            axum::routing::post(post_mcp)
+                .get(get_mcp)
+                .delete(delete_mcp),
+        )
+        .route("/.well-known/oauth-protected-resource", get(metadata))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
+    if path != "/" {
+        router = router.route(
+            &format!("/.well-known/oauth-protected-resource{path}"),
+            get(metadata),
+        );
+    }
+    let limit = app.max_request_bytes;
+    router
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+        .merge(extra)
+        .layer(from_fn_with_state(checks, perimeter::layer))
+}
+
+async fn metadata(State(app): State<Arc<App>>) -> Response {
+    let scopes = app.admission.catalog_scopes();
+    json_response(StatusCode::OK, &app.admission.auth.metadata(scopes))
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.mcp.catalog.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first catalog refresh is running",
+        )
+            .into_response()
+    }
+}
+
+async fn post_mcp(State(app): State<Arc<App>>, request: Request) -> Response {
+    post_mcp_on(&app, request).await
+}
+
+/// `POST` on the MCP path, borrowing the gateway (the served hot path
+/// calls this directly, so no reference count shared by every serving
+/// thread is written per request).
+pub(crate) async fn post_mcp_on(app: &App, request: Request) -> Response {
+    // Taken apart rather than extracted: the `HeaderMap` extractor clones
+    // every header, and the body is read only once the caller is admitted.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let caller = match app.admission.admit(&headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match read_body(body, app.max_request_bytes).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    mcp::endpoint::post(&app.mcp, headers, caller, body).await
+}
+
+async fn get_mcp(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match app.admission.admit(&headers).await {
+        Ok(caller) => mcp::endpoint::get(&app.mcp, &headers, &caller),
+        Err(r) => r,
+    }
+}
+
+async fn delete_mcp(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match app.admission.admit(&headers).await {
+        Ok(caller) => mcp::endpoint::delete(&app.mcp, &headers, &caller),
+        Err(r) => r,
+    }
+}
+
+/// The whole request body, at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!(
+                    "the request body is larger than the gateway's limit of {limit} bytes; \
+                     send smaller arguments (the operator sets max_request_bytes)"
+                ),
+            ),
+        )),
+        Err(e) => Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!("the request body could not be read: {e}"),
+            ),
+        )),
+    }
+}

@@ -1,0 +1,489 @@
+//! The MCP endpoint's protocol logic behind an admitted caller: era
+//! detection, `initialize` and legacy sessions, batches, the stateless
+//! era's checks, and the session's GET stream and DELETE.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use cortex_backend::Caller;
+use serde_json::{Value, json};
+
+use super::{
+    Service,
+    envelope::{
+        accepted, json_response, list_response, method_not_allowed, raw_result, raw_result_in,
+        rpc_error, with_header_map,
+    },
+    era::{self, Era, MetaView},
+    fast_call::ModernCall,
+    gzip,
+    jsonrpc::{
+        self, Classified, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify,
+    },
+    methods::{self, CallCtx},
+    sse::{self, Filter},
+    tools::CallParams,
+};
+
+fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> CallCtx {
+    crate::audit::note(|r| r.protocol = Some(revision.as_str().into()));
+    let backends_filter = era::header(headers, &era::X_CORTEX_BACKENDS).map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    });
+    let compact = era::header(headers, &era::X_CORTEX_TOOL_MODE)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("search"));
+    CallCtx {
+        caller,
+        revision,
+        backends_filter,
+        compact,
+    }
+}
+
+/// A `POST` on the MCP path from an admitted caller, with its whole body:
+/// the borrowed `tools/call` parse when it applies, otherwise the `Value`
+/// paths of both eras.
+pub(crate) async fn post(
+    mcp: &Service,
+    headers: HeaderMap,
+    caller: Arc<Caller>,
+    body: Bytes,
+) -> Response {
+    if let Some(call) = ModernCall::read(&body) {
+        return modern_call(mcp, headers, caller, call).await;
+    }
+    let response = post_general(mcp, &headers, caller, &body).await;
+    with_header_map(response, headers)
+}
+
+/// Everything [`ModernCall::read`] does not read: the `Value` paths of
+/// both eras.
+async fn post_general(
+    mcp: &Service,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    body: &[u8],
+) -> Response {
+    let body: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                RpcError::new(PARSE_ERROR, format!("the body is not JSON: {e}")),
+            );
+        }
+    };
+    match era::detect(headers, &body) {
+        Era::Modern => Box::pin(modern_post(mcp, headers, caller, body)).await,
+        Era::Legacy => Box::pin(legacy_post(mcp, headers, caller, body)).await,
+    }
+}
+
+async fn modern_post(
+    mcp: &Service,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    body: Value,
+) -> Response {
+    if body.is_array() {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            RpcError::new(
+                INVALID_REQUEST,
+                "JSON-RPC batches are not allowed in protocol revision 2026-07-28",
+            ),
+        );
+    }
+    let (id, method, params) = match classify(body) {
+        Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e),
+        Ok(Incoming::Notification | Incoming::Response) => return accepted(),
+        Ok(Incoming::Request { id, method, params }) => (id, method, params),
+    };
+    let revision = match era::validate_modern(
+        headers,
+        &method,
+        MetaView::of(&method, &params),
+        methods::is_modern_method(&method),
+    ) {
+        Ok(r) => r,
+        Err((status, e)) => return rpc_error(status, Some(&id), e),
+    };
+    if method == "subscriptions/listen" {
+        let filter = Filter::from_request(params.get("notifications").unwrap_or(&Value::Null));
+        let slot = match mcp.budgets.open_stream(&caller.sub) {
+            Ok(slot) => slot,
+            Err(e) => return e.into_response(),
+        };
+        return sse::hold_slot(sse::listen_stream(mcp, id, filter, revision), slot);
+    }
+    let ctx = call_ctx(headers, caller, revision);
+    if let Some(response) =
+        fast_path(mcp, &ctx, &id, &method, &params, gzip::accepted(headers)).await
+    {
+        return response;
+    }
+    match methods::dispatch(mcp, &ctx, &method, &params).await {
+        Ok(result) => json_response(
+            StatusCode::OK,
+            &jsonrpc::response(&id, methods::decorate(mcp, revision, &method, result)),
+        ),
+        Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
+    }
+}
+
+/// [`modern_post`] for a request [`ModernCall::read`] could read: the same
+/// checks in the same order, without the `Value` tree.
+async fn modern_call(
+    mcp: &Service,
+    headers: HeaderMap,
+    caller: Arc<Caller>,
+    call: ModernCall<'_>,
+) -> Response {
+    let method = call.method();
+    let revision = match era::validate_modern(
+        &headers,
+        method,
+        call.meta_view(),
+        methods::is_modern_method(method),
+    ) {
+        Ok(r) => r,
+        Err((status, e)) => {
+            return with_header_map(rpc_error(status, Some(&call.id), e), headers);
+        }
+    };
+    let ctx = call_ctx(&headers, caller, revision);
+    match methods::tools_call_bytes(mcp, &ctx, call.call_params()).await {
+        Ok(result) => raw_result_in(&call.id, result.into(), headers),
+        Err(e) => with_header_map(rpc_error(StatusCode::OK, Some(&call.id), e), headers),
+    }
+}
+
+fn no_session(id: Option<&Value>, method: &str) -> Response {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        id,
+        RpcError::new(
+            INVALID_REQUEST,
+            format!(
+                "{method} needs a session: send initialize first (revisions 2025-11-25, 2025-06-18, 2025-03-26) \
+                 and then the Mcp-Session-Id header it returns, or use revision 2026-07-28 with per-request _meta"
+            ),
+        )
+        .with_data(json!({"supported": Revision::all_strings()})),
+    )
+}
+
+fn unknown_session(id: Option<&Value>) -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        id,
+        RpcError::new(
+            INVALID_REQUEST,
+            "unknown or ended session: send initialize again without Mcp-Session-Id",
+        ),
+    )
+}
+
+fn bad_version(id: Option<&Value>, v: &str) -> Response {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        id,
+        RpcError::new(
+            INVALID_REQUEST,
+            format!(
+                "unsupported MCP-Protocol-Version `{v}`: this gateway knows {}; send one of them \
+                 (a session's requests may name any of the initialize-based ones)",
+                Revision::all_strings().join(", ")
+            ),
+        )
+        .with_data(json!({"supported": Revision::all_strings(), "requested": v})),
+    )
+}
+
+async fn legacy_post(
+    mcp: &Service,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    body: Value,
+) -> Response {
+    // The request's id, when there is one, so refusals stay valid JSON-RPC.
+    let id = body
+        .get("id")
+        .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
+        .cloned();
+    let id = id.as_ref();
+    // Any supported revision is accepted in the header, also one other
+    // than the session's (what the official SDK's server does): the
+    // session's negotiated revision governs the answer.
+    if let Some(Err(v)) = era::legacy_header_version(headers) {
+        return bad_version(id, &v);
+    }
+    if body.get("method").and_then(Value::as_str) == Some("initialize") {
+        return initialize(mcp, &caller, &body);
+    }
+    let method_name = body
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("this request")
+        .to_string();
+    let Some(session_id) = era::header(headers, "mcp-session-id") else {
+        return no_session(id, &method_name);
+    };
+    let Ok(session) = mcp.sessions.get(session_id, &caller.sub) else {
+        return unknown_session(id);
+    };
+    let ctx = call_ctx(headers, caller, session.revision);
+    match body {
+        Value::Array(items) => {
+            if session.revision != Revision::V2025_03_26 {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    RpcError::new(
+                        INVALID_REQUEST,
+                        "JSON-RPC batches exist only in revision 2025-03-26; send one message per POST",
+                    ),
+                );
+            }
+            if items.is_empty() {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    RpcError::new(INVALID_REQUEST, "an empty batch is not a valid request"),
+                );
+            }
+            let cap = mcp.settings.max_batch_messages;
+            if items.len() > cap {
+                crate::audit::note_outcome("rejected", Some("batch_too_large"));
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    RpcError::new(
+                        INVALID_REQUEST,
+                        format!(
+                            "this batch holds {} messages; the gateway takes at most {cap} per POST \
+                             (none was run): send them in smaller batches (the operator sets \
+                             CORTEX_MAX_BATCH_MESSAGES)",
+                            items.len()
+                        ),
+                    ),
+                );
+            }
+            // Each message is charged to the rate limiter (the first one
+            // was, on admission) and gets an audit line of its own.
+            let mut responses = Vec::new();
+            for (index, item) in items.into_iter().enumerate() {
+                let message = classify(item);
+                let answer = crate::audit::audited_item(
+                    &mcp.auditor,
+                    StatusCode::OK.as_u16(),
+                    batch_message(mcp, &ctx, message, index > 0),
+                )
+                .await;
+                if let Some(r) = answer {
+                    responses.push(r);
+                }
+            }
+            if responses.is_empty() {
+                accepted()
+            } else {
+                json_response(StatusCode::OK, &Value::Array(responses))
+            }
+        }
+        single => {
+            let incoming = classify(single);
+            if let Ok(Incoming::Request { id, method, params }) = &incoming
+                && let Some(response) =
+                    fast_path(mcp, &ctx, id, method, params, gzip::accepted(headers)).await
+            {
+                return response;
+            }
+            legacy_single(mcp, &ctx, incoming).await
+        }
+    }
+}
+
+/// `tools/list` and `tools/call` (the requests an agent sends most) are
+/// answered with their result serialized once and spliced into the
+/// envelope, in both eras.
+async fn fast_path(
+    mcp: &Service,
+    ctx: &CallCtx,
+    id: &Value,
+    method: &str,
+    params: &Value,
+    gzip: bool,
+) -> Option<Response> {
+    Some(match method {
+        "tools/list" => match methods::tools_list_bytes(mcp, ctx, params) {
+            Ok(page) => list_response(id, &page, gzip),
+            Err(e) => rpc_error(StatusCode::OK, Some(id), e),
+        },
+        "tools/call" => raw_result(
+            id,
+            methods::tools_call_bytes(mcp, ctx, CallParams::of(params)).await,
+        ),
+        _ => return None,
+    })
+}
+
+async fn legacy_single(mcp: &Service, ctx: &CallCtx, single: Classified) -> Response {
+    match legacy_message(mcp, ctx, single).await {
+        Some(r) => {
+            let status = if r.get("error").is_some() && r.get("id").is_none() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            json_response(status, &r)
+        }
+        None => accepted(),
+    }
+}
+
+/// One message of a batch: charged to the caller's budget first when
+/// `charge`, refused with a JSON-RPC error when over it.
+async fn batch_message(
+    mcp: &Service,
+    ctx: &CallCtx,
+    message: Classified,
+    charge: bool,
+) -> Option<Value> {
+    if charge && let Err(limited) = mcp.budgets.charge_subject(&ctx.caller.sub) {
+        crate::audit::note_outcome("refused", Some("rate_limited"));
+        let Ok(Incoming::Request { id, method, .. }) = message else {
+            return None;
+        };
+        crate::audit::note(|r| r.method = Some(crate::audit::method_word(&method)));
+        let error = RpcError::new(
+            RATE_LIMITED,
+            format!(
+                "rate limit exceeded: this message of the batch was not run; retry after {} s \
+                 or ask the gateway operator for a larger budget (CORTEX_RATE_LIMIT_PER_MINUTE)",
+                limited.retry_after_secs()
+            ),
+        );
+        return Some(jsonrpc::error_response(Some(&id), &error));
+    }
+    legacy_message(mcp, ctx, message).await
+}
+
+/// The JSON-RPC code of a batch message refused by the rate limiter
+/// (implementation-defined server error range).
+const RATE_LIMITED: i64 = -32000;
+
+/// One legacy message; `None` for notifications and client responses.
+async fn legacy_message(mcp: &Service, ctx: &CallCtx, message: Classified) -> Option<Value> {
+    match message {
+        Err((id, e)) => Some(jsonrpc::error_response(id.as_ref(), &e)),
+        Ok(Incoming::Notification | Incoming::Response) => None,
+        Ok(Incoming::Request { id, method, .. }) if method == "initialize" => {
+            Some(jsonrpc::error_response(
+                Some(&id),
+                &RpcError::new(
+                    INVALID_REQUEST,
+                    "initialize must be sent alone, without a session",
+                ),
+            ))
+        }
+        Ok(Incoming::Request { id, method, params }) => {
+            Some(match methods::dispatch(mcp, ctx, &method, &params).await {
+                Ok(result) => jsonrpc::response(&id, result),
+                Err(e) => jsonrpc::error_response(Some(&id), &e),
+            })
+        }
+    }
+}
+
+fn initialize(mcp: &Service, caller: &Caller, body: &Value) -> Response {
+    let id = match classify(body.clone()) {
+        Ok(Incoming::Request { id, .. }) => id,
+        Ok(_) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                RpcError::new(INVALID_REQUEST, "initialize must be a request with an id"),
+            );
+        }
+        Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e),
+    };
+    let Some(requested) = body
+        .get("params")
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+    else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(&id),
+            RpcError::invalid_params("initialize needs params.protocolVersion"),
+        );
+    };
+    // Echo a supported legacy revision; otherwise offer the newest legacy one.
+    let revision = Revision::parse(requested)
+        .filter(|r| !r.is_modern())
+        .unwrap_or(Revision::V2025_11_25);
+    let session = mcp.sessions.create(&caller.sub, revision);
+    let mut response = json_response(
+        StatusCode::OK,
+        &jsonrpc::response(&id, methods::initialize_result(mcp, revision)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&session) {
+        response.headers_mut().insert("mcp-session-id", v);
+    }
+    response
+}
+
+fn modern_header(headers: &HeaderMap) -> bool {
+    era::header(headers, &era::MCP_PROTOCOL_VERSION)
+        .is_some_and(|v| v.trim() >= Revision::V2026_07_28.as_str())
+}
+
+/// `GET` on the MCP path from an admitted caller: the legacy session's
+/// notification stream.
+pub(crate) fn get(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Response {
+    if modern_header(headers) {
+        return method_not_allowed();
+    }
+    let Some(session_id) = era::header(headers, "mcp-session-id") else {
+        return if era::legacy_header_version(headers).is_some() {
+            no_session(None, "GET")
+        } else {
+            method_not_allowed()
+        };
+    };
+    let Ok(session) = mcp.sessions.get(session_id, &caller.sub) else {
+        return unknown_session(None);
+    };
+    let slot = match mcp.budgets.open_stream(&caller.sub) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    sse::hold_slot(
+        sse::legacy_stream(mcp, session.revision, session.ended()),
+        slot,
+    )
+}
+
+/// `DELETE` on the MCP path from an admitted caller: ends its session.
+pub(crate) fn delete(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Response {
+    if modern_header(headers) {
+        return method_not_allowed();
+    }
+    let Some(session_id) = era::header(headers, "mcp-session-id") else {
+        return no_session(None, "DELETE");
+    };
+    match mcp.sessions.end(session_id, &caller.sub) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => unknown_session(None),
+    }
+}

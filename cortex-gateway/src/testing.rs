@@ -1,0 +1,9 @@
+//! Internals the gateway's own integration tests reach (the `testing`
+//! feature; not a public API).
+
+pub use crate::{
+    audit::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD},
+    auth::introspection::{IntrospectionConfig, Introspector},
+    catalog::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES},
+    upstream::{Credential, TokenExchanger, UpstreamClient, UpstreamError, thread_slot},
+};
