@@ -71,14 +71,21 @@ macro_rules! on_connection {
     ($store:expr, |$c:ident| $op:expr) => {{
         let $c = $store.client().await?;
         match $op.await {
-            Err(e) if e.is_closed() || $c.is_closed() => {
+            Err(e) if e.is_closed() || $c.is_closed() || connection_lost(&e) => {
                 tracing::info!("the vault's PostgreSQL connection closed; reconnecting");
-                let $c = $store.client().await?;
+                let $c = $store.reconnect(&$c).await?;
                 $op.await.map_err(storage)
             }
             done => done.map_err(storage),
         }
     }};
+}
+
+/// Whether `e` says the server is ending the session (SQLSTATE class
+/// 57P: an administrator's command, a crash or a restart). The connection
+/// may not show as closed yet when the statement's error arrives.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|code| code.code().starts_with("57P"))
 }
 
 async fn connect(config: &Config, tls: &RustlsConnect) -> Result<Client, VaultError> {
@@ -144,6 +151,16 @@ impl PgStore {
     async fn client(&self) -> Result<Arc<Client>, VaultError> {
         let mut guard = self.client.lock().await;
         if guard.is_closed() {
+            *guard = Arc::new(connect(&self.config, &self.tls).await?);
+        }
+        Ok(guard.clone())
+    }
+
+    /// A new connection in place of `lost` (unless another statement has
+    /// replaced it already).
+    async fn reconnect(&self, lost: &Arc<Client>) -> Result<Arc<Client>, VaultError> {
+        let mut guard = self.client.lock().await;
+        if Arc::ptr_eq(&guard, lost) || guard.is_closed() {
             *guard = Arc::new(connect(&self.config, &self.tls).await?);
         }
         Ok(guard.clone())
