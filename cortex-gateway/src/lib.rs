@@ -125,7 +125,7 @@ pub enum GatewayError {
 
 /// What a gateway holds: the HTTP layer (and through it every layer
 /// below), plus what only the gateway as a whole uses.
-struct Parts {
+struct Assembled {
     config: GatewayConfig,
     app: Arc<App>,
     federation: Arc<Federation>,
@@ -139,7 +139,7 @@ struct Parts {
     refresher: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for Parts {
+impl std::fmt::Debug for Assembled {
     /// No secret and no session id: the configuration masks its secrets,
     /// the federation and the session store show counts.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,7 +150,7 @@ impl std::fmt::Debug for Parts {
     }
 }
 
-impl Drop for Parts {
+impl Drop for Assembled {
     fn drop(&mut self) {
         if let Some(task) = crate::sync::lock(&self.refresher).take() {
             task.abort();
@@ -168,7 +168,7 @@ fn config_error(variable: &str, problem: impl Into<String>) -> ConfigError {
 /// A gateway: configuration, resource server, federation. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    inner: Arc<Parts>,
+    inner: Arc<Assembled>,
 }
 
 impl Gateway {
@@ -320,7 +320,7 @@ impl Gateway {
             })
         };
         Ok(Self {
-            inner: Arc::new(Parts {
+            inner: Arc::new(Assembled {
                 admin_secret: c.admin_secret.as_deref().map(AdminSecret::new),
                 config,
                 app,

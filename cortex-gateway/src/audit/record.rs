@@ -6,7 +6,7 @@ use serde::Serialize;
 
 /// Text that is usually one of a few fixed words (a method, an outcome):
 /// those are borrowed, so a request does not allocate for them.
-pub(crate) type Word = Cow<'static, str>;
+pub(crate) type Label = Cow<'static, str>;
 
 /// One audit line. Every field is metadata: no token, no argument value,
 /// no result content can be represented here.
@@ -28,12 +28,12 @@ pub(crate) struct AuditRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<Arc<str>>,
     /// The HTTP method (`POST`, `GET`, `DELETE`, `OPTIONS`).
-    pub http_method: Word,
+    pub http_method: Label,
     /// The path (the MCP path, or an operator path).
     pub path: String,
     /// The JSON-RPC method (`tools/call`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub method: Option<Word>,
+    pub method: Option<Label>,
     /// The tool's public name (`tools/call`), as sent when it is not in
     /// the catalog, cut to [`TOOL_CHARS`] characters.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,15 +60,15 @@ pub(crate) struct AuditRecord {
     pub backend_filter: Option<Vec<String>>,
     /// The MCP protocol revision of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<Word>,
+    pub protocol: Option<Label>,
     /// The HTTP status of the response.
     pub status: u16,
     /// `ok`, `tool_error`, `refused`, `rejected` or `error`.
-    pub outcome: Word,
+    pub outcome: Label,
     /// A short class for anything but `ok` (`rate_limited`, `origin`,
     /// `unauthenticated`, `scope`, `quarantined`, `backend_timeout`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_class: Option<Word>,
+    pub error_class: Option<Label>,
     /// Milliseconds from arrival to response headers.
     pub latency_ms: f64,
     /// Response body size in bytes, when known (not for streams).
@@ -199,9 +199,9 @@ fn bound_shared(text: &mut Arc<str>, max_chars: usize) {
     }
 }
 
-fn bound_word(text: &mut Word, max_chars: usize) {
+fn bound_word(text: &mut Label, max_chars: usize) {
     if let Some(at) = cut_at(text, max_chars) {
-        *text = Word::Owned(text[..at].to_owned());
+        *text = Label::Owned(text[..at].to_owned());
     }
 }
 
@@ -267,19 +267,19 @@ pub(crate) fn tool_name(name: &str) -> (String, bool) {
 
 /// A JSON-RPC method as the audit line records it: one of the MCP methods
 /// (borrowed), else [`UNKNOWN_METHOD`].
-pub(crate) fn method_word(method: &str) -> Word {
+pub(crate) fn method_word(method: &str) -> Label {
     match crate::metrics::METHODS.iter().find(|k| **k == method) {
-        Some(k) => Word::Borrowed(k),
-        None => Word::Borrowed(UNKNOWN_METHOD),
+        Some(k) => Label::Borrowed(k),
+        None => Label::Borrowed(UNKNOWN_METHOD),
     }
 }
 
-/// `text` as a [`Word`]: borrowed when it is one of `known`, else its
+/// `text` as a [`Label`]: borrowed when it is one of `known`, else its
 /// first `max_chars` characters.
-pub(crate) fn word(text: &str, known: &[&'static str], max_chars: usize) -> Word {
+pub(crate) fn word(text: &str, known: &[&'static str], max_chars: usize) -> Label {
     match known.iter().find(|k| **k == text) {
-        Some(k) => Word::Borrowed(k),
-        None => Word::Owned(text.chars().take(max_chars).collect()),
+        Some(k) => Label::Borrowed(k),
+        None => Label::Owned(text.chars().take(max_chars).collect()),
     }
 }
 
@@ -611,7 +611,7 @@ mod tests {
     fn only_known_methods_are_recorded_as_sent() {
         assert!(matches!(
             method_word("tools/call"),
-            Word::Borrowed("tools/call")
+            Label::Borrowed("tools/call")
         ));
         assert_eq!(method_word(&"x".repeat(300_000)), UNKNOWN_METHOD);
         assert_eq!(method_word("tools/call2"), UNKNOWN_METHOD);
@@ -621,11 +621,11 @@ mod tests {
     fn known_words_are_borrowed_and_others_cut() {
         assert!(matches!(
             word("POST", &["GET", "POST"], 4),
-            Word::Borrowed("POST")
+            Label::Borrowed("POST")
         ));
         let long = "x".repeat(100);
         let cut = word(&long, &["GET"], 64);
-        assert!(matches!(cut, Word::Owned(_)));
+        assert!(matches!(cut, Label::Owned(_)));
         assert_eq!(cut.len(), 64);
         assert_eq!(word("é€x", &[], 2), "é€");
     }
@@ -647,16 +647,16 @@ mod properties {
 
     use proptest::{collection::vec, option, prelude::*};
 
-    use super::{AuditRecord, AuditTime, Word};
+    use super::{AuditRecord, AuditTime, Label};
 
     fn text() -> impl Strategy<Value = String> {
         prop_oneof![".{0,24}", "[\"\\\\\\u{0}-\\u{1f}\\u{7f}a-z]{0,12}"]
     }
 
-    fn word() -> impl Strategy<Value = Word> {
+    fn word() -> impl Strategy<Value = Label> {
         prop_oneof![
-            Just(Word::Borrowed("tools/call")),
-            text().prop_map(Word::Owned)
+            Just(Label::Borrowed("tools/call")),
+            text().prop_map(Label::Owned)
         ]
     }
 

@@ -20,7 +20,7 @@ use axum::{
 use cortex_backend::Caller;
 use serde_json::Value;
 
-use super::{AuditRecord, AuditSink, Pseudonymizer, record, record::Word};
+use super::{AuditRecord, AuditSink, Pseudonymizer, record, record::Label};
 use crate::{
     metrics::Metrics,
     protocol::{MCP_METHOD, MCP_PROTOCOL_VERSION, Revision},
@@ -88,7 +88,7 @@ fn write_line(
         let (outcome, class) = record::outcome_of_status(r.status);
         r.outcome = outcome.into();
         if r.error_class.is_none() {
-            r.error_class = class.map(Word::from);
+            r.error_class = class.map(Label::from);
         }
     }
     r.bound();
@@ -291,7 +291,7 @@ pub(crate) fn note_arguments(arguments: &Value) {
 pub(crate) fn note_outcome(outcome: &'static str, class: Option<&'static str>) {
     note(|r| {
         r.outcome = outcome.into();
-        r.error_class = class.map(Word::from);
+        r.error_class = class.map(Label::from);
     });
 }
 

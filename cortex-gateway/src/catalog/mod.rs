@@ -55,9 +55,9 @@ pub struct ListChanged {
 
 /// A thread's own counted handle on a catalog ([`Federation::catalog_here`]).
 #[derive(Debug)]
-pub(crate) struct CatalogHere(Arc<Catalog>);
+pub(crate) struct ThreadCatalog(Arc<Catalog>);
 
-impl std::ops::Deref for CatalogHere {
+impl std::ops::Deref for ThreadCatalog {
     type Target = Catalog;
 
     fn deref(&self) -> &Catalog {
@@ -69,7 +69,7 @@ impl std::ops::Deref for CatalogHere {
 struct Here {
     federation: u64,
     generation: u64,
-    catalog: Arc<CatalogHere>,
+    catalog: Arc<ThreadCatalog>,
 }
 
 /// Source of [`Federation`] ids.
@@ -168,7 +168,7 @@ impl Federation {
     /// against a generation number that only a refresh writes, so a
     /// request writes only to its own core's lines. A thread keeps the
     /// catalog it last used (one per thread) until it next asks.
-    pub(crate) fn catalog_here(&self) -> Arc<CatalogHere> {
+    pub(crate) fn catalog_here(&self) -> Arc<ThreadCatalog> {
         thread_local! {
             static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
         }
@@ -181,7 +181,7 @@ impl Federation {
             {
                 return h.catalog.clone();
             }
-            let fresh = Arc::new(CatalogHere(self.catalog()));
+            let fresh = Arc::new(ThreadCatalog(self.catalog()));
             *here = Some(Here {
                 federation: self.id,
                 generation,

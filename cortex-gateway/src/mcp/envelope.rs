@@ -53,7 +53,7 @@ const ENVELOPE_CLOSE: &[u8] = b"}";
 /// A JSON answer whose body is `parts`, with `headers` (emptied) as its
 /// header map when it is small enough to keep: see [`with_header_map`].
 pub(crate) fn json_parts(parts: [Bytes; 3], headers: HeaderMap) -> Response {
-    let mut r = Response::new(Body::new(Parts::new(parts)));
+    let mut r = Response::new(Body::new(SplicedBody::new(parts)));
     let mut headers = crate::headers::reusable_header_map(headers).unwrap_or_default();
     headers.insert(
         header::CONTENT_TYPE,
@@ -115,13 +115,13 @@ pub(crate) fn envelope_open(id: &Value) -> Bytes {
 
 /// A body made of a few ready buffers, with its exact length (so it is
 /// sent with `Content-Length`, not chunked).
-struct Parts<const N: usize> {
+struct SplicedBody<const N: usize> {
     parts: [Bytes; N],
     next: usize,
     remaining: u64,
 }
 
-impl<const N: usize> Parts<N> {
+impl<const N: usize> SplicedBody<N> {
     fn new(parts: [Bytes; N]) -> Self {
         let remaining = parts.iter().map(|b| b.len() as u64).sum();
         Self {
@@ -132,7 +132,7 @@ impl<const N: usize> Parts<N> {
     }
 }
 
-impl<const N: usize> hyper::body::Body for Parts<N> {
+impl<const N: usize> hyper::body::Body for SplicedBody<N> {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 

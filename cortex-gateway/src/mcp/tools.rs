@@ -150,7 +150,7 @@ pub(crate) fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> Stri
 }
 
 /// A short class of a backend failure, for the audit line.
-fn error_class(e: &UpstreamError) -> audit::Word {
+fn error_class(e: &UpstreamError) -> audit::Label {
     match e {
         UpstreamError::Status { status, .. } => format!("backend_{status}").into(),
         UpstreamError::Timeout(_) => "backend_timeout".into(),

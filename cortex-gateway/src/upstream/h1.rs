@@ -87,14 +87,14 @@ impl Idle {
 /// of its reads reported to the thread that opened it, which then wakes the
 /// caller's: so each thread takes back only the connections it opened.
 pub(super) struct Pool {
-    lanes: Box<[Lane]>,
+    idle_by_slot: Box<[SlotIdle]>,
 }
 
 impl Default for Pool {
     fn default() -> Self {
         Self {
-            lanes: (0..crate::sync::THREAD_SLOTS)
-                .map(|_| Lane::default())
+            idle_by_slot: (0..crate::sync::THREAD_SLOTS)
+                .map(|_| SlotIdle::default())
                 .collect(),
         }
     }
@@ -103,7 +103,7 @@ impl Default for Pool {
 /// A thread slot's share of a [`Pool`], on cache lines of its own.
 #[derive(Default)]
 #[repr(align(128))]
-struct Lane {
+struct SlotIdle {
     idle: Mutex<Vec<Idle>>,
     /// Emptied header maps of answers, for the next requests' headers (see
     /// [`Pool::header_map`]).
@@ -132,12 +132,12 @@ pub(super) enum Answer {
 impl Pool {
     /// Idle connections now held (for tests and debugging).
     pub(super) fn idle_count(&self) -> usize {
-        self.lanes.iter().map(|l| lock(&l.idle).len()).sum()
+        self.idle_by_slot.iter().map(|l| lock(&l.idle).len()).sum()
     }
 
-    /// The calling thread's lane.
-    fn lane(&self) -> &Lane {
-        &self.lanes[crate::sync::thread_slot()]
+    /// The calling thread slot's share.
+    fn own_slot(&self) -> &SlotIdle {
+        &self.idle_by_slot[crate::sync::thread_slot()]
     }
 
     /// Closes the idle connections that are too old or that the backend has
@@ -147,8 +147,8 @@ impl Pool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let now = Instant::now();
         let mut left = 0;
-        for lane in &self.lanes {
-            let mut idle = lock(&lane.idle);
+        for slot in &self.idle_by_slot {
+            let mut idle = lock(&slot.idle);
             // The no-op waker is replaced by the caller's at the next
             // checkout.
             idle.retain_mut(|c| c.fresh(now) && c.open(&mut cx));
@@ -162,7 +162,7 @@ impl Pool {
     /// [`Pool::call`] keeps that map when the call is done; reusing it saves
     /// an allocation per call (the map is about 1 KiB).
     pub(super) fn header_map(&self) -> HeaderMap {
-        lock(&self.lane().spare_maps)
+        lock(&self.own_slot().spare_maps)
             .pop()
             .unwrap_or_else(|| HeaderMap::with_capacity(REQUEST_HEADERS))
     }
@@ -171,7 +171,7 @@ impl Pool {
         let Some(map) = crate::headers::reusable_header_map(map) else {
             return;
         };
-        let mut spare = lock(&self.lane().spare_maps);
+        let mut spare = lock(&self.own_slot().spare_maps);
         if spare.len() < MAX_IDLE {
             spare.push(map);
         }
@@ -179,7 +179,7 @@ impl Pool {
 
     /// Takes the most recently used idle connection that is still open.
     fn checkout(&self, cx: &mut Context<'_>) -> Option<Idle> {
-        let mut idle = lock(&self.lane().idle);
+        let mut idle = lock(&self.own_slot().idle);
         let now = Instant::now();
         idle.retain(|c| c.fresh(now));
         while let Some(mut c) = idle.pop() {
@@ -191,7 +191,7 @@ impl Pool {
     }
 
     fn checkin(&self, send: http1::SendRequest<Full<Bytes>>, conn: Conn) {
-        let mut idle = lock(&self.lane().idle);
+        let mut idle = lock(&self.own_slot().idle);
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
