@@ -212,9 +212,14 @@ where
 /// handlers noted, else `ok`, or `error` with class `rpc_error` when the
 /// message's answer is a JSON-RPC error. Outside an audited request it
 /// only runs `message`.
-pub(crate) async fn audited_item<Fut>(auditor: &Auditor, status: u16, message: Fut) -> Option<Value>
+pub(crate) async fn audited_item<T, Fut>(
+    auditor: &Auditor,
+    status: u16,
+    message: Fut,
+    failed: impl FnOnce(&T) -> bool,
+) -> Option<T>
 where
-    Fut: Future<Output = Option<Value>>,
+    Fut: Future<Output = Option<T>>,
 {
     let Ok(item) = SCOPE.try_with(|parent| {
         parent.split.store(true, Ordering::Relaxed);
@@ -247,7 +252,7 @@ where
     let answer = SCOPE.scope(item.clone(), message).await;
     unfinished.finished = true;
     let mut r = take(&item);
-    if r.outcome.is_empty() && answer.as_ref().is_some_and(|a| a.get("error").is_some()) {
+    if r.outcome.is_empty() && answer.as_ref().is_some_and(failed) {
         r.outcome = "error".into();
         r.error_class = Some("rpc_error".into());
     } else if r.outcome.is_empty() {

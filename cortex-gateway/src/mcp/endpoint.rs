@@ -15,18 +15,15 @@ use serde_json::{Value, json};
 use super::{
     Service,
     envelope::{
-        accepted, json_response, list_response, method_not_allowed, raw_result, raw_result_in,
-        rpc_error, with_header_map,
+        accepted, batch_response, envelope, error_envelope, method_not_allowed, respond, rpc_error,
+        with_header_map,
     },
     era::{self, Era, MetaView},
     fast_call::ModernCall,
     gzip,
-    jsonrpc::{
-        self, Classified, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify,
-    },
-    methods::{self, CallCtx},
+    jsonrpc::{Classified, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify},
+    methods::{self, Answer, CallCtx, Params},
     sse::{self, Filter},
-    tools::CallParams,
 };
 
 fn call_ctx(headers: &HeaderMap, caller: Arc<Caller>, revision: Revision) -> CallCtx {
@@ -127,18 +124,8 @@ async fn modern_post(
         return sse::hold_slot(sse::listen_stream(mcp, id, filter, revision), slot);
     }
     let ctx = call_ctx(headers, caller, revision);
-    if let Some(response) =
-        fast_path(mcp, &ctx, &id, &method, &params, gzip::accepted(headers)).await
-    {
-        return response;
-    }
-    match methods::dispatch(mcp, &ctx, &method, &params).await {
-        Ok(result) => json_response(
-            StatusCode::OK,
-            &jsonrpc::response(&id, methods::decorate(mcp, revision, &method, result)),
-        ),
-        Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
-    }
+    let answer = methods::dispatch(mcp, &ctx, &method, Params::Value(&params)).await;
+    respond(&id, answer, gzip::accepted(headers), HeaderMap::new())
 }
 
 /// [`modern_post`] for a request [`ModernCall::read`] could read: the same
@@ -162,10 +149,8 @@ async fn modern_call(
         }
     };
     let ctx = call_ctx(&headers, caller, revision);
-    match methods::tools_call_bytes(mcp, &ctx, call.call_params()).await {
-        Ok(result) => raw_result_in(&call.id, result.into(), headers),
-        Err(e) => with_header_map(rpc_error(StatusCode::OK, Some(&call.id), e), headers),
-    }
+    let answer = methods::dispatch(mcp, &ctx, method, Params::Call(call.call_params())).await;
+    respond(&call.id, answer, false, headers)
 }
 
 fn no_session(id: Option<&Value>, method: &str) -> Response {
@@ -281,84 +266,47 @@ async fn legacy_post(
             }
             // Each message is charged to the rate limiter (the first one
             // was, on admission) and gets an audit line of its own.
-            let mut responses = Vec::new();
+            let mut answers = Vec::new();
             for (index, item) in items.into_iter().enumerate() {
                 let message = classify(item);
                 let answer = crate::audit::audited_item(
                     &mcp.auditor,
                     StatusCode::OK.as_u16(),
                     batch_message(mcp, &ctx, message, index > 0),
+                    |(_, failed)| *failed,
                 )
                 .await;
-                if let Some(r) = answer {
-                    responses.push(r);
+                if let Some((parts, _)) = answer {
+                    answers.push(parts);
                 }
             }
-            if responses.is_empty() {
+            if answers.is_empty() {
                 accepted()
             } else {
-                json_response(StatusCode::OK, &Value::Array(responses))
+                batch_response(answers)
             }
         }
-        single => {
-            let incoming = classify(single);
-            if let Ok(Incoming::Request { id, method, params }) = &incoming
-                && let Some(response) =
-                    fast_path(mcp, &ctx, id, method, params, gzip::accepted(headers)).await
-            {
-                return response;
+        single => match legacy_reply(mcp, &ctx, classify(single)).await {
+            None => accepted(),
+            Some(Reply::To(id, answer)) => {
+                respond(&id, answer, gzip::accepted(headers), HeaderMap::new())
             }
-            legacy_single(mcp, &ctx, incoming).await
-        }
-    }
-}
-
-/// `tools/list` and `tools/call` (the requests an agent sends most) are
-/// answered with their result serialized once and spliced into the
-/// envelope, in both eras.
-async fn fast_path(
-    mcp: &Service,
-    ctx: &CallCtx,
-    id: &Value,
-    method: &str,
-    params: &Value,
-    gzip: bool,
-) -> Option<Response> {
-    Some(match method {
-        "tools/list" => match methods::tools_list_bytes(mcp, ctx, params) {
-            Ok(page) => list_response(id, &page, gzip),
-            Err(e) => rpc_error(StatusCode::OK, Some(id), e),
+            // An error without an id (the request had none usable) is a
+            // bad request at the HTTP level too.
+            Some(Reply::Anonymous(e)) => rpc_error(StatusCode::BAD_REQUEST, None, e),
         },
-        "tools/call" => raw_result(
-            id,
-            methods::tools_call_bytes(mcp, ctx, CallParams::of(params)).await,
-        ),
-        _ => return None,
-    })
-}
-
-async fn legacy_single(mcp: &Service, ctx: &CallCtx, single: Classified) -> Response {
-    match legacy_message(mcp, ctx, single).await {
-        Some(r) => {
-            let status = if r.get("error").is_some() && r.get("id").is_none() {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            };
-            json_response(status, &r)
-        }
-        None => accepted(),
     }
 }
 
-/// One message of a batch: charged to the caller's budget first when
-/// `charge`, refused with a JSON-RPC error when over it.
+/// One message of a batch, in its envelope, and whether it failed: charged
+/// to the caller's budget first when `charge`, refused with a JSON-RPC
+/// error when over it.
 async fn batch_message(
     mcp: &Service,
     ctx: &CallCtx,
     message: Classified,
     charge: bool,
-) -> Option<Value> {
+) -> Option<([Bytes; 3], bool)> {
     if charge && let Err(limited) = mcp.budgets.charge_subject(&ctx.caller.sub) {
         crate::audit::note_outcome("refused", Some("rate_limited"));
         let Ok(Incoming::Request { id, method, .. }) = message else {
@@ -373,34 +321,46 @@ async fn batch_message(
                 limited.retry_after_secs()
             ),
         );
-        return Some(jsonrpc::error_response(Some(&id), &error));
+        return Some((error_envelope(Some(&id), &error), true));
     }
-    legacy_message(mcp, ctx, message).await
+    Some(match legacy_reply(mcp, ctx, message).await? {
+        Reply::To(id, answer) => {
+            let failed = answer.is_err();
+            (envelope(&id, answer), failed)
+        }
+        Reply::Anonymous(e) => (error_envelope(None, &e), true),
+    })
 }
 
 /// The JSON-RPC code of a batch message refused by the rate limiter
 /// (implementation-defined server error range).
 const RATE_LIMITED: i64 = -32000;
 
-/// One legacy message; `None` for notifications and client responses.
-async fn legacy_message(mcp: &Service, ctx: &CallCtx, message: Classified) -> Option<Value> {
+/// What a legacy message gets.
+enum Reply {
+    /// An answer to the request `id`.
+    To(Value, Result<Answer, RpcError>),
+    /// An error for a message without a usable id.
+    Anonymous(RpcError),
+}
+
+/// One legacy message, single or in a batch; `None` for notifications and
+/// client responses.
+async fn legacy_reply(mcp: &Service, ctx: &CallCtx, message: Classified) -> Option<Reply> {
     match message {
-        Err((id, e)) => Some(jsonrpc::error_response(id.as_ref(), &e)),
+        Err((Some(id), e)) => Some(Reply::To(id, Err(e))),
+        Err((None, e)) => Some(Reply::Anonymous(e)),
         Ok(Incoming::Notification | Incoming::Response) => None,
-        Ok(Incoming::Request { id, method, .. }) if method == "initialize" => {
-            Some(jsonrpc::error_response(
-                Some(&id),
-                &RpcError::new(
-                    INVALID_REQUEST,
-                    "initialize must be sent alone, without a session",
-                ),
-            ))
-        }
+        Ok(Incoming::Request { id, method, .. }) if method == "initialize" => Some(Reply::To(
+            id,
+            Err(RpcError::new(
+                INVALID_REQUEST,
+                "initialize must be sent alone, without a session",
+            )),
+        )),
         Ok(Incoming::Request { id, method, params }) => {
-            Some(match methods::dispatch(mcp, ctx, &method, &params).await {
-                Ok(result) => jsonrpc::response(&id, result),
-                Err(e) => jsonrpc::error_response(Some(&id), &e),
-            })
+            let answer = methods::dispatch(mcp, ctx, &method, Params::Value(&params)).await;
+            Some(Reply::To(id, answer))
         }
     }
 }
@@ -433,10 +393,8 @@ fn initialize(mcp: &Service, caller: &Caller, body: &Value) -> Response {
         .filter(|r| !r.is_modern())
         .unwrap_or(Revision::V2025_11_25);
     let session = mcp.sessions.create(&caller.sub, revision);
-    let mut response = json_response(
-        StatusCode::OK,
-        &jsonrpc::response(&id, methods::initialize_result(mcp, revision)),
-    );
+    let result = methods::initialize_result(mcp, revision);
+    let mut response = respond(&id, Ok(Answer::Value(result)), false, HeaderMap::new());
     if let Ok(v) = HeaderValue::from_str(&session) {
         response.headers_mut().insert("mcp-session-id", v);
     }

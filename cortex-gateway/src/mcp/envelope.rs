@@ -1,6 +1,7 @@
-//! JSON-RPC answers as HTTP responses: one envelope writer for results
-//! serialized once (spliced between the envelope's opening and closing
-//! bytes without a copy), and the JSON and error answers.
+//! JSON-RPC answers as HTTP responses. One envelope writer
+//! ([`envelope`]) serves every era, single messages and batches: a result
+//! serialized once is spliced between the envelope's opening and closing
+//! bytes without a copy, and a batch joins its messages' envelopes.
 
 use axum::{
     body::{Body, Bytes},
@@ -12,7 +13,68 @@ use serde_json::{Value, json};
 use super::{
     gzip,
     jsonrpc::{self, RpcError},
+    methods::Answer,
 };
+
+/// One answer in its JSON-RPC envelope, as the buffers to send in order:
+/// the opening with the id, the result as it was serialized, the closing
+/// brace; or, for an error, the whole error response.
+pub(crate) fn envelope(id: &Value, answer: Result<Answer, RpcError>) -> [Bytes; 3] {
+    let result = match answer {
+        Ok(Answer::Bytes(bytes)) => Bytes::from(bytes),
+        Ok(Answer::Page(page)) => page.json.clone(),
+        Ok(Answer::Value(value)) => Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+        Err(e) => return error_envelope(Some(id), &e),
+    };
+    [
+        envelope_open(id),
+        result,
+        Bytes::from_static(ENVELOPE_CLOSE),
+    ]
+}
+
+/// An error response (`id` absent when the request had no usable one), in
+/// the shape of [`envelope`].
+pub(crate) fn error_envelope(id: Option<&Value>, error: &RpcError) -> [Bytes; 3] {
+    let whole = serde_json::to_vec(&jsonrpc::error_response(id, error)).unwrap_or_default();
+    [Bytes::from(whole), Bytes::new(), Bytes::new()]
+}
+
+/// The answer to one request: its [`envelope`], with `headers` (emptied)
+/// as the response's header map when small enough to keep (see
+/// [`with_header_map`]). A `tools/list` page is gzip-compressed when
+/// `gzip` (the client accepts it) and the page is large enough to gain.
+pub(crate) fn respond(
+    id: &Value,
+    answer: Result<Answer, RpcError>,
+    gzip: bool,
+    headers: HeaderMap,
+) -> Response {
+    match answer {
+        Ok(Answer::Page(page)) => list_response(id, &page, gzip, headers),
+        answer => json_parts(envelope(id, answer), headers),
+    }
+}
+
+/// The answer to a batch: its messages' envelopes joined in a JSON array.
+pub(crate) fn batch_response(messages: Vec<[Bytes; 3]>) -> Response {
+    let len = messages.iter().flatten().map(Bytes::len).sum::<usize>() + messages.len() + 1;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, parts) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+    }
+    out.push(b']');
+    json_parts(
+        [Bytes::from(out), Bytes::new(), Bytes::new()],
+        HeaderMap::new(),
+    )
+}
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     // to_vec writes through serde's serializer directly; `to_string` goes
@@ -26,33 +88,12 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-/// A JSON-RPC success response around an already serialized result. The
-/// result is not copied: the body is the envelope's opening, the result's
-/// own buffer (a cached `tools/list` page is shared by every request for
-/// it) and the closing brace, which hyper writes in one vectored write.
-pub(crate) fn raw_result_response(id: &Value, result: Bytes) -> Response {
-    raw_result_in(id, result, HeaderMap::new())
-}
-
-/// [`raw_result_response`] with `headers` (emptied) as the response's
-/// header map when it is small enough to keep: see [`with_header_map`].
-pub(crate) fn raw_result_in(id: &Value, result: Bytes, headers: HeaderMap) -> Response {
-    json_parts(
-        [
-            envelope_open(id),
-            result,
-            Bytes::from_static(ENVELOPE_CLOSE),
-        ],
-        headers,
-    )
-}
-
 /// What closes the envelope [`envelope_open`] opens.
 const ENVELOPE_CLOSE: &[u8] = b"}";
 
 /// A JSON answer whose body is `parts`, with `headers` (emptied) as its
 /// header map when it is small enough to keep: see [`with_header_map`].
-pub(crate) fn json_parts(parts: [Bytes; 3], headers: HeaderMap) -> Response {
+fn json_parts(parts: [Bytes; 3], headers: HeaderMap) -> Response {
     let mut r = Response::new(Body::new(SplicedBody::new(parts)));
     let mut headers = crate::headers::reusable_header_map(headers).unwrap_or_default();
     headers.insert(
@@ -67,21 +108,26 @@ pub(crate) fn json_parts(parts: [Bytes; 3], headers: HeaderMap) -> Response {
 /// accepts it and the page is large enough to gain (the page compressed
 /// once, see `gzip.rs`), as it is otherwise. Either way the answer says
 /// that it varies with `Accept-Encoding`.
-pub(crate) fn list_response(id: &Value, page: &crate::catalog::Page, gzip: bool) -> Response {
+fn list_response(
+    id: &Value,
+    page: &crate::catalog::Page,
+    gzip: bool,
+    headers: HeaderMap,
+) -> Response {
     let open = envelope_open(id);
     let mut r = match gzip
         .then(|| gzip::wrap(&open, page, ENVELOPE_CLOSE))
         .flatten()
     {
         Some(parts) => {
-            let mut r = json_parts(parts, HeaderMap::new());
+            let mut r = json_parts(parts, headers);
             r.headers_mut()
                 .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             r
         }
         None => json_parts(
             [open, page.json.clone(), Bytes::from_static(ENVELOPE_CLOSE)],
-            HeaderMap::new(),
+            headers,
         ),
     };
     r.headers_mut()
@@ -92,7 +138,7 @@ pub(crate) fn list_response(id: &Value, page: &crate::catalog::Page, gzip: bool)
 /// `{"jsonrpc":"2.0","id":ID,"result":` in one allocation of its exact
 /// size (a `Bytes` made from a `Vec` with spare capacity allocates a
 /// second block to share it), written on the stack when the id is short.
-pub(crate) fn envelope_open(id: &Value) -> Bytes {
+fn envelope_open(id: &Value) -> Bytes {
     use std::io::Write as _;
     const OPEN: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
     const RESULT: &[u8] = br#","result":"#;
@@ -162,7 +208,9 @@ impl<const N: usize> hyper::body::Body for SplicedBody<N> {
 }
 
 pub(crate) fn rpc_error(status: StatusCode, id: Option<&Value>, error: RpcError) -> Response {
-    json_response(status, &jsonrpc::error_response(id, &error))
+    let mut r = json_parts(error_envelope(id, &error), HeaderMap::new());
+    *r.status_mut() = status;
+    r
 }
 
 pub(crate) fn accepted() -> Response {
@@ -192,11 +240,4 @@ pub(crate) fn with_header_map(mut response: Response, map: HeaderMap) -> Respons
     map.extend(std::mem::take(response.headers_mut()));
     *response.headers_mut() = map;
     response
-}
-
-pub(crate) fn raw_result(id: &Value, result: Result<impl Into<Bytes>, RpcError>) -> Response {
-    match result {
-        Ok(result) => raw_result_response(id, result.into()),
-        Err(e) => rpc_error(StatusCode::OK, Some(id), e),
-    }
 }

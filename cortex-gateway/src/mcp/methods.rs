@@ -151,13 +151,12 @@ fn paginate(items: &[Value], params: &Value) -> Result<(Vec<Value>, Option<Strin
 
 /// The whole `tools/list` result (decorated for the request's revision),
 /// serialized once per catalog, caller view, revision and page, then served
-/// as bytes. Same content as the `tools/list` arm of [`dispatch`], which
-/// batches still use.
-pub(crate) fn tools_list_bytes(
+/// as bytes.
+fn tools_list_bytes(
     mcp: &Service,
     ctx: &CallCtx,
     params: &Value,
-) -> Result<std::sync::Arc<crate::catalog::Page>, RpcError> {
+) -> Result<Arc<crate::catalog::Page>, RpcError> {
     let catalog = mcp.catalog.catalog();
     crate::audit::note(|r| r.method = Some("tools/list".into()));
     let all = catalog.visible_tools(
@@ -190,9 +189,8 @@ pub(crate) fn tools_list_bytes(
 
 /// The whole `tools/call` result (decorated for the request's revision),
 /// serialized. A backend's JSON object is spliced in as bytes; other
-/// results go through [`decorate`] as values. Same content as the
-/// `tools/call` arm of [`dispatch`], which batches still use.
-pub(crate) async fn tools_call_bytes(
+/// results go through [`decorate`] as values.
+async fn tools_call_bytes(
     mcp: &Service,
     ctx: &CallCtx,
     params: tools::CallParams<'_>,
@@ -253,9 +251,55 @@ pub(crate) fn shape_tool(mut def: Value, revision: Revision) -> Value {
     def
 }
 
-/// Runs one request method (other than `initialize`, handled by the
-/// transport because it creates a session).
+/// A method's result, ready for the envelope writer
+/// ([`super::envelope`]).
+pub(crate) enum Answer {
+    /// A result serialized once (`tools/call`).
+    Bytes(Vec<u8>),
+    /// A cached `tools/list` page (compressed once when it is large).
+    Page(Arc<crate::catalog::Page>),
+    /// Any other result, decorated for the request's revision.
+    Value(Value),
+}
+
+/// A request's params: the `Value` tree, or the borrowed `tools/call`
+/// parse of the stateless era's fast path ([`super::fast_call`]).
+pub(crate) enum Params<'a> {
+    /// Any method.
+    Value(&'a Value),
+    /// `tools/call`, read without a `Value` tree.
+    Call(tools::CallParams<'a>),
+}
+
+/// Runs one request method (other than `initialize`, which creates a
+/// session, and `subscriptions/listen`, which opens a stream): the one
+/// dispatch of every era, single messages and batches alike.
 pub(crate) async fn dispatch(
+    mcp: &Service,
+    ctx: &CallCtx,
+    method: &str,
+    params: Params<'_>,
+) -> Result<Answer, RpcError> {
+    let params = match params {
+        Params::Call(call) => {
+            return tools_call_bytes(mcp, ctx, call).await.map(Answer::Bytes);
+        }
+        Params::Value(params) => params,
+    };
+    match method {
+        "tools/call" => tools_call_bytes(mcp, ctx, tools::CallParams::of(params))
+            .await
+            .map(Answer::Bytes),
+        "tools/list" => tools_list_bytes(mcp, ctx, params).map(Answer::Page),
+        _ => dispatch_value(mcp, ctx, method, params)
+            .await
+            .map(|result| Answer::Value(decorate(mcp, ctx.revision, method, result))),
+    }
+}
+
+/// The methods answered as values (every one but `tools/list` and
+/// `tools/call`).
+async fn dispatch_value(
     mcp: &Service,
     ctx: &CallCtx,
     method: &str,
@@ -271,28 +315,6 @@ pub(crate) async fn dispatch(
             "capabilities": capabilities(),
             "instructions": instructions(mcp, &catalog),
         })),
-        "tools/list" => {
-            let all = catalog.visible_tools(
-                &ctx.caller.scopes,
-                ctx.backends_filter.as_deref(),
-                ctx.compact,
-            );
-            let offset = cursor_offset(all.len(), params)?;
-            let end = (offset + PAGE_SIZE).min(all.len());
-            let next = (end < all.len()).then(|| encode_cursor(end));
-            crate::audit::note(|r| {
-                r.tools_listed = Some(end - offset);
-                r.backend_filter = all.backend_filter();
-            });
-            let page = all
-                .range(offset, end)
-                .map(|d| shape_tool(d.clone(), ctx.revision))
-                .collect();
-            Ok(page_result("tools", (page, next)))
-        }
-        "tools/call" => tools::call(mcp, &catalog, ctx, tools::CallParams::of(params))
-            .await
-            .map(|r| r.into_value(ctx.revision)),
         "prompts/list" => {
             let visible: Vec<Value> = catalog
                 .prompts
@@ -341,7 +363,7 @@ pub(crate) fn is_modern_method(method: &str) -> bool {
 }
 
 /// Adds the stateless era's fields to a result.
-pub(crate) fn decorate(mcp: &Service, revision: Revision, method: &str, result: Value) -> Value {
+fn decorate(mcp: &Service, revision: Revision, method: &str, result: Value) -> Value {
     decorate_with(mcp.settings.list_ttl_ms, revision, method, result)
 }
 
