@@ -404,6 +404,36 @@ impl Gateway {
         self.inner.integrity.mode()
     }
 
+    /// Serves `/metrics` alone on `listener` (`CORTEX_METRICS_LISTEN`), with
+    /// the same connection cap and timeouts as the main listener, until
+    /// [`Gateway::serve`] shuts down.
+    pub async fn serve_metrics(
+        &self,
+        listener: tokio::net::TcpListener,
+    ) -> Result<(), GatewayError> {
+        let app =
+            http::ConnectionServices::routes_only(self.inner.app.clone(), self.metrics_router());
+        http::serve(
+            listener,
+            app,
+            http::Workers::Caller,
+            self.connection_limits(),
+            self.inner.shutdown.subscribe(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn connection_limits(&self) -> http::ConnectionLimits {
+        let controls = &self.inner.config.controls;
+        http::ConnectionLimits {
+            max_connections: controls.max_connections,
+            header_read_timeout: Duration::from_millis(controls.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(controls.idle_timeout_ms),
+            buffer_bytes: http::ConnectionLimits::buffer_for(controls.max_header_bytes),
+        }
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then ends the open
     /// notification streams and drains in-flight requests.
     ///
@@ -420,18 +450,11 @@ impl Gateway {
         // handler); every other request is routed.
         let app = http::ConnectionServices::new(self.inner.app.clone(), self.router());
         let workers = http::Workers::from_setting(self.inner.config.workers);
-        let controls = &self.inner.config.controls;
-        let limits = http::ConnectionLimits {
-            max_connections: controls.max_connections,
-            header_read_timeout: std::time::Duration::from_millis(controls.header_read_timeout_ms),
-            idle_timeout: std::time::Duration::from_millis(controls.idle_timeout_ms),
-            buffer_bytes: http::ConnectionLimits::buffer_for(controls.max_header_bytes),
-        };
         let serving = http::serve(
             listener,
             app,
             workers,
-            limits,
+            self.connection_limits(),
             self.inner.shutdown.subscribe(),
         );
         let inner = self.inner.clone();

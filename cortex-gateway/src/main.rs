@@ -183,9 +183,11 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
                         ),
                     )
                 })?;
-            let router = gateway.metrics_router();
+            let gateway = gateway.clone();
             Some(tokio::spawn(async move {
-                let _ = axum::serve(metrics_listener, router).await;
+                if let Err(e) = gateway.serve_metrics(metrics_listener).await {
+                    tracing::error!("the metrics listener stopped: {e}");
+                }
             }))
         }
         None => None,

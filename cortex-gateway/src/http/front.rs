@@ -41,8 +41,8 @@ struct Shared {
     checks: Arc<RequestChecks>,
     /// Already wrapped in the perimeter middleware; for every other request.
     router: Router,
-    /// The MCP path.
-    path: String,
+    /// The MCP path; `None` on a listener that serves only `router`.
+    path: Option<String>,
 }
 
 impl ConnectionServices {
@@ -51,7 +51,20 @@ impl ConnectionServices {
         Self {
             shared: Arc::new(Shared {
                 checks: app.checks.clone(),
-                path: app.mcp_path.clone(),
+                path: Some(app.mcp_path.clone()),
+                app,
+                router,
+            }),
+        }
+    }
+
+    /// The services of a listener that serves `router` alone (the
+    /// separate metrics listener): no MCP path.
+    pub(crate) fn routes_only(app: Arc<App>, router: Router) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                checks: app.checks.clone(),
+                path: None,
                 app,
                 router,
             }),
@@ -111,7 +124,9 @@ impl Service<Request> for ConnectionService {
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let in_flight = self.activity.begin();
-        if request.method() == Method::POST && request.uri().path() == self.shared.path {
+        if request.method() == Method::POST
+            && self.shared.path.as_deref() == Some(request.uri().path())
+        {
             // No `ConnectInfo` extension here: the MCP handler reads the
             // client address only through the audit scope, which gets it
             // directly.

@@ -328,6 +328,39 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
     assert!(served.is_ok(), "no connection served after one closed");
 }
 
+#[tokio::test]
+async fn the_metrics_listener_drops_a_head_that_never_ends() {
+    use tokio::io::AsyncWriteExt as _;
+    let (_setup, gw) = start(ControlsConfig {
+        header_read_timeout_ms: 300,
+        ..ControlsConfig::default()
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gateway = gw.gateway.clone();
+    tokio::spawn(async move { gateway.serve_metrics(listener).await });
+    let mut slow = raw_connection(&base).await;
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let before = until_closed(&mut slow).await;
+    assert!(
+        !before.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&before)
+    );
+    let scraped = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("cortex_requests_total")
+    );
+}
+
 /// Waits until `backend` has received `n` user calls.
 async fn backend_calls(backend: &crate::support::BackendServer, n: usize) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
