@@ -1,5 +1,6 @@
-//! Prometheus metrics, rendered by hand in the text exposition format
-//! (atomics and a few small maps; no exporter crate).
+//! Prometheus metrics, kept in a [`prometheus_client`] registry and served
+//! in the Prometheus text format, version 0.0.4
+//! (`text/plain; version=0.0.4; charset=utf-8`).
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -15,13 +16,13 @@
 //!
 //! Label values are bounded: methods outside the MCP set count as
 //! `other`, backends come from the configuration.
-
-mod histogram;
+//!
+//! This module is a leaf: it takes plain values and imports nothing from
+//! the rest of the gateway but the thread-slot and lock helpers.
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashMap},
-    fmt::Write as _,
+    collections::HashMap,
     sync::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -36,8 +37,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-
-pub(crate) use histogram::Histogram;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text},
+    metrics::{MetricType, counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
 
 /// JSON-RPC methods counted under their own name.
 pub(crate) const METHODS: [&str; 16] = [
@@ -64,48 +68,152 @@ const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The labels of `cortex_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// One of [`METHODS`], `other` or `none`.
+    method: &'static str,
+    /// The audit line's outcome (a few fixed words).
+    outcome: Cow<'static, str>,
+}
+
+/// The label of the per-backend metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    /// A backend id from the configuration.
+    backend: String,
+}
+
+/// A histogram with [`BUCKETS`].
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// A gauge of a count.
+type CountGauge = Gauge<u64, AtomicU64>;
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    /// The per-request counters, one shard per thread slot: a request is
-    /// counted in its thread's shard, so two cores do not write to the same
-    /// cache lines on every request; [`Metrics::render`] adds them up.
+    registry: Registry,
+    /// Handles on the per-request series, one map per thread slot: a
+    /// request finds its counter in its thread's map, so two cores do not
+    /// take the same lock on every request, and the series are created in
+    /// the registry's families only on a thread's first sight of them.
     shards: Box<[Shard]>,
-    backend_up: RwLock<BTreeMap<String, bool>>,
-    catalog_tools: AtomicU64,
-    quarantined: AtomicU64,
-    name_clashes: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    tool_latency: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    rate_limited: Counter,
+    backend_up: Family<BackendLabels, CountGauge>,
+    catalog_tools: CountGauge,
+    quarantined: CountGauge,
+    name_clashes: CountGauge,
     refresh: Histogram,
-    audit_dropped: RwLock<Option<Arc<AtomicU64>>>,
+    audit_dropped: AuditDropped,
 }
 
-/// Counter shards, one per thread slot.
+/// Handle maps, one per thread slot.
 const SHARDS: usize = crate::sync::THREAD_SLOTS;
 
-/// One thread slot's counters, on cache lines of their own.
+/// One thread slot's handles on the registry's series, on cache lines of
+/// their own. Each map holds at most the series of its family, whose label
+/// values are bounded.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Shard {
-    requests: RwLock<HashMap<(&'static str, Cow<'static, str>), AtomicU64>>,
+    requests: RwLock<HashMap<RequestLabels, Counter>>,
     tool_latency: RwLock<HashMap<String, Histogram>>,
-    rate_limited: AtomicU64,
 }
 
-/// The shard of the calling thread.
-fn shard_index() -> usize {
-    crate::sync::thread_slot()
+/// `cortex_audit_lines_dropped_total`: the audit sink's own counter, read
+/// at scrape time.
+#[derive(Debug, Clone, Default)]
+struct AuditDropped(Arc<RwLock<Option<Arc<AtomicU64>>>>);
+
+impl EncodeMetric for AuditDropped {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let dropped = crate::sync::read_lock(&self.0)
+            .as_ref()
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        encoder.encode_counter::<NoLabelSet, _, u64>(&dropped, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let requests = Family::default();
+        let tool_latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let rate_limited = Counter::default();
+        let backend_up = Family::default();
+        let catalog_tools = CountGauge::default();
+        let quarantined = CountGauge::default();
+        let name_clashes = CountGauge::default();
+        let refresh = latency_histogram();
+        let audit_dropped = AuditDropped::default();
+        // The registry adds `_total` to counters and a full stop to help
+        // texts.
+        let mut registry = Registry::default();
+        registry.register(
+            "cortex_requests",
+            "MCP requests by JSON-RPC method and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "cortex_tool_call_duration_seconds",
+            "Tool call latency by backend",
+            tool_latency.clone(),
+        );
+        registry.register(
+            "cortex_rate_limited",
+            "Requests refused by the per-caller rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "cortex_backend_up",
+            "Whether the backend answered the last refresh",
+            backend_up.clone(),
+        );
+        registry.register(
+            "cortex_catalog_tools",
+            "Federated tools in the current catalog",
+            catalog_tools.clone(),
+        );
+        registry.register(
+            "cortex_tools_quarantined",
+            "Tools withheld by the tool-integrity check",
+            quarantined.clone(),
+        );
+        registry.register(
+            "cortex_catalog_name_clashes",
+            "Tools not served because another backend owns their name",
+            name_clashes.clone(),
+        );
+        registry.register(
+            "cortex_refresh_duration_seconds",
+            "Catalog refresh duration",
+            refresh.clone(),
+        );
+        registry.register(
+            "cortex_audit_lines_dropped",
+            "Audit lines dropped because the audit output could not keep up",
+            audit_dropped.clone(),
+        );
         Self {
+            registry,
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            backend_up: RwLock::default(),
-            catalog_tools: AtomicU64::new(0),
-            quarantined: AtomicU64::new(0),
-            name_clashes: AtomicU64::new(0),
-            refresh: Histogram::new(&BUCKETS),
-            audit_dropped: RwLock::default(),
+            requests,
+            tool_latency,
+            rate_limited,
+            backend_up,
+            catalog_tools,
+            quarantined,
+            name_clashes,
+            refresh,
+            audit_dropped,
         }
     }
 }
@@ -119,13 +227,6 @@ fn method_label(method: Option<&str>) -> &'static str {
             .copied()
             .unwrap_or("other"),
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -150,19 +251,21 @@ impl Metrics {
         latency: Duration,
     ) {
         let shard = self.shard();
-        let key = (method_label(method), outcome.clone());
+        let key = RequestLabels {
+            method: method_label(method),
+            outcome: outcome.clone(),
+        };
         let counted = crate::sync::read_lock(&shard.requests)
             .get(&key)
-            .map(|c| c.fetch_add(1, Ordering::Relaxed))
+            .map(Counter::inc)
             .is_some();
         if !counted {
-            crate::sync::write_lock(&shard.requests)
-                .entry(key)
-                .or_insert_with(|| AtomicU64::new(0))
-                .fetch_add(1, Ordering::Relaxed);
+            let counter = self.requests.get_or_create_owned(&key);
+            counter.inc();
+            crate::sync::write_lock(&shard.requests).insert(key, counter);
         }
         if error_class == Some("rate_limited") {
-            shard.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.rate_limited.inc();
         }
         if method == Some("tools/call")
             && let Some(backend) = backend
@@ -174,18 +277,20 @@ impl Metrics {
     /// Records one tool call's latency.
     pub(crate) fn observe_tool_call(&self, backend: &str, latency: Duration) {
         let shard = self.shard();
+        let secs = latency.as_secs_f64();
         if let Some(h) = crate::sync::read_lock(&shard.tool_latency).get(backend) {
-            h.observe(latency);
+            h.observe(secs);
             return;
         }
-        crate::sync::write_lock(&shard.tool_latency)
-            .entry(backend.to_string())
-            .or_insert_with(|| Histogram::new(&BUCKETS))
-            .observe(latency);
+        let h = self.tool_latency.get_or_create_owned(&BackendLabels {
+            backend: backend.to_owned(),
+        });
+        h.observe(secs);
+        crate::sync::write_lock(&shard.tool_latency).insert(backend.to_owned(), h);
     }
 
     fn shard(&self) -> &Shard {
-        &self.shards[shard_index()]
+        &self.shards[crate::sync::thread_slot()]
     }
 
     /// Records a catalog refresh: its duration, the catalog size, each
@@ -197,125 +302,35 @@ impl Metrics {
         health: &[(String, bool)],
         quarantined: usize,
     ) {
-        self.refresh.observe(took);
-        self.catalog_tools.store(tools as u64, Ordering::Relaxed);
-        self.quarantined
-            .store(quarantined as u64, Ordering::Relaxed);
-        let mut up = crate::sync::write_lock(&self.backend_up);
+        self.refresh.observe(took.as_secs_f64());
+        self.catalog_tools.set(tools as u64);
+        self.quarantined.set(quarantined as u64);
         for (id, ok) in health {
-            up.insert(id.clone(), *ok);
+            self.backend_up
+                .get_or_create(&BackendLabels {
+                    backend: id.clone(),
+                })
+                .set(u64::from(*ok));
         }
     }
 
     /// Reports how many tools the last refresh refused because another
     /// backend owns their name.
     pub(crate) fn observe_name_clashes(&self, clashes: usize) {
-        self.name_clashes.store(clashes as u64, Ordering::Relaxed);
+        self.name_clashes.set(clashes as u64);
     }
 
     /// Reports the audit sink's dropped-line counter.
     pub(crate) fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
-        *crate::sync::write_lock(&self.audit_dropped) = Some(counter);
+        *crate::sync::write_lock(&self.audit_dropped.0) = Some(counter);
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format version 0.0.4).
     pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP cortex_requests_total MCP requests by JSON-RPC method and outcome.\n");
-        out.push_str("# TYPE cortex_requests_total counter\n");
-        let mut requests: BTreeMap<(&'static str, Cow<'static, str>), u64> = BTreeMap::new();
-        let mut latency: BTreeMap<String, Histogram> = BTreeMap::new();
-        for shard in &self.shards {
-            let counts = crate::sync::read_lock(&shard.requests);
-            for (key, n) in counts.iter() {
-                *requests.entry(key.clone()).or_default() += n.load(Ordering::Relaxed);
-            }
-            drop(counts);
-            let histograms = crate::sync::read_lock(&shard.tool_latency);
-            for (backend, h) in histograms.iter() {
-                latency
-                    .entry(backend.clone())
-                    .or_insert_with(|| Histogram::new(&BUCKETS))
-                    .add(h);
-            }
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics could not be encoded");
         }
-        for ((method, outcome), n) in requests {
-            let _ = writeln!(
-                out,
-                "cortex_requests_total{{method=\"{method}\",outcome=\"{}\"}} {n}",
-                escape(&outcome),
-            );
-        }
-        out.push_str("# HELP cortex_tool_call_duration_seconds Tool call latency by backend.\n");
-        out.push_str("# TYPE cortex_tool_call_duration_seconds histogram\n");
-        for (backend, h) in &latency {
-            h.render(
-                &mut out,
-                "cortex_tool_call_duration_seconds",
-                &format!("backend=\"{}\"", escape(backend)),
-            );
-        }
-        let simple = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        simple(
-            &mut out,
-            "cortex_rate_limited_total",
-            "counter",
-            "Requests refused by the per-caller rate limit.",
-            self.shards
-                .iter()
-                .map(|s| s.rate_limited.load(Ordering::Relaxed))
-                .sum(),
-        );
-        out.push_str("# HELP cortex_backend_up Whether the backend answered the last refresh.\n");
-        out.push_str("# TYPE cortex_backend_up gauge\n");
-        for (id, up) in crate::sync::read_lock(&self.backend_up).iter() {
-            let _ = writeln!(
-                out,
-                "cortex_backend_up{{backend=\"{}\"}} {}",
-                escape(id),
-                u8::from(*up)
-            );
-        }
-        simple(
-            &mut out,
-            "cortex_catalog_tools",
-            "gauge",
-            "Federated tools in the current catalog.",
-            self.catalog_tools.load(Ordering::Relaxed),
-        );
-        simple(
-            &mut out,
-            "cortex_tools_quarantined",
-            "gauge",
-            "Tools withheld by the tool-integrity check.",
-            self.quarantined.load(Ordering::Relaxed),
-        );
-        simple(
-            &mut out,
-            "cortex_catalog_name_clashes",
-            "gauge",
-            "Tools not served because another backend owns their name.",
-            self.name_clashes.load(Ordering::Relaxed),
-        );
-        out.push_str("# HELP cortex_refresh_duration_seconds Catalog refresh duration.\n");
-        out.push_str("# TYPE cortex_refresh_duration_seconds histogram\n");
-        self.refresh
-            .render(&mut out, "cortex_refresh_duration_seconds", "");
-        let dropped = crate::sync::read_lock(&self.audit_dropped)
-            .as_ref()
-            .map_or(0, |c| c.load(Ordering::Relaxed));
-        simple(
-            &mut out,
-            "cortex_audit_lines_dropped_total",
-            "counter",
-            "Audit lines dropped because the audit output could not keep up.",
-            dropped,
-        );
         out
     }
 }
@@ -324,7 +339,7 @@ async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
     let mut r = metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
     );
     r
 }
@@ -337,92 +352,4 @@ pub(crate) fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One request of 12 ms.
-    fn observe(
-        m: &Metrics,
-        method: &str,
-        outcome: &str,
-        class: Option<&str>,
-        backend: Option<&str>,
-    ) {
-        let outcome: Cow<'static, str> = outcome.to_string().into();
-        m.observe_request(
-            Some(method),
-            &outcome,
-            class,
-            backend,
-            Duration::from_millis(12),
-        );
-    }
-
-    #[test]
-    fn counts_from_every_thread_add_up() {
-        let m = Metrics::new();
-        // More threads than shards, so some share one.
-        std::thread::scope(|scope| {
-            for _ in 0..SHARDS + 3 {
-                scope.spawn(|| {
-                    for _ in 0..10 {
-                        observe(&m, "tools/call", "ok", None, Some("crm"));
-                    }
-                    observe(&m, "tools/list", "refused", Some("rate_limited"), None);
-                });
-            }
-        });
-        let calls = 10 * (SHARDS + 3);
-        let text = m.render();
-        assert!(
-            text.contains(&format!(
-                "cortex_requests_total{{method=\"tools/call\",outcome=\"ok\"}} {calls}\n"
-            )),
-            "{text}"
-        );
-        assert!(text.contains(&format!("cortex_rate_limited_total {}\n", SHARDS + 3)));
-        assert!(text.contains(&format!(
-            "cortex_tool_call_duration_seconds_count{{backend=\"crm\"}} {calls}\n"
-        )));
-        assert!(text.contains(&format!(
-            "cortex_tool_call_duration_seconds_sum{{backend=\"crm\"}} {}\n",
-            0.012 * calls as f64
-        )));
-    }
-
-    #[test]
-    fn renders_counters_histograms_and_gauges() {
-        let m = Metrics::new();
-        observe(&m, "tools/call", "ok", None, Some("crm"));
-        observe(&m, "tools/call", "ok", None, Some("crm"));
-        observe(&m, "evil/\"method", "rejected", None, None);
-        observe(&m, "tools/list", "refused", Some("rate_limited"), None);
-        m.observe_refresh(
-            Duration::from_millis(30),
-            7,
-            &[("crm".into(), true), ("docs".into(), false)],
-            1,
-        );
-        let text = m.render();
-        assert!(
-            text.contains("cortex_requests_total{method=\"tools/call\",outcome=\"ok\"} 2"),
-            "{text}"
-        );
-        assert!(text.contains("cortex_requests_total{method=\"other\",outcome=\"rejected\"} 1"));
-        assert!(text.contains("cortex_rate_limited_total 1"));
-        assert!(
-            text.contains(
-                "cortex_tool_call_duration_seconds_bucket{backend=\"crm\",le=\"0.025\"} 2"
-            )
-        );
-        assert!(text.contains("cortex_tool_call_duration_seconds_count{backend=\"crm\"} 2"));
-        assert!(text.contains("cortex_backend_up{backend=\"docs\"} 0"));
-        assert!(text.contains("cortex_catalog_tools 7"));
-        assert!(text.contains("cortex_tools_quarantined 1"));
-        assert!(text.contains("cortex_refresh_duration_seconds_bucket{le=\"+Inf\"} 1"));
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (_, value) = line.rsplit_once(' ').unwrap();
-            assert!(value.parse::<f64>().is_ok(), "{line}");
-        }
-    }
-}
+mod tests;
