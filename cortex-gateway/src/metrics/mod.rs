@@ -143,6 +143,22 @@ impl EncodeMetric for AuditDropped {
     }
 }
 
+/// A family whose `HELP` and `TYPE` lines are written even before its
+/// first series (the registry skips an empty family otherwise), so a
+/// scrape always declares every metric.
+#[derive(Debug)]
+struct Declared<F>(F);
+
+impl<F: EncodeMetric> EncodeMetric for Declared<F> {
+    fn encode(&self, encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let requests = Family::default();
@@ -160,12 +176,12 @@ impl Default for Metrics {
         registry.register(
             "cortex_requests",
             "MCP requests by JSON-RPC method and outcome",
-            requests.clone(),
+            Declared(requests.clone()),
         );
         registry.register(
             "cortex_tool_call_duration_seconds",
             "Tool call latency by backend",
-            tool_latency.clone(),
+            Declared(tool_latency.clone()),
         );
         registry.register(
             "cortex_rate_limited",
@@ -175,7 +191,7 @@ impl Default for Metrics {
         registry.register(
             "cortex_backend_up",
             "Whether the backend answered the last refresh",
-            backend_up.clone(),
+            Declared(backend_up.clone()),
         );
         registry.register(
             "cortex_catalog_tools",

@@ -303,3 +303,21 @@ fn parses_escaped_label_values() {
     assert_eq!(labels["b"], "+Inf");
     assert_eq!(value, 2.5);
 }
+
+#[test]
+fn every_metric_is_declared_before_its_first_series() {
+    let text = Metrics::new().render();
+    for name in [
+        "cortex_requests_total",
+        "cortex_tool_call_duration_seconds",
+        "cortex_backend_up",
+        "cortex_rate_limited_total",
+        "cortex_refresh_duration_seconds",
+        "cortex_audit_lines_dropped_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} missing from\n{text}"
+        );
+    }
+}
