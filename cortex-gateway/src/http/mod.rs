@@ -10,6 +10,7 @@ mod admit;
 mod front;
 pub(crate) mod origin;
 mod perimeter;
+mod rejection;
 mod serve;
 mod watch;
 
