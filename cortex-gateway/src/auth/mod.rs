@@ -8,10 +8,7 @@ pub(crate) mod introspection;
 
 use std::sync::Arc;
 
-use axum::{
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::http::{HeaderMap, header};
 use cortex_backend::{
     Caller,
     auth::{AuthConfigError, AuthError, JwtValidator, bearer_token},
@@ -49,6 +46,40 @@ pub(crate) enum AuthRejection {
         /// The scopes the request needs.
         needed: Vec<String>,
     },
+}
+
+/// The RFC 6750 `error` code of a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChallengeError {
+    /// No token was presented (401).
+    Unauthorized,
+    /// The token presented is not usable (401).
+    InvalidToken,
+    /// The token lacks a scope every caller needs (403).
+    InsufficientScope,
+}
+
+impl ChallengeError {
+    /// The code as written in the body.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+/// A refusal as the resource server words it: the `WWW-Authenticate`
+/// challenge and what the body says. The HTTP layer writes it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Challenge {
+    /// The `error` code (and with it the status).
+    pub error: ChallengeError,
+    /// What was wrong and how to get a usable token.
+    pub description: String,
+    /// The `WWW-Authenticate` value.
+    pub header: String,
 }
 
 /// Why [`ResourceServer::authenticate_guarded`] did not authenticate.
@@ -155,12 +186,12 @@ impl ResourceServer {
         })
     }
 
-    /// Turns a rejection into the HTTP answer with its challenge.
-    pub(crate) fn reject(
+    /// The challenge that answers a rejection.
+    pub(crate) fn challenge(
         &self,
         rejection: AuthRejection,
         catalog_scopes: impl FnOnce() -> Vec<String>,
-    ) -> Response {
+    ) -> Challenge {
         // Challenge parameters are quoted-strings: no quote, backslash,
         // control or non-ASCII character (a reason may hold a caller's
         // own `kid`).
@@ -182,12 +213,18 @@ impl ResourceServer {
                         quote(&reason)
                     ));
                 }
-                respond(
-                    StatusCode::UNAUTHORIZED,
-                    challenge,
-                    json!({"error": if presented { "invalid_token" } else { "unauthorized" },
-                           "error_description": format!("{reason}; get a token from {} for resource {}", self.issuer, self.canonical_uri)}),
-                )
+                Challenge {
+                    error: if presented {
+                        ChallengeError::InvalidToken
+                    } else {
+                        ChallengeError::Unauthorized
+                    },
+                    description: format!(
+                        "{reason}; get a token from {} for resource {}",
+                        self.issuer, self.canonical_uri
+                    ),
+                    header: challenge,
+                }
             }
             AuthRejection::InsufficientScope { needed } => {
                 let scope = needed.join(" ");
@@ -198,23 +235,17 @@ impl ResourceServer {
                     self.metadata_url,
                     quote(&self.required_scopes.join(" "))
                 );
-                respond(
-                    StatusCode::FORBIDDEN,
-                    challenge,
-                    json!({"error": "insufficient_scope",
-                           "error_description": format!("every caller of this gateway needs the scopes {}; ask for them when you get your token", self.required_scopes.join(" "))}),
-                )
+                Challenge {
+                    error: ChallengeError::InsufficientScope,
+                    description: format!(
+                        "every caller of this gateway needs the scopes {}; ask for them when you get your token",
+                        self.required_scopes.join(" ")
+                    ),
+                    header: challenge,
+                }
             }
         }
     }
-}
-
-fn respond(status: StatusCode, challenge: String, body: Value) -> Response {
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    response
 }
 
 /// `used` (the scopes the catalog uses) plus `extra`, sorted, without

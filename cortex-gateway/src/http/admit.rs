@@ -4,19 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::{
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::http::HeaderMap;
 use cortex_backend::Caller;
 
-use super::perimeter::json_error;
+use super::rejection::Rejection;
 use crate::{
     audit,
-    auth::{
-        AuthRejection, NotAuthenticated, ResourceServer,
-        introspection::{IntrospectionError, Introspector},
-    },
+    auth::{AuthRejection, NotAuthenticated, ResourceServer, introspection::Introspector},
     catalog::Federation,
     store::ratelimit::{Budgets, RateLimited},
 };
@@ -33,38 +27,10 @@ pub(crate) struct Admission {
     pub(crate) catalog: Arc<Federation>,
 }
 
-/// Why [`Admission::after_auth`] refused an authenticated caller.
-#[derive(Debug)]
-pub(crate) enum Refused {
-    /// Over the per-caller budget (429).
-    RateLimited(RateLimited),
-    /// Introspection says the token is no longer active (401).
-    Revoked,
-    /// Introspection could not answer (503, fail closed).
-    Unavailable(IntrospectionError),
-}
-
-impl Refused {
-    /// The answer; `revoked` builds the 401 challenge for a revoked token.
-    pub(crate) fn into_response(self, revoked: impl FnOnce() -> Response) -> Response {
-        match self {
-            Self::RateLimited(e) => e.into_response(),
-            Self::Revoked => revoked(),
-            Self::Unavailable(e) => {
-                let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                r
-            }
-        }
-    }
-}
-
 impl Admission {
-    /// Authentication, rate limit and revocation; `Err` is the finished
-    /// refusal. The `Origin`/`Host` checks ran before, in the request
-    /// checks that wrap every route.
-    pub(crate) async fn admit(&self, headers: &HeaderMap) -> Result<Arc<Caller>, Response> {
+    /// Authentication, rate limit and revocation. The `Origin`/`Host`
+    /// checks ran before, in the request checks that wrap every route.
+    pub(crate) async fn admit(&self, headers: &HeaderMap) -> Result<Arc<Caller>, Rejection> {
         // A token not verified before is charged to the client address
         // before its signature is checked (docs/security.md, "Rate limiting").
         let caller = match self
@@ -73,25 +39,18 @@ impl Admission {
             .await
         {
             Ok(c) => c,
-            Err(NotAuthenticated::Throttled(limited)) => return Err(limited.into_response()),
-            Err(NotAuthenticated::Rejected(rejection)) => {
-                return Err(self.auth.reject(rejection, || self.catalog_scopes()));
-            }
+            Err(NotAuthenticated::Throttled(limited)) => return Err(limited.into()),
+            Err(NotAuthenticated::Rejected(rejection)) => return Err(self.reject(rejection)),
         };
-        match self.after_auth(&caller).await {
-            Ok(()) => Ok(caller),
-            Err(refused) => Err(refused.into_response(|| {
-                self.auth.reject(
-                    AuthRejection::Unauthenticated {
-                        presented: true,
-                        reason:
-                            "the token was revoked (the authorization server reports it inactive)"
-                                .into(),
-                    },
-                    || self.catalog_scopes(),
-                )
-            })),
-        }
+        self.after_auth(&caller).await?;
+        Ok(caller)
+    }
+
+    /// The challenge answering an authentication failure.
+    fn reject(&self, rejection: AuthRejection) -> Rejection {
+        self.auth
+            .challenge(rejection, || self.catalog_scopes())
+            .into()
     }
 
     /// Charges a request that failed authentication to the client address;
@@ -105,11 +64,9 @@ impl Admission {
 
     /// After authentication: records the caller, charges its budget, and
     /// checks revocation.
-    async fn after_auth(&self, caller: &Arc<Caller>) -> Result<(), Refused> {
+    async fn after_auth(&self, caller: &Arc<Caller>) -> Result<(), Rejection> {
         audit::note_caller(caller);
-        self.budgets
-            .charge_subject(&caller.sub)
-            .map_err(Refused::RateLimited)?;
+        self.budgets.charge_subject(&caller.sub)?;
         if let Some(introspector) = &self.introspector {
             // Boxed: its HTTP client future would otherwise be part of
             // every request's future, introspection or not.
@@ -117,11 +74,16 @@ impl Admission {
                 Ok(true) => {}
                 Ok(false) => {
                     audit::note_outcome("refused", Some("revoked"));
-                    return Err(Refused::Revoked);
+                    return Err(self.reject(AuthRejection::Unauthenticated {
+                        presented: true,
+                        reason:
+                            "the token was revoked (the authorization server reports it inactive)"
+                                .into(),
+                    }));
                 }
                 Err(e) => {
                     audit::note_outcome("error", Some("introspection"));
-                    return Err(Refused::Unavailable(e));
+                    return Err(e.into());
                 }
             }
         }

@@ -33,11 +33,8 @@ use axum::{
 };
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
-use crate::mcp::{
-    self,
-    envelope::{json_response, rpc_error},
-    jsonrpc::{INVALID_REQUEST, RpcError},
-};
+use crate::mcp::{self, envelope::json_response};
+use rejection::Rejection;
 
 /// What the routes of a gateway work with.
 pub(crate) struct App {
@@ -122,11 +119,11 @@ pub(crate) async fn post_mcp_on(app: &App, request: Request) -> Response {
     let headers = parts.headers;
     let caller = match app.admission.admit(&headers).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = match read_body(body, app.max_request_bytes).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     mcp::endpoint::post(&app.mcp, headers, caller, body).await
 }
@@ -134,39 +131,22 @@ pub(crate) async fn post_mcp_on(app: &App, request: Request) -> Response {
 async fn get_mcp(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match app.admission.admit(&headers).await {
         Ok(caller) => mcp::endpoint::get(&app.mcp, &headers, &caller),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 async fn delete_mcp(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match app.admission.admit(&headers).await {
         Ok(caller) => mcp::endpoint::delete(&app.mcp, &headers, &caller),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 /// The whole request body, at most `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Rejection> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            RpcError::new(
-                INVALID_REQUEST,
-                format!(
-                    "the request body is larger than the gateway's limit of {limit} bytes; \
-                     send smaller arguments (the operator sets max_request_bytes)"
-                ),
-            ),
-        )),
-        Err(e) => Err(rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            RpcError::new(
-                INVALID_REQUEST,
-                format!("the request body could not be read: {e}"),
-            ),
-        )),
+        Err(e) if e.is::<LengthLimitError>() => Err(Rejection::BodyTooLarge { limit }),
+        Err(e) => Err(Rejection::BodyUnreadable(e.to_string())),
     }
 }

@@ -7,12 +7,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
-use super::origin::OriginGuard;
+use super::{origin::OriginGuard, rejection::Rejection};
 use crate::audit::Auditor;
 
 /// The header-size limit and the deadline to response headers.
@@ -22,16 +21,6 @@ pub(crate) struct Limits {
     pub(crate) deadline: Duration,
     /// Limit on the total size of request headers.
     pub(crate) max_header_bytes: usize,
-}
-
-pub(crate) fn json_error(status: StatusCode, message: String) -> Response {
-    let body = serde_json::json!({"jsonrpc": "2.0", "error": {"code": -32000, "message": message}});
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 /// The checks every request passes (one boxed future and one service
@@ -107,26 +96,20 @@ where
         .sum();
     if size > limits.max_header_bytes {
         crate::audit::note_outcome("rejected", Some("headers_too_large"));
-        return json_error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!(
-                "request headers total {size} bytes, more than the {} allowed; send fewer or smaller headers",
-                limits.max_header_bytes
-            ),
-        );
+        return Rejection::HeadersTooLarge {
+            size,
+            limit: limits.max_header_bytes,
+        }
+        .into_response();
     }
     match tokio::time::timeout(limits.deadline, handler(request)).await {
         Ok(response) => response,
         Err(_) => {
             crate::audit::note_outcome("error", Some("deadline"));
-            json_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "the request did not finish within the gateway's deadline of {} ms; retry, or ask \
-                     for less (the operator sets CORTEX_REQUEST_TIMEOUT_MS)",
-                    limits.deadline.as_millis()
-                ),
-            )
+            Rejection::Deadline {
+                ms: limits.deadline.as_millis(),
+            }
+            .into_response()
         }
     }
 }

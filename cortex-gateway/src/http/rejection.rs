@@ -1,20 +1,223 @@
-//! Pinned answers of every HTTP refusal.
+//! Every refusal the HTTP layer answers itself, before (or instead of) the
+//! MCP layer: one type with a variant per refusal, and one
+//! [`IntoResponse`] that writes its status, body and headers.
+//!
+//! The refusals of the perimeter, the body limit and the budgets are
+//! JSON-RPC error objects without an `id` (the request was never read as
+//! JSON-RPC); the authentication refusals are RFC 6750 answers, an
+//! `error`/`error_description` object with a `WWW-Authenticate` challenge.
+//! The store and auth modules describe what went wrong as plain data
+//! ([`RateLimited`], [`TooManyStreams`], [`Challenge`]); only this file
+//! knows how it looks on the wire.
+
+use axum::{
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    auth::{Challenge, ChallengeError, introspection::IntrospectionError},
+    mcp::jsonrpc::{self, INVALID_REQUEST, RpcError, SERVER_ERROR},
+    store::ratelimit::{RateLimited, TooManyStreams},
+};
+
+/// `Retry-After` of the refusals that do not compute one: long enough for
+/// a stream to close or an authorization server to come back.
+const RETRY_SOON_SECS: u64 = 5;
+
+/// Why the HTTP layer refused a request. The message (`Display`) says what
+/// to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum Rejection {
+    /// 431: the request headers exceed the limit.
+    #[error(
+        "request headers total {size} bytes, more than the {limit} allowed; send fewer or smaller headers"
+    )]
+    HeadersTooLarge {
+        /// Their total size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// 504: no response headers within the per-request deadline.
+    #[error(
+        "the request did not finish within the gateway's deadline of {ms} ms; retry, or ask \
+         for less (the operator sets CORTEX_REQUEST_TIMEOUT_MS)"
+    )]
+    Deadline {
+        /// The deadline in milliseconds.
+        ms: u128,
+    },
+    /// 403: a `Host` a loopback listener does not answer (DNS rebinding).
+    #[error(
+        "host `{0}` is not allowed on this loopback listener (DNS rebinding defence); \
+         use localhost or 127.0.0.1, or add the name to CORTEX_ALLOWED_HOSTS"
+    )]
+    HostNotAllowed(String),
+    /// 403: a browser `Origin` not on the allow-list.
+    #[error(
+        "origin {0} is not allowed; if it is yours, add it to CORTEX_ALLOWED_ORIGINS \
+         (exact origin or *.suffix)"
+    )]
+    OriginNotAllowed(String),
+    /// 413: the body exceeds the request limit.
+    #[error(
+        "the request body is larger than the gateway's limit of {limit} bytes; \
+         send smaller arguments (the operator sets max_request_bytes)"
+    )]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 400: the body could not be read.
+    #[error("the request body could not be read: {0}")]
+    BodyUnreadable(String),
+    /// 401 or 403 with a `WWW-Authenticate` challenge.
+    #[error("{}", .0.description)]
+    Auth(Challenge),
+    /// 429: over the caller's request budget.
+    #[error(
+        "rate limit exceeded: too many requests from this caller; retry after {} s \
+         or ask the gateway operator for a larger budget (CORTEX_RATE_LIMIT_PER_MINUTE)",
+        .0.retry_after_secs()
+    )]
+    RateLimited(RateLimited),
+    /// 429: the caller has as many notification streams open as allowed.
+    #[error(
+        "too many open notification streams for this caller (at most {}); \
+         close one before opening another",
+        .0.cap
+    )]
+    TooManyStreams(TooManyStreams),
+    /// 503: introspection could not say whether the token is revoked
+    /// (fail closed).
+    #[error(transparent)]
+    IntrospectionUnavailable(IntrospectionError),
+}
+
+impl Rejection {
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::HostNotAllowed(_) | Self::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            Self::Auth(c) => match c.error {
+                ChallengeError::InsufficientScope => StatusCode::FORBIDDEN,
+                ChallengeError::Unauthorized | ChallengeError::InvalidToken => {
+                    StatusCode::UNAUTHORIZED
+                }
+            },
+            Self::RateLimited(_) | Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::IntrospectionUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The body: a JSON-RPC error object without `id`, or for the
+    /// authentication refusals the RFC 6750 `error` object.
+    fn body(&self) -> Value {
+        let code = match self {
+            Self::Auth(c) => {
+                return json!({
+                    "error": c.error.as_str(),
+                    "error_description": c.description,
+                });
+            }
+            Self::HostNotAllowed(_)
+            | Self::OriginNotAllowed(_)
+            | Self::BodyTooLarge { .. }
+            | Self::BodyUnreadable(_) => INVALID_REQUEST,
+            Self::HeadersTooLarge { .. }
+            | Self::Deadline { .. }
+            | Self::RateLimited(_)
+            | Self::TooManyStreams(_)
+            | Self::IntrospectionUnavailable(_) => SERVER_ERROR,
+        };
+        jsonrpc::error_response(None, &RpcError::new(code, self.to_string()))
+    }
+
+    /// `Retry-After` in seconds, for the refusals that pass with time.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(r) => Some(r.retry_after_secs()),
+            Self::TooManyStreams(_) | Self::IntrospectionUnavailable(_) => Some(RETRY_SOON_SECS),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut r = Response::new(Body::from(
+            serde_json::to_vec(&self.body()).unwrap_or_default(),
+        ));
+        *r.status_mut() = self.status();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after_secs() {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Self::Auth(c) = &self {
+            // A challenge that cannot be a header value (never, as auth
+            // builds them) is left out rather than sent broken.
+            if let Ok(v) = HeaderValue::from_str(&c.header) {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        r
+    }
+}
+
+impl From<RateLimited> for Rejection {
+    fn from(e: RateLimited) -> Self {
+        Self::RateLimited(e)
+    }
+}
+
+impl From<TooManyStreams> for Rejection {
+    fn from(e: TooManyStreams) -> Self {
+        Self::TooManyStreams(e)
+    }
+}
+
+impl From<Challenge> for Rejection {
+    fn from(c: Challenge) -> Self {
+        Self::Auth(c)
+    }
+}
+
+impl From<IntrospectionError> for Rejection {
+    fn from(e: IntrospectionError) -> Self {
+        Self::IntrospectionUnavailable(e)
+    }
+}
+
+/// The stream cap is checked in the MCP layer (a `subscriptions/listen`
+/// request or a legacy GET), which answers with this response; the
+/// answer's shape is still decided here, with the other refusals.
+impl IntoResponse for TooManyStreams {
+    fn into_response(self) -> Response {
+        Rejection::TooManyStreams(self).into_response()
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use axum::{
-        body::{Body, Bytes},
-        http::{HeaderMap, HeaderValue, StatusCode, header},
-        response::{IntoResponse, Response},
-    };
+    use axum::{body::Bytes, http::HeaderMap};
     use http_body_util::BodyExt as _;
 
-    use crate::{
-        auth::{AuthRejection, ResourceServer, ResourceSettings, introspection::IntrospectionError},
-        store::ratelimit::{RateLimited, TooManyStreams},
-    };
+    use super::*;
+    use crate::auth::{AuthRejection, ResourceServer, ResourceSettings};
 
     /// Status, every header as `name: value` (in order), and the body.
     async fn wire(r: Response) -> (StatusCode, Vec<String>, String) {
@@ -48,25 +251,6 @@ mod tests {
 
     const JSON: &str = "content-type: application/json";
 
-    #[tokio::test]
-    async fn headers_too_large_is_431() {
-        let r = super::super::perimeter::json_error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!(
-                "request headers total {} bytes, more than the {} allowed; send fewer or smaller headers",
-                9000, 8192
-            ),
-        );
-        assert_eq!(
-            wire(r).await,
-            (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                vec![JSON.into()],
-                r#"{"error":{"code":-32000,"message":"request headers total 9000 bytes, more than the 8192 allowed; send fewer or smaller headers"},"jsonrpc":"2.0"}"#.into()
-            )
-        );
-    }
-
     async fn pinned(r: Response, status: StatusCode, headers: &[&str], body: &str) {
         let (s, h, b) = wire(r).await;
         assert_eq!(s, status);
@@ -75,15 +259,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn headers_too_large_is_431() {
+        let r = Rejection::HeadersTooLarge {
+            size: 9000,
+            limit: 8192,
+        };
+        pinned(
+            r.into_response(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &[JSON],
+            r#"{"error":{"code":-32000,"message":"request headers total 9000 bytes, more than the 8192 allowed; send fewer or smaller headers"},"jsonrpc":"2.0"}"#,
+        )
+        .await;
+    }
+
+    #[tokio::test]
     async fn deadline_is_504() {
-        let r = super::super::perimeter::json_error(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "the request did not finish within the gateway's deadline of {} ms; retry, or ask \
-                 for less (the operator sets CORTEX_REQUEST_TIMEOUT_MS)",
-                1500
-            ),
-        );
+        let r = Rejection::Deadline { ms: 1500 }.into_response();
         pinned(
             r,
             StatusCode::GATEWAY_TIMEOUT,
@@ -112,7 +304,8 @@ mod tests {
     async fn foreign_host_and_origin_are_403() {
         let r = guard()
             .check(&headers(&[(header::HOST, "evil.example:3213")]))
-            .unwrap();
+            .unwrap()
+            .into_response();
         pinned(
             r,
             StatusCode::FORBIDDEN,
@@ -125,7 +318,8 @@ mod tests {
                 (header::HOST, "127.0.0.1:3213"),
                 (header::ORIGIN, "https://evil.example"),
             ]))
-            .unwrap();
+            .unwrap()
+            .into_response();
         pinned(
             r,
             StatusCode::FORBIDDEN,
@@ -137,9 +331,9 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limited_is_429_with_retry_after() {
-        let r = RateLimited {
+        let r = Rejection::from(RateLimited {
             retry_after: Duration::from_millis(1200),
-        }
+        })
         .into_response();
         pinned(
             r,
@@ -164,8 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn introspection_down_is_503_with_retry_after() {
-        let r = super::super::admit::Refused::Unavailable(IntrospectionError("timed out".into()))
-            .into_response(|| unreachable!());
+        let r = Rejection::from(IntrospectionError("timed out".into())).into_response();
         pinned(
             r,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -176,12 +369,16 @@ mod tests {
     }
 
     fn catalog() -> Vec<String> {
-        vec!["crm.write".into(), "offline_access".into(), "crm.read".into()]
+        vec![
+            "crm.write".into(),
+            "offline_access".into(),
+            "crm.read".into(),
+        ]
     }
 
     #[tokio::test]
     async fn no_token_is_401_with_a_challenge() {
-        let r = server(&[]).reject(
+        let r = server(&[]).challenge(
             AuthRejection::Unauthenticated {
                 presented: false,
                 reason: "no token".into(),
@@ -189,7 +386,7 @@ mod tests {
             catalog,
         );
         pinned(
-            r,
+            Rejection::from(r).into_response(),
             StatusCode::UNAUTHORIZED,
             &[
                 JSON,
@@ -202,7 +399,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_token_is_401_invalid_token_with_a_quoted_reason() {
-        let r = server(&["mcp.use"]).reject(
+        let r = server(&["mcp.use"]).challenge(
             AuthRejection::Unauthenticated {
                 presented: true,
                 reason: "unknown \"kid\" \\ é".into(),
@@ -210,7 +407,7 @@ mod tests {
             catalog,
         );
         pinned(
-            r,
+            Rejection::from(r).into_response(),
             StatusCode::UNAUTHORIZED,
             &[
                 JSON,
@@ -223,14 +420,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_baseline_scope_is_403_insufficient_scope() {
-        let r = server(&["mcp.use"]).reject(
+        let r = server(&["mcp.use"]).challenge(
             AuthRejection::InsufficientScope {
                 needed: vec!["crm.read".into(), "mcp.use".into()],
             },
             catalog,
         );
         pinned(
-            r,
+            Rejection::from(r).into_response(),
             StatusCode::FORBIDDEN,
             &[
                 JSON,
@@ -245,7 +442,8 @@ mod tests {
     async fn a_body_over_the_limit_is_413_and_a_broken_one_400() {
         let r = super::super::read_body(Body::from(vec![b'x'; 10]), 4)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .into_response();
         pinned(
             r,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -256,7 +454,10 @@ mod tests {
         let broken = Body::from_stream(futures::stream::iter([Err::<Bytes, _>(
             std::io::Error::other("connection reset"),
         )]));
-        let r = super::super::read_body(broken, 4).await.unwrap_err();
+        let r = super::super::read_body(broken, 4)
+            .await
+            .unwrap_err()
+            .into_response();
         pinned(
             r,
             StatusCode::BAD_REQUEST,

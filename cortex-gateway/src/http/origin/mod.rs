@@ -18,6 +18,8 @@ use axum::{
 
 pub(crate) use policy::{HostName, HostPolicy, OriginPolicy};
 
+use super::rejection::Rejection;
+
 /// The port of `uri` when its host is a loopback literal or `localhost`
 /// (the default port of its scheme when it names none).
 pub(crate) fn loopback_port(uri: &str) -> Option<u16> {
@@ -52,19 +54,6 @@ pub(crate) struct OriginGuard {
     hosts: HostPolicy,
 }
 
-fn refusal(message: String) -> Response {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "error": {"code": -32600, "message": message},
-    });
-    let mut r = (StatusCode::FORBIDDEN, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
 impl OriginGuard {
     /// A guard from its two policies.
     pub(crate) fn new(origins: OriginPolicy, hosts: HostPolicy) -> Self {
@@ -73,23 +62,16 @@ impl OriginGuard {
 
     /// The refusal for a request, if any: a bad `Host` on a loopback
     /// listener, or a present `Origin` not on the list.
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Option<Response> {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Option<Rejection> {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         if !self.hosts.allows(host) {
-            return Some(refusal(format!(
-                "host `{}` is not allowed on this loopback listener (DNS rebinding defence); \
-                 use localhost or 127.0.0.1, or add the name to CORTEX_ALLOWED_HOSTS",
-                host.unwrap_or("(none)")
-            )));
+            return Some(Rejection::HostNotAllowed(
+                host.unwrap_or("(none)").to_string(),
+            ));
         }
         let origin = headers.get(header::ORIGIN)?;
         let text = origin.to_str().unwrap_or("(not text)");
-        (!self.origins.allows(text)).then(|| {
-            refusal(format!(
-                "origin {text} is not allowed; if it is yours, add it to CORTEX_ALLOWED_ORIGINS \
-                 (exact origin or *.suffix)"
-            ))
-        })
+        (!self.origins.allows(text)).then(|| Rejection::OriginNotAllowed(text.to_string()))
     }
 
     /// Answers a request: refusal, preflight, or the response of `inner`
@@ -100,7 +82,7 @@ impl OriginGuard {
         Fut: Future<Output = Response>,
     {
         if let Some(refused) = self.check(request.headers()) {
-            return refused;
+            return refused.into_response();
         }
         let origin = request.headers().get(header::ORIGIN).cloned();
         let preflight = request.method() == Method::OPTIONS

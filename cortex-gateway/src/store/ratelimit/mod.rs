@@ -21,11 +21,6 @@ mod streams;
 
 use std::{net::IpAddr, time::Duration};
 
-use axum::{
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
-
 pub(crate) use gcra::RateLimiter;
 pub(crate) use streams::{StreamLimiter, StreamSlot, TooManyStreams};
 
@@ -89,30 +84,6 @@ impl RateLimited {
     }
 }
 
-impl IntoResponse for RateLimited {
-    fn into_response(self) -> Response {
-        let secs = self.retry_after_secs();
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "error": {
-                "code": -32000,
-                "message": format!(
-                    "rate limit exceeded: too many requests from this caller; retry after {secs} s \
-                     or ask the gateway operator for a larger budget (CORTEX_RATE_LIMIT_PER_MINUTE)"
-                ),
-            }
-        });
-        let mut r = (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        r
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,8 +98,5 @@ mod tests {
             retry_after: Duration::ZERO,
         };
         assert_eq!(zero.retry_after_secs(), 1);
-        let response = r.into_response();
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
     }
 }

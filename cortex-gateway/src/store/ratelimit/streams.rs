@@ -5,11 +5,6 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use axum::{
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
-
 use super::CallerKey;
 
 /// Counts open streams per caller and refuses one over the cap.
@@ -31,30 +26,6 @@ pub(crate) struct StreamSlot {
 pub(crate) struct TooManyStreams {
     /// The configured cap.
     pub cap: usize,
-}
-
-impl IntoResponse for TooManyStreams {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "error": {
-                "code": -32000,
-                "message": format!(
-                    "too many open notification streams for this caller (at most {}); \
-                     close one before opening another",
-                    self.cap
-                ),
-            }
-        });
-        let mut r = (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        r
-    }
 }
 
 impl StreamLimiter {
