@@ -40,7 +40,7 @@
 //! | `mcp` | eras, sessions, JSON-RPC, one dispatch of the methods and builtins, the envelope writer, notification streams |
 //! | `catalog` | federation: backends, refresher, merged catalog, change notices; tool integrity |
 //! | `upstream` | the pooled client calling backends, token exchange |
-//! | `store` | state that outlives a request: bounded caches, per-caller memo, budgets |
+//! | `store` | state that outlives a request: sessions, budgets, token caches, link tickets, integrity document; bounded caches, per-caller memo |
 //! | `vault` | linked third-party accounts: sealed grants per (`sub`, server), SQLite or PostgreSQL, key rotation |
 //!
 //! Beside them: [`config`] (one parser for the environment and TOML, above
@@ -94,14 +94,10 @@ use crate::{
         admin::{self, AdminSecret, AfterApproval},
         origin::{HostPolicy, OriginGuard, OriginPolicy},
     },
-    mcp::session::{SessionLimits, SessionStore},
     metrics::Metrics,
-    store::ratelimit::{Budgets, RateLimiter, StreamLimiter},
+    store::{MemorySettings, Store, sessions::SessionLimits},
     upstream::UpstreamClient,
 };
-
-/// Callers remembered by the rate limiter.
-const MAX_TRACKED_CALLERS: usize = 100_000;
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -259,26 +255,22 @@ impl Gateway {
             ),
             _ => None,
         };
-        let budgets = Arc::new(Budgets::new(
-            (c.rate_limit_per_minute > 0).then(|| {
-                RateLimiter::new(
-                    c.rate_limit_per_minute,
-                    c.rate_limit_burst,
-                    MAX_TRACKED_CALLERS,
-                )
-            }),
-            StreamLimiter::new(c.max_streams_per_caller),
-        ));
+        let store = Store::in_memory(MemorySettings {
+            sessions: SessionLimits {
+                max_sessions: c.max_sessions,
+                max_per_caller: c.max_sessions_per_caller,
+                max_bytes: c.max_session_bytes,
+            },
+            rate_per_minute: c.rate_limit_per_minute,
+            rate_burst: c.rate_limit_burst,
+            streams_per_caller: c.max_streams_per_caller,
+        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mcp = mcp::Service {
             catalog: federation.clone(),
             integrity: integrity.clone(),
-            sessions: SessionStore::new(SessionLimits {
-                max_sessions: c.max_sessions,
-                max_per_caller: c.max_sessions_per_caller,
-                max_bytes: c.max_session_bytes,
-            }),
-            budgets: budgets.clone(),
+            sessions: store.sessions.clone(),
+            budgets: store.budgets.clone(),
             auditor: auditor.clone(),
             settings: mcp::Settings {
                 list_ttl_ms: config.refresh_interval_s * 1000,
@@ -303,7 +295,7 @@ impl Gateway {
             mcp,
             admission: http::Admission {
                 auth,
-                budgets,
+                budgets: store.budgets.clone(),
                 introspector,
                 catalog: federation.clone(),
             },

@@ -13,7 +13,7 @@ use crate::{
         admin,
         origin::{HostPolicy, OriginPolicy},
     },
-    mcp::session,
+    store::sessions as session,
 };
 
 /// Default per-caller budget (requests a minute).

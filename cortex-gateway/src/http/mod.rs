@@ -130,14 +130,14 @@ pub(crate) async fn post_mcp_on(app: &App, request: Request) -> Response {
 
 async fn get_mcp(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match app.admission.admit(&headers).await {
-        Ok(caller) => mcp::endpoint::get(&app.mcp, &headers, &caller),
+        Ok(caller) => mcp::endpoint::get(&app.mcp, &headers, &caller).await,
         Err(r) => r.into_response(),
     }
 }
 
 async fn delete_mcp(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match app.admission.admit(&headers).await {
-        Ok(caller) => mcp::endpoint::delete(&app.mcp, &headers, &caller),
+        Ok(caller) => mcp::endpoint::delete(&app.mcp, &headers, &caller).await,
         Err(r) => r.into_response(),
     }
 }

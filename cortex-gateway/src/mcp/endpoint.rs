@@ -117,7 +117,7 @@ async fn modern_post(
     };
     if method == "subscriptions/listen" {
         let filter = Filter::from_request(params.get("notifications").unwrap_or(&Value::Null));
-        let slot = match mcp.budgets.open_stream(&caller.sub) {
+        let slot = match mcp.budgets.open_stream(&caller.sub).await {
             Ok(slot) => slot,
             Err(e) => return e.into_response(),
         };
@@ -214,7 +214,7 @@ async fn legacy_post(
         return bad_version(id, &v);
     }
     if body.get("method").and_then(Value::as_str) == Some("initialize") {
-        return initialize(mcp, &caller, &body);
+        return initialize(mcp, &caller, &body).await;
     }
     let method_name = body
         .get("method")
@@ -224,7 +224,7 @@ async fn legacy_post(
     let Some(session_id) = era::header(headers, "mcp-session-id") else {
         return no_session(id, &method_name);
     };
-    let Ok(session) = mcp.sessions.get(session_id, &caller.sub) else {
+    let Ok(session) = mcp.sessions.get(session_id, &caller.sub).await else {
         return unknown_session(id);
     };
     let ctx = call_ctx(headers, caller, session.revision);
@@ -365,7 +365,7 @@ async fn legacy_reply(mcp: &Service, ctx: &CallCtx, message: Classified) -> Opti
     }
 }
 
-fn initialize(mcp: &Service, caller: &Caller, body: &Value) -> Response {
+async fn initialize(mcp: &Service, caller: &Caller, body: &Value) -> Response {
     let id = match classify(body.clone()) {
         Ok(Incoming::Request { id, .. }) => id,
         Ok(_) => {
@@ -392,7 +392,7 @@ fn initialize(mcp: &Service, caller: &Caller, body: &Value) -> Response {
     let revision = Revision::parse(requested)
         .filter(|r| !r.is_modern())
         .unwrap_or(Revision::V2025_11_25);
-    let session = mcp.sessions.create(&caller.sub, revision);
+    let session = mcp.sessions.create(&caller.sub, revision).await;
     let result = methods::initialize_result(mcp, revision);
     let mut response = respond(&id, Ok(Answer::Value(result)), false, HeaderMap::new());
     if let Ok(v) = HeaderValue::from_str(&session) {
@@ -408,7 +408,7 @@ fn modern_header(headers: &HeaderMap) -> bool {
 
 /// `GET` on the MCP path from an admitted caller: the legacy session's
 /// notification stream.
-pub(crate) fn get(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Response {
+pub(crate) async fn get(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Response {
     if modern_header(headers) {
         return method_not_allowed();
     }
@@ -419,10 +419,10 @@ pub(crate) fn get(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Respon
             method_not_allowed()
         };
     };
-    let Ok(session) = mcp.sessions.get(session_id, &caller.sub) else {
+    let Ok(session) = mcp.sessions.get(session_id, &caller.sub).await else {
         return unknown_session(None);
     };
-    let slot = match mcp.budgets.open_stream(&caller.sub) {
+    let slot = match mcp.budgets.open_stream(&caller.sub).await {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
@@ -433,14 +433,14 @@ pub(crate) fn get(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Respon
 }
 
 /// `DELETE` on the MCP path from an admitted caller: ends its session.
-pub(crate) fn delete(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Response {
+pub(crate) async fn delete(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> Response {
     if modern_header(headers) {
         return method_not_allowed();
     }
     let Some(session_id) = era::header(headers, "mcp-session-id") else {
         return no_session(None, "DELETE");
     };
-    match mcp.sessions.end(session_id, &caller.sub) {
+    match mcp.sessions.end(session_id, &caller.sub).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => unknown_session(None),
     }

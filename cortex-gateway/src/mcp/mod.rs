@@ -13,7 +13,6 @@ pub(crate) mod gzip;
 pub(crate) mod jsonrpc;
 pub(crate) mod methods;
 mod service;
-pub(crate) mod session;
 pub(crate) mod sse;
 pub(crate) mod tools;
 

@@ -5,11 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
-use super::session::SessionStore;
 use crate::{
     audit::Auditor,
     catalog::{Federation, integrity::IntegrityGuard},
-    store::ratelimit::Budgets,
+    store::{ratelimit::Budgets, sessions::Sessions},
 };
 
 /// The MCP layer's settings.
@@ -33,7 +32,7 @@ pub(crate) struct Service {
     /// Which tools are withheld.
     pub(crate) integrity: Arc<IntegrityGuard>,
     /// The legacy sessions.
-    pub(crate) sessions: SessionStore,
+    pub(crate) sessions: Arc<Sessions>,
     /// Per-caller budgets (each batch message is charged; streams capped).
     pub(crate) budgets: Arc<Budgets>,
     /// Audit lines of batch messages.

@@ -1,8 +1,68 @@
 //! The `store` layer: state that outlives a request and that replicas would
-//! have to share. Bounded caches, the per-caller memo, and the per-caller
-//! budgets (rate limit, stream cap). Everything here lives in this
-//! process's memory and is bounded by count and bytes.
+//! have to share.
+//!
+//! [`Store`] is built once by the gateway and hands each layer the narrow
+//! handle it needs: the legacy sessions, the per-caller budgets (rate limit,
+//! stream cap), the token caches, the link tickets and the integrity
+//! document. Each kind of state is an enum over its implementations; today
+//! the only one is in this process's memory, bounded by count and bytes.
+//! Why enums, and which methods are `async`: `docs/adr/0015-store-seam.md`.
+//!
+//! Besides that shared state, the layer holds process-local helpers that
+//! are caches of derived data, not state to share: the bounded map of the
+//! catalog's renderings and the per-caller memo.
 
 pub(crate) mod cache;
 pub(crate) mod memo;
 pub(crate) mod ratelimit;
+pub(crate) mod sessions;
+
+use std::sync::Arc;
+
+use ratelimit::{Budgets, RateLimiter, StreamLimiter};
+use sessions::{MemorySessions, SessionLimits, Sessions};
+
+/// Callers remembered by the in-memory rate limiter.
+const MAX_TRACKED_CALLERS: usize = 100_000;
+
+/// What the in-memory store is sized by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemorySettings {
+    /// Bounds of the legacy sessions.
+    pub(crate) sessions: SessionLimits,
+    /// Requests a minute per caller; 0: no rate limit.
+    pub(crate) rate_per_minute: u32,
+    /// Back-to-back requests a caller may burst.
+    pub(crate) rate_burst: u32,
+    /// Open notification streams per caller.
+    pub(crate) streams_per_caller: usize,
+}
+
+/// All state that two replicas would have to share, one implementation per
+/// kind.
+#[derive(Debug)]
+pub(crate) struct Store {
+    /// Legacy-era sessions.
+    pub(crate) sessions: Arc<Sessions>,
+    /// Per-caller request budgets and stream slots.
+    pub(crate) budgets: Arc<Budgets>,
+}
+
+impl Store {
+    /// A store in this process's memory.
+    pub(crate) fn in_memory(settings: MemorySettings) -> Self {
+        Self {
+            sessions: Arc::new(Sessions::Memory(MemorySessions::new(settings.sessions))),
+            budgets: Arc::new(Budgets::in_memory(
+                (settings.rate_per_minute > 0).then(|| {
+                    RateLimiter::new(
+                        settings.rate_per_minute,
+                        settings.rate_burst,
+                        MAX_TRACKED_CALLERS,
+                    )
+                }),
+                StreamLimiter::new(settings.streams_per_caller),
+            )),
+        }
+    }
+}

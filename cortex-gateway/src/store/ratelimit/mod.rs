@@ -33,39 +33,72 @@ pub(crate) enum CallerKey {
     Address(IpAddr),
 }
 
+/// Where the request-rate state is kept.
+///
+/// An enum rather than a trait object: a charge is made on every request, so
+/// it is one match and a direct call, with no box and no virtual call. The
+/// methods are synchronous: a shared implementation charges a local GCRA
+/// and reconciles with the shared state off the request path (see
+/// `docs/adr/0015-store-seam.md`).
+#[derive(Debug)]
+pub(crate) enum RateBudget {
+    /// No rate limit.
+    Off,
+    /// A keyed GCRA in this process's memory.
+    Memory(RateLimiter),
+}
+
+/// Where the open-stream counts are kept.
+#[derive(Debug)]
+pub(crate) enum StreamSlots {
+    /// Counts in this process's memory.
+    Memory(StreamLimiter),
+}
+
 /// A gateway's per-caller budgets: the request rate (when on) and the
 /// notification-stream cap.
 #[derive(Debug)]
 pub(crate) struct Budgets {
-    limiter: Option<RateLimiter>,
-    streams: StreamLimiter,
+    rate: RateBudget,
+    streams: StreamSlots,
 }
 
 impl Budgets {
-    /// `limiter` `None`: no rate limit.
-    pub(crate) fn new(limiter: Option<RateLimiter>, streams: StreamLimiter) -> Self {
-        Self { limiter, streams }
+    /// Budgets kept in `rate` and `streams`.
+    pub(crate) fn new(rate: RateBudget, streams: StreamSlots) -> Self {
+        Self { rate, streams }
+    }
+
+    /// In-memory budgets; `limiter` `None`: no rate limit.
+    pub(crate) fn in_memory(limiter: Option<RateLimiter>, streams: StreamLimiter) -> Self {
+        Self::new(
+            limiter.map_or(RateBudget::Off, RateBudget::Memory),
+            StreamSlots::Memory(streams),
+        )
     }
 
     /// Charges one request to an authenticated caller.
     pub(crate) fn charge_subject(&self, sub: &str) -> Result<(), RateLimited> {
-        match &self.limiter {
-            Some(limiter) => limiter.check_subject(sub),
-            None => Ok(()),
+        match &self.rate {
+            RateBudget::Memory(limiter) => limiter.check_subject(sub),
+            RateBudget::Off => Ok(()),
         }
     }
 
     /// Charges one request to a client address (before authentication).
     pub(crate) fn charge_address(&self, peer: IpAddr) -> Result<(), RateLimited> {
-        match &self.limiter {
-            Some(limiter) => limiter.check(&CallerKey::Address(peer)),
-            None => Ok(()),
+        match &self.rate {
+            RateBudget::Memory(limiter) => limiter.check(&CallerKey::Address(peer)),
+            RateBudget::Off => Ok(()),
         }
     }
 
-    /// Takes a notification-stream slot for the caller `sub`.
-    pub(crate) fn open_stream(&self, sub: &str) -> Result<StreamSlot, TooManyStreams> {
-        self.streams.acquire(CallerKey::Subject(sub.to_string()))
+    /// Takes a notification-stream slot for the caller `sub`; the slot is
+    /// released when dropped.
+    pub(crate) async fn open_stream(&self, sub: &str) -> Result<StreamSlot, TooManyStreams> {
+        match &self.streams {
+            StreamSlots::Memory(limiter) => limiter.acquire(CallerKey::Subject(sub.to_string())),
+        }
     }
 }
 
@@ -87,6 +120,26 @@ impl RateLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn budgets_charge_the_limiter_and_cap_streams() {
+        let b = Budgets::in_memory(Some(RateLimiter::new(60, 2, 100)), StreamLimiter::new(1));
+        assert!(b.charge_subject("ana").is_ok());
+        assert!(b.charge_subject("ana").is_ok());
+        assert!(b.charge_subject("ana").unwrap_err().retry_after > Duration::ZERO);
+        assert!(b.charge_subject("bo").is_ok(), "budgets are per caller");
+        let peer: IpAddr = [127, 0, 0, 1].into();
+        assert!(b.charge_address(peer).is_ok());
+        let slot = b.open_stream("ana").await.unwrap();
+        assert_eq!(b.open_stream("ana").await.unwrap_err().cap, 1);
+        drop(slot);
+        b.open_stream("ana").await.unwrap();
+
+        let off = Budgets::in_memory(None, StreamLimiter::new(1));
+        for _ in 0..100 {
+            assert!(off.charge_subject("ana").is_ok());
+        }
+    }
 
     #[test]
     fn refusal_carries_retry_after_in_whole_seconds() {

@@ -1,5 +1,6 @@
 //! Legacy-era sessions: random ids minted on `initialize`, bound to the
-//! token's `sub`, ended by DELETE. A session is never authentication: every
+//! token's `sub`, ended by DELETE. [`Sessions`] is the store's interface;
+//! [`MemorySessions`] keeps them in this process. A session is never authentication: every
 //! request still carries and re-validates its bearer token; the session only
 //! remembers the negotiated revision.
 //!
@@ -19,8 +20,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::jsonrpc::Revision;
-use crate::sync::lock;
+use crate::{protocol::Revision, sync::lock};
 
 /// How long an idle session lives.
 pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
@@ -36,7 +36,7 @@ pub(crate) const DEFAULT_MAX_SESSION_BYTES: usize = 32 << 20;
 /// rounded up.
 pub(crate) const SESSION_OVERHEAD_BYTES: usize = 640;
 
-/// The bounds of a [`SessionStore`].
+/// The bounds of the session store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SessionLimits {
     /// Live sessions in total.
@@ -161,23 +161,58 @@ fn cost(sub: &str) -> usize {
     SESSION_OVERHEAD_BYTES + sub.len()
 }
 
-/// The live sessions.
-pub(crate) struct SessionStore {
+/// The legacy sessions, wherever they are kept.
+///
+/// The methods are `async` so that a shared implementation can make a round
+/// trip; the in-memory one never waits.
+#[derive(Debug)]
+pub(crate) enum Sessions {
+    /// In this process's memory.
+    Memory(MemorySessions),
+}
+
+impl Sessions {
+    /// Creates a session for `sub` and returns its id (visible ASCII, 128
+    /// random bits), evicting what the bounds require first.
+    pub(crate) async fn create(&self, sub: &str, revision: Revision) -> String {
+        match self {
+            Self::Memory(m) => m.create(sub, revision),
+        }
+    }
+
+    /// The session `id` if it exists and belongs to `sub`; refreshes its
+    /// idle time.
+    pub(crate) async fn get(&self, id: &str, sub: &str) -> Result<Arc<Session>, SessionError> {
+        match self {
+            Self::Memory(m) => m.get(id, sub),
+        }
+    }
+
+    /// Ends a session owned by `sub`.
+    pub(crate) async fn end(&self, id: &str, sub: &str) -> Result<(), SessionError> {
+        match self {
+            Self::Memory(m) => m.end(id, sub),
+        }
+    }
+}
+
+/// The live sessions, in this process's memory.
+pub(crate) struct MemorySessions {
     limits: SessionLimits,
     state: Mutex<State>,
 }
 
-impl Default for SessionStore {
+impl Default for MemorySessions {
     fn default() -> Self {
         Self::new(SessionLimits::default())
     }
 }
 
-impl std::fmt::Debug for SessionStore {
+impl std::fmt::Debug for MemorySessions {
     /// Counts only: a session id lets its owner's token be used on it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = lock(&self.state);
-        f.debug_struct("SessionStore")
+        f.debug_struct("MemorySessions")
             .field("live", &state.sessions.len())
             .field("bytes", &state.bytes)
             .field("limits", &self.limits)
@@ -185,7 +220,7 @@ impl std::fmt::Debug for SessionStore {
     }
 }
 
-impl SessionStore {
+impl MemorySessions {
     /// An empty store with these bounds (each at least 1).
     pub(crate) fn new(limits: SessionLimits) -> Self {
         Self {
@@ -298,8 +333,8 @@ impl SessionStore {
 mod tests {
     use super::*;
 
-    fn store(max_sessions: usize, max_per_caller: usize, max_bytes: usize) -> SessionStore {
-        SessionStore::new(SessionLimits {
+    fn store(max_sessions: usize, max_per_caller: usize, max_bytes: usize) -> MemorySessions {
+        MemorySessions::new(SessionLimits {
             max_sessions,
             max_per_caller,
             max_bytes,
@@ -352,7 +387,7 @@ mod tests {
 
     #[test]
     fn ids_are_checked_owned_and_ended() {
-        let s = SessionStore::default();
+        let s = MemorySessions::default();
         let id = s.create("ana", Revision::V2025_06_18);
         assert_eq!(id.len(), 32);
         assert_eq!(s.get(&id, "ana").unwrap().revision, Revision::V2025_06_18);
