@@ -54,7 +54,7 @@ struct Bookings {
 
 impl Bookings {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Booking>> {
-        self.all.lock().unwrap_or_else(|e| e.into_inner())
+        cortex_backend::sync::lock(&self.all)
     }
 }
 

@@ -50,7 +50,7 @@ impl Inventory {
     }
 
     fn stock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u32>> {
-        self.stock.lock().unwrap_or_else(|e| e.into_inner())
+        cortex_backend::sync::lock(&self.stock)
     }
 }
 

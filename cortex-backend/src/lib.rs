@@ -123,6 +123,7 @@ pub mod params;
 mod rich;
 pub mod schema;
 pub mod scopes;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tool;

@@ -160,7 +160,7 @@ fn drain(
                 announced = true;
                 let _ = ready.send(line.clone()).await;
             }
-            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let mut log = cortex_backend::sync::lock(&log);
             if log.len() == KEPT_LOG_LINES {
                 log.pop_front();
             }
@@ -170,7 +170,7 @@ fn drain(
 }
 
 fn tail(log: &Mutex<VecDeque<String>>) -> String {
-    let log = log.lock().unwrap_or_else(|e| e.into_inner());
+    let log = cortex_backend::sync::lock(log);
     log.iter().cloned().collect::<Vec<_>>().join("\n")
 }
 

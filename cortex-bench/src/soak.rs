@@ -84,7 +84,7 @@ impl Counts {
             }
             Err(why) => {
                 self.unexpected[op].fetch_add(1, Ordering::Relaxed);
-                let mut kept = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+                let mut kept = cortex_backend::sync::lock(&self.examples);
                 if kept.len() < KEPT_EXAMPLES {
                     kept.push(format!("{}: {why}", OPS[op].label()));
                 }
@@ -325,7 +325,7 @@ pub(crate) async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     }
     let unexpected = Counts::total(&counts.unexpected);
     let requests = Counts::total(&counts.ok) + unexpected;
-    let examples = counts.examples.lock().unwrap_or_else(|e| e.into_inner());
+    let examples = cortex_backend::sync::lock(&counts.examples);
     for example in examples.iter() {
         println!("unexpected: {example}");
     }

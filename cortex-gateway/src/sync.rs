@@ -33,18 +33,6 @@ pub(crate) fn claim_thread_slot(index: usize) {
     SLOT.with(|slot| slot.set(Some(index % THREAD_SLOTS)));
 }
 
-/// Locks `mutex`, taking the data even if a thread panicked while holding
-/// it (every value kept behind these locks stays valid between statements).
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Read-locks `lock`, taking the data even if a writer panicked (as [`lock`]).
-pub(crate) fn read_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Write-locks `lock`, taking the data even if a writer panicked (as [`lock`]).
-pub(crate) fn write_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
-}
+/// The workspace's poison-tolerant locks (every value kept behind these
+/// locks stays valid between statements).
+pub(crate) use cortex_backend::sync::{lock, read_lock, write_lock};

@@ -29,7 +29,7 @@ const READY_LIMIT: Duration = Duration::from_secs(60);
 const OUTPUT_KEPT: usize = 16 * 1024;
 
 fn keep(output: &Mutex<String>, line: &str) {
-    let mut kept = output.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kept = cortex_backend::sync::lock(output);
     if kept.len() + line.len() < OUTPUT_KEPT {
         kept.push_str(line);
         kept.push('\n');

@@ -270,7 +270,7 @@ impl JwtValidator {
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Arc<Caller>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = crate::sync::lock(&self.cache);
         let entry = cache.entries.get(digest)?;
         if entry.caller.expires_at > now() {
             return Some(entry.caller.clone());
@@ -288,7 +288,7 @@ impl JwtValidator {
             return;
         }
         let max_bytes = self.cache_bytes - bytes;
-        let mut guard = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = crate::sync::lock(&self.cache);
         let cache = &mut *guard;
         let full = |c: &Cache| c.entries.len() >= capacity || c.bytes > max_bytes;
         if full(cache) {

@@ -150,7 +150,7 @@ impl KeyStore {
     }
 
     fn snapshot(&self) -> (Arc<Vec<VerificationKey>>, Option<Instant>) {
-        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        let loaded = crate::sync::read_lock(&self.loaded);
         (loaded.keys.clone(), loaded.fetched_at)
     }
 
@@ -197,7 +197,7 @@ impl KeyStore {
         *last = Some(Instant::now());
         let set = self.fetch_jwks().await?;
         let keys = usable_keys(&set);
-        let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = crate::sync::write_lock(&self.loaded);
         *loaded = Loaded {
             keys: Arc::new(keys),
             fetched_at: Some(Instant::now()),

@@ -264,7 +264,7 @@ fn sees_all(ctx: &Ctx<Billing>) -> bool {
 }
 
 fn lock(b: &Billing) -> std::sync::MutexGuard<'_, Vec<Invoice>> {
-    b.invoices.lock().unwrap_or_else(|p| p.into_inner())
+    cortex_backend::sync::lock(&b.invoices)
 }
 
 /// Runs `f` on an invoice the caller may see.

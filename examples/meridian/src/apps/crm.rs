@@ -280,7 +280,7 @@ fn can_see(ctx: &Ctx<Crm>, team: &str) -> bool {
 }
 
 fn lock(crm: &Crm) -> std::sync::MutexGuard<'_, Vec<Deal>> {
-    crm.deals.lock().unwrap_or_else(|p| p.into_inner())
+    cortex_backend::sync::lock(&crm.deals)
 }
 
 /// Runs `f` on a deal the caller may see (and, with `write`, edit).

@@ -289,10 +289,7 @@ fn project<'a>(ctx: &'a Ctx<Docs>, id: &str, write: bool) -> Result<&'a Project,
 }
 
 fn documents(ctx: &Ctx<Docs>) -> std::sync::MutexGuard<'_, Vec<Document>> {
-    ctx.state()
-        .documents
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    cortex_backend::sync::lock(&ctx.state().documents)
 }
 
 /// Arguments of `list_projects`.

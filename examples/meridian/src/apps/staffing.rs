@@ -323,11 +323,7 @@ async fn book_review(ctx: Ctx<Staffing>, args: BookReview) -> Result<Review, Too
         Some(r) => person(ctx.state(), &r)?.id.clone(),
         None => e.manager.clone().unwrap_or_else(|| me.clone()),
     };
-    let mut reviews = ctx
-        .state()
-        .reviews
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut reviews = cortex_backend::sync::lock(&ctx.state().reviews);
     let review = Review {
         id: format!("R-{}", reviews.len() + 1),
         employee_id: e.id.clone(),

@@ -154,7 +154,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        cortex_backend::sync::lock(&self.store)
     }
 
     pub(crate) fn person(&self, id: &str) -> Option<&Employee> {
