@@ -19,7 +19,7 @@ use super::{
 use crate::{
     catalog::{Catalog, Health},
     mcp::Service,
-    upstream::{Credential, UpstreamError},
+    upstream::{Credential, RpcFault, UpstreamError},
 };
 
 /// Items per page of every list.
@@ -417,45 +417,26 @@ fn missing_scope(what: &str, scope: &str) -> RpcError {
     .with_data(json!({"required": scope}))
 }
 
-/// Maps an upstream failure of a non-tool method to a JSON-RPC error.
+/// A failure of a non-tool method, with its JSON-RPC code: `not_found`
+/// (which differs by method and revision) for a missing thing, with the
+/// `uri` asked for as data when there is one.
 fn upstream_rpc_error(
     backend: &str,
     e: UpstreamError,
     not_found: i64,
     uri: Option<&str>,
 ) -> RpcError {
-    match e {
-        UpstreamError::Status {
-            status: 400,
-            message,
-            ..
-        } => RpcError::invalid_params(format!("{backend} refused the request: {message}")),
-        UpstreamError::Status {
-            status: 404,
-            message,
-            ..
-        } => {
-            let mut err = RpcError::new(not_found, format!("{backend}: {message}"));
-            if let Some(uri) = uri {
-                err = err.with_data(json!({"uri": uri}));
+    match e.rpc_fault(backend) {
+        RpcFault::Refused(message) => RpcError::invalid_params(message),
+        RpcFault::NotFound(message) => {
+            let err = RpcError::new(not_found, message);
+            match uri {
+                Some(uri) => err.with_data(json!({"uri": uri})),
+                None => err,
             }
-            err
         }
-        UpstreamError::Status {
-            status: 403,
-            message,
-            required: Some(r),
-            ..
-        } => missing_scope(&format!("this on {backend} ({message})"), &r),
-        UpstreamError::Status {
-            status: 403,
-            message,
-            ..
-        } => RpcError::invalid_params(format!("denied by {backend}: {message}")),
-        other => RpcError::new(
-            super::jsonrpc::INTERNAL_ERROR,
-            format!("backend {backend} failed: {}", other.caller_text(backend)),
-        ),
+        RpcFault::MissingScope { what, scope } => missing_scope(&what, &scope),
+        RpcFault::Failed(message) => RpcError::new(super::jsonrpc::INTERNAL_ERROR, message),
     }
 }
 

@@ -69,99 +69,6 @@ fn mcp_result(backend: &str, value: Value, revision: Revision) -> Value {
     out
 }
 
-/// What the agent reads when a backend call fails.
-pub(crate) fn failure_text(backend: &str, tool: &str, e: &UpstreamError) -> String {
-    if e.has_internal_detail() {
-        tracing::warn!(backend, tool, error = %e, "backend call failed");
-    }
-    match e {
-        UpstreamError::Status {
-            status: 400,
-            message,
-            body,
-            ..
-        } => format!(
-            "{backend} rejected the call to {tool}: {message}. Fix the arguments and retry. Details: {body}"
-        ),
-        UpstreamError::Status { status: 401, .. } => format!(
-            "backend authentication failed: {backend} did not accept your token. \
-             It may trust another issuer or audience; ask the administrator of {backend}."
-        ),
-        UpstreamError::Status {
-            status: 403,
-            required: Some(r),
-            ..
-        } => format!(
-            "missing scope {r}: {backend} requires the OAuth scope {r} for {tool}. \
-             Get a token that includes {r} and retry."
-        ),
-        UpstreamError::Status {
-            status: 403,
-            message,
-            ..
-        } => format!(
-            "denied by {backend}: {message}. This is {backend}'s own permission rule for your account \
-             (role, membership or record ownership), not a missing OAuth scope: \
-             more scopes will not help; ask someone with access or the owner of the data."
-        ),
-        UpstreamError::Status {
-            status: 404,
-            message,
-            ..
-        } => {
-            format!("{backend}: not found: {message}")
-        }
-        UpstreamError::Status {
-            status: 413,
-            message,
-            ..
-        } => format!(
-            "{backend} refused the call because the request is too large: {message}. Send less data."
-        ),
-        UpstreamError::Status {
-            status, message, ..
-        } => format!(
-            "{backend} failed while running {tool} (HTTP {status}): {message}. \
-             Retrying later may help; if it persists, tell the team running {backend}."
-        ),
-        UpstreamError::Timeout(ms) => format!(
-            "{backend} did not answer {tool} within {ms} ms. It may be overloaded; retry later. \
-             The call may or may not have taken effect: check before repeating a change."
-        ),
-        UpstreamError::Unreachable(_) => {
-            format!("{backend} is unreachable right now, so {tool} was not run. Retry later.")
-        }
-        UpstreamError::TooLarge(limit) => format!(
-            "{backend} answered {tool} with more than {limit} bytes, which the gateway refuses. \
-             Ask for less data (filters, limits, pagination)."
-        ),
-        UpstreamError::InvalidJson(_) => format!(
-            "{backend} answered {tool} with something that is not JSON; tell the team running {backend}."
-        ),
-        UpstreamError::Exchange(_) => format!(
-            "the gateway could not obtain a token for {backend}, so {tool} was not run. \
-             Retry later; if it persists, tell the gateway's administrator (the gateway's log has the reason)."
-        ),
-        UpstreamError::UnsafeHeader(header) => format!(
-            "the call was refused by the gateway and not forwarded: a claim of your token \
-             (sent as {header}) contains line breaks or control characters. Ask your identity administrator."
-        ),
-    }
-}
-
-/// A short class of a backend failure, for the audit line.
-fn error_class(e: &UpstreamError) -> audit::Label {
-    match e {
-        UpstreamError::Status { status, .. } => format!("backend_{status}").into(),
-        UpstreamError::Timeout(_) => "backend_timeout".into(),
-        UpstreamError::Unreachable(_) => "backend_unreachable".into(),
-        UpstreamError::TooLarge(_) => "backend_too_large".into(),
-        UpstreamError::InvalidJson(_) => "backend_invalid_json".into(),
-        UpstreamError::Exchange(_) => "token_exchange".into(),
-        UpstreamError::UnsafeHeader(_) => "unsafe_claim".into(),
-    }
-}
-
 /// A `tools/call` result.
 #[derive(Debug)]
 pub(crate) enum ToolResult {
@@ -303,13 +210,13 @@ pub(crate) async fn call(
     };
     audit::tool_call(name, &backend.id, &tool.scope, outcome, started.elapsed());
     if let Err(e) = &result {
-        audit::note(|r| r.error_class = Some(error_class(e)));
+        audit::note(|r| r.error_class = Some(e.class()));
     }
     let raw = match result {
         Ok(raw) => raw,
         Err(e) => {
             return Ok(ToolResult::Built(text_result(
-                failure_text(&backend.id, name, &e),
+                e.tool_text(&backend.id, name),
                 true,
             )));
         }
@@ -322,7 +229,7 @@ pub(crate) async fn call(
         Err(e) => {
             let e = UpstreamError::InvalidJson(e.to_string());
             return Ok(ToolResult::Built(text_result(
-                failure_text(&backend.id, name, &e),
+                e.tool_text(&backend.id, name),
                 true,
             )));
         }
@@ -357,7 +264,7 @@ async fn whoami(mcp: &Service, catalog: &Catalog, ctx: &CallCtx) -> Value {
             .await;
         let v = match r {
             Ok(v) => v,
-            Err(e) => json!({"error": failure_text(&b.id, "whoami", &e)}),
+            Err(e) => json!({"error": e.tool_text(&b.id, "whoami")}),
         };
         (b.id.clone(), v)
     }))

@@ -6,6 +6,7 @@
 #![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
 
 mod exchange;
+mod failure;
 mod h1;
 pub(crate) mod settings;
 
@@ -33,6 +34,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json, value::RawValue};
 
 pub use exchange::TokenExchanger;
+pub(crate) use failure::RpcFault;
 pub(crate) use h1::IDLE_TIMEOUT;
 
 /// The calling thread's slot: idle backend connections are kept per slot
