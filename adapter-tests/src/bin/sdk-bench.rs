@@ -99,12 +99,19 @@ impl HandWritten {
             .iter()
             .find(|k| k.common.key_id.as_deref() == Some("cortex-test-1"))
             .context("the issuer's signing key in its JWKS")?;
+        // The claims the SDK backend is configured with (the defaults: `nbf`
+        // checked when present, not required), so both verify the same.
+        let config = issuer.jwt_config(AUDIENCE);
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[issuer.issuer()]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.set_audience(&config.audiences);
+        if config.require_nbf {
+            validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        }
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = config.leeway.as_secs();
         Ok(Self {
             key: DecodingKey::from_jwk(jwk)?,
             validation,

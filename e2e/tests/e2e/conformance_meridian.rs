@@ -57,12 +57,7 @@ async fn meridian_binary() -> PathBuf {
         ])
         .current_dir(e2e_dir());
     let finished = run(command, Duration::from_secs(1800)).await;
-    assert_eq!(
-        finished.status,
-        Some(0),
-        "cargo build -p meridian failed:\n{}",
-        finished.stderr
-    );
+    finished.assert_success("cargo build -p meridian");
     finished
         .stdout
         .lines()

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use meridian::firm::Persona;
-use serde_json::Value;
 use tokio::{process::Command, task::JoinSet};
 
 use crate::{
@@ -31,15 +30,6 @@ async fn inspector(url: String, token: String, era: &'static str, extra: Vec<Str
         .env("HOME", &home)
         .current_dir(e2e_dir());
     run(command, Duration::from_secs(60)).await
-}
-
-fn json(label: &str, finished: &Finished) -> Value {
-    serde_json::from_str(finished.stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{label}: no JSON on stdout ({e}):\n{}\n{}",
-            finished.stdout, finished.stderr
-        )
-    })
 }
 
 fn call(tool: &str, args: &str) -> Vec<String> {
@@ -94,13 +84,13 @@ async fn inspector_cli_lists_and_calls_in_both_eras() {
         );
         match what {
             "list" => {
-                assert_eq!(finished.status, Some(0), "{label}: {}", finished.stderr);
-                let out = json(&label, &finished);
+                finished.assert_success(&label);
+                let out = finished.json(&label);
                 check_tool_names(&label, Persona::SalesRep, &out["result"]);
             }
             "read" => {
-                assert_eq!(finished.status, Some(0), "{label}: {}", finished.stderr);
-                let out = json(&label, &finished);
+                finished.assert_success(&label);
+                let out = finished.json(&label);
                 assert_eq!(
                     out["result"]["structuredContent"]["team"], "sales-north",
                     "{label}: {out}"
@@ -116,7 +106,7 @@ async fn inspector_cli_lists_and_calls_in_both_eras() {
                     Some(0),
                     "{label}: an ACL refusal must not exit 0"
                 );
-                let out = json(&label, &finished);
+                let out = finished.json(&label);
                 assert_eq!(out["result"]["isError"], true, "{label}: {out}");
                 let text = out["result"]["content"][0]["text"]
                     .as_str()

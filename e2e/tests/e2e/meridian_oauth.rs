@@ -167,15 +167,9 @@ async fn oauth_client(sdk: Sdk, running: &Running, plan: Value) -> Value {
         )
         .current_dir(e2e_dir());
     let finished = run(command, Duration::from_secs(120)).await;
-    assert_eq!(
-        finished.status,
-        Some(0),
-        "{sdk:?} OAuth client failed:\n{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    serde_json::from_str(finished.stdout.trim())
-        .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", finished.stdout, finished.stderr))
+    let what = format!("{sdk:?} OAuth client");
+    finished.assert_success(&what);
+    finished.json(&what)
 }
 
 /// What every signed-in client must show: the sign-in went through the
@@ -586,15 +580,16 @@ impl Browser {
         .await;
     }
 
-    /// A PNG of the viewport.
-    async fn screenshot(&self) -> Vec<u8> {
+    /// Saves a PNG of the viewport as `dir/name`.
+    async fn save_screenshot(&self, dir: &std::path::Path, name: &str) {
         use base64::Engine as _;
         let data = self
             .command(reqwest::Method::GET, "/screenshot", None)
             .await;
-        base64::engine::general_purpose::STANDARD
+        let png = base64::engine::general_purpose::STANDARD
             .decode(data.as_str().expect("base64 PNG"))
-            .expect("a PNG")
+            .expect("a PNG");
+        std::fs::write(dir.join(name), png).unwrap_or_else(|e| panic!("saving {name}: {e}"));
     }
 
     async fn quit(self) {
@@ -728,11 +723,9 @@ async fn headless_chromium_signs_in_and_consents_then_revokes() {
     );
     assert_eq!(browser.text("#client-name").await, "Example agent");
     assert!(browser.text("#person-e-007").await.contains("Lena Fischer"));
-    std::fs::write(
-        shots.join("meridian-sign-in.png"),
-        browser.screenshot().await,
-    )
-    .expect("saving the sign-in screenshot");
+    browser
+        .save_screenshot(&shots, "meridian-sign-in.png")
+        .await;
 
     browser.click("#person-e-007").await;
     assert!(
@@ -745,11 +738,9 @@ async fn headless_chromium_signs_in_and_consents_then_revokes() {
         browser.text("#scopes").await,
         "mcp:crm:write: read and change records in the crm app"
     );
-    std::fs::write(
-        shots.join("meridian-consent.png"),
-        browser.screenshot().await,
-    )
-    .expect("saving the consent screenshot");
+    browser
+        .save_screenshot(&shots, "meridian-consent.png")
+        .await;
 
     browser.click("#allow").await;
     let query = tokio::time::timeout(Duration::from_secs(30), code)
@@ -781,17 +772,9 @@ async fn headless_chromium_signs_in_and_consents_then_revokes() {
         .await
         .expect("token JSON");
     assert_eq!(tokens["scope"], "mcp:crm:write", "{tokens}");
-    let listed: Value = http
-        .post(&running.url)
-        .bearer_auth(tokens["access_token"].as_str().expect("a token"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", meridian::mcp::PROTOCOL_VERSION)
-        .header("mcp-method", "tools/list")
-        .body(meridian::mcp::request(1, "tools/list", json!({})).to_string())
-        .send()
+    let token = tokens["access_token"].as_str().expect("a token");
+    let listed: Value = list_tools(&http, &running.url, token)
         .await
-        .expect("tools/list")
         .json()
         .await
         .expect("tools/list JSON");
@@ -804,27 +787,11 @@ async fn headless_chromium_signs_in_and_consents_then_revokes() {
         browser.text("#notice").await,
         "Revoked every grant of Lena Fischer."
     );
-    std::fs::write(
-        shots.join("meridian-grants.png"),
-        browser.screenshot().await,
-    )
-    .expect("saving the grants screenshot");
+    browser.save_screenshot(&shots, "meridian-grants.png").await;
     browser.quit().await;
-    let token = tokens["access_token"].as_str().expect("a token");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let status = http
-            .post(&running.url)
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", meridian::mcp::PROTOCOL_VERSION)
-            .header("mcp-method", "tools/list")
-            .body(meridian::mcp::request(2, "tools/list", json!({})).to_string())
-            .send()
-            .await
-            .expect("tools/list")
-            .status();
+        let status = list_tools(&http, &running.url, token).await.status();
         if status == 401 {
             break;
         }
@@ -836,4 +803,18 @@ async fn headless_chromium_signs_in_and_consents_then_revokes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.shutdown().await;
+}
+
+/// `tools/list` through the gateway, with the headers of Meridian's printed
+/// curl command.
+async fn list_tools(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    let mut request = http.post(url).bearer_auth(token);
+    for (name, value) in meridian::mcp::headers("tools/list", None) {
+        request = request.header(name, value);
+    }
+    request
+        .body(meridian::mcp::request(1, "tools/list", json!({})).to_string())
+        .send()
+        .await
+        .expect("tools/list")
 }

@@ -143,13 +143,8 @@ async fn authorization_code(login: &str, scope: &str) -> String {
         .arg(request.to_string())
         .current_dir(e2e_dir());
     let finished = run(command, Duration::from_secs(60)).await;
-    assert_eq!(
-        finished.status,
-        Some(0),
-        "code_pkce.mjs failed: {}",
-        finished.stderr
-    );
-    let response: Value = serde_json::from_str(finished.stdout.trim()).expect("token JSON");
+    finished.assert_success("code_pkce.mjs");
+    let response = finished.json("code_pkce.mjs");
     assert_eq!(response["scope"], scope, "granted scope");
     response["access_token"]
         .as_str()
@@ -185,6 +180,18 @@ fn check_default_format(token: &str, resource: &str, sub: &str) {
 
 async fn connect(token: &str, modern: bool) -> Client {
     rust_sdk::connect(&world().url, token, modern).await
+}
+
+/// Connects with `token` (2026-07-28 when `modern`, else 2025-11-25) and
+/// checks that it lists exactly the tools of the apps `scope` names.
+async fn connect_with_scope(token: &str, modern: bool, who: &str, scope: &str) -> Client {
+    let client = connect(token, modern).await;
+    check_app_tools(
+        who,
+        &app_tools_for_scopes(scope.split(' ')),
+        &list_tools(&client).await,
+    );
+    client
 }
 
 async fn list_tools(client: &Client) -> Value {
@@ -234,13 +241,8 @@ async fn client_credentials_token_reaches_exactly_its_scopes() {
     let token = client_credentials(url, scope).await;
     check_default_format(&token, url, SERVICE_CLIENT_ID);
 
-    let client = connect(&token, true).await;
     let who = "client credentials (2026-07-28)";
-    check_app_tools(
-        who,
-        &app_tools_for_scopes(scope.split(' ')),
-        &list_tools(&client).await,
-    );
+    let client = connect_with_scope(&token, true, who, scope).await;
     // No sales-team claim: the CRM shows every account.
     let accounts = call(&client, "crm_search_accounts", json!({"query": ""})).await;
     assert_eq!(accounts["isError"], false, "{who}: {accounts}");
@@ -277,13 +279,8 @@ async fn authorization_code_pkce_token_reaches_exactly_its_scopes() {
     let token = authorization_code(PROJECT_MANAGER, scope).await;
     check_default_format(&token, url, PROJECT_MANAGER);
 
-    let client = connect(&token, false).await;
     let who = "authorization code + PKCE (2025-11-25)";
-    check_app_tools(
-        who,
-        &app_tools_for_scopes(scope.split(' ')),
-        &list_tools(&client).await,
-    );
+    let client = connect_with_scope(&token, false, who, scope).await;
     check_manager_projects(who, &call(&client, "docs_list_projects", json!({})).await);
     let _ = client.cancel().await;
 }
@@ -368,14 +365,8 @@ async fn typescript_sdk_oauth_client_authorizes_itself() {
         .env("MCP_URL", &world.url)
         .current_dir(e2e_dir());
     let finished = run(command, Duration::from_secs(120)).await;
-    assert_eq!(
-        finished.status,
-        Some(0),
-        "ts_oauth_generic.mjs failed:\n{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    let output: Value = serde_json::from_str(finished.stdout.trim()).expect("JSON output");
+    finished.assert_success("ts_oauth_generic.mjs");
+    let output = finished.json("ts_oauth_generic.mjs");
     let who = "TypeScript SDK OAuth client";
 
     // The steps the SDK took, in order: the 401, RFC 9728 metadata, the

@@ -62,19 +62,9 @@ async fn run_client(client: Client, era: &str, running: &Running) -> Value {
         Persona::ALL.len(),
         finished.elapsed
     );
-    assert_eq!(
-        finished.status,
-        Some(0),
-        "{client:?} ({era}) failed:\n{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    serde_json::from_str(finished.stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{client:?} ({era}) printed no JSON ({e}):\n{}\n{}",
-            finished.stdout, finished.stderr
-        )
-    })
+    let what = format!("{client:?} ({era})");
+    finished.assert_success(&what);
+    finished.json(&what)
 }
 
 /// Runs every persona's plan with `client` at `era`; checks the negotiated

@@ -58,6 +58,33 @@ pub(crate) struct Finished {
     pub(crate) elapsed: Duration,
 }
 
+impl Finished {
+    /// Asserts that it exited 0; the failure names `what` and shows both
+    /// outputs.
+    #[track_caller]
+    pub(crate) fn assert_success(&self, what: &str) {
+        assert_eq!(
+            self.status,
+            Some(0),
+            "{what} failed:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// Its standard output as one JSON value; the failure names `what` and
+    /// shows both outputs.
+    #[track_caller]
+    pub(crate) fn json(&self, what: &str) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{what}: no JSON on stdout ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
 /// Runs `command` to completion (killed after `limit`), capturing output.
 pub(crate) async fn run(mut command: Command, limit: Duration) -> Finished {
     let shown = format!("{:?}", command.as_std());

@@ -51,6 +51,12 @@ fn http() -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// GETs `url` and reads its JSON body.
+async fn get_json(url: impl reqwest::IntoUrl) -> Value {
+    let response = http().get(url).send().await.expect("GET");
+    response.json().await.expect("a JSON body")
+}
+
 fn pkce() -> (String, String) {
     let verifier = format!(
         "{}-verifier-of-the-meridian-tests-0123456789",
@@ -86,6 +92,25 @@ fn request_id(page: &str) -> String {
         .next()
         .expect("a value")
         .to_string()
+}
+
+/// The parameters of an authorization-code request with PKCE (S256), then
+/// `more`.
+fn code_request<'a>(
+    client_id: &'a str,
+    redirect_uri: &'a str,
+    challenge: &'a str,
+    more: &[(&'static str, &'a str)],
+) -> Vec<(&'static str, &'a str)> {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    params.extend_from_slice(more);
+    params
 }
 
 /// A client's view of one authorization server.
@@ -157,8 +182,8 @@ impl Flow {
             .expect("POST")
     }
 
-    /// Signs in as `person` and allows: the redirect back to the client.
-    async fn sign_in(&self, page: &str, person: &str) -> String {
+    /// Picks `person` on the sign-in `page`: the consent page.
+    async fn choose_person(&self, page: &str, person: &str) -> String {
         let consent = self
             .post_form(
                 "/authorize/person",
@@ -166,13 +191,22 @@ impl Flow {
             )
             .await;
         assert_eq!(consent.status(), 200);
-        let consent = consent.text().await.unwrap();
-        let back = self
-            .post_form(
-                "/authorize/consent",
-                &[("request", &request_id(&consent)), ("decision", "allow")],
-            )
-            .await;
+        consent.text().await.unwrap()
+    }
+
+    /// Allows on the `consent` page.
+    async fn allow(&self, consent: &str) -> reqwest::Response {
+        self.post_form(
+            "/authorize/consent",
+            &[("request", &request_id(consent)), ("decision", "allow")],
+        )
+        .await
+    }
+
+    /// Signs in as `person` and allows: the redirect back to the client.
+    async fn sign_in(&self, page: &str, person: &str) -> String {
+        let consent = self.choose_person(page, person).await;
+        let back = self.allow(&consent).await;
         assert_eq!(back.status(), 303);
         back.headers()[header::LOCATION]
             .to_str()
@@ -184,15 +218,12 @@ impl Flow {
     async fn code(&self, client_id: &str, resource: &str, person: &str) -> (String, String) {
         let (verifier, challenge) = pkce();
         let answer = self
-            .authorize(&[
-                ("response_type", "code"),
-                ("client_id", client_id),
-                ("redirect_uri", REDIRECT),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("state", "st-1"),
-                ("resource", resource),
-            ])
+            .authorize(&code_request(
+                client_id,
+                REDIRECT,
+                &challenge,
+                &[("state", "st-1"), ("resource", resource)],
+            ))
             .await;
         let Answer::Page(200, page) = answer else {
             panic!("no sign-in page");
@@ -230,6 +261,17 @@ impl Flow {
         .await
     }
 
+    /// A refresh that asks for `scope`.
+    async fn refresh_for(&self, client_id: &str, refresh: &str, scope: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh),
+            ("scope", scope),
+        ])
+        .await
+    }
+
     async fn introspect(&self, auth: &AuthServer, token: &str) -> Value {
         let creds = auth
             .register_confidential("test-introspection", "")
@@ -247,6 +289,21 @@ impl Flow {
     }
 }
 
+/// Asserts an OAuth error answer (RFC 6749 section 5.2): its status and
+/// `error` code. Returns its `error_description`.
+#[track_caller]
+fn refused((status, body): (u16, Value), expected_status: u16, error: &str) -> String {
+    assert_eq!(
+        (status, &body["error"]),
+        (expected_status, &json!(error)),
+        "{body}"
+    );
+    body["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(
@@ -257,24 +314,20 @@ fn claims(token: &str) -> Value {
     .unwrap()
 }
 
-async fn server(settings: Settings) -> AuthServer {
-    AuthServer::start(RESOURCE, settings)
+/// A dev authorization server for [`RESOURCE`] and a client of it.
+async fn server(settings: Settings) -> (AuthServer, Flow) {
+    let auth = AuthServer::start(RESOURCE, settings)
         .await
-        .expect("authorization server")
+        .expect("authorization server");
+    let flow = Flow::new(auth.issuer());
+    (auth, flow)
 }
 
 #[tokio::test]
 async fn metadata_follows_rfc_8414_and_the_gateway_points_to_it() {
     let running = start().await;
     let issuer = running.auth_server().issuer().to_string();
-    let meta: Value = http()
-        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = get_json(format!("{issuer}/.well-known/oauth-authorization-server")).await;
     assert_eq!(meta["issuer"], issuer);
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(meta["client_id_metadata_document_supported"], true);
@@ -297,14 +350,7 @@ async fn metadata_follows_rfc_8414_and_the_gateway_points_to_it() {
             .unwrap()
             .contains("development only")
     );
-    let jwks: Value = http()
-        .get(meta["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = get_json(meta["jwks_uri"].as_str().unwrap()).await;
     assert_eq!(jwks["keys"][0]["kty"], "RSA", "{jwks}");
     assert!(
         jwks["keys"]
@@ -314,18 +360,12 @@ async fn metadata_follows_rfc_8414_and_the_gateway_points_to_it() {
             .all(|k| k["kty"] != "oct")
     );
 
-    let prm: Value = http()
-        .get(
-            running
-                .url
-                .replace("/mcp", "/.well-known/oauth-protected-resource/mcp"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm = get_json(
+        running
+            .url
+            .replace("/mcp", "/.well-known/oauth-protected-resource/mcp"),
+    )
+    .await;
     assert_eq!(prm["authorization_servers"], json!([issuer]), "{prm}");
     assert_eq!(prm["resource"], running.url, "{prm}");
     running.shutdown().await;
@@ -338,16 +378,16 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
     let client = flow.public_client("Test Agent <b>").await;
     let (verifier, challenge) = pkce();
     let Answer::Page(200, page) = flow
-        .authorize(&[
-            ("response_type", "code"),
-            ("client_id", &client),
-            ("redirect_uri", "http://127.0.0.1:53177/callback"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("state", "xyz&<"),
-            ("scope", "mcp:crm:read mcp:billing:write"),
-            ("resource", &running.url),
-        ])
+        .authorize(&code_request(
+            &client,
+            "http://127.0.0.1:53177/callback",
+            &challenge,
+            &[
+                ("state", "xyz&<"),
+                ("scope", "mcp:crm:read mcp:billing:write"),
+                ("resource", &running.url),
+            ],
+        ))
         .await
     else {
         panic!("no sign-in page");
@@ -363,27 +403,14 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
     assert!(page.contains("Test Agent &lt;b&gt;") && !page.contains("Test Agent <b>"));
     assert!(page.contains("development only"));
 
-    let consent = flow
-        .post_form(
-            "/authorize/person",
-            &[("request", &request_id(&page)), ("person", firm::SALES_REP)],
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let consent = flow.choose_person(&page, firm::SALES_REP).await;
     assert!(consent.contains("Allow <span id=\"client-name\">Test Agent &lt;b&gt;</span>?"));
     assert!(consent.contains("Lena Fischer") && consent.contains("<code>mcp:crm:write</code>"));
     assert!(
         !consent.contains("mcp:billing:write"),
         "scopes come from the role: {consent}"
     );
-    let back = flow
-        .post_form(
-            "/authorize/consent",
-            &[("request", &request_id(&consent)), ("decision", "allow")],
-        )
-        .await;
+    let back = flow.allow(&consent).await;
     assert_eq!(back.status(), 303);
     let location = back.headers()[header::LOCATION].to_str().unwrap();
     assert!(
@@ -396,12 +423,7 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
         ("xyz&<", flow.issuer.as_str())
     );
     // The consent is single-use.
-    let again = flow
-        .post_form(
-            "/authorize/consent",
-            &[("request", &request_id(&consent)), ("decision", "allow")],
-        )
-        .await;
+    let again = flow.allow(&consent).await;
     assert_eq!(again.status(), 400);
 
     let (status, tokens) = flow
@@ -473,27 +495,12 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
     // A broader scope is refused and the refresh token still works; a
     // subset of the grant is granted (and rotates again).
     let current = rotated["refresh_token"].as_str().unwrap();
-    let (status, body) = flow
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", &client),
-            ("refresh_token", current),
-            ("scope", "mcp:billing:read"),
-        ])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_scope")),
-        "{body}"
+    refused(
+        flow.refresh_for(&client, current, "mcp:billing:read").await,
+        400,
+        "invalid_scope",
     );
-    let (status, body) = flow
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", &client),
-            ("refresh_token", current),
-            ("scope", "mcp:crm:write"),
-        ])
-        .await;
+    let (status, body) = flow.refresh_for(&client, current, "mcp:crm:write").await;
     assert_eq!(
         (status, &body["scope"]),
         (200, &json!("mcp:crm:write")),
@@ -501,18 +508,12 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
     );
     let new_access = body["access_token"].as_str().unwrap().to_string();
     let rotated = body;
-    let (status, replay) = flow.refresh(&client, first_refresh).await;
-    assert_eq!(
-        (status, &replay["error"]),
-        (400, &json!("invalid_grant")),
-        "{replay}"
+    let description = refused(
+        flow.refresh(&client, first_refresh).await,
+        400,
+        "invalid_grant",
     );
-    assert!(
-        replay["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("already used")
-    );
+    assert!(description.contains("already used"), "{description}");
     assert_eq!(
         flow.introspect(running.auth_server(), &new_access).await["active"],
         false
@@ -587,8 +588,7 @@ fn short_fetch() -> Settings {
 
 #[tokio::test]
 async fn a_metadata_document_client_signs_in_with_its_redirect_uris() {
-    let auth = server(short_fetch()).await;
-    let flow = Flow::new(auth.issuer());
+    let (_auth, flow) = server(short_fetch()).await;
     let (base, fetches) = document_host().await;
     let client = format!("{base}/good.json");
     let (code, verifier) = flow.code(&client, RESOURCE, firm::CFO).await;
@@ -608,13 +608,12 @@ async fn a_metadata_document_client_signs_in_with_its_redirect_uris() {
     // A redirect URI the document does not list: a page, no redirect.
     let (_, challenge) = pkce();
     let answer = flow
-        .authorize(&[
-            ("response_type", "code"),
-            ("client_id", &client),
-            ("redirect_uri", "https://attacker.example/callback"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ])
+        .authorize(&code_request(
+            &client,
+            "https://attacker.example/callback",
+            &challenge,
+            &[],
+        ))
         .await;
     let Answer::Page(400, page) = answer else {
         panic!("an unregistered redirect URI was followed");
@@ -627,8 +626,7 @@ async fn a_metadata_document_client_signs_in_with_its_redirect_uris() {
 
 #[tokio::test]
 async fn bad_metadata_documents_are_refused() {
-    let auth = server(short_fetch()).await;
-    let flow = Flow::new(auth.issuer());
+    let (_auth, flow) = server(short_fetch()).await;
     let (base, _) = document_host().await;
     let (_, challenge) = pkce();
     let cases = [
@@ -646,26 +644,14 @@ async fn bad_metadata_documents_are_refused() {
     ];
     for (client, expected) in cases {
         let answer = flow
-            .authorize(&[
-                ("response_type", "code"),
-                ("client_id", &client),
-                ("redirect_uri", REDIRECT),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ])
+            .authorize(&code_request(&client, REDIRECT, &challenge, &[]))
             .await;
         let Answer::Page(400, page) = answer else {
             panic!("{client}: not refused");
         };
         assert!(page.contains(expected), "{client}: {page}");
         // The token endpoint refuses the same client.
-        let (status, body) = flow
-            .token(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", &client),
-                ("refresh_token", "x"),
-            ])
-            .await;
+        let (status, body) = flow.refresh(&client, "x").await;
         assert_eq!(
             (status, &body["error"]),
             (401, &json!("invalid_client")),
@@ -676,18 +662,10 @@ async fn bad_metadata_documents_are_refused() {
 
 #[tokio::test]
 async fn bad_authorization_requests_are_refused() {
-    let auth = server(Settings::default()).await;
-    let flow = Flow::new(auth.issuer());
+    let (_auth, flow) = server(Settings::default()).await;
     let client = flow.public_client("Agent").await;
     let (_, challenge) = pkce();
-    let base = [
-        ("response_type", "code"),
-        ("client_id", client.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("state", "s"),
-    ];
+    let base = code_request(&client, REDIRECT, &challenge, &[("state", "s")]);
     let with = |changes: &[(&'static str, &'static str)]| {
         let mut params: Vec<(&str, &str)> = base
             .iter()
@@ -762,25 +740,18 @@ async fn bad_authorization_requests_are_refused() {
 
 #[tokio::test]
 async fn bad_token_requests_are_refused() {
-    let auth = server(Settings::default()).await;
-    let flow = Flow::new(auth.issuer());
+    let (auth, flow) = server(Settings::default()).await;
     let client = flow.public_client("Agent").await;
 
     // A wrong code_verifier; the code is spent afterwards.
     let (code, verifier) = flow.code(&client, RESOURCE, firm::CEO).await;
     let wrong = format!("{verifier}x");
-    let (status, body) = flow.exchange(&client, &code, &wrong).await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_grant")),
-        "{body}"
+    let description = refused(
+        flow.exchange(&client, &code, &wrong).await,
+        400,
+        "invalid_grant",
     );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("code_verifier")
-    );
+    assert!(description.contains("code_verifier"), "{description}");
     let (status, _) = flow.exchange(&client, &code, &verifier).await;
     assert_eq!(status, 400);
 
@@ -790,18 +761,12 @@ async fn bad_token_requests_are_refused() {
     assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(flow.introspect(&auth, access).await["active"], true);
-    let (status, body) = flow.exchange(&client, &code, &verifier).await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_grant")),
-        "{body}"
+    let description = refused(
+        flow.exchange(&client, &code, &verifier).await,
+        400,
+        "invalid_grant",
     );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("revoked")
-    );
+    assert!(description.contains("revoked"), "{description}");
     assert_eq!(flow.introspect(&auth, access).await["active"], false);
     let (status, _) = flow
         .refresh(&client, tokens["refresh_token"].as_str().unwrap())
@@ -810,8 +775,8 @@ async fn bad_token_requests_are_refused() {
 
     // Another resource at the token endpoint.
     let (code, verifier) = flow.code(&client, RESOURCE, firm::CEO).await;
-    let (status, body) = flow
-        .token(&[
+    refused(
+        flow.token(&[
             ("grant_type", "authorization_code"),
             ("client_id", &client),
             ("code", &code),
@@ -819,102 +784,82 @@ async fn bad_token_requests_are_refused() {
             ("code_verifier", &verifier),
             ("resource", "https://other.example/mcp"),
         ])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_target")),
-        "{body}"
+        .await,
+        400,
+        "invalid_target",
     );
 
     // Another client presenting the code; a redirect_uri that differs.
     let other = flow.public_client("Other").await;
     let (code, verifier) = flow.code(&client, RESOURCE, firm::CEO).await;
-    let (status, body) = flow.exchange(&other, &code, &verifier).await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_grant")),
-        "{body}"
+    refused(
+        flow.exchange(&other, &code, &verifier).await,
+        400,
+        "invalid_grant",
     );
     let (code, verifier) = flow.code(&client, RESOURCE, firm::CEO).await;
-    let (status, body) = flow
-        .token(&[
+    refused(
+        flow.token(&[
             ("grant_type", "authorization_code"),
             ("client_id", &client),
             ("code", &code),
             ("redirect_uri", "http://127.0.0.1/elsewhere"),
             ("code_verifier", &verifier),
         ])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_grant")),
-        "{body}"
+        .await,
+        400,
+        "invalid_grant",
     );
 
     // A parameter twice; an unknown grant type; a public client with a secret.
-    let (status, body) = flow
-        .token(&[
+    refused(
+        flow.token(&[
             ("grant_type", "refresh_token"),
             ("grant_type", "refresh_token"),
             ("client_id", &client),
         ])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_request")),
-        "{body}"
+        .await,
+        400,
+        "invalid_request",
     );
-    let (status, body) = flow
-        .token(&[("grant_type", "password"), ("client_id", &client)])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("unsupported_grant_type")),
-        "{body}"
+    refused(
+        flow.token(&[("grant_type", "password"), ("client_id", &client)])
+            .await,
+        400,
+        "unsupported_grant_type",
     );
-    let (status, body) = flow
-        .token(&[
+    refused(
+        flow.token(&[
             ("grant_type", "refresh_token"),
             ("client_id", &client),
             ("client_secret", "x"),
         ])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (401, &json!("invalid_client")),
-        "{body}"
+        .await,
+        401,
+        "invalid_client",
     );
 }
 
 #[tokio::test]
 async fn expired_codes_are_refused() {
-    let auth = server(Settings {
+    let (_auth, flow) = server(Settings {
         code_ttl: Duration::ZERO,
         ..Settings::default()
     })
     .await;
-    let flow = Flow::new(auth.issuer());
     let client = flow.public_client("Agent").await;
     let (code, verifier) = flow.code(&client, RESOURCE, firm::CFO).await;
-    let (status, body) = flow.exchange(&client, &code, &verifier).await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_grant")),
-        "{body}"
+    let description = refused(
+        flow.exchange(&client, &code, &verifier).await,
+        400,
+        "invalid_grant",
     );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("expired"),
-        "{body}"
-    );
+    assert!(description.contains("expired"), "{description}");
 }
 
 #[tokio::test]
 async fn registrations_with_bad_metadata_are_refused() {
-    let auth = server(Settings::default()).await;
-    let flow = Flow::new(auth.issuer());
+    let (_auth, flow) = server(Settings::default()).await;
     let cases = [
         (
             json!({"client_name": "no redirect"}),
@@ -983,8 +928,7 @@ async fn registrations_with_bad_metadata_are_refused() {
 
 #[tokio::test]
 async fn confidential_clients_get_tokens_by_client_credentials() {
-    let auth = server(Settings::default()).await;
-    let flow = Flow::new(auth.issuer());
+    let (auth, flow) = server(Settings::default()).await;
     let (status, reg) = flow
         .register(json!({
             "client_name": "Nightly report", "grant_types": ["client_credentials"],
@@ -1022,39 +966,33 @@ async fn confidential_clients_get_tokens_by_client_credentials() {
     );
 
     // More than registered; a wrong secret; a public client.
-    let (status, body) = flow
-        .token(&[
+    refused(
+        flow.token(&[
             ("grant_type", "client_credentials"),
             ("client_id", id),
             ("client_secret", secret),
             ("scope", "mcp:billing:read"),
         ])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_scope")),
-        "{body}"
+        .await,
+        400,
+        "invalid_scope",
     );
-    let (status, body) = flow
-        .token(&[
+    refused(
+        flow.token(&[
             ("grant_type", "client_credentials"),
             ("client_id", id),
             ("client_secret", "wrong"),
         ])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (401, &json!("invalid_client")),
-        "{body}"
+        .await,
+        401,
+        "invalid_client",
     );
     let public = flow.public_client("Public").await;
-    let (status, body) = flow
-        .token(&[("grant_type", "client_credentials"), ("client_id", &public)])
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("unauthorized_client")),
-        "{body}"
+    refused(
+        flow.token(&[("grant_type", "client_credentials"), ("client_id", &public)])
+            .await,
+        400,
+        "unauthorized_client",
     );
     // Introspection is for confidential clients only.
     let r = flow
@@ -1065,8 +1003,7 @@ async fn confidential_clients_get_tokens_by_client_credentials() {
 
 #[tokio::test]
 async fn rfc_7009_revocation_ends_the_grant() {
-    let auth = server(Settings::default()).await;
-    let flow = Flow::new(auth.issuer());
+    let (auth, flow) = server(Settings::default()).await;
     let client = flow.public_client("Agent").await;
     let (code, verifier) = flow.code(&client, RESOURCE, firm::PROJECT_MANAGER).await;
     let (_, tokens) = flow.exchange(&client, &code, &verifier).await;
@@ -1186,13 +1123,11 @@ async fn revoking_a_person_cuts_every_grant_and_pasted_token_at_the_gateway() {
 
     until_refused(&running, signed_in).await;
     until_refused(&running, &pasted).await;
-    let (status, body) = flow
-        .refresh(&client, tokens["refresh_token"].as_str().unwrap())
-        .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_grant")),
-        "{body}"
+    refused(
+        flow.refresh(&client, tokens["refresh_token"].as_str().unwrap())
+            .await,
+        400,
+        "invalid_grant",
     );
     // Someone else is untouched, and signing in again works.
     let listed = mcp(&running.url, &cfo, "tools/list", json!({}), None).await;
