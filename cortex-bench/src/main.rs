@@ -71,7 +71,8 @@ pub(crate) struct Options {
     /// Length of the soak scenario after its warm-up.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub(crate) soak_duration: Duration,
-    /// Warm-up of the soak scenario, after which its reference RSS is read.
+    /// Shortest warm-up of the soak scenario; it goes on until the gateway's
+    /// RSS settles (at most 3 minutes), then its reference RSS is read.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) soak_warmup: Duration,
     /// Another build of this benchmark (a `cortex-bench` binary): the call

@@ -5,12 +5,19 @@
 //! a gateway with 1,000 tools. Every answer is checked against what that
 //! request must get; the figures are the answers that were not, and the
 //! gateway's RSS at the end against its RSS after the warm-up.
+//!
+//! The warm-up lasts at least `--soak-warmup` and until the gateway's RSS
+//! has settled (grown by less than [`SETTLED_GROWTH`] over
+//! [`SETTLE_WINDOW`]): its bounded caches and the allocator's heap fill
+//! at a pace set by the host's speed, so a fixed time would measure the
+//! filling on a slow host as growth. A leak keeps growing after that and
+//! shows in the ratio.
 
 use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -21,6 +28,7 @@ use serde_json::json;
 
 use crate::{
     backend::{READ_TOOL, SCOPE, WRITE_SCOPE, WRITE_TOOL},
+    child::Child,
     gateway::CANONICAL_URI,
     load::Template,
     mcp,
@@ -35,6 +43,13 @@ const RSS_GROWTH_TARGET: f64 = 1.1;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Unexpected answers kept for the report.
 const KEPT_EXAMPLES: usize = 5;
+/// The warm-up ends once the RSS grew by less than this fraction over
+/// [`SETTLE_WINDOW`] (a leak of this pace would add 3 % a minute).
+const SETTLED_GROWTH: f64 = 0.005;
+const SETTLE_WINDOW: Duration = Duration::from_secs(10);
+/// The warm-up ends here even if the RSS is still growing (the ratio then
+/// shows the growth).
+const MAX_WARMUP: Duration = Duration::from_secs(180);
 
 /// The kinds of request in the mix, in the order each caller cycles them.
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +235,29 @@ async fn one(
     }
 }
 
+/// Waits at least `least`, then until the gateway's RSS has settled or
+/// [`MAX_WARMUP`] has passed; returns the RSS (KiB) and the warm-up's length.
+async fn warm_up(gw: &Child, least: Duration) -> anyhow::Result<(u64, Duration)> {
+    let start = Instant::now();
+    tokio::time::sleep(least).await;
+    let mut samples: Vec<(Instant, u64)> = Vec::new();
+    loop {
+        let now = Instant::now();
+        let rss = gw.status_kib("VmRSS")?;
+        let window_ago = samples
+            .iter()
+            .rev()
+            .find(|(t, _)| now.duration_since(*t) >= SETTLE_WINDOW);
+        let settled =
+            window_ago.is_some_and(|(_, old)| rss as f64 <= *old as f64 * (1.0 + SETTLED_GROWTH));
+        if settled || now.duration_since(start) >= MAX_WARMUP {
+            return Ok((rss, now.duration_since(start)));
+        }
+        samples.push((now, rss));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Runs the scenario.
 pub(crate) async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     let options = bench.options;
@@ -266,19 +304,19 @@ pub(crate) async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     }
     drop(sender);
     println!(
-        "\n## soak: {CALLERS} callers, {:?} warm-up + {:?}, gateway with 1,000 tools\n",
+        "\n## soak: {CALLERS} callers, a warm-up of at least {:?} until the RSS settles, then {:?}; gateway with 1,000 tools\n",
         options.soak_warmup, options.soak_duration
     );
     let counts = Arc::new(Counts::default());
-    let start = Instant::now();
-    let until = start + options.soak_warmup + options.soak_duration;
+    let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for (i, caller) in callers.into_iter().enumerate() {
         let counts = counts.clone();
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut sender = None;
             let mut k = i;
-            while Instant::now() < until {
+            while !stop.load(Ordering::Relaxed) {
                 let op = k % OPS.len();
                 k += 1;
                 if sender.is_none() {
@@ -300,10 +338,11 @@ pub(crate) async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
             }
         }));
     }
-    tokio::time::sleep(options.soak_warmup).await;
-    let warm_kib = gw.status_kib("VmRSS")?;
+    let (warm_kib, warmed) = warm_up(&gw, options.soak_warmup).await?;
     let warm_requests = Counts::total(&counts.ok) + Counts::total(&counts.unexpected);
     let measured_from = Instant::now();
+    tokio::time::sleep(options.soak_duration).await;
+    stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await?;
     }
@@ -331,7 +370,8 @@ pub(crate) async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "\nRSS after the warm-up {:.1} MiB, at the end {:.1} MiB, peak {:.1} MiB; {:.0} requests/s after the warm-up",
+        "\nwarm-up {:.0} s ({warm_requests} requests); RSS after the warm-up {:.1} MiB, at the end {:.1} MiB, peak {:.1} MiB; {:.0} requests/s after the warm-up",
+        warmed.as_secs_f64(),
         mib(warm_kib),
         mib(end_kib),
         mib(peak_kib),
@@ -351,7 +391,12 @@ pub(crate) async fn run(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
         ),
         Verdict::info(
             "soak: gateway RSS after the warm-up, at the end",
-            format!("{:.1}, {:.1} MiB", mib(warm_kib), mib(end_kib)),
+            format!(
+                "{:.1}, {:.1} MiB (warm-up {:.0} s)",
+                mib(warm_kib),
+                mib(end_kib),
+                warmed.as_secs_f64()
+            ),
         ),
     ])
 }
