@@ -21,7 +21,10 @@ use super::{
     era::{self, Era, MetaView},
     fast_call::ModernCall,
     gzip,
-    jsonrpc::{Classified, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, classify},
+    jsonrpc::{
+        Classified, INVALID_REQUEST, Incoming, PARSE_ERROR, Revision, RpcError, SERVER_ERROR,
+        classify,
+    },
     methods::{self, Answer, CallCtx, Params},
     sse::{self, Filter},
 };
@@ -314,7 +317,7 @@ async fn batch_message(
         };
         crate::audit::note(|r| r.method = Some(crate::audit::method_word(&method)));
         let error = RpcError::new(
-            RATE_LIMITED,
+            SERVER_ERROR,
             format!(
                 "rate limit exceeded: this message of the batch was not run; retry after {} s \
                  or ask the gateway operator for a larger budget (CORTEX_RATE_LIMIT_PER_MINUTE)",
@@ -331,10 +334,6 @@ async fn batch_message(
         Reply::Anonymous(e) => (error_envelope(None, &e), true),
     })
 }
-
-/// The JSON-RPC code of a batch message refused by the rate limiter
-/// (implementation-defined server error range).
-const RATE_LIMITED: i64 = -32000;
 
 /// What a legacy message gets.
 enum Reply {

@@ -13,8 +13,8 @@ pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
 pub(crate) const INVALID_PARAMS: i64 = -32602;
 /// Internal error.
 pub(crate) const INTERNAL_ERROR: i64 = -32603;
-/// The server-defined error of the HTTP layer's refusals (limits,
-/// budgets, deadline, introspection).
+/// Server error (the implementation-defined range): the gateway's
+/// refusals for limits, budgets, the deadline and introspection.
 pub(crate) const SERVER_ERROR: i64 = -32000;
 /// Resource not found (revisions up to 2025-11-25).
 pub(crate) const RESOURCE_NOT_FOUND: i64 = -32002;
