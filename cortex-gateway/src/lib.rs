@@ -197,19 +197,31 @@ impl Gateway {
             jwt,
         )
         .map_err(ConfigError::from)?;
+        let store = Store::in_memory(MemorySettings {
+            sessions: SessionLimits {
+                max_sessions: c.max_sessions,
+                max_per_caller: c.max_sessions_per_caller,
+                max_bytes: c.max_session_bytes,
+            },
+            rate_per_minute: c.rate_limit_per_minute,
+            rate_burst: c.rate_limit_burst,
+            streams_per_caller: c.max_streams_per_caller,
+            baseline: c.tool_baseline.clone(),
+        });
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         if let Some(x) = &config.token_exchange {
-            upstream = upstream.with_exchange(
+            upstream = upstream.with_exchange_in(
                 config.issuer.clone(),
                 x.clone(),
                 config.oauth.allow_insecure_http,
+                store.exchange.clone(),
             );
         }
         let metrics = Arc::new(Metrics::new());
-        let integrity = Arc::new(IntegrityGuard::open(
+        let integrity = Arc::new(IntegrityGuard::with_document(
             c.tool_integrity,
-            c.tool_baseline.clone(),
+            store.integrity.clone(),
         ));
         let federation = Arc::new(
             Federation::new(
@@ -251,20 +263,11 @@ impl Gateway {
                     cache_ttl: Duration::from_secs(c.introspection_cache_s),
                     timeout: Duration::from_secs(5),
                 })
-                .map_err(|e| config_error("CORTEX_INTROSPECTION_URL", e.0))?,
+                .map_err(|e| config_error("CORTEX_INTROSPECTION_URL", e.0))?
+                .with_cache(store.introspection.clone()),
             ),
             _ => None,
         };
-        let store = Store::in_memory(MemorySettings {
-            sessions: SessionLimits {
-                max_sessions: c.max_sessions,
-                max_per_caller: c.max_sessions_per_caller,
-                max_bytes: c.max_session_bytes,
-            },
-            rate_per_minute: c.rate_limit_per_minute,
-            rate_burst: c.rate_limit_burst,
-            streams_per_caller: c.max_streams_per_caller,
-        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mcp = mcp::Service {
             catalog: federation.clone(),

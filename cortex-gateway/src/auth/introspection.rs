@@ -11,27 +11,17 @@
 // Public for the `testing` feature (the gateway's integration tests).
 #![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
 
-use std::{
-    collections::HashMap,
-    fmt::Write as _,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, sync::Arc, time::Duration};
 
-use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine as _;
 use serde::Deserialize;
 
-/// Entries kept at most; beyond, expired ones go, then everything.
-const MAX_ENTRIES: usize = 10_000;
-/// Bytes the cache may hold. Entries are fixed-size, so the count bound
-/// keeps it: [`ENTRY_BYTES`] times [`MAX_ENTRIES`] is checked against it
-/// at compile time.
-const MAX_BYTES: usize = 2 * 1024 * 1024;
-/// Upper estimate of one entry: the key and value plus the table's
-/// control byte and load-factor slack.
-const ENTRY_BYTES: usize = 2 * std::mem::size_of::<([u8; 32], (bool, Instant))>() + 1;
-const _: () = assert!(MAX_ENTRIES * ENTRY_BYTES <= MAX_BYTES);
+use crate::store::tokens::{INTROSPECTION_CACHE_LIMITS as CACHE_LIMITS, TokenCache, TokenKey};
+
+/// The cached answer for an active token.
+const ACTIVE: &str = "active";
+/// The cached answer for an inactive (revoked, expired) token.
+const INACTIVE: &str = "inactive";
 /// The largest introspection answer read (an answer is a small JSON object).
 pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -79,7 +69,7 @@ struct Answer {
 pub struct Introspector {
     config: IntrospectionConfig,
     client: reqwest::Client,
-    cache: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
+    cache: Arc<TokenCache>,
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -111,37 +101,28 @@ impl Introspector {
         Ok(Self {
             config,
             client,
-            cache: Mutex::default(),
+            cache: Arc::new(TokenCache::in_memory(CACHE_LIMITS)),
         })
+    }
+
+    /// Keeps the answers in `cache` (the gateway's store) instead of a
+    /// cache of its own.
+    #[must_use]
+    pub(crate) fn with_cache(mut self, cache: Arc<TokenCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Whether the authorization server still considers `token` active.
     pub async fn is_active(&self, token: &str) -> Result<bool, IntrospectionError> {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        let now = Instant::now();
-        if let Some((active, until)) = crate::sync::lock(&self.cache).get(&key)
-            && *until > now
-        {
-            return Ok(*active);
+        let key = TokenKey::new("", token);
+        if let Some(active) = self.cache.get_map(&key, |a| a == ACTIVE).await {
+            return Ok(active);
         }
         let active = self.ask(token).await?;
-        if !self.config.cache_ttl.is_zero() {
-            self.remember(key, active, now);
-        }
+        let answer = if active { ACTIVE } else { INACTIVE };
+        self.cache.put(key, answer, self.config.cache_ttl).await;
         Ok(active)
-    }
-
-    /// Caches an answer; when full, expired entries go, then all of them.
-    fn remember(&self, key: [u8; 32], active: bool, now: Instant) {
-        let mut cache = crate::sync::lock(&self.cache);
-        if cache.len() >= MAX_ENTRIES {
-            cache.retain(|_, (_, until)| *until > now);
-            if cache.len() >= MAX_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (active, now + self.config.cache_ttl));
     }
 
     async fn ask(&self, token: &str) -> Result<bool, IntrospectionError> {
@@ -257,22 +238,23 @@ mod tests {
         assert!(cached.is_active("tok.en+1").await.unwrap());
     }
 
-    #[test]
-    fn the_cache_is_bounded_by_count_and_so_by_bytes() {
-        let i = introspector(
-            "https://idp.example.com/introspect".into(),
-            Duration::from_secs(60),
+    #[tokio::test]
+    async fn answers_are_kept_in_the_cache_it_is_given_keyed_by_digest() {
+        let server = Server::default();
+        let url = start(server.clone()).await;
+        let shared = Arc::new(TokenCache::in_memory(CACHE_LIMITS));
+        let first = introspector(url.clone(), Duration::from_secs(60)).with_cache(shared.clone());
+        assert!(first.is_active("tok.en+1").await.unwrap());
+        assert_eq!(
+            shared.get(&TokenKey::new("", "tok.en+1")).await.as_deref(),
+            Some(ACTIVE)
         );
-        let now = Instant::now();
-        for n in 0..(MAX_ENTRIES as u32 * 2 + 7) {
-            let mut key = [0u8; 32];
-            key[..4].copy_from_slice(&n.to_le_bytes());
-            i.remember(key, n % 2 == 0, now);
-            let cache = i.cache.lock().unwrap();
-            assert!(cache.len() <= MAX_ENTRIES);
-            assert!(cache.len() * ENTRY_BYTES <= MAX_BYTES);
-            assert_eq!(cache[&key], (n % 2 == 0, now + Duration::from_secs(60)));
-        }
+        // Another introspector on the same store sees the answer.
+        let second = introspector(url, Duration::from_secs(60)).with_cache(shared.clone());
+        server.revoked.store(true, Ordering::SeqCst);
+        assert!(second.is_active("tok.en+1").await.unwrap());
+        assert_eq!(server.calls.load(Ordering::SeqCst), 1);
+        assert!(!format!("{shared:?}").contains("tok.en"));
     }
 
     #[tokio::test]

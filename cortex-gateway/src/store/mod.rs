@@ -13,20 +13,26 @@
 //! catalog's renderings and the per-caller memo.
 
 pub(crate) mod cache;
+pub(crate) mod integrity;
 pub(crate) mod memo;
 pub(crate) mod ratelimit;
 pub(crate) mod sessions;
+pub(crate) mod tickets;
+pub(crate) mod tokens;
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
+use integrity::IntegrityDocument;
 use ratelimit::{Budgets, RateLimiter, StreamLimiter};
 use sessions::{MemorySessions, SessionLimits, Sessions};
+use tickets::{LinkTickets, MemoryTickets, TicketLimits};
+use tokens::{EXCHANGE_CACHE_LIMITS, INTROSPECTION_CACHE_LIMITS, TokenCache};
 
 /// Callers remembered by the in-memory rate limiter.
 const MAX_TRACKED_CALLERS: usize = 100_000;
 
 /// What the in-memory store is sized by.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct MemorySettings {
     /// Bounds of the legacy sessions.
     pub(crate) sessions: SessionLimits,
@@ -36,6 +42,9 @@ pub(crate) struct MemorySettings {
     pub(crate) rate_burst: u32,
     /// Open notification streams per caller.
     pub(crate) streams_per_caller: usize,
+    /// The integrity baseline file (`CORTEX_TOOL_BASELINE`); `None`: kept
+    /// in memory.
+    pub(crate) baseline: Option<PathBuf>,
 }
 
 /// All state that two replicas would have to share, one implementation per
@@ -46,6 +55,15 @@ pub(crate) struct Store {
     pub(crate) sessions: Arc<Sessions>,
     /// Per-caller request budgets and stream slots.
     pub(crate) budgets: Arc<Budgets>,
+    /// Introspection answers, per token.
+    pub(crate) introspection: Arc<TokenCache>,
+    /// Exchanged tokens, per token and backend.
+    pub(crate) exchange: Arc<TokenCache>,
+    /// Link tickets.
+    #[allow(dead_code, reason = "the account-linking flow is its caller")]
+    pub(crate) tickets: Arc<LinkTickets>,
+    /// Approved tool definitions and open quarantines.
+    pub(crate) integrity: Arc<IntegrityDocument>,
 }
 
 impl Store {
@@ -63,6 +81,12 @@ impl Store {
                 }),
                 StreamLimiter::new(settings.streams_per_caller),
             )),
+            introspection: Arc::new(TokenCache::in_memory(INTROSPECTION_CACHE_LIMITS)),
+            exchange: Arc::new(TokenCache::in_memory(EXCHANGE_CACHE_LIMITS)),
+            tickets: Arc::new(LinkTickets::Memory(MemoryTickets::new(
+                TicketLimits::default(),
+            ))),
+            integrity: Arc::new(IntegrityDocument::at(settings.baseline)),
         }
     }
 }

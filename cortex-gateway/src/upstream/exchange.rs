@@ -5,13 +5,8 @@
 // Public for the `testing` feature (the gateway's integration tests).
 #![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
-use aws_lc_rs::digest;
 use base64::Engine as _;
 use cortex_backend::{
     Caller,
@@ -22,34 +17,15 @@ use tokio::sync::OnceCell;
 
 use super::UpstreamError;
 use super::settings::{BackendConfig, TokenExchangeConfig};
+use crate::store::tokens::{EXCHANGE_CACHE_LIMITS as CACHE_LIMITS, TokenCache, TokenKey};
 
 /// Exchanged tokens are dropped this long before they expire.
 const MARGIN: Duration = Duration::from_secs(30);
-/// At most this many exchanged tokens are cached.
-const CAPACITY: usize = 10_000;
-/// At most this many bytes of exchanged tokens are cached (each entry
-/// estimated by [`entry_bytes`]).
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// An exchanged token is reused for at most this long, whatever its
 /// `expires_in` says (a huge value must not overflow `Instant`).
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The largest token-endpoint answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-type CacheKey = ([u8; 32], String);
-
-/// The exchanged tokens and their estimated size.
-#[derive(Default)]
-struct Cache {
-    entries: HashMap<CacheKey, (String, Instant)>,
-    bytes: usize,
-}
-
-/// Estimated heap bytes of one cached token: the table slot, the backend
-/// id and the token.
-fn entry_bytes(key: &CacheKey, token: &str) -> usize {
-    std::mem::size_of::<(CacheKey, (String, Instant))>() + 8 + key.1.len() + token.len()
-}
 
 /// Obtains and caches backend-specific tokens.
 pub struct TokenExchanger {
@@ -58,9 +34,7 @@ pub struct TokenExchanger {
     config: TokenExchangeConfig,
     allow_insecure_http: bool,
     endpoint: OnceCell<String>,
-    cache: Mutex<Cache>,
-    /// Byte bound of the cache ([`CACHE_BYTES`]; smaller in tests).
-    cache_bytes: usize,
+    cache: Arc<TokenCache>,
 }
 
 impl std::fmt::Debug for TokenExchanger {
@@ -102,9 +76,16 @@ impl TokenExchanger {
             config,
             allow_insecure_http,
             endpoint: OnceCell::new(),
-            cache: Mutex::default(),
-            cache_bytes: CACHE_BYTES,
+            cache: Arc::new(TokenCache::in_memory(CACHE_LIMITS)),
         }
+    }
+
+    /// Keeps the exchanged tokens in `cache` (the gateway's store) instead
+    /// of a cache of its own.
+    #[must_use]
+    pub(crate) fn with_cache(mut self, cache: Arc<TokenCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     async fn token_endpoint(&self) -> Result<&str, UpstreamError> {
@@ -140,14 +121,9 @@ impl TokenExchanger {
         caller: &Caller,
         backend: &BackendConfig,
     ) -> Result<String, UpstreamError> {
-        let d = digest::digest(&digest::SHA256, caller.token().as_bytes());
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(d.as_ref());
-        let key = (hash, backend.id.clone());
-        if let Some((token, until)) = crate::sync::lock(&self.cache).entries.get(&key)
-            && *until > Instant::now()
-        {
-            return Ok(token.clone());
+        let key = TokenKey::new(&backend.id, caller.token());
+        if let Some(token) = self.cache.get(&key).await {
+            return Ok(token);
         }
         let endpoint = self.token_endpoint().await?;
         let body = [
@@ -208,42 +184,10 @@ impl TokenExchanger {
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(300))
             .min(MAX_LIFETIME);
-        let until = Instant::now() + lifetime.saturating_sub(MARGIN);
-        self.remember(key, token.clone(), until);
+        self.cache
+            .put(key, &token, lifetime.saturating_sub(MARGIN))
+            .await;
         Ok(token)
-    }
-
-    /// Caches `token` until `until`; over either bound, expired entries go,
-    /// then all of them. A token larger than the whole bound is not kept.
-    fn remember(&self, key: CacheKey, token: String, until: Instant) {
-        let bytes = entry_bytes(&key, &token);
-        if bytes > self.cache_bytes {
-            return;
-        }
-        let max_bytes = self.cache_bytes - bytes;
-        let mut guard = crate::sync::lock(&self.cache);
-        let cache = &mut *guard;
-        let full = |c: &Cache| c.entries.len() >= CAPACITY || c.bytes > max_bytes;
-        if full(cache) {
-            let now = Instant::now();
-            let total = &mut cache.bytes;
-            cache.entries.retain(|k, (t, u)| {
-                let keep = *u > now;
-                if !keep {
-                    *total -= entry_bytes(k, t);
-                }
-                keep
-            });
-            if full(cache) {
-                cache.entries.clear();
-                cache.bytes = 0;
-            }
-        }
-        if let Some((old, _)) = cache.entries.remove(&key) {
-            cache.bytes -= entry_bytes(&key, &old);
-        }
-        cache.entries.insert(key, (token, until));
-        cache.bytes += bytes;
     }
 }
 
@@ -385,33 +329,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_cache_is_bounded_by_bytes() {
-        let mut x = exchanger("https://idp.example.com".into());
-        x.cache_bytes = 1024 * 1024;
-        let until = Instant::now() + Duration::from_secs(600);
-        for n in 0..200u8 {
-            let key = ([n; 32], "crm".to_string());
-            x.remember(key, format!("{n}:{}", "t".repeat(32 * 1024)), until);
-            let cache = x.cache.lock().unwrap();
-            let sum: usize = cache
-                .entries
-                .iter()
-                .map(|(k, (t, _))| entry_bytes(k, t))
-                .sum();
-            assert_eq!(cache.bytes, sum);
-            assert!(cache.bytes <= x.cache_bytes, "{}", cache.bytes);
-            let (newest, _) = &cache.entries[&([n; 32], "crm".to_string())];
-            assert!(newest.starts_with(&format!("{n}:")));
-        }
-        x.remember(([0; 32], "big".into()), "t".repeat(2 * 1024 * 1024), until);
-        assert!(
-            !x.cache
-                .lock()
-                .unwrap()
-                .entries
-                .contains_key(&([0; 32], "big".into()))
+    #[tokio::test]
+    async fn tokens_are_kept_per_backend_in_the_cache_it_is_given() {
+        let (_issuer, caller) = caller().await;
+        let served = serve(good()).await;
+        let shared = Arc::new(TokenCache::in_memory(CACHE_LIMITS));
+        let x = exchanger(served).with_cache(shared.clone());
+        let crm = BackendConfig::new("crm", "http://127.0.0.1:9");
+        assert_eq!(x.token_for(&caller, &crm).await.unwrap(), "for-crm");
+        let key = TokenKey::new("crm", caller.token());
+        assert_eq!(shared.get(&key).await.as_deref(), Some("for-crm"));
+        assert_eq!(
+            shared.get(&TokenKey::new("erp", caller.token())).await,
+            None
         );
+        shared
+            .put(key, "from-the-store", Duration::from_secs(60))
+            .await;
+        assert_eq!(x.token_for(&caller, &crm).await.unwrap(), "from-the-store");
     }
 
     #[tokio::test]

@@ -369,17 +369,36 @@ impl UpstreamClient {
     /// (`allow_insecure_http`: `CORTEX_ALLOW_INSECURE_HTTP`).
     #[must_use]
     pub fn with_exchange(
-        mut self,
+        self,
         issuer: String,
         config: settings::TokenExchangeConfig,
         allow_insecure_http: bool,
     ) -> Self {
-        self.exchanger = Some(Arc::new(TokenExchanger::new(
-            self.exchange_http.clone(),
-            issuer,
-            config,
-            allow_insecure_http,
-        )));
+        let cache = crate::store::tokens::TokenCache::in_memory(
+            crate::store::tokens::EXCHANGE_CACHE_LIMITS,
+        );
+        self.with_exchange_in(issuer, config, allow_insecure_http, Arc::new(cache))
+    }
+
+    /// [`Self::with_exchange`], keeping the exchanged tokens in `cache`
+    /// (the gateway's store).
+    #[must_use]
+    pub(crate) fn with_exchange_in(
+        mut self,
+        issuer: String,
+        config: settings::TokenExchangeConfig,
+        allow_insecure_http: bool,
+        cache: Arc<crate::store::tokens::TokenCache>,
+    ) -> Self {
+        self.exchanger = Some(Arc::new(
+            TokenExchanger::new(
+                self.exchange_http.clone(),
+                issuer,
+                config,
+                allow_insecure_http,
+            )
+            .with_cache(cache),
+        ));
         self
     }
 

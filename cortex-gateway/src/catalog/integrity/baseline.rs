@@ -1,17 +1,13 @@
-//! The baseline file: approved definitions and open quarantines, written
-//! atomically (a new temporary file with a random name and mode 0600,
-//! fsync, rename, fsync of the directory), read strictly (any doubt is
-//! corruption).
+//! The baseline: approved definitions and open quarantines, kept in the
+//! store's integrity document (a file for one process, written
+//! atomically), read strictly (any doubt is corruption).
 
-use std::{
-    collections::BTreeMap,
-    io::Write as _,
-    path::{Path, PathBuf},
-};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::Fingerprint;
+use crate::store::integrity::IntegrityDocument;
 
 /// The file format version this build reads and writes.
 pub(crate) const FORMAT: u32 = 1;
@@ -48,39 +44,37 @@ pub(crate) struct Baseline {
 pub(crate) enum BaselineError {
     /// It exists but cannot be read or parsed.
     #[error(
-        "the tool-integrity baseline {path} is unreadable or corrupt ({reason}); it is left untouched. \
+        "the tool-integrity baseline {place} is unreadable or corrupt ({reason}); it is left untouched. \
          Restore it from a backup, or delete it to trust the current definitions again (every tool \
          is then re-approved as first seen)"
     )]
     Corrupt {
-        /// The file.
-        path: PathBuf,
+        /// Where the baseline is kept (the file).
+        place: String,
         /// What went wrong.
         reason: String,
     },
     /// Writing it failed.
     #[error(
-        "cannot write the tool-integrity baseline {path}: {reason}; check the directory's permissions and free space"
+        "cannot write the tool-integrity baseline {place}: {reason}; check the directory's permissions and free space"
     )]
     Write {
-        /// The file.
-        path: PathBuf,
+        /// Where the baseline is kept (the file).
+        place: String,
         /// What went wrong.
         reason: String,
     },
 }
 
 impl Baseline {
-    /// Reads `path`; `Ok(None)` when it does not exist yet.
-    pub(crate) fn load(path: &Path) -> Result<Option<Self>, BaselineError> {
+    /// Reads the baseline from `doc`; `Ok(None)` when none was saved yet.
+    pub(crate) fn load(doc: &IntegrityDocument) -> Result<Option<Self>, BaselineError> {
         let corrupt = |reason: String| BaselineError::Corrupt {
-            path: path.to_path_buf(),
+            place: doc.place(),
             reason,
         };
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(corrupt(e.to_string())),
+        let Some(bytes) = doc.load().map_err(|e| corrupt(e.to_string()))? else {
+            return Ok(None);
         };
         let baseline: Self = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if baseline.format != FORMAT {
@@ -92,39 +86,15 @@ impl Baseline {
         Ok(Some(baseline))
     }
 
-    /// Replaces `path` atomically with this baseline (mode 0600).
-    pub(crate) fn store(&self, path: &Path) -> Result<(), BaselineError> {
-        let failed = |e: std::io::Error| BaselineError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+    /// Replaces the baseline in `doc` with this one.
+    pub(crate) fn store(&self, doc: &IntegrityDocument) -> Result<(), BaselineError> {
+        let failed = |reason: String| BaselineError::Write {
+            place: doc.place(),
+            reason,
         };
-        let mut text =
-            serde_json::to_vec_pretty(self).map_err(|e| failed(std::io::Error::other(e)))?;
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| failed(e.to_string()))?;
         text.push(b'\n');
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // A random name, created with O_EXCL and mode 0600: nothing planted
-        // at a predictable path (a symbolic link to another file) can be
-        // followed or overwritten. Removed if anything below fails.
-        let result = (|| -> std::io::Result<()> {
-            let mut file = tempfile::Builder::new()
-                .prefix(&format!(".{name}."))
-                .suffix(".tmp")
-                .tempfile_in(&dir)?;
-            file.write_all(&text)?;
-            file.as_file().sync_all()?;
-            file.persist(path).map_err(|e| e.error)?;
-            #[cfg(unix)]
-            std::fs::File::open(&dir)?.sync_all()?;
-            Ok(())
-        })();
-        result.map_err(failed)
+        doc.save(&text).map_err(|e| failed(e.to_string()))
     }
 }
 
@@ -134,77 +104,37 @@ mod tests {
     use crate::scratch::temp_path;
 
     #[test]
-    fn round_trip_with_mode_0600() {
-        let path = temp_path("roundtrip");
-        assert!(Baseline::load(&path).unwrap().is_none());
-        let mut b = Baseline {
-            format: FORMAT,
-            ..Baseline::default()
-        };
-        b.approved.entry("crm".into()).or_default().insert(
-            "search".into(),
-            [("scope".to_string(), "ab".to_string())].into(),
-        );
-        b.store(&path).unwrap();
-        assert_eq!(Baseline::load(&path).unwrap(), Some(b));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+    fn round_trip_in_a_file_and_in_memory() {
+        for doc in [
+            IntegrityDocument::at(Some(temp_path("roundtrip"))),
+            IntegrityDocument::at(None),
+        ] {
+            assert!(Baseline::load(&doc).unwrap().is_none());
+            let mut b = Baseline {
+                format: FORMAT,
+                ..Baseline::default()
+            };
+            b.approved.entry("crm".into()).or_default().insert(
+                "search".into(),
+                [("scope".to_string(), "ab".to_string())].into(),
+            );
+            b.store(&doc).unwrap();
+            assert_eq!(Baseline::load(&doc).unwrap(), Some(b));
         }
-    }
-
-    /// Links planted at every name the temporary file could have had
-    /// before (`.<name>.<pid>.tmp`) and at likely random names: the store
-    /// writes none of their targets and leaves a regular file at `path`.
-    #[cfg(unix)]
-    #[test]
-    fn planted_links_are_never_followed() {
-        let path = temp_path("planted");
-        let dir = path.parent().unwrap().to_path_buf();
-        let victim = dir.join("victim.txt");
-        std::fs::write(&victim, "precious").unwrap();
-        let predictable = dir.join(format!(".baseline.json.{}.tmp", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &predictable).unwrap();
-        let b = Baseline {
-            format: FORMAT,
-            ..Baseline::default()
-        };
-        b.store(&path).unwrap();
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert!(meta.file_type().is_file(), "{meta:?}");
-        assert_eq!(Baseline::load(&path).unwrap(), Some(b));
-        // Only the planted link and the victim are left beside the file.
-        let mut left: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        let mut expected = vec![
-            "baseline.json".to_string(),
-            predictable
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned(),
-            "victim.txt".to_string(),
-        ];
-        expected.sort();
-        assert_eq!(left, expected);
     }
 
     #[test]
     fn garbage_and_unknown_formats_are_corrupt() {
         let path = temp_path("corrupt");
+        let doc = IntegrityDocument::at(Some(path.clone()));
         std::fs::write(&path, "{ not json").unwrap();
         assert!(matches!(
-            Baseline::load(&path),
+            Baseline::load(&doc),
             Err(BaselineError::Corrupt { .. })
         ));
         std::fs::write(&path, r#"{"format": 99, "approved": {}}"#).unwrap();
-        let e = Baseline::load(&path).unwrap_err().to_string();
+        let e = Baseline::load(&doc).unwrap_err().to_string();
         assert!(e.contains("format 99"), "{e}");
+        assert!(e.contains(&path.display().to_string()), "{e}");
     }
 }

@@ -27,15 +27,14 @@ mod fingerprint;
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use cortex_backend::contract::ToolDescriptor;
 use serde::Serialize;
 
-use crate::catalog::NameClash;
+use crate::{catalog::NameClash, store::integrity::IntegrityDocument};
 
 pub(crate) use baseline::{Baseline, BaselineError, FORMAT, Quarantine};
 pub(crate) use fingerprint::{changed_fields, fingerprint};
@@ -193,7 +192,7 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct IntegrityGuard {
     mode: Mode,
-    path: Option<PathBuf>,
+    document: Arc<IntegrityDocument>,
     state: Mutex<State>,
 }
 
@@ -209,15 +208,22 @@ impl IntegrityGuard {
     /// A missing file starts an empty baseline; a corrupt one is reported
     /// in the log and puts the guard in its corrupt state (see
     /// [`IntegrityGuard::corrupt`]); it never fails.
-    pub(crate) fn open(mode: Mode, path: Option<PathBuf>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn open(mode: Mode, path: Option<std::path::PathBuf>) -> Self {
+        Self::with_document(mode, Arc::new(IntegrityDocument::at(path)))
+    }
+
+    /// A guard in `mode` whose approvals and quarantines are kept in
+    /// `document` (the gateway's store). Never fails, as [`Self::open`].
+    pub(crate) fn with_document(mode: Mode, document: Arc<IntegrityDocument>) -> Self {
         let mut corrupt = None;
-        let baseline = match path.as_deref().map(Baseline::load) {
-            None | Some(Ok(None)) => Baseline {
+        let baseline = match Baseline::load(&document) {
+            Ok(None) => Baseline {
                 format: FORMAT,
                 ..Baseline::default()
             },
-            Some(Ok(Some(b))) => b,
-            Some(Err(e)) => {
+            Ok(Some(b)) => b,
+            Err(e) => {
                 tracing::error!("{e}");
                 corrupt = Some(e.to_string());
                 Baseline {
@@ -228,7 +234,7 @@ impl IntegrityGuard {
         };
         Self {
             mode,
-            path,
+            document,
             state: Mutex::new(State {
                 baseline,
                 corrupt,
@@ -363,9 +369,7 @@ impl IntegrityGuard {
     }
 
     fn persist(&self, baseline: &Baseline) {
-        if let Some(path) = &self.path
-            && let Err(e) = baseline.store(path)
-        {
+        if let Err(e) = baseline.store(&self.document) {
             tracing::error!("{e}");
         }
     }
@@ -454,9 +458,7 @@ impl IntegrityGuard {
             tools.remove(&name);
         }
         next.quarantined.retain(|_, t| !t.is_empty());
-        if let Some(path) = &self.path {
-            next.store(path)?;
-        }
+        next.store(&self.document)?;
         state.baseline = next;
         state.withheld.remove(public);
         state.withheld_keys.remove(&(backend.clone(), name.clone()));

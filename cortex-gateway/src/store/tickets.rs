@@ -1,0 +1,314 @@
+//! Link tickets: single-use proofs that a caller asked to link an account
+//! with one server. A ticket is issued to a (`sub`, server) pair, lives
+//! [`TICKET_TTL`], and is redeemed at most once, by that `sub` for that
+//! server.
+//!
+//! The store keeps a SHA-256 digest of each ticket, never the ticket: the
+//! lookup is by digest, so its timing says nothing about the ticket's text,
+//! and a memory dump or `Debug` output holds nothing redeemable. The set is
+//! bounded by count and bytes; a new ticket beyond a bound evicts the oldest
+//! (all tickets live equally long, so the oldest is the next to expire).
+//!
+//! Account linking (per-user grants in the vault) is the caller; until its
+//! flow is wired, only the tests use this module.
+#![allow(dead_code, reason = "the account-linking flow is its caller")]
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use aws_lc_rs::digest::{SHA256, digest};
+
+use crate::sync::lock;
+
+/// How long a ticket may wait to be redeemed.
+pub(crate) const TICKET_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default cap on outstanding tickets.
+pub(crate) const DEFAULT_MAX_TICKETS: usize = 10_000;
+/// Default cap on the bytes outstanding tickets hold.
+pub(crate) const DEFAULT_MAX_TICKET_BYTES: usize = 4 << 20;
+/// What one ticket costs besides its `sub` and server name: the digest, the
+/// map slot, the expiry and the order entry, rounded up.
+pub(crate) const TICKET_OVERHEAD_BYTES: usize = 160;
+
+/// Why a ticket was not redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TicketError {
+    /// Unknown, already used, expired or evicted, or issued to another
+    /// caller or server.
+    #[error(
+        "the link ticket is unknown, used, expired or not yours; start the link again to get a new one"
+    )]
+    Invalid,
+}
+
+/// The bounds of a ticket store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TicketLimits {
+    /// Outstanding tickets.
+    pub max_tickets: usize,
+    /// Bytes of outstanding tickets.
+    pub max_bytes: usize,
+    /// How long a ticket lives.
+    pub ttl: Duration,
+}
+
+impl Default for TicketLimits {
+    fn default() -> Self {
+        Self {
+            max_tickets: DEFAULT_MAX_TICKETS,
+            max_bytes: DEFAULT_MAX_TICKET_BYTES,
+            ttl: TICKET_TTL,
+        }
+    }
+}
+
+/// The link tickets, wherever they are kept.
+#[derive(Debug)]
+pub(crate) enum LinkTickets {
+    /// In this process's memory.
+    Memory(MemoryTickets),
+}
+
+impl LinkTickets {
+    /// Issues a ticket for `sub` to link with `server`.
+    pub(crate) async fn issue(&self, sub: &str, server: &str) -> String {
+        match self {
+            Self::Memory(m) => m.issue(sub, server, Instant::now()),
+        }
+    }
+
+    /// Redeems `ticket` for `sub` and `server`. Any attempt uses the ticket
+    /// up, so a ticket shown to the wrong caller cannot be tried again.
+    pub(crate) async fn redeem(
+        &self,
+        ticket: &str,
+        sub: &str,
+        server: &str,
+    ) -> Result<(), TicketError> {
+        match self {
+            Self::Memory(m) => m.redeem(ticket, sub, server, Instant::now()),
+        }
+    }
+}
+
+type Digest = [u8; 32];
+
+fn digest_of(ticket: &str) -> Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, ticket.as_bytes()).as_ref());
+    out
+}
+
+struct Ticket {
+    sub: Box<str>,
+    server: Box<str>,
+    expires: Instant,
+}
+
+fn cost(sub: &str, server: &str) -> usize {
+    TICKET_OVERHEAD_BYTES + sub.len() + server.len()
+}
+
+#[derive(Default)]
+struct State {
+    tickets: HashMap<Digest, Ticket>,
+    /// Issue order, oldest first (may name tickets already redeemed).
+    order: VecDeque<Digest>,
+    bytes: usize,
+}
+
+impl State {
+    fn remove(&mut self, key: &Digest) -> Option<Ticket> {
+        let ticket = self.tickets.remove(key)?;
+        self.bytes -= cost(&ticket.sub, &ticket.server);
+        Some(ticket)
+    }
+
+    /// Drops the oldest ticket (skipping order entries already redeemed);
+    /// false when none is left.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some(key) = self.order.pop_front() {
+            if self.remove(&key).is_some() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Link tickets in this process's memory.
+pub(crate) struct MemoryTickets {
+    limits: TicketLimits,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MemoryTickets {
+    /// Counts only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("MemoryTickets")
+            .field("outstanding", &state.tickets.len())
+            .field("bytes", &state.bytes)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl MemoryTickets {
+    /// An empty store with these bounds (counts at least 1).
+    pub(crate) fn new(limits: TicketLimits) -> Self {
+        Self {
+            limits: TicketLimits {
+                max_tickets: limits.max_tickets.max(1),
+                max_bytes: limits.max_bytes.max(1),
+                ttl: limits.ttl,
+            },
+            state: Mutex::default(),
+        }
+    }
+
+    fn issue(&self, sub: &str, server: &str, now: Instant) -> String {
+        let text = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+        let key = digest_of(&text);
+        let mut state = lock(&self.state);
+        while let Some(oldest) = state.order.front()
+            && state.tickets.get(oldest).is_none_or(|t| t.expires <= now)
+        {
+            let oldest = *oldest;
+            state.order.pop_front();
+            state.remove(&oldest);
+        }
+        while state.tickets.len() >= self.limits.max_tickets
+            || state.bytes + cost(sub, server) > self.limits.max_bytes
+        {
+            if !state.evict_oldest() {
+                break;
+            }
+        }
+        state.bytes += cost(sub, server);
+        state.tickets.insert(
+            key,
+            Ticket {
+                sub: sub.into(),
+                server: server.into(),
+                expires: now + self.limits.ttl,
+            },
+        );
+        state.order.push_back(key);
+        text
+    }
+
+    fn redeem(
+        &self,
+        ticket: &str,
+        sub: &str,
+        server: &str,
+        now: Instant,
+    ) -> Result<(), TicketError> {
+        let found = lock(&self.state).remove(&digest_of(ticket));
+        match found {
+            Some(t) if t.expires > now && *t.sub == *sub && *t.server == *server => Ok(()),
+            _ => Err(TicketError::Invalid),
+        }
+    }
+
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize) {
+        let state = lock(&self.state);
+        (state.tickets.len(), state.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tickets(max_tickets: usize, max_bytes: usize) -> MemoryTickets {
+        MemoryTickets::new(TicketLimits {
+            max_tickets,
+            max_bytes,
+            ttl: TICKET_TTL,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_ticket_is_redeemed_once_by_its_caller_for_its_server() {
+        let t = LinkTickets::Memory(MemoryTickets::new(TicketLimits::default()));
+        let ticket = t.issue("ana", "github").await;
+        assert_eq!(ticket.len(), 32);
+        t.redeem(&ticket, "ana", "github").await.unwrap();
+        assert_eq!(
+            t.redeem(&ticket, "ana", "github").await,
+            Err(TicketError::Invalid),
+            "single use"
+        );
+
+        for (sub, server) in [("eve", "github"), ("ana", "jira")] {
+            let ticket = t.issue("ana", "github").await;
+            assert_eq!(
+                t.redeem(&ticket, sub, server).await,
+                Err(TicketError::Invalid)
+            );
+            assert_eq!(
+                t.redeem(&ticket, "ana", "github").await,
+                Err(TicketError::Invalid),
+                "a wrong attempt uses the ticket up"
+            );
+        }
+        assert!(t.redeem("not a ticket", "ana", "github").await.is_err());
+        let shown = format!("{t:?}");
+        let ticket = t.issue("ana", "github").await;
+        assert!(!format!("{t:?}").contains(&ticket), "{shown}");
+    }
+
+    #[test]
+    fn tickets_expire() {
+        let t = tickets(100, usize::MAX);
+        let start = Instant::now();
+        let early = t.issue("ana", "github", start);
+        let late = t.issue("ana", "github", start);
+        t.redeem(
+            &early,
+            "ana",
+            "github",
+            start + TICKET_TTL - Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            t.redeem(&late, "ana", "github", start + TICKET_TTL),
+            Err(TicketError::Invalid)
+        );
+        // Expired tickets are swept when new ones are issued.
+        t.issue("ana", "x", start);
+        t.issue("bo", "x", start + TICKET_TTL + Duration::from_secs(1));
+        assert_eq!(t.counts(), (1, cost("bo", "x")));
+    }
+
+    #[test]
+    fn outstanding_tickets_are_bounded_by_count_and_bytes() {
+        let now = Instant::now();
+        let t = tickets(3, usize::MAX);
+        let first = t.issue("ana", "github", now);
+        for i in 0..10 {
+            t.issue(&format!("caller-{i}"), "github", now);
+        }
+        assert_eq!(t.counts().0, 3);
+        assert!(
+            t.redeem(&first, "ana", "github", now).is_err(),
+            "oldest evicted"
+        );
+
+        let long = "s".repeat(1000);
+        let t = tickets(1000, 2 * cost(&long, "github"));
+        for _ in 0..10 {
+            t.issue(&long, "github", now);
+        }
+        assert_eq!(t.counts(), (2, 2 * cost(&long, "github")));
+        let newest = t.issue(&long, "github", now);
+        t.redeem(&newest, &long, "github", now).unwrap();
+        assert_eq!(t.counts(), (1, cost(&long, "github")));
+    }
+}
