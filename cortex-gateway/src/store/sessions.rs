@@ -116,12 +116,12 @@ struct State {
 }
 
 impl State {
-    fn touch(&mut self, id: Id) {
+    fn touch(&mut self, id: Id, now: Instant) {
         let next = self.next_use;
         if let Some(entry) = self.sessions.get_mut(&id) {
             self.by_use.remove(&entry.used);
             entry.used = next;
-            entry.last_seen = Instant::now();
+            entry.last_seen = now;
             self.by_use.insert(next, id);
             self.next_use += 1;
         }
@@ -236,9 +236,12 @@ impl MemorySessions {
     /// Creates a session and returns its id (visible ASCII, 128 random
     /// bits), evicting what the bounds require first.
     pub(crate) fn create(&self, sub: &str, revision: Revision) -> String {
+        self.create_at(sub, revision, Instant::now())
+    }
+
+    fn create_at(&self, sub: &str, revision: Revision, now: Instant) -> String {
         let raw = uuid::Uuid::new_v4().as_u128();
         let mut state = lock(&self.state);
-        let now = Instant::now();
         while let Some((idlest, seen)) = state.idlest()
             && now.duration_since(seen) > SESSION_IDLE
         {
@@ -287,10 +290,14 @@ impl MemorySessions {
 
     /// The session `id` if it exists and belongs to `sub`.
     pub(crate) fn get(&self, id: &str, sub: &str) -> Result<Arc<Session>, SessionError> {
+        self.get_at(id, sub, Instant::now())
+    }
+
+    fn get_at(&self, id: &str, sub: &str, now: Instant) -> Result<Arc<Session>, SessionError> {
         let id = parse_id(id).ok_or(SessionError::NotFound)?;
         let mut state = lock(&self.state);
         let entry = state.sessions.get(&id).ok_or(SessionError::NotFound)?;
-        if entry.last_seen.elapsed() > SESSION_IDLE {
+        if now.saturating_duration_since(entry.last_seen) > SESSION_IDLE {
             state.remove(id);
             return Err(SessionError::NotFound);
         }
@@ -298,7 +305,7 @@ impl MemorySessions {
             return Err(SessionError::NotFound);
         }
         let session = entry.session.clone();
-        state.touch(id);
+        state.touch(id, now);
         Ok(session)
     }
 
@@ -383,6 +390,38 @@ mod tests {
         assert_eq!(s.bytes(), 3 * cost(&long));
         s.create("y", Revision::V2025_11_25);
         assert!(s.bytes() <= 3 * cost(&long));
+    }
+
+    #[test]
+    fn a_session_lives_while_used_and_ends_when_idle() {
+        let s = MemorySessions::default();
+        let start = Instant::now();
+        let id = s.create_at("ana", Revision::V2025_11_25, start);
+        let almost = SESSION_IDLE - Duration::from_secs(1);
+        s.get_at(&id, "ana", start + almost).unwrap();
+        // Each use starts the idle time again.
+        let ended = s.get_at(&id, "ana", start + almost * 2).unwrap().ended();
+        let idle = start + almost * 2 + SESSION_IDLE + Duration::from_secs(1);
+        assert_eq!(
+            s.get_at(&id, "ana", idle).unwrap_err(),
+            SessionError::NotFound
+        );
+        assert!(*ended.borrow(), "an expired session's streams end");
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_store_interface_reaches_the_memory_sessions() {
+        let s = Sessions::Memory(MemorySessions::default());
+        let id = s.create("ana", Revision::V2025_06_18).await;
+        assert_eq!(
+            s.get(&id, "ana").await.unwrap().revision,
+            Revision::V2025_06_18
+        );
+        assert!(s.get(&id, "eve").await.is_err());
+        s.end(&id, "ana").await.unwrap();
+        assert_eq!(s.get(&id, "ana").await.unwrap_err(), SessionError::NotFound);
     }
 
     #[test]
