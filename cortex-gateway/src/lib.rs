@@ -197,17 +197,19 @@ impl Gateway {
             jwt,
         )
         .map_err(ConfigError::from)?;
-        let store = Store::in_memory(MemorySettings {
-            sessions: SessionLimits {
-                max_sessions: c.max_sessions,
-                max_per_caller: c.max_sessions_per_caller,
-                max_bytes: c.max_session_bytes,
-            },
-            rate_per_minute: c.rate_limit_per_minute,
-            rate_burst: c.rate_limit_burst,
-            streams_per_caller: c.max_streams_per_caller,
-            baseline: c.tool_baseline.clone(),
-        });
+        let store = match c.store {
+            config::StoreKind::Memory => Store::in_memory(MemorySettings {
+                sessions: SessionLimits {
+                    max_sessions: c.max_sessions,
+                    max_per_caller: c.max_sessions_per_caller,
+                    max_bytes: c.max_session_bytes,
+                },
+                rate_per_minute: c.rate_limit_per_minute,
+                rate_burst: c.rate_limit_burst,
+                streams_per_caller: c.max_streams_per_caller,
+                baseline: c.tool_baseline.clone(),
+            }),
+        };
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         if let Some(x) = &config.token_exchange {

@@ -16,6 +16,35 @@ use crate::{
     store::sessions as session,
 };
 
+/// Where the state replicas would share is kept (`CORTEX_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// In this process's memory: one gateway process.
+    #[default]
+    Memory,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("memory") {
+            return Ok(Self::Memory);
+        }
+        let scheme = s.split_once("://").map_or("", |(scheme, _)| scheme);
+        if scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("rediss") {
+            return Err(
+                "this build has no Redis store; use memory (the default) and run one replica"
+                    .into(),
+            );
+        }
+        Err("names no store this gateway has; use memory (the default)".into())
+    }
+}
+
 /// Default per-caller budget (requests a minute).
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
 /// Default burst.
@@ -101,6 +130,9 @@ pub struct ControlsConfig {
     /// Extra `Host` names accepted on a loopback listener (`CORTEX_ALLOWED_HOSTS`).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Where shared state is kept (`CORTEX_STORE`).
+    #[serde(default)]
+    pub store: StoreKind,
     /// Tool-definition integrity: `off`, `warn` or `block` (`CORTEX_TOOL_INTEGRITY`).
     #[serde(default)]
     pub tool_integrity: integrity::Mode,
@@ -169,6 +201,7 @@ impl Default for ControlsConfig {
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             max_streams_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
             allowed_hosts: Vec::new(),
+            store: StoreKind::Memory,
             tool_integrity: integrity::Mode::Warn,
             tool_baseline: None,
             admin_secret: None,
@@ -195,6 +228,7 @@ impl std::fmt::Debug for ControlsConfig {
         f.debug_struct("ControlsConfig")
             .field("audit_file", &self.audit_file)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("store", &self.store)
             .field("tool_integrity", &self.tool_integrity)
             .field("tool_baseline", &self.tool_baseline)
             .field(
@@ -253,6 +287,13 @@ impl ControlsConfig {
                 .filter(|s| !s.is_empty())
                 .map(String::from)
                 .collect();
+        }
+        if let Some(v) = get("CORTEX_STORE") {
+            // The value may be a URL with a password: never echo it.
+            c.store = v.parse().map_err(|problem| ConfigError {
+                variable: "CORTEX_STORE".into(),
+                problem,
+            })?;
         }
         if let Some(v) = get("CORTEX_TOOL_INTEGRITY") {
             c.tool_integrity = v.parse().map_err(|problem| ConfigError {
@@ -437,6 +478,30 @@ impl ControlsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_is_memory_unless_set_and_redis_is_refused_without_echo() {
+        let parse = |v: &str| {
+            let env: HashMap<String, String> = [("CORTEX_STORE".to_string(), v.to_string())].into();
+            ControlsConfig::from_env_map(&env)
+        };
+        let none: HashMap<String, String> = HashMap::new();
+        assert_eq!(
+            ControlsConfig::from_env_map(&none).unwrap().store,
+            StoreKind::Memory
+        );
+        assert_eq!(parse(" Memory ").unwrap().store, StoreKind::Memory);
+        let e = parse("redis://:hunter2@cache:6379").unwrap_err();
+        assert_eq!(e.variable, "CORTEX_STORE");
+        assert!(e.problem.contains("no Redis store"), "{}", e.problem);
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(
+            parse("postgres")
+                .unwrap_err()
+                .problem
+                .contains("use memory")
+        );
+    }
 
     #[test]
     fn env_validation_and_masking() {
