@@ -61,35 +61,53 @@ impl RateLimiter {
 
     /// Charges one request to `key` now.
     pub(crate) fn check(&self, key: &CallerKey) -> Result<(), RateLimited> {
-        self.check_at(key, Instant::now())
+        match key {
+            CallerKey::Subject(sub) => self.check_subject(sub),
+            CallerKey::Address(address) => {
+                self.charge(address, |s| &mut s.addresses, |a| *a, Instant::now)
+            }
+        }
     }
 
     /// Charges one request to the authenticated caller `sub` now: the same
     /// budget as `CallerKey::Subject(sub)`, without building the key.
     pub(crate) fn check_subject(&self, sub: &str) -> Result<(), RateLimited> {
-        self.check_subject_at(sub, Instant::now())
+        self.charge(
+            sub,
+            |s| &mut s.subjects,
+            |s: &str| Box::from(s),
+            Instant::now,
+        )
     }
 
     /// Charges one request to `key` at `now` (tests drive the clock).
+    #[cfg(test)]
     pub(crate) fn check_at(&self, key: &CallerKey, now: Instant) -> Result<(), RateLimited> {
         match key {
-            CallerKey::Subject(sub) => self.check_subject_at(sub, now),
-            CallerKey::Address(address) => self.charge(address, |s| &mut s.addresses, |a| *a, now),
+            CallerKey::Subject(sub) => self.charge(
+                sub.as_str(),
+                |s| &mut s.subjects,
+                |s: &str| Box::from(s),
+                || now,
+            ),
+            CallerKey::Address(address) => {
+                self.charge(address, |s| &mut s.addresses, |a| *a, || now)
+            }
         }
     }
 
-    fn check_subject_at(&self, sub: &str, now: Instant) -> Result<(), RateLimited> {
-        self.charge(sub, |s| &mut s.subjects, |s: &str| Box::from(s), now)
-    }
-
     /// Charges one request to `key` in the map `pick` selects from its
-    /// shard; `own` makes the stored key of a new caller.
+    /// shard; `own` makes the stored key of a new caller. The time is read
+    /// from `clock` once the shard is locked: read before, a thread that
+    /// waited for the lock longer than the burst tolerance would find the
+    /// caller's time moved past its own by the threads served meanwhile,
+    /// and be refused though within the budget.
     fn charge<K, Q>(
         &self,
         key: &Q,
         pick: impl Fn(&mut Shard) -> &mut HashMap<K, Instant>,
         own: impl FnOnce(&Q) -> K,
-        now: Instant,
+        clock: impl FnOnce() -> Instant,
     ) -> Result<(), RateLimited>
     where
         K: Borrow<Q> + Hash + Eq,
@@ -97,6 +115,7 @@ impl RateLimiter {
     {
         let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
         let mut shard = crate::sync::lock(shard);
+        let now = clock();
         let admit = |tat: Instant| {
             let tat = tat.max(now);
             match (tat - now).checked_sub(self.tolerance) {
@@ -208,9 +227,11 @@ mod tests {
         let limiter = RateLimiter::new(60, 2, 100);
         let t0 = Instant::now();
         limiter.check_at(&sub("alice"), t0).unwrap();
-        limiter.check_subject_at("alice", t0).unwrap();
+        limiter.check_at(&sub("alice"), t0).unwrap();
         assert!(limiter.check_at(&sub("alice"), t0).is_err());
-        assert!(limiter.check_subject_at("alice", t0).is_err());
+        // By name, on the real clock (a second per request, so still
+        // within the burst just used).
+        assert!(limiter.check_subject("alice").is_err());
         // The address space is still separate.
         limiter
             .check_at(&CallerKey::Address(IpAddr::V4(Ipv4Addr::LOCALHOST)), t0)
