@@ -38,8 +38,7 @@ pub use merged::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDE
 use crate::{
     catalog::integrity::{BackendTools, IntegrityGuard},
     metrics::Metrics,
-    upstream::settings::BackendConfig,
-    upstream::{Credential, UpstreamClient, UpstreamError},
+    upstream::{Upstream, UpstreamClient, UpstreamError, settings::BackendConfig},
 };
 
 /// Which lists changed at a refresh.
@@ -151,9 +150,13 @@ impl Federation {
         &self.backends
     }
 
-    /// A backend's configuration.
-    pub(crate) fn backend(&self, id: &str) -> Option<&BackendConfig> {
-        self.backends.iter().find(|b| b.id == id)
+    /// The source `id`, to call.
+    pub(crate) fn source(&self, id: &str) -> Option<Upstream<'_>> {
+        let backend = self.backends.iter().find(|b| b.id == id)?;
+        Some(Upstream::Contract {
+            client: &self.upstream,
+            backend,
+        })
     }
 
     /// The current catalog (cheap: an `Arc` clone).
@@ -291,15 +294,11 @@ impl Federation {
     }
 
     async fn fetch(&self, b: &BackendConfig) -> Result<BackendOffer, String> {
-        let call = |method: &'static str| {
-            self.upstream.call(
-                b,
-                Credential::Technical(b.technical_token(&self.technical_token)),
-                method,
-                None,
-                b.timeout(),
-            )
+        let source = Upstream::Contract {
+            client: &self.upstream,
+            backend: b,
         };
+        let call = |method: &'static str| source.discover(method, &self.technical_token);
         let optional = |r: Result<serde_json::Value, UpstreamError>| match r {
             Err(e) if e.is_unknown_method() => Ok(None),
             other => other.map(Some),
@@ -345,10 +344,5 @@ impl Federation {
             self.refresh().await;
             self.upstream.prune_idle();
         }
-    }
-
-    /// The upstream client.
-    pub(crate) fn upstream(&self) -> &UpstreamClient {
-        &self.upstream
     }
 }

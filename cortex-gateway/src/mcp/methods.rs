@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 use base64::Engine as _;
 use cortex_backend::{
     Caller,
-    contract::{GetPromptResult, ReadResourceResult, methods as backend_methods},
+    contract::{GetPromptResult, ReadResourceResult},
     scopes,
 };
 use serde_json::{Map, Value, json};
@@ -19,7 +19,7 @@ use super::{
 use crate::{
     catalog::{Catalog, Health},
     mcp::Service,
-    upstream::{Credential, RpcFault, UpstreamError},
+    upstream::{RpcFault, UpstreamError},
 };
 
 /// Items per page of every list.
@@ -453,9 +453,9 @@ async fn get_prompt(
     if !ctx.caller.has_scope(&prompt.scope) {
         return Err(missing_scope(&format!("the prompt {name}"), &prompt.scope));
     }
-    let backend = mcp
+    let source = mcp
         .catalog
-        .backend(&prompt.backend)
+        .source(&prompt.backend)
         .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?;
     let mut p = Map::new();
     p.insert("name".into(), json!(prompt.original));
@@ -470,22 +470,14 @@ async fn get_prompt(
         }
         p.insert("arguments".into(), args.clone());
     }
-    let value = mcp
-        .catalog
-        .upstream()
-        .call(
-            backend,
-            Credential::User(&ctx.caller),
-            backend_methods::GET_PROMPT,
-            Some(&p),
-            backend.timeout(),
-        )
+    let value = source
+        .get_prompt(&ctx.caller, &p)
         .await
-        .map_err(|e| upstream_rpc_error(&backend.id, e, INVALID_PARAMS, None))?;
+        .map_err(|e| upstream_rpc_error(source.id(), e, INVALID_PARAMS, None))?;
     let typed: GetPromptResult = serde_json::from_value(value).map_err(|e| {
         RpcError::new(
             super::jsonrpc::INTERNAL_ERROR,
-            format!("backend {} returned an invalid prompt: {e}", backend.id),
+            format!("backend {} returned an invalid prompt: {e}", source.id()),
         )
     })?;
     Ok(serde_json::to_value(typed).unwrap_or_else(|_| json!({"messages": []})))
@@ -520,30 +512,22 @@ async fn read_resource(
         return Err(missing_scope(&format!("reading {uri}"), &template.scope));
     }
     let owner = &template.backend;
-    let backend = mcp
+    let source = mcp
         .catalog
-        .backend(owner)
+        .source(owner)
         .ok_or_else(|| RpcError::new(not_found, format!("resource not found: {uri}")))?;
     let mut p = Map::new();
     p.insert("uri".into(), json!(uri));
-    let value = mcp
-        .catalog
-        .upstream()
-        .call(
-            backend,
-            Credential::User(&ctx.caller),
-            backend_methods::READ_RESOURCE,
-            Some(&p),
-            backend.timeout(),
-        )
+    let value = source
+        .read_resource(&ctx.caller, &p)
         .await
-        .map_err(|e| upstream_rpc_error(&backend.id, e, not_found, Some(uri)))?;
+        .map_err(|e| upstream_rpc_error(source.id(), e, not_found, Some(uri)))?;
     let typed: ReadResourceResult = serde_json::from_value(value).map_err(|e| {
         RpcError::new(
             super::jsonrpc::INTERNAL_ERROR,
             format!(
                 "backend {} returned invalid resource contents: {e}",
-                backend.id
+                source.id()
             ),
         )
     })?;

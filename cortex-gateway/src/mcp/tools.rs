@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cortex_backend::contract::{ContentBlock, McpToolResult, ResultKind, methods};
+use cortex_backend::contract::{ContentBlock, McpToolResult, ResultKind};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -16,7 +16,7 @@ use crate::{
     audit::{self, Outcome},
     catalog::{Catalog, compact},
     mcp::Service,
-    upstream::{Credential, UpstreamError},
+    upstream::UpstreamError,
 };
 
 /// A tool result with one text block.
@@ -188,27 +188,19 @@ pub(crate) async fn call(
             true,
         )));
     }
-    let Some(backend) = mcp.catalog.backend(&tool.backend) else {
+    let Some(source) = mcp.catalog.source(&tool.backend) else {
         return Err(RpcError::invalid_params(format!("Unknown tool: {name}")));
     };
     let started = Instant::now();
-    let result = mcp
-        .catalog
-        .upstream()
-        .call_raw(
-            backend,
-            Credential::User(&ctx.caller),
-            &tool.original,
-            Some(arguments),
-            backend.timeout(),
-        )
+    let result = source
+        .call_tool(&ctx.caller, &tool.original, arguments)
         .await;
     let outcome = match &result {
         Ok(_) => Outcome::Ok,
         Err(UpstreamError::UnsafeHeader(_)) => Outcome::Refused,
         Err(_) => Outcome::BackendError,
     };
-    audit::tool_call(name, &backend.id, &tool.scope, outcome, started.elapsed());
+    audit::tool_call(name, source.id(), &tool.scope, outcome, started.elapsed());
     if let Err(e) = &result {
         audit::note(|r| r.error_class = Some(e.class()));
     }
@@ -216,7 +208,7 @@ pub(crate) async fn call(
         Ok(raw) => raw,
         Err(e) => {
             return Ok(ToolResult::Built(text_result(
-                e.tool_text(&backend.id, name),
+                e.tool_text(source.id(), name),
                 true,
             )));
         }
@@ -229,13 +221,13 @@ pub(crate) async fn call(
         Err(e) => {
             let e = UpstreamError::InvalidJson(e.to_string());
             return Ok(ToolResult::Built(text_result(
-                e.tool_text(&backend.id, name),
+                e.tool_text(source.id(), name),
                 true,
             )));
         }
     };
     Ok(ToolResult::Built(if tool.result_kind == ResultKind::Mcp {
-        mcp_result(&backend.id, value, ctx.revision)
+        mcp_result(source.id(), value, ctx.revision)
     } else {
         json_result(value, ctx.revision)
     }))
@@ -248,25 +240,14 @@ async fn whoami(mcp: &Service, catalog: &Catalog, ctx: &CallCtx) -> Value {
     let healthy: Vec<_> = catalog
         .healthy()
         .filter(|id| catalog.scopes_of(id).any(|s| caller.has_scope(s)))
-        .filter_map(|id| mcp.catalog.backend(id))
+        .filter_map(|id| mcp.catalog.source(id))
         .collect();
-    let answers = futures::future::join_all(healthy.iter().map(|b| async move {
-        let r = mcp
-            .catalog
-            .upstream()
-            .call(
-                b,
-                Credential::User(caller),
-                methods::WHOAMI,
-                None,
-                limit.min(b.timeout()),
-            )
-            .await;
-        let v = match r {
+    let answers = futures::future::join_all(healthy.iter().map(|source| async move {
+        let v = match source.whoami(caller, limit).await {
             Ok(v) => v,
-            Err(e) => json!({"error": e.tool_text(&b.id, "whoami")}),
+            Err(e) => json!({"error": e.tool_text(source.id(), "whoami")}),
         };
-        (b.id.clone(), v)
+        (source.id().to_string(), v)
     }))
     .await;
     let backends: Map<String, Value> = answers.into_iter().collect();

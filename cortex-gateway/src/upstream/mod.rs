@@ -9,6 +9,7 @@ mod exchange;
 mod failure;
 mod h1;
 pub(crate) mod settings;
+mod source;
 
 use std::{
     collections::HashMap,
@@ -36,6 +37,7 @@ use serde_json::{Map, Value, json, value::RawValue};
 pub use exchange::TokenExchanger;
 pub(crate) use failure::RpcFault;
 pub(crate) use h1::IDLE_TIMEOUT;
+pub(crate) use source::Upstream;
 
 /// The calling thread's slot: idle backend connections are kept per slot
 /// (see `Pool`). For tests that need two threads in different slots.
