@@ -24,6 +24,25 @@ pub struct Caller {
     token: String,
 }
 
+#[cfg(feature = "testing")]
+impl Caller {
+    /// A caller holding `scopes`, for tests of the layers above token
+    /// validation (no token was checked; its token is a placeholder).
+    pub fn for_tests(sub: &str, scopes: &[&str]) -> Self {
+        Self {
+            sub: sub.to_string(),
+            email: None,
+            role: None,
+            pool: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            client_id: None,
+            expires_at: u64::MAX,
+            claims: serde_json::json!({"sub": sub}),
+            token: "not-a-token".to_string(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Caller")
