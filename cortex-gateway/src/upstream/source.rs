@@ -5,7 +5,7 @@
 //! contract) are the one kind today; a native MCP server reached over
 //! Streamable HTTP is meant to be the second variant.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use cortex_backend::{Caller, contract::methods};
@@ -64,26 +64,23 @@ impl<'a> Upstream<'a> {
     }
 
     /// Calls the tool `name` (the source's own name) for `caller`: the
-    /// result as the source wrote it.
-    #[inline]
-    pub(crate) async fn call_tool(
-        &self,
-        caller: &Arc<Caller>,
-        name: &str,
-        arguments: &Map<String, Value>,
-    ) -> Result<Bytes, UpstreamError> {
-        match *self {
-            Self::Contract { client, backend } => {
-                client
-                    .call_raw(
-                        backend,
-                        Credential::User(caller),
-                        name,
-                        Some(arguments),
-                        backend.timeout(),
-                    )
-                    .await
-            }
+    /// result as the source wrote it. A plain function returning the
+    /// kind's own future: an `async fn` here would wrap that future in one
+    /// more, moved on every call of the hot path.
+    pub(crate) fn call_tool(
+        self,
+        caller: &'a Arc<Caller>,
+        name: &'a str,
+        arguments: &'a Map<String, Value>,
+    ) -> impl Future<Output = Result<Bytes, UpstreamError>> + 'a {
+        match self {
+            Self::Contract { client, backend } => client.call_raw(
+                backend,
+                Credential::User(caller),
+                name,
+                Some(arguments),
+                backend.timeout(),
+            ),
         }
     }
 
