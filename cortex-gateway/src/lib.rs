@@ -60,6 +60,7 @@ pub mod config;
 pub mod fuzzing;
 mod headers;
 mod http;
+mod link;
 mod mcp;
 mod metrics;
 mod protocol;
@@ -94,6 +95,7 @@ use crate::{
         admin::{self, AdminSecret, AfterApproval},
         origin::{HostPolicy, OriginGuard, OriginPolicy},
     },
+    link::Accounts,
     metrics::Metrics,
     store::{MemorySettings, Store, sessions::SessionLimits},
     upstream::UpstreamClient,
@@ -128,6 +130,9 @@ struct Assembled {
     integrity: Arc<IntegrityGuard>,
     metrics: Arc<Metrics>,
     auditor: Arc<Auditor>,
+    /// Linked third-party accounts.
+    #[allow(dead_code, reason = "the MCP upstreams and the link routes read it")]
+    accounts: Arc<Accounts>,
     /// Kept for the life of the gateway (the writer thread ends with it).
     _audit_writer: AuditWriter,
     admin_secret: Option<AdminSecret>,
@@ -270,6 +275,12 @@ impl Gateway {
             ),
             _ => None,
         };
+        let accounts = Arc::new(Accounts::new(
+            None,
+            Vec::new(),
+            &config.canonical_origin(),
+            Default::default(),
+        ));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mcp = mcp::Service {
             catalog: federation.clone(),
@@ -325,6 +336,7 @@ impl Gateway {
                 integrity,
                 metrics,
                 auditor,
+                accounts,
                 _audit_writer: audit_writer,
                 shutdown,
                 refresher: std::sync::Mutex::new(Some(refresher)),

@@ -5,5 +5,6 @@ pub use crate::{
     audit::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD},
     auth::introspection::{IntrospectionConfig, Introspector},
     catalog::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES},
+    link::{AccountError, AccountStatus, Accounts, LinkServer, LinkState},
     upstream::{Credential, TokenExchanger, UpstreamClient, UpstreamError, thread_slot},
 };
