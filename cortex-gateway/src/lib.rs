@@ -45,7 +45,7 @@
 //!
 //! Beside them: [`config`] (one parser for the environment and TOML, above
 //! every layer), `auth` (token validation, introspection), `audit`,
-//! `metrics`, and small leaves (`protocol`, `canonical`, `sync`,
+//! `metrics`, and small leaves (`protocol`, `canonical`, `sync`, `config_error`,
 //! `headers`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -55,6 +55,7 @@ mod auth;
 mod canonical;
 mod catalog;
 pub mod config;
+mod config_error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -6,12 +6,19 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
 
-use cortex_backend::auth::{AuthConfigError, JwtSettings, check_transport};
+use cortex_backend::auth::{JwtSettings, check_transport};
 use serde::{Deserialize, Serialize};
 
 mod controls;
+mod mcp;
 
+pub use crate::config_error::ConfigError;
+pub use crate::upstream::mcp::settings::{
+    DEFAULT_MCP_MAX_LIST_PAGES, DEFAULT_MCP_MAX_SESSION_BYTES, DEFAULT_MCP_MAX_SESSIONS,
+    McpClientLimits, McpServerConfig,
+};
 pub use crate::upstream::settings::{BackendConfig, TokenExchangeConfig, TokenMode};
+pub use crate::vault::VaultConfig;
 pub use controls::{
     ControlsConfig, DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS,
     DEFAULT_INTROSPECTION_CACHE_S, DEFAULT_MAX_BATCH_MESSAGES, DEFAULT_MAX_CONNECTIONS,
@@ -28,34 +35,6 @@ pub use crate::upstream::settings::DEFAULT_TIMEOUT_MS;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 /// The default limit on an MCP request body (bytes).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
-
-/// A configuration that cannot work: which setting, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    /// The environment variable (or TOML key) at fault.
-    pub variable: String,
-    /// What is wrong and how to fix it.
-    pub problem: String,
-}
-
-impl From<AuthConfigError> for ConfigError {
-    fn from(e: AuthConfigError) -> Self {
-        Self {
-            variable: e.variable,
-            problem: e.problem,
-        }
-    }
-}
-
-impl ConfigError {
-    fn new(variable: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            variable: variable.into(),
-            problem: problem.into(),
-        }
-    }
-}
 
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("valid default address")
@@ -81,8 +60,9 @@ fn backend_env(backend: &BackendConfig, suffix: &str) -> String {
     format!("CORTEX_BACKEND_{}_{suffix}", env_id(&backend.id))
 }
 
-/// The gateway's whole configuration (serde/TOML-able).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// The gateway's whole configuration (serde/TOML-able; the vault's
+/// settings always come from the environment).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Listen address (`CORTEX_LISTEN`, `--listen`).
@@ -138,6 +118,18 @@ pub struct GatewayConfig {
     /// The federated backends, in configuration order.
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
+    /// The third-party MCP servers (`[[mcp_server]]`, `CORTEX_MCP_SERVERS`),
+    /// in configuration order.
+    #[serde(default, rename = "mcp_server", skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServerConfig>,
+    /// Bounds of the downstream MCP client (`[mcp_limits]`).
+    #[serde(default)]
+    pub mcp_limits: McpClientLimits,
+    /// The vault of linked accounts (`CORTEX_VAULT_*`,
+    /// `CORTEX_DATABASE_URL`); required when MCP servers are configured.
+    /// Never in a TOML file: read from the environment.
+    #[serde(skip)]
+    pub vault: Option<VaultConfig>,
     /// The operator controls (`[controls]`): audit, rate limit, origins,
     /// tool integrity, admin endpoint, metrics, limits, introspection.
     #[serde(default)]
@@ -152,7 +144,65 @@ impl std::fmt::Debug for GatewayConfig {
             .field("issuer", &self.issuer)
             .field("technical_token", &"[masked]")
             .field("backends", &self.backends)
+            .field("mcp_servers", &self.mcp_servers)
+            .field("vault", &self.vault)
             .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for GatewayConfig {
+    /// Field by field; two vaults are equal when their key ids, storage
+    /// and cache bounds are (key bytes are not compared).
+    fn eq(&self, other: &Self) -> bool {
+        let Self {
+            listen,
+            canonical_uri,
+            issuer,
+            oauth,
+            technical_token,
+            allowed_origins,
+            required_scopes,
+            refresh_interval_s,
+            max_response_bytes,
+            max_request_bytes,
+            whoami_timeout_ms,
+            keep_alive_s,
+            workers,
+            token_exchange,
+            backends,
+            mcp_servers,
+            mcp_limits,
+            vault,
+            controls,
+        } = self;
+        let vault_view = |v: &Option<VaultConfig>| {
+            v.as_ref().map(|v| {
+                (
+                    v.keys.ids().map(String::from).collect::<Vec<_>>(),
+                    format!("{:?}", v.storage),
+                    v.cache,
+                )
+            })
+        };
+        *listen == other.listen
+            && *canonical_uri == other.canonical_uri
+            && *issuer == other.issuer
+            && *oauth == other.oauth
+            && *technical_token == other.technical_token
+            && *allowed_origins == other.allowed_origins
+            && *required_scopes == other.required_scopes
+            && *refresh_interval_s == other.refresh_interval_s
+            && *max_response_bytes == other.max_response_bytes
+            && *max_request_bytes == other.max_request_bytes
+            && *whoami_timeout_ms == other.whoami_timeout_ms
+            && *keep_alive_s == other.keep_alive_s
+            && *workers == other.workers
+            && *token_exchange == other.token_exchange
+            && *backends == other.backends
+            && *mcp_servers == other.mcp_servers
+            && *mcp_limits == other.mcp_limits
+            && vault_view(vault) == vault_view(&other.vault)
+            && *controls == other.controls
     }
 }
 
@@ -210,6 +260,9 @@ impl GatewayConfig {
             workers: None,
             token_exchange: None,
             backends: Vec::new(),
+            mcp_servers: Vec::new(),
+            mcp_limits: McpClientLimits::default(),
+            vault: None,
             controls: ControlsConfig::default(),
         }
     }
@@ -223,7 +276,7 @@ impl GatewayConfig {
     ///
     /// | variable | meaning | default |
     /// |---|---|---|
-    /// | `CORTEX_BACKENDS` | comma-separated backend ids | required |
+    /// | `CORTEX_BACKENDS` | comma-separated backend ids | required unless `CORTEX_MCP_SERVERS` is set |
     /// | `CORTEX_BACKEND_<ID>_URL` | base URL of the backend | required |
     /// | `CORTEX_BACKEND_<ID>_PATH` | contract path | `/api/cortex/backend` |
     /// | `CORTEX_BACKEND_<ID>_TIMEOUT_MS` | per-call timeout | `10000` |
@@ -244,7 +297,9 @@ impl GatewayConfig {
     /// plus every token-validation setting of
     /// [`cortex_backend::auth::JWT_SETTINGS`] (JWKS, algorithms, leeway,
     /// `nbf`, `typ`, claim paths, plaintext transport), read by the SDK's own
-    /// parser. `<ID>` is the id upper-cased with `-` as `_`.
+    /// parser, the MCP servers' `CORTEX_MCP_*` and the vault's
+    /// `CORTEX_VAULT_*` (see the README). `<ID>` is the id upper-cased with
+    /// `-` as `_`.
     pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| {
             env.get(k)
@@ -314,10 +369,17 @@ impl GatewayConfig {
                 client_secret,
             });
         }
-        let ids = list(&required(
-            "CORTEX_BACKENDS",
-            "required: comma-separated backend ids, e.g. crm,docs",
-        )?);
+        let ids = match get("CORTEX_BACKENDS") {
+            Some(v) => list(&v),
+            None if get("CORTEX_MCP_SERVERS").is_some() => Vec::new(),
+            None => {
+                return Err(ConfigError::new(
+                    "CORTEX_BACKENDS",
+                    "required: comma-separated backend ids, e.g. crm,docs \
+                     (or third-party MCP servers in CORTEX_MCP_SERVERS)",
+                ));
+            }
+        };
         for id in ids {
             let name = |suffix: &str| format!("CORTEX_BACKEND_{}_{suffix}", env_id(&id));
             let url = required(
@@ -355,6 +417,7 @@ impl GatewayConfig {
             backend.technical_token = get(&name("TECHNICAL_TOKEN"));
             config.backends.push(backend);
         }
+        mcp::read_env(env, &mut config)?;
         config.controls = ControlsConfig::from_env_map(env)?;
         config.validate()?;
         Ok(config)
@@ -373,14 +436,25 @@ impl GatewayConfig {
         Self::from_toml_str(&text)
     }
 
-    /// Parses TOML text and validates it.
+    /// Parses TOML text, reads the vault's settings from the process
+    /// environment, and validates it.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| {
+        Self::from_toml_str_with(text, |k| std::env::var(k).ok())
+    }
+
+    /// Parses TOML text, reads the vault's settings through `lookup`
+    /// (see [`VaultConfig::from_lookup`]), and validates it.
+    pub fn from_toml_str_with(
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| {
             ConfigError::new(
                 "config file",
                 format!("{}; see `cortex-gateway check-config --help`", e.message()),
             )
         })?;
+        config.vault = VaultConfig::from_lookup(lookup)?;
         config.validate()?;
         Ok(config)
     }
@@ -426,17 +500,16 @@ impl GatewayConfig {
                 "must be at least 1 (seconds)",
             ));
         }
-        if self.backends.is_empty() {
+        if self.backends.is_empty() && self.mcp_servers.is_empty() {
             return Err(ConfigError::new(
                 "CORTEX_BACKENDS",
-                "no backend configured; list at least one id, e.g. CORTEX_BACKENDS=crm",
+                "no backend configured; list at least one id, e.g. CORTEX_BACKENDS=crm \
+                 (or a third-party MCP server in CORTEX_MCP_SERVERS)",
             ));
         }
         let mut seen = std::collections::HashSet::new();
         for b in &self.backends {
-            let id_ok = (1..=32).contains(&b.id.len())
-                && b.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-            if !id_ok {
+            if !mcp::valid_id(&b.id) {
                 return Err(ConfigError::new(
                     "CORTEX_BACKENDS",
                     format!(
@@ -500,6 +573,7 @@ impl GatewayConfig {
                 ));
             }
         }
+        mcp::validate(self)?;
         self.controls.validate(self)
     }
 
@@ -519,6 +593,11 @@ impl GatewayConfig {
         }
         if let Some(x) = &mut copy.token_exchange {
             x.client_secret = mask(&x.client_secret);
+        }
+        for s in &mut copy.mcp_servers {
+            if let Some(secret) = &mut s.client_secret {
+                *secret = mask(secret);
+            }
         }
         copy.controls = self.controls.masked();
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render: {e}\n"))

@@ -8,6 +8,7 @@
 mod exchange;
 mod failure;
 mod h1;
+pub(crate) mod mcp;
 pub(crate) mod settings;
 mod source;
 

@@ -18,7 +18,7 @@ use rustls::pki_types::CertificateDer;
 use tokio_postgres::config::{Host, SslMode};
 
 use super::seal::KeyBytes;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// The key id of the single key given by `CORTEX_VAULT_KEY`. To rotate
 /// away from it, list it under this id after the new key:

@@ -1,0 +1,4 @@
+//! The second kind of upstream: a third-party MCP server reached over
+//! Streamable HTTP.
+
+pub(crate) mod settings;
