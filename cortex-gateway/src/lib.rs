@@ -45,8 +45,9 @@
 //!
 //! Beside them: [`config`] (one parser for the environment and TOML, above
 //! every layer), `auth` (token validation, introspection), `audit`,
-//! `metrics`, and small leaves (`protocol`, `canonical`, `sync`, `config_error`,
-//! `headers`).
+//! `metrics`, `link` (linked third-party accounts and the linking flow,
+//! beside the vault), and small leaves (`protocol`, `canonical`, `sync`,
+//! `config_error`, `headers`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -131,9 +132,6 @@ struct Assembled {
     integrity: Arc<IntegrityGuard>,
     metrics: Arc<Metrics>,
     auditor: Arc<Auditor>,
-    /// Linked third-party accounts.
-    #[allow(dead_code, reason = "the MCP upstreams and the link routes read it")]
-    accounts: Arc<Accounts>,
     /// Kept for the life of the gateway (the writer thread ends with it).
     _audit_writer: AuditWriter,
     admin_secret: Option<AdminSecret>,
@@ -319,6 +317,7 @@ impl Gateway {
             checks,
             mcp_path,
             max_request_bytes: config.max_request_bytes,
+            accounts,
         });
         let interval = config.refresh_interval();
         let refresher = {
@@ -337,7 +336,6 @@ impl Gateway {
                 integrity,
                 metrics,
                 auditor,
-                accounts,
                 _audit_writer: audit_writer,
                 shutdown,
                 refresher: std::sync::Mutex::new(Some(refresher)),

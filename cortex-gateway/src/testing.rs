@@ -5,6 +5,13 @@ pub use crate::{
     audit::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD},
     auth::introspection::{IntrospectionConfig, Introspector},
     catalog::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES},
-    link::{AccountError, AccountStatus, Accounts, LinkServer, LinkState},
+    link::{
+        AccountError, AccountStatus, Accounts, CallbackQuery, LinkPageError, LinkServer, LinkState,
+    },
     upstream::{Credential, TokenExchanger, UpstreamClient, UpstreamError, thread_slot},
 };
+
+/// The account-linking routes (`/link/…`) over `accounts`, alone.
+pub fn link_router(accounts: std::sync::Arc<Accounts>) -> axum::Router {
+    crate::http::link::router(accounts)
+}

@@ -3,11 +3,13 @@
 //! size, deadline), admission (authentication, rate budget, revocation),
 //! and the routes: `POST`/`GET`/`DELETE` on the MCP path (handed to the
 //! [`mcp`](crate::mcp) layer once the caller is admitted), the RFC 9728
-//! metadata, `/healthz` and `/readyz`, and the operator endpoints.
+//! metadata, `/healthz` and `/readyz`, the account-linking pages
+//! (`/link/…`), and the operator endpoints.
 
 pub(crate) mod admin;
 mod admit;
 mod front;
+pub(crate) mod link;
 pub(crate) mod origin;
 mod perimeter;
 mod rejection;
@@ -33,7 +35,10 @@ use axum::{
 };
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
-use crate::mcp::{self, envelope::json_response};
+use crate::{
+    link::Accounts,
+    mcp::{self, envelope::json_response},
+};
 use rejection::Rejection;
 
 /// What the routes of a gateway work with.
@@ -48,6 +53,8 @@ pub(crate) struct App {
     pub(crate) mcp_path: String,
     /// Limit on a request body.
     pub(crate) max_request_bytes: usize,
+    /// Linked third-party accounts (the link pages).
+    pub(crate) accounts: Arc<Accounts>,
 }
 
 impl std::fmt::Debug for App {
@@ -81,9 +88,11 @@ pub(crate) fn router(app: Arc<App>, extra: Router) -> Router {
         );
     }
     let limit = app.max_request_bytes;
+    let link = link::router(app.accounts.clone());
     router
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
+        .merge(link)
         .merge(extra)
         .layer(from_fn_with_state(checks, perimeter::layer))
 }

@@ -17,14 +17,37 @@
 //! caller's `sub` and the server, nothing else.
 #![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
 
-use std::{fmt, sync::Arc};
+mod provider;
+mod state;
 
-use tokio::sync::broadcast;
+use std::{
+    fmt,
+    hash::{Hash as _, Hasher as _},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use tokio::sync::{Mutex, broadcast};
+
+use self::{
+    provider::{Client, ClientAuth, Provider, ProviderError, Tokens},
+    state::{LinkState as PendingLink, StateSealer},
+};
 use crate::{
     store::tickets::{LinkTickets, MemoryTickets, TicketLimits},
-    vault::{Secret, Vault},
+    vault::{Grant, Secret, Vault, unix_now},
 };
+
+/// A token this close to its expiry is refreshed before use.
+const EXPIRY_MARGIN_S: u64 = 30;
+/// Discovered provider metadata is used this long before it is fetched
+/// again (a registration made by DCR is kept for good).
+const PROVIDER_TTL: Duration = Duration::from_secs(3600);
+/// Refreshes of one (`sub`, server) run one at a time; pairs are spread
+/// over this many locks (a fixed set: nothing a request can grow).
+const REFRESH_STRIPES: usize = 64;
+/// The path of the Client ID Metadata Document the gateway publishes.
+pub(crate) const CLIENT_METADATA_PATH: &str = "/link/client-metadata.json";
 
 /// Capacity of the channel that announces catalog accounts linking.
 const LINKED_CHANNEL: usize = 16;
@@ -109,6 +132,7 @@ pub struct AccountStatus {
 
 /// Linked or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkState {
     /// Linked: the account's label at the provider.
     Linked {
@@ -120,16 +144,80 @@ pub enum LinkState {
         /// Where the user links.
         link_url: String,
     },
+    /// The vault cannot say right now.
+    Unavailable,
+}
+
+/// Why a link page cannot do what the browser asked; the message says
+/// what the user should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkPageError {
+    /// No such server is configured.
+    #[error("no server `{0}` is configured on this gateway; check the link you followed")]
+    UnknownServer(String),
+    /// The ticket is unknown, used, expired or for another server.
+    #[error(
+        "this link has expired or was already used; ask your agent for a new link (it gives one \
+         whenever a tool needs your account) and open it within 10 minutes"
+    )]
+    BadTicket,
+    /// The state does not open, expired, or was started in another browser.
+    #[error(
+        "this sign-in answer does not belong to a link started in this browser (it may have \
+         expired, been altered or been sent to you by someone else); start the link again from \
+         your agent"
+    )]
+    BadState,
+    /// The provider did not grant access.
+    #[error("the provider did not grant access ({0}); start the link again from your agent")]
+    Denied(String),
+    /// The provider or the vault failed; the detail is logged.
+    #[error("linking is unavailable right now; try again in a minute")]
+    Unavailable,
+}
+
+/// Where to send the browser to consent, and the cookie that binds the
+/// link to it.
+#[derive(Debug)]
+pub struct Started {
+    /// The provider's authorization URL.
+    pub location: String,
+    /// The `Set-Cookie` value.
+    pub cookie: String,
+}
+
+/// What a callback carries.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CallbackQuery {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The sealed state.
+    pub state: Option<String>,
+    /// The provider's error code, when it did not grant access.
+    pub error: Option<String>,
+}
+
+/// Per server: the discovered provider and the registration made there.
+#[derive(Default)]
+struct ProviderSlot {
+    discovered: Option<(Arc<Provider>, Instant)>,
+    /// (issuer, client) registered by DCR.
+    registered: Option<(String, Client)>,
 }
 
 /// The linked accounts of every user at every configured server.
 pub struct Accounts {
     vault: Option<Arc<Vault>>,
+    sealer: Option<StateSealer>,
     tickets: LinkTickets,
+    ticket_ttl: Duration,
     servers: Vec<LinkServer>,
+    providers: Vec<Mutex<ProviderSlot>>,
+    refreshing: Vec<Mutex<()>>,
     /// The gateway's public origin (of `CORTEX_CANONICAL_URI`), no slash
     /// at the end.
     origin: String,
+    http: reqwest::Client,
     linked: broadcast::Sender<String>,
     /// A scratch directory holding a test vault, removed on drop.
     _scratch: Option<tempfile::TempDir>,
@@ -146,6 +234,17 @@ impl fmt::Debug for Accounts {
     }
 }
 
+/// A grant whose refresh failed is kept with an empty access token, so
+/// that the next call asks to link again (with the account's label).
+fn must_relink(grant: &Grant) -> bool {
+    grant.access_token.expose().is_empty()
+}
+
+fn unavailable(what: &str, e: &dyn fmt::Display) -> AccountError {
+    tracing::warn!(error = %e, "{what}");
+    AccountError::Unavailable(what.to_string())
+}
+
 impl Accounts {
     /// Accounts for `servers`, with grants in `vault` (`None` when no MCP
     /// server is configured) and link URLs under `origin`.
@@ -155,11 +254,21 @@ impl Accounts {
         origin: &str,
         tickets: TicketLimits,
     ) -> Self {
+        let sealer = vault
+            .as_ref()
+            .map(|v| StateSealer::new(&v.derive_key(state::KEY_LABEL)));
         Self {
             vault,
+            sealer,
+            ticket_ttl: tickets.ttl,
             tickets: LinkTickets::Memory(MemoryTickets::new(tickets)),
+            providers: servers.iter().map(|_| Mutex::default()).collect(),
+            refreshing: (0..REFRESH_STRIPES).map(|_| Mutex::new(())).collect(),
             servers,
             origin: origin.trim_end_matches('/').to_string(),
+            // Without a client no provider is reachable; every call then
+            // says linking is unavailable.
+            http: provider::http_client().unwrap_or_default(),
             linked: broadcast::channel(LINKED_CHANNEL).0,
             _scratch: None,
         }
@@ -170,23 +279,121 @@ impl Accounts {
         &self.servers
     }
 
+    fn index(&self, id: &str) -> Option<usize> {
+        self.servers.iter().position(|s| s.id == id)
+    }
+
     fn vault(&self) -> Result<&Vault, AccountError> {
         self.vault
             .as_deref()
             .ok_or_else(|| AccountError::Unavailable("no vault is configured".into()))
     }
 
-    /// The access token `sub` linked at `server`.
+    fn redirect_uri(&self, server: &str) -> String {
+        format!("{}/link/{server}/callback", self.origin)
+    }
+
+    /// The Client ID Metadata Document's URL, when the gateway can publish
+    /// one (its origin is https).
+    fn client_metadata_url(&self) -> Option<String> {
+        self.origin
+            .starts_with("https://")
+            .then(|| format!("{}{CLIENT_METADATA_PATH}", self.origin))
+    }
+
+    /// The Client ID Metadata Document, if published.
+    pub fn client_metadata(&self) -> Option<serde_json::Value> {
+        let id = self.client_metadata_url()?;
+        let uris: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| self.redirect_uri(&s.id))
+            .collect();
+        Some(provider::client_metadata(Some(&id), &uris, "none"))
+    }
+
+    /// The provider of server `i` (discovered, with a client), cached.
+    async fn provider(&self, i: usize) -> Result<Arc<Provider>, ProviderError> {
+        let server = &self.servers[i];
+        let mut slot = self.providers[i].lock().await;
+        if let Some((p, at)) = &slot.discovered
+            && at.elapsed() < PROVIDER_TTL
+        {
+            return Ok(p.clone());
+        }
+        let found = provider::discover(&self.http, server).await?;
+        let client = if let Some(id) = &server.client_id {
+            Client {
+                id: id.clone(),
+                secret: server.client_secret.clone(),
+                auth: if server.client_secret.is_some() {
+                    found.secret_auth()
+                } else {
+                    ClientAuth::None
+                },
+            }
+        } else if let (true, Some(id)) = (found.cimd_supported, self.client_metadata_url()) {
+            Client {
+                id,
+                secret: None,
+                auth: ClientAuth::None,
+            }
+        } else if let Some((_, client)) = slot
+            .registered
+            .as_ref()
+            .filter(|(issuer, _)| *issuer == found.issuer)
+        {
+            client.clone()
+        } else {
+            let Some(registration) = found.registration_endpoint.clone() else {
+                return Err(ProviderError::Failed(format!(
+                    "the authorization server {} of `{}` supports neither client metadata \
+                     documents (with an https gateway) nor dynamic registration; set \
+                     CORTEX_MCP_{}_CLIENT_ID and _CLIENT_SECRET",
+                    found.issuer,
+                    server.id,
+                    server.id.to_ascii_uppercase()
+                )));
+            };
+            let client = provider::register(
+                &self.http,
+                &found,
+                &registration,
+                &self.redirect_uri(&server.id),
+            )
+            .await?;
+            slot.registered = Some((found.issuer.clone(), client.clone()));
+            client
+        };
+        let p = Arc::new(found.with_client(client));
+        slot.discovered = Some((p.clone(), Instant::now()));
+        Ok(p)
+    }
+
+    fn stripe(&self, sub: &str, server: &str) -> &Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sub.hash(&mut h);
+        server.hash(&mut h);
+        &self.refreshing[(h.finish() as usize) % REFRESH_STRIPES]
+    }
+
+    /// The access token `sub` linked at `server`, refreshed first when it
+    /// is expired or about to be.
     pub async fn access_token(&self, sub: &str, server: &str) -> Result<Secret, AccountError> {
         let vault = self.vault()?;
-        match vault.get(sub, server).await {
-            Ok(Some(stored)) => Ok(stored.grant.access_token.clone()),
-            Ok(None) => Err(AccountError::NotLinked {
+        let stored = vault
+            .get(sub, server)
+            .await
+            .map_err(|e| unavailable("the vault cannot be read", &e))?;
+        match stored {
+            None => Err(AccountError::NotLinked {
                 link_url: self.link_url(sub, server).await,
             }),
-            Err(e) => {
-                tracing::warn!(server, error = %e, "reading a linked account failed");
-                Err(AccountError::Unavailable("the vault cannot be read".into()))
+            Some(s) if must_relink(&s.grant) => Err(self.relink(sub, server, RELINK_EXPIRED).await),
+            Some(s) if is_fresh(&s.grant) => Ok(s.grant.access_token.clone()),
+            Some(s) => {
+                let stale = s.grant.access_token.clone();
+                self.refresh(sub, server, &stale).await
             }
         }
     }
@@ -199,11 +406,83 @@ impl Accounts {
         server: &str,
         token: &Secret,
     ) -> Result<Secret, AccountError> {
-        let _ = token;
-        Err(AccountError::Relink {
+        self.refresh(sub, server, token).await
+    }
+
+    /// Replaces `stale` (the token that expired or was refused) with a
+    /// refreshed one; one refresh at a time per (`sub`, server), and a
+    /// token someone else refreshed meanwhile is taken as it is.
+    async fn refresh(
+        &self,
+        sub: &str,
+        server: &str,
+        stale: &Secret,
+    ) -> Result<Secret, AccountError> {
+        let vault = self.vault()?;
+        let _one_at_a_time = self.stripe(sub, server).lock().await;
+        let Some(stored) = vault
+            .get(sub, server)
+            .await
+            .map_err(|e| unavailable("the vault cannot be read", &e))?
+        else {
+            return Err(AccountError::NotLinked {
+                link_url: self.link_url(sub, server).await,
+            });
+        };
+        let grant = &stored.grant;
+        if must_relink(grant) {
+            return Err(self.relink(sub, server, RELINK_EXPIRED).await);
+        }
+        if grant.access_token != *stale && is_fresh(grant) {
+            return Ok(grant.access_token.clone());
+        }
+        let Some(refresh_token) = grant.refresh_token.clone() else {
+            self.mark_relink(vault, sub, server, grant).await;
+            return Err(self.relink(sub, server, RELINK_REFUSED).await);
+        };
+        let Some(i) = self.index(server) else {
+            return Err(AccountError::Unavailable(format!(
+                "no server `{server}` is configured"
+            )));
+        };
+        let provider = self
+            .provider(i)
+            .await
+            .map_err(|e| unavailable("the provider cannot be reached", &e))?;
+        match provider
+            .refresh(&self.http, &refresh_token, &self.servers[i].url)
+            .await
+        {
+            Ok(tokens) => {
+                let access = tokens.access_token.clone();
+                let renewed = grant_from(tokens, grant.account.clone(), Some(refresh_token));
+                vault
+                    .put(sub, server, renewed)
+                    .await
+                    .map_err(|e| unavailable("the vault cannot be written", &e))?;
+                Ok(access)
+            }
+            Err(ProviderError::Refused(reason)) => {
+                tracing::info!(server, reason = %reason, "refreshing a linked account was refused");
+                self.mark_relink(vault, sub, server, grant).await;
+                Err(self.relink(sub, server, RELINK_REFUSED).await)
+            }
+            Err(e) => Err(unavailable("the provider cannot refresh the account", &e)),
+        }
+    }
+
+    async fn mark_relink(&self, vault: &Vault, sub: &str, server: &str, grant: &Grant) {
+        let marked = Grant::new(Secret::new(String::new()), grant.account.clone());
+        if let Err(e) = vault.put(sub, server, marked).await {
+            tracing::warn!(server, error = %e, "marking a linked account for re-linking failed");
+        }
+    }
+
+    async fn relink(&self, sub: &str, server: &str, reason: &str) -> AccountError {
+        AccountError::Relink {
             link_url: self.link_url(sub, server).await,
-            reason: "the server refused the linked token".into(),
-        })
+            reason: reason.into(),
+        }
     }
 
     /// A fresh link URL for `sub` at `server` (issues a ticket).
@@ -216,17 +495,21 @@ impl Accounts {
     pub async fn status(&self, sub: &str) -> Vec<AccountStatus> {
         let mut out = Vec::with_capacity(self.servers.len());
         for server in &self.servers {
-            let linked = match self.vault.as_deref() {
-                Some(v) => v.get(sub, &server.id).await.ok().flatten(),
-                None => None,
+            let found = match self.vault.as_deref() {
+                Some(v) => v.get(sub, &server.id).await,
+                None => Ok(None),
             };
-            let link = match linked {
-                Some(g) => LinkState::Linked {
+            let link = match found {
+                Ok(Some(g)) if !must_relink(&g.grant) => LinkState::Linked {
                     account: g.grant.account.clone(),
                 },
-                None => LinkState::Unlinked {
+                Ok(_) => LinkState::Unlinked {
                     link_url: self.link_url(sub, &server.id).await,
                 },
+                Err(e) => {
+                    tracing::warn!(server = %server.id, error = %e, "reading a linked account failed");
+                    LinkState::Unavailable
+                }
             };
             out.push(AccountStatus {
                 server: server.id.clone(),
@@ -236,18 +519,229 @@ impl Accounts {
         out
     }
 
-    /// Unlinks `sub` at `server`; whether a grant was there.
+    /// Unlinks `sub` at `server` and revokes the grant at the provider
+    /// where it advertises RFC 7009 revocation (a failed revocation is
+    /// logged; the grant is gone from the vault either way). Whether a
+    /// grant was there.
     pub async fn unlink(&self, sub: &str, server: &str) -> Result<bool, AccountError> {
         let vault = self.vault()?;
-        vault.delete(sub, server).await.map_err(|e| {
-            tracing::warn!(server, error = %e, "unlinking failed");
-            AccountError::Unavailable("the vault cannot be written".into())
-        })
+        let stored = vault.get(sub, server).await.ok().flatten();
+        let removed = vault
+            .delete(sub, server)
+            .await
+            .map_err(|e| unavailable("the vault cannot be written", &e))?;
+        if let (Some(stored), Some(i)) = (stored, self.index(server)) {
+            let grant = &stored.grant;
+            let token = match &grant.refresh_token {
+                Some(r) => Some((r, "refresh_token")),
+                None if !must_relink(grant) => Some((&grant.access_token, "access_token")),
+                None => None,
+            };
+            if let Some((token, hint)) = token {
+                let revoked = match self.provider(i).await {
+                    Ok(p) => p.revoke(&self.http, token, hint).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = revoked {
+                    tracing::warn!(server, error = %e, "revoking an unlinked grant failed");
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Server ids, sent when a server's catalog account links.
     pub fn subscribe_linked(&self) -> broadcast::Receiver<String> {
         self.linked.subscribe()
+    }
+
+    fn cookie_name(server: &str) -> String {
+        format!("cortex_link_{server}")
+    }
+
+    /// `/link/<server>/start?ticket=…`: checks the ticket is live for that
+    /// server and sends the browser to the provider's consent.
+    pub async fn start(&self, server: &str, ticket: &str) -> Result<Started, LinkPageError> {
+        let i = self
+            .index(server)
+            .ok_or_else(|| LinkPageError::UnknownServer(server.chars().take(64).collect()))?;
+        let sub = self
+            .tickets
+            .holder(ticket, server)
+            .await
+            .ok_or(LinkPageError::BadTicket)?;
+        let Some(sealer) = &self.sealer else {
+            return Err(LinkPageError::Unavailable);
+        };
+        let provider = self.provider(i).await.map_err(|e| {
+            tracing::warn!(server, error = %e, "link start: the provider cannot be used");
+            LinkPageError::Unavailable
+        })?;
+        let pending = PendingLink {
+            ticket: ticket.to_string(),
+            sub,
+            server: server.to_string(),
+            verifier: state::random_text(32),
+            browser: state::random_text(16),
+            expires_at: unix_now() + self.ticket_ttl.as_secs(),
+        };
+        let mut location = url::Url::parse(&provider.authorization_endpoint).map_err(|e| {
+            tracing::warn!(server, error = %e, "link start: bad authorization endpoint");
+            LinkPageError::Unavailable
+        })?;
+        {
+            let mut q = location.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &provider.client.id)
+                .append_pair("redirect_uri", &self.redirect_uri(server))
+                .append_pair("state", &sealer.seal(&pending))
+                .append_pair("code_challenge", &state::challenge(&pending.verifier))
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("resource", &self.servers[i].url);
+            if let Some(scope) = &self.servers[i].oauth_scope {
+                q.append_pair("scope", scope);
+            }
+        }
+        let secure = if self.origin.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        Ok(Started {
+            location: location.into(),
+            cookie: format!(
+                "{}={}; Path=/link/{server}/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+                Self::cookie_name(server),
+                pending.browser,
+                self.ticket_ttl.as_secs()
+            ),
+        })
+    }
+
+    /// The value of this server's binding cookie in a `Cookie` header.
+    fn cookie_value<'a>(server: &str, cookies: &'a str) -> Option<&'a str> {
+        let name = Self::cookie_name(server);
+        cookies
+            .split(';')
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The `Set-Cookie` value that removes this server's binding cookie.
+    pub fn clear_cookie(server: &str) -> String {
+        format!(
+            "{}=; Path=/link/{server}/; Max-Age=0; HttpOnly; SameSite=Lax",
+            Self::cookie_name(server)
+        )
+    }
+
+    /// `/link/<server>/callback`: refuses a state that does not open, was
+    /// started in another browser, or whose ticket is not live for its
+    /// caller; redeems the ticket (once), exchanges the code and stores
+    /// the grant. The linked account's label.
+    pub async fn finish(
+        &self,
+        server: &str,
+        query: &CallbackQuery,
+        cookies: Option<&str>,
+    ) -> Result<String, LinkPageError> {
+        let i = self
+            .index(server)
+            .ok_or_else(|| LinkPageError::UnknownServer(server.chars().take(64).collect()))?;
+        let (Some(sealer), Some(vault)) = (&self.sealer, self.vault.as_deref()) else {
+            return Err(LinkPageError::Unavailable);
+        };
+        let pending = query
+            .state
+            .as_deref()
+            .and_then(|s| sealer.open(server, s, unix_now()))
+            .ok_or(LinkPageError::BadState)?;
+        let bound = cookies
+            .and_then(|c| Self::cookie_value(server, c))
+            .is_some_and(|v| {
+                use subtle::ConstantTimeEq as _;
+                bool::from(v.as_bytes().ct_eq(pending.browser.as_bytes()))
+            });
+        if !bound {
+            return Err(LinkPageError::BadState);
+        }
+        self.tickets
+            .redeem(&pending.ticket, &pending.sub, server)
+            .await
+            .map_err(|_| LinkPageError::BadTicket)?;
+        if let Some(error) = &query.error {
+            let error: String = error
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
+            return Err(LinkPageError::Denied(error));
+        }
+        let code = query.code.as_deref().ok_or(LinkPageError::BadState)?;
+        let provider = self.provider(i).await.map_err(|e| {
+            tracing::warn!(server, error = %e, "link callback: the provider cannot be used");
+            LinkPageError::Unavailable
+        })?;
+        let tokens = provider
+            .exchange_code(
+                &self.http,
+                code,
+                &pending.verifier,
+                &self.redirect_uri(server),
+                &self.servers[i].url,
+            )
+            .await
+            .map_err(|e| match e {
+                ProviderError::Refused(reason) => {
+                    tracing::info!(server, reason = %reason, "link callback: code refused");
+                    LinkPageError::Denied("the sign-in answer was refused".into())
+                }
+                ProviderError::Failed(detail) => {
+                    tracing::warn!(server, error = %detail, "link callback: code exchange failed");
+                    LinkPageError::Unavailable
+                }
+            })?;
+        let account = provider.account_label(&self.http, &tokens).await;
+        vault
+            .put(
+                &pending.sub,
+                server,
+                grant_from(tokens, account.clone(), None),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(server, error = %e, "link callback: the vault cannot be written");
+                LinkPageError::Unavailable
+            })?;
+        if self.servers[i].catalog_sub.as_deref() == Some(pending.sub.as_str()) {
+            let _ = self.linked.send(server.to_string());
+        }
+        Ok(account)
+    }
+}
+
+const RELINK_EXPIRED: &str = "the provider no longer accepts its grant";
+const RELINK_REFUSED: &str = "the provider refused the linked token and it could not be renewed";
+
+/// Whether `grant`'s access token is usable for a while yet.
+fn is_fresh(grant: &Grant) -> bool {
+    grant
+        .expires_at
+        .is_none_or(|at| at > unix_now() + EXPIRY_MARGIN_S)
+}
+
+/// The grant to store from a token answer; `previous_refresh` is kept when
+/// the provider does not rotate refresh tokens.
+fn grant_from(tokens: Tokens, account: String, previous_refresh: Option<Secret>) -> Grant {
+    Grant {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token.or(previous_refresh),
+        expires_at: tokens
+            .expires_in
+            .map(|s| unix_now().saturating_add(s.min(10 * 365 * 86_400))),
+        scope: tokens.scope.unwrap_or_default(),
+        account,
     }
 }
 
@@ -258,7 +752,40 @@ impl Accounts {
     /// server id (URL `http://127.0.0.1:9/<id>`), link URLs under
     /// `http://127.0.0.1:3213`.
     pub async fn for_tests(grants: &[(&str, &str, &str)]) -> Self {
-        use crate::vault::{Grant, VaultConfig, VaultKeys, VaultStorage};
+        let mut servers: Vec<LinkServer> = Vec::new();
+        for (_, server, _) in grants {
+            if !servers.iter().any(|s| s.id == *server) {
+                servers.push(LinkServer::new(
+                    *server,
+                    format!("http://127.0.0.1:9/{server}"),
+                ));
+            }
+        }
+        let accounts = Self::for_tests_with(
+            servers,
+            "http://127.0.0.1:3213",
+            TicketLimits::default().ttl,
+        )
+        .await;
+        if let Some(vault) = &accounts.vault {
+            for (sub, server, token) in grants {
+                vault
+                    .put(sub, server, Grant::new(Secret::new((*token).into()), *sub))
+                    .await
+                    .expect("a test grant");
+            }
+        }
+        accounts
+    }
+
+    /// Accounts for `servers` over a fresh SQLite vault in a scratch
+    /// directory, link URLs under `origin`, tickets living `ticket_ttl`.
+    pub async fn for_tests_with(
+        servers: Vec<LinkServer>,
+        origin: &str,
+        ticket_ttl: Duration,
+    ) -> Self {
+        use crate::vault::{VaultConfig, VaultKeys, VaultStorage};
         let scratch = tempfile::tempdir().expect("a scratch directory");
         let keys = VaultKeys::parse_single(
             "CORTEX_VAULT_KEY",
@@ -271,27 +798,32 @@ impl Accounts {
         let vault = Vault::open(&VaultConfig::new(keys, storage))
             .await
             .expect("a test vault");
-        let mut servers: Vec<LinkServer> = Vec::new();
-        for (sub, server, token) in grants {
-            vault
-                .put(sub, server, Grant::new(Secret::new((*token).into()), *sub))
-                .await
-                .expect("a test grant");
-            if !servers.iter().any(|s| s.id == *server) {
-                servers.push(LinkServer::new(
-                    *server,
-                    format!("http://127.0.0.1:9/{server}"),
-                ));
-            }
-        }
         let mut accounts = Self::new(
             Some(Arc::new(vault)),
             servers,
-            "http://127.0.0.1:3213",
-            TicketLimits::default(),
+            origin,
+            TicketLimits {
+                ttl: ticket_ttl,
+                ..TicketLimits::default()
+            },
         );
         accounts._scratch = Some(scratch);
         accounts
+    }
+
+    /// The vault (tests read it directly).
+    pub fn vault_for_tests(&self) -> Arc<Vault> {
+        self.vault.clone().expect("a test vault")
+    }
+
+    /// The files of the test vault (the SQLite database and its journal).
+    pub fn vault_files_for_tests(&self) -> Vec<std::path::PathBuf> {
+        let Some(dir) = &self._scratch else {
+            return Vec::new();
+        };
+        std::fs::read_dir(dir.path())
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -318,5 +850,39 @@ mod tests {
         }
         .to_string();
         assert!(shown.contains(&link_url), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_state_whose_ticket_was_issued_to_another_sub_is_refused() {
+        let accounts = Accounts::for_tests_with(
+            vec![LinkServer::new("tracker", "http://127.0.0.1:9/mcp")],
+            "http://127.0.0.1:3213",
+            Duration::from_secs(600),
+        )
+        .await;
+        let ticket = accounts.tickets.issue("ana", "tracker").await;
+        let forged = PendingLink {
+            ticket: ticket.clone(),
+            sub: "eve".into(),
+            server: "tracker".into(),
+            verifier: state::random_text(32),
+            browser: "b".into(),
+            expires_at: unix_now() + 60,
+        };
+        let query = CallbackQuery {
+            code: Some("code".into()),
+            state: Some(accounts.sealer.as_ref().unwrap().seal(&forged)),
+            error: None,
+        };
+        assert_eq!(
+            accounts
+                .finish("tracker", &query, Some("cortex_link_tracker=b"))
+                .await,
+            Err(LinkPageError::BadTicket)
+        );
+        assert!(
+            accounts.tickets.holder(&ticket, "tracker").await.is_none(),
+            "the attempt used the ticket up"
+        );
     }
 }

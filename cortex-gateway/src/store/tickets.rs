@@ -9,9 +9,10 @@
 //! bounded by count and bytes; a new ticket beyond a bound evicts the oldest
 //! (all tickets live equally long, so the oldest is the next to expire).
 //!
-//! Account linking (per-user grants in the vault) is the caller; until its
-//! flow is wired, only the tests use this module.
-#![allow(dead_code, reason = "the account-linking flow is its caller")]
+//! The account-linking flow (`crate::link`) is the caller: it issues a
+//! ticket into every link URL, looks one up (without using it) when the
+//! browser starts the link, and redeems it when the provider sends the
+//! browser back.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -77,6 +78,14 @@ impl LinkTickets {
     pub(crate) async fn issue(&self, sub: &str, server: &str) -> String {
         match self {
             Self::Memory(m) => m.issue(sub, server, Instant::now()),
+        }
+    }
+
+    /// The `sub` a live `ticket` was issued to, if it was issued for
+    /// `server`; the ticket stays usable.
+    pub(crate) async fn holder(&self, ticket: &str, server: &str) -> Option<String> {
+        match self {
+            Self::Memory(m) => m.holder(ticket, server, Instant::now()),
         }
     }
 
@@ -201,6 +210,12 @@ impl MemoryTickets {
         text
     }
 
+    fn holder(&self, ticket: &str, server: &str, now: Instant) -> Option<String> {
+        let state = lock(&self.state);
+        let t = state.tickets.get(&digest_of(ticket))?;
+        (t.expires > now && *t.server == *server).then(|| t.sub.to_string())
+    }
+
     fn redeem(
         &self,
         ticket: &str,
@@ -259,6 +274,15 @@ mod tests {
             );
         }
         assert!(t.redeem("not a ticket", "ana", "github").await.is_err());
+
+        let ticket = t.issue("ana", "github").await;
+        assert_eq!(t.holder(&ticket, "jira").await, None, "another server");
+        assert_eq!(t.holder("not a ticket", "github").await, None);
+        for _ in 0..2 {
+            assert_eq!(t.holder(&ticket, "github").await.as_deref(), Some("ana"));
+        }
+        t.redeem(&ticket, "ana", "github").await.unwrap();
+        assert_eq!(t.holder(&ticket, "github").await, None, "used");
         let shown = format!("{t:?}");
         let ticket = t.issue("ana", "github").await;
         assert!(!format!("{t:?}").contains(&ticket), "{shown}");
@@ -277,6 +301,7 @@ mod tests {
             start + TICKET_TTL - Duration::from_secs(1),
         )
         .unwrap();
+        assert_eq!(t.holder(&late, "github", start + TICKET_TTL), None);
         assert_eq!(
             t.redeem(&late, "ana", "github", start + TICKET_TTL),
             Err(TicketError::Invalid)

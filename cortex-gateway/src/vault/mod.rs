@@ -444,6 +444,12 @@ impl Vault {
         Ok(report)
     }
 
+    /// A 32-byte key derived (HKDF-SHA256) from the first vault key for
+    /// another use named by `label`; replicas sharing the keys agree on it.
+    pub(crate) fn derive_key(&self, label: &[u8]) -> zeroize::Zeroizing<[u8; 32]> {
+        self.keys.derive(label)
+    }
+
     /// How full the decrypted-grant cache is.
     pub fn cache_usage(&self) -> VaultCacheUsage {
         self.cache.usage()

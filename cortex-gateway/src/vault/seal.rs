@@ -8,7 +8,10 @@
 
 use std::{borrow::Cow, fmt};
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::{
+    aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey},
+    hkdf,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -71,7 +74,13 @@ struct Payload<'a> {
 pub(crate) struct Keyring {
     /// (key id, key); the first is the one that seals.
     keys: Vec<(String, RandomizedNonceKey)>,
+    /// HKDF-SHA256 pseudorandom key extracted from the first key, from
+    /// which other uses get keys of their own (`Keyring::derive`).
+    derivation: hkdf::Prk,
 }
+
+/// The HKDF salt of keys derived from the vault's first key.
+const DERIVE_SALT: &[u8] = b"cortex-vault/derive/v1";
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,6 +93,7 @@ impl fmt::Debug for Keyring {
 impl Keyring {
     /// The keys of the configuration, ready to use.
     pub(crate) fn new(keys: &VaultKeys) -> Result<Self, VaultError> {
+        let keys_ref = keys;
         let keys = keys
             .iter()
             .map(|(id, bytes)| {
@@ -92,10 +102,24 @@ impl Keyring {
                     .map_err(|_| VaultError::Crypto(format!("key `{id}` cannot be used")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
+        let Some((_, first)) = keys_ref.iter().next() else {
             return Err(VaultError::Crypto("no vault key".into()));
+        };
+        let derivation = hkdf::Salt::new(hkdf::HKDF_SHA256, DERIVE_SALT).extract(first);
+        Ok(Self { keys, derivation })
+    }
+
+    /// A 32-byte key for another use of the vault's first key, named by
+    /// `label` (distinct labels give independent keys; every replica with
+    /// the same first key derives the same one).
+    pub(crate) fn derive(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        let info = [label];
+        // HKDF-SHA256 expands 32 bytes from any label: this cannot fail.
+        if let Ok(okm) = self.derivation.expand(&info, hkdf::HKDF_SHA256) {
+            let _ = okm.fill(&mut *out);
         }
-        Ok(Self { keys })
+        out
     }
 
     /// The id of the key that seals.
@@ -268,6 +292,17 @@ mod tests {
             impostor.open("alice", "tracker", &sealed),
             Err(VaultError::Unreadable { .. })
         ));
+    }
+
+    #[test]
+    fn derived_keys_follow_the_first_key_and_the_label() {
+        let a = Keyring::new(&keys(&[("new", 2), ("old", 1)])).unwrap();
+        let same = Keyring::new(&keys(&[("new", 2)])).unwrap();
+        let other = Keyring::new(&keys(&[("old", 1), ("new", 2)])).unwrap();
+        assert_eq!(*a.derive(b"x"), *same.derive(b"x"));
+        assert_ne!(*a.derive(b"x"), *a.derive(b"y"));
+        assert_ne!(*a.derive(b"x"), *other.derive(b"x"));
+        assert_ne!(*a.derive(b"x"), [0u8; 32]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod hostile;
 mod hostile_catalog;
 mod layers;
 mod legacy;
+mod link;
 mod modern;
 mod one_path;
 mod pg_server;

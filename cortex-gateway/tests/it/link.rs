@@ -1,0 +1,493 @@
+//! Account linking end to end against an in-process provider: an MCP
+//! server's RFC 9728 metadata plus an authorization server (RFC 8414,
+//! dynamic registration, PKCE S256, refresh, RFC 7009 revocation), driven
+//! through the gateway's `/link/…` pages like a browser would.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use base64::Engine as _;
+use cortex_gateway::testing::{AccountError, Accounts, LinkServer, LinkState, link_router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// What the provider saw and how it behaves.
+#[derive(Default)]
+struct Seen {
+    /// code → (code_challenge, redirect_uri, resource).
+    codes: HashMap<String, (String, String, String)>,
+    /// Live refresh tokens.
+    refresh: HashSet<String>,
+    revoked: Vec<String>,
+    registrations: usize,
+    /// Client ids the token endpoint authenticated.
+    token_clients: Vec<String>,
+    issued: usize,
+    /// `expires_in` of issued access tokens.
+    expires_in: u64,
+}
+
+type Shared = Arc<Mutex<Seen>>;
+
+#[derive(Clone)]
+struct Provider {
+    base: String,
+    seen: Shared,
+}
+
+async fn resource_metadata(State(p): State<Provider>) -> Json<Value> {
+    Json(json!({
+        "resource": format!("{}/mcp", p.base),
+        "authorization_servers": [p.base],
+    }))
+}
+
+async fn as_metadata(State(p): State<Provider>) -> Json<Value> {
+    let b = &p.base;
+    Json(json!({
+        "issuer": b,
+        "authorization_endpoint": format!("{b}/authorize"),
+        "token_endpoint": format!("{b}/token"),
+        "registration_endpoint": format!("{b}/register"),
+        "revocation_endpoint": format!("{b}/revoke"),
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+    }))
+}
+
+async fn register(State(p): State<Provider>, Json(body): Json<Value>) -> Json<Value> {
+    p.seen.lock().unwrap().registrations += 1;
+    assert_eq!(body["token_endpoint_auth_method"], "client_secret_basic");
+    Json(json!({
+        "client_id": "dcr-client",
+        "client_secret": "dcr-secret",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": body["redirect_uris"],
+    }))
+}
+
+/// Consents at once: back to `redirect_uri` with a code.
+async fn authorize(
+    State(p): State<Provider>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["client_id"], "dcr-client");
+    let mut seen = p.seen.lock().unwrap();
+    let code = format!("code-{}", seen.codes.len());
+    seen.codes.insert(
+        code.clone(),
+        (
+            q["code_challenge"].clone(),
+            q["redirect_uri"].clone(),
+            q["resource"].clone(),
+        ),
+    );
+    let mut back = url::Url::parse(&q["redirect_uri"]).unwrap();
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &q["state"]);
+    Redirect::to(back.as_str()).into_response()
+}
+
+fn form(body: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn basic_client(headers: &HeaderMap) -> String {
+    let value = headers[header::AUTHORIZATION].to_str().unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.strip_prefix("Basic ").unwrap())
+        .unwrap();
+    let text = String::from_utf8(decoded).unwrap();
+    assert_eq!(text, "dcr-client:dcr-secret");
+    "dcr-client".into()
+}
+
+fn issue(seen: &mut Seen) -> Value {
+    seen.issued += 1;
+    let n = seen.issued;
+    let refresh = format!("rt-secret-{n}");
+    seen.refresh.insert(refresh.clone());
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"sub":"t-1","email":"ana@tracker.example"}"#);
+    json!({
+        "access_token": format!("at-secret-{n}"),
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": seen.expires_in,
+        "id_token": format!("e30.{claims}.sig"),
+    })
+}
+
+async fn token(State(p): State<Provider>, headers: HeaderMap, body: String) -> Response {
+    let form = form(&body);
+    let client = basic_client(&headers);
+    let mut seen = p.seen.lock().unwrap();
+    seen.token_clients.push(client);
+    assert_eq!(form["resource"], format!("{}/mcp", p.base));
+    let refused = || {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response()
+    };
+    match form["grant_type"].as_str() {
+        "authorization_code" => {
+            let Some((challenge, redirect, _)) = seen.codes.remove(&form["code"]) else {
+                return refused();
+            };
+            let expected =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA256,
+                    form["code_verifier"].as_bytes(),
+                ));
+            if expected != challenge || redirect != form["redirect_uri"] {
+                return refused();
+            }
+            Json(issue(&mut seen)).into_response()
+        }
+        "refresh_token" => {
+            if !seen.refresh.remove(&form["refresh_token"]) {
+                return refused();
+            }
+            Json(issue(&mut seen)).into_response()
+        }
+        _ => refused(),
+    }
+}
+
+async fn revoke(State(p): State<Provider>, headers: HeaderMap, body: String) -> StatusCode {
+    let form = form(&body);
+    basic_client(&headers);
+    let mut seen = p.seen.lock().unwrap();
+    seen.refresh.remove(&form["token"]);
+    seen.revoked.push(form["token"].clone());
+    StatusCode::OK
+}
+
+async fn serve(router: Router, listener: TcpListener) {
+    tokio::spawn(async move { axum::serve(listener, router).await });
+}
+
+/// The provider on loopback; its base URL and what it saw.
+async fn provider(expires_in: u64) -> (String, Shared) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen: Shared = Arc::new(Mutex::new(Seen {
+        expires_in,
+        ..Seen::default()
+    }));
+    let state = Provider {
+        base: base.clone(),
+        seen: seen.clone(),
+    };
+    let router = Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(resource_metadata),
+        )
+        .route("/.well-known/oauth-authorization-server", get(as_metadata))
+        .route("/register", post(register))
+        .route("/authorize", get(authorize))
+        .route("/token", post(token))
+        .route("/revoke", post(revoke))
+        .with_state(state);
+    serve(router, listener).await;
+    (base, seen)
+}
+
+struct Linking {
+    accounts: Arc<Accounts>,
+    seen: Shared,
+    http: reqwest::Client,
+}
+
+/// A gateway's link pages for the servers `tracker` and `design` (both
+/// at the provider), tickets living `ttl`.
+async fn linking(expires_in: u64, ttl: Duration) -> Linking {
+    let (base, seen) = provider(expires_in).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut tracker = LinkServer::new("tracker", format!("{base}/mcp"));
+    tracker.catalog_sub = Some("catalog-bot".into());
+    let design = LinkServer::new("design", format!("{base}/mcp"));
+    let accounts = Arc::new(Accounts::for_tests_with(vec![tracker, design], &origin, ttl).await);
+    serve(link_router(accounts.clone()), listener).await;
+    Linking {
+        accounts,
+        seen,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    }
+}
+
+/// A browser's way through a start URL: the consent redirect and the
+/// binding cookie; then the provider's redirect back (the callback URL).
+async fn consent(l: &Linking, start_url: &str) -> (String, String) {
+    let started = l.http.get(start_url).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::FOUND, "{start_url}");
+    let cookie = started.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let to_provider = started.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let back = l.http.get(&to_provider).send().await.unwrap();
+    assert!(back.status().is_redirection(), "{}", back.status());
+    let callback = back.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (callback, cookie)
+}
+
+async fn visit(l: &Linking, url: &str, cookie: Option<&str>) -> (StatusCode, String) {
+    let mut request = l.http.get(url);
+    if let Some(c) = cookie {
+        request = request.header(header::COOKIE, c);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
+    (status, response.text().await.unwrap())
+}
+
+/// Links `sub` at `server` through the pages; the linked page's text.
+async fn link(l: &Linking, sub: &str, server: &str) -> String {
+    let url = l.accounts.link_url(sub, server).await;
+    let (callback, cookie) = consent(l, &url).await;
+    let (status, page) = visit(l, &callback, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page
+}
+
+#[tokio::test]
+async fn a_link_stores_the_grant_sealed_and_shows_the_account() {
+    let l = linking(3600, Duration::from_secs(600)).await;
+    let mut linked = l.accounts.subscribe_linked();
+    assert!(matches!(
+        l.accounts.access_token("ana", "tracker").await,
+        Err(AccountError::NotLinked { .. })
+    ));
+    let page = link(&l, "ana", "tracker").await;
+    assert!(page.contains("ana@tracker.example"), "{page}");
+    assert!(!page.contains("secret"), "{page}");
+    let token = l.accounts.access_token("ana", "tracker").await.unwrap();
+    assert_eq!(token.expose(), "at-secret-1");
+    {
+        let seen = l.seen.lock().unwrap();
+        assert_eq!(seen.registrations, 1, "registered once");
+        assert_eq!(seen.token_clients, ["dcr-client"]);
+    }
+    let files = l.accounts.vault_files_for_tests();
+    assert!(!files.is_empty());
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("at-secret") && !text.contains("rt-secret"),
+            "{file:?}"
+        );
+    }
+    assert!(linked.try_recv().is_err(), "ana is not the catalog account");
+    link(&l, "catalog-bot", "tracker").await;
+    assert_eq!(linked.try_recv().unwrap(), "tracker");
+    let status = l.accounts.status("ana").await;
+    assert_eq!(status.len(), 2);
+    assert_eq!(
+        status[0].link,
+        LinkState::Linked {
+            account: "ana@tracker.example".into()
+        }
+    );
+    assert!(
+        matches!(&status[1].link, LinkState::Unlinked { link_url } if link_url.contains("/link/design/start?ticket=")),
+        "{status:?}"
+    );
+    assert_eq!(
+        l.seen.lock().unwrap().registrations,
+        1,
+        "the registration is reused"
+    );
+}
+
+#[tokio::test]
+async fn tampered_replayed_unbound_and_misdirected_callbacks_are_refused() {
+    let l = linking(3600, Duration::from_secs(600)).await;
+    let url = l.accounts.link_url("ana", "tracker").await;
+    let (callback, cookie) = consent(&l, &url).await;
+
+    // Tampered state.
+    let mut tampered = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = tampered
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                let mut v = v.into_owned();
+                let last = v.pop().unwrap();
+                v.push(if last == 'A' { 'B' } else { 'A' });
+                v
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    let (status, page) = visit(&l, tampered.as_str(), Some(&cookie)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("start the link again"), "{page}");
+
+    // Another browser (no binding cookie, or another one): login CSRF.
+    let (status, _) = visit(&l, &callback, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = visit(&l, &callback, Some("cortex_link_tracker=someone-else")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The state of `tracker` at the callback of `design`.
+    let other = callback.replace("/link/tracker/callback", "/link/design/callback");
+    let (status, _) = visit(
+        &l,
+        &other,
+        Some(&cookie.replace("cortex_link_tracker", "cortex_link_design")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // None of that used the ticket: the real callback links, once.
+    let (status, page) = visit(&l, &callback, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (status, page) = visit(&l, &callback, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "replayed: {page}");
+    assert!(page.contains("already used"), "{page}");
+
+    // A ticket of `tracker` does not start `design`; an unknown server is 404.
+    let url = l.accounts.link_url("ana", "tracker").await;
+    let (status, _) = visit(&l, &url.replace("/link/tracker/", "/link/design/"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = visit(&l, &url.replace("/link/tracker/", "/link/nope/"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = visit(&l, &format!("{url}x"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        l.accounts
+            .access_token("ana", "tracker")
+            .await
+            .unwrap()
+            .expose(),
+        "at-secret-1"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_ticket_is_refused() {
+    let l = linking(3600, Duration::ZERO).await;
+    let url = l.accounts.link_url("ana", "tracker").await;
+    let (status, page) = visit(&l, &url, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("expired"), "{page}");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_silently() {
+    // Tokens that expire at once: every use refreshes.
+    let l = linking(0, Duration::from_secs(600)).await;
+    link(&l, "ana", "tracker").await;
+    let token = l.accounts.access_token("ana", "tracker").await.unwrap();
+    assert_eq!(token.expose(), "at-secret-2", "refreshed");
+    assert!(
+        !l.seen.lock().unwrap().refresh.contains("rt-secret-1"),
+        "rotated"
+    );
+    let token = l.accounts.access_token("ana", "tracker").await.unwrap();
+    assert_eq!(token.expose(), "at-secret-3");
+}
+
+#[tokio::test]
+async fn a_refused_token_is_refreshed_once_then_relinked_with_a_fresh_url() {
+    let l = linking(3600, Duration::from_secs(600)).await;
+    link(&l, "ana", "tracker").await;
+    let first = l.accounts.access_token("ana", "tracker").await.unwrap();
+    // The server answered 401: one refresh gives a new token.
+    let second = l.accounts.rejected("ana", "tracker", &first).await.unwrap();
+    assert_eq!(second.expose(), "at-secret-2");
+    // A stale 401 (someone refreshed meanwhile) gets the current token.
+    let again = l.accounts.rejected("ana", "tracker", &first).await.unwrap();
+    assert_eq!(again, second);
+
+    // The provider revokes everything: the next 401 asks to link again.
+    l.seen.lock().unwrap().refresh.clear();
+    let e = l
+        .accounts
+        .rejected("ana", "tracker", &second)
+        .await
+        .unwrap_err();
+    let AccountError::Relink { link_url, .. } = &e else {
+        panic!("expected a re-link, got {e:?}");
+    };
+    assert!(
+        link_url.contains("/link/tracker/start?ticket="),
+        "{link_url}"
+    );
+    assert!(e.to_string().contains(link_url.as_str()), "{e}");
+    // And so does every call after it, with a fresh URL each time.
+    let Err(AccountError::Relink { link_url: next, .. }) =
+        l.accounts.access_token("ana", "tracker").await
+    else {
+        panic!("the grant must stay marked for re-linking");
+    };
+    assert_ne!(&next, link_url);
+    assert!(matches!(
+        &l.accounts.status("ana").await[0].link,
+        LinkState::Unlinked { .. }
+    ));
+    // Linking again works.
+    link(&l, "ana", "tracker").await;
+    assert_eq!(
+        l.accounts
+            .access_token("ana", "tracker")
+            .await
+            .unwrap()
+            .expose(),
+        "at-secret-3"
+    );
+}
+
+#[tokio::test]
+async fn unlinking_deletes_the_grant_and_revokes_it_at_the_provider() {
+    let l = linking(3600, Duration::from_secs(600)).await;
+    link(&l, "ana", "tracker").await;
+    assert!(l.accounts.unlink("ana", "tracker").await.unwrap());
+    assert_eq!(l.seen.lock().unwrap().revoked, ["rt-secret-1"]);
+    assert!(matches!(
+        l.accounts.access_token("ana", "tracker").await,
+        Err(AccountError::NotLinked { .. })
+    ));
+    assert!(!l.accounts.unlink("ana", "tracker").await.unwrap());
+    assert_eq!(l.seen.lock().unwrap().revoked.len(), 1);
+    let vault = l.accounts.vault_for_tests();
+    assert!(vault.get("ana", "tracker").await.unwrap().is_none());
+}
