@@ -97,7 +97,7 @@ use crate::{
         admin::{self, AdminSecret, AfterApproval},
         origin::{HostPolicy, OriginGuard, OriginPolicy},
     },
-    link::Accounts,
+    link::{Accounts, LinkServer},
     metrics::Metrics,
     store::{MemorySettings, Store, sessions::SessionLimits},
     upstream::UpstreamClient,
@@ -225,6 +225,7 @@ impl Gateway {
             );
         }
         let metrics = Arc::new(Metrics::new());
+        let accounts = linked_accounts(&config).await?;
         let integrity = Arc::new(IntegrityGuard::with_document(
             c.tool_integrity,
             store.integrity.clone(),
@@ -235,7 +236,8 @@ impl Gateway {
                 config.technical_token.clone(),
                 upstream,
             )
-            .with_controls(integrity.clone(), metrics.clone()),
+            .with_controls(integrity.clone(), metrics.clone())
+            .with_accounts_tool(!config.mcp_servers.is_empty()),
         );
         let (sink, audit_writer) = match &c.audit_file {
             Some(path) => AuditSink::file(path)
@@ -274,12 +276,6 @@ impl Gateway {
             ),
             _ => None,
         };
-        let accounts = Arc::new(Accounts::new(
-            None,
-            Vec::new(),
-            &config.canonical_origin(),
-            Default::default(),
-        ));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mcp = mcp::Service {
             catalog: federation.clone(),
@@ -287,6 +283,7 @@ impl Gateway {
             sessions: store.sessions.clone(),
             budgets: store.budgets.clone(),
             auditor: auditor.clone(),
+            accounts: accounts.clone(),
             settings: mcp::Settings {
                 list_ttl_ms: config.refresh_interval_s * 1000,
                 whoami_timeout: Duration::from_millis(config.whoami_timeout_ms),
@@ -514,6 +511,47 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     Gateway::new(config).await?.serve(listener, shutdown).await
+}
+
+/// The linked accounts of the configured MCP servers: the vault is opened
+/// (and migrated) only when there is a server to link with.
+async fn linked_accounts(config: &GatewayConfig) -> Result<Arc<Accounts>, ConfigError> {
+    let vault = match (&config.vault, config.mcp_servers.is_empty()) {
+        (_, true) => None,
+        (Some(v), false) => Some(Arc::new(vault::Vault::open(v).await.map_err(|e| {
+            let variable = match v.storage {
+                vault::VaultStorage::Postgres { .. } => "CORTEX_DATABASE_URL",
+                _ => "CORTEX_VAULT_PATH",
+            };
+            config_error(variable, format!("the vault cannot be opened: {e}"))
+        })?)),
+        (None, false) => {
+            return Err(config_error(
+                "CORTEX_VAULT_KEY",
+                "third-party MCP servers are configured (CORTEX_MCP_SERVERS) but the vault that \
+                 keeps users' linked accounts has no key; set CORTEX_VAULT_KEY to the output of \
+                 `openssl rand -base64 32`",
+            ));
+        }
+    };
+    let servers = config
+        .mcp_servers
+        .iter()
+        .map(|m| LinkServer {
+            id: m.id.clone(),
+            url: m.url.clone(),
+            client_id: m.client_id.clone(),
+            client_secret: m.client_secret.clone().map(vault::Secret::new),
+            oauth_scope: m.oauth_scope.clone(),
+            catalog_sub: m.catalog_sub.clone(),
+        })
+        .collect();
+    Ok(Arc::new(Accounts::new(
+        vault,
+        servers,
+        &config.canonical_origin(),
+        Default::default(),
+    )))
 }
 
 /// The `Origin` and `Host` checks for the configured listener: a loopback

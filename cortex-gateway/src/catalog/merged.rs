@@ -19,8 +19,12 @@ use crate::store::cache::{BoundedCache, CacheUsage};
 use crate::sync::lock;
 
 /// The names the gateway's own tools take; backend tools with these public
-/// names are masked.
-pub(crate) const BUILTINS: [&str; 2] = ["whoami", "find_tools"];
+/// names are masked (`accounts` only when it is served: see
+/// [`Catalog::build_with`]).
+pub(crate) const BUILTINS: [&str; 3] = ["whoami", "find_tools", ACCOUNTS_TOOL];
+/// The builtin that lists and unlinks the caller's linked third-party
+/// accounts (served when third-party MCP servers are configured).
+pub(crate) const ACCOUNTS_TOOL: &str = "accounts";
 
 /// One tool under its public name.
 #[derive(Debug, Clone)]
@@ -343,6 +347,8 @@ pub struct Catalog {
     /// Each tool's definition in compact form (same order as `tools`).
     compacts: Vec<Value>,
     caches: ListCaches,
+    /// Whether the `accounts` builtin is served.
+    accounts_tool: bool,
 }
 
 /// Whether a name satisfies MCP's tool-name rule.
@@ -402,8 +408,9 @@ fn tool_definition(name: &str, d: &ToolDescriptor) -> Result<Value, String> {
     Ok(Value::Object(t))
 }
 
-/// The builtin tools' definitions.
-pub(crate) fn builtin_definitions() -> [Value; 2] {
+/// The builtin tools' definitions (`accounts` last: it is served only
+/// with third-party MCP servers).
+pub(crate) fn builtin_definitions() -> [Value; 3] {
     [
         json!({
             "name": "find_tools",
@@ -428,13 +435,29 @@ pub(crate) fn builtin_definitions() -> [Value; 2] {
             "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
             "annotations": {"readOnlyHint": true, "openWorldHint": false}
         }),
+        json!({
+            "name": ACCOUNTS_TOOL,
+            "title": "Linked accounts",
+            "description": "Your accounts at the third-party services behind this gateway. \
+                            `list` shows, per service, the account you linked or a link to open in a browser to link one; \
+                            `unlink` removes the gateway's access to one service (and revokes it there when the service allows).",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "enum": ["list", "unlink"], "description": "What to do (default `list`)."},
+                    "server": {"type": "string", "maxLength": 128, "description": "The service to unlink (with `unlink`)."}
+                },
+                "additionalProperties": false
+            },
+            "annotations": {"readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": true}
+        }),
     ]
 }
 
 /// The builtins' definitions, full and compact, made once.
-static BUILTIN_VIEWS: LazyLock<([Value; 2], [Value; 2])> = LazyLock::new(|| {
+static BUILTIN_VIEWS: LazyLock<([Value; 3], [Value; 3])> = LazyLock::new(|| {
     let full = builtin_definitions();
-    let compacts = [compact(&full[0]), compact(&full[1])];
+    let compacts = [compact(&full[0]), compact(&full[1]), compact(&full[2])];
     (full, compacts)
 });
 
@@ -459,7 +482,19 @@ impl Catalog {
     /// Merges the offers of the backends (configuration order) into a
     /// catalog. `prefix` says, per backend, whether names are prefixed.
     pub fn build(backends: &[(String, bool, Result<BackendOffer, String>)]) -> Self {
-        let mut catalog = Catalog::default();
+        Self::build_with(backends, false)
+    }
+
+    /// [`Catalog::build`], serving the `accounts` builtin when
+    /// `accounts_tool` (third-party MCP servers are configured).
+    pub(crate) fn build_with(
+        backends: &[(String, bool, Result<BackendOffer, String>)],
+        accounts_tool: bool,
+    ) -> Self {
+        let mut catalog = Catalog {
+            accounts_tool,
+            ..Catalog::default()
+        };
         let mut tools: BTreeMap<String, CatalogTool> = BTreeMap::new();
         let mut prompts: BTreeMap<String, CatalogPrompt> = BTreeMap::new();
         let unprefixed: Vec<String> = backends
@@ -495,7 +530,7 @@ impl Catalog {
                     ));
                     continue;
                 }
-                if BUILTINS.contains(&name.as_str()) {
+                if BUILTINS.contains(&name.as_str()) && (accounts_tool || name != ACCOUNTS_TOOL) {
                     catalog.warnings.push(format!(
                         "backend {id}: tool `{name}` is masked by the gateway's builtin of that name"
                     ));
@@ -606,10 +641,21 @@ impl Catalog {
         catalog
     }
 
+    /// How many builtins this catalog serves (`accounts`, the last, only
+    /// with third-party MCP servers).
+    fn builtin_count(&self) -> usize {
+        BUILTIN_VIEWS.0.len() - usize::from(!self.accounts_tool)
+    }
+
+    /// Whether the `accounts` builtin is served.
+    pub(crate) fn serves_accounts_tool(&self) -> bool {
+        self.accounts_tool
+    }
+
     /// Entry `i` of a view: the builtins first, then the tools.
     fn definition(&self, i: usize, compact_mode: bool) -> &Value {
         let (full, compacts) = &*BUILTIN_VIEWS;
-        match (i.checked_sub(full.len()), compact_mode) {
+        match (i.checked_sub(self.builtin_count()), compact_mode) {
             (None, false) => &full[i],
             (None, true) => &compacts[i],
             (Some(t), false) => &self.tools[t].definition,
@@ -730,7 +776,7 @@ impl Catalog {
                 .map(|i| self.health[usize::from(*i)].0.as_str())
                 .collect()
         });
-        let builtins = BUILTIN_VIEWS.0.len();
+        let builtins = self.builtin_count();
         let entries: Arc<[u32]> = (0..builtins as u32)
             .chain(
                 self.tools

@@ -30,7 +30,7 @@ use std::{
 use cortex_backend::contract::{PromptList, ResourceTemplateList, ToolList, methods};
 use tokio::sync::{broadcast, watch};
 
-pub(crate) use merged::{BackendOffer, Page, compact, settle_names};
+pub(crate) use merged::{ACCOUNTS_TOOL, BackendOffer, Page, compact, settle_names};
 pub use merged::{Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health, NameClash};
 #[cfg(feature = "testing")]
 pub use merged::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES};
@@ -89,6 +89,8 @@ pub(crate) struct Federation {
     refresh_lock: tokio::sync::Mutex<()>,
     integrity: Option<Arc<IntegrityGuard>>,
     metrics: Option<Arc<Metrics>>,
+    /// Whether the catalog serves the `accounts` builtin.
+    accounts_tool: bool,
 }
 
 impl std::fmt::Debug for Federation {
@@ -130,7 +132,15 @@ impl Federation {
             refresh_lock: tokio::sync::Mutex::new(()),
             integrity: None,
             metrics: None,
+            accounts_tool: false,
         }
+    }
+
+    /// Serves the `accounts` builtin (third-party MCP servers are
+    /// configured, so callers have accounts to link).
+    pub(crate) fn with_accounts_tool(mut self, on: bool) -> Self {
+        self.accounts_tool = on;
+        self
     }
 
     /// Screens every refresh with the tool-integrity check (withheld tools
@@ -243,7 +253,7 @@ impl Federation {
                 }
             }
         }
-        let mut next = Catalog::build(&offers);
+        let mut next = Catalog::build_with(&offers, self.accounts_tool);
         let unprefixed: Vec<&str> = self
             .backends
             .iter()

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use crate::{
     audit::Auditor,
     catalog::{Federation, integrity::IntegrityGuard},
+    link::Accounts,
     store::{ratelimit::Budgets, sessions::Sessions},
 };
 
@@ -37,6 +38,8 @@ pub(crate) struct Service {
     pub(crate) budgets: Arc<Budgets>,
     /// Audit lines of batch messages.
     pub(crate) auditor: Arc<Auditor>,
+    /// Linked third-party accounts (the `accounts` builtin).
+    pub(crate) accounts: Arc<Accounts>,
     /// Settings.
     pub(crate) settings: Settings,
     /// Becomes `true` when the gateway shuts down (streams end).
@@ -61,17 +64,18 @@ mod tests {
 
     use super::*;
     use crate::{
-        audit::{AuditSink, Pseudonymizer},
+        audit::{AuditSink, AuditWriter, Pseudonymizer},
         catalog::integrity::Mode,
         store::{MemorySettings, Store, sessions::SessionLimits},
         upstream::UpstreamClient,
     };
 
-    /// The MCP layer on its own: built from its parts (a federation with
-    /// no backend, memory state), driven by calling its endpoint with
-    /// headers and a body, with no gateway, listener or token around it.
-    #[tokio::test]
-    async fn the_mcp_layer_answers_without_a_gateway_or_a_socket() {
+    /// The MCP layer built from its parts (a federation with no backend,
+    /// memory state), with these linked accounts.
+    async fn layer(
+        accounts: Accounts,
+        accounts_tool: bool,
+    ) -> (Service, (AuditWriter, watch::Sender<bool>)) {
         let store = Store::in_memory(MemorySettings {
             sessions: SessionLimits::default(),
             rate_per_minute: 0,
@@ -80,11 +84,13 @@ mod tests {
             baseline: None,
         });
         let upstream = UpstreamClient::new(1 << 20).unwrap();
-        let catalog = Arc::new(Federation::new(Vec::new(), "t".repeat(32), upstream));
+        let catalog = Arc::new(
+            Federation::new(Vec::new(), "t".repeat(32), upstream).with_accounts_tool(accounts_tool),
+        );
         catalog.refresh().await;
-        let (sink, _writer) = AuditSink::spawn(std::io::sink());
-        let (_shutdown, shutdown) = watch::channel(false);
-        let mcp = Service {
+        let (sink, writer) = AuditSink::spawn(std::io::sink());
+        let (stop, shutdown) = watch::channel(false);
+        let service = Service {
             catalog,
             integrity: Arc::new(IntegrityGuard::with_document(
                 Mode::Off,
@@ -93,6 +99,7 @@ mod tests {
             sessions: store.sessions.clone(),
             budgets: store.budgets.clone(),
             auditor: Arc::new(Auditor::new(sink, Pseudonymizer::ephemeral(), Vec::new())),
+            accounts: Arc::new(accounts),
             settings: Settings {
                 list_ttl_ms: 60_000,
                 whoami_timeout: Duration::from_secs(1),
@@ -101,6 +108,119 @@ mod tests {
             },
             shutdown,
         };
+        (service, (writer, stop))
+    }
+
+    fn json_body(value: &Value) -> axum::body::Bytes {
+        value.to_string().into()
+    }
+
+    async fn json_of(response: axum::response::Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    }
+
+    /// An `initialize`-based session of `sub` with `mcp`: its headers.
+    async fn session(mcp: &Service, caller: &Arc<Caller>) -> HeaderMap {
+        let init = json!({"jsonrpc": "2.0", "id": "a", "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}});
+        let response =
+            super::super::endpoint::post(mcp, HeaderMap::new(), caller.clone(), json_body(&init))
+                .await;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "mcp-session-id",
+            response.headers()["mcp-session-id"].clone(),
+        );
+        headers
+    }
+
+    async fn call(mcp: &Service, caller: &Arc<Caller>, headers: &HeaderMap, args: Value) -> Value {
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "accounts", "arguments": args}});
+        let response =
+            super::super::endpoint::post(mcp, headers.clone(), caller.clone(), json_body(&call))
+                .await;
+        json_of(response).await
+    }
+
+    #[tokio::test]
+    async fn the_accounts_builtin_lists_and_unlinks_the_callers_own_accounts() {
+        let accounts =
+            Accounts::for_tests(&[("ana", "tracker", "at-ana"), ("bo", "design", "at-bo")]).await;
+        let (mcp, _guards) = layer(accounts, true).await;
+        let ana = Arc::new(Caller::for_tests("ana", &[]));
+        let headers = session(&mcp, &ana).await;
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        let answer = json_of(
+            super::super::endpoint::post(&mcp, headers.clone(), ana.clone(), json_body(&list))
+                .await,
+        )
+        .await;
+        let names: Vec<&str> = answer["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(names, ["find_tools", "whoami", "accounts"], "{answer}");
+
+        let listed = call(&mcp, &ana, &headers, json!({"action": "list"})).await;
+        let servers = &listed["result"]["structuredContent"]["servers"];
+        assert_eq!(
+            servers[0],
+            json!({"server": "tracker", "linked": true, "account": "ana"})
+        );
+        assert_eq!(servers[1]["server"], "design");
+        assert_eq!(servers[1]["linked"], false, "bo's account is not ana's");
+        let url = servers[1]["linkUrl"].as_str().unwrap();
+        assert!(
+            url.starts_with("http://127.0.0.1:3213/link/design/start?ticket="),
+            "{url}"
+        );
+        assert!(!listed.to_string().contains("at-ana"), "{listed}");
+
+        let unlinked = call(
+            &mcp,
+            &ana,
+            &headers,
+            json!({"action": "unlink", "server": "tracker"}),
+        )
+        .await;
+        assert_eq!(
+            unlinked["result"]["structuredContent"],
+            json!({"server": "tracker", "unlinked": true}),
+            "{unlinked}"
+        );
+        let listed = call(&mcp, &ana, &headers, json!({})).await;
+        assert_eq!(
+            listed["result"]["structuredContent"]["servers"][0]["linked"],
+            false
+        );
+        assert!(
+            mcp.accounts.access_token("bo", "design").await.is_ok(),
+            "bo keeps his"
+        );
+
+        for bad in [
+            json!({"action": "unlink"}),
+            json!({"action": "unlink", "server": "nope"}),
+            json!({"action": "explode"}),
+        ] {
+            let answer = call(&mcp, &ana, &headers, bad.clone()).await;
+            assert_eq!(answer["result"]["isError"], true, "{bad}: {answer}");
+        }
+    }
+
+    /// The MCP layer on its own: built from its parts (a federation with
+    /// no backend, memory state), driven by calling its endpoint with
+    /// headers and a body, with no gateway, listener or token around it.
+    #[tokio::test]
+    async fn the_mcp_layer_answers_without_a_gateway_or_a_socket() {
+        let (mcp, _guards) = layer(Accounts::for_tests(&[]).await, false).await;
         let caller = Arc::new(Caller::for_tests("ana", &[]));
         let post = |headers: HeaderMap, body: Value| {
             super::super::endpoint::post(&mcp, headers, caller.clone(), body.to_string().into())
@@ -142,7 +262,7 @@ mod tests {
         let mut legacy = HeaderMap::new();
         legacy.insert("mcp-session-id", session);
         let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-        let answer = json_of(post(legacy, list).await).await;
+        let answer = json_of(post(legacy.clone(), list).await).await;
         let names: Vec<&str> = answer["result"]["tools"]
             .as_array()
             .unwrap()
@@ -150,5 +270,14 @@ mod tests {
             .filter_map(|t| t["name"].as_str())
             .collect();
         assert_eq!(names, ["find_tools", "whoami"], "{answer}");
+        // Without third-party servers there is no `accounts` builtin.
+        let answer = call(&mcp, &caller, &legacy, json!({"action": "list"})).await;
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Unknown tool"),
+            "{answer}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `tools/call`: the scope re-check, routing to the owning backend, result
-//! conversion, the wording of failures, and the builtins `whoami` and
-//! `find_tools`.
+//! conversion, the wording of failures, and the builtins `whoami`,
+//! `find_tools` and (with third-party MCP servers) `accounts`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,8 @@ use super::{
 };
 use crate::{
     audit::{self, Outcome},
-    catalog::{Catalog, compact},
+    catalog::{ACCOUNTS_TOOL, Catalog, compact},
+    link::LinkState,
     mcp::Service,
     upstream::UpstreamError,
 };
@@ -166,6 +167,11 @@ pub(crate) async fn call(
             return Ok(ToolResult::Built(Box::pin(whoami(mcp, catalog, ctx)).await));
         }
         "find_tools" => return Ok(ToolResult::Built(find_tools(catalog, ctx, arguments))),
+        ACCOUNTS_TOOL if catalog.serves_accounts_tool() => {
+            return Ok(ToolResult::Built(
+                Box::pin(accounts(mcp, ctx, arguments)).await,
+            ));
+        }
         _ => {}
     }
     let tool = catalog
@@ -263,6 +269,77 @@ async fn whoami(mcp: &Service, catalog: &Catalog, ctx: &CallCtx) -> Value {
         }),
         ctx.revision,
     )
+}
+
+/// The `accounts` builtin: `list` the caller's link status at every
+/// configured third-party server (a fresh link URL for each unlinked one),
+/// or `unlink` one (revoked at the provider where it allows).
+async fn accounts(mcp: &Service, ctx: &CallCtx, args: &Map<String, Value>) -> Value {
+    let sub = ctx.caller.sub.as_str();
+    let known = |server: &str| mcp.accounts.servers().iter().any(|s| s.id == server);
+    match args.get("action").and_then(Value::as_str).unwrap_or("list") {
+        "list" => {
+            let servers: Vec<Value> = mcp
+                .accounts
+                .status(sub)
+                .await
+                .into_iter()
+                .map(|s| match s.link {
+                    LinkState::Linked { account } => {
+                        json!({"server": s.server, "linked": true, "account": account})
+                    }
+                    LinkState::Unlinked { link_url } => json!({
+                        "server": s.server,
+                        "linked": false,
+                        "linkUrl": link_url,
+                        "hint": "open linkUrl in a browser (within 10 minutes) to link your account"
+                    }),
+                    _ => json!({
+                        "server": s.server,
+                        "error": "the linked accounts cannot be read right now; try again in a minute"
+                    }),
+                })
+                .collect();
+            json_result(json!({"servers": servers}), ctx.revision)
+        }
+        "unlink" => {
+            let Some(server) = args.get("server").and_then(Value::as_str) else {
+                audit::note_outcome("refused", Some("bad_arguments"));
+                return text_result(
+                    "`unlink` needs `server`: the id of the service to unlink, as `list` shows it",
+                    true,
+                );
+            };
+            if !known(server) {
+                audit::note_outcome("refused", Some("bad_arguments"));
+                return text_result(
+                    format!(
+                        "no service `{}` is configured; call accounts with action `list` to see them",
+                        server.chars().take(128).collect::<String>()
+                    ),
+                    true,
+                );
+            }
+            match mcp.accounts.unlink(sub, server).await {
+                Ok(was_linked) => json_result(
+                    json!({"server": server, "unlinked": was_linked}),
+                    ctx.revision,
+                ),
+                Err(e) => {
+                    audit::note_outcome("error", Some("accounts_unavailable"));
+                    text_result(e.to_string(), true)
+                }
+            }
+        }
+        _ => {
+            audit::note_outcome("refused", Some("bad_arguments"));
+            text_result(
+                "`action` must be `list` (your linked accounts and links to link the others) or \
+                 `unlink` (with `server`)",
+                true,
+            )
+        }
+    }
 }
 
 /// The most distinct words of a `find_tools` query that are searched for
