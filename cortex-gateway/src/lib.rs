@@ -100,7 +100,7 @@ use crate::{
     link::{Accounts, LinkServer},
     metrics::Metrics,
     store::{MemorySettings, Store, sessions::SessionLimits},
-    upstream::UpstreamClient,
+    upstream::{UpstreamClient, mcp::McpClient},
 };
 
 /// Why the gateway cannot start.
@@ -230,12 +230,15 @@ impl Gateway {
             c.tool_integrity,
             store.integrity.clone(),
         ));
+        let mcp_client = McpClient::new(config.max_response_bytes, config.mcp_limits)
+            .map_err(|e| GatewayError::Client(e.to_string()))?;
         let federation = Arc::new(
             Federation::new(
                 config.backends.clone(),
                 config.technical_token.clone(),
                 upstream,
             )
+            .with_mcp_servers(config.mcp_servers.clone(), mcp_client, accounts.clone())
             .with_controls(integrity.clone(), metrics.clone())
             .with_accounts_tool(!config.mcp_servers.is_empty()),
         );
@@ -319,9 +322,10 @@ impl Gateway {
         let interval = config.refresh_interval();
         let refresher = {
             let federation = federation.clone();
+            let linked = federation.subscribe_linked();
             tokio::spawn(async move {
                 federation.refresh().await;
-                federation.run_refresher(interval).await;
+                federation.run_refresher(interval, linked).await;
             })
         };
         Ok(Self {

@@ -1,6 +1,13 @@
 //! Federation: the registry of backends, the background refresher, and the
 //! merged catalog it publishes.
 //!
+//! Two kinds of source are federated the same way (prefixing, scope
+//! filtering, integrity, audit, rate limits): contract backends, and
+//! third-party MCP servers, whose `tools/list` is projected into the same
+//! tool descriptors (see `upstream::mcp::project_tool`). An MCP server is
+//! listed with its catalog account's linked token (or none), and is
+//! listed again as soon as that account links.
+//!
 //! Each refresh calls every backend's `list_tools`, `list_prompts` and
 //! `list_resource_templates` in parallel with the technical token, each
 //! bounded by that backend's timeout. A backend that fails `list_tools` is
@@ -37,9 +44,21 @@ pub use merged::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDE
 
 use crate::{
     catalog::integrity::{BackendTools, IntegrityGuard},
+    link::{AccountError, Accounts},
     metrics::Metrics,
-    upstream::{Upstream, UpstreamClient, UpstreamError, settings::BackendConfig},
+    upstream::{
+        Upstream, UpstreamClient, UpstreamError,
+        mcp::{McpClient, project_tool, settings::McpServerConfig},
+        settings::BackendConfig,
+    },
 };
+
+/// The third-party MCP servers of a federation.
+struct McpSources {
+    client: McpClient,
+    servers: Vec<McpServerConfig>,
+    accounts: Arc<Accounts>,
+}
 
 /// Which lists changed at a refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,6 +110,7 @@ pub(crate) struct Federation {
     metrics: Option<Arc<Metrics>>,
     /// Whether the catalog serves the `accounts` builtin.
     accounts_tool: bool,
+    mcp: Option<McpSources>,
 }
 
 impl std::fmt::Debug for Federation {
@@ -103,6 +123,14 @@ impl std::fmt::Debug for Federation {
                     .backends
                     .iter()
                     .map(|b| b.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "mcp_servers",
+                &self
+                    .mcp
+                    .iter()
+                    .flat_map(|m| m.servers.iter().map(|s| s.id.as_str()))
                     .collect::<Vec<_>>(),
             )
             .field("ready", &*self.ready.borrow())
@@ -133,6 +161,7 @@ impl Federation {
             integrity: None,
             metrics: None,
             accounts_tool: false,
+            mcp: None,
         }
     }
 
@@ -141,6 +170,29 @@ impl Federation {
     pub(crate) fn with_accounts_tool(mut self, on: bool) -> Self {
         self.accounts_tool = on;
         self
+    }
+
+    /// Federates `servers` too, called through `client` with the tokens of
+    /// the accounts in `accounts`.
+    pub(crate) fn with_mcp_servers(
+        mut self,
+        servers: Vec<McpServerConfig>,
+        client: McpClient,
+        accounts: Arc<Accounts>,
+    ) -> Self {
+        if !servers.is_empty() {
+            self.mcp = Some(McpSources {
+                client,
+                servers,
+                accounts,
+            });
+        }
+        self
+    }
+
+    /// The configured MCP servers.
+    pub(crate) fn mcp_servers(&self) -> &[McpServerConfig] {
+        self.mcp.as_ref().map_or(&[], |m| m.servers.as_slice())
     }
 
     /// Screens every refresh with the tool-integrity check (withheld tools
@@ -162,10 +214,18 @@ impl Federation {
 
     /// The source `id`, to call.
     pub(crate) fn source(&self, id: &str) -> Option<Upstream<'_>> {
-        let backend = self.backends.iter().find(|b| b.id == id)?;
-        Some(Upstream::Contract {
-            client: &self.upstream,
-            backend,
+        if let Some(backend) = self.backends.iter().find(|b| b.id == id) {
+            return Some(Upstream::Contract {
+                client: &self.upstream,
+                backend,
+            });
+        }
+        let mcp = self.mcp.as_ref()?;
+        let server = mcp.servers.iter().find(|s| s.id == id)?;
+        Some(Upstream::Mcp {
+            client: &mcp.client,
+            server,
+            accounts: &mcp.accounts,
         })
     }
 
@@ -224,14 +284,24 @@ impl Federation {
     pub(crate) async fn refresh(&self) -> ListChanged {
         let _guard = self.refresh_lock.lock().await;
         let started = std::time::Instant::now();
-        let mut offers = futures::future::join_all(self.backends.iter().map(|b| async move {
+        let contract = futures::future::join_all(self.backends.iter().map(|b| async move {
             let offer = self.fetch(b).await;
             if let Err(e) = &offer {
                 tracing::warn!(backend = %b.id, "backend left the catalog: {e}");
             }
             (b.id.clone(), b.prefix, offer)
-        }))
-        .await;
+        }));
+        let servers = futures::future::join_all(self.mcp.iter().flat_map(|m| {
+            m.servers.iter().map(move |s| async move {
+                let offer = fetch_mcp(m, s).await;
+                if let Err(e) = &offer {
+                    tracing::warn!(mcp_server = %s.id, "MCP server left the catalog: {e}");
+                }
+                (s.id.clone(), s.prefix, offer)
+            })
+        }));
+        let (mut offers, servers) = tokio::join!(contract, servers);
+        offers.extend(servers);
         let previous = self.catalog();
         // Before the integrity check: a tool refused for its name is never
         // screened, so never approved as new.
@@ -259,6 +329,12 @@ impl Federation {
             .iter()
             .filter(|b| !b.prefix)
             .map(|b| b.id.as_str())
+            .chain(
+                self.mcp_servers()
+                    .iter()
+                    .filter(|s| !s.prefix)
+                    .map(|s| s.id.as_str()),
+            )
             .collect();
         for clash in &clashes {
             let message = clash.message();
@@ -344,15 +420,96 @@ impl Federation {
         Ok(offer)
     }
 
-    /// Runs refreshes every `interval` until the task is dropped.
-    pub(crate) async fn run_refresher(self: Arc<Self>, interval: Duration) {
+    /// A receiver of the server ids whose catalog account linked (none
+    /// without MCP servers). Taken before the first refresh, so that a
+    /// link during it is not missed.
+    pub(crate) fn subscribe_linked(&self) -> Option<broadcast::Receiver<String>> {
+        self.mcp.as_ref().map(|m| m.accounts.subscribe_linked())
+    }
+
+    /// Runs refreshes every `interval`, and at once when an MCP server's
+    /// catalog account links, until the task is dropped.
+    pub(crate) async fn run_refresher(
+        self: Arc<Self>,
+        interval: Duration,
+        mut linked: Option<broadcast::Receiver<String>>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            let on_link = async {
+                match linked.as_mut() {
+                    Some(rx) => rx.recv().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = ticker.tick() => {
+                    self.upstream.prune_idle();
+                }
+                heard = on_link => match heard {
+                    // Lagged: some link was missed, which a refresh covers.
+                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        tracing::info!("a catalog account linked: refreshing the catalog");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        linked = None;
+                        continue;
+                    }
+                },
+            }
             self.refresh().await;
-            self.upstream.prune_idle();
         }
+    }
+}
+
+/// One MCP server's tools, listed with its catalog account's token (or
+/// none), projected into tool descriptors.
+async fn fetch_mcp(mcp: &McpSources, server: &McpServerConfig) -> Result<BackendOffer, String> {
+    let listed = match &server.catalog_sub {
+        None => mcp.client.list_tools(server, None).await,
+        Some(sub) => {
+            let token = mcp
+                .accounts
+                .access_token(sub, &server.id)
+                .await
+                .map_err(|e| catalog_account_error(server, e))?;
+            match mcp.client.list_tools(server, Some(token.expose())).await {
+                Err(UpstreamError::Status { status: 401, .. }) => {
+                    let token = mcp
+                        .accounts
+                        .rejected(sub, &server.id, &token)
+                        .await
+                        .map_err(|e| catalog_account_error(server, e))?;
+                    mcp.client.list_tools(server, Some(token.expose())).await
+                }
+                other => other,
+            }
+        }
+    };
+    let listed = listed.map_err(|e| format!("tools/list: {}", e.caller_text(&server.id)))?;
+    let mut offer = BackendOffer::default();
+    for tool in &listed {
+        match project_tool(server, tool) {
+            Ok(t) => offer.tools.push(t),
+            Err(e) => tracing::warn!(mcp_server = %server.id, "tool left out: {e}"),
+        }
+    }
+    Ok(offer)
+}
+
+/// Why the catalog account could not list: without its link URL (the
+/// health reason is shown to operators, the ticket is the account's).
+fn catalog_account_error(server: &McpServerConfig, e: AccountError) -> String {
+    let sub = server.catalog_sub.as_deref().unwrap_or_default();
+    match e {
+        AccountError::NotLinked { .. } => format!(
+            "its catalog account (`{sub}`) has not linked an account yet; its tools appear when it does"
+        ),
+        AccountError::Relink { reason, .. } => {
+            format!("its catalog account ({sub}) must link again: {reason}")
+        }
+        AccountError::Unavailable(why) => format!("linked accounts are unavailable: {why}"),
     }
 }

@@ -103,6 +103,11 @@ impl UpstreamError {
                 "the gateway could not obtain a token for {backend}, so {tool} was not run. \
                  Retry later; if it persists, tell the gateway's administrator (the gateway's log has the reason)."
             ),
+            Self::Rpc { code, message } => format!(
+                "{backend} answered {tool} with an error ({code}): {message}. \
+                 Fix the arguments if they are the cause; otherwise tell the team running {backend}."
+            ),
+            Self::Account(e) => e.to_string(),
             Self::UnsafeHeader(header) => format!(
                 "the call was refused by the gateway and not forwarded: a claim of your token \
                  (sent as {header}) contains line breaks or control characters. Ask your identity administrator."
@@ -120,6 +125,14 @@ impl UpstreamError {
             Self::InvalidJson(_) => "backend_invalid_json".into(),
             Self::Exchange(_) => "token_exchange".into(),
             Self::UnsafeHeader(_) => "unsafe_claim".into(),
+            Self::Rpc { .. } => "backend_rpc_error".into(),
+            Self::Account(crate::link::AccountError::NotLinked { .. }) => {
+                "account_not_linked".into()
+            }
+            Self::Account(crate::link::AccountError::Relink { .. }) => "account_relink".into(),
+            Self::Account(crate::link::AccountError::Unavailable(_)) => {
+                "account_unavailable".into()
+            }
         }
     }
 
@@ -259,6 +272,23 @@ mod tests {
                 "the call was refused by the gateway and not forwarded: a claim of your token (sent as x-cortex-user-id) contains line breaks or control characters. Ask your identity administrator.",
                 "unsafe_claim",
                 RpcFault::Failed("backend crm failed: a value for `x-cortex-user-id` cannot be sent in a header".into()),
+            ),
+            (
+                UpstreamError::Rpc {
+                    code: -32602,
+                    message: "unknown project".into(),
+                },
+                "crm answered create_deal with an error (-32602): unknown project. Fix the arguments if they are the cause; otherwise tell the team running crm.",
+                "backend_rpc_error",
+                RpcFault::Failed("backend crm failed: error -32602: unknown project".into()),
+            ),
+            (
+                UpstreamError::Account(crate::link::AccountError::NotLinked {
+                    link_url: "https://gw.example/link/crm/start?ticket=t1".into(),
+                }),
+                "no account is linked with this server for you: open https://gw.example/link/crm/start?ticket=t1 to link your account",
+                "account_not_linked",
+                RpcFault::Failed("backend crm failed: no account is linked with this server for you: open https://gw.example/link/crm/start?ticket=t1 to link your account".into()),
             ),
         ];
         for (e, text, class, fault) in table {

@@ -94,6 +94,18 @@ pub enum UpstreamError {
     /// Token exchange (RFC 8693) for the backend failed.
     #[error("token exchange failed: {0}")]
     Exchange(String),
+    /// An MCP server answered with a JSON-RPC error.
+    #[error("JSON-RPC error {code}: {message}")]
+    Rpc {
+        /// The error code.
+        code: i64,
+        /// The server's message (at most 500 characters).
+        message: String,
+    },
+    /// No token of the caller's linked account (not linked, to be linked
+    /// again, or the vault is unavailable): the message says what to do.
+    #[error("{0}")]
+    Account(crate::link::AccountError),
 }
 
 impl UpstreamError {
@@ -126,6 +138,8 @@ impl UpstreamError {
             Self::Exchange(_) => "the gateway could not obtain a token for it; retry later, or \
                                   tell the gateway's administrator if it persists"
                 .into(),
+            Self::Rpc { code, message } => format!("error {code}: {message}"),
+            Self::Account(e) => e.to_string(),
         }
     }
 

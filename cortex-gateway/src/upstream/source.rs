@@ -1,9 +1,11 @@
 //! The seam between the gateway and what it federates: a source of tools,
 //! prompts and resource templates, by kind. The catalog discovers through
 //! it and the MCP layer calls through it, so neither knows how a kind is
-//! reached. Contract backends (`POST {"method", "params"}`, the backend
-//! contract) are the one kind today; a native MCP server reached over
-//! Streamable HTTP is meant to be the second variant.
+//! reached. Two kinds: contract backends (`POST {"method", "params"}`,
+//! the backend contract), called with the caller's own token; and
+//! third-party MCP servers reached over Streamable HTTP, called with the
+//! token of the account the caller linked there (never the caller's
+//! gateway token).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -11,7 +13,12 @@ use bytes::Bytes;
 use cortex_backend::{Caller, contract::methods};
 use serde_json::{Map, Value};
 
-use super::{Credential, UpstreamClient, UpstreamError, settings::BackendConfig};
+use super::{
+    Credential, UpstreamClient, UpstreamError,
+    mcp::{McpClient, settings::McpServerConfig},
+    settings::BackendConfig,
+};
+use crate::link::{AccountError, Accounts};
 
 /// One federated source, borrowed for a call.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +30,15 @@ pub(crate) enum Upstream<'a> {
         /// The backend.
         backend: &'a BackendConfig,
     },
+    /// A third-party MCP server.
+    Mcp {
+        /// The client every MCP server shares.
+        client: &'a McpClient,
+        /// The server.
+        server: &'a McpServerConfig,
+        /// Where the callers' linked accounts are.
+        accounts: &'a Accounts,
+    },
 }
 
 impl<'a> Upstream<'a> {
@@ -30,6 +46,7 @@ impl<'a> Upstream<'a> {
     pub(crate) fn id(&self) -> &'a str {
         match self {
             Self::Contract { backend, .. } => &backend.id,
+            Self::Mcp { server, .. } => &server.id,
         }
     }
 
@@ -37,10 +54,11 @@ impl<'a> Upstream<'a> {
     pub(crate) fn timeout(&self) -> Duration {
         match self {
             Self::Contract { backend, .. } => backend.timeout(),
+            Self::Mcp { server, .. } => server.timeout(),
         }
     }
 
-    /// A discovery list (`list_tools`, `list_prompts`,
+    /// A contract backend's discovery list (`list_tools`, `list_prompts`,
     /// `list_resource_templates`), asked with the technical token.
     pub(crate) async fn discover(
         &self,
@@ -60,6 +78,12 @@ impl<'a> Upstream<'a> {
                     )
                     .await
             }
+            Self::Mcp { .. } => Err(UpstreamError::Status {
+                status: 404,
+                message: format!("{method} is a contract method"),
+                required: None,
+                body: Value::Null,
+            }),
         }
     }
 
@@ -73,14 +97,22 @@ impl<'a> Upstream<'a> {
         name: &'a str,
         arguments: &'a Map<String, Value>,
     ) -> impl Future<Output = Result<Bytes, UpstreamError>> + 'a {
+        use futures::future::Either;
         match self {
-            Self::Contract { client, backend } => client.call_raw(
+            Self::Contract { client, backend } => Either::Left(client.call_raw(
                 backend,
                 Credential::User(caller),
                 name,
                 Some(arguments),
                 backend.timeout(),
-            ),
+            )),
+            Self::Mcp {
+                client,
+                server,
+                accounts,
+            } => Either::Right(Box::pin(call_mcp_tool(
+                client, server, accounts, caller, name, arguments,
+            ))),
         }
     }
 
@@ -91,6 +123,14 @@ impl<'a> Upstream<'a> {
         caller: &Arc<Caller>,
         limit: Duration,
     ) -> Result<Value, UpstreamError> {
+        if let Self::Mcp { server, .. } = self {
+            // Nothing is sent: the server would only learn the caller's
+            // linked account, which the `accounts` tool shows.
+            return Ok(serde_json::json!({
+                "kind": "mcp",
+                "note": format!("third-party MCP server; tools are called as the account you linked there (see the accounts tool for {})", server.id),
+            }));
+        }
         self.user_call(caller, methods::WHOAMI, None, limit.min(self.timeout()))
             .await
     }
@@ -128,6 +168,60 @@ impl<'a> Upstream<'a> {
                     .call(backend, Credential::User(caller), method, params, timeout)
                     .await
             }
+            // MCP servers offer tools only: no prompt or template of theirs
+            // is in the catalog to route here.
+            Self::Mcp { .. } => Err(UpstreamError::Status {
+                status: 404,
+                message: format!("{method} is not offered by this server through the gateway"),
+                required: None,
+                body: Value::Null,
+            }),
         }
     }
+}
+
+/// `tools/call` at an MCP server for `caller`, with the token of the
+/// account `caller` linked there: refreshed once when the server refuses
+/// it, else the caller is asked to link again. The result as the server
+/// wrote it (serialized; the MCP layer checks it as an MCP result).
+async fn call_mcp_tool(
+    client: &McpClient,
+    server: &McpServerConfig,
+    accounts: &Accounts,
+    caller: &Caller,
+    name: &str,
+    arguments: &Map<String, Value>,
+) -> Result<Bytes, UpstreamError> {
+    let sub = caller.sub.as_str();
+    let token = accounts
+        .access_token(sub, &server.id)
+        .await
+        .map_err(UpstreamError::Account)?;
+    let first = client
+        .call_tool(server, token.expose(), sub, name, arguments)
+        .await;
+    let result = match first {
+        Err(UpstreamError::Status { status: 401, .. }) => {
+            let token = accounts
+                .rejected(sub, &server.id, &token)
+                .await
+                .map_err(UpstreamError::Account)?;
+            match client
+                .call_tool(server, token.expose(), sub, name, arguments)
+                .await
+            {
+                Err(UpstreamError::Status { status: 401, .. }) => {
+                    Err(UpstreamError::Account(AccountError::Relink {
+                        link_url: accounts.link_url(sub, &server.id).await,
+                        reason: "the server refused the linked account's token".into(),
+                    }))
+                }
+                other => other,
+            }
+        }
+        other => other,
+    }?;
+    serde_json::to_vec(&result)
+        .map(Bytes::from)
+        .map_err(|e| UpstreamError::InvalidJson(e.to_string()))
 }

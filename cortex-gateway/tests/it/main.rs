@@ -13,6 +13,7 @@ mod hostile_catalog;
 mod layers;
 mod legacy;
 mod link;
+mod mcp_upstream;
 mod modern;
 mod one_path;
 mod pg_server;
