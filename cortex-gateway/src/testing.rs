@@ -15,3 +15,8 @@ pub use crate::{
 pub fn link_router(accounts: std::sync::Arc<Accounts>) -> axum::Router {
     crate::http::link::router(accounts)
 }
+
+/// The linked accounts a gateway built from its configuration.
+pub fn accounts_of(gateway: &crate::Gateway) -> std::sync::Arc<Accounts> {
+    gateway.inner.app.accounts.clone()
+}

@@ -35,7 +35,7 @@ use self::{
 };
 use crate::{
     store::tickets::{LinkTickets, MemoryTickets, TicketLimits},
-    vault::{Grant, Secret, Vault, unix_now},
+    vault::{Grant, Registration, Secret, Vault, unix_now},
 };
 
 /// A token this close to its expiry is refreshed before use.
@@ -344,6 +344,9 @@ impl Accounts {
             .filter(|(issuer, _)| *issuer == found.issuer)
         {
             client.clone()
+        } else if let Some(client) = self.stored_registration(&found.issuer, &server.id).await {
+            slot.registered = Some((found.issuer.clone(), client.clone()));
+            client
         } else {
             let Some(registration) = found.registration_endpoint.clone() else {
                 return Err(ProviderError::Failed(format!(
@@ -362,12 +365,56 @@ impl Accounts {
                 &self.redirect_uri(&server.id),
             )
             .await?;
+            self.store_registration(&found.issuer, &server.id, &client)
+                .await;
             slot.registered = Some((found.issuer.clone(), client.clone()));
             client
         };
         let p = Arc::new(found.with_client(client));
         slot.discovered = Some((p.clone(), Instant::now()));
         Ok(p)
+    }
+
+    /// The registration made at `issuer` for `server` by this or another
+    /// replica, if the vault holds one that opens (one that does not, e.g.
+    /// under a key removed since, is replaced by a new registration).
+    async fn stored_registration(&self, issuer: &str, server: &str) -> Option<Client> {
+        let found = self.vault.as_deref()?.get_client(issuer, server).await;
+        match found {
+            Ok(Some(r)) => Some(Client {
+                id: r.client_id,
+                auth: match (r.client_secret.is_some(), r.auth_method.as_str()) {
+                    (false, _) | (_, "none") => ClientAuth::None,
+                    (true, "client_secret_post") => ClientAuth::Post,
+                    (true, _) => ClientAuth::Basic,
+                },
+                secret: r.client_secret,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(server, error = %e, "a stored client registration cannot be used; registering again");
+                None
+            }
+        }
+    }
+
+    async fn store_registration(&self, issuer: &str, server: &str, client: &Client) {
+        let Some(vault) = self.vault.as_deref() else {
+            return;
+        };
+        let registration = Registration {
+            client_id: client.id.clone(),
+            client_secret: client.secret.clone(),
+            auth_method: match client.auth {
+                ClientAuth::Basic => "client_secret_basic",
+                ClientAuth::Post => "client_secret_post",
+                ClientAuth::None => "none",
+            }
+            .to_string(),
+        };
+        if let Err(e) = vault.put_client(issuer, server, &registration).await {
+            tracing::warn!(server, error = %e, "the client registration cannot be stored; it is kept in memory");
+        }
     }
 
     fn stripe(&self, sub: &str, server: &str) -> &Mutex<()> {

@@ -157,6 +157,28 @@ impl fmt::Debug for Grant {
     }
 }
 
+/// The gateway's client registration (RFC 7591) at one authorization
+/// server, for one third-party server.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Registration {
+    /// The client id it was given.
+    pub(crate) client_id: String,
+    /// Its secret, if it is a confidential client.
+    pub(crate) client_secret: Option<Secret>,
+    /// Its `token_endpoint_auth_method`.
+    pub(crate) auth_method: String,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("auth_method", &self.auth_method)
+            .finish()
+    }
+}
+
 /// A grant as the vault holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredGrant {
@@ -442,6 +464,62 @@ impl Vault {
         self.wrote();
         self.cache.clear();
         Ok(report)
+    }
+
+    /// Stores the gateway's registration at `issuer` for `server`
+    /// (sealed like a grant, in its own table and domain).
+    pub(crate) async fn put_client(
+        &self,
+        issuer: &str,
+        server: &str,
+        registration: &Registration,
+    ) -> Result<(), VaultError> {
+        check_names(issuer, server)?;
+        // Sealed in the grant format: the secret where the access token
+        // goes, the id as the label, the method as the scope.
+        let as_grant = Grant {
+            access_token: registration
+                .client_secret
+                .clone()
+                .unwrap_or_else(|| Secret::new(String::new())),
+            refresh_token: None,
+            expires_at: None,
+            scope: registration.auth_method.clone(),
+            account: registration.client_id.clone(),
+        };
+        let record = self
+            .keys
+            .seal_in(seal::CLIENT_DOMAIN, issuer, server, &as_grant)?;
+        let now = unix_now() as i64;
+        self.store
+            .upsert_client(Row {
+                sub: issuer.to_string(),
+                server: server.to_string(),
+                record,
+                created_at: now,
+                updated_at: now,
+            })
+            .await
+    }
+
+    /// The gateway's registration at `issuer` for `server`, if stored.
+    pub(crate) async fn get_client(
+        &self,
+        issuer: &str,
+        server: &str,
+    ) -> Result<Option<Registration>, VaultError> {
+        check_names(issuer, server)?;
+        let Some(row) = self.store.fetch_client(issuer, server).await? else {
+            return Ok(None);
+        };
+        let g = self
+            .keys
+            .open_in(seal::CLIENT_DOMAIN, issuer, server, &row.record)?;
+        Ok(Some(Registration {
+            client_secret: (!g.access_token.expose().is_empty()).then_some(g.access_token),
+            client_id: g.account,
+            auth_method: g.scope,
+        }))
     }
 
     /// A 32-byte key derived (HKDF-SHA256) from the first vault key for

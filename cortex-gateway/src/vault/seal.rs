@@ -20,6 +20,8 @@ use super::{Grant, Secret, VaultError, config::VaultKeys};
 /// Names the format of the sealed bytes and of the associated data; a new
 /// format gets a new tag, so old and new records are never confused.
 const DOMAIN: &[u8] = b"cortex-vault/grant/v1";
+/// The domain of the gateway's client registrations (`vault_clients`).
+pub(crate) const CLIENT_DOMAIN: &[u8] = b"cortex-vault/client/v1";
 /// Bytes of the GCM tag appended to the ciphertext.
 const TAG_LEN: usize = 16;
 
@@ -41,10 +43,10 @@ impl fmt::Debug for SealedRecord {
     }
 }
 
-/// The associated data of the record of (`sub`, `server`).
-fn associated_data(sub: &str, server: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(DOMAIN.len() + 8 + sub.len() + server.len());
-    aad.extend_from_slice(DOMAIN);
+/// The associated data of the record of (`sub`, `server`) in `domain`.
+fn associated_data(domain: &[u8], sub: &str, server: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(domain.len() + 8 + sub.len() + server.len());
+    aad.extend_from_slice(domain);
     for part in [sub, server] {
         // Both are bounded far below 4 GiB (`super::check_names`).
         let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
@@ -134,6 +136,28 @@ impl Keyring {
         server: &str,
         grant: &Grant,
     ) -> Result<SealedRecord, VaultError> {
+        self.seal_in(DOMAIN, sub, server, grant)
+    }
+
+    /// Opens the record of (`sub`, `server`).
+    pub(crate) fn open(
+        &self,
+        sub: &str,
+        server: &str,
+        record: &SealedRecord,
+    ) -> Result<Grant, VaultError> {
+        self.open_in(DOMAIN, sub, server, record)
+    }
+
+    /// Seals `grant` for (`sub`, `server`) in `domain` (a record of one
+    /// domain never opens in another).
+    pub(crate) fn seal_in(
+        &self,
+        domain: &[u8],
+        sub: &str,
+        server: &str,
+        grant: &Grant,
+    ) -> Result<SealedRecord, VaultError> {
         let payload = Payload {
             access_token: grant.access_token.expose().into(),
             refresh_token: grant.refresh_token.as_ref().map(|t| t.expose().into()),
@@ -156,7 +180,7 @@ impl Keyring {
             .map_err(|e| VaultError::Crypto(format!("cannot encode the grant: {e}")))?;
         let (key_id, key) = &self.keys[0];
         let nonce = key
-            .seal_in_place_append_tag(Aad::from(associated_data(sub, server)), &mut *buf)
+            .seal_in_place_append_tag(Aad::from(associated_data(domain, sub, server)), &mut *buf)
             .map_err(|_| VaultError::Crypto("sealing failed".into()))?;
         Ok(SealedRecord {
             key_id: key_id.clone(),
@@ -167,9 +191,10 @@ impl Keyring {
         })
     }
 
-    /// Opens the record of (`sub`, `server`).
-    pub(crate) fn open(
+    /// Opens the record of (`sub`, `server`) in `domain`.
+    pub(crate) fn open_in(
         &self,
+        domain: &[u8],
         sub: &str,
         server: &str,
         record: &SealedRecord,
@@ -187,7 +212,11 @@ impl Keyring {
         let mut buf = Zeroizing::new(record.ciphertext.clone());
         let nonce = Nonce::assume_unique_for_key(record.nonce);
         let plain = key
-            .open_in_place(nonce, Aad::from(associated_data(sub, server)), &mut buf)
+            .open_in_place(
+                nonce,
+                Aad::from(associated_data(domain, sub, server)),
+                &mut buf,
+            )
             .map_err(|_| unreadable())?;
         let payload: Payload<'_> = serde_json::from_slice(plain).map_err(|_| unreadable())?;
         Ok(Grant {
@@ -271,6 +300,19 @@ mod tests {
         other_nonce.nonce[0] ^= 1;
         assert!(ring.open("ab", "c", &other_nonce).is_err());
         assert!(ring.open("ab", "c", &sealed).is_ok());
+    }
+
+    #[test]
+    fn a_record_of_one_domain_does_not_open_in_another() {
+        let ring = Keyring::new(&keys(&[("k1", 1)])).unwrap();
+        let client = ring
+            .seal_in(CLIENT_DOMAIN, "https://as", "x", &grant())
+            .unwrap();
+        assert!(ring.open("https://as", "x", &client).is_err());
+        assert!(
+            ring.open_in(CLIENT_DOMAIN, "https://as", "x", &client)
+                .is_ok()
+        );
     }
 
     #[test]

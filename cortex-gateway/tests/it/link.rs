@@ -491,3 +491,111 @@ async fn unlinking_deletes_the_grant_and_revokes_it_at_the_provider() {
     let vault = l.accounts.vault_for_tests();
     assert!(vault.get("ana", "tracker").await.unwrap().is_none());
 }
+
+/// The whole gateway, configured like an operator would: its router
+/// serves the link pages for the configured MCP server, and the grant
+/// lands in the configured vault.
+#[tokio::test]
+async fn the_gateway_serves_the_link_pages_from_its_configuration() {
+    use cortex_gateway::{
+        Gateway,
+        config::{GatewayConfig, McpServerConfig, VaultConfig},
+        testing::accounts_of,
+    };
+    use tower::ServiceExt as _;
+
+    let (base, seen) = provider(3600).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let path = dir.path().join("vault.db").display().to_string();
+    let env: HashMap<&str, String> =
+        [("CORTEX_VAULT_KEY", key), ("CORTEX_VAULT_PATH", path)].into();
+    let mut config = GatewayConfig::new(
+        "http://127.0.0.1:3213/mcp",
+        "https://sso.example.com",
+        "a-technical-token-of-32-characters",
+    );
+    config
+        .mcp_servers
+        .push(McpServerConfig::new("tracker", format!("{base}/mcp")));
+    config.vault = VaultConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let gateway = Gateway::new(config).await.unwrap();
+    let router = gateway.router();
+    let get = |path_and_query: String, cookie: Option<String>| {
+        let router = router.clone();
+        async move {
+            let mut request =
+                axum::http::Request::get(path_and_query).header(header::HOST, "127.0.0.1:3213");
+            if let Some(c) = cookie {
+                request = request.header(header::COOKIE, c);
+            }
+            router
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let local = |url: &str| {
+        url.strip_prefix("http://127.0.0.1:3213")
+            .unwrap()
+            .to_string()
+    };
+
+    let accounts = accounts_of(&gateway);
+    let started = get(local(&accounts.link_url("ana", "tracker").await), None).await;
+    assert_eq!(started.status(), StatusCode::FOUND);
+    let cookie = started.headers()[header::SET_COOKIE].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let to_provider = started.headers()[header::LOCATION].to_str().unwrap();
+    let back = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(to_provider)
+        .send()
+        .await
+        .unwrap();
+    let callback = back.headers()[header::LOCATION].to_str().unwrap();
+    let done = get(local(callback), Some(cookie)).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(
+        accounts
+            .access_token("ana", "tracker")
+            .await
+            .unwrap()
+            .expose(),
+        "at-secret-1"
+    );
+    assert_eq!(seen.lock().unwrap().registrations, 1);
+    let bytes = std::fs::read(dir.path().join("vault.db")).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("at-secret") && !text.contains("dcr-secret"));
+
+    // Another gateway on the same vault (a restart, a replica) reuses the
+    // stored registration: linking there registers nothing new.
+    let again = Gateway::new(gateway.config().clone()).await.unwrap();
+    drop(gateway);
+    let accounts = accounts_of(&again);
+    let router = again.router();
+    let started = router
+        .oneshot(
+            axum::http::Request::get(local(&accounts.link_url("bo", "tracker").await))
+                .header(header::HOST, "127.0.0.1:3213")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::FOUND);
+    assert!(
+        started.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("client_id=dcr-client")
+    );
+    assert_eq!(
+        seen.lock().unwrap().registrations,
+        1,
+        "registered once in all"
+    );
+}

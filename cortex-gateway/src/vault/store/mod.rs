@@ -4,7 +4,12 @@
 //! ```sql
 //! vault_grants (sub, server, key_id, nonce, ciphertext, created_at, updated_at)
 //!   PRIMARY KEY (sub, server)
+//! vault_clients (issuer, server, key_id, nonce, ciphertext, created_at, updated_at)
+//!   PRIMARY KEY (issuer, server)
 //! ```
+//!
+//! `vault_clients` holds the gateway's own client registrations (RFC 7591)
+//! at third-party authorization servers, sealed like grants.
 //!
 //! `sub` and `server` are in clear (they are looked up); everything about
 //! the grant (tokens, expiry, scope, linked account) is inside the
@@ -22,9 +27,10 @@ use super::{VaultError, config::VaultStorage, seal::SealedRecord};
 
 /// The numbered migrations, the same for both engines except the types.
 /// (version, SQLite statements, PostgreSQL statements)
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "CREATE TABLE vault_grants (
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "CREATE TABLE vault_grants (
         sub TEXT NOT NULL,
         server TEXT NOT NULL,
         key_id TEXT NOT NULL,
@@ -36,7 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     );
     CREATE INDEX vault_grants_server ON vault_grants (server);
     CREATE INDEX vault_grants_key_id ON vault_grants (key_id);",
-    "CREATE TABLE vault_grants (
+        "CREATE TABLE vault_grants (
         sub TEXT COLLATE \"C\" NOT NULL,
         server TEXT COLLATE \"C\" NOT NULL,
         key_id TEXT NOT NULL,
@@ -48,7 +54,31 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     );
     CREATE INDEX vault_grants_server ON vault_grants (server);
     CREATE INDEX vault_grants_key_id ON vault_grants (key_id);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE vault_clients (
+            issuer TEXT NOT NULL,
+            server TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            nonce BLOB NOT NULL,
+            ciphertext BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (issuer, server)
+        );",
+        "CREATE TABLE vault_clients (
+            issuer TEXT COLLATE \"C\" NOT NULL,
+            server TEXT COLLATE \"C\" NOT NULL,
+            key_id TEXT NOT NULL,
+            nonce BYTEA NOT NULL,
+            ciphertext BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (issuer, server)
+        );",
+    ),
+];
 
 /// One stored row.
 #[derive(Debug, Clone)]
@@ -141,6 +171,21 @@ impl Store {
         new: &SealedRecord,
     ) -> Result<bool, VaultError> {
         dispatch!(self, s => s.reseal(sub, server, old, new).await)
+    }
+
+    /// Inserts or replaces a client registration (`row.sub` is the
+    /// issuer).
+    pub(crate) async fn upsert_client(&self, row: Row) -> Result<(), VaultError> {
+        dispatch!(self, s => s.upsert_client(row).await)
+    }
+
+    /// The client registration at `issuer` for `server`.
+    pub(crate) async fn fetch_client(
+        &self,
+        issuer: &str,
+        server: &str,
+    ) -> Result<Option<Row>, VaultError> {
+        dispatch!(self, s => s.fetch_client(issuer, server).await)
     }
 
     /// Rows in total.

@@ -194,6 +194,39 @@ impl PgStore {
             .transpose()
     }
 
+    pub(crate) async fn upsert_client(&self, row: Row) -> Result<(), VaultError> {
+        on_connection!(self, |c| c.execute(
+                "INSERT INTO vault_clients (issuer, server, key_id, nonce, ciphertext, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (issuer, server) DO UPDATE SET key_id = EXCLUDED.key_id,
+                   nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
+                   updated_at = EXCLUDED.updated_at",
+                &[
+                    &row.sub,
+                    &row.server,
+                    &row.record.key_id,
+                    &&row.record.nonce[..],
+                    &row.record.ciphertext,
+                    &row.created_at,
+                    &row.updated_at,
+                ],
+            ))
+        .map(drop)
+    }
+
+    pub(crate) async fn fetch_client(
+        &self,
+        issuer: &str,
+        server: &str,
+    ) -> Result<Option<Row>, VaultError> {
+        let sql = "SELECT issuer, server, key_id, nonce, ciphertext, created_at, updated_at \
+                   FROM vault_clients WHERE issuer = $1 AND server = $2";
+        on_connection!(self, |c| c.query_opt(sql, &[&issuer, &server]))?
+            .as_ref()
+            .map(row)
+            .transpose()
+    }
+
     pub(crate) async fn delete(&self, sub: &str, server: &str) -> Result<bool, VaultError> {
         on_connection!(self, |c| c.execute(
             "DELETE FROM vault_grants WHERE sub = $1 AND server = $2",

@@ -317,4 +317,45 @@ impl SqliteStore {
         })
         .await
     }
+
+    pub(crate) async fn upsert_client(&self, row: Row) -> Result<(), VaultError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO vault_clients (issuer, server, key_id, nonce, ciphertext, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (issuer, server) DO UPDATE SET key_id = excluded.key_id,
+                   nonce = excluded.nonce, ciphertext = excluded.ciphertext,
+                   updated_at = excluded.updated_at",
+                params![
+                    row.sub,
+                    row.server,
+                    row.record.key_id,
+                    &row.record.nonce[..],
+                    row.record.ciphertext,
+                    row.created_at,
+                    row.updated_at
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    pub(crate) async fn fetch_client(
+        &self,
+        issuer: &str,
+        server: &str,
+    ) -> Result<Option<Row>, VaultError> {
+        let (issuer, server) = (issuer.to_string(), server.to_string());
+        self.with(move |c| {
+            c.query_row(
+                "SELECT issuer, server, key_id, nonce, ciphertext, created_at, updated_at
+                 FROM vault_clients WHERE issuer = ?1 AND server = ?2",
+                params![issuer, server],
+                row,
+            )
+            .optional()
+        })
+        .await
+    }
 }
