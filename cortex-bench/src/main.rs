@@ -23,6 +23,7 @@ mod gateway;
 mod hostile;
 mod load;
 mod mcp;
+mod mcp_server;
 mod proxy;
 mod report;
 mod scenarios;
@@ -96,6 +97,10 @@ pub(crate) enum Scenario {
     Token,
     /// 2026-07-28 stateless requests vs requests in a legacy session.
     Era,
+    /// `tools/call` through the MCP adapter (a third-party MCP server, the
+    /// caller's linked token from the vault) vs the same work on a contract
+    /// backend, in one gateway: gateway CPU per call.
+    Adapter,
     /// Peak RSS of the gateway with 1,000 tools and 1,000 legacy sessions.
     Memory,
     /// One catalog refresh of 50 backends when one of them hangs.
@@ -126,6 +131,8 @@ enum Role {
     Proxy(proxy::ProxyArgs),
     /// The gateway (configured from the environment, like `cortex-gateway serve`).
     Gateway,
+    /// A third-party MCP server with the backends' read tool.
+    McpServer,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -163,6 +170,7 @@ fn main() -> ExitCode {
                 Role::Backend(args) => backend::run(args).await,
                 Role::Proxy(args) => proxy::run(args).await,
                 Role::Gateway => gateway::run_role().await,
+                Role::McpServer => mcp_server::run().await,
             }
         });
         return match result {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Options, Scenario,
-    backend::{HUNG_PREFIX, SCOPE, TrustArgs, WRITE_SCOPE, base_url},
+    backend::{HUNG_PREFIX, READ_TOOL, SCOPE, TrustArgs, WRITE_SCOPE, base_url},
     child::Child,
     gateway::{self, CANONICAL_URI, Upstream},
     load::{self, Check, Load, Sample, Source, Template},
@@ -354,6 +354,7 @@ pub(crate) async fn run(selected: &[Scenario], options: &Options) -> anyhow::Res
         let found = match scenario {
             Scenario::All => Vec::new(),
             Scenario::Call => call(&mut bench).await?,
+            Scenario::Adapter => adapter(&mut bench).await?,
             Scenario::List => list(&mut bench).await?,
             Scenario::Token => token(&mut bench).await?,
             Scenario::Era => era(&mut bench).await?,
@@ -493,6 +494,111 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
         ));
     }
     Ok(verdicts)
+}
+
+/// `tools/call` of the same read through the MCP adapter and to a contract
+/// backend, in one gateway process: the gateway CPU per call of each.
+async fn adapter(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
+    use cortex_gateway::vault::{Grant, Secret, Vault, VaultConfig, VaultKeys, VaultStorage};
+    let token = bench.token.clone();
+    let backend = bench.small_backend().await?.addr();
+    let exe = bench.exe.clone();
+    let server = Child::spawn(
+        "MCP server",
+        &exe,
+        &["role", "mcp-server"].map(str::to_owned),
+        &[],
+        None,
+    )
+    .await?;
+    // The vault the gateway reads `bench-user`'s linked token from.
+    let scratch = std::env::temp_dir().join(format!("cortex-bench-vault-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let path = scratch.join("vault.db");
+    let key = "Y29ydGV4LWJlbmNoLXZhdWx0LWtleS0zMi1ieXRlcyE=";
+    let config = VaultConfig::new(
+        VaultKeys::parse_single("CORTEX_VAULT_KEY", key)?,
+        VaultStorage::Sqlite { path: path.clone() },
+    );
+    let vault = Vault::open(&config).await?;
+    vault
+        .put(
+            "bench-user",
+            crate::mcp_server::ID,
+            Grant::new(Secret::new(crate::mcp_server::TOKEN.into()), "bench-user"),
+        )
+        .await?;
+    drop(vault);
+    let id = crate::mcp_server::ID.to_uppercase();
+    let extra = [
+        ("CORTEX_MCP_SERVERS", crate::mcp_server::ID.to_owned()),
+        (
+            &format!("CORTEX_MCP_{id}_URL") as &str,
+            format!("{}/mcp", server.url()),
+        ),
+        (&format!("CORTEX_MCP_{id}_SCOPE"), SCOPE.to_owned()),
+        // Listed with the same linked account.
+        (
+            &format!("CORTEX_MCP_{id}_CATALOG_SUB"),
+            "bench-user".to_owned(),
+        ),
+        ("CORTEX_VAULT_KEY", key.to_owned()),
+        ("CORTEX_VAULT_PATH", path.display().to_string()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let gw = bench
+        .spawn_gateway_with(
+            "gateway (contract backend + MCP server)",
+            &Bench::upstreams(backend, 1),
+            &extra,
+        )
+        .await;
+    let gw = match gw {
+        Ok(gw) => gw,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+    };
+    let call = |name: String| -> anyhow::Result<Source> {
+        Ok(Source::same(mcp::modern(
+            "tools/call",
+            json!({"name": name, "arguments": {"id": "42"}}),
+            &token,
+        )?))
+    };
+    let variants = [
+        Variant::new(
+            "tools/call via the MCP adapter (third-party MCP server)",
+            gw.addr(),
+            call(format!("{}_{READ_TOOL}", crate::mcp_server::ID))?,
+            mcp::check_call,
+        )
+        .hop(&gw),
+        Variant::new(
+            "tools/call to a contract backend (same gateway)",
+            gw.addr(),
+            call(mcp::tool_name())?,
+            mcp::check_call,
+        )
+        .hop(&gw),
+    ];
+    let rows = measure(bench.options, &variants).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let rows = rows?;
+    report::table("tools/call: MCP adapter vs contract backend", &rows);
+    let (m, c) = (&rows[0], &rows[1]);
+    let cpu = match (m.hop_cpu_per_request, c.hop_cpu_per_request) {
+        (Some(m), Some(c)) => ratio(secs(m), secs(c)),
+        _ => 0.0,
+    };
+    Ok(vec![
+        Verdict::at_most("adapter: gateway CPU per call, MCP / contract", cpu, 2.0),
+        Verdict::info(
+            "adapter: throughput, MCP / contract",
+            format!("{:.2}", ratio(m.throughput, c.throughput)),
+        ),
+    ])
 }
 
 /// Pages through `tools/list` once and counts the tools the caller sees.

@@ -50,6 +50,50 @@ fn call_scenario_runs_every_role_and_counts_requests() {
     );
 }
 
+/// The `adapter` scenario, as short as it gets: the MCP server role, a
+/// vault with the bench user's linked token, one gateway federating the
+/// server and a backend; both variants answered without errors.
+#[test]
+fn adapter_scenario_calls_through_the_mcp_server_and_the_backend() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cortex-bench"))
+        .args([
+            "adapter",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "50ms",
+            "--rounds",
+            "1",
+            "--connections",
+            "2",
+        ])
+        .output()
+        .expect("cortex-bench starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| tools/call"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per variant:\n{stdout}");
+    for row in rows {
+        let requests: u64 = row[5].parse().expect("a request count");
+        let errors: u64 = row[6].parse().expect("an error count");
+        assert!(requests > 0, "no request counted for {}:\n{stdout}", row[1]);
+        assert_eq!(errors, 0, "errors for {}:\n{stdout}", row[1]);
+    }
+    assert!(
+        stdout.contains("adapter: gateway CPU per call, MCP / contract"),
+        "{stdout}"
+    );
+}
+
 /// The `soak` scenario, as short as it gets: 64 callers, every kind of
 /// request answered as expected (no RSS figure is judged here).
 #[test]
