@@ -24,6 +24,7 @@ pub mod firm;
 pub mod issuer;
 pub mod mcp;
 mod run;
+pub mod tracker;
 
 pub use mcp::curl_tools_list;
 pub use run::{

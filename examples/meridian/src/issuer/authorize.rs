@@ -23,7 +23,6 @@ use super::{
     Shared, b64url, clients, digest_of, pages, parse_form, random_token,
     store::{Code, MAX_FIELD_BYTES, SignIn},
 };
-use crate::firm::role_scopes;
 
 /// Where the user goes back to, with the response parameters.
 fn back_to(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
@@ -227,7 +226,13 @@ pub(crate) async fn person(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
     };
     pages::html(
         StatusCode::OK,
-        pages::consent(&s, id, &sign_in, &employee, role_scopes(employee.role)),
+        pages::consent(
+            &s,
+            id,
+            &sign_in,
+            &employee,
+            s.settings.realm.granted(employee.role),
+        ),
     )
 }
 
@@ -257,7 +262,7 @@ pub(crate) async fn consent(State(s): State<Arc<Shared>>, body: Bytes) -> Respon
         code_challenge: sign_in.code_challenge.clone(),
         resource: sign_in.resource.clone(),
         sub: person.id.clone(),
-        scope: role_scopes(person.role).join(" "),
+        scope: s.settings.realm.granted(person.role).join(" "),
         expires: Instant::now() + s.settings.code_ttl,
         used: false,
         grant: None,

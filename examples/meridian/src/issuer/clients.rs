@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use url::{Host, Url};
 
 use super::{
-    OAuthError, Shared, all_scopes, digest_of, json_response, now, random_token,
+    OAuthError, Shared, digest_of, json_response, now, random_token,
     store::{MAX_CLIENT_BYTES, MAX_FIELD_BYTES},
 };
 
@@ -193,7 +193,11 @@ struct Checked {
 /// `(error code, description)`, RFC 7591 section 3.2.2.
 type MetadataError = (&'static str, String);
 
-fn check_metadata(meta: &Map<String, Value>, default_auth: &str) -> Result<Checked, MetadataError> {
+fn check_metadata(
+    meta: &Map<String, Value>,
+    default_auth: &str,
+    known: &[String],
+) -> Result<Checked, MetadataError> {
     let bad = |d: String| ("invalid_client_metadata", d);
     let name = optional_string(meta, "client_name").map_err(bad)?;
     let redirect_uris = string_list(meta, "redirect_uris")
@@ -245,14 +249,13 @@ fn check_metadata(meta: &Map<String, Value>, default_auth: &str) -> Result<Check
         ));
     }
     let scope = optional_string(meta, "scope").map_err(bad)?;
-    if let Some(scope) = &scope {
-        let known = all_scopes();
-        if let Some(unknown) = scope.split(' ').find(|s| !known.iter().any(|k| k == s)) {
-            return Err(bad(format!(
-                "unknown scope `{unknown}`; known: {}",
-                known.join(" ")
-            )));
-        }
+    if let Some(scope) = &scope
+        && let Some(unknown) = scope.split(' ').find(|s| !known.iter().any(|k| k == s))
+    {
+        return Err(bad(format!(
+            "unknown scope `{unknown}`; known: {}",
+            known.join(" ")
+        )));
     }
     Ok(Checked {
         name,
@@ -281,7 +284,7 @@ pub(crate) async fn register(State(s): State<Arc<Shared>>, body: Bytes) -> Respo
             ));
         }
     };
-    let checked = match check_metadata(&meta, "client_secret_basic") {
+    let checked = match check_metadata(&meta, "client_secret_basic", &s.settings.realm.scopes()) {
         Ok(c) => c,
         Err(e) => return refuse(e),
     };
@@ -435,8 +438,8 @@ async fn fetch_document(s: &Shared, url: Url) -> Result<Client, Unresolved> {
             "carries a client secret; a metadata document describes a public client".into(),
         ));
     }
-    let checked =
-        check_metadata(&meta, "none").map_err(|(_, d)| fail(format!("is invalid: {d}")))?;
+    let checked = check_metadata(&meta, "none", &s.settings.realm.scopes())
+        .map_err(|(_, d)| fail(format!("is invalid: {d}")))?;
     if checked.auth_method != "none" {
         return Err(fail(
             "asks for a client secret (token_endpoint_auth_method); documents describe public clients: use `none`"

@@ -12,11 +12,12 @@
 //! | a `client_id` that is a URL | Client ID Metadata Documents | [`clients`] |
 //! | `GET /admin`, `POST /admin/revoke` | revoke every grant of a person | [`admin`] |
 //!
-//! Access tokens are RS256 JWTs for one resource (the gateway), with the
-//! claims the apps read: `sub`, `email`, `name`, `role`, `team`, `scope`
-//! (plus `client_id` and `jti`, RFC 9068). Scopes come from the person's
-//! role ([`crate::firm::role_scopes`]), whatever the client asks for; the
-//! token response says which were granted. Refresh tokens are opaque and
+//! Access tokens are RS256 JWTs for one resource (the gateway, or the
+//! tracker for a [`Realm::Tracker`] instance), with the claims the apps
+//! read: `sub`, `email`, `name`, `role`, `team`, `scope` (plus `client_id`
+//! and `jti`, RFC 9068). Scopes come from the [`Realm`] and the person's
+//! role ([`crate::firm::role_scopes`] in Meridian's own realm), whatever
+//! the client asks for; the token response says which were granted. Refresh tokens are opaque and
 //! rotate on every use; presenting a rotated one revokes the grant.
 //!
 //! Every store a request can grow is bounded by count, and every stored
@@ -66,9 +67,60 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const DEV_ONLY: &str =
     "development only: anyone who can open the sign-in page can sign in as anyone";
 
+/// Whose accounts an instance signs in, and which scopes it grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Realm {
+    /// Meridian's own sign-in, for the gateway: scopes from the person's
+    /// role ([`crate::firm::role_scopes`]).
+    #[default]
+    Firm,
+    /// The accounts of the tracker, a third-party SaaS the employees use:
+    /// everyone gets [`TRACKER_SCOPES`].
+    Tracker,
+}
+
+/// The scopes of the tracker's authorization server.
+pub const TRACKER_SCOPES: &[&str] = &["issues:read", "issues:write"];
+
+impl Realm {
+    /// The name shown on the sign-in and consent pages.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Firm => "Meridian Partners",
+            Self::Tracker => "Tracker (Meridian's workspace)",
+        }
+    }
+
+    /// The scopes a person with `role` is granted.
+    pub fn granted(self, role: &str) -> &'static [&'static str] {
+        match self {
+            Self::Firm => crate::firm::role_scopes(role),
+            Self::Tracker => TRACKER_SCOPES,
+        }
+    }
+
+    /// Every scope this realm knows.
+    pub fn scopes(self) -> Vec<String> {
+        match self {
+            Self::Firm => {
+                let mut out = Vec::new();
+                for app in crate::apps::App::ALL {
+                    for action in ["read", "write"] {
+                        out.push(format!("mcp:{}:{action}", app.id()));
+                    }
+                }
+                out
+            }
+            Self::Tracker => TRACKER_SCOPES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
 /// Settings of the authorization server.
 #[derive(Clone)]
 pub struct Settings {
+    /// Whose accounts it signs in and which scopes it grants.
+    pub realm: Realm,
     /// Lifetime of access tokens.
     pub access_ttl: Duration,
     /// Lifetime of a grant's refresh token (each rotation starts it again).
@@ -93,6 +145,7 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
+            .field("realm", &self.realm)
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
             .field("code_ttl", &self.code_ttl)
@@ -106,6 +159,7 @@ impl std::fmt::Debug for Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            realm: Realm::Firm,
             access_ttl: Duration::from_secs(3600),
             refresh_ttl: Duration::from_secs(8 * 3600),
             code_ttl: Duration::from_secs(60),
@@ -189,11 +243,21 @@ impl Drop for AuthServer {
 
 impl AuthServer {
     /// Starts the server on `127.0.0.1:0` for tokens to `resource` (the
-    /// gateway's MCP URL).
+    /// gateway's MCP URL, or the tracker's).
     pub async fn start(resource: &str, settings: Settings) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("binding the authorization server to 127.0.0.1")?;
+        Self::serve(listener, resource, settings).await
+    }
+
+    /// Starts the server on `listener` for tokens to `resource` (when the
+    /// resource must know the issuer's URL before the server exists).
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        resource: &str,
+        settings: Settings,
+    ) -> anyhow::Result<Self> {
         let issuer = format!("http://{}", listener.local_addr()?);
         // The signing key: the test issuer's (generated once per process),
         // re-labelled with this server's URL as `iss`.
@@ -333,17 +397,6 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// The scopes this server knows: read and write per app.
-pub fn all_scopes() -> Vec<String> {
-    let mut out = Vec::new();
-    for app in crate::apps::App::ALL {
-        for action in ["read", "write"] {
-            out.push(format!("mcp:{}:{action}", app.id()));
-        }
-    }
-    out
-}
-
 async fn metadata(axum::extract::State(s): axum::extract::State<Arc<Shared>>) -> Response {
     let body = json!({
         "issuer": s.issuer,
@@ -353,7 +406,7 @@ async fn metadata(axum::extract::State(s): axum::extract::State<Arc<Shared>>) ->
         "revocation_endpoint": s.url("/revoke"),
         "introspection_endpoint": s.url("/introspect"),
         "jwks_uri": s.url("/jwks.json"),
-        "scopes_supported": all_scopes(),
+        "scopes_supported": s.settings.realm.scopes(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

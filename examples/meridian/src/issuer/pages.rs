@@ -9,7 +9,7 @@ use axum::{
 };
 
 use super::{DEV_ONLY, Shared, store::SignIn};
-use crate::firm::{Employee, Persona, role_scopes};
+use crate::firm::{Employee, Persona};
 
 /// Escapes text for HTML content and quoted attribute values.
 pub(crate) fn escape(text: &str) -> String {
@@ -99,7 +99,7 @@ pub(crate) fn error(status: StatusCode, title: &str, message: &str) -> Response 
     )
 }
 
-fn person_button(e: &Employee, scopes: bool) -> String {
+fn person_button(e: &Employee, scopes: Option<&[&str]>) -> String {
     let mut out = format!(
         "<button class=\"who\" type=\"submit\" name=\"person\" value=\"{id}\" id=\"person-{id}\">\
          <b>{name}</b><span>{title} · {team}</span>",
@@ -108,12 +108,8 @@ fn person_button(e: &Employee, scopes: bool) -> String {
         title = escape(e.title),
         team = escape(e.team),
     );
-    if scopes {
-        let _ = write!(
-            out,
-            "<small>{}</small>",
-            escape(&role_scopes(e.role).join(" "))
-        );
+    if let Some(scopes) = scopes {
+        let _ = write!(out, "<small>{}</small>", escape(&scopes.join(" ")));
     }
     out.push_str("</button>");
     out
@@ -122,19 +118,20 @@ fn person_button(e: &Employee, scopes: bool) -> String {
 /// The sign-in page: the four personas, then everyone.
 pub(crate) fn sign_in(s: &Shared, id: &str, sign_in: &SignIn) -> String {
     let mut body = format!(
-        "<h1>Sign in to Meridian Partners</h1>\
+        "<h1>Sign in to {realm}</h1>\
          <p class=\"lead\"><b id=\"client-name\">{client}</b> wants to connect to <code>{resource}</code>. \
          Pick who you are; the next page shows what it will be allowed to do.</p>\
          <form method=\"post\" action=\"/authorize/person\">\
          <input type=\"hidden\" name=\"request\" value=\"{id}\">\
          <h2>Demo personas</h2><div class=\"personas\">",
+        realm = escape(s.settings.realm.title()),
         client = escape(&sign_in.client_name),
         resource = escape(&sign_in.resource),
         id = escape(id),
     );
     for persona in Persona::ALL {
         if let Some(e) = s.person(persona.employee_id()) {
-            body.push_str(&person_button(e, true));
+            body.push_str(&person_button(e, Some(s.settings.realm.granted(e.role))));
         }
     }
     let _ = write!(
@@ -148,13 +145,18 @@ pub(crate) fn sign_in(s: &Shared, id: &str, sign_in: &SignIn) -> String {
             department = e.department;
             let _ = write!(body, "<div class=\"dept\">{}</div>", escape(department));
         }
-        body.push_str(&person_button(e, false));
+        body.push_str(&person_button(e, None));
     }
     body.push_str("</div></form>");
     document("Sign in", &body)
 }
 
 fn describe(scope: &str) -> String {
+    match scope {
+        "issues:read" => return "read your issues in the tracker".into(),
+        "issues:write" => return "create and change issues in the tracker as you".into(),
+        _ => {}
+    }
     let mut parts = scope.split(':').skip(1);
     let (Some(app), Some(action)) = (parts.next(), parts.next()) else {
         return String::new();
@@ -270,5 +272,6 @@ mod tests {
         );
         assert_eq!(describe("mcp:docs:read"), "read the docs app");
         assert_eq!(describe("odd"), "");
+        assert_eq!(describe("issues:read"), "read your issues in the tracker");
     }
 }

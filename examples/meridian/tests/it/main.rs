@@ -9,3 +9,4 @@ mod conformance;
 mod gateway;
 mod oauth;
 mod support;
+mod tracker;
