@@ -645,7 +645,11 @@ impl Accounts {
                 .append_pair("code_challenge", &state::challenge(&pending.verifier))
                 .append_pair("code_challenge_method", "S256")
                 .append_pair("resource", &self.servers[i].url);
-            if let Some(scope) = &self.servers[i].oauth_scope {
+            if let Some(scope) = self.servers[i]
+                .oauth_scope
+                .as_ref()
+                .or(provider.default_scope.as_ref())
+            {
                 q.append_pair("scope", scope);
             }
         }

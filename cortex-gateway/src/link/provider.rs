@@ -63,6 +63,9 @@ impl std::fmt::Debug for Client {
 /// What discovery found for one server, and the client to use there.
 #[derive(Debug, Clone)]
 pub(crate) struct Provider {
+    /// The scope asked for when none is configured: the server's
+    /// `scopes_supported` (RFC 9728), space-separated.
+    pub(crate) default_scope: Option<String>,
     pub(crate) authorization_endpoint: String,
     pub(crate) token_endpoint: String,
     pub(crate) revocation_endpoint: Option<String>,
@@ -73,6 +76,7 @@ pub(crate) struct Provider {
 /// The metadata of an authorization server, as far as linking uses it.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthServer {
+    pub(crate) resource_scopes: Option<String>,
     pub(crate) issuer: String,
     pub(crate) authorization_endpoint: String,
     pub(crate) token_endpoint: String,
@@ -223,7 +227,18 @@ pub(crate) async fn discover(
     let meta = fetch_issuer_metadata(http, issuer, false)
         .await
         .map_err(failed)?;
-    auth_server(issuer, &meta)
+    let mut found = auth_server(issuer, &meta)?;
+    found.resource_scopes = document
+        .get("scopes_supported")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|s| !s.is_empty());
+    Ok(found)
 }
 
 /// A `POST` without a token to the server, for the `resource_metadata` of
@@ -275,6 +290,7 @@ fn auth_server(issuer: &str, meta: &Value) -> Result<AuthServer, ProviderError> 
         )));
     }
     Ok(AuthServer {
+        resource_scopes: None,
         issuer: issuer.to_string(),
         authorization_endpoint: required("authorization_endpoint")?,
         token_endpoint: required("token_endpoint")?,
@@ -314,6 +330,7 @@ impl AuthServer {
     /// The provider with `client`.
     pub(crate) fn with_client(self, client: Client) -> Provider {
         Provider {
+            default_scope: self.resource_scopes,
             authorization_endpoint: self.authorization_endpoint,
             token_endpoint: self.token_endpoint,
             revocation_endpoint: self.revocation_endpoint,

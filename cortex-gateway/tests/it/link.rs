@@ -49,6 +49,7 @@ async fn resource_metadata(State(p): State<Provider>) -> Json<Value> {
     Json(json!({
         "resource": format!("{}/mcp", p.base),
         "authorization_servers": [p.base],
+        "scopes_supported": ["tickets:read", "offline_access"],
     }))
 }
 
@@ -84,6 +85,11 @@ async fn authorize(
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["client_id"], "dcr-client");
+    assert_eq!(
+        q.get("scope").map(String::as_str),
+        Some("tickets:read offline_access"),
+        "the server's scopes_supported when none is configured"
+    );
     let mut seen = p.seen.lock().unwrap();
     let code = format!("code-{}", seen.codes.len());
     seen.codes.insert(
