@@ -28,6 +28,9 @@ use crate::sync::lock;
 pub(crate) const TICKET_TTL: Duration = Duration::from_secs(10 * 60);
 /// Default cap on outstanding tickets.
 pub(crate) const DEFAULT_MAX_TICKETS: usize = 10_000;
+/// Outstanding tickets one `sub` may hold (every link URL a tool error or
+/// the `accounts` tool shows is one).
+pub(crate) const MAX_TICKETS_PER_SUB: usize = 32;
 /// Default cap on the bytes outstanding tickets hold.
 pub(crate) const DEFAULT_MAX_TICKET_BYTES: usize = 4 << 20;
 /// What one ticket costs besides its `sub` and server name: the digest, the
@@ -124,8 +127,11 @@ fn cost(sub: &str, server: &str) -> usize {
 #[derive(Default)]
 struct State {
     tickets: HashMap<Digest, Ticket>,
-    /// Issue order, oldest first (may name tickets already redeemed).
+    /// Issue order, oldest first (may name tickets already redeemed; kept
+    /// at most twice as long as `tickets`).
     order: VecDeque<Digest>,
+    /// Outstanding tickets per `sub`.
+    per_sub: HashMap<Box<str>, usize>,
     bytes: usize,
 }
 
@@ -133,7 +139,34 @@ impl State {
     fn remove(&mut self, key: &Digest) -> Option<Ticket> {
         let ticket = self.tickets.remove(key)?;
         self.bytes -= cost(&ticket.sub, &ticket.server);
+        if let Some(n) = self.per_sub.get_mut(&ticket.sub) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_sub.remove(&ticket.sub);
+            }
+        }
         Some(ticket)
+    }
+
+    /// Drops the oldest ticket of `sub`.
+    fn evict_oldest_of(&mut self, sub: &str) {
+        let oldest = self
+            .order
+            .iter()
+            .find(|d| self.tickets.get(*d).is_some_and(|t| *t.sub == *sub))
+            .copied();
+        if let Some(key) = oldest {
+            self.remove(&key);
+        }
+    }
+
+    /// Forgets order entries of tickets no longer held, once they are
+    /// half of the list.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.tickets.len() + 16 {
+            let tickets = &self.tickets;
+            self.order.retain(|d| tickets.contains_key(d));
+        }
     }
 
     /// Drops the oldest ticket (skipping order entries already redeemed);
@@ -190,6 +223,13 @@ impl MemoryTickets {
             state.order.pop_front();
             state.remove(&oldest);
         }
+        if state
+            .per_sub
+            .get(sub)
+            .is_some_and(|n| *n >= MAX_TICKETS_PER_SUB)
+        {
+            state.evict_oldest_of(sub);
+        }
         while state.tickets.len() >= self.limits.max_tickets
             || state.bytes + cost(sub, server) > self.limits.max_bytes
         {
@@ -197,7 +237,9 @@ impl MemoryTickets {
                 break;
             }
         }
+        state.compact();
         state.bytes += cost(sub, server);
+        *state.per_sub.entry(sub.into()).or_default() += 1;
         state.tickets.insert(
             key,
             Ticket {
@@ -234,6 +276,11 @@ impl MemoryTickets {
     fn counts(&self) -> (usize, usize) {
         let state = lock(&self.state);
         (state.tickets.len(), state.bytes)
+    }
+
+    #[cfg(test)]
+    fn order_len(&self) -> usize {
+        lock(&self.state).order.len()
     }
 }
 
@@ -335,5 +382,29 @@ mod tests {
         let newest = t.issue(&long, "github", now);
         t.redeem(&newest, &long, "github", now).unwrap();
         assert_eq!(t.counts(), (1, cost(&long, "github")));
+    }
+
+    #[test]
+    fn one_caller_cannot_push_out_another_callers_tickets() {
+        let now = Instant::now();
+        let t = tickets(100, usize::MAX);
+        let ana = t.issue("ana", "github", now);
+        let first_of_eve = t.issue("eve", "github", now);
+        for _ in 0..1000 {
+            t.issue("eve", "github", now);
+        }
+        assert_eq!(t.counts().0, 1 + MAX_TICKETS_PER_SUB);
+        assert!(t.order_len() <= 2 * t.counts().0 + 16, "{}", t.order_len());
+        assert!(
+            t.redeem(&first_of_eve, "eve", "github", now).is_err(),
+            "eve's oldest went"
+        );
+        t.redeem(&ana, "ana", "github", now).unwrap();
+        // Redeemed and evicted entries do not pile up in the order list.
+        for i in 0..1000 {
+            let x = t.issue(&format!("u{i}"), "github", now);
+            t.redeem(&x, &format!("u{i}"), "github", now).unwrap();
+        }
+        assert!(t.order_len() <= 2 * t.counts().0 + 16, "{}", t.order_len());
     }
 }
