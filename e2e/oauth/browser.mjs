@@ -7,10 +7,13 @@
 //   import { authorize } from "./browser.mjs";
 //   const redirect = await authorize(authorizationUrl, { login: "e-012", redirectUri });
 //   redirect.searchParams.get("code");
+//
+// Pass `jar` (a Map) to see the cookies collected on the way, e.g. the
+// client's own cookie set before it sent the browser to the server.
 
 const MAX_STEPS = 20;
 
-function cookieHeader(jar) {
+export function cookieHeader(jar) {
   return [...jar].map(([name, value]) => `${name}=${value}`).join("; ");
 }
 
@@ -57,10 +60,9 @@ function firstForm(html, login) {
 /**
  * Runs the user's side of the authorization request at `authorizationUrl`
  * and returns the URL the authorization server redirected to (starting with
- * `redirectUri`, carrying `code` or `error`).
+ * `redirectUri`, carrying `code` or `error`). Cookies go to `jar`.
  */
-export async function authorize(authorizationUrl, { login, redirectUri }) {
-  const jar = new Map();
+export async function authorize(authorizationUrl, { login, redirectUri, jar = new Map() }) {
   let url = new URL(authorizationUrl);
   let body;
   for (let step = 0; step < MAX_STEPS; step++) {

@@ -12,14 +12,22 @@
 //!   its generic scenarios against the `meridian` binary on its defaults;
 //! - a real authorization server, oidc-provider, issuing its default tokens
 //!   to the gateway (client credentials, code + PKCE, and the TypeScript
-//!   SDK's own OAuth client).
+//!   SDK's own OAuth client);
+//! - a third-party MCP server with its own authorization server
+//!   ([`tracker`]: the TypeScript SDK's `McpServer` and a second
+//!   oidc-provider), which users link their accounts to through the
+//!   gateway.
 //!
 //! This library holds what those tests start: the [`fixture`] backend the
 //! suite expects, the [`proxy`] that gives the suite a bearer token, the
-//! [`stack`] tying them to a gateway, and the [`real_issuer`] stack. The Node.js and Python parts are
+//! [`stack`] tying them to a gateway, the [`real_issuer`] stack, the
+//! [`tracker`] and the Node.js [`node`] processes behind them. The Node.js and Python parts are
 //! installed by `e2e/install.sh` (run by `.ci/run`).
 
 pub mod fixture;
+pub mod http;
+pub mod node;
 pub mod proxy;
 pub mod real_issuer;
 pub mod stack;
+pub mod tracker;

@@ -3,16 +3,9 @@
 //! gateway configured for it the way an operator would (`OAUTH_ISSUER` and
 //! nothing else about tokens) in front of two Meridian apps.
 
-use std::{
-    collections::HashMap,
-    io::{BufRead as _, BufReader},
-    path::Path,
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::{Arc, Mutex, mpsc},
-    time::Duration,
-};
+use std::{collections::HashMap, path::Path};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use cortex_backend::Auth;
 use cortex_gateway::{Gateway, config::GatewayConfig};
 use meridian::apps::{
@@ -21,105 +14,30 @@ use meridian::apps::{
 };
 use serde_json::{Value, json};
 
-/// How long the issuer may take to print its ready line (a cold Node start
-/// on a loaded 2-core machine takes a few seconds).
-const READY_LIMIT: Duration = Duration::from_secs(60);
-
-/// Keeps at most this much of the issuer's output, for error messages.
-const OUTPUT_KEPT: usize = 16 * 1024;
-
-fn keep(output: &Mutex<String>, line: &str) {
-    let mut kept = cortex_backend::sync::lock(output);
-    if kept.len() + line.len() < OUTPUT_KEPT {
-        kept.push_str(line);
-        kept.push('\n');
-    }
-}
+use crate::node::NodeProcess;
 
 /// A running `oauth/issuer.mjs`. It exits when its stdin closes, so it never
 /// outlives the test process; dropping this handle kills it at once.
 #[derive(Debug)]
 pub struct OidcProvider {
     issuer: String,
-    child: Child,
-    _stdin: ChildStdin,
+    _process: NodeProcess,
 }
 
 impl OidcProvider {
     /// Starts `script` with `node` and `config` (the script's JSON argument)
     /// and waits for its ready line.
     pub fn start(node: &Path, script: &Path, config: &Value) -> anyhow::Result<Self> {
-        let mut child = Command::new(node)
-            .arg(script)
-            .arg(config.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {} {}", node.display(), script.display()))?;
-        let stdin = child.stdin.take().context("the issuer's stdin")?;
-        let stdout = child.stdout.take().context("the issuer's stdout")?;
-        let stderr = child.stderr.take().context("the issuer's stderr")?;
-        // Both pipes are read until the issuer exits (it prints notices on
-        // stdout after the ready line; a closed pipe would make it fail);
-        // the start of its output is kept for error messages.
-        let output = Arc::new(Mutex::new(String::new()));
-        let (ready, line) = mpsc::channel();
-        let stdout_reader = std::thread::spawn({
-            let output = output.clone();
-            move || {
-                let mut lines = BufReader::new(stdout).lines();
-                if let Some(Ok(first)) = lines.next() {
-                    let _ = ready.send(first);
-                }
-                for line in lines.map_while(Result::ok) {
-                    keep(&output, &line);
-                }
-            }
-        });
-        let stderr_reader = std::thread::spawn({
-            let output = output.clone();
-            move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    keep(&output, &line);
-                }
-            }
-        });
-        let first = line.recv_timeout(READY_LIMIT).ok();
-        let issuer = first.as_deref().and_then(|first| {
-            serde_json::from_str::<Value>(first.trim())
-                .ok()
-                .and_then(|v| v["issuer"].as_str().map(String::from))
-        });
-        let Some(issuer) = issuer else {
-            // Everything the issuer said, once it has stopped saying it.
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = stdout_reader.join();
-            let _ = stderr_reader.join();
-            let output = output.lock().map(|o| o.clone()).unwrap_or_default();
-            bail!(
-                "oidc-provider did not start (no ready line within {READY_LIMIT:?}; first line \
-                 {first:?}); its output:\n{output}"
-            );
-        };
+        let process = NodeProcess::start(node, script, config, "oidc-provider")?;
         Ok(Self {
-            issuer,
-            child,
-            _stdin: stdin,
+            issuer: process.field("issuer")?,
+            _process: process,
         })
     }
 
     /// The issuer URL, `http://127.0.0.1:<port>`.
     pub fn issuer(&self) -> &str {
         &self.issuer
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

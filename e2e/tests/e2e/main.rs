@@ -10,3 +10,4 @@ mod real_issuer;
 mod rust_sdk;
 mod sdk_clients;
 mod support;
+mod tracker;

@@ -25,7 +25,7 @@ use tokio::process::Command;
 use crate::{
     meridian::{app_tools_for_scopes, check_app_tools},
     rust_sdk::{self, Client},
-    support::{e2e_dir, http, node, run},
+    support::{code_pkce, e2e_dir, http, node, run},
 };
 
 /// What the tests need of the shared stack.
@@ -137,14 +137,7 @@ async fn authorization_code(login: &str, scope: &str) -> String {
         "scope": scope,
         "login": login,
     });
-    let mut command = Command::new(node());
-    command
-        .arg(e2e_dir().join("oauth/code_pkce.mjs"))
-        .arg(request.to_string())
-        .current_dir(e2e_dir());
-    let finished = run(command, Duration::from_secs(60)).await;
-    finished.assert_success("code_pkce.mjs");
-    let response = finished.json("code_pkce.mjs");
+    let response = code_pkce(&request).await;
     assert_eq!(response["scope"], scope, "granted scope");
     response["access_token"]
         .as_str()

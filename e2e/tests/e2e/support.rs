@@ -115,32 +115,22 @@ pub(crate) async fn http(
     url: &str,
     headers: &[(&str, &str)],
     body: Option<String>,
-) -> (u16, hyper::HeaderMap, String) {
-    use http_body_util::{BodyExt as _, Full};
-    use hyper::body::Bytes;
-    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+) -> e2e::http::Answer {
+    e2e::http::request(method, url, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
 
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut request = hyper::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let response = client
-        .request(request)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let (parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: reading the body: {e}"))
-        .to_bytes();
-    (
-        parts.status.as_u16(),
-        parts.headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
+/// The token endpoint's answer to an authorization-code + PKCE request
+/// (`oauth/code_pkce.mjs`: the user's side scripted). `request` holds
+/// `issuer`, `client_id`, `redirect_uri`, `resource`, `scope` and `login`.
+pub(crate) async fn code_pkce(request: &serde_json::Value) -> serde_json::Value {
+    let mut command = Command::new(node());
+    command
+        .arg(e2e_dir().join("oauth/code_pkce.mjs"))
+        .arg(request.to_string())
+        .current_dir(e2e_dir());
+    let finished = run(command, Duration::from_secs(60)).await;
+    finished.assert_success("code_pkce.mjs");
+    finished.json("code_pkce.mjs")
 }
