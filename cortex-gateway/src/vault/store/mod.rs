@@ -80,6 +80,25 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// A table of sealed records: its name and the column naming the record's
+/// owner (a user's `sub`, or an issuer for client registrations).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Table {
+    pub(crate) name: &'static str,
+    pub(crate) owner: &'static str,
+}
+
+/// Users' grants.
+pub(crate) const GRANTS: Table = Table {
+    name: "vault_grants",
+    owner: "sub",
+};
+/// The gateway's client registrations.
+pub(crate) const CLIENTS: Table = Table {
+    name: "vault_clients",
+    owner: "issuer",
+};
+
 /// One stored row.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
@@ -128,11 +147,11 @@ impl Store {
     /// Inserts or replaces the row of (`row.sub`, `row.server`), keeping
     /// the first `created_at`.
     pub(crate) async fn upsert(&self, row: Row) -> Result<(), VaultError> {
-        dispatch!(self, s => s.upsert(row).await)
+        dispatch!(self, s => s.upsert(GRANTS, row).await)
     }
 
     pub(crate) async fn fetch(&self, sub: &str, server: &str) -> Result<Option<Row>, VaultError> {
-        dispatch!(self, s => s.fetch(sub, server).await)
+        dispatch!(self, s => s.fetch(GRANTS, sub, server).await)
     }
 
     /// Whether a row was there.
@@ -176,7 +195,7 @@ impl Store {
     /// Inserts or replaces a client registration (`row.sub` is the
     /// issuer).
     pub(crate) async fn upsert_client(&self, row: Row) -> Result<(), VaultError> {
-        dispatch!(self, s => s.upsert_client(row).await)
+        dispatch!(self, s => s.upsert(CLIENTS, row).await)
     }
 
     /// The client registration at `issuer` for `server`.
@@ -185,7 +204,7 @@ impl Store {
         issuer: &str,
         server: &str,
     ) -> Result<Option<Row>, VaultError> {
-        dispatch!(self, s => s.fetch_client(issuer, server).await)
+        dispatch!(self, s => s.fetch(CLIENTS, issuer, server).await)
     }
 
     /// Rows in total.

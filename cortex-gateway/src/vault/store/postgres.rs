@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use tokio_postgres::{Client, Config};
 
-use super::{MIGRATIONS, Row, check_known, pg_tls::RustlsConnect};
+use super::{MIGRATIONS, Row, Table, check_known, pg_tls::RustlsConnect};
 use crate::vault::{VaultError, seal::SealedRecord};
 
 /// The advisory lock taken while migrating ("cortex-v" in ASCII).
@@ -166,62 +166,45 @@ impl PgStore {
         Ok(guard.clone())
     }
 
-    pub(crate) async fn upsert(&self, row: Row) -> Result<(), VaultError> {
+    pub(crate) async fn upsert(&self, table: Table, row: Row) -> Result<(), VaultError> {
+        let Table { name, owner } = table;
+        let sql = format!(
+            "INSERT INTO {name} ({owner}, server, key_id, nonce, ciphertext, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT ({owner}, server) DO UPDATE SET key_id = EXCLUDED.key_id,
+               nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
+               updated_at = EXCLUDED.updated_at"
+        );
         on_connection!(self, |c| c.execute(
-                "INSERT INTO vault_grants (sub, server, key_id, nonce, ciphertext, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (sub, server) DO UPDATE SET key_id = EXCLUDED.key_id,
-                   nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
-                   updated_at = EXCLUDED.updated_at",
-                &[
-                    &row.sub,
-                    &row.server,
-                    &row.record.key_id,
-                    &&row.record.nonce[..],
-                    &row.record.ciphertext,
-                    &row.created_at,
-                    &row.updated_at,
-                ],
-            ))
+            &sql,
+            &[
+                &row.sub,
+                &row.server,
+                &row.record.key_id,
+                &&row.record.nonce[..],
+                &row.record.ciphertext,
+                &row.created_at,
+                &row.updated_at,
+            ],
+        ))
         .map(drop)
     }
 
-    pub(crate) async fn fetch(&self, sub: &str, server: &str) -> Result<Option<Row>, VaultError> {
-        let sql = format!("SELECT {COLUMNS} FROM vault_grants WHERE sub = $1 AND server = $2");
-        on_connection!(self, |c| c.query_opt(&sql, &[&sub, &server]))?
-            .as_ref()
-            .map(row)
-            .transpose()
-    }
-
-    pub(crate) async fn upsert_client(&self, row: Row) -> Result<(), VaultError> {
-        on_connection!(self, |c| c.execute(
-                "INSERT INTO vault_clients (issuer, server, key_id, nonce, ciphertext, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (issuer, server) DO UPDATE SET key_id = EXCLUDED.key_id,
-                   nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
-                   updated_at = EXCLUDED.updated_at",
-                &[
-                    &row.sub,
-                    &row.server,
-                    &row.record.key_id,
-                    &&row.record.nonce[..],
-                    &row.record.ciphertext,
-                    &row.created_at,
-                    &row.updated_at,
-                ],
-            ))
-        .map(drop)
-    }
-
-    pub(crate) async fn fetch_client(
+    pub(crate) async fn fetch(
         &self,
-        issuer: &str,
+        table: Table,
+        owner: &str,
         server: &str,
     ) -> Result<Option<Row>, VaultError> {
-        let sql = "SELECT issuer, server, key_id, nonce, ciphertext, created_at, updated_at \
-                   FROM vault_clients WHERE issuer = $1 AND server = $2";
-        on_connection!(self, |c| c.query_opt(sql, &[&issuer, &server]))?
+        let Table {
+            name,
+            owner: column,
+        } = table;
+        let sql = format!(
+            "SELECT {column}, server, key_id, nonce, ciphertext, created_at, updated_at \
+             FROM {name} WHERE {column} = $1 AND server = $2"
+        );
+        on_connection!(self, |c| c.query_opt(&sql, &[&owner, &server]))?
             .as_ref()
             .map(row)
             .transpose()

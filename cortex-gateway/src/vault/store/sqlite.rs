@@ -19,7 +19,7 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
-use super::{MIGRATIONS, Row, check_known};
+use super::{MIGRATIONS, Row, Table, check_known};
 use crate::vault::{VaultError, seal::SealedRecord};
 
 pub(crate) struct SqliteStore {
@@ -197,14 +197,18 @@ impl SqliteStore {
             .map_err(storage)
     }
 
-    pub(crate) async fn upsert(&self, row: Row) -> Result<(), VaultError> {
+    pub(crate) async fn upsert(&self, table: Table, row: Row) -> Result<(), VaultError> {
+        let Table { name, owner } = table;
+        let sql = format!(
+            "INSERT INTO {name} ({owner}, server, key_id, nonce, ciphertext, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT ({owner}, server) DO UPDATE SET key_id = excluded.key_id,
+               nonce = excluded.nonce, ciphertext = excluded.ciphertext,
+               updated_at = excluded.updated_at"
+        );
         self.with(move |c| {
             c.execute(
-                "INSERT INTO vault_grants (sub, server, key_id, nonce, ciphertext, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (sub, server) DO UPDATE SET key_id = excluded.key_id,
-                   nonce = excluded.nonce, ciphertext = excluded.ciphertext,
-                   updated_at = excluded.updated_at",
+                &sql,
                 params![
                     row.sub,
                     row.server,
@@ -220,17 +224,23 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn fetch(&self, sub: &str, server: &str) -> Result<Option<Row>, VaultError> {
-        let (sub, server) = (sub.to_string(), server.to_string());
-        self.with(move |c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM vault_grants WHERE sub = ?1 AND server = ?2"),
-                params![sub, server],
-                row,
-            )
-            .optional()
-        })
-        .await
+    pub(crate) async fn fetch(
+        &self,
+        table: Table,
+        owner: &str,
+        server: &str,
+    ) -> Result<Option<Row>, VaultError> {
+        let Table {
+            name,
+            owner: column,
+        } = table;
+        let sql = format!(
+            "SELECT {column}, server, key_id, nonce, ciphertext, created_at, updated_at
+             FROM {name} WHERE {column} = ?1 AND server = ?2"
+        );
+        let (owner, server) = (owner.to_string(), server.to_string());
+        self.with(move |c| c.query_row(&sql, params![owner, server], row).optional())
+            .await
     }
 
     pub(crate) async fn delete(&self, sub: &str, server: &str) -> Result<bool, VaultError> {
@@ -314,47 +324,6 @@ impl SqliteStore {
                 ],
             )
             .map(|n| n == 1)
-        })
-        .await
-    }
-
-    pub(crate) async fn upsert_client(&self, row: Row) -> Result<(), VaultError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO vault_clients (issuer, server, key_id, nonce, ciphertext, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (issuer, server) DO UPDATE SET key_id = excluded.key_id,
-                   nonce = excluded.nonce, ciphertext = excluded.ciphertext,
-                   updated_at = excluded.updated_at",
-                params![
-                    row.sub,
-                    row.server,
-                    row.record.key_id,
-                    &row.record.nonce[..],
-                    row.record.ciphertext,
-                    row.created_at,
-                    row.updated_at
-                ],
-            )
-            .map(drop)
-        })
-        .await
-    }
-
-    pub(crate) async fn fetch_client(
-        &self,
-        issuer: &str,
-        server: &str,
-    ) -> Result<Option<Row>, VaultError> {
-        let (issuer, server) = (issuer.to_string(), server.to_string());
-        self.with(move |c| {
-            c.query_row(
-                "SELECT issuer, server, key_id, nonce, ciphertext, created_at, updated_at
-                 FROM vault_clients WHERE issuer = ?1 AND server = ?2",
-                params![issuer, server],
-                row,
-            )
-            .optional()
         })
         .await
     }
