@@ -9,7 +9,7 @@
 //! | `CORTEX_MCP_<ID>_WRITE_SCOPE` | Cortex scope of the others (`readOnlyHint` not `true`); empty: the read scope | `mcp:<id>:write` |
 //! | `CORTEX_MCP_<ID>_CLIENT_ID` | pre-registered OAuth client at its authorization server | – |
 //! | `CORTEX_MCP_<ID>_CLIENT_SECRET` | its secret (masked) | – |
-//! | `CORTEX_MCP_<ID>_OAUTH_SCOPE` | OAuth scope asked for when linking | – |
+//! | `CORTEX_MCP_<ID>_OAUTH_SCOPE` | OAuth scope asked for when linking | the server's `scopes_supported` (+ `openid`, `offline_access` if offered) |
 //! | `CORTEX_MCP_<ID>_CATALOG_SUB` | the `sub` whose linked account lists its tools | – (listed without a token) |
 //! | `CORTEX_MCP_<ID>_TIMEOUT_MS` | per-request timeout | `10000` |
 //! | `CORTEX_MCP_<ID>_PREFIX` | prefix tool names with `<id>_` | `true` |

@@ -63,8 +63,8 @@ impl std::fmt::Debug for Client {
 /// What discovery found for one server, and the client to use there.
 #[derive(Debug, Clone)]
 pub(crate) struct Provider {
-    /// The scope asked for when none is configured: the server's
-    /// `scopes_supported` (RFC 9728), space-separated.
+    /// The scope asked for when none is configured (see
+    /// `default_scope`).
     pub(crate) default_scope: Option<String>,
     pub(crate) authorization_endpoint: String,
     pub(crate) token_endpoint: String,
@@ -228,17 +228,35 @@ pub(crate) async fn discover(
         .await
         .map_err(failed)?;
     let mut found = auth_server(issuer, &meta)?;
-    found.resource_scopes = document
-        .get("scopes_supported")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|s| !s.is_empty());
+    found.resource_scopes = default_scope(&document, &meta);
     Ok(found)
+}
+
+/// The scope to ask for when none is configured: the server's
+/// `scopes_supported` (RFC 9728, as the MCP authorization spec says), plus
+/// `openid` (an ID token names the linked account) and `offline_access` (a
+/// refresh token) when the authorization server offers them.
+fn default_scope(resource: &Value, auth_server: &Value) -> Option<String> {
+    let list = |doc: &Value| -> Vec<String> {
+        doc.get("scopes_supported")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut scopes = list(resource);
+    let offered = list(auth_server);
+    for extra in ["openid", "offline_access"] {
+        if offered.iter().any(|s| s == extra) && !scopes.iter().any(|s| s == extra) {
+            scopes.push(extra.to_string());
+        }
+    }
+    (!scopes.is_empty()).then(|| scopes.join(" "))
 }
 
 /// A `POST` without a token to the server, for the `resource_metadata` of
@@ -690,6 +708,21 @@ mod tests {
                 .and_then(|c| label_from(&c))
                 .as_deref(),
             Some("ana")
+        );
+    }
+
+    #[test]
+    fn the_default_scope_is_the_resources_plus_openid_and_offline_access() {
+        let resource = json!({"scopes_supported": ["tracker:read", "offline_access", "bad scope"]});
+        let auth_server = json!({"scopes_supported": ["openid", "offline_access", "email"]});
+        assert_eq!(
+            default_scope(&resource, &auth_server).as_deref(),
+            Some("tracker:read offline_access openid")
+        );
+        assert_eq!(default_scope(&json!({}), &json!({})), None);
+        assert_eq!(
+            default_scope(&json!({}), &auth_server).as_deref(),
+            Some("openid offline_access")
         );
     }
 
