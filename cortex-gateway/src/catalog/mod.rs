@@ -468,7 +468,16 @@ impl Federation {
 /// none), projected into tool descriptors.
 async fn fetch_mcp(mcp: &McpSources, server: &McpServerConfig) -> Result<BackendOffer, String> {
     let listed = match &server.catalog_sub {
-        None => mcp.client.list_tools(server, None).await,
+        None => match mcp.client.list_tools(server, None).await {
+            Err(UpstreamError::Status { status: 401, .. }) => {
+                return Err(format!(
+                    "tools/list: {} lists its tools only with a token: name a user whose linked \
+                     account lists them in its CATALOG_SUB setting",
+                    server.id
+                ));
+            }
+            other => other,
+        },
         Some(sub) => {
             let token = mcp
                 .accounts
@@ -511,5 +520,31 @@ fn catalog_account_error(server: &McpServerConfig, e: AccountError) -> String {
             format!("its catalog account ({sub}) must link again: {reason}")
         }
         AccountError::Unavailable(why) => format!("linked accounts are unavailable: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A catalog account linking refreshes at once, without waiting for
+    /// the interval (here an hour: only the link can make the first
+    /// refresh happen).
+    #[tokio::test]
+    async fn a_catalog_account_linking_refreshes_at_once() {
+        let upstream = UpstreamClient::new(1 << 20).unwrap();
+        let federation = Arc::new(Federation::new(Vec::new(), "t".repeat(32), upstream));
+        let (linked, rx) = broadcast::channel(4);
+        let refresher = tokio::spawn(
+            federation
+                .clone()
+                .run_refresher(Duration::from_secs(3600), Some(rx)),
+        );
+        assert!(!federation.is_ready());
+        linked.send("tracker".to_string()).unwrap();
+        let refreshed =
+            tokio::time::timeout(Duration::from_secs(30), federation.wait_ready()).await;
+        refresher.abort();
+        assert!(refreshed.is_ok(), "no refresh followed the link");
     }
 }

@@ -593,3 +593,30 @@ async fn too_large_and_unanswered_calls_are_tool_errors() {
         "{hang}"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_lists_only_with_a_token_says_to_name_a_catalog_account() {
+    let style = Style {
+        modern: true,
+        sse: false,
+        stateful: false,
+        list_needs_token: true,
+    };
+    let fake = FakeServer::start(style, &[("tok-alice", "alice@tracker")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with(&dir, &[("alice", "tracker", "tok-alice", "alice@tracker")]).await;
+    let w = world(&[("tracker", &fake)], vault, |_| {}).await;
+    let catalog = w.gateway.catalog();
+    let (_, health) = catalog
+        .health
+        .iter()
+        .find(|(id, _)| id == "tracker")
+        .expect("the server has a health entry");
+    match health {
+        cortex_gateway::Health::Down(reason) => {
+            assert!(reason.contains("CATALOG_SUB"), "{reason}");
+        }
+        up => panic!("listed without a token: {up:?}"),
+    }
+    assert!(catalog.tool("tracker_whoami").is_none());
+}
