@@ -67,7 +67,7 @@ pub use config::{VaultCacheLimits, VaultConfig, VaultKeys, VaultStorage};
 use self::{
     cache::GrantCache,
     seal::Keyring,
-    store::{Row, Store},
+    store::{CLIENTS, GRANTS, Row, Store},
 };
 
 /// Longest `sub` accepted (bytes).
@@ -418,45 +418,51 @@ impl Vault {
         let primary = self.keys.primary_id().to_string();
         let mut report = RotateReport {
             key_id: primary.clone(),
-            total: self.store.total().await?,
             ..RotateReport::default()
         };
         let mut seen = 0u64;
-        let mut after: Option<(String, String)> = None;
-        loop {
-            let page = self
-                .store
-                .page_not_under(
-                    &primary,
-                    after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
-                    ROTATE_PAGE,
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.sub.clone(), last.server.clone()));
-            for row in &page {
-                seen += 1;
-                let grant = match self.keys.open(&row.sub, &row.server, &row.record) {
-                    Ok(g) => g,
-                    Err(VaultError::UnknownKey { key_id, .. }) => {
-                        *report.unknown_key.entry(key_id).or_default() += 1;
-                        continue;
-                    }
-                    Err(VaultError::Unreadable { .. }) => {
-                        report.unreadable += 1;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let sealed = self.keys.seal(&row.sub, &row.server, &grant)?;
-                if self
+        for (table, domain) in [(GRANTS, seal::DOMAIN), (CLIENTS, seal::CLIENT_DOMAIN)] {
+            report.total += self.store.total(table).await?;
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page = self
                     .store
-                    .reseal(&row.sub, &row.server, &row.record, &sealed)
-                    .await?
-                {
-                    report.resealed += 1;
-                } else {
-                    report.changed_meanwhile += 1;
+                    .page_not_under(
+                        table,
+                        &primary,
+                        after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                        ROTATE_PAGE,
+                    )
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some((last.sub.clone(), last.server.clone()));
+                for row in &page {
+                    seen += 1;
+                    let grant = match self
+                        .keys
+                        .open_in(domain, &row.sub, &row.server, &row.record)
+                    {
+                        Ok(g) => g,
+                        Err(VaultError::UnknownKey { key_id, .. }) => {
+                            *report.unknown_key.entry(key_id).or_default() += 1;
+                            continue;
+                        }
+                        Err(VaultError::Unreadable { .. }) => {
+                            report.unreadable += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let sealed = self.keys.seal_in(domain, &row.sub, &row.server, &grant)?;
+                    if self
+                        .store
+                        .reseal(table, &row.sub, &row.server, &row.record, &sealed)
+                        .await?
+                    {
+                        report.resealed += 1;
+                    } else {
+                        report.changed_meanwhile += 1;
+                    }
                 }
             }
         }
@@ -537,6 +543,62 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn sqlite_vault(dir: &std::path::Path, keys: &[(&str, u8)]) -> Vault {
+        let keys = VaultKeys::from_pairs(
+            keys.iter()
+                .map(|(id, b)| (id.to_string(), seal::KeyBytes(Box::new([*b; 32]))))
+                .collect(),
+        );
+        let storage = VaultStorage::Sqlite {
+            path: dir.join("vault.db"),
+        };
+        Vault::open(&VaultConfig::new(keys, storage)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn rotation_reseals_client_registrations_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let registration = Registration {
+            client_id: "dcr-client".into(),
+            client_secret: Some(Secret::new("dcr-secret".into())),
+            auth_method: "client_secret_basic".into(),
+        };
+        let old = sqlite_vault(dir.path(), &[("old", 1)]).await;
+        old.put_client("https://as.example", "tracker", &registration)
+            .await
+            .unwrap();
+        old.put(
+            "ana",
+            "tracker",
+            Grant::new(Secret::new("at".into()), "ana"),
+        )
+        .await
+        .unwrap();
+        drop(old);
+        let both = sqlite_vault(dir.path(), &[("new", 2), ("old", 1)]).await;
+        let report = both.rotate().await.unwrap();
+        assert_eq!((report.total, report.resealed), (2, 2), "{report}");
+        assert!(report.is_complete());
+        drop(both);
+        let new_only = sqlite_vault(dir.path(), &[("new", 2)]).await;
+        assert_eq!(
+            new_only
+                .get_client("https://as.example", "tracker")
+                .await
+                .unwrap(),
+            Some(registration)
+        );
+        assert!(new_only.get("ana", "tracker").await.unwrap().is_some());
+        // A registration row never opens as a grant.
+        assert!(
+            new_only
+                .get("https://as.example", "tracker")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
 
     #[test]
     fn secrets_compare_by_value_and_never_show() {

@@ -19,7 +19,7 @@ use super::{Grant, Secret, VaultError, config::VaultKeys};
 
 /// Names the format of the sealed bytes and of the associated data; a new
 /// format gets a new tag, so old and new records are never confused.
-const DOMAIN: &[u8] = b"cortex-vault/grant/v1";
+pub(crate) const DOMAIN: &[u8] = b"cortex-vault/grant/v1";
 /// The domain of the gateway's client registrations (`vault_clients`).
 pub(crate) const CLIENT_DOMAIN: &[u8] = b"cortex-vault/client/v1";
 /// Bytes of the GCM tag appended to the ciphertext.

@@ -169,27 +169,29 @@ impl Store {
         dispatch!(self, s => s.counts().await)
     }
 
-    /// Up to `limit` rows not sealed under `key_id`, after (`sub`,
-    /// `server`) in key order.
+    /// Up to `limit` rows of `table` not sealed under `key_id`, after
+    /// (owner, `server`) in key order.
     pub(crate) async fn page_not_under(
         &self,
+        table: Table,
         key_id: &str,
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> Result<Vec<Row>, VaultError> {
-        dispatch!(self, s => s.page_not_under(key_id, after, limit).await)
+        dispatch!(self, s => s.page_not_under(table, key_id, after, limit).await)
     }
 
-    /// Replaces the sealed record of a row if it still holds `old` (a
-    /// concurrent put or delete wins); whether it did.
+    /// Replaces the sealed record of a row of `table` if it still holds
+    /// `old` (a concurrent put or delete wins); whether it did.
     pub(crate) async fn reseal(
         &self,
-        sub: &str,
+        table: Table,
+        owner: &str,
         server: &str,
         old: &SealedRecord,
         new: &SealedRecord,
     ) -> Result<bool, VaultError> {
-        dispatch!(self, s => s.reseal(sub, server, old, new).await)
+        dispatch!(self, s => s.reseal(table, owner, server, old, new).await)
     }
 
     /// Inserts or replaces a client registration (`row.sub` is the
@@ -207,9 +209,9 @@ impl Store {
         dispatch!(self, s => s.fetch(CLIENTS, issuer, server).await)
     }
 
-    /// Rows in total.
-    pub(crate) async fn total(&self) -> Result<u64, VaultError> {
-        Ok(self.counts().await?.values().sum())
+    /// Rows of `table`.
+    pub(crate) async fn total(&self, table: Table) -> Result<u64, VaultError> {
+        dispatch!(self, s => s.total(table).await)
     }
 }
 

@@ -61,8 +61,6 @@ fn row(r: &tokio_postgres::Row) -> Result<Row, VaultError> {
     })
 }
 
-const COLUMNS: &str = "sub, server, key_id, nonce, ciphertext, created_at, updated_at";
-
 /// Runs `$op` (an expression using the connection `$c`) once, and once
 /// more on a new connection if the first failed because the connection
 /// was closed (a server restart, a fail-over, an idle timeout). Every
@@ -240,19 +238,21 @@ impl PgStore {
 
     pub(crate) async fn page_not_under(
         &self,
+        table: Table,
         key_id: &str,
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> Result<Vec<Row>, VaultError> {
-        let (sub, server) = after.unwrap_or(("", ""));
-        // Both columns are `COLLATE "C"`: byte order, as SQLite's.
+        let Table { name, owner } = table;
+        let (first, server) = after.unwrap_or(("", ""));
+        // Both key columns are `COLLATE "C"`: byte order, as SQLite's.
         let sql = format!(
-            "SELECT {COLUMNS} FROM vault_grants
-             WHERE key_id <> $1 AND (sub, server) > ($2, $3)
-             ORDER BY sub, server LIMIT $4"
+            "SELECT {owner}, server, key_id, nonce, ciphertext, created_at, updated_at FROM {name}
+             WHERE key_id <> $1 AND ({owner}, server) > ($2, $3)
+             ORDER BY {owner}, server LIMIT $4"
         );
         let limit = i64::from(limit);
-        on_connection!(self, |c| c.query(&sql, &[&key_id, &sub, &server, &limit]))?
+        on_connection!(self, |c| c.query(&sql, &[&key_id, &first, &server, &limit]))?
             .iter()
             .map(row)
             .collect()
@@ -260,24 +260,40 @@ impl PgStore {
 
     pub(crate) async fn reseal(
         &self,
-        sub: &str,
+        table: Table,
+        owner: &str,
         server: &str,
         old: &SealedRecord,
         new: &SealedRecord,
     ) -> Result<bool, VaultError> {
+        let Table {
+            name,
+            owner: column,
+        } = table;
+        let sql = format!(
+            "UPDATE {name} SET key_id = $1, nonce = $2, ciphertext = $3
+             WHERE {column} = $4 AND server = $5 AND key_id = $6 AND nonce = $7"
+        );
         on_connection!(self, |c| c.execute(
-            "UPDATE vault_grants SET key_id = $1, nonce = $2, ciphertext = $3
-                 WHERE sub = $4 AND server = $5 AND key_id = $6 AND nonce = $7",
+            &sql,
             &[
                 &new.key_id,
                 &&new.nonce[..],
                 &new.ciphertext,
-                &sub,
+                &owner,
                 &server,
                 &old.key_id,
                 &&old.nonce[..],
             ],
         ))
         .map(|n| n == 1)
+    }
+
+    pub(crate) async fn total(&self, table: Table) -> Result<u64, VaultError> {
+        let sql = format!("SELECT COUNT(*) FROM {}", table.name);
+        let row = on_connection!(self, |c| c.query_one(&sql, &[]))?;
+        row.try_get::<_, i64>(0)
+            .map(|n| n as u64)
+            .map_err(|e| VaultError::Storage(format!("PostgreSQL row: {e}")))
     }
 }

@@ -153,8 +153,6 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
-const COLUMNS: &str = "sub, server, key_id, nonce, ciphertext, created_at, updated_at";
-
 impl SqliteStore {
     pub(crate) async fn open(path: &Path) -> Result<Self, VaultError> {
         let path = path.to_path_buf();
@@ -277,20 +275,23 @@ impl SqliteStore {
 
     pub(crate) async fn page_not_under(
         &self,
+        table: Table,
         key_id: &str,
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> Result<Vec<Row>, VaultError> {
+        let Table { name, owner } = table;
+        let sql = format!(
+            "SELECT {owner}, server, key_id, nonce, ciphertext, created_at, updated_at FROM {name}
+             WHERE key_id <> ?1 AND ({owner} > ?2 OR ({owner} = ?2 AND server > ?3))
+             ORDER BY {owner}, server LIMIT ?4"
+        );
         let key_id = key_id.to_string();
         let after = after.map(|(a, b)| (a.to_string(), b.to_string()));
         self.with(move |c| {
-            let (sub, server) = after.unwrap_or_default();
-            let mut stmt = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM vault_grants
-                 WHERE key_id <> ?1 AND (sub > ?2 OR (sub = ?2 AND server > ?3))
-                 ORDER BY sub, server LIMIT ?4"
-            ))?;
-            stmt.query_map(params![key_id, sub, server, limit], row)?
+            let (first, server) = after.unwrap_or_default();
+            let mut stmt = c.prepare(&sql)?;
+            stmt.query_map(params![key_id, first, server, limit], row)?
                 .collect()
         })
         .await
@@ -298,26 +299,34 @@ impl SqliteStore {
 
     pub(crate) async fn reseal(
         &self,
-        sub: &str,
+        table: Table,
+        owner: &str,
         server: &str,
         old: &SealedRecord,
         new: &SealedRecord,
     ) -> Result<bool, VaultError> {
-        let (sub, server, old, new) = (
-            sub.to_string(),
+        let Table {
+            name,
+            owner: column,
+        } = table;
+        let sql = format!(
+            "UPDATE {name} SET key_id = ?1, nonce = ?2, ciphertext = ?3
+             WHERE {column} = ?4 AND server = ?5 AND key_id = ?6 AND nonce = ?7"
+        );
+        let (owner, server, old, new) = (
+            owner.to_string(),
             server.to_string(),
             old.clone(),
             new.clone(),
         );
         self.with(move |c| {
             c.execute(
-                "UPDATE vault_grants SET key_id = ?1, nonce = ?2, ciphertext = ?3
-                 WHERE sub = ?4 AND server = ?5 AND key_id = ?6 AND nonce = ?7",
+                &sql,
                 params![
                     new.key_id,
                     &new.nonce[..],
                     new.ciphertext,
-                    sub,
+                    owner,
                     server,
                     old.key_id,
                     &old.nonce[..]
@@ -326,5 +335,12 @@ impl SqliteStore {
             .map(|n| n == 1)
         })
         .await
+    }
+
+    pub(crate) async fn total(&self, table: Table) -> Result<u64, VaultError> {
+        let sql = format!("SELECT COUNT(*) FROM {}", table.name);
+        self.with(move |c| c.query_row(&sql, [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
     }
 }
