@@ -97,5 +97,6 @@ for (const session of plan.sessions) {
     process.exit(2);
   }
 }
-process.stdout.write(JSON.stringify({ sessions }) + "\n");
-process.exit(0);
+// Exit only once the answer is flushed: on a pipe, exiting right after
+// write() cuts the output at 64 KiB.
+process.stdout.write(JSON.stringify({ sessions }) + "\n", () => process.exit(0));

@@ -265,5 +265,5 @@ try {
   console.error(`ts_oauth_client: ${describeError(e).message}`);
   process.exit(2);
 }
-process.stdout.write(JSON.stringify(out) + "\n");
-process.exit(0);
+// Exit only once the answer is flushed (a pipe cuts it at 64 KiB otherwise).
+process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(0));

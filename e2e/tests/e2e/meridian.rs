@@ -43,6 +43,11 @@ const STAFFING_READ: [&str; 4] = [
     "staffing_list_hr_policies",
 ];
 
+/// The tracker's tools (a third-party MCP server behind the gateway):
+/// every persona has `mcp:tracker:write`.
+const TRACKER_READ: [&str; 2] = ["tracker_list_issues", "tracker_whoami"];
+const TRACKER_WRITE: [&str; 1] = ["tracker_create_issue"];
+
 /// The app tools a persona must see (the table in docs/architecture.md), sorted.
 pub(crate) fn expected_app_tools(persona: Persona) -> Vec<String> {
     let groups: Vec<&[&str]> = match persona {
@@ -51,7 +56,13 @@ pub(crate) fn expected_app_tools(persona: Persona) -> Vec<String> {
         Persona::Cfo => vec![&BILLING_READ, &BILLING_WRITE, &CRM_READ],
         Persona::Ceo => vec![&CRM_READ, &DOCS_READ, &BILLING_READ, &STAFFING_READ],
     };
-    let mut names: Vec<String> = groups.concat().into_iter().map(String::from).collect();
+    let tracker: [&[&str]; 2] = [&TRACKER_READ, &TRACKER_WRITE];
+    let mut names: Vec<String> = groups
+        .into_iter()
+        .chain(tracker)
+        .flatten()
+        .map(|n| n.to_string())
+        .collect();
     names.sort();
     names
 }
@@ -69,6 +80,8 @@ pub(crate) fn app_tools_for_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>
             "mcp:billing:read" => &[&BILLING_READ],
             "mcp:billing:write" => &[&BILLING_READ, &BILLING_WRITE],
             "mcp:staffing:read" => &[&STAFFING_READ],
+            "mcp:tracker:read" => &[&TRACKER_READ],
+            "mcp:tracker:write" => &[&TRACKER_READ, &TRACKER_WRITE],
             other => panic!("no Meridian tools known for the scope {other:?}"),
         };
         names.extend(groups.concat().into_iter().map(String::from));
@@ -79,7 +92,7 @@ pub(crate) fn app_tools_for_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>
 }
 
 fn is_app_tool(name: &str) -> bool {
-    ["crm_", "docs_", "billing_", "staffing_"]
+    ["crm_", "docs_", "billing_", "staffing_", "tracker_"]
         .iter()
         .any(|p| name.starts_with(p))
 }

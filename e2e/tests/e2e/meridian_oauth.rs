@@ -735,8 +735,11 @@ async fn headless_chromium_signs_in_and_consents_then_revokes() {
     );
     assert_eq!(browser.text("#person").await, "Lena Fischer");
     assert_eq!(
-        browser.text("#scopes").await,
-        "mcp:crm:write: read and change records in the crm app"
+        browser.text("#scopes").await.lines().collect::<Vec<_>>(),
+        [
+            "mcp:crm:write: read and change records in the crm app",
+            "mcp:tracker:write: read and change records in the tracker app"
+        ]
     );
     browser
         .save_screenshot(&shots, "meridian-consent.png")
@@ -771,7 +774,10 @@ async fn headless_chromium_signs_in_and_consents_then_revokes() {
         .json()
         .await
         .expect("token JSON");
-    assert_eq!(tokens["scope"], "mcp:crm:write", "{tokens}");
+    assert_eq!(
+        tokens["scope"], "mcp:crm:write mcp:tracker:write",
+        "{tokens}"
+    );
     let token = tokens["access_token"].as_str().expect("a token");
     let listed: Value = list_tools(&http, &running.url, token)
         .await

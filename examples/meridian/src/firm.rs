@@ -212,27 +212,32 @@ impl Persona {
     }
 }
 
+/// The gateway scope of the tracker's tools: everyone uses the tracker,
+/// through their own linked tracker account.
+pub const TRACKER_SCOPE: &str = "mcp:tracker:write";
+
 const ALL_READS: &[&str] = &[
     "mcp:crm:read",
     "mcp:docs:read",
     "mcp:billing:read",
     "mcp:staffing:read",
+    TRACKER_SCOPE,
 ];
 
 /// The scopes a role's token carries: the persona table of docs/architecture.md for
 /// the four persona roles, and the same logic for the others (partners
 /// oversee like the CEO, accountants work like the CFO, HR owns staffing,
 /// consultants write project documents and read staffing, operations read
-/// staffing).
+/// staffing). Every role also has [`TRACKER_SCOPE`].
 pub fn role_scopes(role: &str) -> &'static [&'static str] {
     match role {
-        "sales_rep" => &["mcp:crm:write"],
-        "project_manager" => &["mcp:docs:write", "mcp:crm:read"],
-        "cfo" | "accountant" => &["mcp:billing:write", "mcp:crm:read"],
+        "sales_rep" => &["mcp:crm:write", TRACKER_SCOPE],
+        "project_manager" => &["mcp:docs:write", "mcp:crm:read", TRACKER_SCOPE],
+        "cfo" | "accountant" => &["mcp:billing:write", "mcp:crm:read", TRACKER_SCOPE],
         "ceo" | "partner" => ALL_READS,
-        "hr" => &["mcp:staffing:write"],
-        "consultant" => &["mcp:docs:write", "mcp:staffing:read"],
-        "operations" => &["mcp:staffing:read"],
+        "hr" => &["mcp:staffing:write", TRACKER_SCOPE],
+        "consultant" => &["mcp:docs:write", "mcp:staffing:read", TRACKER_SCOPE],
+        "operations" => &["mcp:staffing:read", TRACKER_SCOPE],
         _ => &[],
     }
 }
@@ -360,8 +365,13 @@ mod tests {
         assert_eq!(employee(HEAD_OF_PEOPLE).map(|e| e.role), Some("hr"));
         // Every role of the directory has scopes.
         assert!(people.iter().all(|e| !role_scopes(e.role).is_empty()));
-        assert_eq!(Persona::SalesRep.scopes(), ["mcp:crm:write"]);
-        assert_eq!(Persona::Ceo.scopes().len(), 4);
+        assert_eq!(Persona::SalesRep.scopes(), ["mcp:crm:write", TRACKER_SCOPE]);
+        assert_eq!(Persona::Ceo.scopes().len(), 5);
+        assert!(
+            people
+                .iter()
+                .all(|e| role_scopes(e.role).contains(&TRACKER_SCOPE))
+        );
         assert_eq!(employee(SOUTH_REP).map(|e| e.team), Some("sales-south"));
     }
 }

@@ -28,6 +28,6 @@ pub mod tracker;
 
 pub use mcp::curl_tools_list;
 pub use run::{
-    INTROSPECTION_CACHE_S, Options, Running, Tokens, admin_file, parse_duration, start, start_with,
-    write_admin_file,
+    INTROSPECTION_CACHE_S, Options, Running, TRACKER_ID, Tokens, admin_file, parse_duration, start,
+    start_with, write_admin_file,
 };

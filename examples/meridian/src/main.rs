@@ -243,7 +243,7 @@ async fn revoke(port: u16, person: &str) -> anyhow::Result<()> {
 fn print_banner(running: &Running, ttl: Duration, print_tokens: bool) {
     let auth = running.auth_server();
     println!(
-        "Meridian is running: a dev authorization server, four apps and the Cortex gateway.\n"
+        "Meridian is running: a dev authorization server, four apps, the tracker and the Cortex gateway.\n"
     );
     println!("MCP URL: {}\n", running.url);
     println!("Add this URL to your MCP client; your client will open a browser to sign in.");
@@ -263,6 +263,19 @@ fn print_banner(running: &Running, ttl: Duration, print_tokens: bool) {
             running.app_url(app)
         );
     }
+    let tracker = running.tracker();
+    println!("\nTracker (a third-party MCP server; tools tracker_*, linked per person):");
+    println!("  MCP server:           {}", tracker.url());
+    println!("  Resource metadata:    {}", tracker.metadata_url());
+    println!(
+        "  Its own auth server:  {} (grants page {})",
+        tracker.auth_server().issuer(),
+        tracker.auth_server().admin_url()
+    );
+    println!(
+        "  The first tracker_* call answers a link URL: open it to sign in to the tracker;\n  \
+         the `accounts` tool lists and unlinks linked accounts."
+    );
     if !print_tokens {
         println!(
             "\n(For scripts: --print-tokens prints a bearer token per persona and a curl command.)"

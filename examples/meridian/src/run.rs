@@ -1,13 +1,16 @@
-//! Starting the whole example in-process: issuer, four apps, gateway.
+//! Starting the whole example in-process: issuer, four apps, the tracker
+//! (a third-party MCP server with its own authorization server), gateway.
 
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
 use cortex_backend::{Auth, testing::TestIssuer};
 use cortex_gateway::{
     Gateway,
-    config::{BackendConfig, GatewayConfig, TokenMode},
+    config::{BackendConfig, GatewayConfig, McpServerConfig, TokenMode, VaultConfig},
+    vault::{VaultKeys, VaultStorage},
 };
 use serde::Serialize;
 
@@ -17,8 +20,13 @@ use crate::{
         serve::{Served, ShutdownTrigger},
     },
     firm::Persona,
-    issuer::{AuthServer, ClientCredentials, Settings},
+    issuer::{AuthServer, ClientCredentials, Settings, TRACKER_SCOPES},
+    tracker::Tracker,
 };
+
+/// The tracker's server id at the gateway: its tools are `tracker_<tool>`,
+/// its link pages `/link/tracker/...`.
+pub const TRACKER_ID: &str = "tracker";
 
 /// Seconds the gateway reuses an introspection answer: how long a revoked
 /// token keeps working at most.
@@ -76,9 +84,11 @@ pub struct Running {
     /// The persona tokens (minted without a sign-in, for scripts and tests).
     pub tokens: Tokens,
     apps: Vec<(App, Served)>,
+    tracker: Tracker,
     gateway: tokio::task::JoinHandle<()>,
     auth: AuthServer,
     trigger: ShutdownTrigger,
+    _vault: RunDir,
 }
 
 impl Running {
@@ -101,6 +111,12 @@ impl Running {
     /// The dev authorization server (sign-in, tokens, revocation).
     pub fn auth_server(&self) -> &AuthServer {
         &self.auth
+    }
+
+    /// The tracker: a third-party MCP server with its own authorization
+    /// server, behind the gateway as the MCP server `tracker`.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
     }
 
     /// Mints a token for a persona with a given lifetime.
@@ -139,7 +155,7 @@ async fn start_gateway(
     introspection: ClientCredentials,
     url: &str,
     technical: String,
-    apps: &[(App, Served)],
+    sources: Sources<'_>,
     listener: std::net::TcpListener,
     trigger: &ShutdownTrigger,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -153,12 +169,19 @@ async fn start_gateway(
     // Audit lines (one per tool call) go to standard output, with caller
     // pseudonyms keyed by a secret of this run.
     config.controls.audit_secret = Some(random_secret()?);
+    let Sources {
+        apps,
+        tracker,
+        vault,
+    } = sources;
     for (app, served) in apps {
         let mut backend = BackendConfig::new(app.id(), served.base_url.clone());
         backend.prefix = true;
         backend.token_mode = TokenMode::Forward;
         config.backends.push(backend);
     }
+    config.mcp_servers.push(tracker);
+    config.vault = Some(vault);
     let gateway = Gateway::new(config).await.context("starting the gateway")?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -177,14 +200,70 @@ async fn start_gateway(
         .context("the gateway's first catalog refresh")?;
     let catalog = gateway.catalog();
     let healthy: Vec<&str> = catalog.healthy().collect();
-    if let Some((app, _)) = apps.iter().find(|(a, _)| !healthy.contains(&a.id())) {
+    let mut sources = apps.iter().map(|(a, _)| a.id()).chain([TRACKER_ID]);
+    if let Some(source) = sources.find(|s| !healthy.contains(s)) {
         anyhow::bail!(
-            "the gateway could not load the {} app's catalog: {}",
-            app.id(),
+            "the gateway could not load the {source} catalog: {}",
             catalog.warnings.join("; ")
         );
     }
     Ok(task)
+}
+
+/// What the gateway federates.
+struct Sources<'a> {
+    /// The four apps (contract backends).
+    apps: &'a [(App, Served)],
+    /// The tracker: a third-party MCP server the gateway reaches with each
+    /// person's own linked tracker account, never with their gateway token.
+    tracker: McpServerConfig,
+    /// Where those accounts' grants are kept sealed.
+    vault: VaultConfig,
+}
+
+impl<'a> Sources<'a> {
+    /// The apps, the tracker, and the vault of linked accounts: a SQLite file in the
+    /// run's directory, sealed with a key generated for this run and kept
+    /// in memory only. Links do not outlive the run.
+    fn new(apps: &'a [(App, Served)], tracker: &Tracker, dir: &RunDir) -> anyhow::Result<Self> {
+        let mut server = McpServerConfig::new(TRACKER_ID, tracker.url());
+        server.oauth_scope = Some(TRACKER_SCOPES.join(" "));
+        let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()?);
+        let keys = VaultKeys::parse_single("CORTEX_VAULT_KEY", &key)?;
+        let storage = VaultStorage::Sqlite {
+            path: dir.path.join("vault.db"),
+        };
+        Ok(Self {
+            apps,
+            tracker: server,
+            vault: VaultConfig::new(keys, storage),
+        })
+    }
+}
+
+/// A directory of one run, readable by its owner only, removed on drop.
+#[derive(Debug)]
+struct RunDir {
+    path: std::path::PathBuf,
+}
+
+impl RunDir {
+    fn create() -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("meridian-{}", &random_secret()?[..16]));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&path)
+            .with_context(|| format!("cannot create the run directory {}", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Where a running Meridian on `port` keeps what `meridian revoke` needs
@@ -212,13 +291,21 @@ pub fn write_admin_file(path: &std::path::Path, auth: &AuthServer) -> anyhow::Re
     Ok(())
 }
 
-/// A random secret of 32 bytes, hex-encoded.
-pub(crate) fn random_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
+/// `N` random bytes.
+fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(bytes)
+}
+
+/// A random secret of 32 bytes, hex-encoded.
+pub(crate) fn random_secret() -> anyhow::Result<String> {
+    Ok(random_bytes::<32>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Parses a lifetime: `8h`, `30m`, `90s`, `2d` or a number of seconds.
@@ -248,8 +335,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Starts the authorization server, the four apps and the gateway; returns
-/// once the gateway's catalog holds every app.
+/// Starts the authorization server, the four apps, the tracker and the
+/// gateway; returns once the gateway's catalog holds every app and the
+/// tracker.
 pub async fn start(options: Options) -> anyhow::Result<Running> {
     start_with(options, Settings::default()).await
 }
@@ -264,7 +352,7 @@ pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<
             )
         })?;
     let url = format!("http://{}/mcp", gateway_listener.local_addr()?);
-    let auth_server = AuthServer::start(&url, settings)
+    let auth_server = AuthServer::start(&url, settings.clone())
         .await
         .context("starting the dev authorization server")?;
     let introspection = auth_server.register_confidential("cortex-gateway", "")?;
@@ -281,12 +369,16 @@ pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<
             .with_context(|| format!("starting the {} app", app.id()))?;
         apps.push((app, served));
     }
+    let tracker = Tracker::start(settings, trigger.subscribe())
+        .await
+        .context("starting the tracker")?;
+    let run_dir = RunDir::create()?;
     let gateway = start_gateway(
         &auth_server,
         introspection,
         &url,
         technical,
-        &apps,
+        Sources::new(&apps, &tracker, &run_dir)?,
         gateway_listener,
         &trigger,
     )
@@ -301,9 +393,11 @@ pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<
         url,
         tokens,
         apps,
+        tracker,
         gateway,
         auth: auth_server,
         trigger,
+        _vault: run_dir,
     })
 }
 
@@ -325,6 +419,21 @@ mod tests {
                 .contains("unknown unit")
         );
         assert!(parse_duration("h").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn the_run_directory_is_private_and_removed() {
+        let dir = RunDir::create().unwrap();
+        let path = dir.path.clone();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        std::fs::write(path.join("vault.db"), b"x").unwrap();
+        drop(dir);
+        assert!(!path.exists());
     }
 
     #[test]

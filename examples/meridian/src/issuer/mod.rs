@@ -8,6 +8,7 @@
 //! | `GET /authorize`, `POST /authorize/person`, `POST /authorize/consent` | OAuth 2.1 code + PKCE (S256), RFC 8707, RFC 8252, RFC 9207 | [`authorize`] |
 //! | `POST /token` | code, refresh (rotated), client credentials | [`token`] |
 //! | `POST /revoke`, `POST /introspect` | RFC 7009, RFC 7662 | [`token`] |
+//! | `GET /userinfo` | OpenID Connect Core 5.3 (the person behind a token) | [`token`] |
 //! | `POST /register` | RFC 7591 | [`clients`] |
 //! | a `client_id` that is a URL | Client ID Metadata Documents | [`clients`] |
 //! | `GET /admin`, `POST /admin/revoke` | revoke every grant of a person | [`admin`] |
@@ -104,9 +105,10 @@ impl Realm {
         match self {
             Self::Firm => {
                 let mut out = Vec::new();
-                for app in crate::apps::App::ALL {
+                let ids = crate::apps::App::ALL.iter().map(|a| a.id());
+                for id in ids.chain([crate::TRACKER_ID]) {
                     for action in ["read", "write"] {
-                        out.push(format!("mcp:{}:{action}", app.id()));
+                        out.push(format!("mcp:{id}:{action}"));
                     }
                 }
                 out
@@ -390,6 +392,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/token", post(token::token))
         .route("/revoke", post(token::revoke))
         .route("/introspect", post(token::introspect))
+        .route("/userinfo", get(token::userinfo))
         .route("/register", post(clients::register))
         .route("/admin", get(admin::page))
         .route("/admin/revoke", post(admin::revoke))
@@ -405,6 +408,7 @@ async fn metadata(axum::extract::State(s): axum::extract::State<Arc<Shared>>) ->
         "registration_endpoint": s.url("/register"),
         "revocation_endpoint": s.url("/revoke"),
         "introspection_endpoint": s.url("/introspect"),
+        "userinfo_endpoint": s.url("/userinfo"),
         "jwks_uri": s.url("/jwks.json"),
         "scopes_supported": s.settings.realm.scopes(),
         "response_types_supported": ["code"],

@@ -466,6 +466,39 @@ pub(crate) async fn introspect(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `GET /userinfo` (OpenID Connect Core section 5.3): the person behind a
+/// live access token of this server, for a client to name the account
+/// (the gateway's "account linked" page).
+pub(crate) async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let live = token.and_then(|t| decode_access(&s, t, true)).filter(|c| {
+        let store = s.store();
+        match grant_of(c.jti.as_deref()) {
+            Some(grant) => store.grant(grant, now()).is_some_and(|g| g.sub == c.sub),
+            None => !store.revoked(&c.sub, c.iat),
+        }
+    });
+    let Some(claims) = live else {
+        let mut response = json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "invalid_token", "error_description": "send a live access token of this server as Authorization: Bearer"}),
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        return response;
+    };
+    let body = match s.person(&claims.sub) {
+        Some(e) => json!({"sub": e.id, "email": e.email, "name": e.name}),
+        None => json!({"sub": claims.sub}),
+    };
+    json_response(StatusCode::OK, &body)
+}
+
 /// `POST /revoke` (RFC 7009): ends the grant behind an access or refresh
 /// token of the calling client.
 pub(crate) async fn revoke(

@@ -9,8 +9,10 @@
 //! | `POST /mcp` | the MCP server: [`issues`] (`whoami`, `list_issues`, `create_issue`) |
 //! | `GET /.well-known/oauth-protected-resource/mcp` (and without `/mcp`) | RFC 9728 metadata naming its authorization server |
 //!
-//! Every MCP request needs `Authorization: Bearer` with a token of the
-//! tracker's own authorization server (a [`Realm::Tracker`] instance of
+//! Discovery (`initialize`, `server/discover`, `tools/list`) is open, as
+//! many SaaS servers do, so the gateway lists the tools without anyone's
+//! account. Every other MCP request needs `Authorization: Bearer` with a
+//! token of the tracker's own authorization server (a [`Realm::Tracker`] instance of
 //! [`crate::issuer`], its own issuer and port) whose audience is the
 //! tracker's URL. The tracker asks that server about each token (RFC 7662
 //! introspection), so a revoked grant stops working at once; anything else
@@ -212,13 +214,30 @@ enum Refusal {
     Unavailable,
 }
 
+/// JSON-RPC methods served without a token: discovery, so that an MCP
+/// client (the gateway) can show the tools before anyone signs in. Every
+/// tool call needs a token.
+const OPEN_METHODS: [&str; 5] = [
+    "initialize",
+    "notifications/initialized",
+    "server/discover",
+    "tools/list",
+    "ping",
+];
+
+/// Whether a request body is one discovery message (see [`OPEN_METHODS`]).
+fn is_discovery(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        method: String,
+    }
+    serde_json::from_slice::<Message>(body).is_ok_and(|m| OPEN_METHODS.contains(&m.method.as_str()))
+}
+
 /// Lets through MCP requests whose bearer token the tracker's
-/// authorization server vouches for, with audience = the tracker.
-async fn require_token(
-    State(guard): State<Arc<Guard>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// authorization server vouches for, with audience = the tracker, and
+/// token-less discovery requests.
+async fn require_token(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -230,7 +249,19 @@ async fn require_token(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_string);
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(json!({"error": format!(
+                "the tracker takes MCP requests of at most {MAX_REQUEST_BYTES} bytes"
+            )})),
+        )
+            .into_response();
+    };
+    let mut request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
     let checked = match token {
+        None if is_discovery(&body) => return next.run(request).await,
         None => Err(Refusal::Missing),
         Some(token) => guard.introspect(&token).await,
     };

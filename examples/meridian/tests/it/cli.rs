@@ -194,6 +194,16 @@ async fn without_print_tokens_the_banner_says_how_to_connect() {
         "{out}"
     );
     assert!(out.contains("/admin"), "{out}");
+    // The tracker's URLs: its MCP server, its resource metadata, its own
+    // authorization server.
+    assert!(
+        out.contains("/.well-known/oauth-protected-resource/mcp"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Its own auth server:  http://127.0.0.1:"),
+        "{out}"
+    );
     assert!(
         !out.contains("export SALES_REP"),
         "tokens only with --print-tokens: {out}"

@@ -26,6 +26,13 @@ const BILLING_READ: [&str; 3] = [
     "billing_list_invoices",
 ];
 const BILLING_WRITE: [&str; 2] = ["billing_record_payment", "billing_send_reminder"];
+/// The tracker's tools (a third-party MCP server): everyone has
+/// `mcp:tracker:write`.
+const TRACKER: [&str; 3] = [
+    "tracker_create_issue",
+    "tracker_list_issues",
+    "tracker_whoami",
+];
 const STAFFING_READ: [&str; 4] = [
     "staffing_check_availability",
     "staffing_get_employee",
@@ -36,10 +43,16 @@ const STAFFING_READ: [&str; 4] = [
 /// The app tools (prefixed) a persona must see, sorted.
 fn expected(persona: Persona) -> Vec<String> {
     let groups: Vec<&[&str]> = match persona {
-        Persona::SalesRep => vec![&CRM_READ, &CRM_WRITE],
-        Persona::ProjectManager => vec![&DOCS_READ, &DOCS_WRITE, &CRM_READ],
-        Persona::Cfo => vec![&BILLING_READ, &BILLING_WRITE, &CRM_READ],
-        Persona::Ceo => vec![&CRM_READ, &DOCS_READ, &BILLING_READ, &STAFFING_READ],
+        Persona::SalesRep => vec![&CRM_READ, &CRM_WRITE, &TRACKER],
+        Persona::ProjectManager => vec![&DOCS_READ, &DOCS_WRITE, &CRM_READ, &TRACKER],
+        Persona::Cfo => vec![&BILLING_READ, &BILLING_WRITE, &CRM_READ, &TRACKER],
+        Persona::Ceo => vec![
+            &CRM_READ,
+            &DOCS_READ,
+            &BILLING_READ,
+            &STAFFING_READ,
+            &TRACKER,
+        ],
     };
     let mut names: Vec<String> = groups.concat().into_iter().map(String::from).collect();
     names.sort();
@@ -47,7 +60,7 @@ fn expected(persona: Persona) -> Vec<String> {
 }
 
 fn is_app_tool(name: &str) -> bool {
-    ["crm_", "docs_", "billing_", "staffing_"]
+    ["crm_", "docs_", "billing_", "staffing_", "tracker_"]
         .iter()
         .any(|p| name.starts_with(p))
 }

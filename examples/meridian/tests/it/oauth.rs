@@ -114,7 +114,7 @@ fn code_request<'a>(
 }
 
 /// A client's view of one authorization server.
-struct Flow {
+pub(crate) struct Flow {
     issuer: String,
     http: reqwest::Client,
 }
@@ -126,7 +126,7 @@ enum Answer {
 }
 
 impl Flow {
-    fn new(issuer: &str) -> Self {
+    pub(crate) fn new(issuer: &str) -> Self {
         Self {
             issuer: issuer.to_string(),
             http: http(),
@@ -204,7 +204,7 @@ impl Flow {
     }
 
     /// Signs in as `person` and allows: the redirect back to the client.
-    async fn sign_in(&self, page: &str, person: &str) -> String {
+    pub(crate) async fn sign_in(&self, page: &str, person: &str) -> String {
         let consent = self.choose_person(page, person).await;
         let back = self.allow(&consent).await;
         assert_eq!(back.status(), 303);
@@ -437,7 +437,7 @@ async fn a_registered_client_signs_in_and_lists_the_personas_tools() {
         ])
         .await;
     assert_eq!(status, 200, "{tokens}");
-    assert_eq!(tokens["scope"], "mcp:crm:write");
+    assert_eq!(tokens["scope"], "mcp:crm:write mcp:tracker:write");
     assert_eq!(tokens["token_type"], "Bearer");
     let access = tokens["access_token"].as_str().unwrap();
     let header: Value = serde_json::from_slice(
@@ -598,7 +598,10 @@ async fn a_metadata_document_client_signs_in_with_its_redirect_uris() {
         claims(tokens["access_token"].as_str().unwrap())["role"],
         "cfo"
     );
-    assert_eq!(tokens["scope"], "mcp:billing:write mcp:crm:read");
+    assert_eq!(
+        tokens["scope"],
+        "mcp:billing:write mcp:crm:read mcp:tracker:write"
+    );
     assert_eq!(
         fetches.load(Ordering::SeqCst),
         1,

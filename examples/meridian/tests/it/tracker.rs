@@ -3,14 +3,21 @@
 
 use std::time::Duration;
 
+use axum::http::header;
 use meridian::{
+    Running,
     apps::serve::ShutdownTrigger,
-    firm,
+    firm::{self, Persona},
     issuer::{AuthServer, Settings},
     mcp,
     tracker::Tracker,
 };
 use serde_json::{Value, json};
+
+use crate::{
+    oauth::Flow,
+    support::{call_tool, start, text, tool_names},
+};
 
 pub(crate) async fn start_tracker() -> (Tracker, ShutdownTrigger) {
     let (trigger, shutdown) = ShutdownTrigger::new();
@@ -83,7 +90,8 @@ fn token(auth: &AuthServer, audience: &str, person: &str, scopes: &[&str]) -> St
 }
 
 async fn assert_refused(url: &str, token: Option<&str>, metadata_url: &str) -> String {
-    let response = post(url, token, "tools/list", json!({})).await;
+    let whoami = json!({"name": "whoami", "arguments": {}});
+    let response = post(url, token, "tools/call", whoami).await;
     assert_eq!(response.status(), 401, "{token:?}");
     let challenge = response
         .headers()
@@ -139,9 +147,11 @@ async fn the_tracker_serves_only_tokens_of_its_own_authorization_server() {
     assert_refused(url, Some(&foreign), tracker.metadata_url()).await;
     assert_refused(url, Some("not-a-token"), tracker.metadata_url()).await;
 
-    // The right token: the tools, and the caller's own account.
-    let lena = token(auth, url, firm::SALES_REP, &scopes);
-    let tools = result(url, &lena, "tools/list", json!({})).await;
+    // Discovery needs no token (so the gateway lists the tools before
+    // anyone links); a tool call does.
+    let response = post(url, None, "tools/list", json!({})).await;
+    assert_eq!(response.status(), 200);
+    let tools = response.json::<Value>().await.unwrap()["result"].clone();
     let mut names: Vec<(String, Value)> = tools["tools"]
         .as_array()
         .unwrap()
@@ -162,13 +172,9 @@ async fn the_tracker_serves_only_tokens_of_its_own_authorization_server() {
             ("whoami".to_string(), json!(true)),
         ]
     );
-    let me = result(
-        url,
-        &lena,
-        "tools/call",
-        json!({"name": "whoami", "arguments": {}}),
-    )
-    .await;
+    // The right token: the caller's own account.
+    let lena = token(auth, url, firm::SALES_REP, &scopes);
+    let me = call(url, &lena, "whoami", json!({})).await;
     assert_eq!(me["structuredContent"]["sub"], firm::SALES_REP, "{me}");
     assert_eq!(me["structuredContent"]["name"], "Lena Fischer", "{me}");
     let issues = call(url, &lena, "list_issues", json!({})).await;
@@ -199,4 +205,104 @@ async fn the_tracker_serves_only_tokens_of_its_own_authorization_server() {
     // Revoked at the tracker's authorization server: refused at once.
     auth.revoke_person(firm::SALES_REP);
     assert_refused(url, Some(&lena), tracker.metadata_url()).await;
+}
+
+/// The link URL in a tool error's text.
+fn link_url(result: &Value) -> String {
+    assert_eq!(result["isError"], json!(true), "{result}");
+    let text = text(result);
+    let start = text
+        .find("http://")
+        .unwrap_or_else(|| panic!("no link URL in {text:?}"));
+    let url: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    assert!(url.contains("/link/tracker/start?ticket="), "{url}");
+    url
+}
+
+/// What a person's browser does with a link URL: the gateway sends it to
+/// the tracker's authorization server, the person signs in and allows,
+/// and the gateway's callback shows the linked account. Returns that page.
+async fn link(running: &Running, url: &str, person: &str) -> String {
+    let browser = http();
+    let started = browser.get(url).send().await.expect("the gateway answers");
+    assert!(started.status().is_redirection(), "{}", started.status());
+    let cookie = started.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let to_provider = started.headers()[header::LOCATION].to_str().unwrap();
+    let issuer = running.tracker().auth_server().issuer();
+    assert!(to_provider.starts_with(issuer), "{to_provider}");
+    let sign_in = browser.get(to_provider).send().await.unwrap();
+    assert_eq!(sign_in.status(), 200);
+    let page = sign_in.text().await.unwrap();
+    assert!(page.contains("Sign in to Tracker"), "{page}");
+    let callback = Flow::new(issuer).sign_in(&page, person).await;
+    assert!(
+        callback.starts_with(running.url.trim_end_matches("/mcp")),
+        "{callback}"
+    );
+    let linked = browser
+        .get(&callback)
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(linked.status(), 200);
+    linked.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn personas_link_their_own_tracker_accounts_through_the_gateway() {
+    let running = start().await;
+    let lena = running.tokens.get(Persona::SalesRep);
+    let claire = running.tokens.get(Persona::Cfo);
+    let tools = tool_names(&running, lena).await;
+    for tool in [
+        "tracker_whoami",
+        "tracker_list_issues",
+        "tracker_create_issue",
+    ] {
+        assert!(tools.iter().any(|t| t == tool), "{tool} in {tools:?}");
+    }
+
+    // Not linked yet: the tool error carries a link URL.
+    let first = call_tool(&running, lena, "tracker_whoami", json!({})).await;
+    let url = link_url(&first);
+    assert!(!url.contains(lena), "never the gateway token in a URL");
+    let linked = link(&running, &url, firm::SALES_REP).await;
+    assert!(
+        linked.contains("lena.fischer@meridian.example"),
+        "the page names the linked account: {linked}"
+    );
+    let me = call_tool(&running, lena, "tracker_whoami", json!({})).await;
+    assert_eq!(me["isError"], json!(false), "{me}");
+    assert_eq!(me["structuredContent"]["sub"], firm::SALES_REP, "{me}");
+    assert_eq!(me["structuredContent"]["name"], "Lena Fischer", "{me}");
+
+    // A second persona is still unlinked, and links their own account.
+    let other = call_tool(&running, claire, "tracker_list_issues", json!({})).await;
+    let claire_url = link_url(&other);
+    assert_ne!(claire_url, url);
+    link(&running, &claire_url, firm::CFO).await;
+    let hers = call_tool(&running, claire, "tracker_whoami", json!({})).await;
+    assert_eq!(hers["structuredContent"]["sub"], firm::CFO, "{hers}");
+    assert_eq!(hers["structuredContent"]["name"], "Claire Dubois", "{hers}");
+    let issues = call_tool(&running, claire, "tracker_list_issues", json!({})).await;
+    let lenas = call_tool(&running, lena, "tracker_list_issues", json!({})).await;
+    assert_ne!(
+        issues["structuredContent"]["account"], lenas["structuredContent"]["account"],
+        "{issues} {lenas}"
+    );
+    assert_eq!(
+        call_tool(&running, lena, "tracker_whoami", json!({})).await["structuredContent"]["sub"],
+        firm::SALES_REP
+    );
+    running.shutdown().await;
 }
