@@ -75,6 +75,13 @@ pub(crate) fn instructions(mcp: &Service, catalog: &Catalog) -> String {
         .iter()
         .filter(|b| !b.prefix)
         .map(|b| b.id.as_str())
+        .chain(
+            mcp.catalog
+                .mcp_servers()
+                .iter()
+                .filter(|s| !s.prefix)
+                .map(|s| s.id.as_str()),
+        )
         .collect();
     let mut text = String::from(
         "This gateway federates the company's apps (backends) behind one MCP endpoint. \
@@ -87,6 +94,19 @@ pub(crate) fn instructions(mcp: &Service, catalog: &Catalog) -> String {
         text.push_str(&format!(
             "Tools of {} keep their own names without a prefix. ",
             unprefixed.join(", ")
+        ));
+    }
+    let servers: Vec<&str> = mcp
+        .catalog
+        .mcp_servers()
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    if !servers.is_empty() {
+        text.push_str(&format!(
+            "Third-party MCP servers ({}) are called as the account each user linked there and have no get_help tool; \
+             a call without a linked account returns a link URL to show the user, and the accounts tool lists and unlinks accounts. ",
+            servers.join(", ")
         ));
     }
     if up.is_empty() {

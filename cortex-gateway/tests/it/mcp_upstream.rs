@@ -398,6 +398,12 @@ async fn tools_are_projected_and_filtered_by_read_and_write_scope() {
     let (fake, _dir, vault) = alice_only().await;
     let w = world(&[("tracker", &fake)], vault, |_| {}).await;
     let mut reader = Client::modern(&w.url, &w.token("alice", &[READ]));
+    let discovered = reader.ok("server/discover", json!({})).await;
+    let instructions = discovered["instructions"].as_str().unwrap_or_default();
+    assert!(
+        instructions.contains("Third-party MCP servers (tracker)"),
+        "{instructions}"
+    );
     let names = reader.tool_names().await;
     for name in [
         "tracker_whoami",
