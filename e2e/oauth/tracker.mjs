@@ -29,9 +29,11 @@
 // introspection) and `tracker-test-app` (public, code + PKCE, redirect URI
 // `http://127.0.0.1:9/callback`, never listened on).
 //
-// Test hook on the authorization server: `POST /_test/revoke` with
-// `Authorization: Bearer <admin>` and a JSON body `{"sub": "..."}` destroys
-// every grant of that account and the tokens issued under it.
+// Test hooks on the authorization server, with `Authorization: Bearer <admin>`:
+// `POST /_test/revoke` with a JSON body `{"sub": "..."}` destroys every grant
+// of that account and the tokens issued under it; `GET /_test/tokens?sub=...`
+// lists every access and refresh token value issued to it (so a test can
+// search stored data for them).
 //
 // Once both listen it prints one line:
 //   {"issuer": "http://127.0.0.1:<p>", "url": "http://127.0.0.1:<q>/mcp", "admin": "<secret>"}
@@ -88,12 +90,18 @@ const provider = buildProvider(issuer, {
   ],
 });
 
-// Every grant by account, for the revoke hook.
+// Every grant and every token value by account, for the test hooks.
 const grants = new Map();
-provider.on("grant.saved", (grant) => {
-  if (!grants.has(grant.accountId)) grants.set(grant.accountId, new Set());
-  grants.get(grant.accountId).add(grant.jti);
-});
+const tokens = new Map();
+function remember(map, account, value) {
+  if (!account) return;
+  if (!map.has(account)) map.set(account, new Set());
+  map.get(account).add(value);
+}
+provider.on("grant.saved", (grant) => remember(grants, grant.accountId, grant.jti));
+// Opaque tokens: the value handed out is the id.
+provider.on("access_token.saved", (token) => remember(tokens, token.accountId, token.jti));
+provider.on("refresh_token.saved", (token) => remember(tokens, token.accountId, token.jti));
 
 async function revokeAccount(sub) {
   let revoked = 0;
@@ -119,8 +127,12 @@ async function testHook(req, res) {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
   const json = (status, body) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-  if (req.method !== "POST" || req.url !== "/_test/revoke") return json(404, { error: "no such test hook" });
   if (!sameSecret(req.headers.authorization, `Bearer ${admin}`)) return json(401, { error: "admin bearer required" });
+  const hook = new URL(req.url, issuer);
+  if (req.method === "GET" && hook.pathname === "/_test/tokens") {
+    return json(200, { tokens: [...(tokens.get(hook.searchParams.get("sub")) ?? [])] });
+  }
+  if (req.method !== "POST" || hook.pathname !== "/_test/revoke") return json(404, { error: "no such test hook" });
   let sub;
   try {
     sub = JSON.parse(Buffer.concat(chunks).toString()).sub;

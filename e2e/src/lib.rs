@@ -21,11 +21,13 @@
 //! This library holds what those tests start: the [`fixture`] backend the
 //! suite expects, the [`proxy`] that gives the suite a bearer token, the
 //! [`stack`] tying them to a gateway, the [`real_issuer`] stack, the
-//! [`tracker`] and the Node.js [`node`] processes behind them. The Node.js and Python parts are
+//! [`tracker`], the gateway linking users to it ([`linking`]) and the
+//! Node.js [`node`] processes behind them. The Node.js and Python parts are
 //! installed by `e2e/install.sh` (run by `.ci/run`).
 
 pub mod fixture;
 pub mod http;
+pub mod linking;
 pub mod node;
 pub mod proxy;
 pub mod real_issuer;

@@ -85,22 +85,48 @@ impl Tracker {
     /// grants, and the access and refresh tokens issued under them. The
     /// number of grants revoked.
     pub async fn revoke_account(&self, sub: &str) -> anyhow::Result<u64> {
-        let (status, _, body) = crate::http::request(
-            "POST",
-            &format!("{}/_test/revoke", self.issuer),
+        let answer = self
+            .hook("POST", "/_test/revoke", Some(json!({ "sub": sub })))
+            .await?;
+        answer["revoked"]
+            .as_u64()
+            .with_context(|| format!("revoking {sub}: no count in {answer}"))
+    }
+
+    /// Every access and refresh token value the authorization server has
+    /// issued to `sub`.
+    pub async fn issued_tokens(&self, sub: &str) -> anyhow::Result<Vec<String>> {
+        let path = format!(
+            "/_test/tokens?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("sub", sub)
+                .finish()
+        );
+        let answer = self.hook("GET", &path, None).await?;
+        Ok(answer["tokens"]
+            .as_array()
+            .with_context(|| format!("no token list in {answer}"))?
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect())
+    }
+
+    /// A test hook of the authorization server; its JSON answer.
+    async fn hook(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (status, _, text) = crate::http::request(
+            method,
+            &format!("{}{path}", self.issuer),
             &[
                 ("authorization", &format!("Bearer {}", self.admin)),
                 ("content-type", "application/json"),
             ],
-            Some(json!({ "sub": sub }).to_string()),
+            body.map(|b| b.to_string()),
         )
         .await?;
         if status != 200 {
-            bail!("revoking {sub} at the tracker answered HTTP {status}: {body}");
+            bail!("{method} {path} at the tracker answered HTTP {status}: {text}");
         }
-        serde_json::from_str::<Value>(&body)?["revoked"]
-            .as_u64()
-            .with_context(|| format!("revoking {sub}: no count in {body}"))
+        Ok(serde_json::from_str(&text)?)
     }
 }
 

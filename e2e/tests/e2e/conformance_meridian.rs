@@ -20,7 +20,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::support::{Finished, e2e_dir, node, node_script, run};
+use crate::support::{Finished, cargo_bin, e2e_dir, node, node_script, run};
 
 /// Meridian's default port (its README).
 const PORT: u16 = 3213;
@@ -44,27 +44,7 @@ const SCENARIOS: [(&str, Option<&str>); 9] = [
 /// Builds the `meridian` binary the way `cargo run -p meridian` does and
 /// returns its path.
 async fn meridian_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-    let mut command = Command::new(cargo);
-    command
-        .args([
-            "build",
-            "-p",
-            "meridian",
-            "--bin",
-            "meridian",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(e2e_dir());
-    let finished = run(command, Duration::from_secs(1800)).await;
-    finished.assert_success("cargo build -p meridian");
-    finished
-        .stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "meridian")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported the meridian executable")
+    cargo_bin("meridian", "meridian").await
 }
 
 /// Holds an exclusive lock on a file named after the port, so e2e runs

@@ -4,6 +4,7 @@
 mod conformance;
 mod conformance_meridian;
 mod inspector;
+mod linking;
 mod meridian;
 mod meridian_oauth;
 mod real_issuer;

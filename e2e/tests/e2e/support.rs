@@ -134,3 +134,29 @@ pub(crate) async fn code_pkce(request: &serde_json::Value) -> serde_json::Value 
     finished.assert_success("code_pkce.mjs");
     finished.json("code_pkce.mjs")
 }
+
+/// Builds `--bin <bin>` of `package` the way `cargo run -p <package>` does
+/// and returns the executable's path.
+pub(crate) async fn cargo_bin(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "build",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(e2e_dir());
+    let finished = run(command, Duration::from_secs(1800)).await;
+    finished.assert_success(&format!("cargo build -p {package} --bin {bin}"));
+    finished
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {bin} executable"))
+}

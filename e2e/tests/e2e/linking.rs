@@ -1,0 +1,439 @@
+//! Issue 24 end to end: the gateway federates two third-party MCP servers
+//! (`oauth/tracker.mjs`, the TypeScript SDK's `McpServer`, one keeping
+//! sessions and one stateless), each with its own oidc-provider, and users
+//! link their own accounts through the gateway's `/link` pages, driven
+//! headlessly through the providers' login and consent forms. The agent
+//! side is the official Rust SDK client (`rmcp`).
+
+use std::{collections::HashMap, path::Path};
+
+use e2e::{
+    linking::{
+        CATALOG_SUB, FIRST_KEY, GATEWAY_CLIENT_ID, GATEWAY_REDIRECT_URI, GATEWAY_SCOPES, LinkStack,
+        VaultAt,
+    },
+    tracker::headless_consent,
+};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+
+use crate::{
+    rust_sdk::{self, Client},
+    support::{cargo_bin, code_pkce, http, node, run},
+};
+
+/// A gateway token for `login` (the gateway's own issuer, code + PKCE).
+async fn gateway_token(stack: &LinkStack, login: &str) -> String {
+    let response = code_pkce(&json!({
+        "issuer": stack.issuer(),
+        "client_id": GATEWAY_CLIENT_ID,
+        "redirect_uri": GATEWAY_REDIRECT_URI,
+        "resource": stack.url(),
+        "scope": GATEWAY_SCOPES,
+        "login": login,
+    }))
+    .await;
+    response["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token for {login}: {response}"))
+        .to_owned()
+}
+
+/// `login` connected to the gateway (2025-11-25).
+async fn agent(stack: &LinkStack, login: &str) -> Client {
+    rust_sdk::connect(stack.url(), &gateway_token(stack, login).await, false).await
+}
+
+async fn call(client: &Client, name: &str, arguments: Value) -> Value {
+    let mut params = CallToolRequestParams::new(name.to_owned());
+    if let Value::Object(arguments) = arguments {
+        params = params.with_arguments(arguments);
+    }
+    let result = client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("tools/call {name}: {e}"));
+    serde_json::to_value(result).expect("serializable")
+}
+
+fn text(result: &Value) -> &str {
+    result["content"][0]["text"].as_str().unwrap_or_default()
+}
+
+/// The JSON a tool printed as its one text block.
+fn text_json(result: &Value) -> Value {
+    serde_json::from_str(text(result)).unwrap_or_else(|e| panic!("{e}: {result}"))
+}
+
+/// The link URL the `accounts` builtin gives `client` for `server`.
+async fn link_url_from_accounts(client: &Client, server: &str) -> String {
+    let listed = call(client, "accounts", json!({"action": "list"})).await;
+    let listed = if listed["structuredContent"].is_object() {
+        listed["structuredContent"].clone()
+    } else {
+        text_json(&listed)
+    };
+    let entry = listed["servers"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["server"] == server))
+        .unwrap_or_else(|| panic!("no {server} in {listed}"));
+    assert_eq!(entry["linked"], false, "{entry}");
+    entry["linkUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no linkUrl: {entry}"))
+        .to_owned()
+}
+
+/// The link URL in a tool error's text.
+fn link_url_in(result: &Value, stack: &LinkStack, server: &str) -> String {
+    assert_eq!(result["isError"], true, "{result}");
+    let prefix = format!("{}/link/{server}/start?ticket=", stack.origin());
+    let text = text(result);
+    let at = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no link URL {prefix}... in {text:?}"));
+    text[at..]
+        .split(|c: char| c.is_whitespace() || c == ')' || c == '"')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(['.', ','])
+        .to_owned()
+}
+
+/// Signs in at `server`'s provider as `login` from `link_url` and follows
+/// the redirect to the gateway's callback; the callback's status and page.
+async fn complete_link(
+    stack: &LinkStack,
+    link_url: &str,
+    server: &str,
+    login: &str,
+) -> (u16, String) {
+    let consented = headless_consent(&node(), link_url, login, &stack.callback_prefix(server))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (status, _, page) = http(
+        "GET",
+        &consented.callback,
+        &[("cookie", &consented.cookie)],
+        None,
+    )
+    .await;
+    (status, page)
+}
+
+/// Links `client`'s account at `server` as `login`, from the `accounts`
+/// builtin's link URL.
+async fn link(stack: &LinkStack, client: &Client, server: &str, login: &str) {
+    let url = link_url_from_accounts(client, server).await;
+    let (status, page) = complete_link(stack, &url, server, login).await;
+    assert_eq!(status, 200, "linking {login} at {server}: {page}");
+    assert!(page.contains("Account linked"), "{page}");
+}
+
+/// Waits until `client` lists every tool in `names` (the catalog account
+/// links first; its servers' tools then appear without a refresh period).
+async fn wait_for_tools(client: &Client, names: &[&str]) {
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        let tools = client.list_all_tools().await.expect("tools/list");
+        listed = tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>();
+        if names.iter().all(|n| listed.iter().any(|l| l == n)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{names:?} never listed; the last list: {listed:?}");
+}
+
+/// The stack, with the catalog account linked at both servers and their
+/// tools listed.
+async fn linked_stack(vault: VaultAt) -> LinkStack {
+    let stack = LinkStack::start(&node(), vault)
+        .await
+        .unwrap_or_else(|e| panic!("the link stack did not start: {e:#}"));
+    let catalog = agent(&stack, CATALOG_SUB).await;
+    for server in ["tracker", "board"] {
+        link(&stack, &catalog, server, "catalog-t").await;
+    }
+    wait_for_tools(
+        &catalog,
+        &["tracker_whoami", "board_whoami", "board_issue_counts"],
+    )
+    .await;
+    stack
+}
+
+/// Every token the servers' providers issued to `logins`.
+async fn issued_tokens(stack: &LinkStack, logins: &[&str]) -> Vec<String> {
+    let mut all = Vec::new();
+    for server in ["tracker", "board"] {
+        for login in logins {
+            all.extend(
+                stack
+                    .server(server)
+                    .issued_tokens(login)
+                    .await
+                    .expect("tokens"),
+            );
+        }
+    }
+    all
+}
+
+/// Two users, two servers (stateful and stateless), each sees their own
+/// account downstream; the vault's storage holds none of the tokens.
+async fn two_users_link_and_each_calls_as_themselves(stack: &LinkStack) {
+    let alice = agent(stack, "alice").await;
+    let bob = agent(stack, "bob").await;
+    for server in ["tracker", "board"] {
+        let whoami = format!("{server}_whoami");
+        // Unlinked: a tool error giving the link URL, which works.
+        let refused = call(&alice, &whoami, json!({})).await;
+        let url = link_url_in(&refused, stack, server);
+        let (status, page) = complete_link(stack, &url, server, "alice-t").await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Account linked"), "{page}");
+        if server == "tracker" {
+            // Signed in with `openid`: the ID token names the account.
+            assert!(
+                page.contains("<b>alice-t</b>"),
+                "the page names the linked account: {page}"
+            );
+        }
+        link(stack, &bob, server, "bob-t").await;
+
+        let a = call(&alice, &whoami, json!({})).await;
+        assert_eq!(a["isError"], false, "{a}");
+        assert_eq!(text_json(&a)["sub"], "alice-t", "{a}");
+        let b = call(&bob, &whoami, json!({})).await;
+        assert_eq!(text_json(&b)["sub"], "bob-t", "{b}");
+        // Writes and structured results pass through as the user.
+        let created = call(
+            &alice,
+            &format!("{server}_create_issue"),
+            json!({"title": "Broken build"}),
+        )
+        .await;
+        assert_eq!(text_json(&created)["state"], "open", "{created}");
+        let counts = call(&alice, &format!("{server}_issue_counts"), json!({})).await;
+        assert_eq!(
+            counts["structuredContent"],
+            json!({"owner": "alice-t", "open": 1, "closed": 0}),
+            "{counts}"
+        );
+        let counts = call(&bob, &format!("{server}_issue_counts"), json!({})).await;
+        assert_eq!(counts["structuredContent"]["owner"], "bob-t", "{counts}");
+        assert_eq!(counts["structuredContent"]["open"], 0, "{counts}");
+    }
+}
+
+/// The vault's SQLite files (the database and its journals).
+fn sqlite_files(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let dir = path.parent().expect("a folder");
+    let name = path
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned();
+    std::fs::read_dir(dir)
+        .expect("the vault folder")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
+        .map(|e| {
+            let shown = e.path().display().to_string();
+            (shown, std::fs::read(e.path()).expect("readable"))
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The vault variables with `keys`, for the CLI and the library.
+fn vault_env(stack: &LinkStack, keys: &str) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = stack
+        .env()
+        .iter()
+        .filter(|(k, _)| k.starts_with("CORTEX_VAULT_") || *k == "CORTEX_DATABASE_URL")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.insert("CORTEX_VAULT_KEYS".into(), keys.into());
+    env
+}
+
+/// Whether the vault, opened with `keys` alone, reads `sub`'s grant at
+/// `server`.
+async fn readable(stack: &LinkStack, keys: &str, sub: &str, server: &str) -> Result<bool, String> {
+    use cortex_gateway::vault::{Vault, VaultConfig};
+    let env = vault_env(stack, keys);
+    let config = VaultConfig::from_lookup(|k| env.get(k).cloned())
+        .map_err(|e| e.to_string())?
+        .expect("vault settings");
+    let vault = Vault::open(&config).await.map_err(|e| e.to_string())?;
+    vault
+        .get(sub, server)
+        .await
+        .map(|g| g.is_some())
+        .map_err(|e| e.to_string())
+}
+
+/// `cortex-gateway vault rotate` to a new first key keeps every grant
+/// readable under that key alone.
+async fn rotation_keeps_grants_readable(stack: &LinkStack) {
+    const SECOND_KEY: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let only_new = SECOND_KEY;
+    let both = format!("{SECOND_KEY},{}:{}", FIRST_KEY.0, FIRST_KEY.1);
+    for sub in ["alice", "bob"] {
+        let before = readable(stack, only_new, sub, "tracker").await;
+        assert!(
+            before.is_err(),
+            "{sub}'s grant opened under a key never used: {before:?}"
+        );
+    }
+    let binary = cargo_bin("cortex-gateway", "cortex-gateway").await;
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(["vault", "rotate"])
+        .env_clear()
+        .envs(vault_env(stack, &both));
+    let finished = run(command, std::time::Duration::from_secs(120)).await;
+    finished.assert_success("cortex-gateway vault rotate");
+    for sub in ["alice", "bob", CATALOG_SUB] {
+        for server in ["tracker", "board"] {
+            assert_eq!(
+                readable(stack, only_new, sub, server).await,
+                Ok(true),
+                "{sub} at {server} after rotation ({})",
+                finished.stdout
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_link_their_own_accounts_sqlite_vault() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("vault.db");
+    let stack = linked_stack(VaultAt::Sqlite(path.clone())).await;
+    two_users_link_and_each_calls_as_themselves(&stack).await;
+
+    // No token the providers issued is in the vault's files, in any form
+    // that matters: the raw string.
+    let tokens = issued_tokens(&stack, &["alice-t", "bob-t", "catalog-t"]).await;
+    assert!(
+        tokens.len() >= 6,
+        "access and refresh tokens were issued: {tokens:?}"
+    );
+    let files = sqlite_files(&path);
+    assert!(
+        !files.is_empty() && files.iter().any(|(_, b)| b.len() > 4096),
+        "the vault has data"
+    );
+    for (file, bytes) in &files {
+        for token in &tokens {
+            assert!(!contains(bytes, token), "{file} holds a plaintext token");
+        }
+    }
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path)
+            .expect("the vault file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the vault file is private: {mode:o}");
+    }
+    rotation_keeps_grants_readable(&stack).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_callbacks_that_do_not_match_a_live_ticket_are_refused() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let stack = linked_stack(VaultAt::Sqlite(dir.path().join("vault.db"))).await;
+    let carol = agent(&stack, "carol").await;
+    let url = link_url_from_accounts(&carol, "tracker").await;
+    let consented = headless_consent(&node(), &url, "carol-t", &stack.callback_prefix("tracker"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // A tampered state: one character changed.
+    let tampered = {
+        let mut parsed = url::Url::parse(&consented.callback).expect("callback URL");
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "state" {
+                    let mut chars: Vec<char> = v.chars().collect();
+                    let i = chars.len() / 2;
+                    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+                    chars.into_iter().collect()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        parsed.to_string()
+    };
+    let (status, _, page) = http("GET", &tampered, &[("cookie", &consented.cookie)], None).await;
+    assert_eq!(status, 400, "tampered state: {page}");
+    // Without the browser-binding cookie (another browser).
+    let (status, _, page) = http("GET", &consented.callback, &[], None).await;
+    assert_eq!(status, 400, "no binding cookie: {page}");
+    // The real one, once; then replayed.
+    let (status, _, page) = http(
+        "GET",
+        &consented.callback,
+        &[("cookie", &consented.cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let (status, _, page) = http(
+        "GET",
+        &consented.callback,
+        &[("cookie", &consented.cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "replayed callback: {page}");
+    let whoami = call(&carol, "tracker_whoami", json!({})).await;
+    assert_eq!(text_json(&whoami)["sub"], "carol-t", "{whoami}");
+    // A ticket is single-use: the redeemed link URL does not start again.
+    let (status, _, page) = http("GET", &url, &[], None).await;
+    assert_eq!(status, 400, "a redeemed ticket: {page}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_revoked_at_the_provider_asks_to_link_again() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let stack = linked_stack(VaultAt::Sqlite(dir.path().join("vault.db"))).await;
+    let dave = agent(&stack, "dave").await;
+    link(&stack, &dave, "tracker", "dave-t").await;
+    let whoami = call(&dave, "tracker_whoami", json!({})).await;
+    assert_eq!(text_json(&whoami)["sub"], "dave-t", "{whoami}");
+    assert_eq!(
+        stack
+            .server("tracker")
+            .revoke_account("dave-t")
+            .await
+            .expect("revoke"),
+        1
+    );
+    let refused = call(&dave, "tracker_whoami", json!({})).await;
+    let url = link_url_in(&refused, &stack, "tracker");
+    assert!(
+        text(&refused).contains("again"),
+        "asks to link again: {refused}"
+    );
+    // Linking again through that URL works.
+    let (status, page) = complete_link(&stack, &url, "tracker", "dave-t").await;
+    assert_eq!(status, 200, "{page}");
+    let whoami = call(&dave, "tracker_whoami", json!({})).await;
+    assert_eq!(text_json(&whoami)["sub"], "dave-t", "{whoami}");
+    stack.shutdown().await;
+}
