@@ -9,12 +9,13 @@
 
 use std::{collections::HashMap, path::Path};
 
-use anyhow::Context as _;
-use cortex_gateway::{Gateway, config::GatewayConfig};
 use meridian::apps::serve::ShutdownTrigger;
 use serde_json::json;
 
-use crate::{real_issuer::OidcProvider, tracker::Tracker};
+use crate::{
+    real_issuer::{OidcProvider, serve_gateway},
+    tracker::Tracker,
+};
 
 /// The gateway's public client at its issuer (code + PKCE), for the users'
 /// gateway tokens.
@@ -122,22 +123,8 @@ impl LinkStack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let config = GatewayConfig::from_env_map(&env)?;
-        let gateway = Gateway::new(config).await.context("starting the gateway")?;
-        gateway_listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(gateway_listener)?;
         let (trigger, _) = ShutdownTrigger::new();
-        let shutdown = trigger.subscribe();
-        let task = tokio::spawn({
-            let gateway = gateway.clone();
-            async move {
-                let _ = gateway.serve(listener, shutdown.wait()).await;
-            }
-        });
-        gateway
-            .wait_ready()
-            .await
-            .context("the gateway's first catalog refresh")?;
+        let task = serve_gateway(&env, gateway_listener, &trigger).await?;
         Ok(Self {
             url,
             issuer,

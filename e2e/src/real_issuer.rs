@@ -41,6 +41,31 @@ impl OidcProvider {
     }
 }
 
+/// Starts a gateway configured by `env` on `listener`, serving until
+/// `trigger` fires, once its first catalog refresh is done.
+pub async fn serve_gateway(
+    env: &HashMap<String, String>,
+    listener: std::net::TcpListener,
+    trigger: &ShutdownTrigger,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let config = GatewayConfig::from_env_map(env)?;
+    let gateway = Gateway::new(config).await.context("starting the gateway")?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let shutdown = trigger.subscribe();
+    let task = tokio::spawn({
+        let gateway = gateway.clone();
+        async move {
+            let _ = gateway.serve(listener, shutdown.wait()).await;
+        }
+    });
+    gateway
+        .wait_ready()
+        .await
+        .context("the gateway's first catalog refresh")?;
+    Ok(task)
+}
+
 /// The static client that gets tokens by client credentials.
 pub const SERVICE_CLIENT_ID: &str = "e2e-reporting-service";
 /// Its secret (loopback only, lives as long as the test process).
@@ -137,21 +162,7 @@ impl RealIssuerStack {
             );
             apps.push(served);
         }
-        let config = GatewayConfig::from_env_map(&env)?;
-        let gateway = Gateway::new(config).await.context("starting the gateway")?;
-        gateway_listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(gateway_listener)?;
-        let shutdown = trigger.subscribe();
-        let task = tokio::spawn({
-            let gateway = gateway.clone();
-            async move {
-                let _ = gateway.serve(listener, shutdown.wait()).await;
-            }
-        });
-        gateway
-            .wait_ready()
-            .await
-            .context("the gateway's first catalog refresh")?;
+        let task = serve_gateway(&env, gateway_listener, &trigger).await?;
         Ok(Self {
             url,
             issuer,

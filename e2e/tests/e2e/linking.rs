@@ -12,13 +12,12 @@ use e2e::{
         CATALOG_SUB, FIRST_KEY, GATEWAY_CLIENT_ID, GATEWAY_REDIRECT_URI, GATEWAY_SCOPES, LinkStack,
         VaultAt,
     },
-    tracker::headless_consent,
+    tracker::{Consented, headless_consent},
 };
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 use crate::{
-    rust_sdk::{self, Client},
+    rust_sdk::{self, Client, call_tool, text_json},
     support::{cargo_bin, code_pkce, http, node, run},
 };
 
@@ -44,30 +43,13 @@ async fn agent(stack: &LinkStack, login: &str) -> Client {
     rust_sdk::connect(stack.url(), &gateway_token(stack, login).await, false).await
 }
 
-async fn call(client: &Client, name: &str, arguments: Value) -> Value {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    if let Value::Object(arguments) = arguments {
-        params = params.with_arguments(arguments);
-    }
-    let result = client
-        .call_tool(params)
-        .await
-        .unwrap_or_else(|e| panic!("tools/call {name}: {e}"));
-    serde_json::to_value(result).expect("serializable")
-}
-
 fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_default()
 }
 
-/// The JSON a tool printed as its one text block.
-fn text_json(result: &Value) -> Value {
-    serde_json::from_str(text(result)).unwrap_or_else(|e| panic!("{e}: {result}"))
-}
-
 /// The link URL the `accounts` builtin gives `client` for `server`.
 async fn link_url_from_accounts(client: &Client, server: &str) -> String {
-    let listed = call(client, "accounts", json!({"action": "list"})).await;
+    let listed = call_tool(client, "accounts", json!({"action": "list"})).await;
     let listed = if listed["structuredContent"].is_object() {
         listed["structuredContent"].clone()
     } else {
@@ -111,6 +93,11 @@ async fn complete_link(
     let consented = headless_consent(&node(), link_url, login, &stack.callback_prefix(server))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+    follow(&consented).await
+}
+
+/// Requests the callback the way the browser would, with its cookies.
+async fn follow(consented: &Consented) -> (u16, String) {
     let (status, _, page) = http(
         "GET",
         &consented.callback,
@@ -163,6 +150,14 @@ async fn linked_stack(vault: VaultAt) -> LinkStack {
     stack
 }
 
+/// [`linked_stack`] with its SQLite vault in a temporary folder (kept as
+/// long as the folder handle lives).
+async fn sqlite_stack() -> (tempfile::TempDir, LinkStack) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let stack = linked_stack(VaultAt::Sqlite(dir.path().join("vault.db"))).await;
+    (dir, stack)
+}
+
 /// Every token the servers' providers issued to `logins`.
 async fn issued_tokens(stack: &LinkStack, logins: &[&str]) -> Vec<String> {
     let mut all = Vec::new();
@@ -188,7 +183,7 @@ async fn two_users_link_and_each_calls_as_themselves(stack: &LinkStack) {
     for server in ["tracker", "board"] {
         let whoami = format!("{server}_whoami");
         // Unlinked: a tool error giving the link URL, which works.
-        let refused = call(&alice, &whoami, json!({})).await;
+        let refused = call_tool(&alice, &whoami, json!({})).await;
         let url = link_url_in(&refused, stack, server);
         let (status, page) = complete_link(stack, &url, server, "alice-t").await;
         assert_eq!(status, 200, "{page}");
@@ -202,26 +197,26 @@ async fn two_users_link_and_each_calls_as_themselves(stack: &LinkStack) {
         }
         link(stack, &bob, server, "bob-t").await;
 
-        let a = call(&alice, &whoami, json!({})).await;
+        let a = call_tool(&alice, &whoami, json!({})).await;
         assert_eq!(a["isError"], false, "{a}");
         assert_eq!(text_json(&a)["sub"], "alice-t", "{a}");
-        let b = call(&bob, &whoami, json!({})).await;
+        let b = call_tool(&bob, &whoami, json!({})).await;
         assert_eq!(text_json(&b)["sub"], "bob-t", "{b}");
         // Writes and structured results pass through as the user.
-        let created = call(
+        let created = call_tool(
             &alice,
             &format!("{server}_create_issue"),
             json!({"title": "Broken build"}),
         )
         .await;
         assert_eq!(text_json(&created)["state"], "open", "{created}");
-        let counts = call(&alice, &format!("{server}_issue_counts"), json!({})).await;
+        let counts = call_tool(&alice, &format!("{server}_issue_counts"), json!({})).await;
         assert_eq!(
             counts["structuredContent"],
             json!({"owner": "alice-t", "open": 1, "closed": 0}),
             "{counts}"
         );
-        let counts = call(&bob, &format!("{server}_issue_counts"), json!({})).await;
+        let counts = call_tool(&bob, &format!("{server}_issue_counts"), json!({})).await;
         assert_eq!(counts["structuredContent"]["owner"], "bob-t", "{counts}");
         assert_eq!(counts["structuredContent"]["open"], 0, "{counts}");
     }
@@ -351,8 +346,7 @@ async fn users_link_their_own_accounts_sqlite_vault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_callbacks_that_do_not_match_a_live_ticket_are_refused() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let stack = linked_stack(VaultAt::Sqlite(dir.path().join("vault.db"))).await;
+    let (_dir, stack) = sqlite_stack().await;
     let carol = agent(&stack, "carol").await;
     let url = link_url_from_accounts(&carol, "tracker").await;
     let consented = headless_consent(&node(), &url, "carol-t", &stack.callback_prefix("tracker"))
@@ -384,23 +378,11 @@ async fn link_callbacks_that_do_not_match_a_live_ticket_are_refused() {
     let (status, _, page) = http("GET", &consented.callback, &[], None).await;
     assert_eq!(status, 400, "no binding cookie: {page}");
     // The real one, once; then replayed.
-    let (status, _, page) = http(
-        "GET",
-        &consented.callback,
-        &[("cookie", &consented.cookie)],
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{page}");
-    let (status, _, page) = http(
-        "GET",
-        &consented.callback,
-        &[("cookie", &consented.cookie)],
-        None,
-    )
-    .await;
-    assert_eq!(status, 400, "replayed callback: {page}");
-    let whoami = call(&carol, "tracker_whoami", json!({})).await;
+    for (attempt, expected) in [("first", 200), ("replayed", 400)] {
+        let (status, page) = follow(&consented).await;
+        assert_eq!(status, expected, "{attempt} callback: {page}");
+    }
+    let whoami = call_tool(&carol, "tracker_whoami", json!({})).await;
     assert_eq!(text_json(&whoami)["sub"], "carol-t", "{whoami}");
     // A ticket is single-use: the redeemed link URL does not start again.
     let (status, _, page) = http("GET", &url, &[], None).await;
@@ -410,11 +392,10 @@ async fn link_callbacks_that_do_not_match_a_live_ticket_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_revoked_at_the_provider_asks_to_link_again() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let stack = linked_stack(VaultAt::Sqlite(dir.path().join("vault.db"))).await;
+    let (_dir, stack) = sqlite_stack().await;
     let dave = agent(&stack, "dave").await;
     link(&stack, &dave, "tracker", "dave-t").await;
-    let whoami = call(&dave, "tracker_whoami", json!({})).await;
+    let whoami = call_tool(&dave, "tracker_whoami", json!({})).await;
     assert_eq!(text_json(&whoami)["sub"], "dave-t", "{whoami}");
     assert_eq!(
         stack
@@ -424,7 +405,7 @@ async fn a_grant_revoked_at_the_provider_asks_to_link_again() {
             .expect("revoke"),
         1
     );
-    let refused = call(&dave, "tracker_whoami", json!({})).await;
+    let refused = call_tool(&dave, "tracker_whoami", json!({})).await;
     let url = link_url_in(&refused, &stack, "tracker");
     assert!(
         text(&refused).contains("again"),
@@ -433,7 +414,7 @@ async fn a_grant_revoked_at_the_provider_asks_to_link_again() {
     // Linking again through that URL works.
     let (status, page) = complete_link(&stack, &url, "tracker", "dave-t").await;
     assert_eq!(status, 200, "{page}");
-    let whoami = call(&dave, "tracker_whoami", json!({})).await;
+    let whoami = call_tool(&dave, "tracker_whoami", json!({})).await;
     assert_eq!(text_json(&whoami)["sub"], "dave-t", "{whoami}");
     stack.shutdown().await;
 }

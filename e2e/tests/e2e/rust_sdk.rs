@@ -50,6 +50,28 @@ pub(crate) async fn connect(url: &str, token: &str, modern: bool) -> Client {
     connected.unwrap_or_else(|e| panic!("rmcp cannot connect to {url} (modern: {modern}): {e}"))
 }
 
+/// `tools/call` of `name` with `arguments` (an object, or null for none):
+/// the result as JSON. A JSON-RPC error fails the test.
+pub(crate) async fn call_tool(client: &Client, name: &str, arguments: Value) -> Value {
+    let mut params = CallToolRequestParams::new(name.to_owned());
+    if let Value::Object(arguments) = arguments {
+        params = params.with_arguments(arguments);
+    }
+    let result = client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("tools/call {name}: {e}"));
+    serde_json::to_value(result).expect("serializable")
+}
+
+/// The JSON a tool printed as its one text block.
+pub(crate) fn text_json(result: &Value) -> Value {
+    let text = result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text block in {result}"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 fn object(value: &Value) -> serde_json::Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
 }

@@ -14,7 +14,7 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 use crate::{
-    rust_sdk::{self, Client},
+    rust_sdk::{self, call_tool, text_json},
     support::{code_pkce, http, node},
 };
 
@@ -49,26 +49,6 @@ async fn sign_in(tracker: &Tracker, login: &str) -> Value {
 
 fn access_token(response: &Value) -> &str {
     response["access_token"].as_str().expect("access_token")
-}
-
-async fn call(client: &Client, name: &str, arguments: Value) -> Value {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    if let Value::Object(arguments) = arguments {
-        params = params.with_arguments(arguments);
-    }
-    let result = client
-        .call_tool(params)
-        .await
-        .unwrap_or_else(|e| panic!("tools/call {name}: {e}"));
-    serde_json::to_value(result).expect("serializable")
-}
-
-/// The JSON a tool printed as its one text block.
-fn text_json(result: &Value) -> Value {
-    let text = result["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text block in {result}"));
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 async fn unauthenticated_is_refused_with_metadata(stateless: bool) {
@@ -155,14 +135,14 @@ async fn signed_in_users_see_themselves(stateless: bool) {
     assert_eq!(tool("create_issue")["annotations"]["readOnlyHint"], false);
     assert!(tool("issue_counts")["outputSchema"]["properties"]["open"].is_object());
 
-    let whoami = text_json(&call(&alice_client, "whoami", json!({})).await);
+    let whoami = text_json(&call_tool(&alice_client, "whoami", json!({})).await);
     assert_eq!(whoami["sub"], alice, "{whoami}");
     assert_eq!(whoami["client_id"], TEST_CLIENT_ID, "{whoami}");
-    let whoami = text_json(&call(&bob_client, "whoami", json!({})).await);
+    let whoami = text_json(&call_tool(&bob_client, "whoami", json!({})).await);
     assert_eq!(whoami["sub"], bob, "{whoami}");
 
     let created = text_json(
-        &call(
+        &call_tool(
             &alice_client,
             "create_issue",
             json!({"title": "Flaky login"}),
@@ -170,13 +150,13 @@ async fn signed_in_users_see_themselves(stateless: bool) {
         .await,
     );
     assert_eq!(created["state"], "open", "{created}");
-    let counts = call(&alice_client, "issue_counts", json!({})).await;
+    let counts = call_tool(&alice_client, "issue_counts", json!({})).await;
     assert_eq!(
         counts["structuredContent"],
         json!({"owner": alice, "open": 1, "closed": 0}),
         "{counts}"
     );
-    let counts = call(&bob_client, "issue_counts", json!({})).await;
+    let counts = call_tool(&bob_client, "issue_counts", json!({})).await;
     assert_eq!(
         counts["structuredContent"]["open"], 0,
         "bob's own issues: {counts}"
@@ -208,7 +188,7 @@ async fn signed_in_users_see_themselves(stateless: bool) {
         format!("{headers:?}").contains("invalid_token"),
         "{headers:?}"
     );
-    let whoami = text_json(&call(&bob_client, "whoami", json!({})).await);
+    let whoami = text_json(&call_tool(&bob_client, "whoami", json!({})).await);
     assert_eq!(whoami["sub"], bob, "{whoami}");
 }
 
