@@ -108,7 +108,7 @@ impl LinkStack {
             ("CORTEX_MCP_BOARD_URL", board.url().to_owned()),
             ("CORTEX_MCP_TRACKER_CATALOG_SUB", CATALOG_SUB.into()),
             // `openid` brings an ID token, which names the linked account;
-            // `board` asks for its `scopes_supported` (the default).
+            // `board` gets the gateway's default scope.
             (
                 "CORTEX_MCP_TRACKER_OAUTH_SCOPE",
                 "openid tracker:read tracker:write".into(),
