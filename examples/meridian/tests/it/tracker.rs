@@ -304,5 +304,40 @@ async fn personas_link_their_own_tracker_accounts_through_the_gateway() {
         call_tool(&running, lena, "tracker_whoami", json!({})).await["structuredContent"]["sub"],
         firm::SALES_REP
     );
+
+    // The `accounts` builtin shows the link.
+    let listed = call_tool(&running, lena, "accounts", json!({"action": "list"})).await;
+    assert_eq!(
+        structured(&listed)["servers"],
+        json!([{"server": "tracker", "linked": true, "account": "lena.fischer@meridian.example"}]),
+        "{listed}"
+    );
+
+    // Revoked on the tracker's side: the next call asks to link again.
+    let tracker_auth = running.tracker().auth_server();
+    assert_eq!(tracker_auth.revoke_person(firm::CFO), 1);
+    let relink = call_tool(&running, claire, "tracker_whoami", json!({})).await;
+    link_url(&relink);
+    assert!(text(&relink).contains("linked again"), "{relink}");
+
+    // Unlinking deletes the grant and revokes it at the tracker (RFC 7009).
+    let unlink = json!({"action": "unlink", "server": "tracker"});
+    let unlinked = call_tool(&running, lena, "accounts", unlink).await;
+    assert_eq!(structured(&unlinked)["unlinked"], json!(true), "{unlinked}");
+    assert_eq!(
+        tracker_auth.revoke_person(firm::SALES_REP),
+        0,
+        "the unlink already ended the grant at the tracker"
+    );
+    let again = call_tool(&running, lena, "tracker_whoami", json!({})).await;
+    link_url(&again);
     running.shutdown().await;
+}
+
+/// A tool result's structured content (or its text, parsed).
+fn structured(result: &Value) -> Value {
+    match result.get("structuredContent") {
+        Some(v) => v.clone(),
+        None => serde_json::from_str(text(result)).unwrap_or(Value::Null),
+    }
 }
