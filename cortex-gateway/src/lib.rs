@@ -258,8 +258,16 @@ impl Gateway {
             }
         };
         let auditor = Arc::new(
-            Auditor::new(sink, keys, vec![mcp_path.clone(), admin::PATH.to_string()])
-                .with_metrics(metrics.clone()),
+            Auditor::new(
+                sink,
+                keys,
+                vec![
+                    mcp_path.clone(),
+                    admin::PATH.to_string(),
+                    http::link::AUDITED.to_string(),
+                ],
+            )
+            .with_metrics(metrics.clone()),
         );
         let introspector = match (
             &c.introspection_url,

@@ -118,7 +118,7 @@ impl Pseudonymizer {
 
 /// A claim as an audit line keeps it: its first [`super::ID_CHARS`]
 /// characters.
-fn bounded(claim: &str) -> &str {
+pub(crate) fn bounded(claim: &str) -> &str {
     match claim.char_indices().nth(super::ID_CHARS) {
         Some((at, _)) => &claim[..at],
         None => claim,

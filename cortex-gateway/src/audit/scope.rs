@@ -113,7 +113,8 @@ tokio::task_local! {
 
 impl Auditor {
     /// Audits requests whose path is one of `paths` (the MCP path, the
-    /// operator paths) into `sink`, pseudonymising with `keys`.
+    /// operator paths), or under one ending in `/` (the link pages), into
+    /// `sink`, pseudonymising with `keys`.
     pub(crate) fn new(sink: AuditSink, keys: Pseudonymizer, paths: Vec<String>) -> Self {
         Self {
             sink,
@@ -159,7 +160,14 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    if !auditor.paths.iter().any(|p| p == request.uri().path()) {
+    let path = request.uri().path();
+    // An entry ending in `/` (other than `/` itself) covers the paths
+    // under it (the link pages).
+    if !auditor
+        .paths
+        .iter()
+        .any(|p| p == path || (p.len() > 1 && p.ends_with('/') && path.starts_with(p.as_str())))
+    {
         return inner(request).await;
     }
     let path = request.uri().path().to_string();
@@ -280,6 +288,20 @@ pub(crate) fn note_caller(caller: &Arc<Caller>) {
         r.caller = Some(who.pseudonym.clone());
         r.sub = Some(who.sub.clone());
         r.client_id = who.client_id.clone();
+    });
+}
+
+/// Records who linked, or tried to link, an account at `server` (the link
+/// pages have no token: the `sub` is the one the link ticket was issued
+/// to).
+pub(crate) fn note_link(sub: Option<&str>, server: &str) {
+    with_scope(|s| {
+        let mut r = crate::sync::lock(&s.record);
+        if let Some(sub) = sub {
+            r.caller = Some(s.keys.caller(sub, None).into());
+            r.sub = Some(super::pseudonym::bounded(sub).into());
+        }
+        r.backend = Some(super::pseudonym::bounded(server).to_string());
     });
 }
 

@@ -25,7 +25,14 @@ use axum::{
     routing::get,
 };
 
-use crate::link::{Accounts, CLIENT_METADATA_PATH, CallbackQuery, LinkPageError};
+use crate::{
+    audit,
+    link::{Accounts, CLIENT_METADATA_PATH, CallbackQuery, LinkPageError},
+};
+
+/// The audited prefix: every link page gets an audit line (path, status,
+/// the `sub` of the ticket, the server; never the query).
+pub(crate) const AUDITED: &str = "/link/";
 
 /// The link routes over `accounts`.
 pub(crate) fn router(accounts: Arc<Accounts>) -> Router {
@@ -51,6 +58,7 @@ async fn start(
     };
     match accounts.start(&server, &ticket).await {
         Ok(started) => {
+            audit::note_link(Some(&started.sub), &server);
             let mut response = StatusCode::FOUND.into_response();
             let headers = response.headers_mut();
             match (
@@ -66,7 +74,10 @@ async fn start(
             page_headers(headers);
             response
         }
-        Err(e) => error_page(&e),
+        Err(e) => {
+            audit::note_link(None, &server);
+            error_page(&e)
+        }
     }
 }
 
@@ -86,17 +97,23 @@ async fn callback(
         .finish(&server, &query, Some(cookies.as_str()))
         .await;
     let mut response = match result {
-        Ok(account) => page(
-            StatusCode::OK,
-            "Account linked",
-            &format!(
-                "Your <b>{}</b> account <b>{}</b> is linked. You can close this window and \
+        Ok(linked) => {
+            audit::note_link(Some(&linked.sub), &server);
+            page(
+                StatusCode::OK,
+                "Account linked",
+                &format!(
+                    "Your <b>{}</b> account <b>{}</b> is linked. You can close this window and \
                  return to your agent.",
-                escape(&server),
-                escape(&account)
-            ),
-        ),
-        Err(e) => error_page(&e),
+                    escape(&server),
+                    escape(&linked.account)
+                ),
+            )
+        }
+        Err(e) => {
+            audit::note_link(None, &server);
+            error_page(&e)
+        }
     };
     if let Ok(clear) = HeaderValue::from_str(&Accounts::clear_cookie(&server)) {
         response.headers_mut().insert(header::SET_COOKIE, clear);

@@ -180,10 +180,21 @@ pub enum LinkPageError {
 /// link to it.
 #[derive(Debug)]
 pub struct Started {
+    /// The caller the ticket was issued to.
+    pub sub: String,
     /// The provider's authorization URL.
     pub location: String,
     /// The `Set-Cookie` value.
     pub cookie: String,
+}
+
+/// A link completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    /// The caller whose account it is.
+    pub sub: String,
+    /// The provider's name for the account.
+    pub account: String,
 }
 
 /// What a callback carries.
@@ -659,6 +670,7 @@ impl Accounts {
             ""
         };
         Ok(Started {
+            sub: pending.sub.clone(),
             location: location.into(),
             cookie: format!(
                 "{}={}; Path=/link/{server}/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
@@ -690,13 +702,13 @@ impl Accounts {
     /// `/link/<server>/callback`: refuses a state that does not open, was
     /// started in another browser, or whose ticket is not live for its
     /// caller; redeems the ticket (once), exchanges the code and stores
-    /// the grant. The linked account's label.
+    /// the grant. The caller and the linked account's label.
     pub async fn finish(
         &self,
         server: &str,
         query: &CallbackQuery,
         cookies: Option<&str>,
-    ) -> Result<String, LinkPageError> {
+    ) -> Result<Linked, LinkPageError> {
         let i = self
             .index(server)
             .ok_or_else(|| LinkPageError::UnknownServer(server.chars().take(64).collect()))?;
@@ -768,7 +780,10 @@ impl Accounts {
         if self.servers[i].catalog_sub.as_deref() == Some(pending.sub.as_str()) {
             let _ = self.linked.send(server.to_string());
         }
-        Ok(account)
+        Ok(Linked {
+            sub: pending.sub,
+            account,
+        })
     }
 }
 

@@ -525,6 +525,8 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
         .mcp_servers
         .push(McpServerConfig::new("tracker", format!("{base}/mcp")));
     config.vault = VaultConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let audit_file = dir.path().join("audit.log");
+    config.controls.audit_file = Some(audit_file.clone());
     let gateway = Gateway::new(config).await.unwrap();
     let router = gateway.router();
     let get = |path_and_query: String, cookie: Option<String>| {
@@ -576,6 +578,29 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
     let bytes = std::fs::read(dir.path().join("vault.db")).unwrap();
     let text = String::from_utf8_lossy(&bytes);
     assert!(!text.contains("at-secret") && !text.contains("dcr-secret"));
+
+    // Both pages are audited under the ticket's sub, without the query.
+    let lines = crate::controls::audit_lines(&audit_file, 2).await;
+    let audited: Vec<(&str, u64, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap(),
+                l["status"].as_u64().unwrap(),
+                l["sub"].as_str().unwrap_or(""),
+                l["backend"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        audited,
+        [
+            ("/link/tracker/start", 302, "ana", "tracker"),
+            ("/link/tracker/callback", 200, "ana", "tracker")
+        ]
+    );
+    let raw = std::fs::read_to_string(&audit_file).unwrap();
+    assert!(!raw.contains("ticket") && !raw.contains("code-") && !raw.contains("secret"), "{raw}");
 
     // Another gateway on the same vault (a restart, a replica) reuses the
     // stored registration: linking there registers nothing new.
