@@ -17,6 +17,7 @@ use e2e::{
 use serde_json::{Value, json};
 
 use crate::{
+    pg_server::PgServer,
     rust_sdk::{self, Client, call_tool, text_json},
     support::{cargo_bin, code_pkce, http, node, run},
 };
@@ -340,6 +341,48 @@ async fn users_link_their_own_accounts_sqlite_vault() {
             .mode();
         assert_eq!(mode & 0o077, 0, "the vault file is private: {mode:o}");
     }
+    rotation_keeps_grants_readable(&stack).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_link_their_own_accounts_postgres_vault() {
+    let pg = tokio::task::spawn_blocking(PgServer::start)
+        .await
+        .expect("the PostgreSQL cluster");
+    let stack = linked_stack(VaultAt::Postgres(pg.url("postgres"))).await;
+    two_users_link_and_each_calls_as_themselves(&stack).await;
+
+    // Every row of every table of ours, as text (binary columns in hex):
+    // no token the providers issued, raw or hex-encoded.
+    let tokens = issued_tokens(&stack, &["alice-t", "bob-t", "catalog-t"]).await;
+    assert!(tokens.len() >= 6, "tokens were issued: {tokens:?}");
+    let client = pg.client("postgres").await;
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .expect("the tables");
+    assert!(!tables.is_empty(), "the vault made its tables");
+    let mut rows = 0;
+    for table in &tables {
+        let name: String = table.get(0);
+        let query = format!("SELECT t::text FROM \"{}\" t", name.replace('"', "\"\""));
+        for row in client.query(&query, &[]).await.expect("the rows") {
+            let text: String = row.get(0);
+            rows += 1;
+            for token in &tokens {
+                let hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+                assert!(
+                    !text.contains(token.as_str()) && !text.contains(&hex),
+                    "a row of {name} holds a plaintext token"
+                );
+            }
+        }
+    }
+    assert!(rows >= 6, "the grants are rows: {rows}");
     rotation_keeps_grants_readable(&stack).await;
     stack.shutdown().await;
 }

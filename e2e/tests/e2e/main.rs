@@ -7,6 +7,11 @@ mod inspector;
 mod linking;
 mod meridian;
 mod meridian_oauth;
+// The gateway's throwaway PostgreSQL cluster harness, reused as is (this
+// binary uses part of it).
+#[allow(dead_code)]
+#[path = "../../../cortex-gateway/tests/it/pg_server.rs"]
+mod pg_server;
 mod real_issuer;
 mod rust_sdk;
 mod sdk_clients;
