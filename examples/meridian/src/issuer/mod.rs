@@ -261,13 +261,22 @@ impl AuthServer {
         settings: Settings,
     ) -> anyhow::Result<Self> {
         let issuer = format!("http://{}", listener.local_addr()?);
-        // The signing key: the test issuer's (generated once per process),
-        // re-labelled with this server's URL as `iss`.
-        let donor = TestIssuer::start()
-            .await
-            .context("generating the signing key")?;
-        let state = donor.state();
-        drop(donor);
+        // The signing key: Meridian's is the test issuer's (generated once
+        // per process); the tracker has a key of its own, so its tokens and
+        // Meridian's differ by signature as well as by `iss`.
+        let state = match settings.realm {
+            Realm::Firm => {
+                let donor = TestIssuer::start()
+                    .await
+                    .context("generating the signing key")?;
+                let state = donor.state();
+                drop(donor);
+                state
+            }
+            Realm::Tracker => tokio::task::spawn_blocking(tracker_key)
+                .await
+                .context("generating the tracker's signing key")??,
+        };
         let der = base64::engine::general_purpose::STANDARD
             .decode(&state.private_key_pkcs8)
             .context("the signing key")?;
@@ -380,6 +389,27 @@ impl AuthServer {
     pub fn revoke_person(&self, sub: &str) -> usize {
         self.shared.store().revoke_subject(sub, now())
     }
+}
+
+/// The tracker realm's signing key (generated once per process: RSA key
+/// generation takes about a second in a debug build).
+fn tracker_key() -> anyhow::Result<IssuerState> {
+    static KEY: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let pkcs8 = KEY.get_or_init(|| {
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|e| e.to_string())?;
+        let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'_>>::as_der(&pair)
+            .map_err(|e| e.to_string())?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(der.as_ref()))
+    });
+    let pkcs8 = pkcs8
+        .clone()
+        .map_err(|e| anyhow::anyhow!("generating the tracker's signing key: {e}"))?;
+    Ok(IssuerState {
+        issuer: String::new(),
+        kid: "tracker-1".into(),
+        private_key_pkcs8: pkcs8,
+    })
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -140,9 +140,14 @@ async fn the_tracker_serves_only_tokens_of_its_own_authorization_server() {
     let elsewhere = token(auth, "http://127.0.0.1:9/mcp", firm::SALES_REP, &scopes);
     let challenge = assert_refused(url, Some(&elsewhere), tracker.metadata_url()).await;
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-    // The right audience, from another issuer (Meridian's own, which signs
-    // with the same key in this process): only the tracker's issuer counts.
+    // The right audience, from another issuer (Meridian's own): refused.
+    // The two servers sign with different keys.
     let firm_auth = AuthServer::start(url, Settings::default()).await.unwrap();
+    let (ours, theirs) = (
+        get_json(&auth.jwks_url()).await,
+        get_json(&firm_auth.jwks_url()).await,
+    );
+    assert_ne!(ours["keys"][0]["n"], theirs["keys"][0]["n"]);
     let foreign = token(&firm_auth, url, firm::SALES_REP, &scopes);
     assert_refused(url, Some(&foreign), tracker.metadata_url()).await;
     assert_refused(url, Some("not-a-token"), tracker.metadata_url()).await;
