@@ -17,6 +17,7 @@ use e2e::{
 use serde_json::{Value, json};
 
 use crate::{
+    meridian_oauth::{Browser, screenshot_dir},
     pg_server::PgServer,
     rust_sdk::{self, Client, call_tool, text_json},
     support::{cargo_bin, code_pkce, http, node, run},
@@ -459,5 +460,47 @@ async fn a_grant_revoked_at_the_provider_asks_to_link_again() {
     assert_eq!(status, 200, "{page}");
     let whoami = call_tool(&dave, "tracker_whoami", json!({})).await;
     assert_eq!(text_json(&whoami)["sub"], "dave-t", "{whoami}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_chromium_links_an_account() {
+    let (_dir, stack) = sqlite_stack().await;
+    let erin = agent(&stack, "erin").await;
+    let url = link_url_from_accounts(&erin, "tracker").await;
+    let browser = Browser::start().await;
+    let shots = screenshot_dir();
+    // The gateway's start page sends the browser to the tracker's sign-in.
+    browser.go(&url).await;
+    browser.type_into("input[name=login]", "erin-t").await;
+    browser
+        .type_into("input[name=password]", "any-password")
+        .await;
+    browser.save_screenshot(&shots, "link-sign-in.png").await;
+    browser.click("button[type=submit]").await;
+    // The consent form (the lookup waits for it to load).
+    browser.find("input[name=prompt][value=consent]").await;
+    browser.save_screenshot(&shots, "link-consent.png").await;
+    browser.click("button[type=submit]").await;
+    // Back at the gateway's callback page.
+    let mut title = String::new();
+    for _ in 0..200 {
+        title = browser.title().await;
+        if title == "Account linked" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(title, "Account linked");
+    let page = browser.text("p").await;
+    assert!(
+        page.contains("tracker") && page.contains("erin-t"),
+        "{page}"
+    );
+    browser.save_screenshot(&shots, "link-linked.png").await;
+    browser.quit().await;
+    println!("screenshots in {}", shots.display());
+    let whoami = call_tool(&erin, "tracker_whoami", json!({})).await;
+    assert_eq!(text_json(&whoami)["sub"], "erin-t", "{whoami}");
     stack.shutdown().await;
 }

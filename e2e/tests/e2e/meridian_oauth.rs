@@ -415,7 +415,7 @@ async fn one_revocation_cuts_a_signed_in_typescript_client() {
 
 /// A WebDriver session (W3C protocol over HTTP) with Debian's
 /// `chromedriver` driving a headless Chromium with a fresh profile.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     session: String,
     _driver: tokio::process::Child,
@@ -425,7 +425,7 @@ struct Browser {
 const DRIVER_HINT: &str = "install Debian's `chromium` and `chromium-driver` (.ci/run does: apt-get install chromium chromium-driver)";
 
 impl Browser {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         for binary in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
                 std::path::Path::new(binary).exists(),
@@ -485,6 +485,9 @@ impl Browser {
                     "--disable-component-update", "--disable-sync",
                     format!("--user-data-dir={}", profile.display()),
                     "--window-size=1280,1000", "--hide-scrollbars",
+                    // Loopback only: any other host (e.g. a web font a
+                    // page imports) does not resolve.
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 ],
             },
         }}});
@@ -528,12 +531,12 @@ impl Browser {
         answer["value"].clone()
     }
 
-    async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
-    async fn title(&self) -> String {
+    pub(crate) async fn title(&self) -> String {
         self.command(reqwest::Method::GET, "/title", None)
             .await
             .as_str()
@@ -541,7 +544,7 @@ impl Browser {
             .to_string()
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         let element = self.find(css).await;
         self.command(
             reqwest::Method::GET,
@@ -554,7 +557,7 @@ impl Browser {
         .to_string()
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let found = self
             .command(
                 reqwest::Method::POST,
@@ -570,7 +573,7 @@ impl Browser {
             .to_string()
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.command(
             reqwest::Method::POST,
@@ -580,8 +583,19 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into the element `css` finds.
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
     /// Saves a PNG of the viewport as `dir/name`.
-    async fn save_screenshot(&self, dir: &std::path::Path, name: &str) {
+    pub(crate) async fn save_screenshot(&self, dir: &std::path::Path, name: &str) {
         use base64::Engine as _;
         let data = self
             .command(reqwest::Method::GET, "/screenshot", None)
@@ -592,7 +606,7 @@ impl Browser {
         std::fs::write(dir.join(name), png).unwrap_or_else(|e| panic!("saving {name}: {e}"));
     }
 
-    async fn quit(self) {
+    pub(crate) async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
 }
@@ -664,7 +678,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Where the screenshots go: `CORTEX_SCREENSHOTS` or the target's temp dir.
-fn screenshot_dir() -> std::path::PathBuf {
+pub(crate) fn screenshot_dir() -> std::path::PathBuf {
     let dir = std::env::var_os("CORTEX_SCREENSHOTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
