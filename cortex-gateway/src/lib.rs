@@ -527,7 +527,7 @@ pub async fn serve(
 
 /// The linked accounts of the configured MCP servers: the vault is opened
 /// (and migrated) only when there is a server to link with.
-async fn linked_accounts(config: &GatewayConfig) -> Result<Arc<Accounts>, ConfigError> {
+async fn linked_accounts(config: &GatewayConfig) -> Result<Arc<Accounts>, GatewayError> {
     let vault = match (&config.vault, config.mcp_servers.is_empty()) {
         (_, true) => None,
         (Some(v), false) => Some(Arc::new(vault::Vault::open(v).await.map_err(|e| {
@@ -538,12 +538,12 @@ async fn linked_accounts(config: &GatewayConfig) -> Result<Arc<Accounts>, Config
             config_error(variable, format!("the vault cannot be opened: {e}"))
         })?)),
         (None, false) => {
-            return Err(config_error(
+            return Err(GatewayError::Config(config_error(
                 "CORTEX_VAULT_KEY",
                 "third-party MCP servers are configured (CORTEX_MCP_SERVERS) but the vault that \
                  keeps users' linked accounts has no key; set CORTEX_VAULT_KEY to the output of \
                  `openssl rand -base64 32`",
-            ));
+            )));
         }
     };
     let servers = config
@@ -558,12 +558,14 @@ async fn linked_accounts(config: &GatewayConfig) -> Result<Arc<Accounts>, Config
             catalog_sub: m.catalog_sub.clone(),
         })
         .collect();
-    Ok(Arc::new(Accounts::new(
+    Accounts::new(
         vault,
         servers,
         &config.canonical_origin(),
         Default::default(),
-    )))
+    )
+    .map(Arc::new)
+    .map_err(GatewayError::Client)
 }
 
 /// The `Origin` and `Host` checks for the configured listener: a loopback

@@ -258,17 +258,18 @@ fn unavailable(what: &str, e: &dyn fmt::Display) -> AccountError {
 
 impl Accounts {
     /// Accounts for `servers`, with grants in `vault` (`None` when no MCP
-    /// server is configured) and link URLs under `origin`.
+    /// server is configured) and link URLs under `origin`; fails only if
+    /// the HTTP client for providers cannot be built.
     pub(crate) fn new(
         vault: Option<Arc<Vault>>,
         servers: Vec<LinkServer>,
         origin: &str,
         tickets: TicketLimits,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let sealer = vault
             .as_ref()
             .map(|v| StateSealer::new(&v.derive_key(state::KEY_LABEL)));
-        Self {
+        Ok(Self {
             vault,
             sealer,
             ticket_ttl: tickets.ttl,
@@ -277,12 +278,10 @@ impl Accounts {
             refreshing: (0..REFRESH_STRIPES).map(|_| Mutex::new(())).collect(),
             servers,
             origin: origin.trim_end_matches('/').to_string(),
-            // Without a client no provider is reachable; every call then
-            // says linking is unavailable.
-            http: provider::http_client().unwrap_or_default(),
+            http: provider::http_client()?,
             linked: broadcast::channel(LINKED_CHANNEL).0,
             _scratch: None,
-        }
+        })
     }
 
     /// The configured servers.
@@ -872,7 +871,8 @@ impl Accounts {
                 ttl: ticket_ttl,
                 ..TicketLimits::default()
             },
-        );
+        )
+        .expect("an HTTP client");
         accounts._scratch = Some(scratch);
         accounts
     }

@@ -600,7 +600,10 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
         ]
     );
     let raw = std::fs::read_to_string(&audit_file).unwrap();
-    assert!(!raw.contains("ticket") && !raw.contains("code-") && !raw.contains("secret"), "{raw}");
+    assert!(
+        !raw.contains("ticket") && !raw.contains("code-") && !raw.contains("secret"),
+        "{raw}"
+    );
 
     // Another gateway on the same vault (a restart, a replica) reuses the
     // stored registration: linking there registers nothing new.
