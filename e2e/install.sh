@@ -11,6 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 if ! cmp -s package-lock.json node_modules/.cortex-installed-lock 2>/dev/null; then
+    # `npm ci` replaces node_modules; through a symbolic link that would
+    # empty the folder it points at, which other checkouts may be using.
+    if [ -L node_modules ]; then
+        echo "error: e2e/node_modules is a symbolic link (to $(readlink node_modules)) whose install" \
+             "does not match package-lock.json; npm ci would empty the shared folder. Install where" \
+             "it is a real folder (bash $(readlink -f node_modules)/../install.sh in that checkout," \
+             "once it has this lock file), or remove the link and run this again." >&2
+        exit 1
+    fi
     echo "== e2e: npm ci (package-lock.json)"
     npm ci --no-audit --no-fund --loglevel=error
     cp package-lock.json node_modules/.cortex-installed-lock
