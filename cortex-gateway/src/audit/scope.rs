@@ -293,12 +293,12 @@ pub(crate) fn note_caller(caller: &Arc<Caller>) {
 
 /// Records who linked, or tried to link, an account at `server` (the link
 /// pages have no token: the `sub` is the one the link ticket was issued
-/// to).
+/// to). No `caller` pseudonym: without the token's e-mail it could differ
+/// from the one on the user's MCP lines; the `sub` matches them.
 pub(crate) fn note_link(sub: Option<&str>, server: &str) {
     with_scope(|s| {
         let mut r = crate::sync::lock(&s.record);
         if let Some(sub) = sub {
-            r.caller = Some(s.keys.caller(sub, None).into());
             r.sub = Some(super::pseudonym::bounded(sub).into());
         }
         r.backend = Some(super::pseudonym::bounded(server).to_string());
