@@ -35,6 +35,8 @@ struct Seen {
     issued: usize,
     /// `expires_in` of issued access tokens.
     expires_in: u64,
+    /// Advertise Client ID Metadata Document support.
+    cimd: bool,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -55,7 +57,9 @@ async fn resource_metadata(State(p): State<Provider>) -> Json<Value> {
 
 async fn as_metadata(State(p): State<Provider>) -> Json<Value> {
     let b = &p.base;
+    let cimd = p.seen.lock().unwrap().cimd;
     Json(json!({
+        "client_id_metadata_document_supported": cimd,
         "issuer": b,
         "authorization_endpoint": format!("{b}/authorize"),
         "token_endpoint": format!("{b}/token"),
@@ -632,4 +636,54 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
         1,
         "registered once in all"
     );
+}
+
+#[tokio::test]
+async fn an_https_gateway_uses_its_client_metadata_document_where_supported() {
+    let (base, seen) = provider(3600).await;
+    let servers = || vec![LinkServer::new("tracker", format!("{base}/mcp"))];
+    seen.lock().unwrap().cimd = true;
+    let https =
+        Accounts::for_tests_with(servers(), "https://gw.example", Duration::from_secs(600)).await;
+    let doc = https
+        .client_metadata()
+        .expect("published on an https origin");
+    assert_eq!(
+        doc["client_id"],
+        "https://gw.example/link/client-metadata.json"
+    );
+    assert_eq!(
+        doc["redirect_uris"],
+        json!(["https://gw.example/link/tracker/callback"])
+    );
+    assert_eq!(doc["token_endpoint_auth_method"], "none");
+    let ticket_url = https.link_url("ana", "tracker").await;
+    let ticket = ticket_url.split("ticket=").nth(1).unwrap();
+    let started = https.start("tracker", ticket).await.unwrap();
+    let location = url::Url::parse(&started.location).unwrap();
+    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(
+        query["client_id"],
+        "https://gw.example/link/client-metadata.json"
+    );
+    assert!(started.cookie.contains("; Secure"), "{}", started.cookie);
+    assert_eq!(
+        seen.lock().unwrap().registrations,
+        0,
+        "no registration needed"
+    );
+
+    // Over plain http the document cannot be fetched by the provider: DCR.
+    let http =
+        Accounts::for_tests_with(servers(), "http://127.0.0.1:3213", Duration::from_secs(600))
+            .await;
+    assert!(http.client_metadata().is_none());
+    let ticket_url = http.link_url("ana", "tracker").await;
+    let started = http
+        .start("tracker", ticket_url.split("ticket=").nth(1).unwrap())
+        .await
+        .unwrap();
+    assert!(started.location.contains("client_id=dcr-client"));
+    assert!(!started.cookie.contains("Secure"));
+    assert_eq!(seen.lock().unwrap().registrations, 1);
 }
