@@ -504,3 +504,52 @@ async fn headless_chromium_links_an_account() {
     assert_eq!(text_json(&whoami)["sub"], "erin-t", "{whoami}");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinking_revokes_the_grant_at_the_provider() {
+    let (_dir, stack) = sqlite_stack().await;
+    let frank = agent(&stack, "frank").await;
+    link(&stack, &frank, "board", "frank-t").await;
+    let whoami = call_tool(&frank, "board_whoami", json!({})).await;
+    assert_eq!(text_json(&whoami)["sub"], "frank-t", "{whoami}");
+    let board = stack.server("board");
+    let tokens = board.issued_tokens("frank-t").await.expect("tokens");
+    assert!(!tokens.is_empty(), "the board issued frank's tokens");
+    // Each issued token, straight at the board: what does it answer now?
+    let statuses = || async {
+        let mut statuses = Vec::new();
+        for token in &tokens {
+            let (status, _, _) = http(
+                "POST",
+                board.url(),
+                &[
+                    ("authorization", &format!("Bearer {token}")),
+                    ("content-type", "application/json"),
+                    ("accept", "application/json, text/event-stream"),
+                ],
+                Some(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string()),
+            )
+            .await;
+            statuses.push(status);
+        }
+        statuses
+    };
+    assert!(
+        statuses().await.contains(&200),
+        "the linked access token works before unlinking"
+    );
+    let unlinked = call_tool(
+        &frank,
+        "accounts",
+        json!({"action": "unlink", "server": "board"}),
+    )
+    .await;
+    assert_eq!(unlinked["isError"], false, "{unlinked}");
+    assert!(
+        statuses().await.iter().all(|s| *s == 401),
+        "every token of the unlinked grant is refused by the board (RFC 7009 at its provider)"
+    );
+    let refused = call_tool(&frank, "board_whoami", json!({})).await;
+    link_url_in(&refused, &stack, "board");
+    stack.shutdown().await;
+}
