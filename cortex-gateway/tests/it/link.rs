@@ -55,6 +55,25 @@ async fn resource_metadata(State(p): State<Provider>) -> Json<Value> {
     }))
 }
 
+async fn challenge(State(p): State<Provider>) -> Response {
+    let value = format!(
+        r#"Bearer error="invalid_token", resource_metadata="{}/metadata-of-other""#,
+        p.base
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, value)],
+    )
+        .into_response()
+}
+
+async fn other_metadata(State(p): State<Provider>) -> Json<Value> {
+    Json(json!({
+        "resource": format!("{}/other", p.base),
+        "authorization_servers": [p.base],
+    }))
+}
+
 async fn as_metadata(State(p): State<Provider>) -> Json<Value> {
     let b = &p.base;
     let cimd = p.seen.lock().unwrap().cimd;
@@ -88,12 +107,18 @@ async fn authorize(
 ) -> Response {
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["code_challenge_method"], "S256");
-    assert_eq!(q["client_id"], "dcr-client");
-    assert_eq!(
-        q.get("scope").map(String::as_str),
-        Some("tickets:read offline_access"),
-        "the server's scopes_supported when none is configured"
+    assert!(
+        ["dcr-client", "pre-client"].contains(&q["client_id"].as_str()),
+        "{}",
+        q["client_id"]
     );
+    if q["client_id"] == "dcr-client" {
+        assert_eq!(
+            q.get("scope").map(String::as_str),
+            Some("tickets:read offline_access"),
+            "the server's scopes_supported when none is configured"
+        );
+    }
     let mut seen = p.seen.lock().unwrap();
     let code = format!("code-{}", seen.codes.len());
     seen.codes.insert(
@@ -123,8 +148,12 @@ fn basic_client(headers: &HeaderMap) -> String {
         .decode(value.strip_prefix("Basic ").unwrap())
         .unwrap();
     let text = String::from_utf8(decoded).unwrap();
-    assert_eq!(text, "dcr-client:dcr-secret");
-    "dcr-client".into()
+    let (id, secret) = text.split_once(':').unwrap();
+    assert!(
+        [("dcr-client", "dcr-secret"), ("pre-client", "pre%2Fsecret")].contains(&(id, secret)),
+        "{text}"
+    );
+    id.into()
 }
 
 fn issue(seen: &mut Seen) -> Value {
@@ -148,7 +177,11 @@ async fn token(State(p): State<Provider>, headers: HeaderMap, body: String) -> R
     let client = basic_client(&headers);
     let mut seen = p.seen.lock().unwrap();
     seen.token_clients.push(client);
-    assert_eq!(form["resource"], format!("{}/mcp", p.base));
+    assert!(
+        [format!("{}/mcp", p.base), format!("{}/other", p.base)].contains(&form["resource"]),
+        "{}",
+        form["resource"]
+    );
     let refused = || {
         (
             StatusCode::BAD_REQUEST,
@@ -216,6 +249,9 @@ async fn provider(expires_in: u64) -> (String, Shared) {
         .route("/authorize", get(authorize))
         .route("/token", post(token))
         .route("/revoke", post(revoke))
+        // A server whose metadata is only named by its 401.
+        .route("/other", post(challenge))
+        .route("/metadata-of-other", get(other_metadata))
         .with_state(state);
     serve(router, listener).await;
     (base, seen)
@@ -686,4 +722,51 @@ async fn an_https_gateway_uses_its_client_metadata_document_where_supported() {
     assert!(started.location.contains("client_id=dcr-client"));
     assert!(!started.cookie.contains("Secure"));
     assert_eq!(seen.lock().unwrap().registrations, 1);
+}
+
+/// A pre-registered client at a server whose metadata only its 401 names
+/// (`WWW-Authenticate: Bearer resource_metadata=…`).
+#[tokio::test]
+async fn a_pre_registered_client_links_a_server_found_through_its_challenge() {
+    let (base, seen) = provider(3600).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut other = LinkServer::new("other", format!("{base}/other"));
+    other.client_id = Some("pre-client".into());
+    other.client_secret = Some(cortex_gateway::vault::Secret::new("pre/secret".into()));
+    other.oauth_scope = Some("issues:read".into());
+    let accounts =
+        Arc::new(Accounts::for_tests_with(vec![other], &origin, Duration::from_secs(600)).await);
+    serve(link_router(accounts.clone()), listener).await;
+    let l = Linking {
+        accounts,
+        seen: seen.clone(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    let url = l.accounts.link_url("ana", "other").await;
+    let started = l.http.get(&url).send().await.unwrap();
+    let location = started.headers()[header::LOCATION].to_str().unwrap();
+    let query: HashMap<String, String> = url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(query["client_id"], "pre-client");
+    assert_eq!(query["scope"], "issues:read", "the configured scope");
+    assert_eq!(query["resource"], format!("{base}/other"));
+    link(&l, "bo", "other").await;
+    assert_eq!(
+        l.accounts
+            .access_token("bo", "other")
+            .await
+            .unwrap()
+            .expose(),
+        "at-secret-1"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.registrations, 0);
+    assert_eq!(seen.token_clients, ["pre-client"]);
 }
