@@ -45,6 +45,12 @@ async fn agent(stack: &LinkStack, login: &str) -> Client {
     rust_sdk::connect(stack.url(), &gateway_token(stack, login).await, false).await
 }
 
+/// `login` connected to the gateway in the 2026-07-28 era
+/// (`server/discover`, stateless).
+async fn modern_agent(stack: &LinkStack, login: &str) -> Client {
+    rust_sdk::connect(stack.url(), &gateway_token(stack, login).await, true).await
+}
+
 fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_default()
 }
@@ -181,7 +187,9 @@ async fn issued_tokens(stack: &LinkStack, logins: &[&str]) -> Vec<String> {
 /// account downstream; the vault's storage holds none of the tokens.
 async fn two_users_link_and_each_calls_as_themselves(stack: &LinkStack) {
     let alice = agent(stack, "alice").await;
-    let bob = agent(stack, "bob").await;
+    // Bob's agent speaks the other era to the gateway; downstream the
+    // gateway speaks what each server does.
+    let bob = modern_agent(stack, "bob").await;
     for server in ["tracker", "board"] {
         let whoami = format!("{server}_whoami");
         // Unlinked: a tool error giving the link URL, which works.
