@@ -200,7 +200,7 @@ async fn call_mcp_tool(
     let first = client
         .call_tool(server, token.expose(), sub, name, arguments)
         .await;
-    let result = match first {
+    match first {
         Err(UpstreamError::Status { status: 401, .. }) => {
             let token = accounts
                 .rejected(sub, &server.id, &token)
@@ -220,8 +220,5 @@ async fn call_mcp_tool(
             }
         }
         other => other,
-    }?;
-    serde_json::to_vec(&result)
-        .map(Bytes::from)
-        .map_err(|e| UpstreamError::InvalidJson(e.to_string()))
+    }
 }

@@ -626,3 +626,60 @@ async fn a_server_that_lists_only_with_a_token_says_to_name_a_catalog_account() 
     }
     assert!(catalog.tool("tracker_whoami").is_none());
 }
+
+#[tokio::test]
+async fn a_redirect_is_never_followed() {
+    // The server the redirect points to counts what reaches it.
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    let catcher = Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            StatusCode::OK
+        }
+    });
+    let catcher_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let catcher_addr = catcher_listener.local_addr().unwrap();
+    let catcher_task = tokio::spawn(async move {
+        axum::serve(catcher_listener, catcher).await.unwrap();
+    });
+    let target = format!("http://{catcher_addr}/mcp");
+    let mover = Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, target)]) }
+    });
+    let mover_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mover_url = format!("http://{}/mcp", mover_listener.local_addr().unwrap());
+    let mover_task = tokio::spawn(async move {
+        axum::serve(mover_listener, mover).await.unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_with(&dir, &[("alice", "tracker", "tok-alice", "alice@tracker")]).await;
+    let w = world(&[], vault, move |c| {
+        c.mcp_servers = vec![McpServerConfig::new("tracker", mover_url)];
+    })
+    .await;
+    let mut alice = Client::modern(&w.url, &w.token("alice", &[READ]));
+    let names = alice.tool_names().await;
+    assert!(
+        !names.iter().any(|n| n.starts_with("tracker_")),
+        "{names:?}"
+    );
+    let catalog = w.gateway.catalog();
+    assert!(
+        catalog
+            .health
+            .iter()
+            .any(|(id, h)| id == "tracker" && matches!(h, cortex_gateway::Health::Down(_))),
+        "{:?}",
+        catalog.health
+    );
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+    catcher_task.abort();
+    mover_task.abort();
+}

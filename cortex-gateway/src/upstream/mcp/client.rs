@@ -16,7 +16,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, RwLock,
+        Mutex, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -64,7 +64,13 @@ struct Session {
 
 /// The client of every configured MCP server.
 pub(crate) struct McpClient {
-    http: reqwest::Client,
+    /// One client (and connection pool) per thread slot: a serving
+    /// thread's connections stay on its own runtime, as the contract
+    /// backends' do (ADR 0002); one shared pool would hand every request to
+    /// the runtime that opened the connection.
+    http: Vec<OnceLock<reqwest::Client>>,
+    /// The first client, built at start: building one can fail.
+    first: reqwest::Client,
     max_response_bytes: usize,
     limits: McpClientLimits,
     /// Per server id (bounded by the configured servers).
@@ -100,13 +106,12 @@ impl McpClient {
         max_response_bytes: usize,
         limits: McpClientLimits,
     ) -> Result<Self, super::super::ClientBuildError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| super::super::ClientBuildError(e.to_string()))?;
+        let first = http_client().map_err(|e| super::super::ClientBuildError(e.to_string()))?;
         Ok(Self {
-            http,
+            http: (0..crate::sync::THREAD_SLOTS)
+                .map(|_| OnceLock::new())
+                .collect(),
+            first,
             max_response_bytes,
             limits,
             eras: RwLock::new(HashMap::new()),
@@ -117,6 +122,12 @@ impl McpClient {
             next_id: AtomicU64::new(1),
             info: json!({"name": "cortex-gateway", "version": env!("CARGO_PKG_VERSION")}),
         })
+    }
+
+    /// The calling thread's client.
+    fn http(&self) -> &reqwest::Client {
+        let slot = &self.http[crate::sync::thread_slot() % self.http.len()];
+        slot.get_or_init(|| http_client().unwrap_or_else(|_| self.first.clone()))
     }
 
     /// The era `server` speaks, once known.
@@ -169,7 +180,7 @@ impl McpClient {
     }
 
     /// Calls the tool `name` of `server` for `sub` with `token`: the
-    /// server's `CallToolResult`.
+    /// server's `CallToolResult`, as it wrote it (a JSON object).
     pub(crate) async fn call_tool(
         &self,
         server: &McpServerConfig,
@@ -177,11 +188,11 @@ impl McpClient {
         sub: &str,
         name: &str,
         arguments: &Map<String, Value>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Bytes, UpstreamError> {
         let mut params = Map::new();
         params.insert("name".into(), Value::String(name.into()));
         params.insert("arguments".into(), Value::Object(arguments.clone()));
-        self.request(Call {
+        self.request_raw(Call {
             server,
             token: Some(token),
             sub,
@@ -191,8 +202,14 @@ impl McpClient {
         .await
     }
 
-    /// One request, within the server's timeout.
+    /// One request, within the server's timeout: its result parsed.
     async fn request(&self, call: Call<'_>) -> Result<Value, UpstreamError> {
+        let raw = self.request_raw(call).await?;
+        serde_json::from_slice(&raw).map_err(|e| UpstreamError::InvalidJson(e.to_string()))
+    }
+
+    /// One request, within the server's timeout: its result as written.
+    async fn request_raw(&self, call: Call<'_>) -> Result<Bytes, UpstreamError> {
         let timeout = call.server.timeout();
         match tokio::time::timeout(timeout, self.request_untimed(call)).await {
             Ok(r) => r,
@@ -200,7 +217,7 @@ impl McpClient {
         }
     }
 
-    async fn request_untimed(&self, call: Call<'_>) -> Result<Value, UpstreamError> {
+    async fn request_untimed(&self, call: Call<'_>) -> Result<Bytes, UpstreamError> {
         let era = match self.era(&call.server.id) {
             Some(era) => era,
             None => self.learn_era(&call).await?,
@@ -220,7 +237,10 @@ impl McpClient {
             method: "server/discover",
             params: Map::new(),
         };
-        let era = match self.modern(&probe).await {
+        let era = match self.modern(&probe).await.and_then(|raw| {
+            serde_json::from_slice::<Value>(&raw)
+                .map_err(|e| UpstreamError::InvalidJson(e.to_string()))
+        }) {
             Ok(result) => {
                 let speaks = result
                     .get("supportedVersions")
@@ -242,7 +262,7 @@ impl McpClient {
     }
 
     /// A stateless request.
-    async fn modern(&self, call: &Call<'_>) -> Result<Value, UpstreamError> {
+    async fn modern(&self, call: &Call<'_>) -> Result<Bytes, UpstreamError> {
         let mut params = call.params.clone();
         let meta = params
             .entry("_meta")
@@ -279,7 +299,7 @@ impl McpClient {
 
     /// A request in the caller's legacy session (made when missing; made
     /// again once when the server says it ended).
-    async fn legacy(&self, call: &Call<'_>) -> Result<Value, UpstreamError> {
+    async fn legacy(&self, call: &Call<'_>) -> Result<Bytes, UpstreamError> {
         let key = (call.sub.to_string(), call.server.id.clone());
         let mut fresh = false;
         let kept = crate::sync::lock(&self.sessions).get(&key);
@@ -299,7 +319,7 @@ impl McpClient {
         }
     }
 
-    async fn in_session(&self, call: &Call<'_>, session: &Session) -> Result<Value, UpstreamError> {
+    async fn in_session(&self, call: &Call<'_>, session: &Session) -> Result<Bytes, UpstreamError> {
         let mut headers = self.headers(call.token)?;
         headers.insert(VERSION_HEADER, HeaderValue::from_static(session.version));
         if let Some(id) = &session.id {
@@ -329,7 +349,8 @@ impl McpClient {
         let (answer_headers, result) = self
             .exchange(call.server, headers, "initialize", params)
             .await?;
-        let result = result?;
+        let result: Value = serde_json::from_slice(&result?)
+            .map_err(|e| UpstreamError::InvalidJson(e.to_string()))?;
         let offered = result
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -349,7 +370,7 @@ impl McpClient {
             headers.insert(SESSION_HEADER, id.clone());
         }
         let notice = self
-            .http
+            .http()
             .post(&call.server.url)
             .headers(headers)
             .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
@@ -391,11 +412,11 @@ impl McpClient {
         headers: HeaderMap,
         method: &str,
         params: Map<String, Value>,
-    ) -> Result<(HeaderMap, Result<Value, UpstreamError>), UpstreamError> {
+    ) -> Result<(HeaderMap, Result<Bytes, UpstreamError>), UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let response = self
-            .http
+            .http()
             .post(&server.url)
             .headers(headers)
             .json(&body)
@@ -409,19 +430,25 @@ impl McpClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         if !status.is_success() {
-            let body = self.read_json(response).await.unwrap_or(Value::Null);
+            let body = self
+                .read_body(response)
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
             return Err(status_error(status, body));
         }
-        let message = if is_sse {
+        let result = if is_sse {
             self.read_sse(response, id).await?
         } else {
-            self.read_json(response).await?
+            let body = self.read_body(response).await?;
+            outcome(&body, id)
         };
-        Ok((answer_headers, outcome(message, id)))
+        Ok((answer_headers, result))
     }
 
-    /// The body as JSON, within the response limit.
-    async fn read_json(&self, mut response: reqwest::Response) -> Result<Value, UpstreamError> {
+    /// The body, within the response limit.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
             if body.len() + chunk.len() > self.max_response_bytes {
@@ -429,12 +456,16 @@ impl McpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidJson(e.to_string()))
+        Ok(body)
     }
 
     /// The message with our `id` from an event stream, within the
     /// response limit (counted over the whole stream).
-    async fn read_sse(&self, response: reqwest::Response, id: u64) -> Result<Value, UpstreamError> {
+    async fn read_sse(
+        &self,
+        response: reqwest::Response,
+        id: u64,
+    ) -> Result<Result<Bytes, UpstreamError>, UpstreamError> {
         let limit = self.max_response_bytes;
         let mut seen = 0usize;
         let counted = response.bytes_stream().map(move |chunk| {
@@ -462,16 +493,25 @@ impl McpClient {
             if event.data.trim().is_empty() {
                 continue;
             }
-            let Ok(message) = serde_json::from_str::<Value>(&event.data) else {
+            let Ok(message) = serde_json::from_str::<Envelope<'_>>(&event.data) else {
                 continue;
             };
-            let ours = message.get("id").and_then(Value::as_u64) == Some(id)
-                && (message.get("result").is_some() || message.get("error").is_some());
+            let ours = message.id.as_ref().and_then(Value::as_u64) == Some(id)
+                && (message.result.is_some() || message.error.is_some());
             if ours {
-                return Ok(message);
+                return Ok(message.outcome());
             }
         }
     }
+}
+
+/// A client that never follows a redirect (a bearer token must not be
+/// replayed to another host).
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
 }
 
 /// A transport failure or the response limit, inside the event stream.
@@ -490,31 +530,52 @@ impl std::fmt::Display for LimitOrIo {
     }
 }
 
-/// The result of a JSON-RPC response, or its error.
-fn outcome(mut message: Value, id: u64) -> Result<Value, UpstreamError> {
-    if message.get("id").and_then(Value::as_u64) != Some(id) {
+/// A JSON-RPC response, its result left as written.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default, borrow)]
+    result: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+impl Envelope<'_> {
+    /// The result (a JSON object, as written), or the error.
+    fn outcome(&self) -> Result<Bytes, UpstreamError> {
+        if let Some(error) = &self.error {
+            return Err(UpstreamError::Rpc {
+                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no message")
+                    .chars()
+                    .take(500)
+                    .collect(),
+            });
+        }
+        match self.result.map(|r| r.get().trim()) {
+            Some(raw) if raw.starts_with('{') => Ok(Bytes::copy_from_slice(raw.as_bytes())),
+            _ => Err(UpstreamError::InvalidJson(
+                "the response has no result object".into(),
+            )),
+        }
+    }
+}
+
+/// The result of the JSON-RPC response `body` to request `id`, or its
+/// error.
+fn outcome(body: &[u8], id: u64) -> Result<Bytes, UpstreamError> {
+    let message: Envelope<'_> =
+        serde_json::from_slice(body).map_err(|e| UpstreamError::InvalidJson(e.to_string()))?;
+    if message.id.as_ref().and_then(Value::as_u64) != Some(id) {
         return Err(UpstreamError::InvalidJson(
             "the answer is not the response to the request".into(),
         ));
     }
-    if let Some(error) = message.get("error") {
-        return Err(UpstreamError::Rpc {
-            code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-            message: error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-                .chars()
-                .take(500)
-                .collect(),
-        });
-    }
-    match message.get_mut("result").map(Value::take) {
-        Some(result @ Value::Object(_)) => Ok(result),
-        _ => Err(UpstreamError::InvalidJson(
-            "the response has no result object".into(),
-        )),
-    }
+    message.outcome()
 }
 
 fn status_error(status: StatusCode, body: Value) -> UpstreamError {
