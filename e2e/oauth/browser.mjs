@@ -1,8 +1,10 @@
 // A headless stand-in for the user's browser in an OAuth authorization-code
 // flow: it opens the authorization URL, follows redirects with a cookie jar,
-// submits each HTML form the authorization server shows (oidc-provider's
-// login form gets `login` and a password, its consent form is confirmed as
-// is) and stops at the redirect to the client's `redirect_uri`.
+// submits each HTML POST form it is shown (the gateway's link confirmation
+// is continued; oidc-provider's login form gets `login` and a password, its
+// consent form is confirmed as is), sending the `Origin` of the page that
+// showed the form as a browser does, and stops at the redirect to the
+// client's `redirect_uri`.
 //
 //   import { authorize } from "./browser.mjs";
 //   const redirect = await authorize(authorizationUrl, { login: "e-012", redirectUri });
@@ -65,13 +67,14 @@ function firstForm(html, login) {
 export async function authorize(authorizationUrl, { login, redirectUri, jar = new Map() }) {
   let url = new URL(authorizationUrl);
   let body;
+  let origin;
   for (let step = 0; step < MAX_STEPS; step++) {
     const response = await fetch(url, {
       method: body ? "POST" : "GET",
       redirect: "manual",
       headers: {
         cookie: cookieHeader(jar),
-        ...(body ? { "content-type": "application/x-www-form-urlencoded" } : {}),
+        ...(body ? { "content-type": "application/x-www-form-urlencoded", origin } : {}),
       },
       body: body?.toString(),
     });
@@ -89,6 +92,7 @@ export async function authorize(authorizationUrl, { login, redirectUri, jar = ne
       const text = html.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ").trim().slice(0, 400);
       throw new Error(`the authorization server answered ${response.status} at ${url.pathname} with no form to submit: ${text}`);
     }
+    origin = url.origin;
     url = new URL(form.action, url);
     body = form.fields;
   }

@@ -1,6 +1,7 @@
 // The user's side of linking an account, headless: opens `start` (the
 // gateway's `/link/<server>/start?ticket=...`, or any authorization URL),
-// follows redirects with a cookie jar, signs in as `login` on
+// continues the gateway's confirmation page, follows redirects with a
+// cookie jar, signs in as `login` on
 // oidc-provider's login form, confirms its consent form, and stops at the
 // redirect to `redirect` (the gateway's callback) without following it.
 //

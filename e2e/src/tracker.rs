@@ -142,8 +142,9 @@ pub struct Consented {
 }
 
 /// The user's side of linking, headless (`oauth/consent.mjs`): opens
-/// `start` (the gateway's link URL, or any authorization URL), follows
-/// redirects with a cookie jar, signs in as `login` on oidc-provider's
+/// `start` (the gateway's link URL, or any authorization URL), presses
+/// "Continue" on the gateway's confirmation page, follows redirects with a
+/// cookie jar, signs in as `login` on oidc-provider's
 /// login form, confirms its consent form, and stops at the first redirect
 /// starting with `callback_prefix`, without following it.
 pub async fn headless_consent(

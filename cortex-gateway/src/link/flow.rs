@@ -1,13 +1,13 @@
-//! The link pages' side of [`Accounts`]: `start` (ticket checked, consent
-//! URL, browser-binding cookie) and `finish` (state, cookie and ticket
-//! checked, code exchanged, grant stored). `crate::http::link` renders
-//! what they return.
+//! The link pages' side of [`Accounts`]: `confirm` (ticket checked, whom
+//! it is for), `start` (ticket checked, consent URL, browser-binding
+//! cookie) and `finish` (state, cookie and ticket checked, code exchanged,
+//! grant stored). `crate::http::link` renders what they return.
 
 use super::{
     Accounts, ProviderError, grant_from,
     state::{self, LinkState as PendingLink},
 };
-use crate::vault::unix_now;
+use crate::{store::tickets::Holder, vault::unix_now};
 
 /// Why a link page cannot do what the browser asked; the message says
 /// what the user should do.
@@ -74,17 +74,40 @@ impl Accounts {
         format!("cortex_link_{server}")
     }
 
-    /// `/link/<server>/start?ticket=…`: checks the ticket is live for that
-    /// server and sends the browser to the provider's consent.
-    pub async fn start(&self, server: &str, ticket: &str) -> Result<Started, LinkPageError> {
+    /// `GET /link/<server>/start?ticket=…`: whom a ticket live for that
+    /// server was issued to (the `sub` and the label the confirmation page
+    /// shows); the ticket stays usable.
+    pub(crate) async fn confirm(
+        &self,
+        server: &str,
+        ticket: &str,
+    ) -> Result<Holder, LinkPageError> {
+        self.holder(server, ticket).await.map(|(_, holder)| holder)
+    }
+
+    async fn holder(&self, server: &str, ticket: &str) -> Result<(usize, Holder), LinkPageError> {
         let i = self
             .index(server)
             .ok_or_else(|| LinkPageError::UnknownServer(server.chars().take(64).collect()))?;
-        let sub = self
+        let holder = self
             .tickets
             .holder(ticket, server)
             .await
             .ok_or(LinkPageError::BadTicket)?;
+        Ok((i, holder))
+    }
+
+    /// Whether an `Origin` header value is the gateway's own origin (the
+    /// origin of `CORTEX_CANONICAL_URI`).
+    pub fn is_own_origin(&self, origin: &str) -> bool {
+        url::Url::parse(origin).is_ok_and(|o| o.origin().ascii_serialization() == self.page_origin)
+    }
+
+    /// `POST /link/<server>/start` (the confirmation page's form): checks
+    /// the ticket is live for that server and sends the browser to the
+    /// provider's consent.
+    pub async fn start(&self, server: &str, ticket: &str) -> Result<Started, LinkPageError> {
+        let (i, Holder { sub, .. }) = self.holder(server, ticket).await?;
         let Some(sealer) = &self.sealer else {
             return Err(LinkPageError::Unavailable);
         };

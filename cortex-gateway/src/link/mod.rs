@@ -101,6 +101,44 @@ impl LinkServer {
     }
 }
 
+/// Whom a link URL is for: the caller's `sub` (the key of its grants)
+/// and the label the link's confirmation page shows, so that a person who
+/// opens a link someone else sent sees whose account it would be linked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Who<'a> {
+    /// The caller's `sub`.
+    pub sub: &'a str,
+    /// The caller's `email` claim when it had one, else the `sub`.
+    pub label: &'a str,
+}
+
+impl<'a> From<&'a str> for Who<'a> {
+    /// A caller known only by its `sub` (a server's catalog account).
+    fn from(sub: &'a str) -> Self {
+        Self { sub, label: sub }
+    }
+}
+
+impl<'a> From<&'a String> for Who<'a> {
+    /// A caller known only by its `sub` (a server's catalog account).
+    fn from(sub: &'a String) -> Self {
+        Self::from(sub.as_str())
+    }
+}
+
+impl<'a> From<&'a cortex_backend::Caller> for Who<'a> {
+    fn from(caller: &'a cortex_backend::Caller) -> Self {
+        Self {
+            sub: &caller.sub,
+            label: caller
+                .email
+                .as_deref()
+                .filter(|e| !e.trim().is_empty())
+                .unwrap_or(&caller.sub),
+        }
+    }
+}
+
 /// Why no token can be had for a user at a server. Each message says what
 /// the user must do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,6 +209,8 @@ pub struct Accounts {
     /// The gateway's public origin (of `CORTEX_CANONICAL_URI`), no slash
     /// at the end.
     origin: String,
+    /// `origin` as a browser serializes it in an `Origin` header.
+    page_origin: String,
     http: reqwest::Client,
     linked: broadcast::Sender<String>,
     /// A scratch directory holding a test vault, removed on drop.
@@ -221,6 +261,9 @@ impl Accounts {
             refreshing: (0..REFRESH_STRIPES).map(|_| Mutex::new(())).collect(),
             servers,
             origin: origin.trim_end_matches('/').to_string(),
+            page_origin: url::Url::parse(origin)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default(),
             http: provider::http_client()?,
             linked: broadcast::channel(LINKED_CHANNEL).0,
             _scratch: None,
@@ -379,7 +422,13 @@ impl Accounts {
 
     /// The access token `sub` linked at `server`, refreshed first when it
     /// is expired or about to be.
-    pub async fn access_token(&self, sub: &str, server: &str) -> Result<Secret, AccountError> {
+    pub async fn access_token<'a>(
+        &self,
+        who: impl Into<Who<'a>>,
+        server: &str,
+    ) -> Result<Secret, AccountError> {
+        let who = who.into();
+        let sub = who.sub;
         let vault = self.vault()?;
         let stored = vault
             .get(sub, server)
@@ -387,26 +436,26 @@ impl Accounts {
             .map_err(|e| unavailable("the vault cannot be read", &e))?;
         match stored {
             None => Err(AccountError::NotLinked {
-                link_url: self.link_url(sub, server).await,
+                link_url: self.link_url(who, server).await,
             }),
-            Some(s) if must_relink(&s.grant) => Err(self.relink(sub, server, RELINK_EXPIRED).await),
+            Some(s) if must_relink(&s.grant) => Err(self.relink(who, server, RELINK_EXPIRED).await),
             Some(s) if is_fresh(&s.grant) => Ok(s.grant.access_token.clone()),
             Some(s) => {
                 let stale = s.grant.access_token.clone();
-                self.refresh(sub, server, &stale).await
+                self.refresh(who, server, &stale).await
             }
         }
     }
 
     /// `server` answered 401 to `token` for `sub`: refreshes once, or asks
     /// to link again.
-    pub async fn rejected(
+    pub async fn rejected<'a>(
         &self,
-        sub: &str,
+        who: impl Into<Who<'a>>,
         server: &str,
         token: &Secret,
     ) -> Result<Secret, AccountError> {
-        self.refresh(sub, server, token).await
+        self.refresh(who.into(), server, token).await
     }
 
     /// Replaces `stale` (the token that expired or was refused) with a
@@ -414,10 +463,11 @@ impl Accounts {
     /// token someone else refreshed meanwhile is taken as it is.
     async fn refresh(
         &self,
-        sub: &str,
+        who: Who<'_>,
         server: &str,
         stale: &Secret,
     ) -> Result<Secret, AccountError> {
+        let sub = who.sub;
         let vault = self.vault()?;
         let _one_at_a_time = self.stripe(sub, server).lock().await;
         let Some(stored) = vault
@@ -426,19 +476,19 @@ impl Accounts {
             .map_err(|e| unavailable("the vault cannot be read", &e))?
         else {
             return Err(AccountError::NotLinked {
-                link_url: self.link_url(sub, server).await,
+                link_url: self.link_url(who, server).await,
             });
         };
         let grant = &stored.grant;
         if must_relink(grant) {
-            return Err(self.relink(sub, server, RELINK_EXPIRED).await);
+            return Err(self.relink(who, server, RELINK_EXPIRED).await);
         }
         if grant.access_token != *stale && is_fresh(grant) {
             return Ok(grant.access_token.clone());
         }
         let Some(refresh_token) = grant.refresh_token.clone() else {
             self.mark_relink(vault, sub, server, grant).await;
-            return Err(self.relink(sub, server, RELINK_REFUSED).await);
+            return Err(self.relink(who, server, RELINK_REFUSED).await);
         };
         let Some(i) = self.index(server) else {
             return Err(AccountError::Unavailable(format!(
@@ -465,7 +515,7 @@ impl Accounts {
             Err(ProviderError::Refused(reason)) => {
                 tracing::info!(server, reason = %reason, "refreshing a linked account was refused");
                 self.mark_relink(vault, sub, server, grant).await;
-                Err(self.relink(sub, server, RELINK_REFUSED).await)
+                Err(self.relink(who, server, RELINK_REFUSED).await)
             }
             Err(e) => Err(unavailable("the provider cannot refresh the account", &e)),
         }
@@ -478,21 +528,24 @@ impl Accounts {
         }
     }
 
-    async fn relink(&self, sub: &str, server: &str, reason: &str) -> AccountError {
+    async fn relink(&self, who: Who<'_>, server: &str, reason: &str) -> AccountError {
         AccountError::Relink {
-            link_url: self.link_url(sub, server).await,
+            link_url: self.link_url(who, server).await,
             reason: reason.into(),
         }
     }
 
-    /// A fresh link URL for `sub` at `server` (issues a ticket).
-    pub async fn link_url(&self, sub: &str, server: &str) -> String {
-        let ticket = self.tickets.issue(sub, server).await;
+    /// A fresh link URL for `who` at `server` (issues a ticket).
+    pub async fn link_url<'a>(&self, who: impl Into<Who<'a>>, server: &str) -> String {
+        let who = who.into();
+        let ticket = self.tickets.issue(who.sub, who.label, server).await;
         format!("{}/link/{server}/start?ticket={ticket}", self.origin)
     }
 
     /// Per configured server: the linked account, or a fresh link URL.
-    pub async fn status(&self, sub: &str) -> Vec<AccountStatus> {
+    pub async fn status<'a>(&self, who: impl Into<Who<'a>>) -> Vec<AccountStatus> {
+        let who = who.into();
+        let sub = who.sub;
         let mut out = Vec::with_capacity(self.servers.len());
         for server in &self.servers {
             let found = match self.vault.as_deref() {
@@ -504,7 +557,7 @@ impl Accounts {
                     account: g.grant.account.clone(),
                 },
                 Ok(_) => LinkState::Unlinked {
-                    link_url: self.link_url(sub, &server.id).await,
+                    link_url: self.link_url(who, &server.id).await,
                 },
                 Err(e) => {
                     tracing::warn!(server = %server.id, error = %e, "reading a linked account failed");
@@ -696,7 +749,7 @@ mod tests {
             Duration::from_secs(600),
         )
         .await;
-        let ticket = accounts.tickets.issue("ana", "tracker").await;
+        let ticket = accounts.tickets.issue("ana", "ana", "tracker").await;
         let forged = PendingLink {
             ticket: ticket.clone(),
             sub: "eve".into(),

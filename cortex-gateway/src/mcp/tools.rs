@@ -281,7 +281,7 @@ async fn accounts(mcp: &Service, ctx: &CallCtx, args: &Map<String, Value>) -> Va
         "list" => {
             let servers: Vec<Value> = mcp
                 .accounts
-                .status(sub)
+                .status(&*ctx.caller)
                 .await
                 .into_iter()
                 .map(|s| match s.link {

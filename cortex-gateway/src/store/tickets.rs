@@ -33,9 +33,12 @@ pub(crate) const DEFAULT_MAX_TICKETS: usize = 10_000;
 pub(crate) const MAX_TICKETS_PER_SUB: usize = 32;
 /// Default cap on the bytes outstanding tickets hold.
 pub(crate) const DEFAULT_MAX_TICKET_BYTES: usize = 4 << 20;
-/// What one ticket costs besides its `sub` and server name: the digest, the
-/// map slot, the expiry and the order entry, rounded up.
-pub(crate) const TICKET_OVERHEAD_BYTES: usize = 160;
+/// What one ticket costs besides its `sub`, label and server name: the
+/// digest, the map slot, the expiry and the order entry, rounded up.
+pub(crate) const TICKET_OVERHEAD_BYTES: usize = 176;
+/// The longest label a ticket keeps (longer ones are cut at a character
+/// boundary).
+pub(crate) const MAX_LABEL_BYTES: usize = 256;
 
 /// Why a ticket was not redeemed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +49,16 @@ pub(crate) enum TicketError {
         "the link ticket is unknown, used, expired or not yours; start the link again to get a new one"
     )]
     Invalid,
+}
+
+/// Whom a live ticket was issued to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Holder {
+    /// The caller's `sub`.
+    pub sub: String,
+    /// What the link's confirmation page calls the caller (at most
+    /// [`MAX_LABEL_BYTES`]).
+    pub label: String,
 }
 
 /// The bounds of a ticket store.
@@ -77,16 +90,17 @@ pub(crate) enum LinkTickets {
 }
 
 impl LinkTickets {
-    /// Issues a ticket for `sub` to link with `server`.
-    pub(crate) async fn issue(&self, sub: &str, server: &str) -> String {
+    /// Issues a ticket for `sub` (shown to the browser as `label`) to link
+    /// with `server`.
+    pub(crate) async fn issue(&self, sub: &str, label: &str, server: &str) -> String {
         match self {
-            Self::Memory(m) => m.issue(sub, server, Instant::now()),
+            Self::Memory(m) => m.issue(sub, label, server, Instant::now()),
         }
     }
 
-    /// The `sub` a live `ticket` was issued to, if it was issued for
-    /// `server`; the ticket stays usable.
-    pub(crate) async fn holder(&self, ticket: &str, server: &str) -> Option<String> {
+    /// Whom a live `ticket` was issued to, if it was issued for `server`;
+    /// the ticket stays usable.
+    pub(crate) async fn holder(&self, ticket: &str, server: &str) -> Option<Holder> {
         match self {
             Self::Memory(m) => m.holder(ticket, server, Instant::now()),
         }
@@ -116,12 +130,25 @@ fn digest_of(ticket: &str) -> Digest {
 
 struct Ticket {
     sub: Box<str>,
+    label: Box<str>,
     server: Box<str>,
     expires: Instant,
 }
 
-fn cost(sub: &str, server: &str) -> usize {
-    TICKET_OVERHEAD_BYTES + sub.len() + server.len()
+fn cost(sub: &str, label: &str, server: &str) -> usize {
+    TICKET_OVERHEAD_BYTES + sub.len() + label.len() + server.len()
+}
+
+/// `label` cut to at most [`MAX_LABEL_BYTES`], at a character boundary.
+fn capped(label: &str) -> &str {
+    if label.len() <= MAX_LABEL_BYTES {
+        return label;
+    }
+    let mut end = MAX_LABEL_BYTES;
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    &label[..end]
 }
 
 #[derive(Default)]
@@ -138,7 +165,7 @@ struct State {
 impl State {
     fn remove(&mut self, key: &Digest) -> Option<Ticket> {
         let ticket = self.tickets.remove(key)?;
-        self.bytes -= cost(&ticket.sub, &ticket.server);
+        self.bytes -= cost(&ticket.sub, &ticket.label, &ticket.server);
         if let Some(n) = self.per_sub.get_mut(&ticket.sub) {
             *n -= 1;
             if *n == 0 {
@@ -212,7 +239,8 @@ impl MemoryTickets {
         }
     }
 
-    fn issue(&self, sub: &str, server: &str, now: Instant) -> String {
+    fn issue(&self, sub: &str, label: &str, server: &str, now: Instant) -> String {
+        let label = capped(label);
         let text = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
         let key = digest_of(&text);
         let mut state = lock(&self.state);
@@ -231,19 +259,20 @@ impl MemoryTickets {
             state.evict_oldest_of(sub);
         }
         while state.tickets.len() >= self.limits.max_tickets
-            || state.bytes + cost(sub, server) > self.limits.max_bytes
+            || state.bytes + cost(sub, label, server) > self.limits.max_bytes
         {
             if !state.evict_oldest() {
                 break;
             }
         }
         state.compact();
-        state.bytes += cost(sub, server);
+        state.bytes += cost(sub, label, server);
         *state.per_sub.entry(sub.into()).or_default() += 1;
         state.tickets.insert(
             key,
             Ticket {
                 sub: sub.into(),
+                label: label.into(),
                 server: server.into(),
                 expires: now + self.limits.ttl,
             },
@@ -252,10 +281,13 @@ impl MemoryTickets {
         text
     }
 
-    fn holder(&self, ticket: &str, server: &str, now: Instant) -> Option<String> {
+    fn holder(&self, ticket: &str, server: &str, now: Instant) -> Option<Holder> {
         let state = lock(&self.state);
         let t = state.tickets.get(&digest_of(ticket))?;
-        (t.expires > now && *t.server == *server).then(|| t.sub.to_string())
+        (t.expires > now && *t.server == *server).then(|| Holder {
+            sub: t.sub.to_string(),
+            label: t.label.to_string(),
+        })
     }
 
     fn redeem(
@@ -299,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn a_ticket_is_redeemed_once_by_its_caller_for_its_server() {
         let t = LinkTickets::Memory(MemoryTickets::new(TicketLimits::default()));
-        let ticket = t.issue("ana", "github").await;
+        let ticket = t.issue("ana", "ana", "github").await;
         assert_eq!(ticket.len(), 32);
         t.redeem(&ticket, "ana", "github").await.unwrap();
         assert_eq!(
@@ -309,7 +341,7 @@ mod tests {
         );
 
         for (sub, server) in [("eve", "github"), ("ana", "jira")] {
-            let ticket = t.issue("ana", "github").await;
+            let ticket = t.issue("ana", "ana", "github").await;
             assert_eq!(
                 t.redeem(&ticket, sub, server).await,
                 Err(TicketError::Invalid)
@@ -322,16 +354,19 @@ mod tests {
         }
         assert!(t.redeem("not a ticket", "ana", "github").await.is_err());
 
-        let ticket = t.issue("ana", "github").await;
+        let ticket = t.issue("ana", "ana", "github").await;
         assert_eq!(t.holder(&ticket, "jira").await, None, "another server");
         assert_eq!(t.holder("not a ticket", "github").await, None);
         for _ in 0..2 {
-            assert_eq!(t.holder(&ticket, "github").await.as_deref(), Some("ana"));
+            assert_eq!(
+                t.holder(&ticket, "github").await.map(|h| h.sub).as_deref(),
+                Some("ana")
+            );
         }
         t.redeem(&ticket, "ana", "github").await.unwrap();
         assert_eq!(t.holder(&ticket, "github").await, None, "used");
         let shown = format!("{t:?}");
-        let ticket = t.issue("ana", "github").await;
+        let ticket = t.issue("ana", "ana", "github").await;
         assert!(!format!("{t:?}").contains(&ticket), "{shown}");
     }
 
@@ -339,8 +374,8 @@ mod tests {
     fn tickets_expire() {
         let t = tickets(100, usize::MAX);
         let start = Instant::now();
-        let early = t.issue("ana", "github", start);
-        let late = t.issue("ana", "github", start);
+        let early = t.issue("ana", "ana", "github", start);
+        let late = t.issue("ana", "ana", "github", start);
         t.redeem(
             &early,
             "ana",
@@ -354,18 +389,23 @@ mod tests {
             Err(TicketError::Invalid)
         );
         // Expired tickets are swept when new ones are issued.
-        t.issue("ana", "x", start);
-        t.issue("bo", "x", start + TICKET_TTL + Duration::from_secs(1));
-        assert_eq!(t.counts(), (1, cost("bo", "x")));
+        t.issue("ana", "ana", "x", start);
+        t.issue("bo", "bo", "x", start + TICKET_TTL + Duration::from_secs(1));
+        assert_eq!(t.counts(), (1, cost("bo", "bo", "x")));
     }
 
     #[test]
     fn outstanding_tickets_are_bounded_by_count_and_bytes() {
         let now = Instant::now();
         let t = tickets(3, usize::MAX);
-        let first = t.issue("ana", "github", now);
+        let first = t.issue("ana", "ana", "github", now);
         for i in 0..10 {
-            t.issue(&format!("caller-{i}"), "github", now);
+            t.issue(
+                &format!("caller-{i}"),
+                &format!("caller-{i}"),
+                "github",
+                now,
+            );
         }
         assert_eq!(t.counts().0, 3);
         assert!(
@@ -374,24 +414,24 @@ mod tests {
         );
 
         let long = "s".repeat(1000);
-        let t = tickets(1000, 2 * cost(&long, "github"));
+        let t = tickets(1000, 2 * cost(&long, "l", "github"));
         for _ in 0..10 {
-            t.issue(&long, "github", now);
+            t.issue(&long, "l", "github", now);
         }
-        assert_eq!(t.counts(), (2, 2 * cost(&long, "github")));
-        let newest = t.issue(&long, "github", now);
+        assert_eq!(t.counts(), (2, 2 * cost(&long, "l", "github")));
+        let newest = t.issue(&long, "l", "github", now);
         t.redeem(&newest, &long, "github", now).unwrap();
-        assert_eq!(t.counts(), (1, cost(&long, "github")));
+        assert_eq!(t.counts(), (1, cost(&long, "l", "github")));
     }
 
     #[test]
     fn one_caller_cannot_push_out_another_callers_tickets() {
         let now = Instant::now();
         let t = tickets(100, usize::MAX);
-        let ana = t.issue("ana", "github", now);
-        let first_of_eve = t.issue("eve", "github", now);
+        let ana = t.issue("ana", "ana", "github", now);
+        let first_of_eve = t.issue("eve", "eve", "github", now);
         for _ in 0..1000 {
-            t.issue("eve", "github", now);
+            t.issue("eve", "eve", "github", now);
         }
         assert_eq!(t.counts().0, 1 + MAX_TICKETS_PER_SUB);
         assert!(t.order_len() <= 2 * t.counts().0 + 16, "{}", t.order_len());
@@ -402,9 +442,34 @@ mod tests {
         t.redeem(&ana, "ana", "github", now).unwrap();
         // Redeemed and evicted entries do not pile up in the order list.
         for i in 0..1000 {
-            let x = t.issue(&format!("u{i}"), "github", now);
+            let x = t.issue(&format!("u{i}"), &format!("u{i}"), "github", now);
             t.redeem(&x, &format!("u{i}"), "github", now).unwrap();
         }
         assert!(t.order_len() <= 2 * t.counts().0 + 16, "{}", t.order_len());
+    }
+
+    #[test]
+    fn a_ticket_keeps_its_label_capped_and_counted() {
+        let now = Instant::now();
+        let t = tickets(100, usize::MAX);
+        let ticket = t.issue("u-1", "ana@corp.example", "github", now);
+        assert_eq!(
+            t.holder(&ticket, "github", now),
+            Some(Holder {
+                sub: "u-1".into(),
+                label: "ana@corp.example".into()
+            })
+        );
+        assert_eq!(t.counts().1, cost("u-1", "ana@corp.example", "github"));
+
+        let long = "é".repeat(MAX_LABEL_BYTES);
+        let ticket = t.issue("u-2", &long, "github", now);
+        let label = t.holder(&ticket, "github", now).unwrap().label;
+        assert_eq!(label.len(), MAX_LABEL_BYTES);
+        assert!(long.starts_with(&label));
+        assert_eq!(
+            t.counts().1,
+            cost("u-1", "ana@corp.example", "github") + cost("u-2", &label, "github")
+        );
     }
 }

@@ -194,7 +194,7 @@ async fn call_mcp_tool(
 ) -> Result<Bytes, UpstreamError> {
     let sub = caller.sub.as_str();
     let token = accounts
-        .access_token(sub, &server.id)
+        .access_token(caller, &server.id)
         .await
         .map_err(UpstreamError::Account)?;
     let first = client
@@ -203,7 +203,7 @@ async fn call_mcp_tool(
     match first {
         Err(UpstreamError::Status { status: 401, .. }) => {
             let token = accounts
-                .rejected(sub, &server.id, &token)
+                .rejected(caller, &server.id, &token)
                 .await
                 .map_err(UpstreamError::Account)?;
             match client
@@ -212,7 +212,7 @@ async fn call_mcp_tool(
             {
                 Err(UpstreamError::Status { status: 401, .. }) => {
                     Err(UpstreamError::Account(AccountError::Relink {
-                        link_url: accounts.link_url(sub, &server.id).await,
+                        link_url: accounts.link_url(caller, &server.id).await,
                         reason: "the server refused the linked account's token".into(),
                     }))
                 }

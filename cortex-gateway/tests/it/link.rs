@@ -284,11 +284,52 @@ async fn linking(expires_in: u64, ttl: Duration) -> Linking {
     }
 }
 
-/// A browser's way through a start URL: the consent redirect and the
-/// binding cookie; then the provider's redirect back (the callback URL).
+/// The "Continue" form of a confirmation page: where it posts and the
+/// ticket it carries.
+fn continue_form(page: &str) -> (String, String) {
+    let attribute = |name: &str| {
+        let at = page
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} in {page}"))
+            + name.len();
+        page[at..].split('"').next().unwrap().to_string()
+    };
+    (
+        attribute("<form method=\"post\" action=\""),
+        attribute("name=\"ticket\" value=\""),
+    )
+}
+
+/// Presses "Continue" on the confirmation page `page` that `start_url`
+/// showed: the form's POST, sent from `origin` (the gateway's own when
+/// `None`).
+async fn press_continue(
+    http: &reqwest::Client,
+    start_url: &str,
+    page: &str,
+    origin: Option<&str>,
+) -> reqwest::Response {
+    let start = url::Url::parse(start_url).unwrap();
+    let (action, ticket) = continue_form(page);
+    let own = start.origin().ascii_serialization();
+    http.post(start.join(&action).unwrap())
+        .header(header::ORIGIN, origin.unwrap_or(&own))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("ticket={ticket}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A browser's way through a start URL: the confirmation page, then
+/// "Continue" (the consent redirect and the binding cookie); then the
+/// provider's redirect back (the callback URL).
 async fn consent(l: &Linking, start_url: &str) -> (String, String) {
-    let started = l.http.get(start_url).send().await.unwrap();
-    assert_eq!(started.status(), StatusCode::FOUND, "{start_url}");
+    let shown = l.http.get(start_url).send().await.unwrap();
+    assert_eq!(shown.status(), StatusCode::OK, "{start_url}");
+    let page = shown.text().await.unwrap();
+    let started = press_continue(&l.http, start_url, &page, None).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER, "{start_url}");
     let cookie = started.headers()[header::SET_COOKIE]
         .to_str()
         .unwrap()
@@ -307,6 +348,130 @@ async fn consent(l: &Linking, start_url: &str) -> (String, String) {
         .unwrap()
         .to_string();
     (callback, cookie)
+}
+
+/// A forwarded link URL: the person who opens it sees whose Cortex
+/// account it links to, and nothing happens before "Continue" on the
+/// gateway's own page.
+#[tokio::test]
+async fn the_start_page_names_the_cortex_user_and_waits_for_continue() {
+    let l = linking(3600, Duration::from_secs(600)).await;
+    let mut mallory = cortex_backend::Caller::for_tests("u-17", &[]);
+    mallory.email = Some("mallory@corp.example".into());
+    let url = l.accounts.link_url(&mallory, "tracker").await;
+    for _ in 0..2 {
+        let shown = l.http.get(&url).send().await.unwrap();
+        assert_eq!(shown.status(), StatusCode::OK);
+        let headers = shown.headers().clone();
+        assert!(headers.get(header::LOCATION).is_none());
+        assert!(headers.get(header::SET_COOKIE).is_none());
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        let page = shown.text().await.unwrap();
+        assert!(
+            page.contains("to the Cortex user <b>mallory@corp.example</b>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("If you did not ask for this link in your own AI agent"),
+            "{page}"
+        );
+        assert!(!page.contains("<script"), "{page}");
+        assert_eq!(continue_form(&page).0, "/link/tracker/start");
+    }
+    assert_eq!(
+        l.seen.lock().unwrap().registrations,
+        0,
+        "the provider is not involved before Continue"
+    );
+
+    // Without an email claim the page names the `sub`; a label is escaped.
+    let url_of_sub = l.accounts.link_url("u-18", "tracker").await;
+    let page = l
+        .http
+        .get(&url_of_sub)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Cortex user <b>u-18</b>"), "{page}");
+    let mut odd = cortex_backend::Caller::for_tests("u-19", &[]);
+    odd.email = Some("<i>bob</i>".into());
+    let odd_url = l.accounts.link_url(&odd, "tracker").await;
+    let page = l
+        .http
+        .get(&odd_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<b>&lt;i&gt;bob&lt;/i&gt;</b>"), "{page}");
+
+    // Another server's ticket shows no page, by GET or by POST.
+    let elsewhere = url.replace("/link/tracker/", "/link/design/");
+    let (status, _) = visit(&l, &elsewhere, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let page = l.http.get(&url).send().await.unwrap().text().await.unwrap();
+    let refused = press_continue(
+        &l.http,
+        &elsewhere,
+        &page.replace("/link/tracker/", "/link/design/"),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+
+    // A form posted from another origin is refused, and says what to do.
+    let refused = press_continue(&l.http, &url, &page, Some("https://evil.example")).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.headers().get(header::LOCATION).is_none());
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("press Continue on that page"), "{text}");
+
+    // An oversized form is refused before it is read.
+    let too_big = l
+        .http
+        .post(url.split('?').next().unwrap())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("ticket={}", "a".repeat(4096)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // "Continue" from the page itself goes to the provider, bound to
+    // this browser, under the ticket's caller.
+    let started = press_continue(&l.http, &url, &page, None).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    assert!(
+        started.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .starts_with("cortex_link_tracker=")
+    );
+    let location = started.headers()[header::LOCATION].to_str().unwrap();
+    let back = l.http.get(location).send().await.unwrap();
+    let callback = back.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let cookie = started.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, page) = visit(&l, &callback, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(l.accounts.access_token("u-17", "tracker").await.is_ok());
 }
 
 async fn visit(l: &Linking, url: &str, cookie: Option<&str>) -> (StatusCode, String) {
@@ -589,9 +754,26 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
             .to_string()
     };
 
+    let press_continue = |router: axum::Router, path_and_query: String| async move {
+        let (path, ticket) = path_and_query.split_once("?ticket=").unwrap();
+        router
+            .oneshot(
+                axum::http::Request::post(path)
+                    .header(header::HOST, "127.0.0.1:3213")
+                    .header(header::ORIGIN, "http://127.0.0.1:3213")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(axum::body::Body::from(format!("ticket={ticket}")))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    };
+
     let accounts = accounts_of(&gateway);
-    let started = get(local(&accounts.link_url("ana", "tracker").await), None).await;
-    assert_eq!(started.status(), StatusCode::FOUND);
+    let start = local(&accounts.link_url("ana", "tracker").await);
+    assert_eq!(get(start.clone(), None).await.status(), StatusCode::OK);
+    let started = press_continue(router.clone(), start).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
     let cookie = started.headers()[header::SET_COOKIE].to_str().unwrap();
     let cookie = cookie.split(';').next().unwrap().to_string();
     let to_provider = started.headers()[header::LOCATION].to_str().unwrap();
@@ -619,8 +801,8 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
     let text = String::from_utf8_lossy(&bytes);
     assert!(!text.contains("at-secret") && !text.contains("dcr-secret"));
 
-    // Both pages are audited under the ticket's sub, without the query.
-    let lines = crate::controls::audit_lines(&audit_file, 2).await;
+    // Every page is audited under the ticket's sub, without the query.
+    let lines = crate::controls::audit_lines(&audit_file, 3).await;
     let audited: Vec<(&str, u64, &str, &str)> = lines
         .iter()
         .map(|l| {
@@ -635,7 +817,8 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
     assert_eq!(
         audited,
         [
-            ("/link/tracker/start", 302, "ana", "tracker"),
+            ("/link/tracker/start", 200, "ana", "tracker"),
+            ("/link/tracker/start", 303, "ana", "tracker"),
             ("/link/tracker/callback", 200, "ana", "tracker")
         ]
     );
@@ -650,17 +833,12 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
     let again = Gateway::new(gateway.config().clone()).await.unwrap();
     drop(gateway);
     let accounts = accounts_of(&again);
-    let router = again.router();
-    let started = router
-        .oneshot(
-            axum::http::Request::get(local(&accounts.link_url("bo", "tracker").await))
-                .header(header::HOST, "127.0.0.1:3213")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(started.status(), StatusCode::FOUND);
+    let started = press_continue(
+        again.router(),
+        local(&accounts.link_url("bo", "tracker").await),
+    )
+    .await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
     assert!(
         started.headers()[header::LOCATION]
             .to_str()
@@ -747,7 +925,8 @@ async fn a_pre_registered_client_links_a_server_found_through_its_challenge() {
             .unwrap(),
     };
     let url = l.accounts.link_url("ana", "other").await;
-    let started = l.http.get(&url).send().await.unwrap();
+    let page = l.http.get(&url).send().await.unwrap().text().await.unwrap();
+    let started = press_continue(&l.http, &url, &page, None).await;
     let location = started.headers()[header::LOCATION].to_str().unwrap();
     let query: HashMap<String, String> = url::Url::parse(location)
         .unwrap()

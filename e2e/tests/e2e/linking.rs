@@ -478,8 +478,17 @@ async fn headless_chromium_links_an_account() {
     let url = link_url_from_accounts(&erin, "tracker").await;
     let browser = Browser::start().await;
     let shots = screenshot_dir();
-    // The gateway's start page sends the browser to the tracker's sign-in.
+    // The gateway's start page names the Cortex user the link is for and
+    // waits for "Continue", which sends the browser to the tracker's sign-in.
     browser.go(&url).await;
+    let confirm = browser.text("p").await;
+    assert!(
+        confirm.contains("to the Cortex user") && confirm.contains("erin"),
+        "{confirm}"
+    );
+    browser.save_screenshot(&shots, "link-confirm.png").await;
+    browser.click("button[type=submit]").await;
+    browser.find("input[name=login]").await;
     browser.type_into("input[name=login]", "erin-t").await;
     browser
         .type_into("input[name=password]", "any-password")

@@ -227,13 +227,32 @@ fn link_url(result: &Value) -> String {
     url
 }
 
-/// What a person's browser does with a link URL: the gateway sends it to
-/// the tracker's authorization server, the person signs in and allows,
-/// and the gateway's callback shows the linked account. Returns that page.
+/// What a person's browser does with a link URL: the gateway shows whose
+/// Cortex account it links to, "Continue" sends the browser to the
+/// tracker's authorization server, the person signs in and allows, and the
+/// gateway's callback shows the linked account. Returns that page.
 async fn link(running: &Running, url: &str, person: &str) -> String {
     let browser = http();
-    let started = browser.get(url).send().await.expect("the gateway answers");
-    assert!(started.status().is_redirection(), "{}", started.status());
+    let shown = browser.get(url).send().await.expect("the gateway answers");
+    assert_eq!(shown.status(), 200);
+    let confirm = shown.text().await.unwrap();
+    assert!(confirm.contains("to the Cortex user <b>"), "{confirm}");
+    let ticket = url.split_once("ticket=").expect("a ticket").1;
+    assert!(
+        confirm.contains(&format!("name=\"ticket\" value=\"{ticket}\"")),
+        "{confirm}"
+    );
+    let form_action = url.split('?').next().unwrap();
+    let origin = url::Url::parse(url).unwrap().origin().ascii_serialization();
+    let started = browser
+        .post(form_action)
+        .header(header::ORIGIN, origin)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("ticket={ticket}"))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(started.status(), 303);
     let cookie = started.headers()[header::SET_COOKIE]
         .to_str()
         .unwrap()
