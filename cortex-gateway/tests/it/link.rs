@@ -325,11 +325,22 @@ async fn press_continue(
 /// "Continue" (the consent redirect and the binding cookie); then the
 /// provider's redirect back (the callback URL).
 async fn consent(l: &Linking, start_url: &str) -> (String, String) {
-    let shown = l.http.get(start_url).send().await.unwrap();
-    assert_eq!(shown.status(), StatusCode::OK, "{start_url}");
-    let page = shown.text().await.unwrap();
+    let page = page_at(l, start_url).await;
     let started = press_continue(&l.http, start_url, &page, None).await;
     assert_eq!(started.status(), StatusCode::SEE_OTHER, "{start_url}");
+    to_callback(l, &started).await
+}
+
+/// The confirmation page a start URL shows.
+async fn page_at(l: &Linking, start_url: &str) -> String {
+    let shown = l.http.get(start_url).send().await.unwrap();
+    assert_eq!(shown.status(), StatusCode::OK, "{start_url}");
+    shown.text().await.unwrap()
+}
+
+/// From the redirect "Continue" answered, through the provider's consent:
+/// the callback URL and the binding cookie.
+async fn to_callback(l: &Linking, started: &reqwest::Response) -> (String, String) {
     let cookie = started.headers()[header::SET_COOKIE]
         .to_str()
         .unwrap()
@@ -337,11 +348,8 @@ async fn consent(l: &Linking, start_url: &str) -> (String, String) {
         .next()
         .unwrap()
         .to_string();
-    let to_provider = started.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let back = l.http.get(&to_provider).send().await.unwrap();
+    let to_provider = started.headers()[header::LOCATION].to_str().unwrap();
+    let back = l.http.get(to_provider).send().await.unwrap();
     assert!(back.status().is_redirection(), "{}", back.status());
     let callback = back.headers()[header::LOCATION]
         .to_str()
@@ -390,35 +398,18 @@ async fn the_start_page_names_the_cortex_user_and_waits_for_continue() {
 
     // Without an email claim the page names the `sub`; a label is escaped.
     let url_of_sub = l.accounts.link_url("u-18", "tracker").await;
-    let page = l
-        .http
-        .get(&url_of_sub)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_at(&l, &url_of_sub).await;
     assert!(page.contains("Cortex user <b>u-18</b>"), "{page}");
     let mut odd = cortex_backend::Caller::for_tests("u-19", &[]);
     odd.email = Some("<i>bob</i>".into());
-    let odd_url = l.accounts.link_url(&odd, "tracker").await;
-    let page = l
-        .http
-        .get(&odd_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_at(&l, &l.accounts.link_url(&odd, "tracker").await).await;
     assert!(page.contains("<b>&lt;i&gt;bob&lt;/i&gt;</b>"), "{page}");
 
     // Another server's ticket shows no page, by GET or by POST.
     let elsewhere = url.replace("/link/tracker/", "/link/design/");
     let (status, _) = visit(&l, &elsewhere, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let page = l.http.get(&url).send().await.unwrap().text().await.unwrap();
+    let page = page_at(&l, &url).await;
     let refused = press_continue(
         &l.http,
         &elsewhere,
@@ -456,19 +447,7 @@ async fn the_start_page_names_the_cortex_user_and_waits_for_continue() {
             .unwrap()
             .starts_with("cortex_link_tracker=")
     );
-    let location = started.headers()[header::LOCATION].to_str().unwrap();
-    let back = l.http.get(location).send().await.unwrap();
-    let callback = back.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let cookie = started.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let (callback, cookie) = to_callback(&l, &started).await;
     let (status, page) = visit(&l, &callback, Some(&cookie)).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(l.accounts.access_token("u-17", "tracker").await.is_ok());
@@ -925,7 +904,7 @@ async fn a_pre_registered_client_links_a_server_found_through_its_challenge() {
             .unwrap(),
     };
     let url = l.accounts.link_url("ana", "other").await;
-    let page = l.http.get(&url).send().await.unwrap().text().await.unwrap();
+    let page = page_at(&l, &url).await;
     let started = press_continue(&l.http, &url, &page, None).await;
     let location = started.headers()[header::LOCATION].to_str().unwrap();
     let query: HashMap<String, String> = url::Url::parse(location)
