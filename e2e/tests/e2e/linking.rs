@@ -442,6 +442,35 @@ async fn link_callbacks_that_do_not_match_a_live_ticket_are_refused() {
     stack.shutdown().await;
 }
 
+/// A link URL someone forwards: the person who opens it sees whose Cortex
+/// account it links to and nothing happens before "Continue"; a Continue
+/// posted from another site is refused, and the ticket stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_link_names_the_cortex_user_it_links_to() {
+    let (_dir, stack) = sqlite_stack().await;
+    let carol = agent(&stack, "carol").await;
+    let url = link_url_from_accounts(&carol, "tracker").await;
+    let (status, _, page) = http("GET", &url, &[], None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("to the Cortex user <b>carol"), "{page}");
+    assert!(page.contains("close this page"), "{page}");
+    let ticket = url.split_once("ticket=").expect("a ticket").1;
+    let (status, _, page) = http(
+        "POST",
+        url.split('?').next().unwrap_or_default(),
+        &[
+            ("origin", "https://elsewhere.example"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        Some(format!("ticket={ticket}")),
+    )
+    .await;
+    assert_eq!(status, 403, "{page}");
+    let (status, page) = complete_link(&stack, &url, "tracker", "carol-t").await;
+    assert_eq!(status, 200, "{page}");
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_revoked_at_the_provider_asks_to_link_again() {
     let (_dir, stack) = sqlite_stack().await;
