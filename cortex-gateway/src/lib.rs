@@ -230,8 +230,12 @@ impl Gateway {
             c.tool_integrity,
             store.integrity.clone(),
         ));
-        let mcp_client = McpClient::new(config.max_response_bytes, config.mcp_limits)
-            .map_err(|e| GatewayError::Client(e.to_string()))?;
+        let mcp_client = McpClient::new(
+            config.max_response_bytes,
+            config.mcp_limits,
+            upstream.connector(),
+        )
+        .map_err(|e| GatewayError::Client(e.to_string()))?;
         let federation = Arc::new(
             Federation::new(
                 config.backends.clone(),

@@ -458,6 +458,33 @@ impl Accounts {
         self.refresh(who.into(), server, token).await
     }
 
+    /// `server` refused `token` for `who` again right after a refresh:
+    /// the grant is marked, so later calls ask to link again at once
+    /// instead of refreshing first. A grant that has meanwhile changed
+    /// (linked again, refreshed by another call) is left as it is.
+    pub async fn refused<'a>(
+        &self,
+        who: impl Into<Who<'a>>,
+        server: &str,
+        token: &Secret,
+    ) -> AccountError {
+        let who = who.into();
+        let sub = who.sub;
+        let vault = match self.vault() {
+            Ok(vault) => vault,
+            Err(e) => return e,
+        };
+        let _one_at_a_time = self.stripe(sub, server).lock().await;
+        match vault.get(sub, server).await {
+            Ok(Some(stored)) if stored.grant.access_token == *token => {
+                self.mark_relink(vault, sub, server, &stored.grant).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(server, error = %e, "reading a linked account failed"),
+        }
+        self.relink(who, server, RELINK_SERVER_REFUSED).await
+    }
+
     /// Replaces `stale` (the token that expired or was refused) with a
     /// refreshed one; one refresh at a time per (`sub`, server), and a
     /// token someone else refreshed meanwhile is taken as it is.
@@ -610,6 +637,8 @@ impl Accounts {
 }
 
 const RELINK_EXPIRED: &str = "the provider no longer accepts its grant";
+const RELINK_SERVER_REFUSED: &str =
+    "the server refused the linked account's token, also after renewing it";
 const RELINK_REFUSED: &str = "the provider refused the linked token and it could not be renewed";
 
 /// Whether `grant`'s access token is usable for a while yet.

@@ -53,7 +53,7 @@ pub(crate) const MAX_IDLE: usize = 128;
 /// How long an idle connection is kept.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-pub(super) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 /// Boxed: a connection's state is several hundred bytes, and it moves in
 /// and out of the idle list on every call.
@@ -122,10 +122,11 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// What a call got: the status and the whole body, or a sign that the
-/// backend speaks HTTP/2 and the request must go through the pooled client.
+/// What a call got: the status, the whole body and whether it is an event
+/// stream (`text/event-stream`), or a sign that the backend speaks HTTP/2
+/// and the request must go through the pooled client.
 pub(super) enum Answer {
-    Done(StatusCode, Bytes),
+    Done(StatusCode, Bytes, bool),
     Http2(Box<Request<Full<Bytes>>>),
 }
 
@@ -268,8 +269,12 @@ impl Pool {
                 self.checkin(send, conn);
             }
             let status = parts.status;
+            let event_stream = parts
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
             self.keep_map(parts.headers);
-            return Ok(Answer::Done(status, body));
+            return Ok(Answer::Done(status, body, event_stream));
         }
         Err(UpstreamError::Unreachable(
             "the backend closed every connection before the request was sent".into(),

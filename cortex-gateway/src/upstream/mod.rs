@@ -271,7 +271,15 @@ struct Target {
 
 impl Target {
     fn new(backend: &BackendConfig) -> Result<Self, UpstreamError> {
-        let endpoint = backend.endpoint();
+        let mut target = Self::at(&backend.endpoint())?;
+        target.url = backend.url.clone();
+        target.path = backend.path.clone();
+        Ok(target)
+    }
+
+    /// The endpoint `endpoint` (an absolute URL), with no backend's
+    /// `url` and `path` recorded.
+    fn at(endpoint: &str) -> Result<Self, UpstreamError> {
         let invalid = |why: String| {
             UpstreamError::Unreachable(format!("the backend URL {endpoint} is not valid: {why}"))
         };
@@ -291,8 +299,8 @@ impl Target {
             .map_err(|e| invalid(e.to_string()))?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
-            url: backend.url.clone(),
-            path: backend.path.clone(),
+            url: String::new(),
+            path: String::new(),
             authority: base,
             origin,
             host,
@@ -421,6 +429,12 @@ impl UpstreamClient {
 
     /// The backend's endpoint as a parsed URI (parsed on first use, and
     /// again if the backend's URL changed).
+    /// The connector backend calls dial with (TLS as configured), for the
+    /// MCP client's calls.
+    pub(crate) fn connector(&self) -> Connector {
+        self.connector.clone()
+    }
+
     fn target(&self, backend: &BackendConfig) -> Result<Arc<Target>, UpstreamError> {
         let fresh = |t: &Target| t.url == backend.url && t.path == backend.path;
         if let Some(t) = crate::sync::read_lock(&self.targets)
@@ -519,7 +533,7 @@ impl UpstreamClient {
                     .call(&self.connector, &target.authority, request, limit)
                     .await?
                 {
-                    h1::Answer::Done(status, bytes) => return Ok((status.as_u16(), bytes)),
+                    h1::Answer::Done(status, bytes, _) => return Ok((status.as_u16(), bytes)),
                     h1::Answer::Http2(unsent) => {
                         target.http2.store(true, Ordering::Relaxed);
                         request = *unsent;

@@ -18,7 +18,7 @@ use super::{
     mcp::{McpClient, settings::McpServerConfig},
     settings::BackendConfig,
 };
-use crate::link::{AccountError, Accounts};
+use crate::link::Accounts;
 
 /// One federated source, borrowed for a call.
 #[derive(Debug, Clone, Copy)]
@@ -210,12 +210,11 @@ async fn call_mcp_tool(
                 .call_tool(server, token.expose(), sub, name, arguments)
                 .await
             {
-                Err(UpstreamError::Status { status: 401, .. }) => {
-                    Err(UpstreamError::Account(AccountError::Relink {
-                        link_url: accounts.link_url(caller, &server.id).await,
-                        reason: "the server refused the linked account's token".into(),
-                    }))
-                }
+                // Refused again: the grant is marked, so later calls ask
+                // to link again without refreshing first.
+                Err(UpstreamError::Status { status: 401, .. }) => Err(UpstreamError::Account(
+                    accounts.refused(caller, &server.id, &token).await,
+                )),
                 other => other,
             }
         }

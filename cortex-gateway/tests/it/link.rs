@@ -33,6 +33,8 @@ struct Seen {
     /// Client ids the token endpoint authenticated.
     token_clients: Vec<String>,
     issued: usize,
+    /// Refresh requests the token endpoint received.
+    refreshes: usize,
     /// `expires_in` of issued access tokens.
     expires_in: u64,
     /// Advertise Client ID Metadata Document support.
@@ -205,6 +207,7 @@ async fn token(State(p): State<Provider>, headers: HeaderMap, body: String) -> R
             Json(issue(&mut seen)).into_response()
         }
         "refresh_token" => {
+            seen.refreshes += 1;
             if !seen.refresh.remove(&form["refresh_token"]) {
                 return refused();
             }
@@ -680,6 +683,34 @@ async fn unlinking_deletes_the_grant_and_revokes_it_at_the_provider() {
     assert_eq!(l.seen.lock().unwrap().revoked.len(), 1);
     let vault = l.accounts.vault_for_tests();
     assert!(vault.get("ana", "tracker").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_token_refused_again_after_a_refresh_asks_to_link_again_without_refreshing() {
+    let l = linking(3600, Duration::from_secs(600)).await;
+    link(&l, "ana", "tracker").await;
+    let first = l.accounts.access_token("ana", "tracker").await.unwrap();
+    let second = l.accounts.rejected("ana", "tracker", &first).await.unwrap();
+    assert_eq!(l.seen.lock().unwrap().refreshes, 1);
+    // The server refuses the refreshed token too: re-link, and stay so.
+    let e = l.accounts.refused("ana", "tracker", &second).await;
+    assert!(matches!(e, AccountError::Relink { .. }), "{e:?}");
+    assert!(e.to_string().contains("/link/tracker/start?ticket="), "{e}");
+    for _ in 0..3 {
+        let e = l.accounts.access_token("ana", "tracker").await.unwrap_err();
+        assert!(matches!(e, AccountError::Relink { .. }), "{e:?}");
+    }
+    assert_eq!(l.seen.lock().unwrap().refreshes, 1, "no refresh after");
+
+    // A refusal of a token that is no longer the grant's changes nothing.
+    link(&l, "ana", "tracker").await;
+    let current = l.accounts.access_token("ana", "tracker").await.unwrap();
+    let e = l.accounts.refused("ana", "tracker", &second).await;
+    assert!(matches!(e, AccountError::Relink { .. }), "{e:?}");
+    assert_eq!(
+        l.accounts.access_token("ana", "tracker").await.unwrap(),
+        current
+    );
 }
 
 /// The whole gateway, configured like an operator would: its router

@@ -12,11 +12,17 @@
 //! taken from the stream; notifications and requests of the server are
 //! ignored). Every exchange is bounded by the server's timeout and the
 //! response limit; redirects are never followed.
+//!
+//! Requests go over the HTTP/1.1 connections the calling task drives
+//! (`upstream/h1.rs`, as contract calls do), with the request body
+//! serialized straight from borrowed parameters. `initialize` and its
+//! notice, which need the answer's headers, and a server that negotiates
+//! HTTP/2 go through `reqwest`.
 
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, OnceLock, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -29,10 +35,14 @@ use reqwest::{
     StatusCode,
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue},
 };
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::settings::{McpClientLimits, McpServerConfig};
-use crate::{store::cache::BoundedCache, upstream::UpstreamError};
+use crate::{
+    store::cache::BoundedCache,
+    upstream::{Target, UpstreamError, h1},
+};
 
 /// The revision of the stateless era.
 pub(crate) const MODERN: &str = "2026-07-28";
@@ -71,6 +81,11 @@ pub(crate) struct McpClient {
     http: Vec<OnceLock<reqwest::Client>>,
     /// The first client, built at start: building one can fail.
     first: reqwest::Client,
+    /// What the HTTP/1.1 connections dial with (the gateway's TLS setup).
+    connector: h1::Connector,
+    /// Per server id: its endpoint, parsed once, and its idle connections
+    /// (bounded by the configured servers).
+    targets: RwLock<HashMap<String, Arc<Target>>>,
     max_response_bytes: usize,
     limits: McpClientLimits,
     /// Per server id (bounded by the configured servers).
@@ -97,7 +112,44 @@ struct Call<'a> {
     token: Option<&'a str>,
     sub: &'a str,
     method: &'a str,
-    params: Map<String, Value>,
+    params: Params<'a>,
+}
+
+/// A request's `params`, serialized from what they borrow.
+#[derive(Clone, Copy, Default, Serialize)]
+struct Params<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta<'a>>,
+}
+
+/// The 2026-07-28 per-request `_meta`.
+#[derive(Clone, Copy, Serialize)]
+struct Meta<'a> {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+    protocol_version: &'static str,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+    client_capabilities: NoCapabilities,
+    #[serde(rename = "io.modelcontextprotocol/clientInfo")]
+    client_info: &'a Value,
+}
+
+/// `{}`.
+#[derive(Clone, Copy, Serialize)]
+struct NoCapabilities {}
+
+/// A JSON-RPC request.
+#[derive(Serialize)]
+struct Rpc<'a, P> {
+    jsonrpc: &'static str,
+    id: u64,
+    method: &'a str,
+    params: P,
 }
 
 impl McpClient {
@@ -105,6 +157,7 @@ impl McpClient {
     pub(crate) fn new(
         max_response_bytes: usize,
         limits: McpClientLimits,
+        connector: h1::Connector,
     ) -> Result<Self, super::super::ClientBuildError> {
         let first = http_client().map_err(|e| super::super::ClientBuildError(e.to_string()))?;
         Ok(Self {
@@ -112,6 +165,8 @@ impl McpClient {
                 .map(|_| OnceLock::new())
                 .collect(),
             first,
+            connector,
+            targets: RwLock::new(HashMap::new()),
             max_response_bytes,
             limits,
             eras: RwLock::new(HashMap::new()),
@@ -145,17 +200,16 @@ impl McpClient {
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..self.limits.max_list_pages {
-            let mut params = Map::new();
-            if let Some(c) = cursor.take() {
-                params.insert("cursor".into(), Value::String(c));
-            }
             let mut result = self
                 .request(Call {
                     server,
                     token,
                     sub: "",
                     method: "tools/list",
-                    params,
+                    params: Params {
+                        cursor: cursor.as_deref(),
+                        ..Params::default()
+                    },
                 })
                 .await?;
             match result.get_mut("tools").map(Value::take) {
@@ -189,15 +243,16 @@ impl McpClient {
         name: &str,
         arguments: &Map<String, Value>,
     ) -> Result<Bytes, UpstreamError> {
-        let mut params = Map::new();
-        params.insert("name".into(), Value::String(name.into()));
-        params.insert("arguments".into(), Value::Object(arguments.clone()));
         self.request_raw(Call {
             server,
             token: Some(token),
             sub,
             method: "tools/call",
-            params,
+            params: Params {
+                name: Some(name),
+                arguments: Some(arguments),
+                ..Params::default()
+            },
         })
         .await
     }
@@ -235,7 +290,7 @@ impl McpClient {
             token: call.token,
             sub: call.sub,
             method: "server/discover",
-            params: Map::new(),
+            params: Params::default(),
         };
         let era = match self.modern(&probe).await.and_then(|raw| {
             serde_json::from_slice::<Value>(&raw)
@@ -263,38 +318,27 @@ impl McpClient {
 
     /// A stateless request.
     async fn modern(&self, call: &Call<'_>) -> Result<Bytes, UpstreamError> {
-        let mut params = call.params.clone();
-        let meta = params
-            .entry("_meta")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(meta) = meta {
-            meta.insert(
-                "io.modelcontextprotocol/protocolVersion".into(),
-                json!(MODERN),
-            );
-            meta.insert(
-                "io.modelcontextprotocol/clientCapabilities".into(),
-                json!({}),
-            );
-            meta.insert(
-                "io.modelcontextprotocol/clientInfo".into(),
-                self.info.clone(),
-            );
-        }
-        let mut headers = self.headers(call.token)?;
+        let params = Params {
+            meta: Some(Meta {
+                protocol_version: MODERN,
+                client_capabilities: NoCapabilities {},
+                client_info: &self.info,
+            }),
+            ..call.params
+        };
+        let target = self.target(call.server)?;
+        let mut headers = self.headers_in(&target, call.token)?;
         headers.insert(VERSION_HEADER, HeaderValue::from_static(MODERN));
         headers.insert(
             "mcp-method",
             HeaderValue::from_str(call.method)
                 .map_err(|_| UpstreamError::UnsafeHeader("mcp-method"))?,
         );
-        if let Some(name) = call.params.get("name").and_then(Value::as_str) {
+        if let Some(name) = call.params.name {
             headers.insert("mcp-name", header_safe(name));
         }
-        let (_, result) = self
-            .exchange(call.server, headers, call.method, params)
-            .await?;
-        result
+        self.send(call.server, &target, headers, call.method, params)
+            .await
     }
 
     /// A request in the caller's legacy session (made when missing; made
@@ -320,15 +364,103 @@ impl McpClient {
     }
 
     async fn in_session(&self, call: &Call<'_>, session: &Session) -> Result<Bytes, UpstreamError> {
-        let mut headers = self.headers(call.token)?;
+        let target = self.target(call.server)?;
+        let mut headers = self.headers_in(&target, call.token)?;
         headers.insert(VERSION_HEADER, HeaderValue::from_static(session.version));
         if let Some(id) = &session.id {
             headers.insert(SESSION_HEADER, id.clone());
         }
-        let (_, result) = self
-            .exchange(call.server, headers, call.method, call.params.clone())
+        self.send(call.server, &target, headers, call.method, call.params)
+            .await
+    }
+
+    /// `server`'s endpoint, parsed once, and its idle connections.
+    fn target(&self, server: &McpServerConfig) -> Result<Arc<Target>, UpstreamError> {
+        if let Some(t) = crate::sync::read_lock(&self.targets)
+            .get(&server.id)
+            .filter(|t| t.url == server.url)
+        {
+            return Ok(t.clone());
+        }
+        let mut target = Target::at(&server.url)?;
+        target.url = server.url.clone();
+        let target = Arc::new(target);
+        crate::sync::write_lock(&self.targets).insert(server.id.clone(), target.clone());
+        Ok(target)
+    }
+
+    /// The request headers every exchange carries, in a header map the
+    /// target's connections recycle.
+    fn headers_in(&self, target: &Target, token: Option<&str>) -> Result<HeaderMap, UpstreamError> {
+        let mut headers = target.pool.header_map();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        if let Some(token) = token {
+            headers.insert(AUTHORIZATION, bearer(token)?);
+        }
+        Ok(headers)
+    }
+
+    /// POSTs one JSON-RPC request over the target's HTTP/1.1 connections
+    /// (through `reqwest` once the server chose HTTP/2): its result, or the
+    /// JSON-RPC error as [`UpstreamError::Rpc`]. A non-2xx status is an
+    /// error of its own.
+    async fn send(
+        &self,
+        server: &McpServerConfig,
+        target: &Target,
+        mut headers: HeaderMap,
+        method: &str,
+        params: Params<'_>,
+    ) -> Result<Bytes, UpstreamError> {
+        if target.http2.load(Ordering::Relaxed) {
+            let (_, result) = self.exchange(server, headers, method, params).await?;
+            return result;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::to_vec(&Rpc {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params,
+        })
+        .map_err(|e| UpstreamError::InvalidJson(e.to_string()))?;
+        headers.insert(hyper::header::HOST, target.host.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut request = hyper::Request::new(http_body_util::Full::new(Bytes::from(body)));
+        *request.method_mut() = hyper::Method::POST;
+        *request.uri_mut() = target.origin.clone();
+        *request.headers_mut() = headers;
+        let answer = target
+            .pool
+            .call(
+                &self.connector,
+                &target.authority,
+                request,
+                self.max_response_bytes,
+            )
             .await?;
-        result
+        let (status, body, event_stream) = match answer {
+            h1::Answer::Done(status, body, event_stream) => (status, body, event_stream),
+            h1::Answer::Http2(unsent) => {
+                target.http2.store(true, Ordering::Relaxed);
+                let mut headers = unsent.into_parts().0.headers;
+                headers.remove(hyper::header::HOST);
+                let (_, result) = self.exchange(server, headers, method, params).await?;
+                return result;
+            }
+        };
+        if !status.is_success() {
+            let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            return Err(status_error(status, body));
+        }
+        if event_stream {
+            let whole = futures::stream::iter([Ok::<_, LimitOrIo>(body)]);
+            return response_in_events(whole, id, self.max_response_bytes).await;
+        }
+        outcome(&body, id)
     }
 
     /// `initialize` + `notifications/initialized`; keeps the session.
@@ -342,9 +474,6 @@ impl McpClient {
             "capabilities": {},
             "clientInfo": self.info,
         });
-        let Value::Object(params) = params else {
-            unreachable!("an object literal")
-        };
         let headers = self.headers(call.token)?;
         let (answer_headers, result) = self
             .exchange(call.server, headers, "initialize", params)
@@ -395,26 +524,28 @@ impl McpClient {
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         if let Some(token) = token {
-            let mut value = HeaderValue::try_from(format!("Bearer {token}"))
-                .map_err(|_| UpstreamError::UnsafeHeader("authorization"))?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, bearer(token)?);
         }
         Ok(headers)
     }
 
-    /// POSTs one JSON-RPC request; the answer's headers and its result
-    /// (or the JSON-RPC error as [`UpstreamError::Rpc`]). A non-2xx status
-    /// is an error of its own.
+    /// POSTs one JSON-RPC request through `reqwest`; the answer's headers
+    /// and its result (or the JSON-RPC error as [`UpstreamError::Rpc`]).
+    /// A non-2xx status is an error of its own.
     async fn exchange(
         &self,
         server: &McpServerConfig,
         headers: HeaderMap,
         method: &str,
-        params: Map<String, Value>,
+        params: impl Serialize,
     ) -> Result<(HeaderMap, Result<Bytes, UpstreamError>), UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let body = Rpc {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params,
+        };
         let response = self
             .http()
             .post(&server.url)
@@ -476,7 +607,19 @@ impl McpClient {
             }
             Ok(chunk)
         });
-        let mut events = counted.eventsource();
+        Ok(response_in_events(counted, id, limit).await)
+    }
+}
+
+/// The message with `id` from the event stream `chunks` (whose transport
+/// enforces the response limit `limit`).
+async fn response_in_events(
+    chunks: impl futures::Stream<Item = Result<Bytes, LimitOrIo>> + Unpin,
+    id: u64,
+    limit: usize,
+) -> Result<Bytes, UpstreamError> {
+    {
+        let mut events = chunks.eventsource();
         loop {
             let event = match events.try_next().await {
                 Ok(Some(event)) => event,
@@ -499,10 +642,18 @@ impl McpClient {
             let ours = message.id.as_ref().and_then(Value::as_u64) == Some(id)
                 && (message.result.is_some() || message.error.is_some());
             if ours {
-                return Ok(message.outcome());
+                return message.outcome();
             }
         }
     }
+}
+
+/// `Authorization: Bearer <token>`, marked sensitive.
+fn bearer(token: &str) -> Result<HeaderValue, UpstreamError> {
+    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| UpstreamError::UnsafeHeader("authorization"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A client that never follows a redirect (a bearer token must not be
