@@ -39,18 +39,21 @@ pub(crate) fn json_result(value: Value, revision: Revision) -> Value {
     result
 }
 
-/// Checks and adapts a backend's own MCP result (`resultKind: "mcp"`).
-fn mcp_result(backend: &str, value: Value, revision: Revision) -> Value {
-    let mut typed: McpToolResult = match serde_json::from_value(value) {
+/// Checks and adapts a backend's own MCP result (`resultKind: "mcp"`),
+/// `raw` JSON (read straight into the typed result, no value tree first);
+/// `Err` when `raw` is not JSON at all.
+fn mcp_result(backend: &str, raw: &[u8], revision: Revision) -> Result<Value, serde_json::Error> {
+    let mut typed: McpToolResult = match serde_json::from_slice(raw) {
         Ok(t) => t,
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(e),
         Err(e) => {
-            return text_result(
+            return Ok(text_result(
                 format!(
                     "backend {backend} returned a result that is not a valid MCP tool result ({e}); \
                      it was not passed on. Report this to the team running {backend}."
                 ),
                 true,
-            );
+            ));
         }
     };
     if revision < Revision::V2025_06_18 {
@@ -67,7 +70,7 @@ fn mcp_result(backend: &str, value: Value, revision: Revision) -> Value {
     if out.get("isError").is_none() {
         out["isError"] = json!(false);
     }
-    out
+    Ok(out)
 }
 
 /// A `tools/call` result.
@@ -222,21 +225,15 @@ pub(crate) async fn call(
     if tool.result_kind != ResultKind::Mcp && raw.first() == Some(&b'{') {
         return Ok(ToolResult::Object(raw));
     }
-    let value: Value = match serde_json::from_slice(&raw) {
-        Ok(v) => v,
-        Err(e) => {
-            let e = UpstreamError::InvalidJson(e.to_string());
-            return Ok(ToolResult::Built(text_result(
-                e.tool_text(source.id(), name),
-                true,
-            )));
-        }
-    };
-    Ok(ToolResult::Built(if tool.result_kind == ResultKind::Mcp {
-        mcp_result(source.id(), value, ctx.revision)
+    let built = if tool.result_kind == ResultKind::Mcp {
+        mcp_result(source.id(), &raw, ctx.revision)
     } else {
-        json_result(value, ctx.revision)
-    }))
+        serde_json::from_slice(&raw).map(|value| json_result(value, ctx.revision))
+    };
+    Ok(ToolResult::Built(built.unwrap_or_else(|e| {
+        let e = UpstreamError::InvalidJson(e.to_string());
+        text_result(e.tool_text(source.id(), name), true)
+    })))
 }
 
 async fn whoami(mcp: &Service, catalog: &Catalog, ctx: &CallCtx) -> Value {

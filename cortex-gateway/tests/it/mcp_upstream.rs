@@ -239,7 +239,9 @@ async fn serve(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -
                 {"name": "hang", "description": "Never answers", "inputSchema": {"type": "object"},
                  "annotations": {"readOnlyHint": true}},
                 {"name": "fail", "description": "Fails", "inputSchema": {"type": "object"},
-                 "annotations": {"readOnlyHint": true}}
+                 "annotations": {"readOnlyHint": true}},
+                {"name": "odd", "description": "Answers no tool result",
+                 "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}
             ]}),
             Some(_) => return rpc_error(StatusCode::OK, &id, -32602, "bad cursor"),
         },
@@ -253,6 +255,7 @@ async fn serve(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -
                 "big" => json!({"content": [{"type": "text", "text": "x".repeat(200_000)}]}),
                 "hang" => std::future::pending().await,
                 "fail" => return rpc_error(StatusCode::OK, &id, -32602, "unknown project"),
+                "odd" => json!({"content": "not a list of blocks"}),
                 _ => return rpc_error(StatusCode::OK, &id, -32602, "unknown tool"),
             }
         }
@@ -598,6 +601,10 @@ async fn too_large_and_unanswered_calls_are_tool_errors() {
         text(&hang).contains("did not answer tracker_hang within 300 ms"),
         "{hang}"
     );
+    // A result that is not an MCP tool result is not passed on.
+    let odd = alice.call("tracker_odd", json!({})).await;
+    assert_eq!(odd["isError"], true);
+    assert!(text(&odd).contains("not a valid MCP tool result"), "{odd}");
 }
 
 #[tokio::test]
