@@ -392,15 +392,7 @@ impl McpClient {
     /// The request headers every exchange carries, in a header map the
     /// target's connections recycle.
     fn headers_in(&self, target: &Target, token: Option<&str>) -> Result<HeaderMap, UpstreamError> {
-        let mut headers = target.pool.header_map();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        if let Some(token) = token {
-            headers.insert(AUTHORIZATION, bearer(token)?);
-        }
-        Ok(headers)
+        with_common_headers(target.pool.header_map(), token)
     }
 
     /// POSTs one JSON-RPC request over the target's HTTP/1.1 connections
@@ -518,15 +510,7 @@ impl McpClient {
     }
 
     fn headers(&self, token: Option<&str>) -> Result<HeaderMap, UpstreamError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        if let Some(token) = token {
-            headers.insert(AUTHORIZATION, bearer(token)?);
-        }
-        Ok(headers)
+        with_common_headers(HeaderMap::new(), token)
     }
 
     /// POSTs one JSON-RPC request through `reqwest`; the answer's headers
@@ -646,6 +630,22 @@ async fn response_in_events(
             }
         }
     }
+}
+
+/// `headers` with what every request carries: `Accept`, and the bearer
+/// `token` when there is one.
+fn with_common_headers(
+    mut headers: HeaderMap,
+    token: Option<&str>,
+) -> Result<HeaderMap, UpstreamError> {
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    if let Some(token) = token {
+        headers.insert(AUTHORIZATION, bearer(token)?);
+    }
+    Ok(headers)
 }
 
 /// `Authorization: Bearer <token>`, marked sensitive.
