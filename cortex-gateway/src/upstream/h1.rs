@@ -122,6 +122,9 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// Says whether the part of an event stream read so far is enough.
+pub(super) type Enough = dyn Fn(&[u8]) -> bool + Sync;
+
 /// What a call got: the status, the whole body and whether it is an event
 /// stream (`text/event-stream`), or a sign that the backend speaks HTTP/2
 /// and the request must go through the pooled client.
@@ -204,13 +207,16 @@ impl Pool {
     }
 
     /// Sends `request` (origin-form URI, `Host` set) to `authority` and
-    /// reads the whole answer, at most `limit` bytes of body.
+    /// reads the whole answer, at most `limit` bytes of body. An event
+    /// stream is read only until `enough` says what came so far is enough
+    /// (the connection is then closed, with the rest unread).
     pub(super) async fn call(
         &self,
         connector: &Connector,
         authority: &Uri,
         mut request: Request<Full<Bytes>>,
         limit: usize,
+        enough: Option<&Enough>,
     ) -> Result<Answer, UpstreamError> {
         // One retry, and only for a request that was never sent.
         for attempt in 0..2 {
@@ -263,16 +269,17 @@ impl Pool {
             // An answer on a connection that has ended is used; the
             // connection is not.
             let (parts, body) = response.into_parts();
-            let (body, reusable) =
-                read_body(&parts.headers, body, &mut conn, limit, conn_done).await?;
-            if reusable && send.is_ready() {
-                self.checkin(send, conn);
-            }
-            let status = parts.status;
             let event_stream = parts
                 .headers
                 .get(hyper::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            let enough = enough.filter(|_| event_stream);
+            let (body, reusable) =
+                read_body(&parts.headers, body, &mut conn, limit, conn_done, enough).await?;
+            if reusable && send.is_ready() {
+                self.checkin(send, conn);
+            }
+            let status = parts.status;
             self.keep_map(parts.headers);
             return Ok(Answer::Done(status, body, event_stream));
         }
@@ -319,18 +326,23 @@ async fn connect(
     Ok(Some((send, Box::new(conn))))
 }
 
-/// Reads the body while driving the connection; says whether the
-/// connection came back to idle and can serve another call.
+/// Reads the body while driving the connection (until `enough` says the
+/// part read is enough); says whether the connection came back to idle and
+/// can serve another call.
 async fn read_body(
     headers: &HeaderMap,
     mut body: Incoming,
     conn: &mut Conn,
     limit: usize,
     mut conn_done: bool,
+    enough: Option<&Enough>,
 ) -> Result<(Bytes, bool), UpstreamError> {
     super::refuse_declared_oversize(headers, limit)?;
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
+    // `enough` said yes; the stream is left unread at its next wait.
+    let mut satisfied = false;
+    let mut cut_short = false;
     poll_fn(|cx| {
         loop {
             match Pin::new(&mut body).poll_frame(cx) {
@@ -351,6 +363,9 @@ async fn read_body(
                             rest.extend_from_slice(&data);
                         }
                     }
+                    if let Some(enough) = enough.filter(|_| !satisfied) {
+                        satisfied = enough(first.as_deref().unwrap_or(&rest[..]));
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     return Poll::Ready(Err(UpstreamError::Unreachable(super::describe(&e))));
@@ -362,6 +377,13 @@ async fn read_body(
                         conn_done = true;
                         continue;
                     }
+                    if satisfied {
+                        // Ended right after it (reusable), or not: then the
+                        // rest is never read.
+                        cut_short =
+                            !matches!(Pin::new(&mut body).poll_frame(cx), Poll::Ready(None));
+                        return Poll::Ready(Ok(()));
+                    }
                     return Poll::Pending;
                 }
             }
@@ -369,9 +391,11 @@ async fn read_body(
     })
     .await?;
     drop(body);
-    // Let the connection take in the end of the exchange and go idle.
-    let reusable =
-        !conn_done && poll_fn(|cx| Poll::Ready(Pin::new(&mut *conn).poll(cx).is_pending())).await;
+    // Let the connection take in the end of the exchange and go idle; one
+    // with an answer left unread is not used again.
+    let reusable = !conn_done
+        && !cut_short
+        && poll_fn(|cx| Poll::Ready(Pin::new(&mut *conn).poll(cx).is_pending())).await;
     let bytes = match first {
         Some(f) => f,
         None => rest.freeze(),

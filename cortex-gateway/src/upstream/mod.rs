@@ -530,7 +530,7 @@ impl UpstreamClient {
             if !target.http2.load(Ordering::Relaxed) {
                 match target
                     .pool
-                    .call(&self.connector, &target.authority, request, limit)
+                    .call(&self.connector, &target.authority, request, limit, None)
                     .await?
                 {
                     h1::Answer::Done(status, bytes, _) => return Ok((status.as_u16(), bytes)),

@@ -38,7 +38,8 @@ const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 struct Style {
     /// 2026-07-28 (`server/discover`) rather than `initialize`.
     modern: bool,
-    /// Answers as `text/event-stream` (a notification, then the response).
+    /// Answers as `text/event-stream` (a notification, then the response,
+    /// and the stream left open).
     sse: bool,
     /// Legacy: issues `Mcp-Session-Id` and insists on it.
     stateful: bool,
@@ -269,7 +270,15 @@ async fn serve(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -
         let text = format!(
             ": keep-alive\n\nid: 1\ndata:\n\nevent: message\ndata: {notice}\n\ndata: {foreign}\n\nevent: message\ndata: {response}\n\n"
         );
-        ([(header::CONTENT_TYPE, "text/event-stream")], text).into_response()
+        // The stream stays open after the response (a server may keep it).
+        let first = Ok::<_, std::convert::Infallible>(Bytes::from(text));
+        let open =
+            futures::StreamExt::chain(futures::stream::iter([first]), futures::stream::pending());
+        (
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            axum::body::Body::from_stream(open),
+        )
+            .into_response()
     } else {
         axum::Json(response).into_response()
     }

@@ -30,7 +30,7 @@ use std::{
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource as _;
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
 use reqwest::{
     StatusCode,
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue},
@@ -425,13 +425,24 @@ impl McpClient {
         *request.method_mut() = hyper::Method::POST;
         *request.uri_mut() = target.origin.clone();
         *request.headers_mut() = headers;
+        let limit = self.max_response_bytes;
+        // An event stream is read until it holds the response: a server
+        // may keep it open after answering.
+        let answered = move |read: &[u8]| {
+            let read = futures::stream::iter([Ok::<_, LimitOrIo>(Bytes::copy_from_slice(read))]);
+            matches!(
+                response_in_events(read, id, limit).now_or_never(),
+                Some(Ok(_) | Err(UpstreamError::Rpc { .. }))
+            )
+        };
         let answer = target
             .pool
             .call(
                 &self.connector,
                 &target.authority,
                 request,
-                self.max_response_bytes,
+                limit,
+                Some(&answered),
             )
             .await?;
         let (status, body, event_stream) = match answer {
