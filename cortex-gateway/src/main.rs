@@ -52,6 +52,32 @@ enum VaultCommand {
     Rotate,
 }
 
+/// Logs go to standard error, filtered by `RUST_LOG` (default `info`), as
+/// human-readable lines (`CORTEX_LOG_FORMAT=text`, the default) or one JSON
+/// object per line (`json`, for log collectors).
+fn init_logs(format: Option<&str>) -> Result<(), cortex_gateway::config::ConfigError> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.map(str::trim) {
+        None | Some("" | "text") => logs.init(),
+        Some("json") => logs.json().init(),
+        Some(other) => {
+            // Logs are not set up yet: the caller prints the error.
+            return Err(cortex_gateway::config::ConfigError {
+                variable: "CORTEX_LOG_FORMAT".into(),
+                problem: format!(
+                    "`{}` is not a log format; use `text` (the default) or `json`",
+                    other.chars().take(64).collect::<String>()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn load(path: Option<&PathBuf>) -> Result<GatewayConfig, cortex_gateway::config::ConfigError> {
     match path {
         Some(p) => GatewayConfig::from_toml_file(p),
@@ -61,12 +87,10 @@ fn load(path: Option<&PathBuf>) -> Result<GatewayConfig, cortex_gateway::config:
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = init_logs(std::env::var("CORTEX_LOG_FORMAT").ok().as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Vault(VaultCommand::Rotate) => vault_rotate(),
         Command::CheckConfig { config } => match load(config.as_ref()) {

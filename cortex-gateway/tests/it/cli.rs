@@ -144,3 +144,84 @@ async fn the_binary_serves_both_eras() {
         .await;
     assert_eq!(r["structuredContent"]["caller"], "ana");
 }
+
+#[test]
+fn a_bad_log_format_exits_2_naming_the_variable() {
+    let out = good_env(&mut gateway())
+        .env("CORTEX_LOG_FORMAT", "xml")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CORTEX_LOG_FORMAT"), "{err}");
+    assert!(err.contains("`json`"), "{err}");
+}
+
+/// The gateway's log lines up to the one saying it listens, with
+/// `CORTEX_LOG_FORMAT` set to `format` (unset for `None`).
+async fn start_up_logs(format: Option<&str>) -> Vec<String> {
+    use std::io::BufRead as _;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
+    let mut command = gateway();
+    command
+        .env("RUST_LOG", "info")
+        .env("CORTEX_BACKENDS", "crm")
+        .env("CORTEX_BACKEND_CRM_URL", &backend)
+        .env("CORTEX_CANONICAL_URI", "http://127.0.0.1:1/mcp")
+        .env("OAUTH_ISSUER", issuer.issuer())
+        .env("OAUTH_JWKS_URL", issuer.jwks_url())
+        .env("CORTEX_TECHNICAL_TOKEN", SECRET)
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stderr(std::process::Stdio::piped());
+    if let Some(format) = format {
+        command.env("CORTEX_LOG_FORMAT", format);
+    }
+    let mut child = Running(command.spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let last = line.contains("listening on");
+            if lines.send(line).is_err() || last {
+                break;
+            }
+        }
+    });
+    let mut read = Vec::new();
+    while let Ok(line) = seen.recv_timeout(std::time::Duration::from_secs(30)) {
+        let last = line.contains("listening on");
+        read.push(line);
+        if last {
+            break;
+        }
+    }
+    assert!(
+        read.last().is_some_and(|l| l.contains("listening on")),
+        "the gateway never said it listens: {read:?}"
+    );
+    read
+}
+
+#[tokio::test]
+async fn logs_are_text_by_default_and_one_json_object_per_line_on_request() {
+    for line in start_up_logs(Some("json")).await {
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["fields"]["message"].is_string(), "{line}");
+    }
+    let text = start_up_logs(None).await;
+    let listening = text.last().unwrap();
+    assert!(listening.contains("INFO"), "{listening}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(listening).is_err(),
+        "{listening}"
+    );
+}
