@@ -47,12 +47,14 @@
 //! every layer), `auth` (token validation, introspection), `audit`,
 //! `metrics`, `link` (linked third-party accounts and the linking flow,
 //! beside the vault), and small leaves (`protocol`, `canonical`, `sync`,
-//! `config_error`, `headers`).
+//! `config_error`, `headers`). [`bridge`] is not part of a running gateway:
+//! it is the client side of `cortex-gateway stdio`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
 mod auth;
+pub mod bridge;
 mod canonical;
 mod catalog;
 pub mod config;

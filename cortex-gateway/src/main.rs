@@ -1,5 +1,6 @@
 //! `cortex-gateway`: serve the gateway, print the resolved configuration,
-//! or re-encrypt the vault under its first key.
+//! re-encrypt the vault under its first key, or bridge a stdio MCP client
+//! to a gateway.
 //!
 //! Exit codes: 0 success, 1 the gateway failed while running, 2 a usage or
 //! configuration error (nothing was started).
@@ -43,6 +44,18 @@ enum Command {
     /// Manage the vault of linked accounts (CORTEX_VAULT_* variables).
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Bridge an MCP client that speaks only stdio to a gateway: JSON-RPC
+    /// lines on standard input and output, Streamable HTTP to the gateway.
+    /// The token comes from CORTEX_TOKEN or --token-file.
+    Stdio {
+        /// The gateway's MCP URL (https://, or http:// to loopback).
+        #[arg(long)]
+        url: String,
+        /// A file holding the access token, read again for every request
+        /// (wins over CORTEX_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +91,45 @@ fn init_logs(format: Option<&str>) -> Result<(), cortex_gateway::config::ConfigE
     Ok(())
 }
 
+/// `cortex-gateway stdio`: exit 0 when standard input ended, 2 on a bad
+/// URL, 1 when standard input or output failed.
+fn stdio(url: &str, token_file: Option<PathBuf>) -> ExitCode {
+    use cortex_gateway::bridge::{BridgeOptions, TokenSource};
+    let token = match (token_file, std::env::var("CORTEX_TOKEN")) {
+        (Some(path), _) => TokenSource::File(path),
+        (None, Ok(token)) if !token.trim().is_empty() => TokenSource::Fixed(std::sync::Arc::new(
+            zeroize::Zeroizing::new(token.trim().to_owned()),
+        )),
+        (None, _) => TokenSource::None,
+    };
+    let options = match BridgeOptions::new(url, token) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    match runtime.block_on(cortex_gateway::bridge::run(
+        options,
+        input,
+        tokio::io::stdout(),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn load(path: Option<&PathBuf>) -> Result<GatewayConfig, cortex_gateway::config::ConfigError> {
     match path {
         Some(p) => GatewayConfig::from_toml_file(p),
@@ -93,6 +145,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Vault(VaultCommand::Rotate) => vault_rotate(),
+        Command::Stdio { url, token_file } => stdio(&url, token_file),
         Command::CheckConfig { config } => match load(config.as_ref()) {
             Ok(c) => {
                 print!("{}", c.masked_toml());

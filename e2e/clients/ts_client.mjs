@@ -3,7 +3,10 @@
 //   node ts_client.mjs '<plan JSON>'
 //
 // Environment: MCP_URL (the endpoint), MCP_TOKENS (a JSON object of named
-// bearer tokens; never printed). The plan, one connection per session:
+// bearer tokens; never printed), and optionally MCP_STDIO_BRIDGE: the path of
+// a `cortex-gateway` binary, to connect over stdio through
+// `cortex-gateway stdio --url $MCP_URL` (the token in its CORTEX_TOKEN)
+// instead of over HTTP. The plan, one connection per session:
 //   {"sdk": "v1" | "v2",            // @modelcontextprotocol/sdk or @modelcontextprotocol/client
 //    "era": "legacy" | "2026-07-28", // v2 only: initialize handshake or a pinned 2026 revision
 //    "sessions": [{"token": "<name in MCP_TOKENS>", "steps": [
@@ -26,19 +29,47 @@ if (!url || !Array.isArray(plan.sessions)) {
 
 const clientInfo = { name: "cortex-e2e-ts", version: "0.1.0" };
 
-async function connectV1(headers) {
+const bridge = process.env.MCP_STDIO_BRIDGE;
+
+// The stdio transport's options: the bridge as a child process.
+function bridgeProcess(token) {
+  return {
+    command: bridge,
+    args: ["stdio", "--url", url],
+    env: { ...process.env, CORTEX_TOKEN: token },
+    stderr: "inherit",
+  };
+}
+
+async function connectV1(token) {
   const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
-  const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+  let transport;
+  if (bridge) {
+    const { StdioClientTransport } = await import("@modelcontextprotocol/sdk/client/stdio.js");
+    transport = new StdioClientTransport(bridgeProcess(token));
+    // The stdio transport keeps no version; the client hands it over here.
+    transport.setProtocolVersion = (version) => { transport.protocolVersion = version; };
+  } else {
+    const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
+    const headers = { Authorization: `Bearer ${token}` };
+    transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+  }
   const client = new Client(clientInfo);
   await client.connect(transport);
   return { client, protocolVersion: () => transport.protocolVersion };
 }
 
-async function connectV2(headers) {
+async function connectV2(token) {
   const { Client, StreamableHTTPClientTransport } = await import("@modelcontextprotocol/client");
   const mode = plan.era && plan.era !== "legacy" ? { pin: plan.era } : "legacy";
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+  let transport;
+  if (bridge) {
+    const { StdioClientTransport } = await import("@modelcontextprotocol/client/stdio");
+    transport = new StdioClientTransport(bridgeProcess(token));
+  } else {
+    const headers = { Authorization: `Bearer ${token}` };
+    transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+  }
   const client = new Client(clientInfo, { versionNegotiation: { mode } });
   await client.connect(transport);
   return { client, protocolVersion: () => client.getNegotiatedProtocolVersion() };
@@ -73,8 +104,7 @@ async function runStep(client, step) {
 async function runSession(session) {
   const token = tokens[session.token];
   if (!token) throw new Error(`no token named ${JSON.stringify(session.token)} in MCP_TOKENS`);
-  const headers = { Authorization: `Bearer ${token}` };
-  const connected = plan.sdk === "v2" ? await connectV2(headers) : await connectV1(headers);
+  const connected = plan.sdk === "v2" ? await connectV2(token) : await connectV1(token);
   const steps = [];
   for (const step of session.steps) {
     try {

@@ -4,6 +4,7 @@
 //! against the official schema of the revision in use.
 
 mod auth;
+mod bridge;
 mod cli;
 mod client;
 mod controls;

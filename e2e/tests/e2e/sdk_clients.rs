@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use crate::{
     meridian::{check, start, steps},
-    support::{e2e_dir, node, python, run},
+    support::{cargo_bin, e2e_dir, node, python, run},
 };
 
 /// Which client runs the plan.
@@ -23,8 +23,17 @@ enum Client {
     Python,
 }
 
+/// How the client reaches the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Streamable HTTP, straight to the gateway.
+    Http,
+    /// stdio, through `cortex-gateway stdio --url …` (TypeScript only).
+    StdioBridge,
+}
+
 /// Runs one plan (a session per persona) in one client process.
-async fn run_client(client: Client, era: &str, running: &Running) -> Value {
+async fn run_client(client: Client, era: &str, running: &Running, transport: Transport) -> Value {
     let mut command = match client {
         Client::TsV1 | Client::TsV2 => {
             let mut c = Command::new(node());
@@ -51,6 +60,12 @@ async fn run_client(client: Client, era: &str, running: &Running) -> Value {
         .map(|p| (p.key().to_owned(), Value::from(running.tokens.get(*p))))
         .collect();
     let plan = json!({"sdk": sdk, "era": era, "sessions": sessions});
+    if transport == Transport::StdioBridge {
+        command.env(
+            "MCP_STDIO_BRIDGE",
+            cargo_bin("cortex-gateway", "cortex-gateway").await,
+        );
+    }
     command
         .arg(plan.to_string())
         .env("MCP_URL", &running.url)
@@ -58,7 +73,7 @@ async fn run_client(client: Client, era: &str, running: &Running) -> Value {
         .current_dir(e2e_dir());
     let finished = run(command, Duration::from_secs(120)).await;
     println!(
-        "{client:?} {era}: {} personas in {:.1?}",
+        "{client:?} {era} over {transport:?}: {} personas in {:.1?}",
         Persona::ALL.len(),
         finished.elapsed
     );
@@ -70,9 +85,18 @@ async fn run_client(client: Client, era: &str, running: &Running) -> Value {
 /// Runs every persona's plan with `client` at `era`; checks the negotiated
 /// version and the oracle.
 async fn every_persona(client: Client, era: &'static str, negotiated: &'static str) {
+    every_persona_over(client, era, negotiated, Transport::Http).await;
+}
+
+async fn every_persona_over(
+    client: Client,
+    era: &'static str,
+    negotiated: &'static str,
+    transport: Transport,
+) {
     let running: Running = start().await;
-    let output = run_client(client, era, &running).await;
-    let label = format!("{client:?} {era}");
+    let output = run_client(client, era, &running, transport).await;
+    let label = format!("{client:?} {era} over {transport:?}");
     let sessions = output["sessions"].as_array().cloned().unwrap_or_default();
     assert_eq!(sessions.len(), Persona::ALL.len(), "{label}: {output}");
     for (persona, session) in Persona::ALL.into_iter().zip(&sessions) {
@@ -111,4 +135,25 @@ async fn python_sdk_2025_11_25() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_2026_07_28() {
     every_persona(Client::Python, "2026-07-28", "2026-07-28").await;
+}
+
+/// A stdio-only client reaches the gateway through `cortex-gateway stdio`:
+/// every persona sees what it sees over HTTP (the same oracle), with the
+/// bridge carrying the token and the legacy session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_v1_over_the_stdio_bridge() {
+    every_persona_over(Client::TsV1, "legacy", "2025-11-25", Transport::StdioBridge).await;
+}
+
+/// The same in 2026-07-28: the bridge mirrors `_meta`'s revision, the
+/// method and the tool name into the headers that era requires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_client_v2_2026_07_28_over_the_stdio_bridge() {
+    every_persona_over(
+        Client::TsV2,
+        "2026-07-28",
+        "2026-07-28",
+        Transport::StdioBridge,
+    )
+    .await;
 }
