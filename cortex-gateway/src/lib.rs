@@ -64,6 +64,7 @@ mod config_error;
 pub mod fuzzing;
 mod headers;
 mod http;
+mod keys;
 mod link;
 mod mcp;
 mod metrics;
@@ -216,6 +217,7 @@ impl Gateway {
                 baseline: c.tool_baseline.clone(),
             }),
         };
+        let signing = signing_keys(&config)?;
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         if let Some(x) = &config.token_exchange {
@@ -226,6 +228,11 @@ impl Gateway {
                 store.exchange.clone(),
             );
         }
+        upstream = upstream.with_assertions(
+            signing.clone(),
+            Duration::from_secs(config.identity.assert_ttl_s),
+            store.assertions.clone(),
+        );
         let metrics = Arc::new(Metrics::new());
         let accounts = linked_accounts(&config).await?;
         let integrity = Arc::new(IntegrityGuard::with_document(
@@ -332,6 +339,7 @@ impl Gateway {
             mcp_path,
             max_request_bytes: config.max_request_bytes,
             accounts,
+            keys: signing,
         });
         let interval = config.refresh_interval();
         let refresher = {
@@ -529,6 +537,25 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     Gateway::new(config).await?.serve(listener, shutdown).await
+}
+
+/// The gateway's signing keys: from `CORTEX_SIGNING_KEY_FILE`, or generated.
+/// A key that leaves the file stays published for the longest assertion
+/// lifetime allowed.
+fn signing_keys(config: &GatewayConfig) -> Result<Arc<keys::SigningKeys>, ConfigError> {
+    let keys = keys::SigningKeys::load(
+        config.identity.signing_key_file.as_deref(),
+        config.gateway_issuer(),
+        Duration::from_secs(config::MAX_ASSERT_TTL_S),
+    )
+    .map_err(|e| config_error("CORTEX_SIGNING_KEY_FILE", e.to_string()))?;
+    if keys.generated() {
+        tracing::info!(
+            "CORTEX_SIGNING_KEY_FILE is not set: the gateway signs with a key generated at start; \
+             replicas must share a key file"
+        );
+    }
+    Ok(Arc::new(keys))
 }
 
 /// The linked accounts of the configured MCP servers: the vault is opened

@@ -8,7 +8,10 @@ pub use crate::{
     link::{
         AccountError, AccountStatus, Accounts, CallbackQuery, LinkPageError, LinkServer, LinkState,
     },
-    upstream::{Credential, TokenExchanger, UpstreamClient, UpstreamError, thread_slot},
+    upstream::{
+        Credential, FailureKind, TokenExchanger, TokenFailure, UpstreamClient, UpstreamError,
+        thread_slot,
+    },
 };
 
 /// The account-linking routes (`/link/…`) over `accounts`, alone.

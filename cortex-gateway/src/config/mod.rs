@@ -10,6 +10,7 @@ use cortex_backend::auth::{JwtSettings, check_transport};
 use serde::{Deserialize, Serialize};
 
 mod controls;
+mod identity;
 mod mcp;
 
 pub use crate::config_error::ConfigError;
@@ -25,6 +26,7 @@ pub use controls::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_STREAMS_PER_CALLER, DEFAULT_RATE_LIMIT_BURST,
     DEFAULT_RATE_LIMIT_PER_MINUTE, DEFAULT_REQUEST_TIMEOUT_MS, StoreKind,
 };
+pub use identity::{DEFAULT_ASSERT_TTL_S, IdentityConfig, MAX_ASSERT_TTL_S, MIN_ASSERT_TTL_S};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3213";
@@ -134,6 +136,10 @@ pub struct GatewayConfig {
     /// tool integrity, admin endpoint, metrics, limits, introspection.
     #[serde(default)]
     pub controls: ControlsConfig,
+    /// The gateway's signing identity (`[identity]`): keys, issuer,
+    /// assertion lifetime.
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -174,6 +180,7 @@ impl PartialEq for GatewayConfig {
             mcp_limits,
             vault,
             controls,
+            identity,
         } = self;
         let vault_view = |v: &Option<VaultConfig>| {
             v.as_ref().map(|v| {
@@ -203,6 +210,7 @@ impl PartialEq for GatewayConfig {
             && *mcp_limits == other.mcp_limits
             && vault_view(vault) == vault_view(&other.vault)
             && *controls == other.controls
+            && *identity == other.identity
     }
 }
 
@@ -264,6 +272,7 @@ impl GatewayConfig {
             mcp_limits: McpClientLimits::default(),
             vault: None,
             controls: ControlsConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 
@@ -280,7 +289,9 @@ impl GatewayConfig {
     /// | `CORTEX_BACKEND_<ID>_URL` | base URL of the backend | required |
     /// | `CORTEX_BACKEND_<ID>_PATH` | contract path | `/api/cortex/backend` |
     /// | `CORTEX_BACKEND_<ID>_TIMEOUT_MS` | per-call timeout | `10000` |
-    /// | `CORTEX_BACKEND_<ID>_TOKEN_MODE` | `forward` | `forward` |
+    /// | `CORTEX_BACKEND_<ID>_TOKEN_MODE` | `forward`, `exchange`, `assert` or `obo` | `forward` |
+    /// | `CORTEX_BACKEND_<ID>_AUDIENCE` | the backend's audience (`exchange`, `assert`) | its URL |
+    /// | `CORTEX_BACKEND_<ID>_OBO_SCOPE` | the scope requested in `obo` mode | `<audience>/.default` |
     /// | `CORTEX_BACKEND_<ID>_ALLOW_INSECURE_HTTP` | allow `http://` to a remote host | `false` |
     /// | `CORTEX_BACKEND_<ID>_PREFIX` | prefix tool names with `<id>_` | `true` |
     /// | `CORTEX_BACKEND_<ID>_TECHNICAL_TOKEN` | this backend's own technical token | `CORTEX_TECHNICAL_TOKEN` |
@@ -396,16 +407,12 @@ impl GatewayConfig {
                 backend.timeout_ms = parse_num(&name("TIMEOUT_MS"), &v, "10000")?;
             }
             if let Some(v) = get(&name("TOKEN_MODE")) {
-                backend.token_mode = match v.to_ascii_lowercase().as_str() {
-                    "forward" => TokenMode::Forward,
-                    "exchange" => TokenMode::Exchange,
-                    other => {
-                        return Err(ConfigError::new(
-                            name("TOKEN_MODE"),
-                            format!("`{other}` is not a token mode; use forward or exchange"),
-                        ));
-                    }
-                };
+                backend.token_mode = TokenMode::parse(&v).ok_or_else(|| {
+                    ConfigError::new(
+                        name("TOKEN_MODE"),
+                        format!("`{v}` is not a token mode; use forward, exchange, assert or obo"),
+                    )
+                })?;
             }
             if let Some(v) = get(&name("ALLOW_INSECURE_HTTP")) {
                 backend.allow_insecure_http = parse_bool(&name("ALLOW_INSECURE_HTTP"), &v)?;
@@ -414,11 +421,13 @@ impl GatewayConfig {
                 backend.prefix = parse_bool(&name("PREFIX"), &v)?;
             }
             backend.audience = get(&name("AUDIENCE"));
+            backend.obo_scope = get(&name("OBO_SCOPE"));
             backend.technical_token = get(&name("TECHNICAL_TOKEN"));
             config.backends.push(backend);
         }
         mcp::read_env(env, &mut config)?;
         config.controls = ControlsConfig::from_env_map(env)?;
+        config.identity = IdentityConfig::from_env_map(env)?;
         config.validate()?;
         Ok(config)
     }
@@ -574,6 +583,7 @@ impl GatewayConfig {
             }
         }
         mcp::validate(self)?;
+        self.identity.validate(self)?;
         self.controls.validate(self)
     }
 

@@ -36,6 +36,7 @@ use axum::{
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use crate::{
+    keys::SigningKeys,
     link::Accounts,
     mcp::{self, envelope::json_response},
 };
@@ -55,6 +56,8 @@ pub(crate) struct App {
     pub(crate) max_request_bytes: usize,
     /// Linked third-party accounts (the link pages).
     pub(crate) accounts: Arc<Accounts>,
+    /// The gateway's signing keys (published at `/.well-known/jwks.json`).
+    pub(crate) keys: Arc<SigningKeys>,
 }
 
 impl std::fmt::Debug for App {
@@ -79,8 +82,14 @@ pub(crate) fn router(app: Arc<App>, extra: Router) -> Router {
                 .delete(delete_mcp),
         )
         .route("/.well-known/oauth-protected-resource", get(metadata))
+        .route(JWKS_PATH, get(jwks))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz));
+    // Where a verifier looks when the gateway's issuer has a path.
+    let issuer_path = app.keys.issuer_path().to_string();
+    if !issuer_path.is_empty() && issuer_path != path {
+        router = router.route(&format!("{issuer_path}{JWKS_PATH}"), get(jwks));
+    }
     if path != "/" {
         router = router.route(
             &format!("/.well-known/oauth-protected-resource{path}"),
@@ -100,6 +109,21 @@ pub(crate) fn router(app: Arc<App>, extra: Router) -> Router {
 async fn metadata(State(app): State<Arc<App>>) -> Response {
     let scopes = app.admission.catalog_scopes();
     json_response(StatusCode::OK, &app.admission.auth.metadata(scopes))
+}
+
+/// Where the gateway's public keys are served.
+const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// The gateway's public signing keys (RFC 7517 JWK Set).
+async fn jwks(State(app): State<Arc<App>>) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/jwk-set+json"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=60"),
+        ],
+        app.keys.jwks(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {

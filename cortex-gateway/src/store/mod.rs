@@ -26,7 +26,9 @@ use integrity::IntegrityDocument;
 use ratelimit::{Budgets, RateLimiter, StreamLimiter};
 use sessions::{MemorySessions, SessionLimits, Sessions};
 use tickets::{LinkTickets, MemoryTickets, TicketLimits};
-use tokens::{EXCHANGE_CACHE_LIMITS, INTROSPECTION_CACHE_LIMITS, TokenCache};
+use tokens::{
+    ASSERTION_CACHE_LIMITS, EXCHANGE_CACHE_LIMITS, INTROSPECTION_CACHE_LIMITS, TokenCache,
+};
 
 /// Callers remembered by the in-memory rate limiter.
 const MAX_TRACKED_CALLERS: usize = 100_000;
@@ -57,8 +59,10 @@ pub(crate) struct Store {
     pub(crate) budgets: Arc<Budgets>,
     /// Introspection answers, per token.
     pub(crate) introspection: Arc<TokenCache>,
-    /// Exchanged tokens, per token and backend.
+    /// Exchanged tokens (`exchange`, `obo`), per token and backend.
     pub(crate) exchange: Arc<TokenCache>,
+    /// Gateway-signed assertions (`assert`), per token and backend.
+    pub(crate) assertions: Arc<TokenCache>,
     /// Link tickets.
     #[allow(dead_code, reason = "the account-linking flow is its caller")]
     pub(crate) tickets: Arc<LinkTickets>,
@@ -83,6 +87,7 @@ impl Store {
             )),
             introspection: Arc::new(TokenCache::in_memory(INTROSPECTION_CACHE_LIMITS)),
             exchange: Arc::new(TokenCache::in_memory(EXCHANGE_CACHE_LIMITS)),
+            assertions: Arc::new(TokenCache::in_memory(ASSERTION_CACHE_LIMITS)),
             tickets: Arc::new(LinkTickets::Memory(MemoryTickets::new(
                 TicketLimits::default(),
             ))),

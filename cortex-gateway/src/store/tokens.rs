@@ -68,6 +68,13 @@ pub(crate) const EXCHANGE_CACHE_LIMITS: TokenCacheLimits = TokenCacheLimits {
     max_bytes: 32 * 1024 * 1024,
 };
 
+/// The bounds of the cache of gateway-signed assertions (per caller token
+/// and backend; an assertion is well under 2 KiB).
+pub(crate) const ASSERTION_CACHE_LIMITS: TokenCacheLimits = TokenCacheLimits {
+    max_entries: 10_000,
+    max_bytes: 16 * 1024 * 1024,
+};
+
 /// A token cache, wherever it is kept.
 #[derive(Debug)]
 pub(crate) enum TokenCache {

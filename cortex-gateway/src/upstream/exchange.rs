@@ -1,6 +1,9 @@
-//! RFC 8693 token exchange: trade a validated caller token for one issued
-//! to a single backend's audience, and cache it until shortly before it
-//! expires (per caller token and backend).
+//! Tokens obtained from the identity provider for one backend: RFC 8693
+//! token exchange (`exchange` mode) or Entra ID's on-behalf-of grant (RFC
+//! 7523 `jwt-bearer` with `requested_token_use=on_behalf_of`, `obo` mode).
+//! Either trades the validated caller token for one issued to that backend
+//! alone, cached until shortly before it expires (per caller token and
+//! backend). One discovery, one client, one capped read, one cache for both.
 
 // Public for the `testing` feature (the gateway's integration tests).
 #![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
@@ -15,8 +18,8 @@ use cortex_backend::{
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::UpstreamError;
-use super::settings::{BackendConfig, TokenExchangeConfig};
+use super::settings::{BackendConfig, TokenExchangeConfig, TokenMode};
+use super::{FailureKind, TokenFailure, UpstreamError};
 use crate::store::tokens::{EXCHANGE_CACHE_LIMITS as CACHE_LIMITS, TokenCache, TokenKey};
 
 /// Exchanged tokens are dropped this long before they expire.
@@ -88,34 +91,33 @@ impl TokenExchanger {
         self
     }
 
-    async fn token_endpoint(&self) -> Result<&str, UpstreamError> {
+    async fn token_endpoint(&self) -> Result<&str, String> {
         self.endpoint
             .get_or_try_init(|| async {
                 if let Some(e) = &self.config.token_endpoint {
                     return Ok(e.clone());
                 }
                 let doc = fetch_issuer_metadata(&self.http, &self.issuer, self.allow_insecure_http)
-                    .await
-                    .map_err(exchange_failure)?;
+                    .await?;
                 let endpoint = doc
                     .get("token_endpoint")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        exchange_failure(format!(
+                        format!(
                             "the metadata of {} names no token_endpoint; set OAUTH_TOKEN_ENDPOINT",
                             self.issuer
-                        ))
+                        )
                     })?;
-                check_transport(endpoint, self.allow_insecure_http).map_err(|e| {
-                    exchange_failure(format!("the discovered token_endpoint is refused: {e}"))
-                })?;
+                check_transport(endpoint, self.allow_insecure_http)
+                    .map_err(|e| format!("the discovered token_endpoint is refused: {e}"))?;
                 Ok(endpoint.to_string())
             })
             .await
             .map(String::as_str)
     }
 
-    /// A token for `backend` on behalf of `caller`.
+    /// A token for `backend` on behalf of `caller`, by the grant of the
+    /// backend's mode (`obo`: on-behalf-of; otherwise RFC 8693).
     pub async fn token_for(
         &self,
         caller: &Caller,
@@ -125,45 +127,70 @@ impl TokenExchanger {
         if let Some(token) = self.cache.get(&key).await {
             return Ok(token);
         }
-        let endpoint = self.token_endpoint().await?;
-        let body = [
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", caller.token()),
-            (
-                "subject_token_type",
-                "urn:ietf:params:oauth:token-type:access_token",
-            ),
-            (
-                "requested_token_type",
-                "urn:ietf:params:oauth:token-type:access_token",
-            ),
-            ("audience", backend.exchange_audience()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            form_encode(&self.config.client_id),
-            form_encode(&self.config.client_secret)
-        ));
-        let response = self
+        let fail = |kind, detail| failure(backend, kind, detail);
+        let endpoint = self
+            .token_endpoint()
+            .await
+            .map_err(|detail| fail(FailureKind::Unavailable, detail))?;
+        let obo = backend.token_mode == TokenMode::Obo;
+        let scope = backend.obo_scope();
+        let form: Vec<(&str, &str)> = if obo {
+            // Entra documents the secret in the body (client_secret_post),
+            // and refuses the RFC 8707 `resource` parameter: none is sent.
+            vec![
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", caller.token()),
+                ("requested_token_use", "on_behalf_of"),
+                ("scope", &scope),
+                ("client_id", &self.config.client_id),
+                ("client_secret", &self.config.client_secret),
+            ]
+        } else {
+            vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", caller.token()),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                (
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("audience", backend.exchange_audience()),
+            ]
+        };
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut request = self
             .http
             .post(endpoint)
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("authorization", format!("Basic {basic}"))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| exchange_failure(format!("{endpoint} is unreachable: {e}")))?;
+            .body(body);
+        if !obo {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                form_encode(&self.config.client_id),
+                form_encode(&self.config.client_secret)
+            ));
+            request = request.header("authorization", format!("Basic {basic}"));
+        }
+        let response = request.send().await.map_err(|e| {
+            fail(
+                FailureKind::Unavailable,
+                format!("{endpoint} is unreachable: {e}"),
+            )
+        })?;
         let status = response.status().as_u16();
         let body = read_body_capped(response, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| exchange_failure(format!("{endpoint}: {e}")))?;
+            .map_err(|e| fail(FailureKind::Unavailable, format!("{endpoint}: {e}")))?;
         let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let token = doc
             .get("access_token")
@@ -175,7 +202,11 @@ impl TokenExchanger {
                     .or_else(|| doc.get("error"))
                     .and_then(Value::as_str)
                     .unwrap_or("no access_token in the answer");
-                exchange_failure(format!("{endpoint} answered HTTP {status}: {reason}"))
+                let code = doc.get("error").and_then(Value::as_str);
+                fail(
+                    FailureKind::of_answer(status, code, reason),
+                    format!("{endpoint} answered HTTP {status}: {reason}"),
+                )
             })?
             .to_string();
         let lifetime = doc
@@ -191,12 +222,12 @@ impl TokenExchanger {
     }
 }
 
-/// An exchange failure: the detail (URLs, connection errors, the
-/// authorization server's words) goes to the log; callers get a stable
-/// sentence (see `UpstreamError::caller_text`).
-fn exchange_failure(detail: String) -> UpstreamError {
-    tracing::warn!(detail = %detail, "token exchange failed");
-    UpstreamError::Exchange(detail)
+/// A failure to obtain `backend`'s token: the detail (URLs, connection
+/// errors, the identity provider's words) goes to the log; callers get the
+/// fixed sentence of its kind (see `TokenFailure`).
+fn failure(backend: &BackendConfig, kind: FailureKind, detail: String) -> UpstreamError {
+    tracing::warn!(backend = %backend.id, mode = backend.token_mode.name(), detail = %detail, "obtaining the backend's token failed");
+    UpstreamError::Token(TokenFailure::new(backend, kind, detail))
 }
 
 #[cfg(test)]

@@ -99,10 +99,7 @@ impl UpstreamError {
             Self::InvalidJson(_) => format!(
                 "{backend} answered {tool} with something that is not JSON; tell the team running {backend}."
             ),
-            Self::Exchange(_) => format!(
-                "the gateway could not obtain a token for {backend}, so {tool} was not run. \
-                 Retry later; if it persists, tell the gateway's administrator (the gateway's log has the reason)."
-            ),
+            Self::Token(f) => f.caller_text(backend, &format!("so {tool} was not run")),
             Self::Rpc { code, message } => format!(
                 "{backend} answered {tool} with an error ({code}): {message}. \
                  Fix the arguments if they are the cause; otherwise tell the team running {backend}."
@@ -123,7 +120,7 @@ impl UpstreamError {
             Self::Unreachable(_) => "backend_unreachable".into(),
             Self::TooLarge(_) => "backend_too_large".into(),
             Self::InvalidJson(_) => "backend_invalid_json".into(),
-            Self::Exchange(_) => "token_exchange".into(),
+            Self::Token(f) => f.class().into(),
             Self::UnsafeHeader(_) => "unsafe_claim".into(),
             Self::Rpc { .. } => "backend_rpc_error".into(),
             Self::Account(crate::link::AccountError::NotLinked { .. }) => {
@@ -177,6 +174,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::upstream::{
+        FailureKind, TokenFailure,
+        settings::{BackendConfig, TokenMode},
+    };
 
     fn status(status: u16, required: Option<&str>) -> UpstreamError {
         UpstreamError::Status {
@@ -185,6 +186,21 @@ mod tests {
             required: required.map(String::from),
             body: json!({"error": "nope"}),
         }
+    }
+
+    /// A failure to obtain crm's token in `mode`; the identity provider's
+    /// words name idp.internal.
+    fn token(mode: TokenMode, kind: FailureKind) -> UpstreamError {
+        let mut crm = BackendConfig::new("crm", "https://crm.internal");
+        crm.token_mode = mode;
+        if mode == TokenMode::Obo {
+            crm.audience = Some("api://crm".into());
+        }
+        UpstreamError::Token(TokenFailure::new(
+            &crm,
+            kind,
+            "idp.internal said no: AADSTS70011 with token eyJhbGciOi".into(),
+        ))
     }
 
     /// Each kind of failure, what the agent reads, its class and its
@@ -262,10 +278,40 @@ mod tests {
                 RpcFault::Failed("backend crm failed: its answer is not JSON; tell the team running it".into()),
             ),
             (
-                UpstreamError::Exchange("idp.internal said no".into()),
-                "the gateway could not obtain a token for crm, so create_deal was not run. Retry later; if it persists, tell the gateway's administrator (the gateway's log has the reason).",
+                token(TokenMode::Exchange, FailureKind::Unavailable),
+                "the gateway could not obtain a token for backend crm from the identity provider, so create_deal was not run. Retry later; if it persists, tell the gateway's operator (the gateway's log has the reason).",
                 "token_exchange",
-                RpcFault::Failed("backend crm failed: the gateway could not obtain a token for it; retry later, or tell the gateway's administrator if it persists".into()),
+                RpcFault::Failed("backend crm failed: the gateway could not obtain a token for backend crm from the identity provider, so the request was not sent. Retry later; if it persists, tell the gateway's operator (the gateway's log has the reason).".into()),
+            ),
+            (
+                token(TokenMode::Exchange, FailureKind::Refused),
+                "the identity provider refused the token exchange for backend crm, so create_deal was not run: ask the operator to allow the gateway's client to exchange tokens for https://crm.internal.",
+                "token_exchange",
+                RpcFault::Failed("backend crm failed: the identity provider refused the token exchange for backend crm, so the request was not sent: ask the operator to allow the gateway's client to exchange tokens for https://crm.internal.".into()),
+            ),
+            (
+                token(TokenMode::Obo, FailureKind::Refused),
+                "the identity provider refused the on-behalf-of exchange for backend crm, so create_deal was not run: ask the operator to grant the gateway's app permission to api://crm/.default.",
+                "token_obo",
+                RpcFault::Failed("backend crm failed: the identity provider refused the on-behalf-of exchange for backend crm, so the request was not sent: ask the operator to grant the gateway's app permission to api://crm/.default.".into()),
+            ),
+            (
+                token(TokenMode::Obo, FailureKind::Interaction),
+                "the identity provider wants your consent or a fresh sign-in before the gateway may act for you at backend crm, so create_deal was not run: sign in again; if that does not help, ask the operator to grant admin consent for api://crm/.default.",
+                "token_obo",
+                RpcFault::Failed("backend crm failed: the identity provider wants your consent or a fresh sign-in before the gateway may act for you at backend crm, so the request was not sent: sign in again; if that does not help, ask the operator to grant admin consent for api://crm/.default.".into()),
+            ),
+            (
+                token(TokenMode::Obo, FailureKind::ClientRejected),
+                "the identity provider did not accept the gateway's own client credentials when asked for a token for backend crm, so create_deal was not run: ask the operator to check OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET.",
+                "token_obo",
+                RpcFault::Failed("backend crm failed: the identity provider did not accept the gateway's own client credentials when asked for a token for backend crm, so the request was not sent: ask the operator to check OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET.".into()),
+            ),
+            (
+                token(TokenMode::Assert, FailureKind::Signing),
+                "the gateway could not sign an assertion for backend crm, so create_deal was not run: tell the gateway's operator (the gateway's log has the reason).",
+                "token_assert",
+                RpcFault::Failed("backend crm failed: the gateway could not sign an assertion for backend crm, so the request was not sent: tell the gateway's operator (the gateway's log has the reason).".into()),
             ),
             (
                 UpstreamError::UnsafeHeader("x-cortex-user-id"),
@@ -305,11 +351,12 @@ mod tests {
         for e in [
             UpstreamError::Unreachable("10.0.0.7:8080 refused".into()),
             UpstreamError::InvalidJson("eof at 3".into()),
-            UpstreamError::Exchange("idp.internal said no".into()),
+            token(TokenMode::Obo, FailureKind::Refused),
+            token(TokenMode::Exchange, FailureKind::Unavailable),
         ] {
             let fault = format!("{:?}", e.clone().rpc_fault("crm"));
             for shown in [e.tool_text("crm", "create_deal"), fault] {
-                for secret in ["10.0.0.7", "eof at 3", "idp.internal"] {
+                for secret in ["10.0.0.7", "eof at 3", "idp.internal", "AADSTS", "eyJ"] {
                     assert!(!shown.contains(secret), "{shown}");
                 }
             }

@@ -8,6 +8,7 @@
 mod exchange;
 mod failure;
 mod h1;
+mod identity;
 pub(crate) mod mcp;
 pub(crate) mod settings;
 mod source;
@@ -38,6 +39,7 @@ use serde_json::{Map, Value, json, value::RawValue};
 pub use exchange::TokenExchanger;
 pub(crate) use failure::RpcFault;
 pub(crate) use h1::IDLE_TIMEOUT;
+pub use identity::{FailureKind, TokenFailure};
 pub(crate) use source::Upstream;
 
 /// The calling thread's slot: idle backend connections are kept per slot
@@ -91,9 +93,10 @@ pub enum UpstreamError {
     /// never forwarded.
     #[error("the value of `{0}` contains characters not allowed in a header")]
     UnsafeHeader(&'static str),
-    /// Token exchange (RFC 8693) for the backend failed.
-    #[error("token exchange failed: {0}")]
-    Exchange(String),
+    /// The token the backend receives could not be obtained (exchange,
+    /// on-behalf-of, or a gateway-signed assertion).
+    #[error("obtaining the backend's token failed: {0}")]
+    Token(TokenFailure),
     /// An MCP server answered with a JSON-RPC error.
     #[error("JSON-RPC error {code}: {message}")]
     Rpc {
@@ -116,7 +119,7 @@ impl UpstreamError {
     pub fn has_internal_detail(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable(_) | Self::InvalidJson(_) | Self::Exchange(_)
+            Self::Unreachable(_) | Self::InvalidJson(_) | Self::Token(_)
         )
     }
 
@@ -135,9 +138,7 @@ impl UpstreamError {
             Self::TooLarge(limit) => format!("its answer exceeded {limit} bytes"),
             Self::InvalidJson(_) => "its answer is not JSON; tell the team running it".into(),
             Self::UnsafeHeader(name) => format!("a value for `{name}` cannot be sent in a header"),
-            Self::Exchange(_) => "the gateway could not obtain a token for it; retry later, or \
-                                  tell the gateway's administrator if it persists"
-                .into(),
+            Self::Token(f) => f.caller_text(backend, "so the request was not sent"),
             Self::Rpc { code, message } => format!("error {code}: {message}"),
             Self::Account(e) => e.to_string(),
         }
@@ -211,6 +212,7 @@ pub struct UpstreamClient {
     exchange_http: reqwest::Client,
     max_response_bytes: usize,
     exchanger: Option<Arc<TokenExchanger>>,
+    asserter: Option<Arc<identity::Asserter>>,
     targets: Arc<RwLock<HashMap<String, Arc<Target>>>>,
     forwarded: Arc<CallerMemo<Forwarded>>,
 }
@@ -385,6 +387,7 @@ impl UpstreamClient {
             exchange_http,
             max_response_bytes,
             exchanger: None,
+            asserter: None,
             targets: Arc::default(),
             forwarded: Arc::default(),
         })
@@ -427,8 +430,19 @@ impl UpstreamClient {
         self
     }
 
-    /// The backend's endpoint as a parsed URI (parsed on first use, and
-    /// again if the backend's URL changed).
+    /// Enables `assert` mode: assertions signed with `keys`, living `ttl`
+    /// (`CORTEX_ASSERT_TTL_S`), cached in `cache` (the gateway's store).
+    #[must_use]
+    pub(crate) fn with_assertions(
+        mut self,
+        keys: Arc<crate::keys::SigningKeys>,
+        ttl: Duration,
+        cache: Arc<crate::store::tokens::TokenCache>,
+    ) -> Self {
+        self.asserter = Some(Arc::new(identity::Asserter::new(keys, ttl, cache)));
+        self
+    }
+
     /// The connector backend calls dial with (TLS as configured), for the
     /// MCP client's calls.
     pub(crate) fn connector(&self) -> Connector {
@@ -448,21 +462,46 @@ impl UpstreamClient {
         Ok(target)
     }
 
-    /// The bearer header of a token obtained by exchange for `backend`.
-    async fn exchanged(
+    /// The bearer header `backend` receives for `caller` in a mode other
+    /// than `forward`: a token obtained from the identity provider
+    /// (`exchange`, `obo`) within `timeout`, or a gateway-signed assertion
+    /// (`assert`). A failure is the call's failure: no other mode is tried.
+    async fn backend_token(
         &self,
         caller: &Caller,
         backend: &BackendConfig,
         timeout: Duration,
     ) -> Result<HeaderValue, UpstreamError> {
-        let exchanger = self.exchanger.as_ref().ok_or_else(|| {
-            UpstreamError::Exchange("no client credentials are configured".into())
-        })?;
-        let token = tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
-            .await
-            .map_err(|_| {
-                UpstreamError::Exchange("the token endpoint did not answer in time".into())
-            })??;
+        let not_configured = |what: &str| {
+            let detail = format!("{what} is not configured");
+            tracing::warn!(backend = %backend.id, detail = %detail, "obtaining the backend's token failed");
+            UpstreamError::Token(TokenFailure::new(backend, FailureKind::Unavailable, detail))
+        };
+        let token = match backend.token_mode {
+            TokenMode::Assert => {
+                let asserter = self
+                    .asserter
+                    .as_ref()
+                    .ok_or_else(|| not_configured("the gateway's signing key"))?;
+                asserter.assertion_for(caller, backend).await?
+            }
+            _ => {
+                let exchanger = self
+                    .exchanger
+                    .as_ref()
+                    .ok_or_else(|| not_configured("the gateway's client credentials"))?;
+                tokio::time::timeout(timeout, exchanger.token_for(caller, backend))
+                    .await
+                    .map_err(|_| {
+                        tracing::warn!(backend = %backend.id, "the token endpoint did not answer in time");
+                        UpstreamError::Token(TokenFailure::new(
+                            backend,
+                            FailureKind::Unavailable,
+                            "the token endpoint did not answer in time".into(),
+                        ))
+                    })??
+            }
+        };
         bearer_header(&token)
     }
 
@@ -516,9 +555,7 @@ impl UpstreamClient {
                     TokenMode::Forward => forwarded.bearer.clone(),
                     // Boxed, like every path but the pooled HTTP/1.1 call:
                     // its future would otherwise be part of every call's.
-                    TokenMode::Exchange => {
-                        Box::pin(self.exchanged(caller, backend, timeout)).await?
-                    }
+                    _ => Box::pin(self.backend_token(caller, backend, timeout)).await?,
                 }
             }
             Credential::Technical(token) => bearer_header(token)?,

@@ -33,6 +33,33 @@ pub enum TokenMode {
     /// backend alone, caches it until shortly before it expires, and sends
     /// that instead.
     Exchange,
+    /// The gateway signs a short-lived assertion (`iss` the gateway, `aud`
+    /// this backend, the caller's claims, `act` the gateway) with its own
+    /// keys; the caller's token never reaches the backend.
+    Assert,
+    /// Entra ID's on-behalf-of grant (RFC 7523 `jwt-bearer` with
+    /// `requested_token_use=on_behalf_of`): like `exchange`, for identity
+    /// providers that offer on-behalf-of instead of RFC 8693.
+    Obo,
+}
+
+impl TokenMode {
+    /// The name used in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Exchange => "exchange",
+            Self::Assert => "assert",
+            Self::Obo => "obo",
+        }
+    }
+
+    /// Parses a configured name (case-insensitive).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Forward, Self::Exchange, Self::Assert, Self::Obo]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name.trim()))
+    }
 }
 
 /// One federated backend.
@@ -60,10 +87,14 @@ pub struct BackendConfig {
     /// clash with another backend or a builtin stops the start.
     #[serde(default = "default_true")]
     pub prefix: bool,
-    /// The audience requested for this backend in `exchange` mode
-    /// (default: the backend's URL).
+    /// This backend's audience: requested in `exchange` mode, the `aud` of
+    /// its assertions in `assert` mode (default: the backend's URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// The scope requested for this backend in `obo` mode (default:
+    /// `<audience>/.default`, Entra's form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obo_scope: Option<String>,
     /// The technical token sent to this backend's discovery methods
     /// (`CORTEX_BACKEND_<ID>_TECHNICAL_TOKEN`); `None` = the shared
     /// `CORTEX_TECHNICAL_TOKEN`. With one token per backend, a backend
@@ -84,6 +115,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("prefix", &self.prefix)
             .field("audience", &self.audience)
+            .field("obo_scope", &self.obo_scope)
             .field(
                 "technical_token",
                 &self.technical_token.as_ref().map(|_| "[masked]"),
@@ -129,6 +161,7 @@ impl BackendConfig {
             allow_insecure_http: false,
             prefix: true,
             audience: None,
+            obo_scope: None,
             technical_token: None,
         }
     }
@@ -139,9 +172,21 @@ impl BackendConfig {
         self.technical_token.as_deref().unwrap_or(shared)
     }
 
-    /// The audience requested in `exchange` mode.
+    /// The backend's audience (`exchange` and `assert` modes).
     pub fn exchange_audience(&self) -> &str {
         self.audience.as_deref().unwrap_or(&self.url)
+    }
+
+    /// The scope requested in `obo` mode.
+    pub fn obo_scope(&self) -> std::borrow::Cow<'_, str> {
+        match &self.obo_scope {
+            Some(s) => s.as_str().into(),
+            None => format!(
+                "{}/.default",
+                self.exchange_audience().trim_end_matches('/')
+            )
+            .into(),
+        }
     }
 
     /// The full endpoint URL.

@@ -11,6 +11,7 @@ mod controls;
 mod federation;
 mod hostile;
 mod hostile_catalog;
+mod identity;
 mod layers;
 mod legacy;
 mod link;
