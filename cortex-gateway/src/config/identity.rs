@@ -96,7 +96,21 @@ impl IdentityConfig {
                 return Err(bad("must not end with `/` nor carry a query or fragment"));
             }
         }
+        let canonical = config.canonical_uri.trim_end_matches('/');
         for b in &config.backends {
+            if b.token_mode == TokenMode::Assert
+                && b.exchange_audience().trim_end_matches('/') == canonical
+            {
+                return Err(ConfigError::new(
+                    backend_env(b, "AUDIENCE"),
+                    format!(
+                        "backend `{}` would receive assertions whose audience is the gateway's own \
+                         canonical URI, which the gateway itself accepts; give the backend an \
+                         audience of its own, e.g. its URL",
+                        b.id
+                    ),
+                ));
+            }
             if b.token_mode == TokenMode::Obo && config.token_exchange.is_none() {
                 return Err(ConfigError::new(
                     "OAUTH_CLIENT_ID",

@@ -821,6 +821,16 @@ async fn the_jwks_is_served_and_bad_identity_settings_stop_the_start() {
             &[("CORTEX_GATEWAY_ISSUER", "http://gw.example.com")][..],
             "CORTEX_GATEWAY_ISSUER",
         ),
+        (
+            &[
+                ("CORTEX_BACKEND_CRM_TOKEN_MODE", "assert"),
+                (
+                    "CORTEX_BACKEND_CRM_AUDIENCE",
+                    "https://mcp.example.com/mcp/",
+                ),
+            ][..],
+            "CORTEX_BACKEND_CRM_AUDIENCE",
+        ),
     ] {
         let e = GatewayConfig::from_env_map(&env(extra)).unwrap_err();
         assert_eq!(e.variable, variable, "{extra:?}: {e}");
