@@ -47,6 +47,14 @@ enum Command {
     /// Bridge an MCP client that speaks only stdio to a gateway: JSON-RPC
     /// lines on standard input and output, Streamable HTTP to the gateway.
     /// The token comes from CORTEX_TOKEN or --token-file.
+    /// Check that a gateway is ready (`GET /readyz`): exit 0 if it answers
+    /// 200, 1 otherwise. The container image's health check.
+    Health {
+        /// The readiness URL; default: /readyz on the port of CORTEX_LISTEN
+        /// (or 3213) at 127.0.0.1.
+        #[arg(long)]
+        url: Option<String>,
+    },
     Stdio {
         /// The gateway's MCP URL (https://, or http:// to loopback).
         #[arg(long)]
@@ -89,6 +97,47 @@ fn init_logs(format: Option<&str>) -> Result<(), cortex_gateway::config::ConfigE
         }
     }
     Ok(())
+}
+
+/// `cortex-gateway health`: one `GET` of the readiness URL, two seconds at
+/// most. The default URL follows `CORTEX_LISTEN`, so the image's health
+/// check needs no argument.
+fn health(url: Option<String>) -> ExitCode {
+    let url = url.unwrap_or_else(|| {
+        let port = std::env::var("CORTEX_LISTEN")
+            .ok()
+            .and_then(|l| l.parse::<SocketAddr>().ok())
+            .map_or(3213, |a| a.port());
+        format!("http://127.0.0.1:{port}/readyz")
+    });
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        client.get(&url).send().await
+    });
+    match answer {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("not ready: {url} answered {}", r.status());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("not ready: {url}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `cortex-gateway stdio`: exit 0 when standard input ended, 2 on a bad
@@ -146,6 +195,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Vault(VaultCommand::Rotate) => vault_rotate(),
         Command::Stdio { url, token_file } => stdio(&url, token_file),
+        Command::Health { url } => health(url),
         Command::CheckConfig { config } => match load(config.as_ref()) {
             Ok(c) => {
                 print!("{}", c.masked_toml());

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod conformance_meridian;
+mod container;
 mod inspector;
 mod linking;
 mod meridian;
