@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::PathBuf};
 use cortex_backend::auth::check_transport;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, GatewayConfig, TokenMode, backend_env, parse_num};
+use super::{ConfigError, GatewayConfig, TokenMode, backend_env, env_value, parse_num};
 
 /// The default lifetime of an assertion, seconds.
 pub const DEFAULT_ASSERT_TTL_S: u64 = 120;
@@ -53,11 +53,7 @@ impl IdentityConfig {
     /// Reads `CORTEX_SIGNING_KEY_FILE`, `CORTEX_GATEWAY_ISSUER` and
     /// `CORTEX_ASSERT_TTL_S`.
     pub(super) fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            env.get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| env_value(env, k);
         let mut identity = Self {
             signing_key_file: get("CORTEX_SIGNING_KEY_FILE").map(PathBuf::from),
             gateway_issuer: get("CORTEX_GATEWAY_ISSUER"),

@@ -219,6 +219,13 @@ pub fn env_id(id: &str) -> String {
     id.to_ascii_uppercase().replace('-', "_")
 }
 
+/// The trimmed, non-empty value of `key` in `env`.
+fn env_value(env: &HashMap<String, String>, key: &str) -> Option<String> {
+    env.get(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 fn list(value: &str) -> Vec<String> {
     value
         .split([',', ' '])
@@ -312,11 +319,7 @@ impl GatewayConfig {
     /// `CORTEX_VAULT_*` (see the README). `<ID>` is the id upper-cased with
     /// `-` as `_`.
     pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            env.get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| env_value(env, k);
         let required = |k: &str, fix: &str| get(k).ok_or_else(|| ConfigError::new(k, fix));
 
         let audience = get("OAUTH_AUDIENCE");

@@ -154,6 +154,7 @@ impl SigningKeys {
     ) -> Result<Self, KeyError> {
         let (source, ring) = match file {
             Some(path) => {
+                warn_if_readable_by_others(path);
                 let bytes = read_file(path)?;
                 let keys = material::parse_pem(&bytes).map_err(|e| match e {
                     KeyError::File(why) => KeyError::File(format!("{}: {why}", path.display())),
@@ -347,6 +348,26 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0; 32];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());
     out
+}
+
+/// Logs a warning when users other than the gateway's may read the key
+/// file (whoever reads it can sign as the gateway).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "CORTEX_SIGNING_KEY_FILE may be read by other users; whoever reads it can sign as \
+                 the gateway: chmod 600 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, KeyError> {

@@ -7,8 +7,10 @@
 //! audience), `sub`, `email`, `name`, `role`, `pool` (when the caller has
 //! them), `scope` (the caller's scopes, space-separated), `client_id` (when
 //! known), `act: {"sub": <the gateway>}` (RFC 8693 actor), a random `jti`,
-//! `iat` and `exp` (`iat` + `CORTEX_ASSERT_TTL_S`). It is cached per caller
-//! token and backend until 30 s before it expires.
+//! `iat` and `exp` (`iat` + `CORTEX_ASSERT_TTL_S`, or the caller token's own
+//! `exp` when that is sooner: an assertion never outlives the authority it
+//! stands for). It is cached per caller token and backend until 30 s before
+//! it expires.
 
 // Public for the `testing` feature (the gateway's integration tests).
 #![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
@@ -92,21 +94,23 @@ impl Asserter {
         if let Some(token) = self.cache.get(&key).await {
             return Ok(token);
         }
-        let token = self.sign(caller, backend).map_err(|detail| {
+        let (token, lifetime) = self.sign(caller, backend).map_err(|detail| {
             tracing::warn!(backend = %backend.id, detail = %detail, "signing an assertion failed");
             UpstreamError::Token(TokenFailure::new(backend, FailureKind::Signing, detail))
         })?;
         self.cache
-            .put(key, &token, self.ttl.saturating_sub(MARGIN))
+            .put(key, &token, lifetime.saturating_sub(MARGIN))
             .await;
         Ok(token)
     }
 
-    fn sign(&self, caller: &Caller, backend: &BackendConfig) -> Result<String, String> {
+    /// A signed assertion and its lifetime.
+    fn sign(&self, caller: &Caller, backend: &BackendConfig) -> Result<(String, Duration), String> {
         let iat = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| e.to_string())?
             .as_secs();
+        let exp = (iat + self.ttl.as_secs()).min(caller.expires_at);
         let issuer = self.keys.issuer();
         let claims = Assertion {
             iss: issuer,
@@ -121,9 +125,13 @@ impl Asserter {
             act: Actor { sub: issuer },
             jti: random_jti()?,
             iat,
-            exp: iat + self.ttl.as_secs(),
+            exp,
         };
-        self.keys.sign(&claims, "at+jwt").map_err(|e| e.to_string())
+        let token = self
+            .keys
+            .sign(&claims, "at+jwt")
+            .map_err(|e| e.to_string())?;
+        Ok((token, Duration::from_secs(exp.saturating_sub(iat))))
     }
 }
 
@@ -291,14 +299,7 @@ mod tests {
             a.assertion_for(&c, &crm).await.unwrap();
             callers.push(c);
         }
-        let kept = {
-            let mut kept = 0;
-            for c in &callers {
-                kept += usize::from(cache.get(&TokenKey::new("crm", c.token())).await.is_some());
-            }
-            kept
-        };
-        assert_eq!(kept, 4, "bounded by count");
+        assert_eq!(kept(&cache, &callers).await, 4, "bounded by count");
         let last = callers.last().unwrap();
         assert!(
             cache
@@ -315,11 +316,55 @@ mod tests {
         for c in &callers {
             a.assertion_for(c, &crm).await.unwrap();
         }
+        let kept = kept(&cache, &callers).await;
+        assert!((1..=2).contains(&kept), "bounded by bytes: {kept}");
+    }
+
+    /// How many of `callers` have an assertion for crm in `cache`.
+    async fn kept(cache: &TokenCache, callers: &[Arc<Caller>]) -> usize {
         let mut kept = 0;
-        for c in &callers {
+        for c in callers {
             kept += usize::from(cache.get(&TokenKey::new("crm", c.token())).await.is_some());
         }
-        assert!((1..=2).contains(&kept), "bounded by bytes: {kept}");
+        kept
+    }
+
+    /// An assertion never outlives the caller's token, and one about to
+    /// expire is not kept.
+    #[tokio::test]
+    async fn an_assertion_ends_with_the_callers_token() {
+        let issuer = TestIssuer::start().await.unwrap();
+        let (a, cache) = asserter(TokenCacheLimits {
+            max_entries: 10,
+            max_bytes: 1 << 20,
+        });
+        let crm = BackendConfig::new("crm", "https://crm.example.com");
+        let token = issuer
+            .token("https://mcp.example.com/mcp")
+            .ttl(Duration::from_secs(20))
+            .mint();
+        let v = JwtValidator::new(issuer.jwt_config("https://mcp.example.com/mcp")).unwrap();
+        let short = v.validate(&token).await.unwrap();
+        let assertion = a.assertion_for(&short, &crm).await.unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(assertion.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["exp"].as_u64().unwrap(), short.expires_at);
+        assert!(
+            cache
+                .get(&TokenKey::new("crm", short.token()))
+                .await
+                .is_none()
+        );
+        let long = caller(&issuer, "ana").await;
+        let assertion = a.assertion_for(&long, &crm).await.unwrap();
+        assert_eq!(
+            cache.get(&TokenKey::new("crm", long.token())).await,
+            Some(assertion)
+        );
     }
 
     #[test]
