@@ -856,14 +856,25 @@ async fn the_jwks_is_served_and_bad_identity_settings_stop_the_start() {
     .unwrap();
     assert_eq!(obo.backends[0].obo_scope(), "api://crm/crm.read");
 
-    // The published keys, with the default issuer (the canonical origin).
+    // The published keys, at the origin and under the issuer's path.
     let mut config = base_config(&site, &issuer);
     config.backends = vec![BackendConfig::new("crm", "http://127.0.0.1:9")];
-    let jwks_url = site.jwks_url();
+    config.identity.gateway_issuer = Some(format!("{}/idp", site.origin));
+    let (jwks_url, under_issuer) = (
+        site.jwks_url(),
+        format!("{}/idp/.well-known/jwks.json", site.origin),
+    );
     let (_gw, _) = site_serve(site, config).await;
     let jwks: Value = reqwest::get(jwks_url).await.unwrap().json().await.unwrap();
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "EC");
     assert_eq!(key["alg"], "ES256");
     assert!(key.get("d").is_none());
+    let again: Value = reqwest::get(under_issuer)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, jwks);
 }
