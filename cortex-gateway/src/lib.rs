@@ -140,6 +140,8 @@ struct Assembled {
     admin_secret: Option<AdminSecret>,
     shutdown: watch::Sender<bool>,
     refresher: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The shared store's change relay (none in memory).
+    store_tasks: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Assembled {
@@ -156,6 +158,9 @@ impl std::fmt::Debug for Assembled {
 impl Drop for Assembled {
     fn drop(&mut self) {
         if let Some(task) = crate::sync::lock(&self.refresher).take() {
+            task.abort();
+        }
+        for task in &self.store_tasks {
             task.abort();
         }
     }
@@ -204,18 +209,32 @@ impl Gateway {
             jwt,
         )
         .map_err(ConfigError::from)?;
-        let store = match c.store {
-            config::StoreKind::Memory => Store::in_memory(MemorySettings {
-                sessions: SessionLimits {
-                    max_sessions: c.max_sessions,
-                    max_per_caller: c.max_sessions_per_caller,
-                    max_bytes: c.max_session_bytes,
-                },
-                rate_per_minute: c.rate_limit_per_minute,
-                rate_burst: c.rate_limit_burst,
-                streams_per_caller: c.max_streams_per_caller,
-                baseline: c.tool_baseline.clone(),
-            }),
+        let memory = MemorySettings {
+            sessions: SessionLimits {
+                max_sessions: c.max_sessions,
+                max_per_caller: c.max_sessions_per_caller,
+                max_bytes: c.max_session_bytes,
+            },
+            rate_per_minute: c.rate_limit_per_minute,
+            rate_burst: c.rate_limit_burst,
+            streams_per_caller: c.max_streams_per_caller,
+            baseline: c.tool_baseline.clone(),
+        };
+        let (store, shared) = match &c.store {
+            config::StoreKind::Redis(url) => {
+                let (store, shared) = Store::on_redis(
+                    memory,
+                    store::RedisSettings {
+                        url: url.clone(),
+                        prefix: c.store_prefix.clone(),
+                        on_failure: c.store_rate_limit_on_failure,
+                    },
+                )
+                .await
+                .map_err(|e| config_error("CORTEX_STORE", e.to_string()))?;
+                (store, Some(shared))
+            }
+            _ => (Store::in_memory(memory), None),
         };
         let signing = signing_keys(&config)?;
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
@@ -350,8 +369,18 @@ impl Gateway {
                 federation.run_refresher(interval, linked).await;
             })
         };
+        let store_tasks = shared.map(|shared| {
+            let federation = federation.clone();
+            store::redis::relay_changes(shared, federation.subscribe(), move || {
+                let federation = federation.clone();
+                async move {
+                    federation.refresh().await;
+                }
+            })
+        });
         Ok(Self {
             inner: Arc::new(Assembled {
+                store_tasks: store_tasks.into_iter().flatten().collect(),
                 admin_secret: c.admin_secret.as_deref().map(AdminSecret::new),
                 config,
                 app,

@@ -284,6 +284,11 @@ impl Federation {
     pub(crate) async fn refresh(&self) -> ListChanged {
         let _guard = self.refresh_lock.lock().await;
         let started = std::time::Instant::now();
+        if let Some(guard) = &self.integrity {
+            // A shared baseline: write what changed here, read what
+            // another replica approved.
+            guard.sync_shared().await;
+        }
         let contract = futures::future::join_all(self.backends.iter().map(|b| async move {
             let offer = self.fetch(b).await;
             if let Err(e) = &offer {
@@ -317,6 +322,7 @@ impl Federation {
                 })
                 .collect();
             guard.observe(&seen);
+            guard.sync_shared().await;
             for (id, _, offer) in &mut offers {
                 if let Ok(o) = offer {
                     o.tools.retain(|t| !guard.is_withheld(id, &t.name));

@@ -16,34 +16,8 @@ use crate::{
     store::sessions as session,
 };
 
-/// Where the state replicas would share is kept (`CORTEX_STORE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum StoreKind {
-    /// In this process's memory: one gateway process.
-    #[default]
-    Memory,
-}
-
-impl std::str::FromStr for StoreKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("memory") {
-            return Ok(Self::Memory);
-        }
-        let scheme = s.split_once("://").map_or("", |(scheme, _)| scheme);
-        if scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("rediss") {
-            return Err(
-                "this build has no Redis store; use memory (the default) and run one replica"
-                    .into(),
-            );
-        }
-        Err("names no store this gateway has; use memory (the default)".into())
-    }
-}
+pub use super::store::StoreKind;
+use super::store::{DEFAULT_STORE_PREFIX, RateLimitOnFailure};
 
 /// Default per-caller budget (requests a minute).
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
@@ -68,6 +42,9 @@ pub const DEFAULT_MAX_BATCH_MESSAGES: usize = 32;
 
 fn default_rate() -> u32 {
     DEFAULT_RATE_LIMIT_PER_MINUTE
+}
+fn default_store_prefix() -> String {
+    DEFAULT_STORE_PREFIX.to_string()
 }
 fn default_burst() -> u32 {
     DEFAULT_RATE_LIMIT_BURST
@@ -133,6 +110,17 @@ pub struct ControlsConfig {
     /// Where shared state is kept (`CORTEX_STORE`).
     #[serde(default)]
     pub store: StoreKind,
+    /// Prefix of every key on the shared store (`CORTEX_STORE_PREFIX`).
+    #[serde(default = "default_store_prefix")]
+    pub store_prefix: String,
+    /// Allow a plaintext `redis://` store on a remote host
+    /// (`CORTEX_STORE_ALLOW_PLAINTEXT`).
+    #[serde(default)]
+    pub store_allow_plaintext: bool,
+    /// The rate limit while the shared store is lost
+    /// (`CORTEX_STORE_RATE_LIMIT_ON_FAILURE`).
+    #[serde(default)]
+    pub store_rate_limit_on_failure: RateLimitOnFailure,
     /// Tool-definition integrity: `off`, `warn` or `block` (`CORTEX_TOOL_INTEGRITY`).
     #[serde(default)]
     pub tool_integrity: integrity::Mode,
@@ -202,6 +190,9 @@ impl Default for ControlsConfig {
             max_streams_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
             allowed_hosts: Vec::new(),
             store: StoreKind::Memory,
+            store_prefix: DEFAULT_STORE_PREFIX.to_string(),
+            store_allow_plaintext: false,
+            store_rate_limit_on_failure: RateLimitOnFailure::Open,
             tool_integrity: integrity::Mode::Warn,
             tool_baseline: None,
             admin_secret: None,
@@ -295,6 +286,18 @@ impl ControlsConfig {
                 problem,
             })?;
         }
+        if let Some(v) = get("CORTEX_STORE_PREFIX") {
+            c.store_prefix = v;
+        }
+        if let Some(v) = get("CORTEX_STORE_ALLOW_PLAINTEXT") {
+            c.store_allow_plaintext = super::parse_bool("CORTEX_STORE_ALLOW_PLAINTEXT", &v)?;
+        }
+        if let Some(v) = get("CORTEX_STORE_RATE_LIMIT_ON_FAILURE") {
+            c.store_rate_limit_on_failure = v.parse().map_err(|problem| ConfigError {
+                variable: "CORTEX_STORE_RATE_LIMIT_ON_FAILURE".into(),
+                problem,
+            })?;
+        }
         if let Some(v) = get("CORTEX_TOOL_INTEGRITY") {
             c.tool_integrity = v.parse().map_err(|problem| ConfigError {
                 variable: "CORTEX_TOOL_INTEGRITY".into(),
@@ -368,6 +371,26 @@ impl ControlsConfig {
                 "must be at least 1 when the rate limit is on".into(),
             ));
         }
+        if let StoreKind::Redis(url) = &self.store
+            && !url.is_tls()
+            && !url.is_loopback()
+            && !self.store_allow_plaintext
+        {
+            return Err(err(
+                "CORTEX_STORE",
+                format!(
+                    "{url} is plaintext to a remote host: the store carries sessions and budgets; use \
+                     rediss:// or set CORTEX_STORE_ALLOW_PLAINTEXT=true on a private network"
+                ),
+            ));
+        }
+        if self.store_prefix.len() > 64 || self.store_prefix.bytes().any(|b| !b.is_ascii_graphic())
+        {
+            return Err(err(
+                "CORTEX_STORE_PREFIX",
+                "must be at most 64 visible ASCII characters, e.g. cortex:".into(),
+            ));
+        }
         if self.max_streams_per_caller == 0 {
             return Err(err(
                 "CORTEX_MAX_STREAMS_PER_CALLER",
@@ -422,7 +445,18 @@ impl ControlsConfig {
         if let Some((var, _, fix)) = bounds.into_iter().find(|(_, ok, _)| !ok) {
             return Err(err(var, format!("must be {fix}")));
         }
-        if self.tool_integrity == integrity::Mode::Block && self.tool_baseline.is_none() {
+        if self.store != StoreKind::Memory && self.tool_baseline.is_some() {
+            return Err(err(
+                "CORTEX_TOOL_BASELINE",
+                "is for one gateway process; with a shared CORTEX_STORE the approvals live in the \
+                 store: unset CORTEX_TOOL_BASELINE"
+                    .into(),
+            ));
+        }
+        if self.tool_integrity == integrity::Mode::Block
+            && self.tool_baseline.is_none()
+            && self.store == StoreKind::Memory
+        {
             return Err(err(
                 "CORTEX_TOOL_BASELINE",
                 "required with CORTEX_TOOL_INTEGRITY=block: a file where approvals survive restarts, \
@@ -480,23 +514,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_store_is_memory_unless_set_and_redis_is_refused_without_echo() {
-        let parse = |v: &str| {
-            let env: HashMap<String, String> = [("CORTEX_STORE".to_string(), v.to_string())].into();
+    fn the_store_is_memory_unless_set_and_plaintext_redis_stays_local() {
+        let parse = |pairs: &[(&str, &str)]| {
+            let env: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             ControlsConfig::from_env_map(&env)
         };
         let none: HashMap<String, String> = HashMap::new();
+        let defaults = ControlsConfig::from_env_map(&none).unwrap();
+        assert_eq!(defaults.store, StoreKind::Memory);
+        assert_eq!(defaults.store_prefix, "cortex:");
         assert_eq!(
-            ControlsConfig::from_env_map(&none).unwrap().store,
+            defaults.store_rate_limit_on_failure,
+            RateLimitOnFailure::Open
+        );
+        assert_eq!(
+            parse(&[("CORTEX_STORE", " Memory ")]).unwrap().store,
             StoreKind::Memory
         );
-        assert_eq!(parse(" Memory ").unwrap().store, StoreKind::Memory);
-        let e = parse("redis://:hunter2@cache:6379").unwrap_err();
+        let gateway = GatewayConfig::new(
+            "https://mcp.example.com/mcp",
+            "https://sso.example.com",
+            "0123456789abcdef0123",
+        );
+        let remote = parse(&[("CORTEX_STORE", "redis://:hunter2@cache:6379")]).unwrap();
+        assert!(matches!(remote.store, StoreKind::Redis(_)));
+        let e = remote.validate(&gateway).unwrap_err();
         assert_eq!(e.variable, "CORTEX_STORE");
-        assert!(e.problem.contains("no Redis store"), "{}", e.problem);
-        assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(
-            parse("postgres")
+            e.problem.contains("CORTEX_STORE_ALLOW_PLAINTEXT"),
+            "{}",
+            e.problem
+        );
+        let shown = format!("{e} {remote:?} {}", json_of(&remote.masked()));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let allowed = parse(&[
+            ("CORTEX_STORE", "redis://:hunter2@cache:6379"),
+            ("CORTEX_STORE_ALLOW_PLAINTEXT", "true"),
+            ("CORTEX_STORE_PREFIX", "blue:"),
+            ("CORTEX_STORE_RATE_LIMIT_ON_FAILURE", "closed"),
+        ])
+        .unwrap();
+        allowed.validate(&gateway).unwrap();
+        assert_eq!(allowed.store_prefix, "blue:");
+        assert_eq!(
+            allowed.store_rate_limit_on_failure,
+            RateLimitOnFailure::Closed
+        );
+        for url in [
+            "rediss://:pw@cache:6379",
+            "redis://127.0.0.1:6379",
+            "redis://localhost",
+        ] {
+            parse(&[("CORTEX_STORE", url)])
+                .unwrap()
+                .validate(&gateway)
+                .unwrap();
+        }
+        let e = parse(&[("CORTEX_STORE_PREFIX", "a b")])
+            .unwrap()
+            .validate(&gateway)
+            .unwrap_err();
+        assert_eq!(e.variable, "CORTEX_STORE_PREFIX");
+        let e = parse(&[("CORTEX_STORE_RATE_LIMIT_ON_FAILURE", "sometimes")]).unwrap_err();
+        assert_eq!(e.variable, "CORTEX_STORE_RATE_LIMIT_ON_FAILURE");
+        assert!(
+            parse(&[("CORTEX_STORE", "postgres")])
                 .unwrap_err()
                 .problem
                 .contains("use memory")

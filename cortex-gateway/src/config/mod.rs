@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod controls;
 mod identity;
 mod mcp;
+mod store;
 
 pub use crate::config_error::ConfigError;
 pub use crate::upstream::mcp::settings::{
@@ -27,6 +28,7 @@ pub use controls::{
     DEFAULT_RATE_LIMIT_PER_MINUTE, DEFAULT_REQUEST_TIMEOUT_MS, StoreKind,
 };
 pub use identity::{DEFAULT_ASSERT_TTL_S, IdentityConfig, MAX_ASSERT_TTL_S, MIN_ASSERT_TTL_S};
+pub use store::{DEFAULT_STORE_PREFIX, RateLimitOnFailure, RedisUrl};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3213";

@@ -66,7 +66,7 @@ impl Admission {
     /// checks revocation.
     async fn after_auth(&self, caller: &Arc<Caller>) -> Result<(), Rejection> {
         audit::note_caller(caller);
-        self.budgets.charge_subject(&caller.sub)?;
+        self.budgets.charge_subject(&caller.sub).await?;
         if let Some(introspector) = &self.introspector {
             // Boxed: its HTTP client future would otherwise be part of
             // every request's future, introspection or not.

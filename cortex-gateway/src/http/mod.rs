@@ -127,7 +127,13 @@ async fn jwks(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.mcp.catalog.is_ready() {
+    if !app.mcp.sessions.reachable().await {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the shared store (CORTEX_STORE) cannot be reached",
+        )
+            .into_response()
+    } else if app.mcp.catalog.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (

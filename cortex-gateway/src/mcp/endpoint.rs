@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::store::sessions::SessionError;
+
 use axum::{
     body::Bytes,
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -171,6 +173,32 @@ fn no_session(id: Option<&Value>, method: &str) -> Response {
     )
 }
 
+/// The answer to a session lookup that failed: 404 for an unknown
+/// session, 503 with `Retry-After` while the shared store is unreachable.
+fn session_error(id: Option<&Value>, e: SessionError) -> Response {
+    match e {
+        SessionError::NotFound => unknown_session(id),
+        SessionError::Unavailable => {
+            let mut r = rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                RpcError::new(
+                    SERVER_ERROR,
+                    "the gateway's session store is unavailable; retry shortly with the same session",
+                ),
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static(STORE_RETRY_AFTER_S),
+            );
+            r
+        }
+    }
+}
+
+/// `Retry-After` while the shared store is unreachable (seconds).
+const STORE_RETRY_AFTER_S: &str = "2";
+
 fn unknown_session(id: Option<&Value>) -> Response {
     rpc_error(
         StatusCode::NOT_FOUND,
@@ -227,8 +255,9 @@ async fn legacy_post(
     let Some(session_id) = era::header(headers, "mcp-session-id") else {
         return no_session(id, &method_name);
     };
-    let Ok(session) = mcp.sessions.get(session_id, &caller.sub).await else {
-        return unknown_session(id);
+    let session = match mcp.sessions.get(session_id, &caller.sub).await {
+        Ok(s) => s,
+        Err(e) => return session_error(id, e),
     };
     let ctx = call_ctx(headers, caller, session.revision);
     match body {
@@ -310,7 +339,7 @@ async fn batch_message(
     message: Classified,
     charge: bool,
 ) -> Option<([Bytes; 3], bool)> {
-    if charge && let Err(limited) = mcp.budgets.charge_subject(&ctx.caller.sub) {
+    if charge && let Err(limited) = mcp.budgets.charge_subject(&ctx.caller.sub).await {
         crate::audit::note_outcome("refused", Some("rate_limited"));
         let Ok(Incoming::Request { id, method, .. }) = message else {
             return None;
@@ -391,7 +420,10 @@ async fn initialize(mcp: &Service, caller: &Caller, body: &Value) -> Response {
     let revision = Revision::parse(requested)
         .filter(|r| !r.is_modern())
         .unwrap_or(Revision::V2025_11_25);
-    let session = mcp.sessions.create(&caller.sub, revision).await;
+    let session = match mcp.sessions.create(&caller.sub, revision).await {
+        Ok(s) => s,
+        Err(e) => return session_error(Some(&id), e),
+    };
     let result = methods::initialize_result(mcp, revision);
     let mut response = respond(&id, Ok(Answer::Value(result)), false, HeaderMap::new());
     if let Ok(v) = HeaderValue::from_str(&session) {
@@ -418,16 +450,18 @@ pub(crate) async fn get(mcp: &Service, headers: &HeaderMap, caller: &Caller) -> 
             method_not_allowed()
         };
     };
-    let Ok(session) = mcp.sessions.get(session_id, &caller.sub).await else {
-        return unknown_session(None);
+    let session = match mcp.sessions.get(session_id, &caller.sub).await {
+        Ok(s) => s,
+        Err(e) => return session_error(None, e),
     };
     let slot = match mcp.budgets.open_stream(&caller.sub).await {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
+    let ended = session.ended();
     sse::hold_slot(
-        sse::legacy_stream(mcp, session.revision, session.ended()),
-        slot,
+        sse::legacy_stream(mcp, session.revision, ended),
+        slot.holding(session),
     )
 }
 
@@ -441,6 +475,6 @@ pub(crate) async fn delete(mcp: &Service, headers: &HeaderMap, caller: &Caller) 
     };
     match mcp.sessions.end(session_id, &caller.sub).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(_) => unknown_session(None),
+        Err(e) => session_error(None, e),
     }
 }

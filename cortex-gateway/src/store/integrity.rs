@@ -23,6 +23,9 @@ pub(crate) enum IntegrityDocument {
     Memory(Mutex<Option<Vec<u8>>>),
     /// A file (`CORTEX_TOOL_BASELINE`), for one process.
     File(PathBuf),
+    /// On Redis, shared by the replicas (mirrored in memory; see
+    /// [`IntegrityDocument::sync`]).
+    Redis(Box<super::redis::RedisDocument>),
 }
 
 impl IntegrityDocument {
@@ -39,6 +42,7 @@ impl IntegrityDocument {
         match self {
             Self::Memory(_) => "(in memory)".to_string(),
             Self::File(path) => path.display().to_string(),
+            Self::Redis(r) => r.place(),
         }
     }
 
@@ -51,6 +55,7 @@ impl IntegrityDocument {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             },
+            Self::Redis(r) => Ok(r.load()),
         }
     }
 
@@ -62,6 +67,20 @@ impl IntegrityDocument {
                 Ok(())
             }
             Self::File(path) => write_atomically(path, text),
+            Self::Redis(r) => {
+                r.save(text);
+                Ok(())
+            }
+        }
+    }
+
+    /// For a shared document: writes what was saved here, then reads what
+    /// another replica saved; true when that changed the document. The
+    /// others are never shared: always false.
+    pub(crate) async fn sync(&self) -> bool {
+        match self {
+            Self::Memory(_) | Self::File(_) => false,
+            Self::Redis(r) => r.sync().await.unwrap_or(false),
         }
     }
 }

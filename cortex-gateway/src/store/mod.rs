@@ -16,7 +16,9 @@ pub(crate) mod cache;
 pub(crate) mod integrity;
 pub(crate) mod memo;
 pub(crate) mod ratelimit;
+pub(crate) mod redis;
 pub(crate) mod sessions;
+pub(crate) mod settings;
 pub(crate) mod tickets;
 pub(crate) mod tokens;
 
@@ -70,7 +72,80 @@ pub(crate) struct Store {
     pub(crate) integrity: Arc<IntegrityDocument>,
 }
 
+/// What the Redis store is sized and configured by, besides the memory
+/// settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisSettings {
+    /// The store's URL (with its password).
+    pub(crate) url: settings::RedisUrl,
+    /// Prefix of every key.
+    pub(crate) prefix: String,
+    /// The rate limit and stream caps while Redis is lost.
+    pub(crate) on_failure: settings::RateLimitOnFailure,
+}
+
 impl Store {
+    /// A store on Redis, shared by every replica that names the same
+    /// server and prefix. Fails when Redis cannot be reached now: a
+    /// replica does not start without its shared state.
+    pub(crate) async fn on_redis(
+        memory: MemorySettings,
+        settings: RedisSettings,
+    ) -> Result<(Self, redis::Shared), redis::OpenError> {
+        let shared = redis::Shared::open(
+            settings.url.secret_url(),
+            settings.url.shown(),
+            &settings.prefix,
+        )
+        .await?;
+        let local = RateLimiter::new(
+            memory.rate_per_minute.max(1),
+            memory.rate_burst,
+            MAX_TRACKED_CALLERS,
+        );
+        let rate = if memory.rate_per_minute > 0 {
+            ratelimit::RateBudget::Redis(Box::new(redis::RedisRate::new(
+                shared.clone(),
+                memory.rate_per_minute,
+                memory.rate_burst,
+                settings.on_failure,
+                local,
+            )))
+        } else {
+            ratelimit::RateBudget::Off
+        };
+        let document = redis::RedisDocument::open(shared.clone())
+            .await
+            .map_err(|e| redis::OpenError::new(shared.place(), e.0))?;
+        let store = Self {
+            sessions: Arc::new(Sessions::Redis(Box::new(redis::RedisSessions::new(
+                shared.clone(),
+                memory.sessions,
+            )))),
+            budgets: Arc::new(Budgets::new(
+                rate,
+                ratelimit::StreamSlots::Redis(Box::new(redis::RedisStreams::new(
+                    shared.clone(),
+                    memory.streams_per_caller,
+                    settings.on_failure,
+                ))),
+            )),
+            introspection: Arc::new(TokenCache::Redis(Box::new(redis::RedisTokenCache::new(
+                shared.clone(),
+                INTROSPECTION_CACHE_LIMITS,
+            )))),
+            // Exchanged tokens are bearer secrets for a backend: each
+            // replica keeps its own (docs/adr/0017-redis-store.md).
+            exchange: Arc::new(TokenCache::in_memory(EXCHANGE_CACHE_LIMITS)),
+            tickets: Arc::new(LinkTickets::Redis(Box::new(redis::RedisTickets::new(
+                shared.clone(),
+                TicketLimits::default(),
+            )))),
+            integrity: Arc::new(IntegrityDocument::Redis(Box::new(document))),
+        };
+        Ok((store, shared))
+    }
+
     /// A store in this process's memory.
     pub(crate) fn in_memory(settings: MemorySettings) -> Self {
         Self {

@@ -69,6 +69,15 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    fn new(sub: Arc<str>, revision: Revision) -> Self {
+        let (ended, _) = watch::channel(false);
+        Self {
+            sub,
+            revision,
+            ended,
+        }
+    }
+
     /// Resolves when the session ends (DELETE, eviction or expiry).
     pub(crate) fn ended(&self) -> watch::Receiver<bool> {
         self.ended.subscribe()
@@ -84,6 +93,8 @@ impl Session {
 pub(crate) enum SessionError {
     /// Unknown, expired, ended, evicted, or owned by someone else (404).
     NotFound,
+    /// The shared store cannot be reached now (503, retry later).
+    Unavailable,
 }
 
 /// A session id: 128 random bits, written as 32 lower-case hex digits.
@@ -169,14 +180,27 @@ fn cost(sub: &str) -> usize {
 pub(crate) enum Sessions {
     /// In this process's memory.
     Memory(MemorySessions),
+    /// On Redis, shared by the replicas.
+    Redis(Box<super::redis::RedisSessions>),
 }
 
 impl Sessions {
     /// Creates a session for `sub` and returns its id (visible ASCII, 128
     /// random bits), evicting what the bounds require first.
-    pub(crate) async fn create(&self, sub: &str, revision: Revision) -> String {
+    pub(crate) async fn create(
+        &self,
+        sub: &str,
+        revision: Revision,
+    ) -> Result<String, SessionError> {
         match self {
-            Self::Memory(m) => m.create(sub, revision),
+            Self::Memory(m) => Ok(m.create(sub, revision)),
+            Self::Redis(r) => {
+                let id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+                r.create(&id, sub, revision)
+                    .await
+                    .map_err(|_| SessionError::Unavailable)?;
+                Ok(id)
+            }
         }
     }
 
@@ -185,6 +209,14 @@ impl Sessions {
     pub(crate) async fn get(&self, id: &str, sub: &str) -> Result<Arc<Session>, SessionError> {
         match self {
             Self::Memory(m) => m.get(id, sub),
+            Self::Redis(r) => {
+                parse_id(id).ok_or(SessionError::NotFound)?;
+                match r.get(id, sub).await {
+                    Ok(Some(revision)) => Ok(Arc::new(Session::new(Arc::from(sub), revision))),
+                    Ok(None) => Err(SessionError::NotFound),
+                    Err(_) => Err(SessionError::Unavailable),
+                }
+            }
         }
     }
 
@@ -192,6 +224,23 @@ impl Sessions {
     pub(crate) async fn end(&self, id: &str, sub: &str) -> Result<(), SessionError> {
         match self {
             Self::Memory(m) => m.end(id, sub),
+            Self::Redis(r) => {
+                parse_id(id).ok_or(SessionError::NotFound)?;
+                match r.end(id, sub).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(SessionError::NotFound),
+                    Err(_) => Err(SessionError::Unavailable),
+                }
+            }
+        }
+    }
+
+    /// Whether the store answers (what `/readyz` adds to the catalog's
+    /// readiness); the in-memory store always does.
+    pub(crate) async fn reachable(&self) -> bool {
+        match self {
+            Self::Memory(_) => true,
+            Self::Redis(r) => r.shared().ping().await.is_ok(),
         }
     }
 }
@@ -266,12 +315,7 @@ impl MemorySessions {
             Some((owner, _)) => owner.clone(),
             None => Arc::from(sub),
         };
-        let (ended, _) = watch::channel(false);
-        let session = Arc::new(Session {
-            sub: owner.clone(),
-            revision,
-            ended,
-        });
+        let session = Arc::new(Session::new(owner.clone(), revision));
         let used = state.next_use;
         state.next_use += 1;
         state.by_use.insert(used, raw);
@@ -414,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn the_store_interface_reaches_the_memory_sessions() {
         let s = Sessions::Memory(MemorySessions::default());
-        let id = s.create("ana", Revision::V2025_06_18).await;
+        let id = s.create("ana", Revision::V2025_06_18).await.unwrap();
         assert_eq!(
             s.get(&id, "ana").await.unwrap().revision,
             Revision::V2025_06_18

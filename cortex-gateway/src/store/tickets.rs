@@ -87,6 +87,10 @@ impl Default for TicketLimits {
 pub(crate) enum LinkTickets {
     /// In this process's memory.
     Memory(MemoryTickets),
+    /// On Redis, shared by the replicas. While Redis cannot be reached a
+    /// ticket is still shown but cannot be redeemed (the caller starts the
+    /// link again).
+    Redis(Box<super::redis::RedisTickets>),
 }
 
 impl LinkTickets {
@@ -95,6 +99,13 @@ impl LinkTickets {
     pub(crate) async fn issue(&self, sub: &str, label: &str, server: &str) -> String {
         match self {
             Self::Memory(m) => m.issue(sub, label, server, Instant::now()),
+            Self::Redis(r) => {
+                let text = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+                if let Err(e) = r.issue(&text, sub, capped(label), server).await {
+                    tracing::error!("link ticket not kept: {e}");
+                }
+                text
+            }
         }
     }
 
@@ -103,6 +114,7 @@ impl LinkTickets {
     pub(crate) async fn holder(&self, ticket: &str, server: &str) -> Option<Holder> {
         match self {
             Self::Memory(m) => m.holder(ticket, server, Instant::now()),
+            Self::Redis(r) => r.read(ticket, server, false).await.ok().flatten(),
         }
     }
 
@@ -116,6 +128,10 @@ impl LinkTickets {
     ) -> Result<(), TicketError> {
         match self {
             Self::Memory(m) => m.redeem(ticket, sub, server, Instant::now()),
+            Self::Redis(r) => match r.read(ticket, server, true).await {
+                Ok(Some(holder)) if holder.sub == sub => Ok(()),
+                _ => Err(TicketError::Invalid),
+            },
         }
     }
 }

@@ -44,6 +44,11 @@ impl TokenKey {
         out.copy_from_slice(ctx.finish().as_ref());
         Self(out)
     }
+
+    /// The digest.
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 /// The bounds of a token cache.
@@ -80,6 +85,8 @@ pub(crate) const ASSERTION_CACHE_LIMITS: TokenCacheLimits = TokenCacheLimits {
 pub(crate) enum TokenCache {
     /// In this process's memory.
     Memory(MemoryTokenCache),
+    /// On Redis (with a short-lived copy in this process).
+    Redis(Box<super::redis::RedisTokenCache>),
 }
 
 impl TokenCache {
@@ -102,6 +109,7 @@ impl TokenCache {
     ) -> Option<T> {
         match self {
             Self::Memory(m) => m.get_map(key, Instant::now(), read),
+            Self::Redis(r) => r.get_map(key, read).await,
         }
     }
 
@@ -110,6 +118,7 @@ impl TokenCache {
     pub(crate) async fn put(&self, key: TokenKey, value: &str, ttl: Duration) {
         match self {
             Self::Memory(m) => m.put(key, value, ttl, Instant::now()),
+            Self::Redis(r) => r.put(key, value, ttl).await,
         }
     }
 }
@@ -164,7 +173,12 @@ impl MemoryTokenCache {
         }
     }
 
-    fn get_map<T>(&self, key: &TokenKey, now: Instant, read: impl FnOnce(&str) -> T) -> Option<T> {
+    pub(crate) fn get_map<T>(
+        &self,
+        key: &TokenKey,
+        now: Instant,
+        read: impl FnOnce(&str) -> T,
+    ) -> Option<T> {
         let state = lock(&self.state);
         let (value, until) = state.entries.get(key)?;
         (*until > now).then(|| read(value))
@@ -175,7 +189,7 @@ impl MemoryTokenCache {
         self.get_map(key, now, str::to_owned)
     }
 
-    fn put(&self, key: TokenKey, value: &str, ttl: Duration, now: Instant) {
+    pub(crate) fn put(&self, key: TokenKey, value: &str, ttl: Duration, now: Instant) {
         let bytes = cost(value);
         if ttl.is_zero() || bytes > self.limits.max_bytes {
             return;

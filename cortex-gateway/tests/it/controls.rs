@@ -26,7 +26,7 @@ use crate::{
     support::{BackendServer, NoArgs, Query, TECH, crm},
 };
 
-const ADMIN: &str = "operator-secret-for-the-tests-0123456789";
+pub(crate) const ADMIN: &str = "operator-secret-for-the-tests-0123456789";
 
 pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
@@ -59,7 +59,7 @@ async fn stall(_ctx: Ctx<()>, _args: NoArgs) -> Result<Value, ToolError> {
 }
 
 /// A docs app whose `search` tool has `description`.
-fn docs(issuer: &TestIssuer, audience: &str, description: &str) -> Backend {
+pub(crate) fn docs(issuer: &TestIssuer, audience: &str, description: &str) -> Backend {
     Backend::builder("docs")
         .auth(Auth::new(issuer.auth_config(audience, &[TECH])).unwrap())
         .tool(

@@ -19,6 +19,7 @@ mod mcp_upstream;
 mod modern;
 mod one_path;
 mod pg_server;
+mod redis_store;
 mod support;
 mod upstream;
 mod vault;

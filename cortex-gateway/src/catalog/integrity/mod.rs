@@ -245,6 +245,27 @@ impl IntegrityGuard {
         }
     }
 
+    /// With a shared document: writes what was approved or observed
+    /// here, and takes over what another replica saved (its approvals are
+    /// then in force here from this refresh on).
+    pub(crate) async fn sync_shared(&self) {
+        if !self.document.sync().await {
+            return;
+        }
+        match Baseline::load(&self.document) {
+            Ok(Some(b)) => {
+                let mut state = self.lock();
+                state.baseline = b;
+                state.corrupt = None;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("{e}");
+                self.lock().corrupt = Some(e.to_string());
+            }
+        }
+    }
+
     /// The mode.
     pub(crate) fn mode(&self) -> Mode {
         self.mode

@@ -21,6 +21,8 @@ mod streams;
 
 use std::{net::IpAddr, time::Duration};
 
+use crate::store::redis;
+
 pub(crate) use gcra::RateLimiter;
 pub(crate) use streams::{StreamLimiter, StreamSlot, TooManyStreams};
 
@@ -46,6 +48,8 @@ pub(crate) enum RateBudget {
     Off,
     /// A keyed GCRA in this process's memory.
     Memory(RateLimiter),
+    /// A keyed GCRA on Redis: one budget across replicas.
+    Redis(Box<crate::store::redis::RedisRate>),
 }
 
 /// Where the open-stream counts are kept.
@@ -53,6 +57,8 @@ pub(crate) enum RateBudget {
 pub(crate) enum StreamSlots {
     /// Counts in this process's memory.
     Memory(StreamLimiter),
+    /// Leases on Redis, counted across replicas.
+    Redis(Box<crate::store::redis::RedisStreams>),
 }
 
 /// A gateway's per-caller budgets: the request rate (when on) and the
@@ -77,19 +83,27 @@ impl Budgets {
         )
     }
 
-    /// Charges one request to an authenticated caller.
-    pub(crate) fn charge_subject(&self, sub: &str) -> Result<(), RateLimited> {
+    /// Charges one request to an authenticated caller. The in-memory
+    /// budget never waits; the Redis one makes one round trip.
+    pub(crate) async fn charge_subject(&self, sub: &str) -> Result<(), RateLimited> {
         match &self.rate {
             RateBudget::Memory(limiter) => limiter.check_subject(sub),
             RateBudget::Off => Ok(()),
+            RateBudget::Redis(r) => {
+                r.charge(&format!("r:{}", redis::digest(&[b"sub", sub.as_bytes()])))
+                    .await
+            }
         }
     }
 
     /// Charges one request to a client address (before authentication).
+    /// This budget guards this process's work (checking a signature), so
+    /// it is counted here even with a shared store.
     pub(crate) fn charge_address(&self, peer: IpAddr) -> Result<(), RateLimited> {
         match &self.rate {
             RateBudget::Memory(limiter) => limiter.check(&CallerKey::Address(peer)),
             RateBudget::Off => Ok(()),
+            RateBudget::Redis(r) => r.local().check(&CallerKey::Address(peer)),
         }
     }
 
@@ -98,6 +112,11 @@ impl Budgets {
     pub(crate) async fn open_stream(&self, sub: &str) -> Result<StreamSlot, TooManyStreams> {
         match &self.streams {
             StreamSlots::Memory(limiter) => limiter.acquire(CallerKey::Subject(sub.to_string())),
+            StreamSlots::Redis(r) => r
+                .acquire(&redis::digest(&[b"sub", sub.as_bytes()]))
+                .await
+                .map(StreamSlot::shared)
+                .map_err(|()| TooManyStreams { cap: r.cap() }),
         }
     }
 }
@@ -124,10 +143,13 @@ mod tests {
     #[tokio::test]
     async fn budgets_charge_the_limiter_and_cap_streams() {
         let b = Budgets::in_memory(Some(RateLimiter::new(60, 2, 100)), StreamLimiter::new(1));
-        assert!(b.charge_subject("ana").is_ok());
-        assert!(b.charge_subject("ana").is_ok());
-        assert!(b.charge_subject("ana").unwrap_err().retry_after > Duration::ZERO);
-        assert!(b.charge_subject("bo").is_ok(), "budgets are per caller");
+        assert!(b.charge_subject("ana").await.is_ok());
+        assert!(b.charge_subject("ana").await.is_ok());
+        assert!(b.charge_subject("ana").await.unwrap_err().retry_after > Duration::ZERO);
+        assert!(
+            b.charge_subject("bo").await.is_ok(),
+            "budgets are per caller"
+        );
         let peer: IpAddr = [127, 0, 0, 1].into();
         assert!(b.charge_address(peer).is_ok());
         let slot = b.open_stream("ana").await.unwrap();
@@ -137,7 +159,7 @@ mod tests {
 
         let off = Budgets::in_memory(None, StreamLimiter::new(1));
         for _ in 0..100 {
-            assert!(off.charge_subject("ana").is_ok());
+            assert!(off.charge_subject("ana").await.is_ok());
         }
     }
 

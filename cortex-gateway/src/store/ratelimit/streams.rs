@@ -19,6 +19,30 @@ pub(crate) struct StreamLimiter {
 pub(crate) struct StreamSlot {
     key: CallerKey,
     open: Arc<Mutex<HashMap<CallerKey, usize>>>,
+    /// The slot's lease on the shared store, released with it.
+    _shared: Option<crate::store::redis::RedisSlot>,
+    /// The session whose stream holds the slot: its end signal lives as
+    /// long as the stream.
+    _session: Option<Arc<crate::store::sessions::Session>>,
+}
+
+impl StreamSlot {
+    /// A slot held on the shared store (`None`: the store could not be
+    /// reached and streams fail open).
+    pub(crate) fn shared(slot: Option<crate::store::redis::RedisSlot>) -> Self {
+        Self {
+            key: CallerKey::Subject(String::new()),
+            open: Arc::default(),
+            _shared: slot,
+            _session: None,
+        }
+    }
+
+    /// The slot, keeping `session` (and so its end signal) alive with it.
+    pub(crate) fn holding(mut self, session: Arc<crate::store::sessions::Session>) -> Self {
+        self._session = Some(session);
+        self
+    }
 }
 
 /// Refusal of a stream over the cap.
@@ -48,6 +72,8 @@ impl StreamLimiter {
         Ok(StreamSlot {
             key,
             open: self.open.clone(),
+            _shared: None,
+            _session: None,
         })
     }
 
