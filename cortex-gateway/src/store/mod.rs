@@ -134,9 +134,11 @@ impl Store {
                 shared.clone(),
                 INTROSPECTION_CACHE_LIMITS,
             )))),
-            // Exchanged tokens are bearer secrets for a backend: each
-            // replica keeps its own (docs/adr/0017-redis-store.md).
+            // Exchanged tokens and signed assertions are bearer secrets for
+            // a backend: each replica keeps its own
+            // (docs/adr/0017-redis-store.md).
             exchange: Arc::new(TokenCache::in_memory(EXCHANGE_CACHE_LIMITS)),
+            assertions: Arc::new(TokenCache::in_memory(ASSERTION_CACHE_LIMITS)),
             tickets: Arc::new(LinkTickets::Redis(Box::new(redis::RedisTickets::new(
                 shared.clone(),
                 TicketLimits::default(),
