@@ -414,6 +414,15 @@ async fn assert_mode_sends_exactly_the_gateway_signed_claims() {
         assert!(!value.contains(&own), "{name} carries the caller's token");
     }
     assert_eq!(headers["authorization"], format!("Bearer {assertion}"));
+
+    // A backend replaying it at the gateway is refused.
+    let replay = Client::modern(&w.url, &assertion)
+        .post_raw(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}),
+            &[],
+        )
+        .await;
+    assert_eq!(replay.status, 401, "{:?}", replay.body);
 }
 
 #[tokio::test]
