@@ -103,6 +103,10 @@ pub(crate) enum Scenario {
     Adapter,
     /// Peak RSS of the gateway with 1,000 tools and 1,000 legacy sessions.
     Memory,
+    /// `tools/call` with the Redis store (a `redis-server` it starts) vs
+    /// the in-memory store: gateway CPU per call and Redis commands per
+    /// call.
+    Redis,
     /// One catalog refresh of 50 backends when one of them hangs.
     Refresh,
     /// The JWT cache hit vs a full signature verification (in-process).

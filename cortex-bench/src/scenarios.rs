@@ -359,6 +359,7 @@ pub(crate) async fn run(selected: &[Scenario], options: &Options) -> anyhow::Res
             Scenario::Token => token(&mut bench).await?,
             Scenario::Era => era(&mut bench).await?,
             Scenario::Memory => memory(&mut bench).await?,
+            Scenario::Redis => redis(&mut bench).await?,
             Scenario::Refresh => refresh(&mut bench).await?,
             Scenario::Hostile => crate::hostile::run(&mut bench).await?,
             Scenario::Soak => crate::soak::run(&mut bench).await?,
@@ -494,6 +495,105 @@ async fn call(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
         ));
     }
     Ok(verdicts)
+}
+
+/// `tools/call` through a gateway on the in-memory store and one on the
+/// Redis store (Debian's `redis-server`, started here), in alternating
+/// rounds: the gateway CPU per call of each, and the Redis commands per
+/// call (`INFO stats` before and after a counted run).
+async fn redis(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
+    let token = bench.token.clone();
+    let backend = bench.small_backend().await?.addr();
+    bench.small_gateway().await?;
+    let server = cortex_gateway::testing::RedisServer::start_new();
+    let on_redis = bench
+        .spawn_gateway_with(
+            "gateway (Redis store)",
+            &Bench::upstreams(backend, 1),
+            &[("CORTEX_STORE".to_owned(), server.url())],
+        )
+        .await?;
+    let Some(memory) = &bench.small_gateway else {
+        bail!("the in-memory gateway did not start");
+    };
+    let call = || -> anyhow::Result<Source> {
+        Ok(Source::same(mcp::modern(
+            "tools/call",
+            mcp::call_params(),
+            &token,
+        )?))
+    };
+    let variants = [
+        Variant::new(
+            "tools/call, in-memory store",
+            memory.addr(),
+            call()?,
+            mcp::check_call,
+        )
+        .hop(memory),
+        Variant::new(
+            "tools/call, Redis store",
+            on_redis.addr(),
+            call()?,
+            mcp::check_call,
+        )
+        .hop(&on_redis),
+    ];
+    let rows = measure(bench.options, &variants).await?;
+    report::table("tools/call: Redis store vs in-memory store", &rows);
+    // Commands per call, over a run of its own.
+    let before = commands_processed(&server)?;
+    let load = Load {
+        connections: bench.options.connections,
+        warmup: Duration::ZERO,
+        duration: bench.options.duration,
+    };
+    let counted = load::run(on_redis.addr(), Arc::new(call()?), load, mcp::check_call).await?;
+    // The INFO command itself is counted once.
+    let commands = commands_processed(&server)?.saturating_sub(before + 1);
+    let per_call = commands as f64 / counted.total.max(1) as f64;
+    println!(
+        "\nRedis: {commands} commands for {} calls ({per_call:.2} per call); by command:\n{}",
+        counted.total,
+        command_stats(&server)
+    );
+    let (m, r) = (&rows[0], &rows[1]);
+    let cpu = match (m.hop_cpu_per_request, r.hop_cpu_per_request) {
+        (Some(m), Some(r)) => ratio(secs(r), secs(m)),
+        _ => 0.0,
+    };
+    Ok(vec![
+        Verdict::at_most("redis: gateway CPU per call, Redis / memory", cpu, 1.3),
+        Verdict::info(
+            "redis: throughput, Redis / memory",
+            format!("{:.2}", ratio(r.throughput, m.throughput)),
+        ),
+        Verdict::info("redis: Redis commands per call", format!("{per_call:.2}")),
+    ])
+}
+
+/// `total_commands_processed` of `INFO stats`.
+fn commands_processed(server: &cortex_gateway::testing::RedisServer) -> anyhow::Result<u64> {
+    let info = server.command("INFO stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .context("INFO stats has no total_commands_processed")
+}
+
+/// The `cmdstat_*` lines of `INFO commandstats`, calls only.
+fn command_stats(server: &cortex_gateway::testing::RedisServer) -> String {
+    server
+        .command("INFO commandstats")
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .map(|l| {
+            let (name, rest) = l.split_once(':').unwrap_or((l, ""));
+            let calls = rest.split(',').next().unwrap_or("");
+            format!("  {name}: {calls}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `tools/call` of the same read through the MCP adapter and to a contract

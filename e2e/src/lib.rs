@@ -21,7 +21,8 @@
 //! This library holds what those tests start: the [`fixture`] backend the
 //! suite expects, the [`proxy`] that gives the suite a bearer token, the
 //! [`stack`] tying them to a gateway, the [`real_issuer`] stack, the
-//! [`tracker`], the gateway linking users to it ([`linking`]) and the
+//! [`tracker`], the gateway linking users to it ([`linking`]), three gateway
+//! [`replicas`] on Redis behind nginx, and the
 //! Node.js [`node`] processes behind them. The Node.js and Python parts are
 //! installed by `e2e/install.sh` (run by `.ci/run`).
 
@@ -31,5 +32,6 @@ pub mod linking;
 pub mod node;
 pub mod proxy;
 pub mod real_issuer;
+pub mod replicas;
 pub mod stack;
 pub mod tracker;

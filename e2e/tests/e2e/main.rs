@@ -14,6 +14,7 @@ mod meridian_oauth;
 #[path = "../../../cortex-gateway/tests/it/pg_server.rs"]
 mod pg_server;
 mod real_issuer;
+mod replicas;
 mod rust_sdk;
 mod sdk_clients;
 mod support;
