@@ -367,6 +367,7 @@ async fn user_method<S: Send + Sync + 'static>(
                     .filter(|t| caller.has_scope(&t.descriptor.scope))
                     .map(|t| t.descriptor.name.clone())
                     .collect(),
+                actor: caller.actor.clone(),
             },
         ),
         methods::GET_HELP => {

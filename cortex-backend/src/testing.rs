@@ -4,7 +4,9 @@
 //! JWKS on a loopback port, and mints valid tokens with any claims and
 //! tokens broken in every way a backend must refuse. The SDK's tests, the
 //! conformance harness, the gateway's tests and the Meridian demo all use
-//! this one issuer.
+//! this one issuer. [`TestIssuer::start_gateway`] plays a Cortex gateway in
+//! `assert` mode instead: a P-256 key, a JWKS at
+//! `/.well-known/jwks.json`, and ES256 assertions with `act`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -24,7 +26,7 @@ use std::{
 use aws_lc_rs::{
     encoding::AsDer,
     rsa::{KeyPair, KeySize},
-    signature::KeyPair as _,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _},
 };
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -88,6 +90,7 @@ impl BrokenToken {
 
 struct SigningKey {
     kid: String,
+    alg: Algorithm,
     encoding: EncodingKey,
     jwk: Value,
     public_pem: String,
@@ -167,7 +170,48 @@ fn signing_key(kid: &str, pair: &KeyPair) -> SigningKey {
     });
     SigningKey {
         kid: kid.into(),
+        alg: Algorithm::RS256,
         encoding: EncodingKey::from_rsa_der(&pkcs1),
+        jwk,
+        public_pem: pem("PUBLIC KEY", spki.as_ref()),
+        pkcs8: pkcs8.as_ref().to_vec(),
+    }
+}
+
+/// A fresh P-256 key pair, as the gateway signs its assertions with.
+fn generate_ec() -> EcdsaKeyPair {
+    EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key generation")
+}
+
+/// The RFC 7638 thumbprint of a P-256 public key (x, y base64url): the
+/// gateway's `kid`.
+fn ec_thumbprint(x: &str, y: &str) -> String {
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    b64url(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
+}
+
+/// An ES256 signing key; `kid` `None` = its RFC 7638 thumbprint.
+fn ec_signing_key(kid: Option<&str>, pair: &EcdsaKeyPair) -> SigningKey {
+    let pkcs8 = pair.to_pkcs8v1().expect("PKCS#8 encoding");
+    let public = pair.public_key();
+    // Uncompressed point: 0x04 || x || y.
+    let point = public.as_ref();
+    let (x, y) = (b64url(&point[1..33]), b64url(&point[33..65]));
+    let kid = kid.map_or_else(|| ec_thumbprint(&x, &y), String::from);
+    let spki = public.as_der().expect("SPKI encoding");
+    let jwk = json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "kid": kid,
+        "use": "sig",
+        "alg": "ES256",
+        "x": x,
+        "y": y,
+    });
+    SigningKey {
+        kid,
+        alg: Algorithm::ES256,
+        encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
         jwk,
         public_pem: pem("PUBLIC KEY", spki.as_ref()),
         pkcs8: pkcs8.as_ref().to_vec(),
@@ -182,8 +226,9 @@ fn now() -> u64 {
 }
 
 /// What another process needs to mint tokens as a [`TestIssuer`]: its URL,
-/// key id and RSA private key (PKCS#8 DER, base64). Serializable so it can
-/// be written to a file; `Debug` hides the key.
+/// key id and private key (PKCS#8 DER, base64: RSA for an identity
+/// provider, P-256 for a gateway, see [`TestIssuer::start_gateway`]).
+/// Serializable so it can be written to a file; `Debug` hides the key.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerState {
@@ -191,7 +236,7 @@ pub struct IssuerState {
     pub issuer: String,
     /// The `kid` of the signing key.
     pub kid: String,
-    /// The RSA private key, PKCS#8 DER in standard base64.
+    /// The private key (RSA or P-256), PKCS#8 DER in standard base64.
     pub private_key_pkcs8: String,
 }
 
@@ -206,6 +251,16 @@ impl std::fmt::Debug for IssuerState {
 }
 
 impl IssuerState {
+    /// Whether the key is a gateway's (P-256; see
+    /// [`TestIssuer::start_gateway`]) rather than an identity provider's.
+    pub fn is_gateway(&self) -> bool {
+        base64::engine::general_purpose::STANDARD
+            .decode(self.private_key_pkcs8.trim())
+            .is_ok_and(|der| {
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).is_ok()
+            })
+    }
+
     fn signing_key(&self) -> std::io::Result<SigningKey> {
         let invalid = |what: &str| {
             std::io::Error::new(
@@ -216,9 +271,12 @@ impl IssuerState {
         let der = base64::engine::general_purpose::STANDARD
             .decode(self.private_key_pkcs8.trim())
             .map_err(|_| invalid("privateKeyPkcs8 is not base64"))?;
-        let pair =
-            KeyPair::from_pkcs8(&der).map_err(|_| invalid("privateKeyPkcs8 is not an RSA key"))?;
-        Ok(signing_key(&self.kid, &pair))
+        if let Ok(pair) = KeyPair::from_pkcs8(&der) {
+            return Ok(signing_key(&self.kid, &pair));
+        }
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .map_err(|_| invalid("privateKeyPkcs8 is neither an RSA nor a P-256 key"))?;
+        Ok(ec_signing_key(Some(&self.kid), &pair))
     }
 }
 
@@ -227,6 +285,24 @@ struct Shared {
     key: SigningKey,
     rogue: SigningKey,
 }
+
+impl Shared {
+    /// A gateway signs with P-256; an identity provider with RSA.
+    fn is_gateway(&self) -> bool {
+        self.key.alg == Algorithm::ES256
+    }
+
+    fn typ(&self) -> &'static str {
+        if self.is_gateway() { "at+jwt" } else { "JWT" }
+    }
+}
+
+/// Where a gateway serves its JWKS.
+const GATEWAY_JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// The lifetime of a gateway's assertions (the gateway's default
+/// `CORTEX_ASSERT_TTL_S`).
+pub const ASSERTION_TTL: Duration = Duration::from_secs(120);
 
 /// A running local issuer. Dropping it stops its server.
 pub struct TestIssuer {
@@ -257,16 +333,31 @@ impl TestIssuer {
 
     /// Starts an issuer on a given loopback address.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
-        Self::serve(addr, None).await
+        Self::serve(addr, None, false).await
+    }
+
+    /// Starts an issuer that plays a Cortex gateway in `assert` mode, on
+    /// `127.0.0.1:0`: a P-256 key (`kid` its RFC 7638 thumbprint), its JWKS
+    /// at `<issuer>/.well-known/jwks.json`, and [`TestIssuer::token`] and
+    /// [`TestIssuer::broken`] minting ES256 assertions as the gateway does.
+    /// A backend trusts it with [`TestIssuer::env`] (`CORTEX_GATEWAY_ISSUER`).
+    pub async fn start_gateway() -> std::io::Result<Self> {
+        Self::start_gateway_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// [`TestIssuer::start_gateway`] on a given loopback address.
+    pub async fn start_gateway_on(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::serve(addr, None, true).await
     }
 
     /// Starts an issuer on a given loopback address with the signing key of
     /// a saved [`IssuerState`], so backends that cached its JWKS keep
     /// accepting its tokens after a restart. The issuer URL is the new
-    /// listening address.
+    /// listening address. A P-256 key restores a gateway
+    /// ([`TestIssuer::start_gateway`]).
     pub async fn start_with_state(addr: SocketAddr, state: &IssuerState) -> std::io::Result<Self> {
         let key = state.signing_key()?;
-        Self::serve(addr, Some(key)).await
+        Self::serve(addr, Some(key), false).await
     }
 
     /// An issuer that only mints, from a saved [`IssuerState`]: it serves
@@ -274,10 +365,7 @@ impl TestIssuer {
     /// how a second process mints tokens a backend trusting the first one
     /// accepts.
     pub async fn from_state(state: &IssuerState) -> std::io::Result<Self> {
-        let key = state.signing_key()?;
-        let rogue = tokio::task::spawn_blocking(|| process_key(1, "cortex-test-1"))
-            .await
-            .map_err(std::io::Error::other)?;
+        let (key, rogue) = key_pair_for(Some(state.signing_key()?), false).await?;
         let addr = state
             .issuer
             .strip_prefix("http://")
@@ -307,28 +395,31 @@ impl TestIssuer {
         }
     }
 
-    async fn serve(addr: SocketAddr, key: Option<SigningKey>) -> std::io::Result<Self> {
+    async fn serve(
+        addr: SocketAddr,
+        key: Option<SigningKey>,
+        gateway: bool,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let issuer = format!("http://{addr}");
-        let (key, rogue) = tokio::task::spawn_blocking(move || {
-            (
-                key.unwrap_or_else(|| process_key(0, "cortex-test-1")),
-                process_key(1, "cortex-test-1"),
-            )
-        })
-        .await
-        .map_err(std::io::Error::other)?;
+        let (key, rogue) = key_pair_for(key, gateway).await?;
         let shared = Arc::new(Shared { issuer, key, rogue });
+        let alg = format!("{:?}", shared.key.alg);
+        let jwks_path = if shared.is_gateway() {
+            GATEWAY_JWKS_PATH
+        } else {
+            "/jwks.json"
+        };
         let metadata = json!({
             "issuer": shared.issuer,
-            "jwks_uri": format!("{}/jwks.json", shared.issuer),
+            "jwks_uri": format!("{}{jwks_path}", shared.issuer),
             "token_endpoint": format!("{}/token", shared.issuer),
             "authorization_endpoint": format!("{}/authorize", shared.issuer),
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "client_credentials"],
             "code_challenge_methods_supported": ["S256"],
-            "id_token_signing_alg_values_supported": ["RS256"],
+            "id_token_signing_alg_values_supported": [alg],
             "subject_types_supported": ["public"],
         });
         // The JWKS also carries a symmetric key: a validator that used it
@@ -350,7 +441,7 @@ impl TestIssuer {
                 axum::routing::get(move || async move { axum::Json(metadata) }),
             )
             .route(
-                "/jwks.json",
+                jwks_path,
                 axum::routing::get(move || async move { axum::Json(jwks) }),
             );
         let task = tokio::spawn(async move {
@@ -369,9 +460,30 @@ impl TestIssuer {
         self.addr
     }
 
-    /// The JWKS URL.
+    /// The JWKS URL: `<issuer>/jwks.json`, or for a gateway
+    /// `<issuer>/.well-known/jwks.json` as the Cortex gateway serves it.
     pub fn jwks_url(&self) -> String {
-        format!("{}/jwks.json", self.shared.issuer)
+        if self.is_gateway() {
+            format!("{}{GATEWAY_JWKS_PATH}", self.shared.issuer)
+        } else {
+            format!("{}/jwks.json", self.shared.issuer)
+        }
+    }
+
+    /// Whether this issuer mints gateway assertions
+    /// ([`TestIssuer::start_gateway`]).
+    pub fn is_gateway(&self) -> bool {
+        self.shared.is_gateway()
+    }
+
+    /// The `kid` of the signing key.
+    pub fn kid(&self) -> &str {
+        &self.shared.key.kid
+    }
+
+    /// The signing algorithm: RS256, or ES256 for a gateway.
+    pub fn algorithm(&self) -> Algorithm {
+        self.shared.key.alg
     }
 
     /// The issuer's public key as PEM.
@@ -380,8 +492,17 @@ impl TestIssuer {
     }
 
     /// A validator configuration trusting this issuer (keys discovered from
-    /// its metadata, as with a real issuer).
+    /// its metadata, as with a real issuer). For a gateway: the
+    /// gateway-assertion configuration [`TestIssuer::env`] makes.
     pub fn jwt_config(&self, audience: &str) -> JwtConfig {
+        if self.is_gateway() {
+            let env = self.env(audience);
+            let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            return crate::auth::config_from_env(lookup)
+                .ok()
+                .and_then(|c| c.jwt)
+                .expect("a gateway-assertion configuration for a loopback issuer");
+        }
         let mut c = JwtConfig::new(self.shared.issuer.clone(), vec![audience.to_string()]);
         c.keys = KeySource::Discover;
         c
@@ -396,8 +517,15 @@ impl TestIssuer {
     }
 
     /// The environment a backend using `Auth::from_env()` needs to trust
-    /// this issuer.
+    /// this issuer. For a gateway: `CORTEX_GATEWAY_ISSUER` and
+    /// `OAUTH_AUDIENCE` (keys from `<issuer>/.well-known/jwks.json`).
     pub fn env(&self, audience: &str) -> Vec<(String, String)> {
+        if self.is_gateway() {
+            return vec![
+                ("CORTEX_GATEWAY_ISSUER".into(), self.shared.issuer.clone()),
+                ("OAUTH_AUDIENCE".into(), audience.into()),
+            ];
+        }
         vec![
             ("OAUTH_ISSUER".into(), self.shared.issuer.clone()),
             ("OAUTH_AUDIENCE".into(), audience.into()),
@@ -405,7 +533,10 @@ impl TestIssuer {
         ]
     }
 
-    /// Starts a token for `audience`, valid for an hour.
+    /// Starts a token for `audience`, valid for an hour. For a gateway,
+    /// an assertion as the Cortex gateway mints it: header `typ: at+jwt`,
+    /// `act: {"sub": <issuer>}`, a random `jti`, no `nbf`, valid for
+    /// [`ASSERTION_TTL`].
     pub fn token(&self, audience: &str) -> TokenBuilder<'_> {
         let t = now();
         let mut claims = Map::new();
@@ -413,24 +544,32 @@ impl TestIssuer {
         claims.insert("aud".into(), json!(audience));
         claims.insert("sub".into(), json!("test-user"));
         claims.insert("iat".into(), json!(t));
-        claims.insert("nbf".into(), json!(t));
-        claims.insert("exp".into(), json!(t + 3600));
+        if self.is_gateway() {
+            claims.insert("act".into(), json!({"sub": self.shared.issuer}));
+            claims.insert("jti".into(), json!(random_id()));
+            claims.insert("exp".into(), json!(t + ASSERTION_TTL.as_secs()));
+        } else {
+            claims.insert("nbf".into(), json!(t));
+            claims.insert("exp".into(), json!(t + 3600));
+        }
         TokenBuilder {
             issuer: self,
             claims,
-            typ: Some("JWT".into()),
+            typ: Some(self.shared.typ().into()),
         }
     }
 
-    /// Signs arbitrary claims with the issuer's key (RS256, its `kid`).
+    /// Signs arbitrary claims with the issuer's key (RS256, or ES256 for a
+    /// gateway; its `kid`; `typ` `JWT`, or `at+jwt` for a gateway).
     pub fn mint(&self, claims: &Value) -> String {
-        sign(&self.shared.key, claims)
+        sign_typed(&self.shared.key, claims, Some(self.shared.typ()))
     }
 
     /// A token broken in one way, otherwise valid for `audience`, `sub`
     /// and `scopes`.
     pub fn broken(&self, kind: BrokenToken, audience: &str, sub: &str, scopes: &[&str]) -> String {
         let base = self.token(audience).sub(sub).scopes(scopes.iter().copied());
+        let typ = base.typ.clone();
         let t = now();
         match kind {
             BrokenToken::Expired => base
@@ -453,10 +592,15 @@ impl TestIssuer {
                 claims.remove("aud");
                 self.mint(&Value::Object(claims))
             }
-            BrokenToken::BadSignature => sign(&self.shared.rogue, &Value::Object(base.claims)),
+            BrokenToken::BadSignature => sign_typed(
+                &self.shared.rogue,
+                &Value::Object(base.claims),
+                typ.as_deref(),
+            ),
             BrokenToken::UnknownKid => {
-                let mut header = Header::new(Algorithm::RS256);
+                let mut header = Header::new(self.shared.rogue.alg);
                 header.kid = Some("not-in-the-jwks".into());
+                header.typ = typ;
                 jsonwebtoken::encode(
                     &header,
                     &Value::Object(base.claims),
@@ -467,12 +611,13 @@ impl TestIssuer {
             BrokenToken::Hs256WithPublicKey => {
                 let mut header = Header::new(Algorithm::HS256);
                 header.kid = Some(self.shared.key.kid.clone());
+                header.typ = typ;
                 let secret = EncodingKey::from_secret(self.shared.key.public_pem.as_bytes());
                 jsonwebtoken::encode(&header, &Value::Object(base.claims), &secret)
                     .expect("signing")
             }
             BrokenToken::AlgNone => {
-                let header = json!({"alg": "none", "typ": "JWT", "kid": self.shared.key.kid});
+                let header = json!({"alg": "none", "typ": typ, "kid": self.shared.key.kid});
                 let claims = Value::Object(base.claims);
                 format!(
                     "{}.{}.",
@@ -484,16 +629,42 @@ impl TestIssuer {
     }
 }
 
-fn sign(key: &SigningKey, claims: &Value) -> String {
-    sign_typed(key, claims, Some("JWT"))
-}
-
 fn sign_typed(key: &SigningKey, claims: &Value, typ: Option<&str>) -> String {
-    let mut header = Header::new(Algorithm::RS256);
+    let mut header = Header::new(key.alg);
     header.kid = Some(key.kid.clone());
     header.typ = typ.map(String::from);
-    jsonwebtoken::encode(&header, claims, &key.encoding)
-        .expect("RS256 signing with a generated key")
+    jsonwebtoken::encode(&header, claims, &key.encoding).expect("signing with a generated key")
+}
+
+/// 128 random bits, base64url: a `jti`.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random generator works");
+    b64url(&bytes)
+}
+
+/// The signing key and the rogue one (same `kid`, another key: for
+/// [`BrokenToken::BadSignature`]), of the flavor `key` has, or of a
+/// gateway (P-256) or an identity provider (RSA) when `key` is `None`.
+async fn key_pair_for(
+    key: Option<SigningKey>,
+    gateway: bool,
+) -> std::io::Result<(SigningKey, SigningKey)> {
+    tokio::task::spawn_blocking(move || {
+        let gateway = key.as_ref().map_or(gateway, |k| k.alg == Algorithm::ES256);
+        if gateway {
+            let key = key.unwrap_or_else(|| ec_signing_key(None, &generate_ec()));
+            let rogue = ec_signing_key(Some(&key.kid), &generate_ec());
+            (key, rogue)
+        } else {
+            (
+                key.unwrap_or_else(|| process_key(0, "cortex-test-1")),
+                process_key(1, "cortex-test-1"),
+            )
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)
 }
 
 /// Builds the claims of a valid token.

@@ -9,6 +9,8 @@ pub struct Caller {
     pub sub: String,
     /// `email`, when present.
     pub email: Option<String>,
+    /// `name` (display name), when present.
+    pub name: Option<String>,
     /// Role, from the configured claim path.
     pub role: Option<String>,
     /// Pool, from the configured claim path.
@@ -17,6 +19,11 @@ pub struct Caller {
     pub scopes: Vec<String>,
     /// `client_id` or `azp`, when present.
     pub client_id: Option<String>,
+    /// `act.sub` (RFC 8693 actor): who presents the token on the user's
+    /// behalf. In gateway-assertion mode (`CORTEX_GATEWAY_ISSUER`) it is
+    /// always the trusted gateway; otherwise whatever the issuer wrote, if
+    /// anything.
+    pub actor: Option<String>,
     /// `exp`, seconds since the epoch.
     pub expires_at: u64,
     /// All claims, for app-specific rules.
@@ -32,10 +39,12 @@ impl Caller {
         Self {
             sub: sub.to_string(),
             email: None,
+            name: None,
             role: None,
             pool: None,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             client_id: None,
+            actor: None,
             expires_at: u64::MAX,
             claims: serde_json::json!({"sub": sub}),
             token: "not-a-token".to_string(),
@@ -47,6 +56,7 @@ impl std::fmt::Debug for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Caller")
             .field("sub", &self.sub)
+            .field("actor", &self.actor)
             .field("role", &self.role)
             .field("pool", &self.pool)
             .field("scopes", &self.scopes)
@@ -77,8 +87,15 @@ impl Caller {
             .get("exp")
             .and_then(Value::as_u64)
             .ok_or("the `exp` claim is missing or not a number")?;
+        let actor = claims
+            .get("act")
+            .and_then(|act| act.get("sub"))
+            .and_then(Value::as_str)
+            .map(String::from);
         Ok(Self {
             email: str_claim("email"),
+            name: str_claim("name"),
+            actor,
             role: str_claim(role_claim),
             pool: str_claim(pool_claim),
             client_id: str_claim("client_id").or_else(|| str_claim("azp")),
@@ -147,6 +164,7 @@ mod tests {
         assert_eq!(c.scopes, ["a", "b"]);
         assert_eq!(c.role.as_deref(), Some("hr"));
         assert_eq!(c.pool.as_deref(), Some("eu"));
+        assert_eq!(c.actor, None);
         assert!(!format!("{c:?}").contains("\"t\""));
     }
 

@@ -43,6 +43,14 @@ pub struct JwtConfig {
     /// Accept only header `typ: at+jwt` (default false: `at+jwt`, `JWT` or
     /// no `typ` are accepted, any other `typ` is refused).
     pub require_at_jwt: bool,
+    /// Gateway-assertion mode: the `act.sub` every token must carry (the
+    /// gateway's issuer, RFC 8693 actor). `None`: no actor required.
+    pub required_actor: Option<String>,
+    /// An audience that gets a token refused even when another of its
+    /// audiences is accepted: the gateway's public audience in
+    /// gateway-assertion mode, so a caller's own token forwarded by the
+    /// gateway never passes. `None`: no such audience.
+    pub refused_audience: Option<String>,
 }
 
 impl JwtConfig {
@@ -65,6 +73,8 @@ impl JwtConfig {
             allow_insecure_http: false,
             require_nbf: false,
             require_at_jwt: false,
+            required_actor: None,
+            refused_audience: None,
         }
     }
 }
@@ -135,6 +145,8 @@ fn entry_bytes(caller: &Caller) -> usize {
         + 3 * caller.token().len()
         + caller.sub.len()
         + opt(&caller.email)
+        + opt(&caller.name)
+        + opt(&caller.actor)
         + opt(&caller.role)
         + opt(&caller.pool)
         + opt(&caller.client_id)
@@ -206,6 +218,20 @@ impl JwtValidator {
         }
         for alg in &config.algorithms {
             check_asymmetric(*alg)?;
+        }
+        if let Some(refused) = &config.refused_audience
+            && config.audiences.contains(refused)
+        {
+            return Err(AuthConfigError::new(
+                "CORTEX_GATEWAY_AUDIENCE",
+                format!(
+                    "`{refused}` is also an accepted audience (OAUTH_AUDIENCE): the backend's own \
+                     audience must differ from the gateway's public one, or callers' tokens \
+                     forwarded by the gateway would be accepted; set the gateway's \
+                     CORTEX_BACKEND_<ID>_AUDIENCE and this backend's OAUTH_AUDIENCE to the \
+                     backend's own URL"
+                ),
+            ));
         }
         if let KeySource::JwksUrl(url) = &config.keys {
             super::keys::check_transport(url, config.allow_insecure_http)
@@ -357,8 +383,25 @@ impl JwtValidator {
         validation.validate_nbf = true;
         validation.validate_exp = true;
         validation.leeway = self.config.leeway.as_secs();
-        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
-            .map_err(|e| AuthError::Invalid(describe(e.kind())))?;
+        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
+            // The signature verified before the audience was checked, so the
+            // token's own `aud` may be read to say why it was refused.
+            if *e.kind() == ErrorKind::InvalidAudience
+                && let Some(refused) = &self.config.refused_audience
+                && signed_payload(token).is_some_and(|c| audience_contains(&c, refused))
+            {
+                return gateway_audience_refused();
+            }
+            AuthError::Invalid(describe(e.kind()))
+        })?;
+        if let Some(refused) = &self.config.refused_audience
+            && audience_contains(&data.claims, refused)
+        {
+            return Err(gateway_audience_refused());
+        }
+        if let Some(actor) = &self.config.required_actor {
+            check_actor(&data.claims, actor)?;
+        }
         Caller::from_claims(
             data.claims,
             token,
@@ -366,6 +409,54 @@ impl JwtValidator {
             &self.config.pool_claim,
         )
         .map_err(AuthError::Invalid)
+    }
+}
+
+/// Whether the `aud` claim (a string or an array) contains `audience`.
+fn audience_contains(claims: &Value, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(all)) => all.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
+}
+
+/// The payload of a token whose signature has been verified.
+fn signed_payload(token: &str) -> Option<Value> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn gateway_audience_refused() -> AuthError {
+    AuthError::Invalid(
+        "the token is for the gateway's public audience (CORTEX_GATEWAY_AUDIENCE): this backend \
+         accepts only the gateway's assertions for its own audience, never a caller's token \
+         passed through; set the gateway's CORTEX_BACKEND_<ID>_TOKEN_MODE=assert for it"
+            .into(),
+    )
+}
+
+/// Gateway-assertion mode: `act.sub` must name the trusted gateway (RFC
+/// 8693 section 4.1; the outermost `act` is the current actor).
+fn check_actor(claims: &Value, gateway: &str) -> Result<(), AuthError> {
+    match claims
+        .get("act")
+        .map(|act| act.get("sub").and_then(Value::as_str))
+    {
+        None => Err(AuthError::Invalid(
+            "the token has no `act` claim: this backend accepts only assertions the Cortex \
+             gateway mints (CORTEX_GATEWAY_ISSUER), whose `act.sub` names the gateway"
+                .into(),
+        )),
+        Some(Some(actor)) if actor == gateway => Ok(()),
+        Some(_) => Err(AuthError::Invalid(
+            "the token's actor (`act.sub`) is not the trusted gateway (CORTEX_GATEWAY_ISSUER)"
+                .into(),
+        )),
     }
 }
 

@@ -29,7 +29,7 @@ pub use keys::{
     check_transport, fetch_issuer_metadata, get_json_capped, is_loopback_authority, metadata_urls,
     read_body_capped,
 };
-pub use settings::{JWT_SETTINGS, JwtSettings, Setting, parse_bool};
+pub use settings::{GATEWAY_SETTINGS, JWT_SETTINGS, JwtSettings, Setting, parse_bool};
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -175,7 +175,9 @@ impl Auth {
     ///
     /// plus every token-validation setting of [`JWT_SETTINGS`] (JWKS,
     /// algorithms, leeway, `nbf`, `typ`, claim paths, plaintext transport),
-    /// the same variables and defaults as the gateway's.
+    /// the same variables and defaults as the gateway's, and the
+    /// gateway-assertion settings of [`GATEWAY_SETTINGS`]
+    /// (`CORTEX_GATEWAY_ISSUER`: trust only the gateway's assertions).
     pub fn from_env() -> Result<Self, AuthConfigError> {
         Self::new(config_from_env(|k| std::env::var(k).ok())?)
     }
@@ -248,6 +250,30 @@ pub fn config_from_env(
     let mut technical_tokens = list("CORTEX_TECHNICAL_TOKENS");
     technical_tokens.extend(list("CORTEX_TECHNICAL_TOKEN"));
     let settings = JwtSettings::from_lookup(&get)?;
+    let set = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(gateway) = set("CORTEX_GATEWAY_ISSUER") {
+        return Ok(AuthConfig {
+            technical_tokens,
+            jwt: Some(gateway_assertion_config(
+                &settings,
+                &gateway,
+                list("OAUTH_AUDIENCE"),
+                set("OAUTH_ISSUER").is_some(),
+                set("CORTEX_GATEWAY_AUDIENCE"),
+            )?),
+        });
+    }
+    if set("CORTEX_GATEWAY_AUDIENCE").is_some() {
+        return Err(AuthConfigError::new(
+            "CORTEX_GATEWAY_AUDIENCE",
+            "only meaningful with CORTEX_GATEWAY_ISSUER (gateway-assertion mode); set that \
+             too, or remove this",
+        ));
+    }
     let jwt = match get("OAUTH_ISSUER").filter(|s| !s.trim().is_empty()) {
         None => None,
         Some(issuer) => {
@@ -266,4 +292,51 @@ pub fn config_from_env(
         technical_tokens,
         jwt,
     })
+}
+
+/// The validator configuration of gateway-assertion mode: the gateway is
+/// the only issuer, its assertions carry `act.sub` = the gateway and
+/// header `typ: at+jwt`, and are signed with ES256.
+fn gateway_assertion_config(
+    settings: &JwtSettings,
+    gateway: &str,
+    audiences: Vec<String>,
+    idp_issuer_set: bool,
+    gateway_audience: Option<String>,
+) -> Result<JwtConfig, AuthConfigError> {
+    if idp_issuer_set {
+        return Err(AuthConfigError::new(
+            "OAUTH_ISSUER",
+            "must not be set with CORTEX_GATEWAY_ISSUER: in gateway-assertion mode the backend \
+             trusts only the gateway's assertions, never the identity provider's tokens; remove \
+             OAUTH_ISSUER (and an OAUTH_JWKS_URL naming the provider's keys)",
+        ));
+    }
+    if audiences.is_empty() {
+        return Err(AuthConfigError::new(
+            "OAUTH_AUDIENCE",
+            "required with CORTEX_GATEWAY_ISSUER: this backend's own audience, the one the \
+             gateway mints its assertions for (the gateway's CORTEX_BACKEND_<ID>_AUDIENCE, by \
+             default the backend's URL)",
+        ));
+    }
+    if !settings.algorithms.contains(&Algorithm::ES256) {
+        return Err(AuthConfigError::new(
+            "OAUTH_ALGORITHMS",
+            "the gateway signs its assertions with ES256; include it (CORTEX_GATEWAY_ISSUER is set)",
+        ));
+    }
+    let mut config = settings.jwt_config(gateway, audiences)?;
+    if matches!(config.keys, KeySource::Discover) {
+        config.keys = KeySource::JwksUrl(format!(
+            "{}/.well-known/jwks.json",
+            gateway.trim_end_matches('/')
+        ));
+    }
+    keys::check_transport(gateway, config.allow_insecure_http)
+        .map_err(|p| AuthConfigError::new("CORTEX_GATEWAY_ISSUER", p))?;
+    config.require_at_jwt = true;
+    config.required_actor = Some(gateway.to_string());
+    config.refused_audience = gateway_audience;
+    Ok(config)
 }

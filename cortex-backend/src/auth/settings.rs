@@ -92,6 +92,31 @@ pub const JWT_SETTINGS: &[Setting] = &[
     },
 ];
 
+/// The settings of gateway-assertion mode: the backend trusts only the
+/// assertions a Cortex gateway mints for it (its `CORTEX_BACKEND_<ID>_TOKEN_MODE=assert`).
+/// SDK only, so `toml_key` is empty. The README table "Gateway assertions"
+/// is tested against this list.
+pub const GATEWAY_SETTINGS: &[Setting] = &[
+    Setting {
+        name: "CORTEX_GATEWAY_ISSUER",
+        toml_key: "",
+        meaning: "the gateway's issuer (the gateway's own CORTEX_GATEWAY_ISSUER); set = \
+                  gateway-assertion mode: only tokens with this `iss`, `act.sub` equal to it, \
+                  header `typ: at+jwt` and an `aud` of OAUTH_AUDIENCE are accepted, the IdP is \
+                  not trusted (OAUTH_ISSUER must be unset); keys from \
+                  `<issuer>/.well-known/jwks.json` unless OAUTH_JWKS_URL or OAUTH_JWKS_FILE",
+        default: "none",
+    },
+    Setting {
+        name: "CORTEX_GATEWAY_AUDIENCE",
+        toml_key: "",
+        meaning: "the gateway's public audience (its CORTEX_CANONICAL_URI): a token whose `aud` \
+                  contains it is refused with that reason, and an OAUTH_AUDIENCE equal to it \
+                  stops the start; only with CORTEX_GATEWAY_ISSUER",
+        default: "none",
+    },
+];
+
 /// The token-validation settings (see [`JWT_SETTINGS`]). Serialized as the
 /// gateway's TOML `[oauth]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,4 +40,8 @@ pub struct WhoAmI {
     pub user: UserContext,
     /// The tools this caller may call here.
     pub tools: Vec<String>,
+    /// Who presented the token on the caller's behalf (`act.sub`): the
+    /// gateway, when the backend trusts gateway assertions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }

@@ -3,5 +3,6 @@
 mod auth;
 mod contract_examples;
 mod dispatcher;
+mod gateway_assertions;
 mod support;
 mod tool_schemas;
