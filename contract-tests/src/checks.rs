@@ -130,6 +130,18 @@ checks! {
     "auth.missing-aud", "§2",
         "A user token without aud gets 401",
         "The backend MUST validate aud; a token without one is invalid: 401.";
+    "assert.without-act", "§2",
+        "In assert mode, a gateway assertion without act gets 401",
+        "A backend that trusts gateway assertions accepts only tokens whose act.sub names the gateway (RFC 8693 actor); invalid token: 401.";
+    "assert.foreign-actor", "§2",
+        "In assert mode, an assertion whose act.sub is not the gateway gets 401",
+        "act.sub MUST equal the trusted gateway's issuer; invalid token: 401.";
+    "assert.idp-token", "§2",
+        "In assert mode, an identity provider's token for the gateway's audience gets 401",
+        "A backend that trusts gateway assertions never accepts a caller's own token (what forward mode passes on), so a token it collects cannot be replayed to it; invalid token: 401.";
+    "assert.gateway-audience", "§2",
+        "In assert mode, a token the gateway signed for its own public audience gets 401",
+        "A token for the gateway's canonical URI (a caller's token, or one the gateway issued an agent) is not an assertion for this backend; invalid token: 401.";
     "technical.tools-refused", "§2",
         "Every listed tool refuses the technical token with 403",
         "The technical token MAY call only list_tools, list_prompts, list_resource_templates and get_snapshot; every other method MUST get 403.";
@@ -179,6 +191,10 @@ checks! {
         "32 concurrent list_tools calls all succeed with identical catalogs",
         "The gateway discovers catalogs in parallel and fingerprints them; list_tools must be stable under concurrency.";
 }
+
+/// The group of the checks that run only with `--identity assert`
+/// ([`crate::Identity::Assert`]).
+pub const ASSERT_GROUP: &str = "assert";
 
 /// The check with this id.
 pub fn check_info(id: &str) -> Option<&'static CheckInfo> {

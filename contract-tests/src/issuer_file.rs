@@ -28,6 +28,11 @@ pub struct IssuerFile {
     pub audience: String,
     /// The technical token the backend was told to accept.
     pub technical_token: String,
+    /// For a gateway issuer (`issuer --identity assert`): the gateway's
+    /// public audience the backend was told to refuse
+    /// (`CORTEX_GATEWAY_AUDIENCE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_audience: Option<String>,
 }
 
 impl std::fmt::Debug for IssuerFile {
@@ -36,6 +41,7 @@ impl std::fmt::Debug for IssuerFile {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("technical_token", &"<hidden>")
+            .field("gateway_audience", &self.gateway_audience)
             .finish()
     }
 }

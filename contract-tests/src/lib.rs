@@ -35,6 +35,11 @@
 //! (`scopes.*`), argument errors (`arguments.*`), `get_help` (`help.*`),
 //! `whoami`, `get_snapshot`, and 32 concurrent `list_tools` calls.
 //!
+//! A backend that trusts only gateway assertions (`CORTEX_GATEWAY_ISSUER`)
+//! is checked with [`Identity::Assert`] and a gateway issuer
+//! ([`TestIssuer::start_gateway`]): every token is then an ES256 assertion
+//! as the gateway mints it, and the `assert.*` checks run too.
+//!
 //! Where user tokens come from decides how much runs ([`UserTokens`]):
 //! with an issuer the backend trusts, the harness mints every token it
 //! needs, valid and broken; with one given token, checks that need another
@@ -62,7 +67,9 @@ mod schemas;
 
 pub use checks::{CHECKS, CheckInfo, check_info};
 pub use cortex_backend::testing::TestIssuer;
-pub use options::{DEFAULT_OVERSIZED_BODY, Options, UserTokens};
+pub use options::{
+    DEFAULT_GATEWAY_AUDIENCE, DEFAULT_OVERSIZED_BODY, Identity, Options, UserTokens,
+};
 pub use render::Format;
 pub use report::{CheckResult, Finding, Report, Status, Summary};
 
@@ -86,6 +93,9 @@ pub enum CheckError {
     /// `only` names a check that does not exist.
     #[error("there is no check `{0}`; `cortex-conformance list` prints every id")]
     UnknownCheck(String),
+    /// The identity mode and the issuer (or the selected checks) disagree.
+    #[error("{0}")]
+    Identity(String),
 }
 
 /// Runs the checks against the contract endpoint at `url` (the full URL,

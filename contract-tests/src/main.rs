@@ -17,7 +17,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use contract_tests::{
-    CHECKS, DEFAULT_OVERSIZED_BODY, Format, Options, TestIssuer,
+    CHECKS, DEFAULT_GATEWAY_AUDIENCE, DEFAULT_OVERSIZED_BODY, Format, Identity, Options,
+    TestIssuer,
     issuer_file::{DEFAULT_STATE_FILE, IssuerFile, random_token},
     render,
 };
@@ -40,6 +41,25 @@ enum Command {
     Issuer(IssuerArgs),
     /// List every check: id, contract section, description.
     List,
+}
+
+/// How the backend under test learns who calls (the gateway's token mode
+/// for it).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IdentityArg {
+    /// The caller's identity-provider token (forward, exchange, obo).
+    Forward,
+    /// Gateway assertions: the backend trusts only CORTEX_GATEWAY_ISSUER.
+    Assert,
+}
+
+impl From<IdentityArg> for Identity {
+    fn from(arg: IdentityArg) -> Self {
+        match arg {
+            IdentityArg::Forward => Identity::Forward,
+            IdentityArg::Assert => Identity::Assert,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -68,6 +88,15 @@ struct CheckArgs {
     /// The audience to mint tokens for (default: the one in the state file).
     #[arg(long, requires = "issuer")]
     audience: Option<String>,
+    /// How the backend learns who calls: `assert` checks a backend that
+    /// trusts only gateway assertions (its issuer state from `issuer
+    /// --identity assert`).
+    #[arg(long, value_enum, default_value_t = IdentityArg::Forward)]
+    identity: IdentityArg,
+    /// With --identity assert: the gateway's public audience (default: the
+    /// one in the state file).
+    #[arg(long, value_name = "URI")]
+    gateway_audience: Option<String>,
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -109,6 +138,15 @@ struct IssuerArgs {
     /// Generate a new key even if the state file has one.
     #[arg(long)]
     fresh: bool,
+    /// `assert`: play a Cortex gateway in assert mode (a P-256 key, its
+    /// JWKS at /.well-known/jwks.json, ES256 assertions) for a backend that
+    /// trusts it as CORTEX_GATEWAY_ISSUER.
+    #[arg(long, value_enum, default_value_t = IdentityArg::Forward)]
+    identity: IdentityArg,
+    /// With --identity assert: the gateway's public audience, which the
+    /// backend is told to refuse (CORTEX_GATEWAY_AUDIENCE).
+    #[arg(long, value_name = "URI", default_value = DEFAULT_GATEWAY_AUDIENCE)]
+    gateway_audience: String,
 }
 
 fn main() -> ExitCode {
@@ -175,7 +213,20 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
              to use the one `cortex-conformance issuer` suggested"
         ),
     };
+    let identity = Identity::from(args.identity);
+    if identity == Identity::Assert && state.is_none() {
+        bail!(
+            "--identity assert needs --issuer: start `cortex-conformance issuer --identity assert`, \
+             start the backend with the settings it prints, then check with --issuer"
+        );
+    }
+    let gateway_audience = args
+        .gateway_audience
+        .or_else(|| state.as_ref().and_then(|s| s.gateway_audience.clone()))
+        .unwrap_or_else(|| DEFAULT_GATEWAY_AUDIENCE.to_string());
     let mut options = Options::new(technical)
+        .identity(identity)
+        .gateway_audience(gateway_audience)
         .call_read_only(args.call_read_only)
         .timeout(Duration::from_secs(args.timeout.max(1)))
         .oversized_body(args.oversized_body);
@@ -219,9 +270,21 @@ fn saved_state(path: &Path, fresh: bool) -> Option<IssuerFile> {
 }
 
 async fn issuer(args: IssuerArgs) -> anyhow::Result<ExitCode> {
+    let gateway = args.identity == IdentityArg::Assert;
     let saved = saved_state(&args.state_file, args.fresh);
-    let issuer = match &saved {
-        Some(s) => TestIssuer::start_with_state(args.listen, &s.issuer).await,
+    let saved_key = saved
+        .as_ref()
+        .filter(|s| s.issuer.is_gateway() == gateway)
+        .map(|s| s.issuer.clone());
+    if saved.is_some() && saved_key.is_none() {
+        eprintln!(
+            "note: {} holds the key of another kind of issuer; generating a new key",
+            args.state_file.display()
+        );
+    }
+    let issuer = match &saved_key {
+        Some(key) => TestIssuer::start_with_state(args.listen, key).await,
+        None if gateway => TestIssuer::start_gateway_on(args.listen).await,
         None => TestIssuer::start_on(args.listen).await,
     }
     .with_context(|| {
@@ -238,6 +301,7 @@ async fn issuer(args: IssuerArgs) -> anyhow::Result<ExitCode> {
         issuer: issuer.state(),
         audience: args.audience.clone(),
         technical_token: technical_token.clone(),
+        gateway_audience: gateway.then(|| args.gateway_audience.clone()),
     };
     file.write(&args.state_file).with_context(|| {
         format!(
@@ -250,25 +314,51 @@ async fn issuer(args: IssuerArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!(" {}", args.state_file.display())
     };
+    let (trust, identity_arg) = if gateway {
+        (
+            format!(
+                "\x20 export CORTEX_GATEWAY_ISSUER={issuer_url}\n\
+                 \x20 export OAUTH_AUDIENCE={audience}\n\
+                 \x20 export CORTEX_GATEWAY_AUDIENCE={gateway_audience}\n",
+                issuer_url = issuer.issuer(),
+                audience = args.audience,
+                gateway_audience = args.gateway_audience,
+            ),
+            " --identity assert",
+        )
+    } else {
+        (
+            format!(
+                "\x20 export OAUTH_ISSUER={issuer_url}\n\
+                 \x20 export OAUTH_AUDIENCE={audience}\n\
+                 \x20 export OAUTH_JWKS_URL={jwks}\n",
+                issuer_url = issuer.issuer(),
+                audience = args.audience,
+                jwks = issuer.jwks_url(),
+            ),
+            "",
+        )
+    };
+    let kind = if gateway {
+        "gateway issuer (assert mode; JWKS at /.well-known/jwks.json)"
+    } else {
+        "issuer"
+    };
     let settings = format!(
-        "cortex-conformance issuer listening on {issuer_url}\n\
+        "cortex-conformance {kind} listening on {issuer_url}\n\
          \n\
          Start the backend under test with:\n\
          \n\
-         \x20 export OAUTH_ISSUER={issuer_url}\n\
-         \x20 export OAUTH_AUDIENCE={audience}\n\
-         \x20 export OAUTH_JWKS_URL={jwks}\n\
+         {trust}\
          \x20 export CORTEX_TECHNICAL_TOKENS={technical_token}\n\
          \n\
          then check it from this directory:\n\
          \n\
-         \x20 cortex-conformance check http://127.0.0.1:8080/api/cortex/backend --issuer{state_arg}\n\
+         \x20 cortex-conformance check http://127.0.0.1:8080/api/cortex/backend --issuer{state_arg}{identity_arg}\n\
          \n\
          The signing key, audience and technical token are in {state} (owner-only).\n\
          Press Ctrl-C to stop.",
         issuer_url = issuer.issuer(),
-        audience = args.audience,
-        jwks = issuer.jwks_url(),
         state = args.state_file.display(),
     );
     // Whoever started the issuer may stop reading its output; it keeps

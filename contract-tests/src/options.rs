@@ -9,6 +9,37 @@ use serde_json::{Map, Value};
 
 use crate::probe::Cred;
 
+/// How the gateway presents callers to the backend under test: the
+/// gateway's `CORTEX_BACKEND_<ID>_TOKEN_MODE` for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Identity {
+    /// The caller's own token from the identity provider (`forward`, and
+    /// `exchange`/`obo`, whose tokens the provider issues too): user tokens
+    /// are minted by an identity provider ([`TestIssuer::start`]).
+    #[default]
+    Forward,
+    /// Gateway assertions (`assert`): the backend trusts only the gateway
+    /// (`CORTEX_GATEWAY_ISSUER`). User tokens are ES256 assertions minted by
+    /// a gateway issuer ([`TestIssuer::start_gateway`]); the `auth.*`
+    /// checks send broken assertions, and the `assert.*` checks run.
+    Assert,
+}
+
+impl Identity {
+    /// `forward` or `assert`, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Assert => "assert",
+        }
+    }
+}
+
+/// The gateway's public audience the `assert.*` checks use when none is
+/// given ([`Options::gateway_audience`]).
+pub const DEFAULT_GATEWAY_AUDIENCE: &str = "https://gateway.cortex-conformance.invalid/mcp";
+
 /// Where the run's user tokens come from.
 #[derive(Clone, Default)]
 pub enum UserTokens {
@@ -64,6 +95,8 @@ pub struct Options {
     pub(crate) timeout: Duration,
     pub(crate) oversized_body: usize,
     pub(crate) claims: Map<String, Value>,
+    pub(crate) identity: Identity,
+    pub(crate) gateway_audience: String,
 }
 
 /// A string that never shows in `Debug`.
@@ -93,7 +126,29 @@ impl Options {
             timeout: Duration::from_secs(10),
             oversized_body: DEFAULT_OVERSIZED_BODY,
             claims: Map::new(),
+            identity: Identity::Forward,
+            gateway_audience: DEFAULT_GATEWAY_AUDIENCE.to_string(),
         }
+    }
+
+    /// How the backend under test is configured to learn who calls
+    /// ([`Identity`]). With [`Identity::Assert`], the issuer of
+    /// [`Options::issuer`] must be a gateway ([`TestIssuer::start_gateway`]),
+    /// whose issuer URL the backend trusts as `CORTEX_GATEWAY_ISSUER`.
+    #[must_use]
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The gateway's public audience (its canonical URI) for
+    /// `assert.idp-token` and `assert.gateway-audience`; give the
+    /// backend's `CORTEX_GATEWAY_AUDIENCE` when it sets one (default
+    /// [`DEFAULT_GATEWAY_AUDIENCE`]).
+    #[must_use]
+    pub fn gateway_audience(mut self, audience: impl Into<String>) -> Self {
+        self.gateway_audience = audience.into();
+        self
     }
 
     /// Uses one user token the backend accepts.

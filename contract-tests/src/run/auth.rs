@@ -23,7 +23,7 @@ fn broken_check(kind: BrokenToken) -> Option<&'static str> {
 }
 
 /// Pass when `list_tools` with `cred` gets the contract's 401.
-async fn refused(run: &Run, cred: Option<&Cred>, what: &str) -> Outcome {
+pub(super) async fn refused(run: &Run, cred: Option<&Cred>, what: &str) -> Outcome {
     let answer = run.call(methods::LIST_TOOLS, None, cred).await;
     match answer.error_problem(&[401]) {
         None => Outcome::pass(format!("{what} refused with 401")),

@@ -6,6 +6,7 @@
 //! not implemented, a failed prerequisite) records a skip saying why, so a
 //! report always lists every selected check.
 
+mod assert;
 mod auth;
 mod calls;
 mod catalog;
@@ -18,8 +19,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     CheckError,
-    checks::{CHECKS, check_info},
-    options::Options,
+    checks::{ASSERT_GROUP, CHECKS, check_info},
+    options::{Identity, Options, UserTokens},
     probe::{Call, Cred, Exchange, Probe},
     report::{CheckResult, Outcome, Report},
 };
@@ -54,6 +55,11 @@ const NO_CATALOG: &str = "list_tools did not return a usable catalog (see catalo
 
 impl Run {
     fn wants(&self, id: &str) -> bool {
+        if self.options.identity != Identity::Assert
+            && check_info(id).is_some_and(|c| c.group() == ASSERT_GROUP)
+        {
+            return false;
+        }
         self.options.only.is_empty() || self.options.only.iter().any(|o| o == id)
     }
 
@@ -143,8 +149,35 @@ pub(crate) fn effective_input_schema(descriptor: &Value) -> Value {
 /// Runs every selected check.
 pub(crate) async fn execute(url: &str, options: Options) -> Result<Report, CheckError> {
     for id in &options.only {
-        if check_info(id).is_none() {
-            return Err(CheckError::UnknownCheck(id.clone()));
+        match check_info(id) {
+            None => return Err(CheckError::UnknownCheck(id.clone())),
+            Some(c) if c.group() == ASSERT_GROUP && options.identity != Identity::Assert => {
+                return Err(CheckError::Identity(format!(
+                    "`{id}` runs only with --identity assert (Identity::Assert)"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if let UserTokens::Issuer { issuer, .. } = &options.users {
+        match (options.identity, issuer.is_gateway()) {
+            (Identity::Assert, false) => {
+                return Err(CheckError::Identity(
+                    "--identity assert needs a gateway issuer: start `cortex-conformance issuer \
+                     --identity assert` (TestIssuer::start_gateway) and configure the backend \
+                     with the CORTEX_GATEWAY_ISSUER it prints"
+                        .into(),
+                ));
+            }
+            (Identity::Forward, true) => {
+                return Err(CheckError::Identity(
+                    "the issuer is a gateway (it mints assertions): pass --identity assert \
+                     (Identity::Assert), or start `cortex-conformance issuer` without it for \
+                     identity-provider tokens"
+                        .into(),
+                ));
+            }
+            _ => {}
         }
     }
     let probe = Probe::new(url, options.timeout).map_err(CheckError::InvalidUrl)?;
@@ -176,6 +209,7 @@ pub(crate) async fn execute(url: &str, options: Options) -> Result<Report, Check
     catalog::run(&mut run, listed).await;
     transport::run(&mut run).await;
     auth::run(&mut run).await;
+    assert::run(&mut run).await;
     calls::run(&mut run).await;
     help::run(&mut run).await;
     let mut results = std::mem::take(&mut run.results);

@@ -66,6 +66,7 @@ async fn exit_codes_follow_the_outcome() {
         issuer: issuer.state(),
         audience: AUDIENCE.into(),
         technical_token: TECHNICAL.into(),
+        gateway_audience: None,
     }
     .write(&state)
     .unwrap();
@@ -162,20 +163,15 @@ async fn exit_codes_follow_the_outcome() {
     let _ = std::fs::remove_file(&state);
 }
 
-/// The whole out-of-process flow: `issuer` prints the settings, a backend
-/// starts with them, `check --issuer` mints from the state file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issuer_command_and_check_share_the_state_file() {
-    let state = temp_path("issuer.json");
-    let state_arg = state.display().to_string();
+/// Starts `cortex-conformance issuer` with `extra` arguments and reads the
+/// settings it prints (`export NAME=VALUE`), once it listens.
+async fn start_issuer(
+    state: &str,
+    extra: &[&str],
+) -> (std::process::Child, BTreeMap<String, String>) {
     let mut child = Command::new(BIN)
-        .args([
-            "issuer",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-file",
-            &state_arg,
-        ])
+        .args(["issuer", "--listen", "127.0.0.1:0", "--state-file", state])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start cortex-conformance issuer");
@@ -200,6 +196,24 @@ async fn issuer_command_and_check_share_the_state_file() {
     })
     .await
     .unwrap();
+    (child, env)
+}
+
+/// A backend started with exactly the settings the issuer printed.
+async fn backend_from(env: &BTreeMap<String, String>) -> faults::Server {
+    let config =
+        config_from_env(|k| env.get(k).cloned()).expect("the printed settings are complete");
+    let backend = reference::backend_with(Auth::new(config).unwrap(), Shape::default());
+    faults::serve(axum::Router::new().merge(cortex_backend_axum::router(backend))).await
+}
+
+/// The whole out-of-process flow: `issuer` prints the settings, a backend
+/// starts with them, `check --issuer` mints from the state file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_command_and_check_share_the_state_file() {
+    let state = temp_path("issuer.json");
+    let state_arg = state.display().to_string();
+    let (mut child, env) = start_issuer(&state_arg, &[]).await;
     assert!(
         env["OAUTH_ISSUER"].starts_with("http://127.0.0.1:"),
         "{env:?}"
@@ -212,11 +226,7 @@ async fn issuer_command_and_check_share_the_state_file() {
         assert_eq!(mode & 0o777, 0o600, "the state file holds a private key");
     }
 
-    let config =
-        config_from_env(|k| env.get(k).cloned()).expect("the printed settings are complete");
-    let backend = reference::backend_with(Auth::new(config).unwrap(), Shape::default());
-    let server =
-        faults::serve(axum::Router::new().merge(cortex_backend_axum::router(backend))).await;
+    let server = backend_from(&env).await;
     let out = run(args(&["check", &server.url, "--issuer", &state_arg])).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -230,4 +240,57 @@ async fn issuer_command_and_check_share_the_state_file() {
     );
     assert!(text.contains("0 failed"), "{text}");
     assert!(text.contains("PASS  auth.expired-token"), "{text}");
+}
+
+/// The same flow in gateway-assertion mode: `issuer --identity assert`
+/// plays the gateway, the backend trusts it as `CORTEX_GATEWAY_ISSUER`, and
+/// `check --identity assert` runs the `assert.*` checks too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assert_identity_from_the_command_line() {
+    let state = temp_path("gateway.json");
+    let state_arg = state.display().to_string();
+    let (mut child, env) = start_issuer(&state_arg, &["--identity", "assert"]).await;
+    assert!(
+        env["CORTEX_GATEWAY_ISSUER"].starts_with("http://127.0.0.1:"),
+        "{env:?}"
+    );
+    assert!(!env.contains_key("OAUTH_ISSUER"), "{env:?}");
+    assert_eq!(
+        env["CORTEX_GATEWAY_AUDIENCE"],
+        contract_tests::DEFAULT_GATEWAY_AUDIENCE
+    );
+    let server = backend_from(&env).await;
+    let checked = run(args(&[
+        "check",
+        &server.url,
+        "--issuer",
+        &state_arg,
+        "--identity",
+        "assert",
+    ]))
+    .await;
+    let forward = run(args(&["check", &server.url, "--issuer", &state_arg])).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&state);
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for id in [
+        "auth.valid-token",
+        "auth.bad-signature",
+        "auth.hs256-public-key",
+        "assert.without-act",
+        "assert.idp-token",
+        "assert.gateway-audience",
+    ] {
+        assert!(text.contains(&format!("PASS  {id}")), "{id}: {text}");
+    }
+    assert_eq!(forward.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&forward.stderr);
+    assert!(err.contains("--identity assert"), "{err}");
 }

@@ -1,11 +1,17 @@
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
-use contract_tests::{CHECKS, Options, Status, check};
+use contract_tests::{CHECKS, Identity, Options, Status, TestIssuer, check};
 
 use crate::{
+    assert_options,
     faults::{self, Fault},
-    issuer, options, reference,
+    gateway, issuer, options, reference,
 };
+
+/// The checks of forward mode: all but the `assert.*` group.
+fn forward_checks() -> usize {
+    CHECKS.iter().filter(|c| c.group() != "assert").count()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_backend_passes_every_check() {
@@ -17,14 +23,60 @@ async fn the_reference_backend_passes_every_check() {
     report.assert_all_ran_and_passed();
     assert_eq!(
         report.checks.len(),
-        CHECKS.len(),
-        "every check reports once"
+        forward_checks(),
+        "every check but assert.* reports once"
     );
     assert!(
         report.ids_with(Status::Warn).is_empty(),
         "{:?}",
         report.ids_with(Status::Warn)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_backend_in_assert_mode_passes_every_check() {
+    let gateway = gateway().await;
+    let server = faults::start(gateway.clone(), Fault::None).await;
+    let report = check(&server.url, assert_options(&gateway))
+        .await
+        .expect("the backend answers");
+    report.assert_all_ran_and_passed();
+    assert_eq!(
+        report.checks.len(),
+        CHECKS.len(),
+        "every check reports once"
+    );
+    assert!(report.ids_with(Status::Warn).is_empty());
+    assert!(forward_checks() < CHECKS.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_in_assert_mode_trips_exactly_its_checks() {
+    let mismatches = run_faults(gateway().await, Fault::in_assert_mode(), Identity::Assert).await;
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_and_the_issuer_must_agree() {
+    let (idp, gateway) = (issuer().await, gateway().await);
+    let server = faults::start(idp.clone(), Fault::None).await;
+    for (options, says) in [
+        (
+            options(&idp).identity(Identity::Assert),
+            "issuer --identity assert",
+        ),
+        (options(&gateway), "pass --identity assert"),
+        (
+            options(&idp).only("assert.without-act"),
+            "only with --identity assert",
+        ),
+    ] {
+        let err = check(&server.url, options).await.unwrap_err();
+        assert!(
+            matches!(&err, contract_tests::CheckError::Identity(m) if m.contains(says)),
+            "{err}"
+        );
+    }
 }
 
 /// The non-passing, non-skipped outcomes of a report.
@@ -37,18 +89,28 @@ fn tripped(report: &contract_tests::Report) -> BTreeMap<&'static str, Status> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_fault_trips_exactly_its_checks() {
+/// Runs the harness against one broken backend per fault (four at a
+/// time) trusting `issuer`; the faults that did not trip exactly their
+/// checks, with the report.
+async fn run_faults(
+    issuer: Arc<TestIssuer>,
+    faults: Vec<Fault>,
+    identity: Identity,
+) -> Vec<String> {
     use futures::StreamExt as _;
-    let issuer = issuer().await;
-    let runs = Fault::all().into_iter().map(|fault| {
+    let runs = faults.into_iter().map(|fault| {
         let issuer = issuer.clone();
         tokio::spawn(async move {
             let server = faults::start(issuer.clone(), fault).await;
-            let report = check(&server.url, options(&issuer))
+            let report = check(&server.url, options(&issuer).identity(identity))
                 .await
                 .expect("the backend answers");
-            let expected: BTreeMap<&str, Status> = fault.expected().into_iter().collect();
+            let expected: BTreeMap<&str, Status> = match identity {
+                Identity::Assert => fault.expected_in_assert_mode(),
+                _ => fault.expected(),
+            }
+            .into_iter()
+            .collect();
             let got = tripped(&report);
             (got != expected).then(|| {
                 format!(
@@ -58,11 +120,16 @@ async fn each_fault_trips_exactly_its_checks() {
             })
         })
     });
-    let mismatches: Vec<String> = futures::stream::iter(runs)
+    futures::stream::iter(runs)
         .buffer_unordered(4)
         .filter_map(|m| async move { m.expect("the run does not panic") })
         .collect()
-        .await;
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_trips_exactly_its_checks() {
+    let mismatches = run_faults(issuer().await, Fault::all(), Identity::Forward).await;
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
 }
 
@@ -70,6 +137,7 @@ async fn each_fault_trips_exactly_its_checks() {
 fn every_check_is_tripped_by_some_fault() {
     let covered: Vec<&str> = Fault::all()
         .into_iter()
+        .chain(Fault::assert_only())
         .flat_map(|f| f.expected())
         .map(|(id, _)| id)
         .collect();

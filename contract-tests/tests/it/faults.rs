@@ -18,7 +18,7 @@ use axum::{
     routing::any,
 };
 use base64::Engine as _;
-use contract_tests::Status;
+use contract_tests::{DEFAULT_GATEWAY_AUDIENCE, Status};
 use cortex_backend::{
     Backend, RequestBody,
     contract::{DEFAULT_PATH, methods},
@@ -73,6 +73,12 @@ pub(crate) enum Fault {
     ResultBreaksOutputSchema,
     SnapshotWithoutHeadline,
     UnstableListTools,
+    // Gateway-assertion mode only.
+    AcceptsWithoutAct,
+    AcceptsForeignActor,
+    /// Also trusts the identity provider (half-moved from forward mode).
+    AcceptsIdpToken,
+    AcceptsGatewayAudience,
 }
 
 impl Fault {
@@ -124,6 +130,34 @@ impl Fault {
             Self::UnstableListTools,
         ]);
         all
+    }
+
+    /// The faults only a backend in gateway-assertion mode can have.
+    pub(crate) fn assert_only() -> Vec<Fault> {
+        vec![
+            Self::AcceptsWithoutAct,
+            Self::AcceptsForeignActor,
+            Self::AcceptsIdpToken,
+            Self::AcceptsGatewayAudience,
+        ]
+    }
+
+    /// The faults run in gateway-assertion mode: every broken token (as a
+    /// broken assertion) and the assert-only ones.
+    pub(crate) fn in_assert_mode() -> Vec<Fault> {
+        let mut all: Vec<Fault> = BrokenToken::ALL.map(Self::Accepts).into();
+        all.extend(Self::assert_only());
+        all
+    }
+
+    /// [`Fault::expected`] in gateway-assertion mode: not checking `aud`
+    /// also lets the gateway's own audience through.
+    pub(crate) fn expected_in_assert_mode(self) -> Vec<(&'static str, Status)> {
+        let mut expected = self.expected();
+        if self == Self::Accepts(BrokenToken::WrongAudience) {
+            expected.push(("assert.gateway-audience", Status::Fail));
+        }
+        expected
     }
 
     /// The checks this fault must make fail (or warn), and nothing else.
@@ -186,6 +220,10 @@ impl Fault {
             Self::ResultBreaksOutputSchema => one("tools.output-schema"),
             Self::SnapshotWithoutHeadline => one("snapshot.envelope"),
             Self::UnstableListTools => one("robustness.concurrent-list-tools"),
+            Self::AcceptsWithoutAct => one("assert.without-act"),
+            Self::AcceptsForeignActor => one("assert.foreign-actor"),
+            Self::AcceptsIdpToken => one("assert.idp-token"),
+            Self::AcceptsGatewayAudience => one("assert.gateway-audience"),
         }
     }
 
@@ -324,6 +362,10 @@ impl Faulty {
         let (header, mut claims) = jwt(token)?;
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         let kid = header.get("kid").and_then(Value::as_str).unwrap_or("");
+        // Signed with the trusted issuer's algorithm (not the identity
+        // provider's RS256 when the issuer is a gateway).
+        let own = alg == format!("{:?}", self.issuer.algorithm());
+        let iss = self.issuer.issuer();
         let t = now();
         let fixed = match self.fault {
             Fault::IgnoresScopes if !methods::is_reserved(method) => {
@@ -331,6 +373,11 @@ impl Faulty {
                 true
             }
             Fault::Accepts(kind) => match kind {
+                _ if !own
+                    && !matches!(kind, BrokenToken::Hs256WithPublicKey | BrokenToken::AlgNone) =>
+                {
+                    false
+                }
                 BrokenToken::Expired if int(&claims, "exp") < t => {
                     claims.insert("exp".into(), json!(t + 3600));
                     true
@@ -339,10 +386,8 @@ impl Faulty {
                     claims.insert("nbf".into(), json!(t));
                     true
                 }
-                BrokenToken::WrongIssuer
-                    if claims.get("iss") != Some(&json!(self.issuer.issuer())) =>
-                {
-                    claims.insert("iss".into(), json!(self.issuer.issuer()));
+                BrokenToken::WrongIssuer if claims.get("iss") != Some(&json!(iss)) => {
+                    claims.insert("iss".into(), json!(iss));
                     true
                 }
                 BrokenToken::WrongAudience
@@ -357,12 +402,34 @@ impl Faulty {
                 }
                 // Re-signing every RS256 token with the issuer's key is what
                 // skipping signature verification amounts to.
-                BrokenToken::BadSignature => alg == "RS256" && kid == "cortex-test-1",
-                BrokenToken::UnknownKid => kid != "cortex-test-1",
+                BrokenToken::BadSignature => kid == self.issuer.kid(),
+                BrokenToken::UnknownKid => kid != self.issuer.kid(),
                 BrokenToken::Hs256WithPublicKey => alg == "HS256",
                 BrokenToken::AlgNone => alg == "none",
                 _ => false,
             },
+            Fault::AcceptsWithoutAct if own && !claims.contains_key("act") => {
+                claims.insert("act".into(), json!({"sub": iss}));
+                true
+            }
+            Fault::AcceptsForeignActor
+                if own && claims.get("act").is_some_and(|a| a["sub"] != json!(iss)) =>
+            {
+                claims.insert("act".into(), json!({"sub": iss}));
+                true
+            }
+            Fault::AcceptsIdpToken if alg == "RS256" && self.issuer.is_gateway() => {
+                claims.insert("iss".into(), json!(iss));
+                claims.insert("aud".into(), json!(AUDIENCE));
+                claims.insert("act".into(), json!({"sub": iss}));
+                true
+            }
+            Fault::AcceptsGatewayAudience
+                if own && claims.get("aud") == Some(&json!(DEFAULT_GATEWAY_AUDIENCE)) =>
+            {
+                claims.insert("aud".into(), json!(AUDIENCE));
+                true
+            }
             _ => false,
         };
         fixed.then(|| self.remint(claims))

@@ -10,7 +10,7 @@ mod snapshots;
 
 use std::sync::Arc;
 
-use contract_tests::{Options, TestIssuer};
+use contract_tests::{Identity, Options, TestIssuer};
 
 /// An issuer for one test.
 pub(crate) async fn issuer() -> Arc<TestIssuer> {
@@ -25,4 +25,19 @@ pub(crate) fn options(issuer: &Arc<TestIssuer>) -> Options {
         .issuer(issuer.clone(), reference::AUDIENCE)
         .call_read_only(true)
         .oversized_body(cortex_backend::DEFAULT_BODY_LIMIT + 4096)
+}
+
+/// A gateway issuer (assert mode) for one test.
+pub(crate) async fn gateway() -> Arc<TestIssuer> {
+    Arc::new(
+        TestIssuer::start_gateway()
+            .await
+            .expect("start the test gateway issuer"),
+    )
+}
+
+/// [`options`] in gateway-assertion mode: every token is an assertion of
+/// `gateway`.
+pub(crate) fn assert_options(gateway: &Arc<TestIssuer>) -> Options {
+    options(gateway).identity(Identity::Assert)
 }
