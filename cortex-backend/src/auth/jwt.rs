@@ -347,10 +347,41 @@ impl JwtValidator {
         cache.bytes += bytes;
     }
 
+    /// Gateway-assertion mode: refuses, before any key is looked up, a
+    /// token whose `aud` contains the gateway's public audience or whose
+    /// `iss` is not the gateway (a caller's own token sent straight to the
+    /// backend), saying so. The claims are not verified yet: this only
+    /// refuses early, with the reason; acceptance still takes the full
+    /// verification.
+    fn not_obviously_foreign(&self, token: &str) -> Result<(), AuthError> {
+        let Some(claims) = unverified_payload(token) else {
+            return Ok(());
+        };
+        if let Some(refused) = &self.config.refused_audience
+            && audience_contains(&claims, refused)
+        {
+            return Err(gateway_audience_refused());
+        }
+        if self.config.required_actor.is_some()
+            && claims.get("iss").and_then(Value::as_str) != Some(self.config.issuer.as_str())
+        {
+            return Err(AuthError::Invalid(
+                "the token was not issued by the gateway (CORTEX_GATEWAY_ISSUER): this backend \
+                 accepts only the assertions the Cortex gateway signs for it; call it through \
+                 the gateway"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Full verification, no cache (exposed for benchmarks).
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(describe_header(e.kind())))?;
+        if self.config.required_actor.is_some() || self.config.refused_audience.is_some() {
+            self.not_obviously_foreign(token)?;
+        }
         check_typ(header.typ.as_deref(), self.config.require_at_jwt)?;
         if !self.config.algorithms.contains(&header.alg) {
             return Err(AuthError::Invalid(format!(
@@ -383,22 +414,8 @@ impl JwtValidator {
         validation.validate_nbf = true;
         validation.validate_exp = true;
         validation.leeway = self.config.leeway.as_secs();
-        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
-            // The signature verified before the audience was checked, so the
-            // token's own `aud` may be read to say why it was refused.
-            if *e.kind() == ErrorKind::InvalidAudience
-                && let Some(refused) = &self.config.refused_audience
-                && signed_payload(token).is_some_and(|c| audience_contains(&c, refused))
-            {
-                return gateway_audience_refused();
-            }
-            AuthError::Invalid(describe(e.kind()))
-        })?;
-        if let Some(refused) = &self.config.refused_audience
-            && audience_contains(&data.claims, refused)
-        {
-            return Err(gateway_audience_refused());
-        }
+        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
+            .map_err(|e| AuthError::Invalid(describe(e.kind())))?;
         if let Some(actor) = &self.config.required_actor {
             check_actor(&data.claims, actor)?;
         }
@@ -421,8 +438,8 @@ fn audience_contains(claims: &Value, audience: &str) -> bool {
     }
 }
 
-/// The payload of a token whose signature has been verified.
-fn signed_payload(token: &str) -> Option<Value> {
+/// The payload of a token, unverified: only to refuse it with a reason.
+fn unverified_payload(token: &str) -> Option<Value> {
     use base64::Engine as _;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -256,8 +256,13 @@ fn print_banner(running: &Running, ttl: Duration, print_tokens: bool) {
     println!("Grants page:          {}", auth.admin_url());
     println!("Revoke a person:      meridian revoke <e-007 | sales_rep | email>\n");
     for app in App::ALL {
+        let mode = if app == App::ASSERTED {
+            "  (assert mode: sees only the gateway's assertions)"
+        } else {
+            ""
+        };
         println!(
-            "  {:<9} on {:<9} {}",
+            "  {:<9} on {:<9} {}{mode}",
             app.id(),
             app.framework(),
             running.app_url(app)

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::{
     apps::{
-        App,
+        App, gateway_assertion_auth,
         serve::{Served, ShutdownTrigger},
     },
     firm::Persona,
@@ -148,8 +148,9 @@ fn mint(issuer: &TestIssuer, audience: &str, persona: Persona, ttl: Duration) ->
 }
 
 /// Starts the gateway in front of the apps (prefixed tool names, forward
-/// mode, audience = the MCP URL, every token introspected at the
-/// authorization server) and waits until its catalog holds them all.
+/// mode but [`App::ASSERTED`] in assert mode, audience = the MCP URL,
+/// every token introspected at the authorization server) and waits until
+/// its catalog holds them all.
 async fn start_gateway(
     auth: &AuthServer,
     introspection: ClientCredentials,
@@ -161,6 +162,9 @@ async fn start_gateway(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut config = GatewayConfig::new(url, auth.issuer(), technical);
     config.listen = listener.local_addr()?;
+    // The `iss` of the assertions and where the gateway publishes its
+    // keys (its origin, the default, spelled out: the asserted app trusts it).
+    config.identity.gateway_issuer = Some(gateway_issuer(&listener)?);
     config.oauth.jwks_url = Some(auth.jwks_url());
     config.controls.introspection_url = Some(auth.introspection_url());
     config.controls.introspection_client_id = Some(introspection.client_id);
@@ -177,7 +181,13 @@ async fn start_gateway(
     for (app, served) in apps {
         let mut backend = BackendConfig::new(app.id(), served.base_url.clone());
         backend.prefix = true;
-        backend.token_mode = TokenMode::Forward;
+        // CORTEX_BACKEND_<ID>_TOKEN_MODE; the assertion's audience is the
+        // app's URL (the default CORTEX_BACKEND_<ID>_AUDIENCE).
+        backend.token_mode = if *app == App::ASSERTED {
+            TokenMode::Assert
+        } else {
+            TokenMode::Forward
+        };
         config.backends.push(backend);
     }
     config.mcp_servers.push(tracker);
@@ -208,6 +218,11 @@ async fn start_gateway(
         );
     }
     Ok(task)
+}
+
+/// The gateway's issuer: the origin of its MCP URL, on `listener`.
+fn gateway_issuer(listener: &std::net::TcpListener) -> std::io::Result<String> {
+    Ok(format!("http://{}", listener.local_addr()?))
 }
 
 /// What the gateway federates.
@@ -351,7 +366,8 @@ pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<
                 options.port
             )
         })?;
-    let url = format!("http://{}/mcp", gateway_listener.local_addr()?);
+    let gateway_issuer = gateway_issuer(&gateway_listener)?;
+    let url = format!("{gateway_issuer}/mcp");
     let auth_server = AuthServer::start(&url, settings.clone())
         .await
         .context("starting the dev authorization server")?;
@@ -363,8 +379,15 @@ pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<
     let mut apps = Vec::new();
     for app in App::ALL {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let auth = if app == App::ASSERTED {
+            let own_audience = format!("http://{}", listener.local_addr()?);
+            gateway_assertion_auth(&gateway_issuer, &own_audience, &url, &technical)
+                .with_context(|| format!("the {} app's gateway-assertion settings", app.id()))?
+        } else {
+            auth.clone()
+        };
         let served = app
-            .serve(auth.clone(), listener, trigger.subscribe())
+            .serve(auth, listener, trigger.subscribe())
             .await
             .with_context(|| format!("starting the {} app", app.id()))?;
         apps.push((app, served));

@@ -11,6 +11,7 @@ pub mod staffing;
 
 use cortex_backend::{
     Auth,
+    auth::config_from_env,
     contract::{Metric, Snapshot},
 };
 
@@ -30,6 +31,12 @@ pub enum App {
 impl App {
     /// All apps, in the order they start.
     pub const ALL: [App; 4] = [Self::Crm, Self::Docs, Self::Billing, Self::Staffing];
+
+    /// The app the gateway calls in `assert` mode: it never sees a caller's
+    /// token, only the short-lived assertions the gateway signs for it, and
+    /// refuses everything else ([`gateway_assertion_auth`]). The other apps
+    /// receive the caller's token (`forward`).
+    pub const ASSERTED: App = Self::Billing;
 
     /// The backend id (the gateway's tool prefix).
     pub fn id(self) -> &'static str {
@@ -63,6 +70,32 @@ impl App {
             Self::Staffing => serve::actix(staffing::backend(auth)?, listener, shutdown).await,
         }
     }
+}
+
+/// The auth of an app that trusts only a gateway's assertions, read by
+/// the SDK exactly as from these environment variables:
+/// `CORTEX_GATEWAY_ISSUER` = `gateway_issuer`, `OAUTH_AUDIENCE` =
+/// `audience` (the app's own, which the gateway mints for),
+/// `CORTEX_GATEWAY_AUDIENCE` = `gateway_audience` (the gateway's canonical
+/// URI, refused), `CORTEX_TECHNICAL_TOKENS` = `technical`.
+pub fn gateway_assertion_auth(
+    gateway_issuer: &str,
+    audience: &str,
+    gateway_audience: &str,
+    technical: &str,
+) -> anyhow::Result<Auth> {
+    let env = [
+        ("CORTEX_GATEWAY_ISSUER", gateway_issuer),
+        ("OAUTH_AUDIENCE", audience),
+        ("CORTEX_GATEWAY_AUDIENCE", gateway_audience),
+        ("CORTEX_TECHNICAL_TOKENS", technical),
+    ];
+    let config = config_from_env(|k| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| (*v).to_string())
+    })?;
+    Ok(Auth::new(config)?)
 }
 
 /// A snapshot with a headline, generated now.

@@ -4,6 +4,7 @@
 //! dev authorization server (sign-in, tokens, revocation).
 
 mod apps;
+mod assert_mode;
 mod cli;
 mod conformance;
 mod gateway;

@@ -144,7 +144,7 @@ impl Flow {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn public_client(&self, name: &str) -> String {
+    pub(crate) async fn public_client(&self, name: &str) -> String {
         let (status, body) = self
             .register(json!({
                 "client_name": name, "redirect_uris": [REDIRECT],
@@ -215,7 +215,12 @@ impl Flow {
     }
 
     /// The whole code flow up to the code: (code, verifier).
-    async fn code(&self, client_id: &str, resource: &str, person: &str) -> (String, String) {
+    pub(crate) async fn code(
+        &self,
+        client_id: &str,
+        resource: &str,
+        person: &str,
+    ) -> (String, String) {
         let (verifier, challenge) = pkce();
         let answer = self
             .authorize(&code_request(
@@ -241,7 +246,12 @@ impl Flow {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
-    async fn exchange(&self, client_id: &str, code: &str, verifier: &str) -> (u16, Value) {
+    pub(crate) async fn exchange(
+        &self,
+        client_id: &str,
+        code: &str,
+        verifier: &str,
+    ) -> (u16, Value) {
         self.token(&[
             ("grant_type", "authorization_code"),
             ("client_id", client_id),
