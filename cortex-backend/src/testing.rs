@@ -251,6 +251,34 @@ impl std::fmt::Debug for IssuerState {
 }
 
 impl IssuerState {
+    /// A new gateway identity for `issuer`: a fresh P-256 key whose `kid`
+    /// is its RFC 7638 thumbprint, as the Cortex gateway names its keys. The
+    /// gateway signs with it when [`IssuerState::private_key_pem`] is its
+    /// `CORTEX_SIGNING_KEY_FILE`; [`TestIssuer::from_state`] then mints the
+    /// assertions that gateway would sign.
+    pub fn new_gateway(issuer: &str) -> Self {
+        let key = ec_signing_key(None, &generate_ec());
+        Self {
+            issuer: issuer.to_string(),
+            kid: key.kid,
+            private_key_pkcs8: base64::engine::general_purpose::STANDARD.encode(&key.pkcs8),
+        }
+    }
+
+    /// The private key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). It
+    /// is a secret: write it with owner-only permissions.
+    pub fn private_key_pem(&self) -> std::io::Result<String> {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(self.private_key_pkcs8.trim())
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "issuer state: privateKeyPkcs8 is not base64",
+                )
+            })?;
+        Ok(pem("PRIVATE KEY", &der))
+    }
+
     /// Whether the key is a gateway's (P-256; see
     /// [`TestIssuer::start_gateway`]) rather than an identity provider's.
     pub fn is_gateway(&self) -> bool {

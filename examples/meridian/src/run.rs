@@ -6,7 +6,10 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Context as _;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
-use cortex_backend::{Auth, testing::TestIssuer};
+use cortex_backend::{
+    Auth,
+    testing::{IssuerState, TestIssuer},
+};
 use cortex_gateway::{
     Gateway,
     config::{BackendConfig, GatewayConfig, McpServerConfig, TokenMode, VaultConfig},
@@ -87,6 +90,8 @@ pub struct Running {
     tracker: Tracker,
     gateway: tokio::task::JoinHandle<()>,
     auth: AuthServer,
+    /// Mints what the gateway signs, with the gateway's own key.
+    gateway_minter: TestIssuer,
     trigger: ShutdownTrigger,
     _vault: RunDir,
 }
@@ -106,6 +111,39 @@ impl Running {
     /// more tokens without a sign-in (audience: [`Running::url`]).
     pub fn issuer(&self) -> &TestIssuer {
         self.auth.minter()
+    }
+
+    /// The audience the gateway's assertions for `app` carry: the app's
+    /// URL (what [`App::ASSERTED`] accepts as `OAUTH_AUDIENCE`).
+    pub fn app_audience(&self, app: App) -> &str {
+        self.apps
+            .iter()
+            .find(|(a, _)| *a == app)
+            .map(|(_, s)| s.base_url.as_str())
+            .expect("every app is started")
+    }
+
+    /// A minter with the gateway's signing key and issuer: its tokens are
+    /// the assertions the gateway signs (`act`, ES256, its `kid`), to call
+    /// [`App::ASSERTED`] directly in tests as the gateway does.
+    pub fn gateway_minter(&self) -> &TestIssuer {
+        &self.gateway_minter
+    }
+
+    /// The assertion the gateway would send `app` for a persona (its `sub`,
+    /// `email`, `name`, `role` and scopes), valid two minutes.
+    pub fn assertion(&self, app: App, persona: Persona) -> String {
+        let claims = persona.claims();
+        let mut token = self
+            .gateway_minter
+            .token(self.app_audience(app))
+            .scopes(persona.scopes().iter().copied());
+        for name in ["sub", "email", "name", "role"] {
+            if let Some(value) = claims.get(name) {
+                token = token.claim(name, value.clone());
+            }
+        }
+        token.mint()
     }
 
     /// The dev authorization server (sign-in, tokens, revocation).
@@ -165,6 +203,7 @@ async fn start_gateway(
     // The `iss` of the assertions and where the gateway publishes its
     // keys (its origin, the default, spelled out: the asserted app trusts it).
     config.identity.gateway_issuer = Some(gateway_issuer(&listener)?);
+    config.identity.signing_key_file = Some(sources.signing_key_file.clone());
     config.oauth.jwks_url = Some(auth.jwks_url());
     config.controls.introspection_url = Some(auth.introspection_url());
     config.controls.introspection_client_id = Some(introspection.client_id);
@@ -177,6 +216,7 @@ async fn start_gateway(
         apps,
         tracker,
         vault,
+        ..
     } = sources;
     for (app, served) in apps {
         let mut backend = BackendConfig::new(app.id(), served.base_url.clone());
@@ -234,13 +274,21 @@ struct Sources<'a> {
     tracker: McpServerConfig,
     /// Where those accounts' grants are kept sealed.
     vault: VaultConfig,
+    /// The gateway's signing key (`CORTEX_SIGNING_KEY_FILE`), in the run's
+    /// directory.
+    signing_key_file: std::path::PathBuf,
 }
 
 impl<'a> Sources<'a> {
     /// The apps, the tracker, and the vault of linked accounts: a SQLite file in the
     /// run's directory, sealed with a key generated for this run and kept
     /// in memory only. Links do not outlive the run.
-    fn new(apps: &'a [(App, Served)], tracker: &Tracker, dir: &RunDir) -> anyhow::Result<Self> {
+    fn new(
+        apps: &'a [(App, Served)],
+        tracker: &Tracker,
+        dir: &RunDir,
+        gateway_key: &IssuerState,
+    ) -> anyhow::Result<Self> {
         let mut server = McpServerConfig::new(TRACKER_ID, tracker.url());
         server.oauth_scope = Some(TRACKER_SCOPES.join(" "));
         let key = base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()?);
@@ -248,10 +296,13 @@ impl<'a> Sources<'a> {
         let storage = VaultStorage::Sqlite {
             path: dir.path.join("vault.db"),
         };
+        let signing_key_file = dir.path.join("gateway-signing-key.pem");
+        write_private(&signing_key_file, gateway_key.private_key_pem()?.as_bytes())?;
         Ok(Self {
             apps,
             tracker: server,
             vault: VaultConfig::new(keys, storage),
+            signing_key_file,
         })
     }
 }
@@ -289,20 +340,25 @@ pub fn admin_file(port: u16) -> std::path::PathBuf {
 
 /// Writes the admin file, readable by its owner only.
 pub fn write_admin_file(path: &std::path::Path, auth: &AuthServer) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let body = serde_json::json!({
         "revoke_url": format!("{}/admin/revoke", auth.issuer()),
         "secret": auth.admin_secret(),
     });
     let _ = std::fs::remove_file(path);
+    write_private(path, body.to_string().as_bytes()).context("the admin file")
+}
+
+/// Creates `path` readable by its owner only and writes `bytes`.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
         .open(path)
-        .with_context(|| format!("cannot write the admin file {}", path.display()))?;
-    file.write_all(body.to_string().as_bytes())?;
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
     Ok(())
 }
 
@@ -396,12 +452,16 @@ pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<
         .await
         .context("starting the tracker")?;
     let run_dir = RunDir::create()?;
+    let gateway_key = IssuerState::new_gateway(&gateway_issuer);
+    let gateway_minter = TestIssuer::from_state(&gateway_key)
+        .await
+        .context("the gateway's assertion minter")?;
     let gateway = start_gateway(
         &auth_server,
         introspection,
         &url,
         technical,
-        Sources::new(&apps, &tracker, &run_dir)?,
+        Sources::new(&apps, &tracker, &run_dir, &gateway_key)?,
         gateway_listener,
         &trigger,
     )
@@ -419,6 +479,7 @@ pub async fn start_with(options: Options, settings: Settings) -> anyhow::Result<
         tracker,
         gateway,
         auth: auth_server,
+        gateway_minter,
         trigger,
         _vault: run_dir,
     })

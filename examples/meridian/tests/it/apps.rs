@@ -1,5 +1,6 @@
 //! Each app's own record rules, called directly on its contract endpoint
-//! with real persona tokens (the gateway is not involved here).
+//! with real persona tokens (the gateway is not involved here); billing,
+//! in assert mode, with the assertions the gateway would send it.
 
 use meridian::{apps::App, firm::Persona};
 use serde_json::{Value, json};
@@ -214,7 +215,7 @@ async fn docs_open_only_staffed_projects_with_prompt_and_resource() {
 async fn billing_finance_writes_others_see_their_projects_or_nothing() {
     let running = start().await;
     let billing = running.app_url(App::Billing);
-    let cfo = &running.tokens.cfo;
+    let cfo = &running.assertion(App::Billing, Persona::Cfo);
 
     let (status, body) = backend(billing, cfo, "list_invoices", json!({})).await;
     assert_eq!((status, ids(&body, "invoices").len()), (200, 14), "{body}");
@@ -246,7 +247,7 @@ async fn billing_finance_writes_others_see_their_projects_or_nothing() {
     // Without a billing scope: nothing.
     let (status, body) = backend(
         billing,
-        &running.tokens.project_manager,
+        &running.assertion(App::Billing, Persona::ProjectManager),
         "list_invoices",
         json!({}),
     )
@@ -258,8 +259,8 @@ async fn billing_finance_writes_others_see_their_projects_or_nothing() {
     );
     // A project manager whose token allows billing reads sees their projects only.
     let pm_reader = running
-        .issuer()
-        .token(&running.url)
+        .gateway_minter()
+        .token(running.app_audience(App::Billing))
         .sub(Persona::ProjectManager.employee_id())
         .role("project_manager")
         .scopes(["mcp:billing:read"])
@@ -285,8 +286,8 @@ async fn billing_finance_writes_others_see_their_projects_or_nothing() {
     assert_acl(status, &body);
     // Write scope without a finance role: the app says no.
     let writer = running
-        .issuer()
-        .token(&running.url)
+        .gateway_minter()
+        .token(running.app_audience(App::Billing))
         .sub("e-098")
         .role("project_manager")
         .scopes(["mcp:billing:write"])
@@ -300,7 +301,7 @@ async fn billing_finance_writes_others_see_their_projects_or_nothing() {
     .await;
     assert_acl(status, &body);
 
-    let ceo = &running.tokens.ceo;
+    let ceo = &running.assertion(App::Billing, Persona::Ceo);
     let (status, body) = backend(
         billing,
         ceo,
@@ -427,7 +428,12 @@ async fn every_app_has_help_and_a_snapshot() {
     let running = start().await;
     for app in App::ALL {
         let url = running.app_url(app);
-        let (status, help) = backend(url, &running.tokens.ceo, "get_help", json!({})).await;
+        let ceo = if app == App::ASSERTED {
+            running.assertion(app, Persona::Ceo)
+        } else {
+            running.tokens.ceo.clone()
+        };
+        let (status, help) = backend(url, &ceo, "get_help", json!({})).await;
         assert_eq!(status, 200, "{app:?}: {help}");
         for topic in ["overview", "concepts", "workflows", "examples"] {
             assert!(
@@ -435,7 +441,7 @@ async fn every_app_has_help_and_a_snapshot() {
                 "{app:?} help lacks {topic}: {help}"
             );
         }
-        let (status, snapshot) = backend(url, &running.tokens.ceo, "get_snapshot", json!({})).await;
+        let (status, snapshot) = backend(url, &ceo, "get_snapshot", json!({})).await;
         assert_eq!(status, 200, "{app:?}: {snapshot}");
         assert_eq!(snapshot["backend"], app.id());
         assert_eq!(

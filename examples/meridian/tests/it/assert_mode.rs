@@ -52,5 +52,21 @@ async fn the_asserted_app_refuses_a_forwarded_token_and_serves_the_gateways_asse
     assert_eq!(backends["billing"]["sub"], json!(firm::CFO), "{who}");
     assert!(backends["crm"]["actor"].is_null(), "{who}");
     assert_eq!(backends["crm"]["sub"], json!(firm::CFO), "{who}");
+    // What billing receives is worth nothing elsewhere: the CRM refuses
+    // billing's assertion, and billing one minted for the CRM.
+    let for_billing = running.assertion(App::ASSERTED, firm::Persona::Cfo);
+    let (status, _) = support::backend(billing, &for_billing, "list_invoices", json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        support::backend(running.app_url(App::Crm), &for_billing, "whoami", json!({})).await;
+    assert_eq!(status, 401, "{body}");
+    let for_crm = running
+        .gateway_minter()
+        .token(running.app_audience(App::Crm))
+        .sub(firm::CFO)
+        .scopes(["mcp:billing:write"])
+        .mint();
+    let (status, body) = support::backend(billing, &for_crm, "list_invoices", json!({})).await;
+    assert_eq!(status, 401, "{body}");
     running.shutdown().await;
 }
