@@ -242,10 +242,15 @@ pub(crate) const CHANGED_CHANNEL: &str = "changed";
 
 // ---------------------------------------------------------------- sessions
 
-/// Creates a session. KEYS: session, caller set, all set. ARGV: now (ms),
-/// idle (ms), per-caller cap, total cap, value, id digest.
+/// Creates a session. KEYS: session, caller set, all set. ARGV: unused,
+/// idle (ms), per-caller cap, total cap, value, id digest. The sets are
+/// scored by last use in µs of the server's clock (`TIME`): one clock for
+/// every replica, and no two uses of one process share a score.
 const SESSION_CREATE: &str = r"
-local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+local idle = tonumber(ARGV[2])
+local oldest = string.format('%.0f', tonumber(now) - idle * 1000)
 local per, total = tonumber(ARGV[3]), tonumber(ARGV[4])
 local pfx = string.sub(KEYS[1], 1, #KEYS[1] - 66)
 local function drop(member)
@@ -254,8 +259,8 @@ local function drop(member)
   redis.call('ZREM', KEYS[3], member)
   if v then redis.call('ZREM', pfx .. 'sc:' .. string.sub(v, -64), member) end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - idle)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - idle)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', oldest)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', oldest)
 while redis.call('ZCARD', KEYS[2]) >= per do
   local m = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
   if not m then break end
@@ -274,15 +279,17 @@ redis.call('ZADD', KEYS[3], now, ARGV[6])
 return 1
 ";
 
-/// Uses a session. KEYS: session, caller set, all set. ARGV: now (ms),
+/// Uses a session. KEYS: session, caller set, all set. ARGV: unused,
 /// idle (ms), sub digest, id digest. Returns the revision, or nil.
 const SESSION_GET: &str = r"
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, -64) ~= ARGV[3] then return false end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[4])
+redis.call('ZADD', KEYS[2], 'XX', now, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], 'XX', ARGV[1], ARGV[4])
+redis.call('ZADD', KEYS[3], 'XX', now, ARGV[4])
 return string.sub(v, 1, #v - 65)
 ";
 
@@ -354,7 +361,7 @@ impl RedisSessions {
                 &self.create,
                 &[&k1, &k2, &k3],
                 &[
-                    now_ms().to_string().as_bytes(),
+                    b"-",
                     idle.as_bytes(),
                     self.limits.max_per_caller.max(1).to_string().as_bytes(),
                     self.limits.max_sessions.max(1).to_string().as_bytes(),
@@ -382,7 +389,7 @@ impl RedisSessions {
                 &self.get,
                 &[&k1, &k2, &k3],
                 &[
-                    now_ms().to_string().as_bytes(),
+                    b"-",
                     idle.as_bytes(),
                     sub_d.as_bytes(),
                     id_d.as_bytes(),
@@ -693,13 +700,17 @@ impl RedisTokenCache {
 
 // ----------------------------------------------------------------- tickets
 
-/// Issues a ticket. KEYS: ticket, caller set, all set. ARGV: now (ms), ttl
-/// (ms), per-caller cap, total cap, value, ticket digest.
+/// Issues a ticket. KEYS: ticket, caller set, all set. ARGV: unused, ttl
+/// (ms), per-caller cap, total cap, value, ticket digest. The sets are
+/// scored by issue time in µs of the server's clock.
 const TICKET_ISSUE: &str = r"
-local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+local ttl = tonumber(ARGV[2])
 local pfx = string.sub(KEYS[1], 1, #KEYS[1] - 66)
+local oldest = string.format('%.0f', tonumber(now) - ttl * 1000)
 for _, set in ipairs({KEYS[2], KEYS[3]}) do
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', now - ttl)
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', oldest)
 end
 local function over(set, cap)
   while redis.call('ZCARD', set) >= cap do
@@ -759,7 +770,7 @@ impl RedisTickets {
                 &self.issue,
                 &[&k1, &k2, &k3],
                 &[
-                    now_ms().to_string().as_bytes(),
+                    b"-",
                     self.limits.ttl.as_millis().to_string().as_bytes(),
                     super::tickets::MAX_TICKETS_PER_SUB.to_string().as_bytes(),
                     self.limits.max_tickets.max(1).to_string().as_bytes(),
@@ -958,4 +969,123 @@ where
         }
     });
     [publisher, subscriber]
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::{
+        store::{
+            sessions::SessionLimits,
+            tickets::TicketLimits,
+            tokens::{INTROSPECTION_CACHE_LIMITS, TokenKey},
+        },
+        testing::RedisServer,
+    };
+
+    async fn shared(server: &RedisServer) -> Shared {
+        Shared::open(&server.url(), &server.url(), "t:")
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn tickets_are_shared_single_use_and_stored_as_digests() {
+        let server = RedisServer::start_new();
+        let limits = TicketLimits::default();
+        let a = RedisTickets::new(shared(&server).await, limits);
+        let b = RedisTickets::new(shared(&server).await, limits);
+        let ticket = "0123456789abcdef0123456789abcdef";
+        a.issue(ticket, "ana", "Ana (ana@example.com)", "tracker")
+            .await
+            .unwrap();
+        let keys = server.command("KEYS *");
+        assert!(!keys.contains(ticket), "{keys}");
+        let holder = b.read(ticket, "tracker", false).await.unwrap().unwrap();
+        assert_eq!(holder.sub, "ana");
+        assert_eq!(holder.label, "Ana (ana@example.com)");
+        assert!(b.read(ticket, "other", false).await.unwrap().is_none());
+        assert!(b.read(ticket, "tracker", true).await.unwrap().is_some());
+        assert!(
+            a.read(ticket, "tracker", true).await.unwrap().is_none(),
+            "used up"
+        );
+        // The per-caller cap evicts the oldest.
+        for i in 0..=super::super::tickets::MAX_TICKETS_PER_SUB {
+            a.issue(&format!("{i:032x}"), "bo", "Bo", "tracker")
+                .await
+                .unwrap();
+        }
+        assert!(
+            a.read(&format!("{:032x}", 0), "tracker", false)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            a.read(&format!("{:032x}", 1), "tracker", false)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn introspection_answers_are_shared_under_digests_for_their_ttl() {
+        let server = RedisServer::start_new();
+        let a = RedisTokenCache::new(shared(&server).await, INTROSPECTION_CACHE_LIMITS);
+        let b = RedisTokenCache::new(shared(&server).await, INTROSPECTION_CACHE_LIMITS);
+        let key = TokenKey::new("", "secret.token.value");
+        a.put(key, "active", Duration::from_secs(30)).await;
+        assert_eq!(
+            b.get_map(&key, str::to_owned).await.as_deref(),
+            Some("active")
+        );
+        assert_eq!(
+            b.get_map(&TokenKey::new("", "other"), str::to_owned).await,
+            None
+        );
+        let keys = server.command("KEYS *");
+        assert!(!keys.contains("secret.token.value"), "{keys}");
+        assert!(
+            keys.contains(&format!("t:ti:{}", hex(key.bytes()))),
+            "{keys}"
+        );
+        let ttl = server.command(&format!("PTTL t:ti:{}", hex(key.bytes())));
+        let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+        assert!((1..=30_000).contains(&ms), "{ttl}");
+    }
+
+    #[tokio::test]
+    async fn sessions_are_capped_in_total_least_recently_used_first() {
+        let server = RedisServer::start_new();
+        let limits = SessionLimits {
+            max_sessions: 3,
+            max_per_caller: 10,
+            max_bytes: usize::MAX,
+        };
+        let s = RedisSessions::new(shared(&server).await, limits);
+        let rev = crate::protocol::Revision::V2025_11_25;
+        let ids: Vec<String> = (0..3).map(|i| format!("{i:032x}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            s.create(id, &format!("caller-{i}"), rev).await.unwrap();
+        }
+        // The first is used again: the second is now the idlest.
+        assert_eq!(s.get(&ids[0], "caller-0").await.unwrap(), Some(rev));
+        s.create(&format!("{:032x}", 99), "caller-9", rev)
+            .await
+            .unwrap();
+        assert_eq!(s.get(&ids[1], "caller-1").await.unwrap(), None);
+        assert_eq!(s.get(&ids[0], "caller-0").await.unwrap(), Some(rev));
+        assert_eq!(
+            s.get(&ids[0], "caller-2").await.unwrap(),
+            None,
+            "not its owner"
+        );
+        assert!(!s.end(&ids[0], "caller-2").await.unwrap());
+        assert!(s.end(&ids[0], "caller-0").await.unwrap());
+        assert_eq!(s.get(&ids[0], "caller-0").await.unwrap(), None);
+        let card = server.command("ZCARD t:sa");
+        assert_eq!(card.trim(), ":2", "{card}");
+    }
 }
