@@ -59,6 +59,7 @@ mod canonical;
 mod catalog;
 pub mod config;
 mod config_error;
+mod facade;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -95,6 +96,7 @@ use crate::{
     },
     catalog::{Federation, integrity::IntegrityGuard},
     config::{ConfigError, GatewayConfig},
+    facade::Facade,
     http::{
         App, Limits, RequestChecks,
         admin::{self, AdminSecret, AfterApproval},
@@ -191,23 +193,26 @@ impl Gateway {
             let p = config.canonical_path();
             if p.is_empty() { "/".to_string() } else { p }
         };
-        let jwt = config
-            .oauth
-            .jwt_config(&config.issuer, vec![config.canonical_uri.clone()])
-            .map_err(ConfigError::from)?;
-        let auth = ResourceServer::new(
-            ResourceSettings {
-                canonical_uri: config.canonical_uri.clone(),
-                metadata_url: format!(
-                    "{}/.well-known/oauth-protected-resource{}",
-                    config.canonical_origin(),
-                    config.canonical_path()
-                ),
-                issuer: config.issuer.clone(),
-                required_scopes: config.required_scopes.clone(),
-            },
-            jwt,
-        )
+        let settings = ResourceSettings {
+            canonical_uri: config.canonical_uri.clone(),
+            metadata_url: format!(
+                "{}/.well-known/oauth-protected-resource{}",
+                config.canonical_origin(),
+                config.canonical_path()
+            ),
+            issuer: config.issuer.clone(),
+            required_scopes: config.required_scopes.clone(),
+        };
+        let signing = signing_keys(&config)?;
+        let auth = if config.facade.is_some() {
+            ResourceServer::for_own_tokens(settings, signing.clone())
+        } else {
+            let jwt = config
+                .oauth
+                .jwt_config(&config.issuer, vec![config.canonical_uri.clone()])
+                .map_err(ConfigError::from)?;
+            ResourceServer::new(settings, jwt)
+        }
         .map_err(ConfigError::from)?;
         let memory = MemorySettings {
             sessions: SessionLimits {
@@ -219,6 +224,13 @@ impl Gateway {
             rate_burst: c.rate_limit_burst,
             streams_per_caller: c.max_streams_per_caller,
             baseline: c.tool_baseline.clone(),
+            facade: store::facade::FacadeLimits {
+                max_clients: config
+                    .facade
+                    .as_ref()
+                    .map_or(config::DEFAULT_FACADE_MAX_CLIENTS, |f| f.max_clients),
+                ..Default::default()
+            },
         };
         let (store, shared) = match &c.store {
             config::StoreKind::Redis(url) => {
@@ -236,7 +248,6 @@ impl Gateway {
             }
             _ => (Store::in_memory(memory), None),
         };
-        let signing = signing_keys(&config)?;
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         if let Some(x) = &config.token_exchange {
@@ -253,7 +264,22 @@ impl Gateway {
             store.assertions.clone(),
         );
         let metrics = Arc::new(Metrics::new());
-        let accounts = linked_accounts(&config).await?;
+        let vault = open_vault(&config).await?;
+        let accounts = linked_accounts(&config, vault.clone())?;
+        let facade = match &config.facade {
+            Some(f) => Some(Arc::new(
+                Facade::new(
+                    f,
+                    &config.canonical_uri,
+                    &config.canonical_origin(),
+                    signing.clone(),
+                    store.facade.clone(),
+                    vault,
+                )
+                .map_err(GatewayError::Client)?,
+            )),
+            None => None,
+        };
         let integrity = Arc::new(IntegrityGuard::with_document(
             c.tool_integrity,
             store.integrity.clone(),
@@ -353,12 +379,14 @@ impl Gateway {
                 budgets: store.budgets.clone(),
                 introspector,
                 catalog: federation.clone(),
+                facade: facade.clone(),
             },
             checks,
             mcp_path,
             max_request_bytes: config.max_request_bytes,
             accounts,
             keys: signing,
+            facade,
         });
         let interval = config.refresh_interval();
         let refresher = {
@@ -587,27 +615,38 @@ fn signing_keys(config: &GatewayConfig) -> Result<Arc<keys::SigningKeys>, Config
     Ok(Arc::new(keys))
 }
 
-/// The linked accounts of the configured MCP servers: the vault is opened
-/// (and migrated) only when there is a server to link with.
-async fn linked_accounts(config: &GatewayConfig) -> Result<Arc<Accounts>, GatewayError> {
-    let vault = match (&config.vault, config.mcp_servers.is_empty()) {
-        (_, true) => None,
-        (Some(v), false) => Some(Arc::new(vault::Vault::open(v).await.map_err(|e| {
-            let variable = match v.storage {
-                vault::VaultStorage::Postgres { .. } => "CORTEX_DATABASE_URL",
-                _ => "CORTEX_VAULT_PATH",
-            };
-            config_error(variable, format!("the vault cannot be opened: {e}"))
-        })?)),
-        (None, false) => {
-            return Err(GatewayError::Config(config_error(
-                "CORTEX_VAULT_KEY",
-                "third-party MCP servers are configured (CORTEX_MCP_SERVERS) but the vault that \
-                 keeps users' linked accounts has no key; set CORTEX_VAULT_KEY to the output of \
-                 `openssl rand -base64 32`",
-            )));
-        }
-    };
+/// The vault, opened (and migrated) only when something keeps grants in
+/// it: third-party MCP servers (required then) or the OAuth facade (which
+/// issues no refresh tokens without one).
+async fn open_vault(config: &GatewayConfig) -> Result<Option<Arc<vault::Vault>>, GatewayError> {
+    let needed = !config.mcp_servers.is_empty();
+    match &config.vault {
+        Some(v) if needed || config.facade.is_some() => Ok(Some(Arc::new(
+            vault::Vault::open(v).await.map_err(|e| {
+                let variable = match v.storage {
+                    vault::VaultStorage::Postgres { .. } => "CORTEX_DATABASE_URL",
+                    _ => "CORTEX_VAULT_PATH",
+                };
+                config_error(variable, format!("the vault cannot be opened: {e}"))
+            })?,
+        ))),
+        None if needed => Err(GatewayError::Config(config_error(
+            "CORTEX_VAULT_KEY",
+            "third-party MCP servers are configured (CORTEX_MCP_SERVERS) but the vault that \
+             keeps users' linked accounts has no key; set CORTEX_VAULT_KEY to the output of \
+             `openssl rand -base64 32`",
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// The linked accounts of the configured MCP servers, with grants in
+/// `vault` (used only when there is a server to link with).
+fn linked_accounts(
+    config: &GatewayConfig,
+    vault: Option<Arc<vault::Vault>>,
+) -> Result<Arc<Accounts>, GatewayError> {
+    let vault = vault.filter(|_| !config.mcp_servers.is_empty());
     let servers = config
         .mcp_servers
         .iter()

@@ -3,10 +3,17 @@
 //! RFC 9728 protected-resource metadata, and the 401/403 challenges that
 //! point clients at it. Tokens are read from the `Authorization` header
 //! only, never from the query string.
+//!
+//! With the OAuth facade the gateway is its own authorization server: the
+//! resource server then accepts only the access tokens it signed itself
+//! (issuer = the gateway, keys = its [`SigningKeys`], `typ: at+jwt`, ES256),
+//! verified against the keys in memory, never fetched over HTTP; when the
+//! key file changes, the verifier is rebuilt on the first token it does not
+//! know.
 
 pub(crate) mod introspection;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderMap, header};
 use cortex_backend::{
@@ -16,7 +23,9 @@ use cortex_backend::{
 };
 use serde_json::{Value, json};
 
-use cortex_backend::auth::JwtConfig;
+use cortex_backend::auth::{JwtConfig, KeySource};
+
+use crate::keys::SigningKeys;
 
 /// Where the resource server is and what it asks of every caller.
 #[derive(Debug, Clone)]
@@ -91,10 +100,72 @@ pub(crate) enum NotAuthenticated<R> {
     Throttled(R),
 }
 
+/// Verifies the gateway's own tokens with its signing keys: the validator
+/// of the JWKS it was built from, rebuilt when the keys change.
+struct OwnTokens {
+    keys: Arc<SigningKeys>,
+    config: JwtConfig,
+    current: RwLock<(bytes::Bytes, Arc<JwtValidator>)>,
+}
+
+impl OwnTokens {
+    fn build(config: &JwtConfig, jwks: &[u8]) -> Result<JwtValidator, AuthConfigError> {
+        let set = serde_json::from_slice(jwks).map_err(|e| AuthConfigError {
+            variable: "CORTEX_SIGNING_KEY_FILE".into(),
+            problem: format!("the keys do not make a usable JWKS: {e}"),
+        })?;
+        let mut config = config.clone();
+        config.keys = KeySource::Static(set);
+        JwtValidator::new(config)
+    }
+
+    /// The validator in use.
+    fn validator(&self) -> Arc<JwtValidator> {
+        crate::sync::read_lock(&self.current).1.clone()
+    }
+
+    /// The validator for the keys published now (rebuilt if they changed).
+    fn current(&self) -> Arc<JwtValidator> {
+        let jwks = self.keys.jwks();
+        let (built, validator) = crate::sync::read_lock(&self.current).clone();
+        if built == jwks {
+            return validator;
+        }
+        match Self::build(&self.config, &jwks) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *crate::sync::write_lock(&self.current) = (jwks, fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the gateway's keys cannot verify its tokens");
+                validator
+            }
+        }
+    }
+}
+
+/// Where the resource server's keys come from.
+enum Verifier {
+    /// The configured issuer's (the SDK's validator).
+    Issuer(JwtValidator),
+    /// The gateway's own (the OAuth facade).
+    Own(OwnTokens),
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Issuer(v) => v.fmt(f),
+            Self::Own(o) => f.debug_tuple("Own").field(&o.keys).finish(),
+        }
+    }
+}
+
 /// The resource server.
 #[derive(Debug)]
 pub(crate) struct ResourceServer {
-    validator: JwtValidator,
+    verifier: Verifier,
     canonical_uri: String,
     metadata_url: String,
     issuer: String,
@@ -107,7 +178,35 @@ impl ResourceServer {
     pub(crate) fn new(settings: ResourceSettings, jwt: JwtConfig) -> Result<Self, AuthConfigError> {
         let validator = JwtValidator::new(jwt)?;
         Ok(Self {
-            validator,
+            verifier: Verifier::Issuer(validator),
+            canonical_uri: settings.canonical_uri,
+            metadata_url: settings.metadata_url,
+            issuer: settings.issuer,
+            required_scopes: settings.required_scopes,
+        })
+    }
+
+    /// A resource server that accepts only the tokens the gateway signs
+    /// with `keys` (the OAuth facade's): `typ: at+jwt`, ES256, issuer =
+    /// `settings.issuer`, audience = the canonical URI.
+    pub(crate) fn for_own_tokens(
+        settings: ResourceSettings,
+        keys: Arc<SigningKeys>,
+    ) -> Result<Self, AuthConfigError> {
+        let mut config = JwtConfig::new(
+            settings.issuer.clone(),
+            vec![settings.canonical_uri.clone()],
+        );
+        config.algorithms = vec![cortex_backend::auth::Algorithm::ES256];
+        config.require_at_jwt = true;
+        let jwks = keys.jwks();
+        let validator = Arc::new(OwnTokens::build(&config, &jwks)?);
+        Ok(Self {
+            verifier: Verifier::Own(OwnTokens {
+                keys,
+                config,
+                current: RwLock::new((jwks, validator)),
+            }),
             canonical_uri: settings.canonical_uri,
             metadata_url: settings.metadata_url,
             issuer: settings.issuer,
@@ -135,11 +234,23 @@ impl ResourceServer {
             .to_str()
             .map_err(|_| unauthenticated(true, AuthError::Malformed.to_string()))?;
         let token = bearer_token(value).map_err(|e| unauthenticated(true, e.to_string()))?;
-        let caller = match self.validator.cached_for(token) {
+        let own;
+        let validator = match &self.verifier {
+            Verifier::Issuer(v) => v,
+            Verifier::Own(o) => {
+                own = o.validator();
+                &*own
+            }
+        };
+        let caller = match validator.cached_for(token) {
             Some(caller) => caller,
             None => {
                 before_verify().map_err(NotAuthenticated::Throttled)?;
-                self.validator.validate(token).await.map_err(|e| {
+                let verified = match &self.verifier {
+                    Verifier::Issuer(v) => v.validate(token).await,
+                    Verifier::Own(o) => o.current().validate(token).await,
+                };
+                verified.map_err(|e| {
                     e.log_detail();
                     unauthenticated(true, e.to_string())
                 })?

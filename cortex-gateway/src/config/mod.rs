@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 mod controls;
 mod identity;
+mod facade;
 mod mcp;
 mod store;
 
@@ -29,6 +30,10 @@ pub use controls::{
 };
 pub use identity::{DEFAULT_ASSERT_TTL_S, IdentityConfig, MAX_ASSERT_TTL_S, MIN_ASSERT_TTL_S};
 pub use store::{DEFAULT_STORE_PREFIX, RateLimitOnFailure, RedisUrl};
+pub use facade::{
+    DEFAULT_FACADE_ACCESS_TTL_S, DEFAULT_FACADE_MAX_CLIENTS, DEFAULT_FACADE_REFRESH_TTL_S,
+    FacadeConfig, FacadeProfile,
+};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3213";
@@ -142,6 +147,11 @@ pub struct GatewayConfig {
     /// assertion lifetime.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// The OAuth facade (`[facade]`, `CORTEX_OAUTH_FACADE`): the gateway as
+    /// the agents' authorization server, sign-in delegated to the company
+    /// identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facade: Option<FacadeConfig>,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -183,6 +193,7 @@ impl PartialEq for GatewayConfig {
             vault,
             controls,
             identity,
+            facade,
         } = self;
         let vault_view = |v: &Option<VaultConfig>| {
             v.as_ref().map(|v| {
@@ -213,6 +224,7 @@ impl PartialEq for GatewayConfig {
             && vault_view(vault) == vault_view(&other.vault)
             && *controls == other.controls
             && *identity == other.identity
+            && *facade == other.facade
     }
 }
 
@@ -282,6 +294,7 @@ impl GatewayConfig {
             vault: None,
             controls: ControlsConfig::default(),
             identity: IdentityConfig::default(),
+            facade: None,
         }
     }
 
@@ -345,10 +358,17 @@ impl GatewayConfig {
                 ));
             }
         };
-        let issuer = required(
-            "OAUTH_ISSUER",
-            "required: the authorization server's issuer URL, e.g. https://sso.example.com",
-        )?;
+        // With the facade the gateway is the authorization server.
+        let issuer = match get("OAUTH_ISSUER") {
+            Some(issuer) => issuer,
+            None if get("CORTEX_OAUTH_FACADE").is_some() => {
+                get("CORTEX_GATEWAY_ISSUER").unwrap_or_else(|| origin_of(&canonical_uri))
+            }
+            None => required(
+                "OAUTH_ISSUER",
+                "required: the authorization server's issuer URL, e.g. https://sso.example.com",
+            )?,
+        };
         let technical_token = required(
             "CORTEX_TECHNICAL_TOKEN",
             "required: the secret the backends accept for discovery; generate one with \
@@ -431,6 +451,7 @@ impl GatewayConfig {
             config.backends.push(backend);
         }
         mcp::read_env(env, &mut config)?;
+        facade::read_env(env, &mut config)?;
         config.controls = ControlsConfig::from_env_map(env)?;
         config.identity = IdentityConfig::from_env_map(env)?;
         config.validate()?;
@@ -589,6 +610,7 @@ impl GatewayConfig {
         }
         mcp::validate(self)?;
         self.identity.validate(self)?;
+        facade::validate(self)?;
         self.controls.validate(self)
     }
 
@@ -615,6 +637,9 @@ impl GatewayConfig {
             }
         }
         copy.controls = self.controls.masked();
+        if let Some(f) = &mut copy.facade {
+            f.client_secret = mask(&f.client_secret);
+        }
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 

@@ -12,6 +12,7 @@ use crate::{
     audit,
     auth::{AuthRejection, NotAuthenticated, ResourceServer, introspection::Introspector},
     catalog::Federation,
+    facade::Facade,
     store::ratelimit::{Budgets, RateLimited},
 };
 
@@ -25,6 +26,8 @@ pub(crate) struct Admission {
     pub(crate) introspector: Option<Introspector>,
     /// For the scopes named in challenges.
     pub(crate) catalog: Arc<Federation>,
+    /// The OAuth facade, whose revoked grants are refused.
+    pub(crate) facade: Option<Arc<Facade>>,
 }
 
 impl Admission {
@@ -67,6 +70,16 @@ impl Admission {
     async fn after_auth(&self, caller: &Arc<Caller>) -> Result<(), Rejection> {
         audit::note_caller(caller);
         self.budgets.charge_subject(&caller.sub).await?;
+        if let Some(facade) = &self.facade
+            && let Some(sid) = caller.claims.get("sid").and_then(serde_json::Value::as_str)
+            && facade.is_revoked(sid).await
+        {
+            audit::note_outcome("refused", Some("revoked"));
+            return Err(self.reject(AuthRejection::Unauthenticated {
+                presented: true,
+                reason: "the token's grant was revoked; sign in again".into(),
+            }));
+        }
         if let Some(introspector) = &self.introspector {
             // Boxed: its HTTP client future would otherwise be part of
             // every request's future, introspection or not.

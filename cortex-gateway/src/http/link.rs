@@ -213,7 +213,7 @@ fn error_page(e: &LinkPageError) -> Response {
 }
 
 /// No caching, no referrer, no script, no framing.
-fn page_headers(headers: &mut HeaderMap) {
+pub(super) fn page_headers(headers: &mut HeaderMap) {
     for (name, value) in [
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -228,7 +228,7 @@ fn page_headers(headers: &mut HeaderMap) {
 }
 
 /// A small page of one paragraph; `text_html` is already escaped.
-fn page(status: StatusCode, title: &str, text_html: &str) -> Response {
+pub(super) fn page(status: StatusCode, title: &str, text_html: &str) -> Response {
     html_page(status, title, &format!("<p>{text_html}</p>"))
 }
 
@@ -252,7 +252,7 @@ fn html_page(status: StatusCode, title: &str, body_html: &str) -> Response {
 }
 
 /// HTML text escaping.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

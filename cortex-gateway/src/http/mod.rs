@@ -4,10 +4,11 @@
 //! and the routes: `POST`/`GET`/`DELETE` on the MCP path (handed to the
 //! [`mcp`](crate::mcp) layer once the caller is admitted), the RFC 9728
 //! metadata, `/healthz` and `/readyz`, the account-linking pages
-//! (`/link/…`), and the operator endpoints.
+//! (`/link/…`), the OAuth facade's endpoints, and the operator endpoints.
 
 pub(crate) mod admin;
 mod admit;
+mod facade;
 mod front;
 pub(crate) mod link;
 pub(crate) mod origin;
@@ -36,6 +37,7 @@ use axum::{
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use crate::{
+    facade::Facade,
     keys::SigningKeys,
     link::Accounts,
     mcp::{self, envelope::json_response},
@@ -58,6 +60,9 @@ pub(crate) struct App {
     pub(crate) accounts: Arc<Accounts>,
     /// The gateway's signing keys (published at `/.well-known/jwks.json`).
     pub(crate) keys: Arc<SigningKeys>,
+    /// The OAuth facade, when the gateway is the agents' authorization
+    /// server (`CORTEX_OAUTH_FACADE`).
+    pub(crate) facade: Option<Arc<Facade>>,
 }
 
 impl std::fmt::Debug for App {
@@ -100,6 +105,7 @@ pub(crate) fn router(app: Arc<App>, extra: Router) -> Router {
     let link = link::router(app.accounts.clone());
     router
         .layer(DefaultBodyLimit::max(limit))
+        .merge(facade::router(&app))
         .with_state(app)
         .merge(link)
         .merge(extra)

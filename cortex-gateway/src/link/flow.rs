@@ -232,7 +232,7 @@ impl Accounts {
                 code,
                 &pending.verifier,
                 &self.redirect_uri(server),
-                &self.servers[i].url,
+                Some(("resource", &self.servers[i].url)),
             )
             .await
             .map_err(|e| match e {

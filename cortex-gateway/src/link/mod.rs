@@ -18,8 +18,8 @@
 #![cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
 
 mod flow;
-mod provider;
-mod state;
+pub(crate) mod provider;
+pub(crate) mod state;
 
 pub use flow::{CallbackQuery, LinkPageError};
 
@@ -527,7 +527,11 @@ impl Accounts {
             .await
             .map_err(|e| unavailable("the provider cannot be reached", &e))?;
         match provider
-            .refresh(&self.http, &refresh_token, &self.servers[i].url)
+            .refresh(
+                &self.http,
+                &refresh_token,
+                Some(("resource", &self.servers[i].url)),
+            )
             .await
         {
             Ok(tokens) => {

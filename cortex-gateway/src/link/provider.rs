@@ -159,7 +159,7 @@ fn resource_metadata_param(challenge: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     cortex_backend::auth::get_json_capped(http, url, false, MAX_ANSWER_BYTES).await
 }
 
@@ -291,7 +291,7 @@ fn endpoint(meta: &Value, name: &str) -> Result<Option<String>, ProviderError> {
     }
 }
 
-fn auth_server(issuer: &str, meta: &Value) -> Result<AuthServer, ProviderError> {
+pub(crate) fn auth_server(issuer: &str, meta: &Value) -> Result<AuthServer, ProviderError> {
     let required = |name: &str| {
         endpoint(meta, name)?
             .ok_or_else(|| failed(format!("the metadata of {issuer} has no {name}")))
@@ -527,38 +527,41 @@ impl Provider {
         })
     }
 
-    /// Exchanges an authorization code (with its PKCE verifier).
+    /// Exchanges an authorization code (with its PKCE verifier). `target`
+    /// is the (parameter, value) naming the resource, if any is sent
+    /// (`resource` per RFC 8707; some providers want `audience`, Entra
+    /// refuses both).
     pub(crate) async fn exchange_code(
         &self,
         http: &reqwest::Client,
         code: &str,
         verifier: &str,
         redirect_uri: &str,
-        resource: &str,
+        target: Option<(&str, &str)>,
     ) -> Result<Tokens, ProviderError> {
-        let pairs = [
+        let mut pairs = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
-            ("resource", resource),
         ];
+        pairs.extend(target);
         let doc = self.post_form(http, &self.token_endpoint, &pairs).await?;
         tokens(&doc)
     }
 
-    /// Uses a refresh token.
+    /// Uses a refresh token (`target` as for [`Self::exchange_code`]).
     pub(crate) async fn refresh(
         &self,
         http: &reqwest::Client,
         refresh_token: &Secret,
-        resource: &str,
+        target: Option<(&str, &str)>,
     ) -> Result<Tokens, ProviderError> {
-        let pairs = [
+        let mut pairs = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
-            ("resource", resource),
         ];
+        pairs.extend(target);
         let doc = self.post_form(http, &self.token_endpoint, &pairs).await?;
         tokens(&doc)
     }

@@ -82,6 +82,7 @@ mod tests {
             rate_burst: 1,
             streams_per_caller: 1,
             baseline: None,
+            facade: Default::default(),
         });
         let upstream = UpstreamClient::new(1 << 20).unwrap();
         let catalog = Arc::new(

@@ -13,6 +13,7 @@
 //! catalog's renderings and the per-caller memo.
 
 pub(crate) mod cache;
+pub(crate) mod facade;
 pub(crate) mod integrity;
 pub(crate) mod memo;
 pub(crate) mod ratelimit;
@@ -24,6 +25,7 @@ pub(crate) mod tokens;
 
 use std::{path::PathBuf, sync::Arc};
 
+use facade::{FacadeLimits, FacadeState, MemoryFacade};
 use integrity::IntegrityDocument;
 use ratelimit::{Budgets, RateLimiter, StreamLimiter};
 use sessions::{MemorySessions, SessionLimits, Sessions};
@@ -49,6 +51,8 @@ pub(crate) struct MemorySettings {
     /// The integrity baseline file (`CORTEX_TOOL_BASELINE`); `None`: kept
     /// in memory.
     pub(crate) baseline: Option<PathBuf>,
+    /// Bounds of the OAuth facade's state.
+    pub(crate) facade: FacadeLimits,
 }
 
 /// All state that two replicas would have to share, one implementation per
@@ -70,6 +74,8 @@ pub(crate) struct Store {
     pub(crate) tickets: Arc<LinkTickets>,
     /// Approved tool definitions and open quarantines.
     pub(crate) integrity: Arc<IntegrityDocument>,
+    /// The OAuth facade's clients, sign-ins, codes, grants, revocations.
+    pub(crate) facade: Arc<FacadeState>,
 }
 
 /// What the Redis store is sized and configured by, besides the memory
@@ -144,6 +150,10 @@ impl Store {
                 TicketLimits::default(),
             )))),
             integrity: Arc::new(IntegrityDocument::Redis(Box::new(document))),
+            // No Redis variant yet: each replica keeps its own facade state,
+            // so one agent's sign-in must reach one replica (sticky
+            // sessions in front); docs/facade.md says so.
+            facade: Arc::new(FacadeState::Memory(MemoryFacade::new(memory.facade))),
         };
         Ok((store, shared))
     }
@@ -169,6 +179,7 @@ impl Store {
                 TicketLimits::default(),
             ))),
             integrity: Arc::new(IntegrityDocument::at(settings.baseline)),
+            facade: Arc::new(FacadeState::Memory(MemoryFacade::new(settings.facade))),
         }
     }
 }
