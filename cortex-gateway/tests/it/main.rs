@@ -8,6 +8,7 @@ mod bridge;
 mod cli;
 mod client;
 mod controls;
+mod facade;
 mod federation;
 mod hostile;
 mod hostile_catalog;

@@ -1,0 +1,634 @@
+//! The OAuth facade against a scripted identity provider on loopback: an
+//! agent registers, signs a user in through the gateway, redeems the
+//! gateway's code and calls the MCP endpoint with the gateway's token;
+//! each way of getting that wrong is refused.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use cortex_backend::testing::TestIssuer;
+use cortex_gateway::{
+    config::{FacadeConfig, FacadeProfile, GatewayConfig},
+    vault::{VaultConfig, VaultKeys, VaultStorage},
+};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::{
+    client::Client,
+    support::{Options, World},
+};
+
+const CLIENT_ID: &str = "gateway-at-idp";
+const CLIENT_SECRET: &str = "the-gateway-client-secret";
+const AGENT_REDIRECT: &str = "http://127.0.0.1:9/agent/callback";
+const VERIFIER: &str = "agent-verifier-0123456789-0123456789-0123456789";
+
+/// What the scripted provider does and what it saw.
+#[derive(Default)]
+struct Script {
+    /// Scopes in the access token's `scp` (space-separated, bare names as
+    /// Entra writes them).
+    scp: String,
+    /// Groups in the ID token.
+    groups: Vec<String>,
+    /// Answer the authorization request with this error.
+    authorize_error: Option<String>,
+    /// Refuse refresh tokens.
+    refuse_refresh: bool,
+    /// Every authorization request's query.
+    authorize_seen: Vec<HashMap<String, String>>,
+    /// Every token request's form.
+    token_seen: Vec<HashMap<String, String>>,
+    /// code → nonce of its sign-in.
+    codes: HashMap<String, String>,
+}
+
+struct Idp {
+    url: String,
+    keys: TestIssuer,
+    script: Mutex<Script>,
+    /// Whether the metadata advertises PKCE (Entra's does not).
+    advertise_pkce: bool,
+}
+
+type Shared = Arc<Idp>;
+
+async fn metadata(State(idp): State<Shared>) -> Json<Value> {
+    let mut doc = json!({
+        "issuer": idp.url,
+        "authorization_endpoint": format!("{}/authorize", idp.url),
+        "token_endpoint": format!("{}/token", idp.url),
+        "revocation_endpoint": format!("{}/revoke", idp.url),
+        "jwks_uri": idp.keys.jwks_url(),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "response_types_supported": ["code"],
+    });
+    if idp.advertise_pkce {
+        doc["code_challenge_methods_supported"] = json!(["S256"]);
+    }
+    Json(doc)
+}
+
+async fn authorize(
+    State(idp): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut script = idp.script.lock().unwrap();
+    script.authorize_seen.push(query.clone());
+    let back = &query["redirect_uri"];
+    let state = &query["state"];
+    let location = match &script.authorize_error {
+        Some(e) => format!("{back}?error={e}&state={state}"),
+        None => {
+            let code = format!("idp-code-{}", script.codes.len());
+            script.codes.insert(
+                code.clone(),
+                query.get("nonce").cloned().unwrap_or_default(),
+            );
+            format!("{back}?code={code}&state={state}")
+        }
+    };
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+fn tokens(idp: &Idp, nonce: Option<&str>, scp: &str, groups: &[String]) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut id = json!({
+        "iss": idp.url, "aud": CLIENT_ID, "sub": "pairwise-ana", "oid": "oid-ana",
+        "preferred_username": "ana@corp.example", "name": "Ana", "groups": groups,
+        "iat": now, "exp": now + 3600,
+    });
+    if let Some(n) = nonce {
+        id["nonce"] = json!(n);
+    }
+    let access = json!({
+        "iss": idp.url, "aud": CLIENT_ID, "sub": "pairwise-ana", "oid": "oid-ana",
+        "scp": scp, "scope": scp, "iat": now, "exp": now + 3600,
+    });
+    json!({
+        "access_token": idp.keys.mint(&access),
+        "id_token": idp.keys.mint(&id),
+        "refresh_token": format!("idp-refresh-{now}"),
+        "token_type": "Bearer",
+        "expires_in": 3600,
+    })
+}
+
+async fn token(State(idp): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let mut script = idp.script.lock().unwrap();
+    script.token_seen.push(form.clone());
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    use base64::Engine as _;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    );
+    let refuse = |e: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response();
+    if basic != expected {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let Some(nonce) = script.codes.remove(&form["code"]) else {
+                return refuse("invalid_grant");
+            };
+            Json(tokens(&idp, Some(&nonce), &script.scp, &script.groups)).into_response()
+        }
+        Some("refresh_token") if !script.refuse_refresh => {
+            Json(tokens(&idp, None, &script.scp, &script.groups)).into_response()
+        }
+        _ => refuse("invalid_grant"),
+    }
+}
+
+/// A client metadata document for the CIMD agent.
+async fn client_document(State(idp): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "client_id": format!("{}/agent/client.json", idp.url),
+        "client_name": "CIMD agent",
+        "redirect_uris": [AGENT_REDIRECT],
+        "token_endpoint_auth_method": "none",
+    }))
+}
+
+async fn start_idp(advertise_pkce: bool) -> (Shared, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let idp = Arc::new(Idp {
+        url,
+        keys: TestIssuer::start().await.unwrap(),
+        script: Mutex::new(Script {
+            scp: "crm.read".into(),
+            ..Script::default()
+        }),
+        advertise_pkce,
+    });
+    let router = Router::new()
+        .route("/.well-known/openid-configuration", get(metadata))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/authorize", get(authorize))
+        .route("/token", post(token))
+        .route("/revoke", post(|| async { StatusCode::OK }))
+        .route("/agent/client.json", get(client_document))
+        .with_state(idp.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (idp, task)
+}
+
+/// The gateway in facade mode in front of `idp`, with a vault in `dir`.
+async fn world(
+    idp: &Shared,
+    task: JoinHandle<()>,
+    profile: FacadeProfile,
+    dir: &tempfile::TempDir,
+    tune: impl FnOnce(&mut FacadeConfig) + Send + 'static,
+) -> World {
+    let mut facade = FacadeConfig::new(profile, &idp.url, CLIENT_ID, CLIENT_SECRET);
+    tune(&mut facade);
+    let vault = VaultConfig::new(
+        VaultKeys::parse_single(
+            "CORTEX_VAULT_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .unwrap(),
+        VaultStorage::Sqlite {
+            path: dir.path().join("vault.db"),
+        },
+    );
+    World::start_with(Options {
+        extra_tasks: vec![task],
+        configure: Some(Box::new(move |c: &mut GatewayConfig| {
+            c.issuer = c.canonical_origin();
+            c.facade = Some(facade);
+            c.vault = Some(vault);
+        })),
+        ..Options::default()
+    })
+    .await
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn query_of(location: &str) -> HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+fn challenge(verifier: &str) -> String {
+    use base64::Engine as _;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// The agent's side of the flow.
+struct Agent {
+    base: String,
+    client_id: String,
+    http: reqwest::Client,
+}
+
+impl Agent {
+    async fn register(world: &World) -> Self {
+        let http = http();
+        let r = http
+            .post(format!("{}/register", world.base()))
+            .json(&json!({"redirect_uris": [AGENT_REDIRECT], "client_name": "it agent"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let doc: Value = r.json().await.unwrap();
+        Self {
+            base: world.base(),
+            client_id: doc["client_id"].as_str().unwrap().to_string(),
+            http,
+        }
+    }
+
+    /// `GET /authorize` with `extra` parameters; the response.
+    async fn authorize(&self, scope: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+        let mut params = vec![
+            ("response_type", "code".to_string()),
+            ("client_id", self.client_id.clone()),
+            ("redirect_uri", AGENT_REDIRECT.to_string()),
+            ("code_challenge", challenge(VERIFIER)),
+            ("code_challenge_method", "S256".to_string()),
+            ("state", "agent-state".to_string()),
+            ("scope", scope.to_string()),
+        ];
+        for (k, v) in extra {
+            params.retain(|(p, _)| p != k);
+            params.push((k, v.to_string()));
+        }
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.http
+            .get(format!("{}/authorize?{}", self.base, encode(&pairs)))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Follows the sign-in through the provider and back: the query the
+    /// agent's redirect URI receives.
+    async fn sign_in(&self, scope: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let r = self.authorize(scope, extra).await;
+        assert_eq!(r.status(), 302, "{:?}", r.text().await);
+        let to_idp = r.headers()["location"].to_str().unwrap().to_string();
+        let r = self.http.get(&to_idp).send().await.unwrap();
+        let to_gateway = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(to_gateway.starts_with(&format!("{}/oauth/callback", self.base)));
+        let r = self.http.get(&to_gateway).send().await.unwrap();
+        assert_eq!(r.status(), 302, "{:?}", r.text().await);
+        let to_agent = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(to_agent.starts_with(AGENT_REDIRECT), "{to_agent}");
+        query_of(&to_agent)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/token", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(form))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn redeem(&self, code: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", &self.client_id),
+            ("redirect_uri", AGENT_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .await
+    }
+
+    async fn refresh(&self, refresh: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", &self.client_id),
+        ])
+        .await
+    }
+}
+
+/// The status of `tools/list` with `token`.
+async fn mcp_status(world: &World, token: &str) -> u16 {
+    let mut client = Client::modern(&world.url, token);
+    client.send("tools/list", json!({})).await.status.as_u16()
+}
+
+fn claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_entra_shaped_sign_in_gives_the_agent_a_gateway_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(false).await;
+    // Even with an audience configured, Entra is sent neither `resource`
+    // nor `audience`.
+    let world = world(&idp, task, FacadeProfile::Entra, &dir, |f| {
+        f.audience = Some("api://cortex".into());
+    })
+    .await;
+    let http = http();
+    // The metadata names the gateway, and the protected resource points at it.
+    let meta: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            world.base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], world.base());
+    assert_eq!(meta["token_endpoint"], format!("{}/token", world.base()));
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+    let prm: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            world.base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["authorization_servers"], json!([world.base()]));
+
+    let agent = Agent::register(&world).await;
+    let back = agent
+        .sign_in("crm.read", &[("resource", world.url.as_str())])
+        .await;
+    assert_eq!(back["state"], "agent-state");
+    assert_eq!(back["iss"], world.base());
+    // Entra never sees `resource` (AADSTS9010010), asks with api:// scopes.
+    {
+        let script = idp.script.lock().unwrap();
+        let asked = &script.authorize_seen[0];
+        assert!(!asked.contains_key("resource"), "{asked:?}");
+        assert!(!asked.contains_key("audience"), "{asked:?}");
+        assert!(
+            asked["scope"].contains(&format!("api://{CLIENT_ID}/crm.read")),
+            "{asked:?}"
+        );
+        assert_eq!(asked["code_challenge_method"], "S256");
+        assert!(!script.token_seen[0].contains_key("resource"));
+    }
+    let (status, answer) = agent.redeem(&back["code"]).await;
+    assert_eq!(status, 200, "{answer}");
+    let access = answer["access_token"].as_str().unwrap();
+    let c = claims(access);
+    assert_eq!(c["iss"], world.base());
+    assert_eq!(c["aud"], world.url);
+    assert_eq!(c["sub"], "oid-ana", "Entra's oid names the user");
+    assert_eq!(c["email"], "ana@corp.example");
+    assert_eq!(c["scope"], "crm.read");
+    assert_eq!(c["client_id"], agent.client_id);
+    assert_eq!(mcp_status(&world, access).await, 200);
+
+    // A refresh goes through the provider and rotates the refresh token.
+    let refresh = answer["refresh_token"].as_str().unwrap();
+    let (status, renewed) = agent.refresh(refresh).await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(
+        idp.script.lock().unwrap().token_seen.last().unwrap()["grant_type"],
+        "refresh_token"
+    );
+    let renewed_access = renewed["access_token"].as_str().unwrap().to_string();
+    assert_eq!(mcp_status(&world, &renewed_access).await, 200);
+    // The old refresh token used again: someone holds a copy; the grant goes.
+    let (status, e) = agent.refresh(refresh).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(mcp_status(&world, &renewed_access).await, 401);
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused_and_revokes_its_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    let world = world(&idp, task, FacadeProfile::Oidc, &dir, |_| {}).await;
+    let agent = Agent::register(&world).await;
+    let back = agent.sign_in("crm.read", &[]).await;
+    let (status, answer) = agent.redeem(&back["code"]).await;
+    assert_eq!(status, 200, "{answer}");
+    let access = answer["access_token"].as_str().unwrap();
+    assert_eq!(mcp_status(&world, access).await, 200);
+    let (status, e) = agent.redeem(&back["code"]).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        mcp_status(&world, access).await,
+        401,
+        "the grant is revoked"
+    );
+    let (status, _) = agent
+        .refresh(answer["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_mismatched_pkce_verifier_or_redirect_uri_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    let world = world(&idp, task, FacadeProfile::Oidc, &dir, |_| {}).await;
+    let agent = Agent::register(&world).await;
+
+    let back = agent.sign_in("crm.read", &[]).await;
+    let other_verifier = "another-verifier-0123456789-0123456789-0123456789";
+    let (status, e) = agent
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("client_id", &agent.client_id),
+            ("redirect_uri", AGENT_REDIRECT),
+            ("code_verifier", other_verifier),
+        ])
+        .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+
+    let back = agent.sign_in("crm.read", &[]).await;
+    let (status, e) = agent
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("client_id", &agent.client_id),
+            ("redirect_uri", "http://127.0.0.1:9/elsewhere"),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+
+    // A redirect URI the agent did not register never gets a redirect.
+    let r = agent
+        .authorize("crm.read", &[("redirect_uri", "http://127.0.0.1:9/evil")])
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    // No PKCE: back to the agent with an error, never to the provider.
+    let r = agent
+        .authorize("crm.read", &[("code_challenge_method", "plain")])
+        .await;
+    let q = query_of(r.headers()["location"].to_str().unwrap());
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(idp.script.lock().unwrap().authorize_seen.len(), 2);
+}
+
+#[tokio::test]
+async fn an_identity_provider_error_reaches_the_agent_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    idp.script.lock().unwrap().authorize_error = Some("access_denied".into());
+    let world = world(&idp, task, FacadeProfile::Oidc, &dir, |_| {}).await;
+    let agent = Agent::register(&world).await;
+    let back = agent.sign_in("crm.read", &[]).await;
+    assert_eq!(back["error"], "access_denied");
+    assert_eq!(back["state"], "agent-state");
+    assert!(!back.contains_key("code"));
+    assert!(idp.script.lock().unwrap().token_seen.is_empty());
+}
+
+#[tokio::test]
+async fn the_agent_never_gets_more_than_the_provider_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    idp.script.lock().unwrap().groups = vec!["sales".into()];
+    let world = world(&idp, task, FacadeProfile::Oidc, &dir, |f| {
+        f.group_scopes
+            .insert("admins".into(), vec!["crm.write".into()]);
+        f.group_scopes
+            .insert("sales".into(), vec!["docs.read".into()]);
+    })
+    .await;
+    let agent = Agent::register(&world).await;
+    // Asked for write; the provider granted read (scp) and docs.read (a
+    // group); admins' crm.write is not Ana's.
+    let back = agent
+        .sign_in("crm.read crm.write docs.read hr.read", &[])
+        .await;
+    let (status, answer) = agent.redeem(&back["code"]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["scope"], "crm.read docs.read");
+    assert_eq!(
+        claims(answer["access_token"].as_str().unwrap())["scope"],
+        "crm.read docs.read"
+    );
+    // Nothing asked for that the provider granted: an error, no code.
+    let back = agent.sign_in("hr.read", &[]).await;
+    assert_eq!(back["error"], "invalid_scope");
+    assert!(!back.contains_key("code"));
+}
+
+#[tokio::test]
+async fn revoking_cuts_the_agents_access_and_a_cimd_client_signs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    let world = world(&idp, task, FacadeProfile::Keycloak, &dir, |_| {}).await;
+    let agent = Agent {
+        base: world.base(),
+        client_id: format!("{}/agent/client.json", idp.url),
+        http: http(),
+    };
+    let back = agent.sign_in("crm.read", &[]).await;
+    let (status, answer) = agent.redeem(&back["code"]).await;
+    assert_eq!(status, 200, "{answer}");
+    let access = answer["access_token"].as_str().unwrap();
+    let refresh = answer["refresh_token"].as_str().unwrap();
+    assert_eq!(mcp_status(&world, access).await, 200);
+    let r = agent
+        .http
+        .post(format!("{}/revoke", world.base()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&[
+            ("token", access),
+            ("client_id", &agent.client_id),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(mcp_status(&world, access).await, 401);
+    let (status, e) = agent.refresh(refresh).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+}
+
+#[tokio::test]
+async fn registrations_beyond_the_bound_push_out_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    let world = world(&idp, task, FacadeProfile::Oidc, &dir, |f| f.max_clients = 5).await;
+    let first = Agent::register(&world).await;
+    for _ in 0..20 {
+        Agent::register(&world).await;
+    }
+    let last = Agent::register(&world).await;
+    let r = first.authorize("crm.read", &[]).await;
+    assert_eq!(r.status(), 400, "the oldest registration is gone");
+    let r = last.authorize("crm.read", &[]).await;
+    assert_eq!(r.status(), 302);
+    let big = json!({"redirect_uris": [AGENT_REDIRECT], "client_name": "x".repeat(20_000)});
+    let r = http()
+        .post(format!("{}/register", world.base()))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
