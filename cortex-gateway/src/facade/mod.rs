@@ -320,7 +320,7 @@ impl Facade {
             Err(why) => return BrowserOutcome::Page(why),
         };
         let redirect_uri = match request.redirect_uri {
-            Some(uri) if client.redirect_uris.iter().any(|r| *r == uri) => uri,
+            Some(uri) if client.redirect_uris.contains(&uri) => uri,
             Some(_) => {
                 return BrowserOutcome::Page(
                     "the agent's redirect_uri is not one it registered; the sign-in was stopped"
