@@ -106,6 +106,11 @@ pub struct FacadeConfig {
     /// Registered clients kept (`CORTEX_FACADE_MAX_CLIENTS`).
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
+    /// Extra root certificates (DER) trusted when fetching client metadata
+    /// documents, besides the system's (for an embedding application or a
+    /// test authority; not read from the environment or a file).
+    #[serde(skip)]
+    pub document_roots: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for FacadeConfig {
@@ -142,6 +147,7 @@ impl FacadeConfig {
             access_ttl_s: DEFAULT_FACADE_ACCESS_TTL_S,
             refresh_ttl_s: DEFAULT_FACADE_REFRESH_TTL_S,
             max_clients: DEFAULT_FACADE_MAX_CLIENTS,
+            document_roots: Vec::new(),
         }
     }
 }

@@ -105,6 +105,30 @@ fn client_name(doc: &Value) -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
+/// Whether `used` may stand for the registered redirect URI `registered`:
+/// the same text, or (RFC 8252 section 7.3, a native app on a loopback IP)
+/// the same URI on another port.
+pub(crate) fn redirect_matches(registered: &str, used: &str) -> bool {
+    if registered == used {
+        return true;
+    }
+    let (Ok(a), Ok(b)) = (url::Url::parse(registered), url::Url::parse(used)) else {
+        return false;
+    };
+    let loopback_ip = |u: &url::Url| {
+        u.scheme() == "http"
+            && matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                | matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+    };
+    loopback_ip(&a)
+        && loopback_ip(&b)
+        && a.host() == b.host()
+        && a.path() == b.path()
+        && a.query() == b.query()
+        && a.username() == b.username()
+        && a.password() == b.password()
+}
+
 /// Reads an RFC 7591 registration request: public clients only (the
 /// facade's token endpoint authenticates nobody; PKCE binds the code).
 pub(crate) fn registration(body: &[u8]) -> Result<RegisteredClient, ClientError> {
@@ -240,6 +264,28 @@ mod tests {
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn loopback_redirect_uris_may_change_port_and_nothing_else() {
+        let registered = "http://127.0.0.1/callback";
+        assert!(redirect_matches(
+            registered,
+            "http://127.0.0.1:43117/callback"
+        ));
+        assert!(redirect_matches("http://[::1]:1/cb", "http://[::1]:2/cb"));
+        assert!(!redirect_matches(
+            registered,
+            "http://127.0.0.1:43117/other"
+        ));
+        assert!(!redirect_matches(
+            registered,
+            "http://localhost:43117/callback"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:444/cb"
+        ));
     }
 
     #[test]

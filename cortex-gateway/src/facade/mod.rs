@@ -163,6 +163,23 @@ fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// The HTTP client for client metadata documents: no redirects, a
+/// timeout, the system's roots plus `roots`.
+fn document_client(roots: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(crate::link::provider::REQUEST_TIMEOUT)
+        .connect_timeout(crate::link::provider::REQUEST_TIMEOUT);
+    for der in roots {
+        let cert = reqwest::Certificate::from_der(der)
+            .map_err(|e| format!("a root certificate for client metadata documents: {e}"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 /// The gateway's access-token claims.
 #[derive(serde::Serialize)]
 struct AccessClaims<'a> {
@@ -243,7 +260,7 @@ impl Facade {
             state,
             keys,
             vault,
-            http: crate::link::provider::http_client()?,
+            http: document_client(&config.document_roots)?,
         })
     }
 
@@ -320,7 +337,14 @@ impl Facade {
             Err(why) => return BrowserOutcome::Page(why),
         };
         let redirect_uri = match request.redirect_uri {
-            Some(uri) if client.redirect_uris.contains(&uri) => uri,
+            Some(uri)
+                if client
+                    .redirect_uris
+                    .iter()
+                    .any(|r| client::redirect_matches(r, &uri)) =>
+            {
+                uri
+            }
             Some(_) => {
                 return BrowserOutcome::Page(
                     "the agent's redirect_uri is not one it registered; the sign-in was stopped"
