@@ -10,6 +10,11 @@
 //
 //   MCP_URL=http://127.0.0.1:3213/mcp node ts_oauth_generic.mjs '{"login": "e-098", "call": {"name": "...", "arguments": {}}}'
 //
+// Optional plan fields: "cimd_url" (the client's metadata document, an https
+// URL: the SDK then uses it as its client id where the authorization server
+// supports that, instead of registering) and "redirect_uri" (default
+// http://127.0.0.1:9/oauth/callback, never listened on).
+//
 // Prints one JSON object on stdout:
 //   {"trace": [{"method", "url", "status"}],   // every HTTP exchange the SDK made (no headers, no bodies)
 //    "clientId": "...",                        // what dynamic registration returned
@@ -32,7 +37,7 @@ if (!url || !plan.login || !plan.call?.name) {
 
 // Never listened on: the headless browser stops at the redirect and hands
 // the code over.
-const REDIRECT_URL = "http://127.0.0.1:9/oauth/callback";
+const REDIRECT_URL = plan.redirect_uri ?? "http://127.0.0.1:9/oauth/callback";
 
 /** An in-memory `OAuthClientProvider` whose "browser" is `oauth/browser.mjs`. */
 class HeadlessProvider {
@@ -42,6 +47,9 @@ class HeadlessProvider {
   }
   get redirectUrl() {
     return REDIRECT_URL;
+  }
+  get clientMetadataUrl() {
+    return plan.cimd_url;
   }
   get clientMetadata() {
     return {

@@ -13,6 +13,9 @@
 //! - a real authorization server, oidc-provider, issuing its default tokens
 //!   to the gateway (client credentials, code + PKCE, and the TypeScript
 //!   SDK's own OAuth client);
+//! - the gateway's OAuth facade ([`facade`]) in front of oidc-provider
+//!   shaped like Entra ID and like a generic OpenID Connect provider, with
+//!   the TypeScript SDK's OAuth client signing in through it;
 //! - a third-party MCP server with its own authorization server
 //!   ([`tracker`]: the TypeScript SDK's `McpServer` and a second
 //!   oidc-provider), which users link their accounts to through the
@@ -26,6 +29,7 @@
 //! Node.js [`node`] processes behind them. The Node.js and Python parts are
 //! installed by `e2e/install.sh` (run by `.ci/run`).
 
+pub mod facade;
 pub mod fixture;
 pub mod http;
 pub mod linking;

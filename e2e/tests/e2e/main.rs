@@ -4,6 +4,7 @@
 mod conformance;
 mod conformance_meridian;
 mod container;
+mod facade;
 mod inspector;
 mod linking;
 mod meridian;

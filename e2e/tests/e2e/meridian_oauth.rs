@@ -29,7 +29,7 @@ use crate::{
     support::{e2e_dir, node, python, run},
 };
 
-const CA: &[u8] = include_bytes!("../fixtures/cimd-ca-cert.pem");
+pub(crate) const CA: &[u8] = include_bytes!("../fixtures/cimd-ca-cert.pem");
 const HOST_CERT: &[u8] = include_bytes!("../fixtures/cimd-host-cert.pem");
 const HOST_KEY: &[u8] = include_bytes!("../fixtures/cimd-host-key.pem");
 const REDIRECT: &str = "http://127.0.0.1/callback";
