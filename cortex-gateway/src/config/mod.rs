@@ -10,12 +10,16 @@ use cortex_backend::auth::{JwtSettings, check_transport};
 use serde::{Deserialize, Serialize};
 
 mod controls;
-mod identity;
 mod facade;
+mod identity;
 mod mcp;
 mod store;
 
 pub use crate::config_error::ConfigError;
+pub use crate::facade::settings::{
+    DEFAULT_FACADE_ACCESS_TTL_S, DEFAULT_FACADE_MAX_CLIENTS, DEFAULT_FACADE_REFRESH_TTL_S,
+    FacadeConfig, FacadeProfile,
+};
 pub use crate::upstream::mcp::settings::{
     DEFAULT_MCP_MAX_LIST_PAGES, DEFAULT_MCP_MAX_SESSION_BYTES, DEFAULT_MCP_MAX_SESSIONS,
     McpClientLimits, McpServerConfig,
@@ -30,10 +34,6 @@ pub use controls::{
 };
 pub use identity::{DEFAULT_ASSERT_TTL_S, IdentityConfig, MAX_ASSERT_TTL_S, MIN_ASSERT_TTL_S};
 pub use store::{DEFAULT_STORE_PREFIX, RateLimitOnFailure, RedisUrl};
-pub use facade::{
-    DEFAULT_FACADE_ACCESS_TTL_S, DEFAULT_FACADE_MAX_CLIENTS, DEFAULT_FACADE_REFRESH_TTL_S,
-    FacadeConfig, FacadeProfile,
-};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3213";

@@ -15,9 +15,11 @@ use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Mutex;
 
-use super::profile::{Discovery, Profile};
+use super::{
+    profile::{Discovery, Profile},
+    settings::FacadeConfig,
+};
 use crate::{
-    config::FacadeConfig,
     link::provider::{self, Client, Provider, ProviderError, Tokens},
     vault::Secret,
 };

@@ -31,6 +31,7 @@
 pub(crate) mod client;
 mod idp;
 pub(crate) mod profile;
+pub(crate) mod settings;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -40,9 +41,11 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use self::idp::{IdentityProvider, IdpError, SignedIn};
+use self::{
+    idp::{IdentityProvider, IdpError, SignedIn},
+    settings::FacadeConfig,
+};
 use crate::{
-    config::FacadeConfig,
     keys::SigningKeys,
     link::state::{challenge, random_text},
     store::facade::{

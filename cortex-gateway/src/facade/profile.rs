@@ -20,7 +20,7 @@
 //! - A generic **OIDC** provider is asked with RFC 8707 `resource` when an
 //!   audience is configured, and read through `scope`/`scp`.
 
-use crate::config::FacadeProfile;
+use super::settings::FacadeProfile;
 
 /// How the provider's metadata is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
