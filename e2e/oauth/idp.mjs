@@ -96,7 +96,9 @@ const provider = new Provider(issuer, {
       defaultResource: async (_ctx, _client, oneOf) => oneOf ?? (entra ? api : undefined),
       useGrantedResource: async () => true,
       async getResourceServerInfo(ctx, resourceIndicator) {
-        if (entra && ctx.oidc.params?.resource) throw aadsts();
+        // What the client sent, not the default filled in for it.
+        const sent = { ...(ctx.query ?? {}), ...(ctx.oidc?.body ?? {}) };
+        if (entra && sent.resource !== undefined) throw aadsts();
         if (resourceIndicator !== api) throw new errors.InvalidTarget();
         return { scope: apiScopes.join(" "), audience: api, accessTokenFormat: "jwt" };
       },
