@@ -543,15 +543,18 @@ async fn redis(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
     report::table("tools/call: Redis store vs in-memory store", &rows);
     // Commands per call, over a run of its own.
     let before = commands_processed(&server)?;
+    let cpu_before = redis_cpu(&server);
     let load = Load {
         connections: bench.options.connections,
         warmup: Duration::ZERO,
         duration: bench.options.duration,
     };
     let counted = load::run(on_redis.addr(), Arc::new(call()?), load, mcp::check_call).await?;
-    // The INFO command itself is counted once.
-    let commands = commands_processed(&server)?.saturating_sub(before + 1);
+    // INFO reports the count before itself: the two INFO commands read
+    // before the run are in the difference.
+    let commands = commands_processed(&server)?.saturating_sub(before + 2);
     let per_call = commands as f64 / counted.total.max(1) as f64;
+    let redis_cpu_per_call = (redis_cpu(&server) - cpu_before) / counted.total.max(1) as f64;
     println!(
         "\nRedis: {commands} commands for {} calls ({per_call:.2} per call); by command:\n{}",
         counted.total,
@@ -569,7 +572,25 @@ async fn redis(bench: &mut Bench<'_>) -> anyhow::Result<Vec<Verdict>> {
             format!("{:.2}", ratio(r.throughput, m.throughput)),
         ),
         Verdict::info("redis: Redis commands per call", format!("{per_call:.2}")),
+        Verdict::info(
+            "redis: redis-server CPU per call",
+            format!("{:.1} µs", redis_cpu_per_call * 1e6),
+        ),
     ])
+}
+
+/// The server's CPU time so far, seconds (`used_cpu_sys` + `used_cpu_user`
+/// of `INFO cpu`).
+fn redis_cpu(server: &cortex_gateway::testing::RedisServer) -> f64 {
+    server
+        .command("INFO cpu")
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_sys:")
+                .or_else(|| l.strip_prefix("used_cpu_user:"))
+        })
+        .filter_map(|n| n.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// `total_commands_processed` of `INFO stats`.

@@ -4,8 +4,9 @@
 //! [`Store`] is built once by the gateway and hands each layer the narrow
 //! handle it needs: the legacy sessions, the per-caller budgets (rate limit,
 //! stream cap), the token caches, the link tickets and the integrity
-//! document. Each kind of state is an enum over its implementations; today
-//! the only one is in this process's memory, bounded by count and bytes.
+//! document. Each kind of state is an enum over its implementations: in
+//! this process's memory, bounded by count and bytes, or on Redis
+//! (`redis.rs`, shared by replicas; `docs/adr/0017-redis-store.md`).
 //! Why enums, and which methods are `async`: `docs/adr/0015-store-seam.md`.
 //!
 //! Besides that shared state, the layer holds process-local helpers that

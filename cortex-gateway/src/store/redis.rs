@@ -388,12 +388,7 @@ impl RedisSessions {
             .eval(
                 &self.get,
                 &[&k1, &k2, &k3],
-                &[
-                    b"-",
-                    idle.as_bytes(),
-                    sub_d.as_bytes(),
-                    id_d.as_bytes(),
-                ],
+                &[b"-", idle.as_bytes(), sub_d.as_bytes(), id_d.as_bytes()],
             )
             .await?;
         Ok(found.and_then(|r| crate::protocol::Revision::parse(&r)))

@@ -13,8 +13,8 @@
 //! budget. The map is bounded: when full, fully replenished entries go first
 //! (forgetting them changes nothing), then the ones closest to replenished.
 //!
-//! The state is in this process's memory: behind a load balancer each
-//! replica counts on its own (see `docs/security.md`).
+//! In memory, behind a load balancer each replica counts on its own; on
+//! Redis a caller has one budget across replicas (`store/redis.rs`).
 
 mod gcra;
 mod streams;
