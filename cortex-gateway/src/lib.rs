@@ -47,13 +47,15 @@
 //! every layer), `auth` (token validation, introspection), `audit`,
 //! `metrics`, `link` (linked third-party accounts and the linking flow,
 //! beside the vault), and small leaves (`protocol`, `canonical`, `sync`,
-//! `config_error`, `headers`). [`bridge`] is not part of a running gateway:
-//! it is the client side of `cortex-gateway stdio`.
+//! `config_error`, `headers`). [`bridge`] and [`baseline`] are not part of a
+//! running gateway: they are `cortex-gateway stdio` and
+//! `cortex-gateway baseline`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
 mod auth;
+pub mod baseline;
 pub mod bridge;
 mod canonical;
 mod catalog;
@@ -280,9 +282,10 @@ impl Gateway {
             )),
             None => None,
         };
-        let integrity = Arc::new(IntegrityGuard::with_document(
+        let integrity = Arc::new(IntegrityGuard::with_signed_document(
             c.tool_integrity,
             store.integrity.clone(),
+            c.baseline_signing()?,
         ));
         let mcp_client = McpClient::new(
             config.max_response_bytes,

@@ -47,6 +47,9 @@ enum Command {
     /// Bridge an MCP client that speaks only stdio to a gateway: JSON-RPC
     /// lines on standard input and output, Streamable HTTP to the gateway.
     /// The token comes from CORTEX_TOKEN or --token-file.
+    /// Sign and check the tool-integrity baseline (Ed25519).
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Check that a gateway is ready (`GET /readyz`): exit 0 if it answers
     /// 200, 1 otherwise. The container image's health check.
     Health {
@@ -63,6 +66,44 @@ enum Command {
         /// (wins over CORTEX_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Write a new private key (PKCS#8 PEM, mode 0600) and print the
+    /// public key for CORTEX_BASELINE_PUBLIC_KEY.
+    Keygen {
+        /// Where to write the private key (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a baseline as an operator (in place, or to --out).
+    Sign {
+        /// The baseline file (for example the gateway's `<file>.proposed`).
+        file: PathBuf,
+        /// The private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Write the signed baseline here instead of in place.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a baseline's signature; exit 1 if it does not verify.
+    Verify {
+        /// The baseline file (this gateway's or the public cortex-gateway's
+        /// format).
+        file: PathBuf,
+        /// The public key: PEM text or a PEM file.
+        #[arg(long, env = "CORTEX_BASELINE_PUBLIC_KEY", allow_hyphen_values = true)]
+        public_key: String,
+    },
+    /// Approve a quarantined tool in a baseline file (leaves it unsigned).
+    Approve {
+        /// The baseline file, usually the gateway's `<file>.proposed`.
+        file: PathBuf,
+        /// The tool's public name.
+        tool: String,
     },
 }
 
@@ -97,6 +138,49 @@ fn init_logs(format: Option<&str>) -> Result<(), cortex_gateway::config::ConfigE
         }
     }
     Ok(())
+}
+
+/// `cortex-gateway baseline …`: exit 0 done, 1 refused (a bad signature,
+/// an unknown tool, a file that cannot be written).
+fn baseline(command: BaselineCommand) -> ExitCode {
+    use cortex_gateway::baseline;
+    let done = match command {
+        BaselineCommand::Keygen { out } => baseline::keygen(&out).map(|public| {
+            println!(
+                "# The private key is in {} (mode 0600): keep it off the gateway host.",
+                out.display()
+            );
+            println!(
+                "# Give the gateway the public key, as CORTEX_BASELINE_PUBLIC_KEY (text or file):"
+            );
+            print!("{public}");
+        }),
+        BaselineCommand::Sign { file, key, out } => baseline::sign(&file, &key, out.as_deref())
+            .map(|s| {
+                println!("signed {}", out.as_ref().unwrap_or(&file).display());
+                print!("{s}");
+            }),
+        BaselineCommand::Verify { file, public_key } => {
+            baseline::verify(&file, &public_key).map(|s| {
+                println!("signature valid: {}", file.display());
+                print!("{s}");
+            })
+        }
+        BaselineCommand::Approve { file, tool } => baseline::approve(&file, &tool).map(|s| {
+            println!(
+                "approved {tool} in {} (unsigned: sign it next)",
+                file.display()
+            );
+            print!("{s}");
+        }),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `cortex-gateway health`: one `GET` of the readiness URL, two seconds at
@@ -196,6 +280,7 @@ fn main() -> ExitCode {
         Command::Vault(VaultCommand::Rotate) => vault_rotate(),
         Command::Stdio { url, token_file } => stdio(&url, token_file),
         Command::Health { url } => health(url),
+        Command::Baseline(command) => baseline(command),
         Command::CheckConfig { config } => match load(config.as_ref()) {
             Ok(c) => {
                 print!("{}", c.masked_toml());

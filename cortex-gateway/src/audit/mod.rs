@@ -28,6 +28,7 @@ use std::time::Duration;
 
 pub(crate) use pseudonym::Pseudonymizer;
 pub(crate) use record::method_word;
+pub(crate) use record::rfc3339;
 pub(crate) use record::{AuditRecord, ID_CHARS};
 #[cfg(feature = "testing")]
 pub use record::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD};

@@ -317,7 +317,6 @@ impl Serialize for AuditTime {
     }
 }
 
-#[cfg(test)]
 /// RFC 3339 text of `t` (UTC, milliseconds).
 pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     Rfc3339::of(t).as_str().to_owned()

@@ -127,6 +127,15 @@ pub struct ControlsConfig {
     /// Baseline file of approved definitions (`CORTEX_TOOL_BASELINE`).
     #[serde(default)]
     pub tool_baseline: Option<PathBuf>,
+    /// The Ed25519 public key the baseline must be signed with
+    /// (`CORTEX_BASELINE_PUBLIC_KEY`): SPKI PEM text, or the path of a PEM
+    /// file. Alone, the gateway verifies and never signs.
+    #[serde(default)]
+    pub baseline_public_key: Option<String>,
+    /// A PKCS#8 PEM file with the Ed25519 private key the gateway signs its
+    /// own baseline saves with (`CORTEX_BASELINE_PRIVATE_KEY_FILE`).
+    #[serde(default)]
+    pub baseline_private_key_file: Option<PathBuf>,
     /// Secret of `/admin/tool-integrity` (`CORTEX_ADMIN_SECRET`); `None`:
     /// the endpoint does not exist. A secret: masked.
     #[serde(default)]
@@ -195,6 +204,8 @@ impl Default for ControlsConfig {
             store_rate_limit_on_failure: RateLimitOnFailure::Open,
             tool_integrity: integrity::Mode::Warn,
             tool_baseline: None,
+            baseline_public_key: None,
+            baseline_private_key_file: None,
             admin_secret: None,
             metrics_listen: None,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
@@ -222,6 +233,8 @@ impl std::fmt::Debug for ControlsConfig {
             .field("store", &self.store)
             .field("tool_integrity", &self.tool_integrity)
             .field("tool_baseline", &self.tool_baseline)
+            .field("baseline_public_key", &self.baseline_public_key.is_some())
+            .field("baseline_private_key_file", &self.baseline_private_key_file)
             .field(
                 "admin_secret",
                 &self.admin_secret.as_ref().map(|_| "[masked]"),
@@ -256,6 +269,8 @@ impl ControlsConfig {
             audit_file: get("CORTEX_AUDIT_FILE").map(PathBuf::from),
             audit_secret: get("CORTEX_AUDIT_SECRET"),
             tool_baseline: get("CORTEX_TOOL_BASELINE").map(PathBuf::from),
+            baseline_public_key: get("CORTEX_BASELINE_PUBLIC_KEY"),
+            baseline_private_key_file: get("CORTEX_BASELINE_PRIVATE_KEY_FILE").map(PathBuf::from),
             admin_secret: get("CORTEX_ADMIN_SECRET"),
             introspection_url: get("CORTEX_INTROSPECTION_URL"),
             introspection_client_id: get("CORTEX_INTROSPECTION_CLIENT_ID"),
@@ -464,6 +479,7 @@ impl ControlsConfig {
                     .into(),
             ));
         }
+        self.baseline_signing()?;
         if let Some(s) = &self.admin_secret
             && s.len() < admin::MIN_SECRET_LEN
         {
@@ -497,6 +513,88 @@ impl ControlsConfig {
             }
         }
         Ok(())
+    }
+
+    /// Who signs and checks the integrity baseline, from
+    /// `CORTEX_BASELINE_PUBLIC_KEY` and `CORTEX_BASELINE_PRIVATE_KEY_FILE`.
+    pub(crate) fn baseline_signing(&self) -> Result<integrity::BaselineSigning, ConfigError> {
+        use integrity::{BaselineSigning, signature};
+        let err = |variable: &str, problem: String| ConfigError {
+            variable: variable.to_owned(),
+            problem,
+        };
+        let public = match &self.baseline_public_key {
+            None => None,
+            Some(v) => {
+                let text = if v.contains("-----BEGIN") {
+                    v.clone()
+                } else {
+                    std::fs::read_to_string(v).map_err(|e| {
+                        err(
+                            "CORTEX_BASELINE_PUBLIC_KEY",
+                            format!("cannot read the public key file {v}: {e}; give the PEM text or a readable file"),
+                        )
+                    })?
+                };
+                Some(
+                    signature::public_key(&text)
+                        .map_err(|e| err("CORTEX_BASELINE_PUBLIC_KEY", e))?,
+                )
+            }
+        };
+        let private = match &self.baseline_private_key_file {
+            None => None,
+            Some(path) => {
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    err(
+                        "CORTEX_BASELINE_PRIVATE_KEY_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?);
+                Some(
+                    signature::private_key(&text)
+                        .map_err(|e| err("CORTEX_BASELINE_PRIVATE_KEY_FILE", e))?,
+                )
+            }
+        };
+        let signing = match (public, private) {
+            (None, None) => return Ok(BaselineSigning::Off),
+            (Some(p), Some(k)) if p != k.verifying_key() => {
+                return Err(err(
+                    "CORTEX_BASELINE_PRIVATE_KEY_FILE",
+                    "is not the private half of CORTEX_BASELINE_PUBLIC_KEY; give the matching pair, \
+                     or only one of them"
+                        .into(),
+                ));
+            }
+            (_, Some(k)) => BaselineSigning::Sign(Box::new(k)),
+            (Some(p), None) => BaselineSigning::VerifyOnly(p),
+        };
+        match (&signing, &self.store) {
+            // The replicas sign what they save in the shared store.
+            (BaselineSigning::Sign(_), StoreKind::Redis(_)) => {}
+            (BaselineSigning::VerifyOnly(_), StoreKind::Redis(_)) => {
+                return Err(err(
+                    "CORTEX_BASELINE_PUBLIC_KEY",
+                    "a baseline signed off-host is a file for one process; with a shared \
+                     CORTEX_STORE give the replicas CORTEX_BASELINE_PRIVATE_KEY_FILE instead"
+                        .into(),
+                ));
+            }
+            _ if self.tool_baseline.is_none() => {
+                let var = if matches!(signing, BaselineSigning::Sign(_)) {
+                    "CORTEX_BASELINE_PRIVATE_KEY_FILE"
+                } else {
+                    "CORTEX_BASELINE_PUBLIC_KEY"
+                };
+                return Err(err(
+                    var,
+                    "a signed baseline needs a file: set CORTEX_TOOL_BASELINE".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(signing)
     }
 
     /// A copy with every secret masked.

@@ -136,7 +136,9 @@ async fn approve(State(s): State<AdminState>, headers: HeaderMap, body: Bytes) -
             Json(json!({"approved": view})).into_response()
         }
         Err(e @ ApproveError::NotQuarantined(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ ApproveError::Corrupt(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ (ApproveError::Corrupt(_) | ApproveError::VerifyOnly(_))) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         Err(e @ ApproveError::Persist(_)) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }

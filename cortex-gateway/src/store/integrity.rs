@@ -59,6 +59,21 @@ impl IntegrityDocument {
         }
     }
 
+    /// Keeps `text` as a proposal beside the document, for an operator to
+    /// review and sign (a gateway that can only verify a signed baseline
+    /// never replaces it): `<file>.proposed`; in memory, nowhere.
+    pub(crate) fn save_proposal(&self, text: &[u8]) -> std::io::Result<()> {
+        match self {
+            // A shared store is refused with a public key alone (config).
+            Self::Memory(_) | Self::Redis(_) => Ok(()),
+            Self::File(path) => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".proposed");
+                write_atomically(Path::new(&name), text)
+            }
+        }
+    }
+
     /// Replaces the document with `text`.
     pub(crate) fn save(&self, text: &[u8]) -> std::io::Result<()> {
         match self {

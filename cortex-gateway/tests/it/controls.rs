@@ -397,7 +397,7 @@ async fn a_disallowed_origin_gets_403_before_any_token_check() {
 }
 
 /// Calls `tool` and checks it is refused with a message containing `needle`.
-async fn assert_tool_refused(url: &str, token: &str, tool: &str, needle: &str) {
+pub(crate) async fn assert_tool_refused(url: &str, token: &str, tool: &str, needle: &str) {
     let r = Client::modern(url, token)
         .call(tool, json!({"query": "x"}))
         .await;
@@ -406,7 +406,7 @@ async fn assert_tool_refused(url: &str, token: &str, tool: &str, needle: &str) {
     assert!(text.contains(needle), "{text}");
 }
 
-async fn tool_names(url: &str, token: &str) -> Vec<String> {
+pub(crate) async fn tool_names(url: &str, token: &str) -> Vec<String> {
     Client::modern(url, token).tool_names().await
 }
 

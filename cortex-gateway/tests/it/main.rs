@@ -21,6 +21,7 @@ mod modern;
 mod one_path;
 mod pg_server;
 mod redis_store;
+mod signed_baseline;
 mod support;
 mod upstream;
 mod vault;

@@ -21,9 +21,17 @@
 //! compared with what was approved, never re-approved. With a baseline
 //! file, approvals and quarantines survive restarts; a corrupt file is
 //! never overwritten and, in `block` mode, withholds every federated tool.
+//!
+//! The baseline can be signed (Ed25519, `signature.rs`). With only the
+//! public key the gateway verifies the file, re-reads it when it changes,
+//! and never writes it: approvals are signed off-host, and the gateway
+//! writes what it would have saved to `<file>.proposed`. With the private
+//! key it signs its own saves. An unsigned, foreign-key or altered file is
+//! treated as corrupt.
 
 mod baseline;
 mod fingerprint;
+pub(crate) mod signature;
 
 use std::{
     collections::HashMap,
@@ -38,6 +46,7 @@ use crate::{catalog::NameClash, store::integrity::IntegrityDocument};
 
 pub(crate) use baseline::{Baseline, BaselineError, FORMAT, Quarantine};
 pub(crate) use fingerprint::{changed_fields, fingerprint};
+pub(crate) use signature::BaselineSigning;
 
 /// What to do with a changed tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -171,6 +180,14 @@ pub(crate) enum ApproveError {
     /// The approval could not be persisted (and was not applied).
     #[error(transparent)]
     Persist(#[from] BaselineError),
+    /// This gateway holds only the baseline's public key.
+    #[error(
+        "this gateway verifies a signed baseline and cannot sign approvals: approve `{0}` \
+         off-host with `cortex-gateway baseline approve <file> {0}` on the proposal it wrote \
+         beside the baseline, sign it with `cortex-gateway baseline sign`, and put it in \
+         place; the gateway reads it at its next refresh"
+    )]
+    VerifyOnly(String),
 }
 
 #[derive(Debug)]
@@ -185,6 +202,12 @@ struct State {
     /// Tools refused at the last refresh because another backend owns
     /// their name (never screened, so never approved).
     clashes: Vec<NameClash>,
+    /// The document's text as last read, to notice an operator's new
+    /// signed file (verify-only mode).
+    read: Option<Vec<u8>>,
+    /// The last proposal written while the signed baseline is missing or
+    /// refused (verify-only mode).
+    proposed: Option<Baseline>,
 }
 
 /// The integrity checker shared by the refresher, `tools/call` and the
@@ -193,6 +216,7 @@ struct State {
 pub(crate) struct IntegrityGuard {
     mode: Mode,
     document: Arc<IntegrityDocument>,
+    signing: BaselineSigning,
     state: Mutex<State>,
 }
 
@@ -215,32 +239,32 @@ impl IntegrityGuard {
 
     /// A guard in `mode` whose approvals and quarantines are kept in
     /// `document` (the gateway's store). Never fails, as [`Self::open`].
+    #[cfg(test)]
     pub(crate) fn with_document(mode: Mode, document: Arc<IntegrityDocument>) -> Self {
-        let mut corrupt = None;
-        let baseline = match Baseline::load(&document) {
-            Ok(None) => Baseline {
-                format: FORMAT,
-                ..Baseline::default()
-            },
-            Ok(Some(b)) => b,
-            Err(e) => {
-                tracing::error!("{e}");
-                corrupt = Some(e.to_string());
-                Baseline {
-                    format: FORMAT,
-                    ..Baseline::default()
-                }
-            }
-        };
+        Self::with_signed_document(mode, document, BaselineSigning::Off)
+    }
+
+    /// [`Self::with_document`], the baseline signed and checked as
+    /// `signing` says.
+    pub(crate) fn with_signed_document(
+        mode: Mode,
+        document: Arc<IntegrityDocument>,
+        signing: BaselineSigning,
+    ) -> Self {
+        let (baseline, corrupt) = Self::read(&document, &signing);
+        let read = document.load().ok().flatten();
         Self {
             mode,
             document,
+            signing,
             state: Mutex::new(State {
                 baseline,
                 corrupt,
                 withheld: HashMap::new(),
                 withheld_keys: HashMap::new(),
                 clashes: Vec::new(),
+                read,
+                proposed: None,
             }),
         }
     }
@@ -252,7 +276,7 @@ impl IntegrityGuard {
         if !self.document.sync().await {
             return;
         }
-        match Baseline::load(&self.document) {
+        match Baseline::load(&self.document, &self.signing) {
             Ok(Some(b)) => {
                 let mut state = self.lock();
                 state.baseline = b;
@@ -264,6 +288,45 @@ impl IntegrityGuard {
                 self.lock().corrupt = Some(e.to_string());
             }
         }
+    }
+
+    /// The baseline in `document`, or an empty one and why it is unusable.
+    fn read(document: &IntegrityDocument, signing: &BaselineSigning) -> (Baseline, Option<String>) {
+        let empty = || Baseline {
+            format: FORMAT,
+            ..Baseline::default()
+        };
+        match Baseline::load(document, signing) {
+            Ok(None) => (empty(), None),
+            Ok(Some(b)) => (b, None),
+            Err(e) => {
+                tracing::error!("{e}");
+                (empty(), Some(e.to_string()))
+            }
+        }
+    }
+
+    /// In verify-only mode, takes up a document an operator replaced since
+    /// it was last read (a new signed approval, or a file gone bad).
+    fn reread_if_replaced(&self, state: &mut State) {
+        if self.signing.can_sign() {
+            return;
+        }
+        let now = self.document.load().ok().flatten();
+        if now == state.read {
+            return;
+        }
+        let (baseline, corrupt) = Self::read(&self.document, &self.signing);
+        if corrupt.is_none() {
+            tracing::warn!(
+                target: "cortex_gateway::integrity",
+                place = %self.document.place(),
+                "a new signed tool-integrity baseline was read"
+            );
+        }
+        state.baseline = baseline;
+        state.corrupt = corrupt;
+        state.read = now;
     }
 
     /// The mode.
@@ -290,8 +353,16 @@ impl IntegrityGuard {
         }
         let mut state = self.lock();
         let state = &mut *state;
+        self.reread_if_replaced(state);
         let block = self.mode == Mode::Block;
         let mut dirty = false;
+        // Without a usable signed baseline, a verify-only gateway proposes
+        // the definitions it sees for the operator to review and sign.
+        let mut proposal =
+            (state.corrupt.is_some() && !self.signing.can_sign()).then(|| Baseline {
+                format: FORMAT,
+                ..Baseline::default()
+            });
         state.withheld.clear();
         state.withheld_keys.clear();
         for b in backends {
@@ -327,6 +398,12 @@ impl IntegrityGuard {
                 let public = public_name(b.backend, b.prefix, &tool.name);
                 let current = fingerprint(tool);
                 let key = (b.backend.to_string(), tool.name.clone());
+                if let Some(p) = proposal.as_mut() {
+                    p.approved
+                        .entry(b.backend.to_string())
+                        .or_default()
+                        .insert(tool.name.clone(), current.clone());
+                }
                 if state.corrupt.is_some() && block {
                     state
                         .withheld
@@ -386,11 +463,17 @@ impl IntegrityGuard {
         if dirty && state.corrupt.is_none() {
             self.persist(&state.baseline);
         }
+        if let Some(p) = proposal
+            && state.proposed.as_ref() != Some(&p)
+        {
+            self.persist(&p);
+            state.proposed = Some(p);
+        }
         report
     }
 
     fn persist(&self, baseline: &Baseline) {
-        if let Err(e) = baseline.store(&self.document) {
+        if let Err(e) = baseline.store(&self.document, &self.signing) {
             tracing::error!("{e}");
         }
     }
@@ -457,6 +540,9 @@ impl IntegrityGuard {
         if let Some(reason) = &state.corrupt {
             return Err(ApproveError::Corrupt(reason.clone()));
         }
+        if !self.signing.can_sign() {
+            return Err(ApproveError::VerifyOnly(public.to_owned()));
+        }
         let found = state
             .baseline
             .quarantined
@@ -479,7 +565,7 @@ impl IntegrityGuard {
             tools.remove(&name);
         }
         next.quarantined.retain(|_, t| !t.is_empty());
-        next.store(&self.document)?;
+        next.store(&self.document, &self.signing)?;
         state.baseline = next;
         state.withheld.remove(public);
         state.withheld_keys.remove(&(backend.clone(), name.clone()));
