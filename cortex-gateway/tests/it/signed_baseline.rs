@@ -240,7 +240,7 @@ fn verify_reads_the_public_gateways_signed_format() {
 #[test]
 fn a_mismatched_key_pair_or_no_baseline_file_stops_the_start() {
     let dir = temp_dir("pair");
-    let (private, _) = keygen(&dir, "a");
+    let (private_a, public_a) = keygen(&dir, "a");
     let (_, public_b) = keygen(&dir, "b");
     let gateway = GatewayConfig::new(
         "https://mcp.example.com/mcp",
@@ -250,7 +250,7 @@ fn a_mismatched_key_pair_or_no_baseline_file_stops_the_start() {
     let mut controls = ControlsConfig {
         tool_baseline: Some(dir.join("tools.json")),
         baseline_public_key: Some(public_b),
-        baseline_private_key_file: Some(private.into()),
+        baseline_private_key_file: Some(private_a.clone().into()),
         ..ControlsConfig::default()
     };
     let e = controls.validate(&gateway).unwrap_err();
@@ -263,4 +263,18 @@ fn a_mismatched_key_pair_or_no_baseline_file_stops_the_start() {
     controls.tool_baseline = Some(dir.join("tools.json"));
     let e = controls.validate(&gateway).unwrap_err();
     assert_eq!(e.variable, "CORTEX_BASELINE_PUBLIC_KEY", "{e}");
+
+    // Replicas on a shared store sign what they save; an off-host-signed
+    // file is for one process.
+    controls.tool_baseline = None;
+    controls.store = "redis://127.0.0.1:6379".parse().unwrap();
+    controls.baseline_public_key = Some(public_a.clone());
+    let e = controls.validate(&gateway).unwrap_err();
+    assert_eq!(e.variable, "CORTEX_BASELINE_PUBLIC_KEY", "{e}");
+    assert!(
+        e.problem.contains("CORTEX_BASELINE_PRIVATE_KEY_FILE"),
+        "{e}"
+    );
+    controls.baseline_private_key_file = Some(private_a.clone().into());
+    controls.validate(&gateway).unwrap();
 }
