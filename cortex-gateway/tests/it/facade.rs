@@ -34,6 +34,17 @@ const CLIENT_SECRET: &str = "the-gateway-client-secret";
 const AGENT_REDIRECT: &str = "http://127.0.0.1:9/agent/callback";
 const VERIFIER: &str = "agent-verifier-0123456789-0123456789-0123456789";
 
+/// How the provider's ID token can be wrong.
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    /// Another sign-in's nonce.
+    Nonce,
+    /// Issued to another client.
+    Audience,
+    /// Its claims changed after signing.
+    Signature,
+}
+
 /// What the scripted provider does and what it saw.
 #[derive(Default)]
 struct Script {
@@ -44,6 +55,10 @@ struct Script {
     groups: Vec<String>,
     /// Answer the authorization request with this error.
     authorize_error: Option<String>,
+    /// Refuse every code at the token endpoint.
+    refuse_codes: bool,
+    /// Answer codes with an ID token broken this way.
+    broken_id_token: Option<Broken>,
     /// Refuse refresh tokens.
     refuse_refresh: bool,
     /// Every authorization request's query.
@@ -102,7 +117,13 @@ async fn authorize(
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }
 
-fn tokens(idp: &Idp, nonce: Option<&str>, scp: &str, groups: &[String]) -> Value {
+fn tokens(
+    idp: &Idp,
+    nonce: Option<&str>,
+    scp: &str,
+    groups: &[String],
+    broken: Option<Broken>,
+) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -115,13 +136,26 @@ fn tokens(idp: &Idp, nonce: Option<&str>, scp: &str, groups: &[String]) -> Value
     if let Some(n) = nonce {
         id["nonce"] = json!(n);
     }
+    match broken {
+        Some(Broken::Nonce) => id["nonce"] = json!("another-sign-in"),
+        Some(Broken::Audience) => id["aud"] = json!("another-client"),
+        _ => {}
+    }
+    let mut id_token = idp.keys.mint(&id);
+    if let Some(Broken::Signature) = broken {
+        use base64::Engine as _;
+        id["oid"] = json!("oid-mallory");
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string());
+        let parts: Vec<&str> = id_token.split('.').collect();
+        id_token = format!("{}.{payload}.{}", parts[0], parts[2]);
+    }
     let access = json!({
         "iss": idp.url, "aud": CLIENT_ID, "sub": "pairwise-ana", "oid": "oid-ana",
         "scp": scp, "scope": scp, "iat": now, "exp": now + 3600,
     });
     json!({
         "access_token": idp.keys.mint(&access),
-        "id_token": idp.keys.mint(&id),
+        "id_token": id_token,
         "refresh_token": format!("idp-refresh-{now}"),
         "token_type": "Bearer",
         "expires_in": 3600,
@@ -150,14 +184,21 @@ async fn token(State(idp): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
             .into_response();
     }
     match form.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => {
+        Some("authorization_code") if !script.refuse_codes => {
             let Some(nonce) = script.codes.remove(&form["code"]) else {
                 return refuse("invalid_grant");
             };
-            Json(tokens(&idp, Some(&nonce), &script.scp, &script.groups)).into_response()
+            Json(tokens(
+                &idp,
+                Some(&nonce),
+                &script.scp,
+                &script.groups,
+                script.broken_id_token,
+            ))
+            .into_response()
         }
         Some("refresh_token") if !script.refuse_refresh => {
-            Json(tokens(&idp, None, &script.scp, &script.groups)).into_response()
+            Json(tokens(&idp, None, &script.scp, &script.groups, None)).into_response()
         }
         _ => refuse("invalid_grant"),
     }
@@ -543,6 +584,56 @@ async fn an_identity_provider_error_reaches_the_agent_as_an_error() {
     assert_eq!(back["state"], "agent-state");
     assert!(!back.contains_key("code"));
     assert!(idp.script.lock().unwrap().token_seen.is_empty());
+
+    // The provider refuses its own code at the token endpoint.
+    {
+        let mut script = idp.script.lock().unwrap();
+        script.authorize_error = None;
+        script.refuse_codes = true;
+    }
+    let back = agent.sign_in("crm.read", &[]).await;
+    assert_eq!(back["error"], "access_denied");
+    assert!(!back.contains_key("code"));
+}
+
+#[tokio::test]
+async fn an_id_token_with_another_nonce_audience_or_signature_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(false).await;
+    let world = world(&idp, task, FacadeProfile::Entra, &dir, |_| {}).await;
+    let agent = Agent::register(&world).await;
+    for broken in [Broken::Nonce, Broken::Audience, Broken::Signature] {
+        idp.script.lock().unwrap().broken_id_token = Some(broken);
+        let back = agent.sign_in("crm.read", &[]).await;
+        assert_eq!(back["error"], "server_error", "{broken:?}: {back:?}");
+        assert!(!back.contains_key("code"), "{broken:?}");
+    }
+    idp.script.lock().unwrap().broken_id_token = None;
+    let back = agent.sign_in("crm.read", &[]).await;
+    assert!(back.contains_key("code"), "{back:?}");
+}
+
+#[tokio::test]
+async fn a_refresh_the_provider_refuses_revokes_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    let world = world(&idp, task, FacadeProfile::Oidc, &dir, |_| {}).await;
+    let agent = Agent::register(&world).await;
+    let back = agent.sign_in("crm.read", &[]).await;
+    let (status, answer) = agent.redeem(&back["code"]).await;
+    assert_eq!(status, 200, "{answer}");
+    let access = answer["access_token"].as_str().unwrap();
+    assert_eq!(mcp_status(&world, access).await, 200);
+    idp.script.lock().unwrap().refuse_refresh = true;
+    let (status, e) = agent
+        .refresh(answer["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        mcp_status(&world, access).await,
+        401,
+        "the grant is revoked"
+    );
 }
 
 #[tokio::test]
