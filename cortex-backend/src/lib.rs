@@ -90,6 +90,10 @@
 //!   `iss`, `aud`, `exp`, `nbf` when present, header `typ`, with algorithms
 //!   from configuration only (settings shared with the gateway: [`auth::JwtSettings`]).
 //!   Verified tokens are cached until they expire, in a bounded cache.
+//!   Behind a gateway in `assert` mode, `CORTEX_GATEWAY_ISSUER` makes the
+//!   backend trust only the gateway's signed assertions (`act.sub` = the
+//!   gateway, for the backend's own audience), never a caller's own token;
+//!   [`Caller::actor`] then names the gateway ([`auth::GATEWAY_SETTINGS`]).
 //! * **The dispatcher** ([`Backend::handle`]): body limit (1 MiB, 413),
 //!   malformed JSON (400), non-object `params` (400), unknown method (400
 //!   `unknown_method`), technical token outside discovery (403), scope
