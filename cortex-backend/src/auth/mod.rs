@@ -326,6 +326,37 @@ fn gateway_assertion_config(
             "the gateway signs its assertions with ES256; include it (CORTEX_GATEWAY_ISSUER is set)",
         ));
     }
+    if settings.require_nbf {
+        return Err(AuthConfigError::new(
+            "OAUTH_REQUIRE_NBF",
+            "the gateway's assertions carry no `nbf` (they live two minutes from `iat`); \
+             remove this setting (CORTEX_GATEWAY_ISSUER is set)",
+        ));
+    }
+    let defaults = JwtSettings::default();
+    for (name, value, default) in [
+        (
+            "CORTEX_ROLE_CLAIM",
+            &settings.role_claim,
+            &defaults.role_claim,
+        ),
+        (
+            "CORTEX_POOL_CLAIM",
+            &settings.pool_claim,
+            &defaults.pool_claim,
+        ),
+    ] {
+        if value != default {
+            return Err(AuthConfigError::new(
+                name,
+                format!(
+                    "the gateway's assertions carry the caller's {default} as `{default}` (the \
+                     gateway reads your identity provider's claim path with its own {name}); \
+                     remove this setting (CORTEX_GATEWAY_ISSUER is set)"
+                ),
+            ));
+        }
+    }
     let mut config = settings.jwt_config(gateway, audiences)?;
     if matches!(config.keys, KeySource::Discover) {
         config.keys = KeySource::JwksUrl(format!(

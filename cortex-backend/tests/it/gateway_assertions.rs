@@ -216,6 +216,33 @@ fn a_bad_gateway_configuration_stops_the_start_naming_the_variable() {
         ),
         (
             vec![
+                ("CORTEX_GATEWAY_ISSUER", gw.clone()),
+                ("OAUTH_AUDIENCE", AUD.into()),
+                ("OAUTH_REQUIRE_NBF", "true".into()),
+            ],
+            "OAUTH_REQUIRE_NBF",
+            "no `nbf`",
+        ),
+        (
+            vec![
+                ("CORTEX_GATEWAY_ISSUER", gw.clone()),
+                ("OAUTH_AUDIENCE", AUD.into()),
+                ("CORTEX_ROLE_CLAIM", "metadata.role".into()),
+            ],
+            "CORTEX_ROLE_CLAIM",
+            "as `role`",
+        ),
+        (
+            vec![
+                ("CORTEX_GATEWAY_ISSUER", gw.clone()),
+                ("OAUTH_AUDIENCE", AUD.into()),
+                ("CORTEX_POOL_CLAIM", "org.pool".into()),
+            ],
+            "CORTEX_POOL_CLAIM",
+            "as `pool`",
+        ),
+        (
+            vec![
                 ("CORTEX_GATEWAY_ISSUER", "http://gateway.example.com".into()),
                 ("OAUTH_AUDIENCE", AUD.into()),
             ],
