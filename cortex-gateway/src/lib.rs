@@ -322,11 +322,19 @@ impl Gateway {
             Auditor::new(
                 sink,
                 keys,
-                vec![
+                [
                     mcp_path.clone(),
                     admin::PATH.to_string(),
                     http::link::AUDITED.to_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(
+                    config
+                        .facade
+                        .iter()
+                        .flat_map(|_| http::facade::AUDITED.map(String::from)),
+                )
+                .collect(),
             )
             .with_metrics(metrics.clone()),
         );

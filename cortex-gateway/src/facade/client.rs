@@ -214,12 +214,16 @@ pub(crate) async fn fetch_document(
     http: &reqwest::Client,
     client_id: &str,
 ) -> Result<RegisteredClient, ClientError> {
+    // The reason stays in the log: shown to whoever sent the browser here,
+    // it would tell what the gateway can reach.
     let doc = cortex_backend::auth::get_json_capped(http, client_id, false, MAX_DOCUMENT_BYTES)
         .await
         .map_err(|e| {
-            metadata_error(format!(
-                "the client's metadata document cannot be read: {e}"
-            ))
+            tracing::info!(error = %e, "a client metadata document cannot be read");
+            metadata_error(
+                "the client's metadata document cannot be read (not found, too large, not JSON, \
+                 or behind a redirect); the agent's client_id must be the document's URL",
+            )
         })?;
     if doc.get("client_id").and_then(Value::as_str) != Some(client_id) {
         return Err(metadata_error(

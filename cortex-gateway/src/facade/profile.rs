@@ -154,6 +154,10 @@ mod tests {
             assert_eq!(resource, p == FacadeProfile::Oidc, "{p:?}");
         }
         assert_eq!(profile(FacadeProfile::Entra).audience_parameter, None);
+        assert_eq!(profile(FacadeProfile::Keycloak).audience_parameter, None);
+        for p in [FacadeProfile::Okta, FacadeProfile::Auth0] {
+            assert_eq!(profile(p).audience_parameter, Some("audience"), "{p:?}");
+        }
         assert_eq!(profile(FacadeProfile::Entra).subject_claim, "oid");
     }
 }

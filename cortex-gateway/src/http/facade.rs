@@ -35,6 +35,16 @@ use crate::{
     mcp::envelope::json_response,
 };
 
+/// The audited paths (with the facade on): each request gets an audit
+/// line with its path and status, never its query or body.
+pub(crate) const AUDITED: [&str; 5] = [
+    "/authorize",
+    CALLBACK_PATH,
+    "/token",
+    "/register",
+    "/revoke",
+];
+
 /// The largest token or revocation form read.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 

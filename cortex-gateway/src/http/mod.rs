@@ -8,7 +8,7 @@
 
 pub(crate) mod admin;
 mod admit;
-mod facade;
+pub(crate) mod facade;
 mod front;
 pub(crate) mod link;
 pub(crate) mod origin;

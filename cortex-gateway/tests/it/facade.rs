@@ -260,9 +260,11 @@ async fn world(
             path: dir.path().join("vault.db"),
         },
     );
+    let audit = dir.path().join("audit.jsonl");
     World::start_with(Options {
         extra_tasks: vec![task],
         configure: Some(Box::new(move |c: &mut GatewayConfig| {
+            c.controls.audit_file = Some(audit);
             c.issuer = c.canonical_origin();
             c.facade = Some(facade);
             c.vault = Some(vault);
@@ -523,6 +525,29 @@ async fn a_replayed_code_is_refused_and_revokes_its_grant() {
         .refresh(answer["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(status, 400);
+    // Every facade request has its audit line; no line holds the code.
+    let mut world = world;
+    world.shutdown().await;
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let lines: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (path, status) in [
+        ("/register", 201),
+        ("/authorize", 302),
+        ("/oauth/callback", 302),
+        ("/token", 200),
+        ("/token", 400),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["path"] == path && l["status"] == status),
+            "no audit line for {path} {status}: {audit}"
+        );
+    }
+    assert!(!audit.contains(&back["code"]), "{audit}");
 }
 
 #[tokio::test]
