@@ -273,7 +273,6 @@ impl Gateway {
                 Facade::new(
                     f,
                     &config.canonical_uri,
-                    &config.canonical_origin(),
                     signing.clone(),
                     store.facade.clone(),
                     vault,
@@ -318,26 +317,24 @@ impl Gateway {
                 Pseudonymizer::ephemeral()
             }
         };
-        let auditor = Arc::new(
-            Auditor::new(
-                sink,
-                keys,
-                [
-                    mcp_path.clone(),
-                    admin::PATH.to_string(),
-                    http::link::AUDITED.to_string(),
-                ]
-                .into_iter()
-                .chain(
-                    config
-                        .facade
-                        .iter()
-                        .flat_map(|_| http::facade::AUDITED.map(String::from)),
+        let auditor =
+            Arc::new(
+                Auditor::new(
+                    sink,
+                    keys,
+                    [
+                        mcp_path.clone(),
+                        admin::PATH.to_string(),
+                        http::link::AUDITED.to_string(),
+                    ]
+                    .into_iter()
+                    .chain(facade.iter().flat_map(|f| {
+                        http::facade::AUDITED.map(|p| format!("{}{p}", f.issuer_path()))
+                    }))
+                    .collect(),
                 )
-                .collect(),
-            )
-            .with_metrics(metrics.clone()),
-        );
+                .with_metrics(metrics.clone()),
+            );
         let introspector = match (
             &c.introspection_url,
             &c.introspection_client_id,

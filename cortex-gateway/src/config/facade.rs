@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `CORTEX_OAUTH_FACADE` | `profile` | `entra`, `okta`, `keycloak`, `auth0` or `oidc`: turns the facade on | off |
 //! | `CORTEX_FACADE_ISSUER` | `issuer` | the identity provider's issuer (Entra: `https://login.microsoftonline.com/<tenant>/v2.0`) | required |
-//! | `CORTEX_FACADE_CLIENT_ID` | `client_id` | the gateway's client at the identity provider (redirect URI `<gateway origin>/oauth/callback`) | required |
+//! | `CORTEX_FACADE_CLIENT_ID` | `client_id` | the gateway's client at the identity provider (redirect URI `<gateway issuer>/oauth/callback`) | required |
 //! | `CORTEX_FACADE_CLIENT_SECRET` | `client_secret` | its secret (masked) | required |
 //! | `CORTEX_FACADE_SCOPE_PREFIX` | `scope_prefix` | put before each Cortex scope asked of the provider, stripped from the scopes it grants | `entra`: `api://<client id>/`; others: none |
 //! | `CORTEX_FACADE_AUDIENCE` | `audience` | the audience of the provider's access tokens for Cortex (`okta`, `auth0`: sent as `audience`; `oidc`: as `resource`) | `entra`: the client id; others: none |
@@ -83,7 +83,7 @@ pub(super) fn read_env(
         required(
             "CORTEX_FACADE_CLIENT_ID",
             "required with CORTEX_OAUTH_FACADE: the client registered for the gateway at the \
-             identity provider (its redirect URI is <gateway origin>/oauth/callback)",
+             identity provider (its redirect URI is <gateway issuer>/oauth/callback)",
         )?,
         required(
             "CORTEX_FACADE_CLIENT_SECRET",

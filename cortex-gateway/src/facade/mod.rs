@@ -227,14 +227,13 @@ impl std::fmt::Debug for Facade {
 }
 
 impl Facade {
-    /// The facade of `config` for the gateway at `canonical_uri` (whose
-    /// origin hosts the callback), signing with `keys`, keeping state in
-    /// `state` and the provider's refresh tokens in `vault` (without one,
-    /// agents get no refresh token).
+    /// The facade of `config` for the gateway at `canonical_uri`, signing
+    /// with `keys` (whose issuer hosts the endpoints and the callback),
+    /// keeping state in `state` and the provider's refresh tokens in
+    /// `vault` (without one, agents get no refresh token).
     pub(crate) fn new(
         config: &FacadeConfig,
         canonical_uri: &str,
-        origin: &str,
         keys: Arc<SigningKeys>,
         state: Arc<FacadeState>,
         vault: Option<Arc<Vault>>,
@@ -251,10 +250,11 @@ impl Facade {
                  tokens are kept only in the vault; set CORTEX_VAULT_KEY"
             );
         }
+        let issuer = keys.issuer().trim_end_matches('/').to_string();
         Ok(Self {
-            issuer: keys.issuer().to_string(),
+            callback_uri: format!("{issuer}{CALLBACK_PATH}"),
+            issuer,
             canonical_uri: canonical_uri.to_string(),
-            callback_uri: format!("{}{CALLBACK_PATH}", origin.trim_end_matches('/')),
             idp: IdentityProvider::new(config, row, &scope_prefix)?,
             scope_prefix,
             group_scopes: config.group_scopes.clone(),
@@ -265,6 +265,12 @@ impl Facade {
             vault,
             http: document_client(&config.document_roots)?,
         })
+    }
+
+    /// The path of the gateway's issuer (empty for a bare origin): the
+    /// facade's endpoints are served under it.
+    pub(crate) fn issuer_path(&self) -> &str {
+        self.keys.issuer_path().trim_end_matches('/')
     }
 
     fn refresh_enabled(&self) -> bool {

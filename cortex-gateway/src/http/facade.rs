@@ -1,4 +1,6 @@
-//! The OAuth facade's endpoints (only with `CORTEX_OAUTH_FACADE`):
+//! The OAuth facade's endpoints (only with `CORTEX_OAUTH_FACADE`), under
+//! the path of the gateway's issuer (`CORTEX_GATEWAY_ISSUER`; none by
+//! default):
 //!
 //! - `GET /.well-known/oauth-authorization-server`: RFC 8414 metadata;
 //! - `POST /register`: RFC 7591 registration of a public client;
@@ -48,25 +50,30 @@ pub(crate) const AUDITED: [&str; 5] = [
 /// The largest token or revocation form read.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// The facade's routes (empty without a facade).
+/// The facade's routes (empty without a facade): its endpoints under the
+/// issuer's path, its metadata at the RFC 8414 location of that issuer.
 pub(crate) fn router(app: &Arc<App>) -> Router<Arc<App>> {
-    if app.facade.is_none() {
+    let Some(facade) = &app.facade else {
         return Router::new();
-    }
+    };
+    let at = facade.issuer_path().to_string();
     Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata))
         .route(
-            "/register",
+            &format!("/.well-known/oauth-authorization-server{at}"),
+            get(metadata),
+        )
+        .route(
+            &format!("{at}/register"),
             post(register).layer(DefaultBodyLimit::max(client::MAX_REGISTRATION_BYTES)),
         )
-        .route("/authorize", get(authorize))
-        .route(CALLBACK_PATH, get(callback))
+        .route(&format!("{at}/authorize"), get(authorize))
+        .route(&format!("{at}{CALLBACK_PATH}"), get(callback))
         .route(
-            "/token",
+            &format!("{at}/token"),
             post(token).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)),
         )
         .route(
-            "/revoke",
+            &format!("{at}/revoke"),
             post(revoke).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)),
         )
 }

@@ -248,6 +248,18 @@ async fn world(
     dir: &tempfile::TempDir,
     tune: impl FnOnce(&mut FacadeConfig) + Send + 'static,
 ) -> World {
+    world_at(idp, task, profile, dir, None, tune).await
+}
+
+/// [`world`] with the gateway's issuer at `issuer_path` under its origin.
+async fn world_at(
+    idp: &Shared,
+    task: JoinHandle<()>,
+    profile: FacadeProfile,
+    dir: &tempfile::TempDir,
+    issuer_path: Option<&'static str>,
+    tune: impl FnOnce(&mut FacadeConfig) + Send + 'static,
+) -> World {
     let mut facade = FacadeConfig::new(profile, &idp.url, CLIENT_ID, CLIENT_SECRET);
     tune(&mut facade);
     let vault = VaultConfig::new(
@@ -265,7 +277,10 @@ async fn world(
         extra_tasks: vec![task],
         configure: Some(Box::new(move |c: &mut GatewayConfig| {
             c.controls.audit_file = Some(audit);
-            c.issuer = c.canonical_origin();
+            if let Some(path) = issuer_path {
+                c.identity.gateway_issuer = Some(format!("{}{path}", c.canonical_origin()));
+            }
+            c.issuer = c.gateway_issuer();
             c.facade = Some(facade);
             c.vault = Some(vault);
         })),
@@ -310,9 +325,14 @@ struct Agent {
 
 impl Agent {
     async fn register(world: &World) -> Self {
+        Self::register_at(&world.base()).await
+    }
+
+    /// Registers at the facade whose issuer is `base`.
+    async fn register_at(base: &str) -> Self {
         let http = http();
         let r = http
-            .post(format!("{}/register", world.base()))
+            .post(format!("{base}/register"))
             .json(&json!({"redirect_uris": [AGENT_REDIRECT], "client_name": "it agent"}))
             .send()
             .await
@@ -320,7 +340,7 @@ impl Agent {
         assert_eq!(r.status(), 201);
         let doc: Value = r.json().await.unwrap();
         Self {
-            base: world.base(),
+            base: base.to_string(),
             client_id: doc["client_id"].as_str().unwrap().to_string(),
             http,
         }
@@ -747,4 +767,53 @@ async fn registrations_beyond_the_bound_push_out_the_oldest() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+}
+
+#[tokio::test]
+async fn an_issuer_with_a_path_serves_the_facade_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = start_idp(true).await;
+    let world = world_at(
+        &idp,
+        task,
+        FacadeProfile::Oidc,
+        &dir,
+        Some("/cortex"),
+        |_| {},
+    )
+    .await;
+    let issuer = format!("{}/cortex", world.base());
+    let meta: Value = http()
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server/cortex",
+            world.base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], issuer);
+    assert_eq!(
+        meta["authorization_endpoint"],
+        format!("{issuer}/authorize")
+    );
+    let agent = Agent::register_at(&issuer).await;
+    let back = agent.sign_in("crm.read", &[]).await;
+    assert_eq!(back["iss"], issuer);
+    assert_eq!(
+        idp.script.lock().unwrap().authorize_seen[0]["redirect_uri"],
+        format!("{issuer}/oauth/callback")
+    );
+    let (status, answer) = agent.redeem(&back["code"]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        claims(answer["access_token"].as_str().unwrap())["iss"],
+        issuer
+    );
+    assert_eq!(
+        mcp_status(&world, answer["access_token"].as_str().unwrap()).await,
+        200
+    );
 }
