@@ -16,7 +16,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -335,7 +338,11 @@ impl<K: std::hash::Hash + Eq + Clone, V> Shelf<K, V> {
         self.order.push_back(key);
     }
 
-    fn get(&self, key: &K, now: u64) -> Option<&V> {
+    fn get<Q>(&self, key: &Q, now: u64) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.entries
             .get(key)
             .filter(|e| e.2 > now)
@@ -380,6 +387,9 @@ struct Inner {
 /// The facade's state in this process's memory.
 pub(crate) struct MemoryFacade {
     inner: Mutex<Inner>,
+    /// Whether any grant was ever revoked: until then the check every
+    /// request of an agent makes takes no lock.
+    any_revoked: AtomicBool,
 }
 
 impl std::fmt::Debug for MemoryFacade {
@@ -408,6 +418,7 @@ impl MemoryFacade {
                 refresh: Shelf::new(2 * limits.max_grants, limits.max_grant_bytes),
                 revoked: Shelf::new(limits.max_grants, limits.max_grant_bytes),
             }),
+            any_revoked: AtomicBool::new(false),
         }
     }
 
@@ -425,10 +436,7 @@ impl MemoryFacade {
     }
 
     fn client(&self, client_id: &str) -> Option<RegisteredClient> {
-        lock(&self.inner)
-            .clients
-            .get(&client_id.to_string(), 0)
-            .cloned()
+        lock(&self.inner).clients.get(client_id, 0).cloned()
     }
 
     fn put_pending(&self, state: &str, pending: Pending, now: u64) {
@@ -553,6 +561,7 @@ impl MemoryFacade {
     }
 
     fn revoke(&self, grant_id: &str, access_until: u64, now: u64) {
+        self.any_revoked.store(true, Ordering::Release);
         let mut inner = lock(&self.inner);
         if let Some((live, _)) = inner.grants.remove(&grant_id.to_string())
             && let Some(d) = live.refresh
@@ -565,10 +574,8 @@ impl MemoryFacade {
     }
 
     fn is_revoked(&self, grant_id: &str, now: u64) -> bool {
-        lock(&self.inner)
-            .revoked
-            .get(&grant_id.to_string(), now)
-            .is_some()
+        self.any_revoked.load(Ordering::Acquire)
+            && lock(&self.inner).revoked.get(grant_id, now).is_some()
     }
 }
 
