@@ -23,6 +23,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use tracing::Instrument as _;
 
 use crate::{
     auth::{AuthError, Caller, Principal},
@@ -79,7 +80,7 @@ impl Request {
         self.headers.push((name.into(), value.into()));
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -87,8 +88,15 @@ impl Request {
     }
 }
 
-/// The headers the dispatcher reads; adapters may pass only these.
-pub const READ_HEADERS: [&str; 2] = ["authorization", "content-type"];
+/// The headers the dispatcher reads; adapters may pass only these. The
+/// W3C trace-context headers make the request's span a child of the
+/// caller's (feature `otel`).
+pub const READ_HEADERS: [&str; 4] = [
+    "authorization",
+    "content-type",
+    crate::trace::TRACEPARENT,
+    crate::trace::TRACESTATE,
+];
 
 /// A response: status and a JSON body (always `application/json`).
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +164,8 @@ impl<S: Send + Sync + 'static> Backend<S> {
     /// Answers one request. Never panics, never returns a non-JSON body.
     pub async fn handle(&self, request: Request) -> Response {
         let inner = self.inner.clone();
-        match AssertUnwindSafe(dispatch(inner, request))
+        let span = crate::trace::request_span(&request);
+        match AssertUnwindSafe(dispatch(inner, request).instrument(span))
             .catch_unwind()
             .await
         {
@@ -244,6 +253,7 @@ async fn dispatch<S: Send + Sync + 'static>(inner: Arc<Inner<S>>, request: Reque
         }
     };
     let method = envelope.method.as_str();
+    tracing::Span::current().record("rpc.method", method);
     let params = envelope.params.unwrap_or_default();
     if !is_implemented(&inner, method) {
         return bad_request(

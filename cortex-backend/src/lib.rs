@@ -131,6 +131,7 @@ pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tool;
+mod trace;
 
 pub use auth::{Auth, AuthConfig, Caller};
 pub use backend::{Backend, BackendBuilder, BuildError, DEFAULT_BODY_LIMIT};

@@ -47,9 +47,10 @@
 //! every layer), `auth` (token validation, introspection), `audit`,
 //! `metrics`, `link` (linked third-party accounts and the linking flow,
 //! beside the vault), and small leaves (`protocol`, `canonical`, `sync`,
-//! `config_error`, `headers`). [`bridge`] and [`baseline`] are not part of a
-//! running gateway: they are `cortex-gateway stdio` and
-//! `cortex-gateway baseline`.
+//! `config_error`, `headers`), and [`telemetry`] (OpenTelemetry traces,
+//! off unless the `OTEL_*` variables turn them on). [`bridge`] and
+//! [`baseline`] are not part of a running gateway: they are
+//! `cortex-gateway stdio` and `cortex-gateway baseline`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -76,6 +77,7 @@ mod protocol;
 mod scratch;
 mod store;
 mod sync;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;

@@ -116,16 +116,19 @@ enum VaultCommand {
 
 /// Logs go to standard error, filtered by `RUST_LOG` (default `info`), as
 /// human-readable lines (`CORTEX_LOG_FORMAT=text`, the default) or one JSON
-/// object per line (`json`, for log collectors).
-fn init_logs(format: Option<&str>) -> Result<(), cortex_gateway::config::ConfigError> {
+/// object per line (`json`, for log collectors). With `traces` (the
+/// OpenTelemetry exporter), the gateway's spans go to it through a layer
+/// with a filter of its own, so `RUST_LOG` still decides what is logged.
+fn init_logs(
+    format: Option<&str>,
+    traces: Option<&cortex_gateway::telemetry::Tracing>,
+) -> Result<(), cortex_gateway::config::ConfigError> {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format.map(str::trim) {
-        None | Some("" | "text") => logs.init(),
-        Some("json") => logs.json().init(),
+    let json = match format.map(str::trim) {
+        None | Some("" | "text") => false,
+        Some("json") => true,
         Some(other) => {
             // Logs are not set up yet: the caller prints the error.
             return Err(cortex_gateway::config::ConfigError {
@@ -136,7 +139,28 @@ fn init_logs(format: Option<&str>) -> Result<(), cortex_gateway::config::ConfigE
                 ),
             });
         }
-    }
+    };
+    let Some(traces) = traces else {
+        let logs = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        if json {
+            logs.json().init();
+        } else {
+            logs.init();
+        }
+        return Ok(());
+    };
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = if json {
+        lines.json().boxed()
+    } else {
+        lines.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(traces.layer())
+        .init();
     Ok(())
 }
 
@@ -272,7 +296,10 @@ fn load(path: Option<&PathBuf>) -> Result<GatewayConfig, cortex_gateway::config:
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logs(std::env::var("CORTEX_LOG_FORMAT").ok().as_deref()) {
+    let log_format = std::env::var("CORTEX_LOG_FORMAT").ok();
+    if !matches!(cli.command, Command::Serve { .. })
+        && let Err(e) = init_logs(log_format.as_deref(), None)
+    {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -296,6 +323,27 @@ fn main() -> ExitCode {
             config,
             audit_file,
         } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let traces = match cortex_gateway::telemetry::Tracing::from_lookup(
+                |k| std::env::var(k).ok(),
+                runtime.handle().clone(),
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = init_logs(log_format.as_deref(), traces.as_ref()) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let mut config = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -309,14 +357,13 @@ fn main() -> ExitCode {
             if audit_file.is_some() {
                 config.controls.audit_file = audit_file;
             }
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            match runtime.block_on(run(config)) {
+            let served = runtime.block_on(run(config));
+            // Exports the spans still buffered while the runtime that
+            // sends them is alive.
+            if let Some(t) = &traces {
+                t.shutdown();
+            }
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e @ (GatewayError::Config(_) | GatewayError::NameClash(_))) => {
                     eprintln!("error: {e}");

@@ -32,7 +32,9 @@ pub(crate) use record::rfc3339;
 pub(crate) use record::{AuditRecord, ID_CHARS};
 #[cfg(feature = "testing")]
 pub use record::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD};
-pub(crate) use scope::{Auditor, note, note_arguments, note_caller, note_link, note_outcome, peer};
+pub(crate) use scope::{
+    Auditor, note, note_arguments, note_caller, note_link, note_outcome, note_trace, peer,
+};
 pub(crate) use scope::{audited_from, audited_item, connect_peer};
 pub(crate) use sink::{AuditSink, AuditWriter};
 

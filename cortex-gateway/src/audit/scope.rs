@@ -6,7 +6,7 @@ use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Instant, SystemTime},
@@ -42,6 +42,9 @@ struct Scope {
     /// Set when the messages of a batch are audited on lines of their own
     /// ([`audited_item`]): the request then writes no line of its own.
     split: AtomicBool,
+    /// The request's span (traces on): writing the line is its `audit`
+    /// child, and the request's span ends after it.
+    trace: OnceLock<tracing::Span>,
 }
 
 /// Writes a scope's line if its future is dropped before it finished: the
@@ -196,6 +199,7 @@ where
         keys: auditor.keys.clone(),
         peer,
         split: AtomicBool::new(false),
+        trace: OnceLock::new(),
     });
     let mut unfinished = Unfinished {
         auditor,
@@ -208,6 +212,10 @@ where
     if !scope.split.load(Ordering::Relaxed) {
         let status = response.status().as_u16();
         let bytes = response.body().size_hint().exact();
+        let _audit = scope.trace.get().map(|request| {
+            tracing::debug_span!(target: crate::telemetry::TARGET, parent: request, "audit")
+                .entered()
+        });
         write_line(auditor, take(&scope), status, bytes, started);
     }
     response
@@ -246,6 +254,7 @@ where
             keys: parent.keys.clone(),
             peer: parent.peer,
             split: AtomicBool::new(false),
+            trace: OnceLock::new(),
         })
     }) else {
         return message.await;
@@ -277,6 +286,16 @@ fn with_scope(f: impl FnOnce(&Scope)) {
 /// Describes the current request (no-op outside an audited request).
 pub(crate) fn note(f: impl FnOnce(&mut AuditRecord)) {
     with_scope(|s| f(&mut crate::sync::lock(&s.record)));
+}
+
+/// Keeps the request's span (a disabled one is not kept) for the `audit`
+/// span written with the line.
+pub(crate) fn note_trace(span: &tracing::Span) {
+    if !span.is_disabled() {
+        with_scope(|s| {
+            let _ = s.trace.set(span.clone());
+        });
+    }
 }
 
 /// Records the authenticated caller (pseudonymised; the pseudonym is

@@ -162,15 +162,26 @@ pub(crate) async fn post_mcp_on(app: &App, request: Request) -> Response {
     // every header, and the body is read only once the caller is admitted.
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let caller = match app.admission.admit(&headers).await {
+    let mut trace = crate::telemetry::RequestTrace::begin(&headers);
+    let admitted = app.admission.admit(&headers).await;
+    trace.authenticated();
+    let caller = match admitted {
         Ok(c) => c,
-        Err(r) => return r.into_response(),
+        Err(r) => {
+            let response = r.into_response();
+            trace.refused(response.status().as_u16());
+            return response;
+        }
     };
     let body = match read_body(body, app.max_request_bytes).await {
         Ok(b) => b,
-        Err(r) => return r.into_response(),
+        Err(r) => {
+            let response = r.into_response();
+            trace.refused(response.status().as_u16());
+            return response;
+        }
     };
-    mcp::endpoint::post(&app.mcp, headers, caller, body).await
+    mcp::endpoint::post(&app.mcp, headers, caller, body, trace).await
 }
 
 async fn get_mcp(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::store::sessions::SessionError;
+use crate::{
+    store::sessions::SessionError,
+    telemetry::{RequestTrace, SpanFields},
+};
+use tracing::Instrument as _;
 
 use axum::{
     body::Bytes,
@@ -58,11 +62,16 @@ pub(crate) async fn post(
     headers: HeaderMap,
     caller: Arc<Caller>,
     body: Bytes,
+    trace: RequestTrace,
 ) -> Response {
     if let Some(call) = ModernCall::read(&body) {
-        return modern_call(mcp, headers, caller, call).await;
+        let span = trace.adopt(call.span_fields());
+        crate::audit::note_trace(&span);
+        return modern_call(mcp, headers, caller, call)
+            .instrument(span)
+            .await;
     }
-    let response = post_general(mcp, &headers, caller, &body).await;
+    let response = post_general(mcp, &headers, caller, &body, trace).await;
     with_header_map(response, headers)
 }
 
@@ -73,10 +82,12 @@ async fn post_general(
     headers: &HeaderMap,
     caller: Arc<Caller>,
     body: &[u8],
+    trace: RequestTrace,
 ) -> Response {
     let body: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
+            trace.refused(400);
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 None,
@@ -84,6 +95,20 @@ async fn post_general(
             );
         }
     };
+    let span = trace.adopt(SpanFields::of_value(&body));
+    crate::audit::note_trace(&span);
+    post_value(mcp, headers, caller, body)
+        .instrument(span)
+        .await
+}
+
+/// [`post_general`] once the body is a JSON value.
+async fn post_value(
+    mcp: &Service,
+    headers: &HeaderMap,
+    caller: Arc<Caller>,
+    body: Value,
+) -> Response {
     match era::detect(headers, &body) {
         Era::Modern => Box::pin(modern_post(mcp, headers, caller, body)).await,
         Era::Legacy => Box::pin(legacy_post(mcp, headers, caller, body)).await,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, de::Visitor};
 use serde_json::{Value, value::RawValue};
 
 use super::{era::MetaView, tools::CallParams};
+use crate::telemetry::SpanFields;
 
 /// The request.
 #[derive(Debug, Deserialize)]
@@ -44,6 +45,11 @@ struct Meta<'a> {
     version: &'a str,
     #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow)]
     capabilities: &'a RawValue,
+    /// W3C trace context (MCP's unprefixed `_meta` keys).
+    #[serde(default, borrow)]
+    traceparent: Option<&'a str>,
+    #[serde(default, borrow)]
+    tracestate: Option<&'a str>,
 }
 
 /// `T` read from a JSON object only. A derived `Deserialize` also reads a
@@ -112,6 +118,18 @@ impl<'a> ModernCall<'a> {
         CallParams {
             name: Some(self.params.0.name),
             arguments: self.params.0.arguments.as_ref(),
+        }
+    }
+
+    /// What the request's span records.
+    pub(crate) fn span_fields(&self) -> SpanFields<'_> {
+        let meta = &self.params.0.meta.0;
+        SpanFields {
+            method: Some(self.method),
+            target: Some(self.params.0.name),
+            id: Some(&self.id),
+            traceparent: meta.traceparent,
+            tracestate: meta.tracestate,
         }
     }
 

@@ -128,9 +128,14 @@ mod tests {
         let init = json!({"jsonrpc": "2.0", "id": "a", "method": "initialize",
             "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                        "clientInfo": {"name": "t", "version": "1"}}});
-        let response =
-            super::super::endpoint::post(mcp, HeaderMap::new(), caller.clone(), json_body(&init))
-                .await;
+        let response = super::super::endpoint::post(
+            mcp,
+            HeaderMap::new(),
+            caller.clone(),
+            json_body(&init),
+            crate::telemetry::RequestTrace::begin(&HeaderMap::new()),
+        )
+        .await;
         let mut headers = HeaderMap::new();
         headers.insert(
             "mcp-session-id",
@@ -142,9 +147,14 @@ mod tests {
     async fn call(mcp: &Service, caller: &Arc<Caller>, headers: &HeaderMap, args: Value) -> Value {
         let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
             "params": {"name": "accounts", "arguments": args}});
-        let response =
-            super::super::endpoint::post(mcp, headers.clone(), caller.clone(), json_body(&call))
-                .await;
+        let response = super::super::endpoint::post(
+            mcp,
+            headers.clone(),
+            caller.clone(),
+            json_body(&call),
+            crate::telemetry::RequestTrace::begin(&HeaderMap::new()),
+        )
+        .await;
         json_of(response).await
     }
 
@@ -157,8 +167,14 @@ mod tests {
         let headers = session(&mcp, &ana).await;
         let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
         let answer = json_of(
-            super::super::endpoint::post(&mcp, headers.clone(), ana.clone(), json_body(&list))
-                .await,
+            super::super::endpoint::post(
+                &mcp,
+                headers.clone(),
+                ana.clone(),
+                json_body(&list),
+                crate::telemetry::RequestTrace::begin(&HeaderMap::new()),
+            )
+            .await,
         )
         .await;
         let names: Vec<&str> = answer["result"]["tools"]
@@ -224,7 +240,13 @@ mod tests {
         let (mcp, _guards) = layer(Accounts::for_tests(&[]).await, false).await;
         let caller = Arc::new(Caller::for_tests("ana", &[]));
         let post = |headers: HeaderMap, body: Value| {
-            super::super::endpoint::post(&mcp, headers, caller.clone(), body.to_string().into())
+            super::super::endpoint::post(
+                &mcp,
+                headers,
+                caller.clone(),
+                body.to_string().into(),
+                crate::telemetry::RequestTrace::begin(&HeaderMap::new()),
+            )
         };
         let json_of = |response: axum::response::Response| async move {
             let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)

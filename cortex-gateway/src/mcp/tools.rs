@@ -177,6 +177,7 @@ pub(crate) async fn call(
         }
         _ => {}
     }
+    let in_catalog = tracing::debug_span!(target: crate::telemetry::TARGET, "catalog").entered();
     let tool = catalog
         .tool(name)
         .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
@@ -200,6 +201,7 @@ pub(crate) async fn call(
     let Some(source) = mcp.catalog.source(&tool.backend) else {
         return Err(RpcError::invalid_params(format!("Unknown tool: {name}")));
     };
+    drop(in_catalog);
     let started = Instant::now();
     let result = source
         .call_tool(&ctx.caller, &tool.original, arguments)

@@ -561,6 +561,9 @@ impl UpstreamClient {
             Credential::Technical(token) => bearer_header(token)?,
         };
         request.headers_mut().insert(header::AUTHORIZATION, bearer);
+        if let Some(trace) = crate::telemetry::outgoing() {
+            trace.write(request.headers_mut());
+        }
         let timeout_ms = timeout.as_millis() as u64;
         let limit = self.max_response_bytes;
         let exchange = async {

@@ -98,7 +98,9 @@ impl<'a> Upstream<'a> {
         arguments: &'a Map<String, Value>,
     ) -> impl Future<Output = Result<Bytes, UpstreamError>> + 'a {
         use futures::future::Either;
-        match self {
+        use tracing::Instrument as _;
+        let span = crate::telemetry::upstream_span(self.id(), name);
+        let call = match self {
             Self::Contract { client, backend } => Either::Left(client.call_raw(
                 backend,
                 Credential::User(caller),
@@ -113,7 +115,8 @@ impl<'a> Upstream<'a> {
             } => Either::Right(Box::pin(call_mcp_tool(
                 client, server, accounts, caller, name, arguments,
             ))),
-        }
+        };
+        call.instrument(span)
     }
 
     /// What the source knows about `caller` (`whoami`), within `limit` or

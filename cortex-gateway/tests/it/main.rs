@@ -19,6 +19,7 @@ mod link;
 mod mcp_upstream;
 mod modern;
 mod one_path;
+mod otel;
 mod pg_server;
 mod redis_store;
 mod signed_baseline;

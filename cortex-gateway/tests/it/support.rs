@@ -88,7 +88,7 @@ async fn contract_endpoint(
         *state.last_headers.lock().unwrap() = headers.clone();
     }
     let mut request = Request::new("POST", RequestBody::Complete(body));
-    for name in ["authorization", "content-type"] {
+    for name in cortex_backend::READ_HEADERS {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
             request.push_header(name, v);
         }

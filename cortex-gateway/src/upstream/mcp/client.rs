@@ -137,6 +137,11 @@ struct Meta<'a> {
     client_capabilities: NoCapabilities,
     #[serde(rename = "io.modelcontextprotocol/clientInfo")]
     client_info: &'a Value,
+    /// W3C trace context (MCP's unprefixed `_meta` keys), when traced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<&'a str>,
 }
 
 /// `{}`.
@@ -318,16 +323,22 @@ impl McpClient {
 
     /// A stateless request.
     async fn modern(&self, call: &Call<'_>) -> Result<Bytes, UpstreamError> {
+        let trace = crate::telemetry::outgoing();
         let params = Params {
             meta: Some(Meta {
                 protocol_version: MODERN,
                 client_capabilities: NoCapabilities {},
                 client_info: &self.info,
+                traceparent: trace.as_ref().and_then(|t| t.traceparent()),
+                tracestate: trace.as_ref().and_then(|t| t.tracestate()),
             }),
             ..call.params
         };
         let target = self.target(call.server)?;
         let mut headers = self.headers_in(&target, call.token)?;
+        if let Some(trace) = &trace {
+            trace.write(&mut headers);
+        }
         headers.insert(VERSION_HEADER, HeaderValue::from_static(MODERN));
         headers.insert(
             "mcp-method",
@@ -366,6 +377,9 @@ impl McpClient {
     async fn in_session(&self, call: &Call<'_>, session: &Session) -> Result<Bytes, UpstreamError> {
         let target = self.target(call.server)?;
         let mut headers = self.headers_in(&target, call.token)?;
+        if let Some(trace) = crate::telemetry::outgoing() {
+            trace.write(&mut headers);
+        }
         headers.insert(VERSION_HEADER, HeaderValue::from_static(session.version));
         if let Some(id) = &session.id {
             headers.insert(SESSION_HEADER, id.clone());
