@@ -191,10 +191,8 @@ impl Tracing {
 
     /// Exports every finished span now (blocks until the exporter
     /// answered or timed out). Call it off the runtime's worker threads.
-    pub fn flush(&self) {
-        if let Err(e) = self.provider.force_flush() {
-            tracing::warn!("flushing the trace exporter failed: {e}");
-        }
+    pub fn flush(&self) -> Result<(), String> {
+        self.provider.force_flush().map_err(|e| e.to_string())
     }
 
     /// Flushes and stops the exporter (blocking, like [`Self::flush`]).

@@ -168,6 +168,11 @@ async fn spans_cross_the_gateway_into_the_sdk_backend() {
         "traceparent": format!("00-{TRACE_ID}-{META_PARENT}-01"),
         "tracestate": "it=1",
     }}});
+    // Other tests' threads register the SDK's span callsites with no
+    // subscriber interested; rebuilding the interest cache now (this
+    // thread's subscriber is registered) keeps a stale "never" from
+    // disabling the backend's spans here.
+    tracing::callsite::rebuild_interest_cache();
     let answer = reqwest::Client::new()
         .post(&url)
         .bearer_auth(&token)
@@ -203,7 +208,8 @@ async fn spans_cross_the_gateway_into_the_sdk_backend() {
     let flushed = backend_traces.clone();
     tokio::task::spawn_blocking(move || flushed.flush())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the backend's spans are exported");
 
     let spans = spans.lock().unwrap().clone();
     let gateway: Vec<&Received> = spans
