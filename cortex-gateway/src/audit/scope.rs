@@ -96,6 +96,13 @@ fn write_line(
     }
     r.bound();
     if let Some(m) = &auditor.metrics {
+        m.observe_duration(
+            &r.http_method,
+            r.status,
+            r.method.as_deref(),
+            r.error_class.as_ref(),
+            std::time::Duration::from_secs_f64(r.latency_ms / 1000.0),
+        );
         m.observe_request(
             r.method.as_deref(),
             &r.outcome,

@@ -4,6 +4,8 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
+//! | `http_server_request_duration_seconds` | histogram | `http_request_method`, `http_response_status_code` |
+//! | `mcp_server_operation_duration_seconds` | histogram | `mcp_method_name`, `error_type` |
 //! | `cortex_requests_total` | counter | `method`, `outcome` |
 //! | `cortex_tool_call_duration_seconds` | histogram | `backend` |
 //! | `cortex_rate_limited_total` | counter | – |
@@ -14,8 +16,14 @@
 //! | `cortex_refresh_duration_seconds` | histogram | – |
 //! | `cortex_audit_lines_dropped_total` | counter | – |
 //!
+//! The first two follow OpenTelemetry's HTTP and MCP conventions (the
+//! Prometheus form of `http.server.request.duration` and
+//! `mcp.server.operation.duration`); the `cortex_*` ones are the gateway's
+//! own. docs/operations.md has the full table.
+//!
 //! Label values are bounded: methods outside the MCP set count as
-//! `other`, backends come from the configuration.
+//! `other`, HTTP methods outside the four served as `_OTHER`, backends come
+//! from the configuration, error types are the audit's classes.
 //!
 //! This module is a leaf: it takes plain values and imports nothing from
 //! the rest of the gateway but the thread-slot and lock helpers.
@@ -77,6 +85,29 @@ struct RequestLabels {
     outcome: Cow<'static, str>,
 }
 
+/// The labels of `http_server_request_duration_seconds` (OpenTelemetry
+/// HTTP conventions, `http.server.request.duration`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    /// One of [`HTTP_METHODS`], else `_OTHER`.
+    http_request_method: &'static str,
+    /// The status sent.
+    http_response_status_code: u16,
+}
+
+/// The labels of `mcp_server_operation_duration_seconds` (OpenTelemetry
+/// MCP conventions, `mcp.server.operation.duration`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpLabels {
+    /// One of [`METHODS`], `other` or `none`.
+    mcp_method_name: &'static str,
+    /// The audit line's error class; empty when the request succeeded.
+    error_type: Cow<'static, str>,
+}
+
+/// HTTP methods counted under their own name.
+const HTTP_METHODS: [&str; 4] = ["POST", "GET", "DELETE", "OPTIONS"];
+
 /// The label of the per-backend metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
@@ -103,6 +134,8 @@ pub(crate) struct Metrics {
     shards: Box<[Shard]>,
     requests: Family<RequestLabels, Counter>,
     tool_latency: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    mcp_duration: Family<McpLabels, Histogram, fn() -> Histogram>,
     rate_limited: Counter,
     backend_up: Family<BackendLabels, CountGauge>,
     catalog_tools: CountGauge,
@@ -123,6 +156,8 @@ const SHARDS: usize = crate::sync::THREAD_SLOTS;
 struct Shard {
     requests: RwLock<HashMap<RequestLabels, Counter>>,
     tool_latency: RwLock<HashMap<String, Histogram>>,
+    http: RwLock<HashMap<HttpLabels, Histogram>>,
+    mcp: RwLock<HashMap<McpLabels, Histogram>>,
 }
 
 /// `cortex_audit_lines_dropped_total`: the audit sink's own counter, read
@@ -163,6 +198,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let requests = Family::default();
         let tool_latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let http_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let mcp_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let rate_limited = Counter::default();
         let backend_up = Family::default();
         let catalog_tools = CountGauge::default();
@@ -177,6 +214,16 @@ impl Default for Metrics {
             "cortex_requests",
             "MCP requests by JSON-RPC method and outcome",
             Declared(requests.clone()),
+        );
+        registry.register(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests (OpenTelemetry http.server.request.duration)",
+            Declared(http_duration.clone()),
+        );
+        registry.register(
+            "mcp_server_operation_duration_seconds",
+            "Duration of MCP requests by method and error type (OpenTelemetry mcp.server.operation.duration)",
+            Declared(mcp_duration.clone()),
         );
         registry.register(
             "cortex_tool_call_duration_seconds",
@@ -223,6 +270,8 @@ impl Default for Metrics {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             requests,
             tool_latency,
+            http_duration,
+            mcp_duration,
             rate_limited,
             backend_up,
             catalog_tools,
@@ -290,6 +339,37 @@ impl Metrics {
         }
     }
 
+    /// Records one audited HTTP request's duration under the
+    /// OpenTelemetry names: by HTTP method and status, and (for an MCP
+    /// request) by JSON-RPC method and error class.
+    pub(crate) fn observe_duration(
+        &self,
+        http_method: &str,
+        status: u16,
+        method: Option<&str>,
+        error_class: Option<&Cow<'static, str>>,
+        latency: Duration,
+    ) {
+        let shard = self.shard();
+        let secs = latency.as_secs_f64();
+        let http = HttpLabels {
+            http_request_method: HTTP_METHODS
+                .iter()
+                .find(|m| **m == http_method)
+                .copied()
+                .unwrap_or("_OTHER"),
+            http_response_status_code: status,
+        };
+        observe_in(&shard.http, &self.http_duration, http, secs);
+        if method.is_some() {
+            let mcp = McpLabels {
+                mcp_method_name: method_label(method),
+                error_type: error_class.cloned().unwrap_or(Cow::Borrowed("")),
+            };
+            observe_in(&shard.mcp, &self.mcp_duration, mcp, secs);
+        }
+    }
+
     /// Records one tool call's latency.
     pub(crate) fn observe_tool_call(&self, backend: &str, latency: Duration) {
         let shard = self.shard();
@@ -349,6 +429,25 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Observes `secs` in the series `key` of `family`, through the thread
+/// slot's handle `handles` (made on its first sight).
+fn observe_in<K>(
+    handles: &RwLock<HashMap<K, Histogram>>,
+    family: &Family<K, Histogram, fn() -> Histogram>,
+    key: K,
+    secs: f64,
+) where
+    K: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug,
+{
+    if let Some(h) = crate::sync::read_lock(handles).get(&key) {
+        h.observe(secs);
+        return;
+    }
+    let h = family.get_or_create_owned(&key);
+    h.observe(secs);
+    crate::sync::write_lock(handles).insert(key, h);
 }
 
 async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {

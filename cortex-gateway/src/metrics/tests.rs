@@ -212,6 +212,16 @@ fn every_metric_is_declared_and_labels_stay_bounded() {
         );
     }
     m.observe_request(None, &Cow::Borrowed("rejected"), None, None, Duration::ZERO);
+    for i in 0..1_000 {
+        m.observe_duration(
+            &format!("VERB{i}"),
+            400,
+            Some(&format!("vendor/method-{i}")),
+            Some(&Cow::Borrowed("invalid_request")),
+            Duration::ZERO,
+        );
+    }
+    m.observe_duration("POST", 200, Some("tools/call"), None, Duration::ZERO);
     call(&m, "crm", Duration::from_millis(12));
     rate_limited(&m);
     m.observe_refresh(Duration::from_millis(30), 1, &[("crm".into(), true)], 0);
@@ -248,6 +258,8 @@ fn every_metric_is_declared_and_labels_stay_bounded() {
         }
     }
     let expected = [
+        ("http_server_request_duration_seconds", "histogram"),
+        ("mcp_server_operation_duration_seconds", "histogram"),
         ("cortex_requests_total", "counter"),
         ("cortex_tool_call_duration_seconds", "histogram"),
         ("cortex_rate_limited_total", "counter"),
@@ -282,6 +294,10 @@ fn every_metric_is_declared_and_labels_stay_bounded() {
                 "cortex_tool_call_duration_seconds" => &["backend", "le"],
                 "cortex_backend_up" => &["backend"],
                 "cortex_refresh_duration_seconds" => &["le"],
+                "http_server_request_duration_seconds" => {
+                    &["http_request_method", "http_response_status_code", "le"]
+                }
+                "mcp_server_operation_duration_seconds" => &["mcp_method_name", "error_type", "le"],
                 _ => &[],
             };
             assert!(
@@ -293,6 +309,34 @@ fn every_metric_is_declared_and_labels_stay_bounded() {
     // 13 buckets (12 bounds and +Inf), a sum and a count.
     assert_eq!(series["cortex_tool_call_duration_seconds"].len(), 15);
     assert_eq!(series["cortex_refresh_duration_seconds"].len(), 15);
+    // A thousand unknown verbs and methods fold into one series each.
+    let http: BTreeSet<(String, String)> = series["http_server_request_duration_seconds"]
+        .iter()
+        .map(|l| {
+            (
+                l["http_request_method"].clone(),
+                l["http_response_status_code"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        http,
+        BTreeSet::from([
+            ("POST".to_owned(), "200".to_owned()),
+            ("_OTHER".to_owned(), "400".to_owned())
+        ])
+    );
+    let mcp: BTreeSet<(String, String)> = series["mcp_server_operation_duration_seconds"]
+        .iter()
+        .map(|l| (l["mcp_method_name"].clone(), l["error_type"].clone()))
+        .collect();
+    assert_eq!(
+        mcp,
+        BTreeSet::from([
+            ("tools/call".to_owned(), String::new()),
+            ("other".to_owned(), "invalid_request".to_owned())
+        ])
+    );
 }
 
 #[test]
@@ -308,6 +352,8 @@ fn parses_escaped_label_values() {
 fn every_metric_is_declared_before_its_first_series() {
     let text = Metrics::new().render();
     for name in [
+        "http_server_request_duration_seconds",
+        "mcp_server_operation_duration_seconds",
         "cortex_requests_total",
         "cortex_tool_call_duration_seconds",
         "cortex_backend_up",

@@ -602,6 +602,8 @@ async fn metrics_health_and_readiness() {
         "cortex_tool_call_duration_seconds_count{backend=\"crm\"} 1",
         "cortex_backend_up{backend=\"crm\"} 1",
         "cortex_refresh_duration_seconds_count",
+        "mcp_server_operation_duration_seconds_count{mcp_method_name=\"tools/call\",error_type=\"\"} 1",
+        "http_server_request_duration_seconds_count{http_request_method=\"POST\",http_response_status_code=\"200\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
