@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-fn gateway() -> Command {
+pub(crate) fn gateway() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"));
     c.env_clear().env("RUST_LOG", "off");
     c
@@ -84,34 +84,53 @@ impl Drop for Running {
     }
 }
 
-#[tokio::test]
-async fn the_binary_serves_both_eras() {
-    use crate::{
-        client::Client,
-        support::{BackendServer, TECH, crm},
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
-    let backend = BackendServer::start(crm(&issuer, &url)).await;
-    let _child = Running(
-        gateway()
-            .env("CORTEX_BACKENDS", "crm")
-            .env("CORTEX_BACKEND_CRM_URL", &backend.url)
-            .env("CORTEX_CANONICAL_URI", &url)
-            .env("OAUTH_ISSUER", issuer.issuer())
-            .env("OAUTH_JWKS_URL", issuer.jwks_url())
-            .env("CORTEX_TECHNICAL_TOKEN", TECH)
+/// The binary's command serving the SDK's `crm` backend on a free port,
+/// with tokens from a test issuer (not spawned).
+pub(crate) struct CrmGateway {
+    pub(crate) port: u16,
+    pub(crate) url: String,
+    pub(crate) issuer: cortex_backend::testing::TestIssuer,
+    pub(crate) backend: crate::support::BackendServer,
+}
+
+impl CrmGateway {
+    pub(crate) async fn new() -> Self {
+        use crate::support::{BackendServer, crm};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
+        let backend = BackendServer::start(crm(&issuer, &url)).await;
+        Self {
+            port,
+            url,
+            issuer,
+            backend,
+        }
+    }
+
+    /// `serve` with this configuration.
+    pub(crate) fn command(&self) -> Command {
+        let mut c = gateway();
+        c.env("CORTEX_BACKENDS", "crm")
+            .env("CORTEX_BACKEND_CRM_URL", &self.backend.url)
+            .env("CORTEX_CANONICAL_URI", &self.url)
+            .env("OAUTH_ISSUER", self.issuer.issuer())
+            .env("OAUTH_JWKS_URL", self.issuer.jwks_url())
+            .env("CORTEX_TECHNICAL_TOKEN", crate::support::TECH)
             .arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .spawn()
-            .unwrap(),
-    );
+            .arg(format!("127.0.0.1:{}", self.port));
+        c
+    }
+}
+
+/// Polls `/readyz` of the gateway binary on `port` until it answers 200
+/// (at most 20 s).
+pub(crate) async fn wait_ready(port: u16) {
     let ready = format!("http://127.0.0.1:{port}/readyz");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -126,6 +145,15 @@ async fn the_binary_serves_both_eras() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn the_binary_serves_both_eras() {
+    use crate::client::Client;
+    let crm = CrmGateway::new().await;
+    let (port, url, issuer) = (crm.port, crm.url.clone(), &crm.issuer);
+    let _child = Running(crm.command().spawn().unwrap());
+    wait_ready(port).await;
     let token = issuer
         .token(&url)
         .sub("ana")

@@ -16,8 +16,6 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 use serde_json::json;
 
-use crate::support::{BackendServer, TECH, crm};
-
 /// A span as received, with its service's name.
 #[derive(Debug, Clone)]
 struct Received {
@@ -118,43 +116,14 @@ async fn spans_cross_the_gateway_into_the_sdk_backend() {
     };
     let _on_this_thread = tracing::subscriber::set_default(subscriber);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let issuer = cortex_backend::testing::TestIssuer::start().await.unwrap();
-    let backend = BackendServer::start(crm(&issuer, &url)).await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
-        .env_clear()
-        .env("RUST_LOG", "off")
-        .env("CORTEX_BACKENDS", "crm")
-        .env("CORTEX_BACKEND_CRM_URL", &backend.url)
-        .env("CORTEX_CANONICAL_URI", &url)
-        .env("OAUTH_ISSUER", issuer.issuer())
-        .env("OAUTH_JWKS_URL", issuer.jwks_url())
-        .env("CORTEX_TECHNICAL_TOKEN", TECH)
+    let crm = crate::cli::CrmGateway::new().await;
+    let (port, url, issuer) = (crm.port, crm.url.clone(), &crm.issuer);
+    let mut child = crm
+        .command()
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
         .spawn()
         .unwrap();
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(&ready).await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway never became ready"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    crate::cli::wait_ready(port).await;
     let token = issuer
         .token(&url)
         .sub("ana")
