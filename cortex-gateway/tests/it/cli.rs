@@ -11,7 +11,7 @@ pub(crate) fn gateway() -> Command {
 
 const SECRET: &str = "s3cret-technical-token-0123456789";
 
-fn good_env(c: &mut Command) -> &mut Command {
+pub(crate) fn good_env(c: &mut Command) -> &mut Command {
     c.env("CORTEX_BACKENDS", "crm,docs")
         .env("CORTEX_BACKEND_CRM_URL", "https://crm.example.com")
         .env("CORTEX_BACKEND_DOCS_URL", "http://127.0.0.1:4002")

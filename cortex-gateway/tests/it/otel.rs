@@ -243,3 +243,21 @@ async fn spans_cross_the_gateway_into_the_sdk_backend() {
         .await
         .unwrap();
 }
+
+#[test]
+fn a_bad_otel_setting_stops_the_start_naming_it() {
+    for (variable, value) in [
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ] {
+        let out = crate::cli::good_env(&mut crate::cli::gateway())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+            .env(variable, value)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+}
