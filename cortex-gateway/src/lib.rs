@@ -141,6 +141,8 @@ struct Assembled {
     integrity: Arc<IntegrityGuard>,
     metrics: Arc<Metrics>,
     auditor: Arc<Auditor>,
+    /// The last refusals (the status page).
+    refusals: Arc<audit::Refusals>,
     /// Kept for the life of the gateway (the writer thread ends with it).
     _audit_writer: AuditWriter,
     admin_secret: Option<AdminSecret>,
@@ -319,6 +321,7 @@ impl Gateway {
                 Pseudonymizer::ephemeral()
             }
         };
+        let refusals = Arc::new(audit::Refusals::default());
         let auditor =
             Arc::new(
                 Auditor::new(
@@ -327,6 +330,8 @@ impl Gateway {
                     [
                         mcp_path.clone(),
                         admin::PATH.to_string(),
+                        http::admin_page::PATH.to_string(),
+                        http::admin_page::AUDITED.to_string(),
                         http::link::AUDITED.to_string(),
                     ]
                     .into_iter()
@@ -335,7 +340,8 @@ impl Gateway {
                     }))
                     .collect(),
                 )
-                .with_metrics(metrics.clone()),
+                .with_metrics(metrics.clone())
+                .with_refusals(refusals.clone()),
             );
         let introspector = match (
             &c.introspection_url,
@@ -426,6 +432,7 @@ impl Gateway {
                 integrity,
                 metrics,
                 auditor,
+                refusals,
                 _audit_writer: audit_writer,
                 shutdown,
                 refresher: std::sync::Mutex::new(Some(refresher)),
@@ -481,8 +488,18 @@ impl Gateway {
             extra = extra.merge(admin::router(
                 secret.clone(),
                 self.inner.integrity.clone(),
-                after,
+                after.clone(),
             ));
+            extra = extra.merge(http::admin_page::router(http::admin_page::PageDeps {
+                secret: secret.clone(),
+                integrity: self.inner.integrity.clone(),
+                federation: self.inner.federation.clone(),
+                accounts: self.inner.app.accounts.clone(),
+                refusals: self.inner.refusals.clone(),
+                after_approval: after,
+                config_toml: self.inner.config.masked_toml(),
+                canonical_uri: self.inner.config.canonical_uri.clone(),
+            }));
         }
         if self.inner.config.controls.metrics_listen.is_none() {
             extra = extra.merge(self.metrics_router());

@@ -21,6 +21,7 @@
 
 mod pseudonym;
 mod record;
+mod refusals;
 mod scope;
 mod sink;
 
@@ -32,6 +33,7 @@ pub(crate) use record::rfc3339;
 pub(crate) use record::{AuditRecord, ID_CHARS};
 #[cfg(feature = "testing")]
 pub use record::{MAX_LINE_BYTES, TOOL_CHARS, UNKNOWN_METHOD};
+pub(crate) use refusals::{Refusal, Refusals};
 pub(crate) use scope::{
     Auditor, note, note_arguments, note_caller, note_link, note_outcome, note_trace, peer,
 };

@@ -33,6 +33,7 @@ pub(crate) struct Auditor {
     keys: Arc<Pseudonymizer>,
     paths: Arc<Vec<String>>,
     metrics: Option<Arc<Metrics>>,
+    refusals: Option<Arc<super::Refusals>>,
 }
 
 struct Scope {
@@ -111,6 +112,9 @@ fn write_line(
             std::time::Duration::from_secs_f64(r.latency_ms / 1000.0),
         );
     }
+    if let Some(refusals) = &auditor.refusals {
+        refusals.observe(&r);
+    }
     auditor.sink.write(r);
 }
 
@@ -131,7 +135,14 @@ impl Auditor {
             keys: Arc::new(keys),
             paths: Arc::new(paths),
             metrics: None,
+            refusals: None,
         }
+    }
+
+    /// Also keeps the last refusals in `refusals` (the status page).
+    pub(crate) fn with_refusals(mut self, refusals: Arc<super::Refusals>) -> Self {
+        self.refusals = Some(refusals);
+        self
     }
 
     /// Also counts every audited request in `metrics`.

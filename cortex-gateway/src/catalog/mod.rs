@@ -111,6 +111,22 @@ pub(crate) struct Federation {
     /// Whether the catalog serves the `accounts` builtin.
     accounts_tool: bool,
     mcp: Option<McpSources>,
+    /// What the last refresh saw of each source (the status page).
+    sources: std::sync::Mutex<Vec<SourceStatus>>,
+}
+
+/// What the last refresh saw of one source (a contract backend or an MCP
+/// server), for the operator status page.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SourceStatus {
+    /// The source's id.
+    pub(crate) id: String,
+    /// Whether it is an MCP server (else a contract backend).
+    pub(crate) mcp: bool,
+    /// When its listing was last asked for.
+    pub(crate) at: std::time::SystemTime,
+    /// How long the listing took (to an answer or a failure).
+    pub(crate) latency: std::time::Duration,
 }
 
 impl std::fmt::Debug for Federation {
@@ -162,6 +178,7 @@ impl Federation {
             metrics: None,
             accounts_tool: false,
             mcp: None,
+            sources: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -205,6 +222,11 @@ impl Federation {
         self.integrity = Some(integrity);
         self.metrics = Some(metrics);
         self
+    }
+
+    /// What the last refresh saw of each source.
+    pub(crate) fn sources(&self) -> Vec<SourceStatus> {
+        crate::sync::lock(&self.sources).clone()
     }
 
     /// The configured backends.
@@ -289,24 +311,38 @@ impl Federation {
             // another replica approved.
             guard.sync_shared().await;
         }
+        let at = std::time::SystemTime::now();
         let contract = futures::future::join_all(self.backends.iter().map(|b| async move {
+            let asked = std::time::Instant::now();
             let offer = self.fetch(b).await;
             if let Err(e) = &offer {
                 tracing::warn!(backend = %b.id, "backend left the catalog: {e}");
             }
-            (b.id.clone(), b.prefix, offer)
+            ((b.id.clone(), b.prefix, offer), asked.elapsed())
         }));
         let servers = futures::future::join_all(self.mcp.iter().flat_map(|m| {
             m.servers.iter().map(move |s| async move {
+                let asked = std::time::Instant::now();
                 let offer = fetch_mcp(m, s).await;
                 if let Err(e) = &offer {
                     tracing::warn!(mcp_server = %s.id, "MCP server left the catalog: {e}");
                 }
-                (s.id.clone(), s.prefix, offer)
+                ((s.id.clone(), s.prefix, offer), asked.elapsed())
             })
         }));
-        let (mut offers, servers) = tokio::join!(contract, servers);
-        offers.extend(servers);
+        let (contract, servers) = tokio::join!(contract, servers);
+        let mut sources = Vec::with_capacity(contract.len() + servers.len());
+        let mut offers = Vec::with_capacity(contract.len() + servers.len());
+        for (i, (offer, latency)) in contract.into_iter().chain(servers).enumerate() {
+            sources.push(SourceStatus {
+                id: offer.0.clone(),
+                mcp: i >= self.backends.len(),
+                at,
+                latency,
+            });
+            offers.push(offer);
+        }
+        *crate::sync::lock(&self.sources) = sources;
         let previous = self.catalog();
         // Before the integrity check: a tool refused for its name is never
         // screened, so never approved as new.

@@ -71,6 +71,11 @@ impl AdminSecret {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .unwrap_or("");
+        self.matches(presented)
+    }
+
+    /// Whether `presented` is the secret (constant time; never empty).
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         let matches: bool = sha256(presented.as_bytes()).ct_eq(&self.digest).into();
         matches && !presented.is_empty()
     }

@@ -7,6 +7,7 @@
 //! (`/link/…`), the OAuth facade's endpoints, and the operator endpoints.
 
 pub(crate) mod admin;
+pub(crate) mod admin_page;
 mod admit;
 pub(crate) mod facade;
 mod front;

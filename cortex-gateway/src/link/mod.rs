@@ -275,6 +275,22 @@ impl Accounts {
         &self.servers
     }
 
+    /// Linked accounts per configured server (counts only, no
+    /// identities); `Err` says why they cannot be read.
+    pub(crate) async fn linked_counts(&self) -> Result<Vec<(String, u64)>, String> {
+        let counts = self
+            .vault()
+            .map_err(|e| e.to_string())?
+            .linked_counts()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self
+            .servers
+            .iter()
+            .map(|s| (s.id.clone(), counts.get(&s.id).copied().unwrap_or(0)))
+            .collect())
+    }
+
     fn index(&self, id: &str) -> Option<usize> {
         self.servers.iter().position(|s| s.id == id)
     }

@@ -23,6 +23,7 @@ mod otel;
 mod pg_server;
 mod redis_store;
 mod signed_baseline;
+mod status_page;
 mod support;
 mod upstream;
 mod vault;

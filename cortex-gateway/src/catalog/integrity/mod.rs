@@ -532,6 +532,36 @@ impl IntegrityGuard {
         out
     }
 
+    /// A digest of each open quarantine's pending definition, by public
+    /// name: it changes when the backend changes the tool again.
+    pub(crate) fn pending_digests(&self) -> HashMap<String, String> {
+        let state = self.lock();
+        state
+            .baseline
+            .quarantined
+            .values()
+            .flat_map(|tools| tools.values())
+            .map(|q| {
+                let pending = serde_json::to_value(&q.pending).unwrap_or_default();
+                (q.public.clone(), fingerprint::hash_value(&pending))
+            })
+            .collect()
+    }
+
+    /// Why this gateway cannot record approvals now (a corrupt baseline,
+    /// or only the baseline's public key), if it cannot.
+    pub(crate) fn approvals_blocked(&self) -> Option<String> {
+        if let Some(reason) = self.corrupt() {
+            return Some(ApproveError::Corrupt(reason).to_string());
+        }
+        (!self.signing.can_sign()).then(|| {
+            "this gateway holds only the public key of the signed baseline: approve off-host \
+             with `cortex-gateway baseline approve` and `cortex-gateway baseline sign`, then put \
+             the signed file in place"
+                .to_string()
+        })
+    }
+
     /// Approves the pending definition of a quarantined tool (by public
     /// name), persists the baseline, and lifts the withholding. The tool is
     /// served again from the next catalog refresh.
