@@ -50,7 +50,7 @@ async fn echo(_ctx: Ctx<()>, args: EchoArgs) -> Result<Value, ToolError> {
 }
 
 /// The backend app: `echo` with `description`.
-fn app(issuer: &TestIssuer, audience: &str, description: &str) -> Backend {
+pub fn app(issuer: &TestIssuer, audience: &str, description: &str) -> Backend {
     Backend::builder("app")
         .auth(Auth::new(issuer.auth_config(audience, &[TECH])).expect("auth"))
         .tool(
@@ -85,6 +85,28 @@ async fn contract(
         response.body,
     )
         .into_response()
+}
+
+/// Serves the backend in `backend` (replace it to change the app) on a
+/// loopback port: its URL and the serving task.
+pub async fn serve_backend(
+    backend: Arc<RwLock<Backend>>,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let router = axum::Router::new().route(
+            "/api/cortex/backend",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let backend = backend.read().expect("the app").clone();
+                    async move { contract(backend, headers, body).await }
+                },
+            ),
+        );
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((url, task))
 }
 
 /// One `cortex-gateway serve` process.
@@ -214,21 +236,7 @@ impl Replicas {
         let url = format!("http://127.0.0.1:{nginx_port}/mcp");
         let issuer = TestIssuer::start().await?;
         let backend = Arc::new(RwLock::new(app(&issuer, &url, "Echo a text.")));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let backend_url = format!("http://{}", listener.local_addr()?);
-        let served = backend.clone();
-        let backend_task = tokio::spawn(async move {
-            let router = axum::Router::new().route(
-                "/api/cortex/backend",
-                axum::routing::post(
-                    move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                        let backend = served.read().expect("the app").clone();
-                        async move { contract(backend, headers, body).await }
-                    },
-                ),
-            );
-            let _ = axum::serve(listener, router).await;
-        });
+        let (backend_url, backend_task) = serve_backend(backend.clone()).await?;
         let mut replicas = Vec::new();
         for i in 0..3 {
             let port = free_port();

@@ -57,7 +57,7 @@ fn assert_secure_headers(r: &reqwest::Response) {
     }
     assert!(!csp.contains("script-src"), "{csp}");
     assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-    assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+    assert_eq!(h[header::REFERRER_POLICY], "same-origin");
     assert_eq!(h[header::CACHE_CONTROL], "no-store");
 }
 
@@ -111,6 +111,16 @@ async fn post_form(base: &str, path: &str, cookie: Option<&str>, form: &[(&str, 
 
 #[tokio::test]
 async fn without_the_admin_secret_there_is_no_status_page() {
+    let (_with, gw) = start(controls()).await;
+    for path in ["/admin", "/admin/style.css"] {
+        let r = http()
+            .get(format!("{}{path}", gw.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path} with a secret");
+        assert_secure_headers(&r);
+    }
     let (_setup, gw) = start(ControlsConfig::default()).await;
     for path in ["/admin", "/admin/style.css"] {
         let r = http()

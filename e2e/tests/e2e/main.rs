@@ -1,6 +1,7 @@
 //! One integration-test binary: official MCP clients and the official
 //! conformance suite against Cortex (see the crate docs and e2e/README.md).
 
+mod admin_page;
 mod conformance;
 mod conformance_meridian;
 mod container;

@@ -21,7 +21,7 @@
 //!
 //! Every answer carries a strict Content-Security-Policy (no script, styles
 //! from the gateway only, forms to the gateway only, no framing),
-//! `nosniff`, `no-referrer` and `no-store`.
+//! `nosniff`, `Referrer-Policy: same-origin` and `no-store`.
 
 mod render;
 mod session;
@@ -119,7 +119,10 @@ fn secure_headers(headers: &mut HeaderMap) {
              base-uri 'none'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it Chromium sends `Origin: null` with
+        // the page's own forms, which the origin check must refuse.
+        // `same-origin` sends no referrer to any other origin either.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ] {
@@ -157,6 +160,15 @@ fn refused(status: StatusCode, why: &str) -> Response {
             ),
         ),
     )
+}
+
+/// A refused form: the status and why.
+struct Refused(StatusCode, &'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        refused(self.0, self.1)
+    }
 }
 
 /// See-other to the page (after a form), with `cookie` set if given.
@@ -216,15 +228,15 @@ impl Page {
         &self,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<(String, HashMap<String, String>), Response> {
+    ) -> Result<(String, HashMap<String, String>), Refused> {
         if !self.same_origin(headers) {
-            return Err(refused(
+            return Err(Refused(
                 StatusCode::FORBIDDEN,
                 "this form must be sent from the gateway's own status page (its Origin did not match)",
             ));
         }
         let Some(id) = self.session_id(headers) else {
-            return Err(refused(
+            return Err(Refused(
                 StatusCode::UNAUTHORIZED,
                 "sign in first: the session is missing or has expired",
             ));
@@ -232,12 +244,32 @@ impl Page {
         let fields = form(body);
         let csrf = fields.get("csrf").map_or("", String::as_str);
         if !self.sessions.csrf_matches(&id, csrf) {
-            return Err(refused(
+            return Err(Refused(
                 StatusCode::FORBIDDEN,
                 "the form's CSRF token is missing or wrong: reload the status page and try again",
             ));
         }
         Ok((id, fields))
+    }
+
+    /// [`Self::checked_form`] of a form naming a tool: the session id and
+    /// the tool.
+    fn checked_tool_form(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(String, String), Refused> {
+        let (id, fields) = self.checked_form(headers, body)?;
+        match fields.get("tool") {
+            Some(t) if !t.is_empty() => {
+                crate::audit::note(|r| r.tool = Some(t.clone()));
+                Ok((id, t.clone()))
+            }
+            _ => Err(Refused(
+                StatusCode::BAD_REQUEST,
+                "the form names no tool: use the buttons of the status page",
+            )),
+        }
     }
 
     /// Forgets rejections whose quarantine closed or whose pending
@@ -403,31 +435,14 @@ async fn sign_out(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes
             page.sessions.close(&id);
             back(Some(page.cookie("", 0)))
         }
-        Err(r) => r,
-    }
-}
-
-fn tool_of(fields: &HashMap<String, String>) -> Result<String, Response> {
-    match fields.get("tool") {
-        Some(t) if !t.is_empty() => {
-            crate::audit::note(|r| r.tool = Some(t.clone()));
-            Ok(t.clone())
-        }
-        _ => Err(refused(
-            StatusCode::BAD_REQUEST,
-            "the form names no tool: use the buttons of the status page",
-        )),
+        Err(r) => r.into_response(),
     }
 }
 
 async fn approve(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (id, fields) = match page.checked_form(&headers, &body) {
+    let (id, tool) = match page.checked_tool_form(&headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
-    };
-    let tool = match tool_of(&fields) {
-        Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let digests = page.deps.integrity.pending_digests();
     if page.current_rejections(&digests).contains_key(&tool) {
@@ -443,13 +458,9 @@ async fn approve(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes)
 }
 
 async fn reject(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (id, fields) = match page.checked_form(&headers, &body) {
+    let (id, tool) = match page.checked_tool_form(&headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
-    };
-    let tool = match tool_of(&fields) {
-        Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let digests = page.deps.integrity.pending_digests();
     let Some(digest) = digests.get(&tool) else {
@@ -472,13 +483,9 @@ async fn reject(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn reconsider(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (id, fields) = match page.checked_form(&headers, &body) {
+    let (id, tool) = match page.checked_tool_form(&headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
-    };
-    let tool = match tool_of(&fields) {
-        Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     crate::sync::lock(&page.rejected).remove(&tool);
     page.done(&id, &format!("`{tool}` awaits review again"))
