@@ -377,6 +377,21 @@ impl Gateway {
                 keep_alive: Duration::from_secs(config.keep_alive_s.max(1))
                     .min(Duration::from_millis(c.idle_timeout_ms.max(2)) / 2),
                 max_batch_messages: c.max_batch_messages,
+                instructions: config.agent.instructions.clone(),
+                icon_url: config.agent.icon_url.clone(),
+                website_url: config.agent.website_url.clone(),
+                canonical_uri: config.canonical_uri.clone(),
+            },
+            feedback: store.feedback.clone(),
+            webhook: match (
+                &config.agent.feedback_webhook_url,
+                &config.agent.feedback_webhook_secret,
+            ) {
+                (Some(url), Some(secret)) => Some(
+                    mcp::webhook::Webhook::start(url.clone(), secret)
+                        .map_err(|e| config_error("CORTEX_FEEDBACK_WEBHOOK_URL", e.to_string()))?,
+                ),
+                _ => None,
             },
             shutdown: shutdown_rx,
         };

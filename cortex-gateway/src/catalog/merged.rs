@@ -21,7 +21,15 @@ use crate::sync::lock;
 /// The names the gateway's own tools take; backend tools with these public
 /// names are masked (`accounts` only when it is served: see
 /// [`Catalog::build_with`]).
-pub(crate) const BUILTINS: [&str; 3] = ["whoami", "find_tools", ACCOUNTS_TOOL];
+pub(crate) const BUILTINS: [&str; 7] = [
+    "whoami",
+    "find_tools",
+    "report_missing_capability",
+    "list_cortex_tickets",
+    "list_cortex_resources",
+    "read_cortex_resource",
+    ACCOUNTS_TOOL,
+];
 /// The builtin that lists and unlinks the caller's linked third-party
 /// accounts (served when third-party MCP servers are configured).
 pub(crate) const ACCOUNTS_TOOL: &str = "accounts";
@@ -410,7 +418,7 @@ fn tool_definition(name: &str, d: &ToolDescriptor) -> Result<Value, String> {
 
 /// The builtin tools' definitions (`accounts` last: it is served only
 /// with third-party MCP servers).
-pub(crate) fn builtin_definitions() -> [Value; 3] {
+pub(crate) fn builtin_definitions() -> [Value; 7] {
     [
         json!({
             "name": "find_tools",
@@ -436,6 +444,62 @@ pub(crate) fn builtin_definitions() -> [Value; 3] {
             "annotations": {"readOnlyHint": true, "openWorldHint": false}
         }),
         json!({
+            "name": "report_missing_capability",
+            "title": "Report a missing capability",
+            "description": "When no tool does what the user needs, report it here so that the team running the app can add it. \
+                            Reports of the same need about the same backend within 24 hours are merged; the answer has the ticket's id.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "whatIWanted": {"type": "string", "maxLength": 2000, "description": "What you wanted to do and could not, e.g. `list invoices by due date`."},
+                    "userIntent": {"type": "string", "maxLength": 2000, "description": "What the user was trying to achieve."},
+                    "severity": {"type": "string", "enum": ["blocking", "inconvenient", "nice_to_have"], "description": "`blocking`: the user could not finish; `inconvenient`: a workaround exists."},
+                    "contextTool": {"type": "string", "maxLength": 128, "description": "The tool you were using, if any (its backend gets the ticket)."},
+                    "backend": {"type": "string", "maxLength": 128, "description": "The backend the need concerns, when no contextTool names it."},
+                    "suggestedShape": {"description": "The tool you would have wanted: name, arguments, result (at most 8 KiB of JSON)."}
+                },
+                "required": ["whatIWanted", "userIntent", "severity"],
+                "additionalProperties": false
+            },
+            "annotations": {"readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": true}
+        }),
+        json!({
+            "name": "list_cortex_tickets",
+            "title": "My reported needs",
+            "description": "The tickets you reported with report_missing_capability (kept by the gateway or by the backend concerned), newest first.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "status": {"type": "string", "maxLength": 32, "description": "Only tickets with this status (`open`, `planned`, `done`, `declined`)."},
+                    "severity": {"type": "string", "enum": ["blocking", "inconvenient", "nice_to_have"]},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "At most this many (default 50)."}
+                },
+                "additionalProperties": false
+            },
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        }),
+        json!({
+            "name": "list_cortex_resources",
+            "title": "List resources",
+            "description": "The resource templates you may read, and the gateway's own resources (cortex://architecture: the backends, your tools and the scopes).",
+            "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        }),
+        json!({
+            "name": "read_cortex_resource",
+            "title": "Read a resource",
+            "description": "Reads one resource by URI: cortex://architecture, or a URI built from a template of list_cortex_resources.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "uri": {"type": "string", "maxLength": 2048, "description": "The resource's URI."}
+                },
+                "required": ["uri"],
+                "additionalProperties": false
+            },
+            "annotations": {"readOnlyHint": true, "openWorldHint": true}
+        }),
+        json!({
             "name": ACCOUNTS_TOOL,
             "title": "Linked accounts",
             "description": "Your accounts at the third-party services behind this gateway. \
@@ -455,9 +519,9 @@ pub(crate) fn builtin_definitions() -> [Value; 3] {
 }
 
 /// The builtins' definitions, full and compact, made once.
-static BUILTIN_VIEWS: LazyLock<([Value; 3], [Value; 3])> = LazyLock::new(|| {
+static BUILTIN_VIEWS: LazyLock<([Value; 7], [Value; 7])> = LazyLock::new(|| {
     let full = builtin_definitions();
-    let compacts = [compact(&full[0]), compact(&full[1]), compact(&full[2])];
+    let compacts = std::array::from_fn(|i| compact(&full[i]));
     (full, compacts)
 });
 
@@ -989,16 +1053,29 @@ mod tests {
         };
         let c = Catalog::build(&[("crm".into(), true, Ok(offer))]);
         let reader = c.visible_tools(&["mcp:crm:read".into()], None, false);
-        assert_eq!(reader.len(), 3);
+        // The builtins but `accounts`, then the tools.
+        let builtins = BUILTINS.len() - 1;
+        assert_eq!(reader.len(), builtins + 1);
         let writer = c.visible_tools(&["mcp:crm:write".into()], None, false);
-        assert_eq!(writer.len(), 4, "write implies read");
+        assert_eq!(writer.len(), builtins + 2, "write implies read");
         let again = c.visible_tools(&["mcp:crm:read".into(), "mcp:crm:read".into()], None, false);
         assert!(Arc::ptr_eq(&reader.entries, &again.entries));
         let compact = c.visible_tools(&["mcp:crm:read".into()], None, true);
         let names: Vec<&Value> = compact.iter().map(|d| &d["name"]).collect();
-        assert_eq!(names, ["find_tools", "whoami", "crm_read"]);
         assert_eq!(
-            compact.iter().nth(2).unwrap()["inputSchema"],
+            names,
+            [
+                "find_tools",
+                "whoami",
+                "report_missing_capability",
+                "list_cortex_tickets",
+                "list_cortex_resources",
+                "read_cortex_resource",
+                "crm_read"
+            ]
+        );
+        assert_eq!(
+            compact.iter().nth(builtins).unwrap()["inputSchema"],
             json!({"type": "object"})
         );
         assert_eq!(c.cache_usage().renders.entries, 3);
@@ -1045,7 +1122,7 @@ mod tests {
             (view.len(), view.backend_filter(), bytes)
         };
         let expected = page(&["crm".into()]);
-        assert_eq!(expected.0, 302);
+        assert_eq!(expected.0, 300 + BUILTINS.len() - 1);
         assert_eq!(expected.1, Some(vec!["crm".to_string()]));
         for n in 0..5_000 {
             let junk = vec![format!("junk{n}"), "crm".into(), "crm".into()];
@@ -1055,16 +1132,16 @@ mod tests {
         assert_eq!((usage.renders.entries, usage.pages.entries), (1, 1));
         // Nothing but unknown ids: the builtins only, one view for all.
         let (len, filter, _) = page(&["junk".into()]);
-        assert_eq!((len, filter), (2, Some(vec![])));
+        assert_eq!((len, filter), (BUILTINS.len() - 1, Some(vec![])));
         let (both, _, _) = page(&["docs".into(), "junk".into(), "crm".into()]);
-        assert_eq!(both, 303);
+        assert_eq!(both, 301 + BUILTINS.len() - 1);
 
         // Distinct real views (scope sets, as many tokens would bring)
         // are cached up to the bounds, never beyond them.
         for n in 0..(RENDER_CACHE_ENTRIES + PAGE_CACHE_ENTRIES) * 2 {
             let scopes = vec!["mcp:crm:read".to_string(), format!("other:{n}")];
             let view = c.visible_tools(&scopes, None, n % 2 == 0);
-            assert_eq!(view.len(), 302);
+            assert_eq!(view.len(), 300 + BUILTINS.len() - 1);
             c.tools_page(&view, "2025-11-25", 100, || vec![b'x'; 64 << 10]);
             let usage = c.cache_usage();
             assert!(usage.renders.entries <= RENDER_CACHE_ENTRIES, "{usage:?}");

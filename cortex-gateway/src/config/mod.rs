@@ -9,6 +9,7 @@ use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
 use cortex_backend::auth::{JwtSettings, check_transport};
 use serde::{Deserialize, Serialize};
 
+mod agent;
 mod controls;
 mod facade;
 mod identity;
@@ -26,6 +27,7 @@ pub use crate::upstream::mcp::settings::{
 };
 pub use crate::upstream::settings::{BackendConfig, TokenExchangeConfig, TokenMode};
 pub use crate::vault::VaultConfig;
+pub use agent::{AgentConfig, MAX_INSTRUCTIONS_BYTES};
 pub use controls::{
     ControlsConfig, DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS,
     DEFAULT_INTROSPECTION_CACHE_S, DEFAULT_MAX_BATCH_MESSAGES, DEFAULT_MAX_CONNECTIONS,
@@ -152,6 +154,10 @@ pub struct GatewayConfig {
     /// identity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facade: Option<FacadeConfig>,
+    /// What the agents are told and where their feedback goes
+    /// (`[agent]`): instructions, icon, website, feedback webhook.
+    #[serde(default)]
+    pub agent: AgentConfig,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -194,6 +200,7 @@ impl PartialEq for GatewayConfig {
             controls,
             identity,
             facade,
+            agent,
         } = self;
         let vault_view = |v: &Option<VaultConfig>| {
             v.as_ref().map(|v| {
@@ -225,6 +232,7 @@ impl PartialEq for GatewayConfig {
             && *controls == other.controls
             && *identity == other.identity
             && *facade == other.facade
+            && *agent == other.agent
     }
 }
 
@@ -295,6 +303,7 @@ impl GatewayConfig {
             controls: ControlsConfig::default(),
             identity: IdentityConfig::default(),
             facade: None,
+            agent: AgentConfig::default(),
         }
     }
 
@@ -454,6 +463,7 @@ impl GatewayConfig {
         facade::read_env(env, &mut config)?;
         config.controls = ControlsConfig::from_env_map(env)?;
         config.identity = IdentityConfig::from_env_map(env)?;
+        config.agent = AgentConfig::from_env_map(env);
         config.validate()?;
         Ok(config)
     }
@@ -508,6 +518,7 @@ impl GatewayConfig {
         check_transport(&self.issuer, self.oauth.allow_insecure_http)
             .map_err(|p| ConfigError::new("OAUTH_ISSUER", p))?;
         self.oauth.check()?;
+        self.agent.check()?;
         if self.technical_token.len() < cortex_backend::auth::MIN_TECHNICAL_TOKEN_LEN {
             return Err(ConfigError::new(
                 "CORTEX_TECHNICAL_TOKEN",
@@ -637,6 +648,7 @@ impl GatewayConfig {
             }
         }
         copy.controls = self.controls.masked();
+        copy.agent = self.agent.masked();
         if let Some(f) = &mut copy.facade {
             f.client_secret = mask(&f.client_secret);
         }

@@ -89,6 +89,7 @@ pub(crate) fn router(app: Arc<App>, extra: Router) -> Router {
         )
         .route("/.well-known/oauth-protected-resource", get(metadata))
         .route(JWKS_PATH, get(jwks))
+        .route("/.well-known/mcp/server-card.json", get(server_card))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz));
     // Where a verifier looks when the gateway's issuer has a path.
@@ -116,6 +117,12 @@ pub(crate) fn router(app: Arc<App>, extra: Router) -> Router {
 async fn metadata(State(app): State<Arc<App>>) -> Response {
     let scopes = app.admission.catalog_scopes();
     json_response(StatusCode::OK, &app.admission.auth.metadata(scopes))
+}
+
+/// The MCP server card, from the configuration (public, like the
+/// protected-resource metadata).
+async fn server_card(State(app): State<Arc<App>>) -> Response {
+    json_response(StatusCode::OK, &mcp::methods::server_card(&app.mcp))
 }
 
 /// Where the gateway's public keys are served.

@@ -50,6 +50,48 @@ pub(crate) fn server_info(revision: Revision) -> Value {
     info
 }
 
+/// [`server_info`] with the configured icon and website (2025-11-25 on).
+pub(crate) fn server_info_of(mcp: &Service, revision: Revision) -> Value {
+    let mut info = server_info(revision);
+    if revision >= Revision::V2025_11_25 {
+        if let Some(icon) = &mcp.settings.icon_url {
+            info["icons"] = json!([{"src": icon}]);
+        }
+        if let Some(site) = &mcp.settings.website_url {
+            info["websiteUrl"] = json!(site);
+        }
+    }
+    info
+}
+
+/// The MCP server card (`/.well-known/mcp/server-card.json`, SEP-2127):
+/// who the gateway is and where its endpoint is, from the configuration.
+pub(crate) fn server_card(mcp: &Service) -> Value {
+    let uri = &mcp.settings.canonical_uri;
+    let host = url::Url::parse(uri)
+        .ok()
+        .and_then(|u| u.host_str().map(String::from))
+        .unwrap_or_default();
+    let reversed: Vec<&str> = host.split('.').rev().collect();
+    let mut card = server_info_of(mcp, Revision::V2026_07_28);
+    if let Some(o) = card.as_object_mut() {
+        o.insert(
+            "$schema".into(),
+            json!("https://static.modelcontextprotocol.io/schemas/v1/server-card.schema.json"),
+        );
+        o.insert("name".into(), json!(format!("{}/mcp", reversed.join("."))));
+        o.insert(
+            "remotes".into(),
+            json!([{
+                "type": "streamable-http",
+                "url": uri,
+                "supportedProtocolVersions": Revision::all_strings(),
+            }]),
+        );
+    }
+    card
+}
+
 /// The capabilities the gateway declares.
 pub(crate) fn capabilities() -> Value {
     json!({
@@ -87,9 +129,16 @@ pub(crate) fn instructions(mcp: &Service, catalog: &Catalog) -> String {
         "This gateway federates the company's apps (backends) behind one MCP endpoint. \
          Tools are named <backend>_<tool>, for example crm_search_accounts. \
          Before guessing how a backend works, call its <backend>_get_help tool. \
-         Builtins: whoami (your identity and scopes, and what each backend you hold a scope for knows about you) \
-         and find_tools (search tools by words; full definitions by name). ",
+         Builtins: whoami (your identity and scopes, and what each backend you hold a scope for knows about you); \
+         find_tools (search tools by words; full definitions by name); \
+         report_missing_capability (when no tool does what the user needs, report it: say what you wanted, \
+         the user's intent and how much it hurts; the answer has a ticket id) and list_cortex_tickets (your reports); \
+         list_cortex_resources and read_cortex_resource (the resources you may read, and cortex://architecture: \
+         the backends, your tools and the scopes). ",
     );
+    if let Some(own) = &mcp.settings.instructions {
+        text.insert_str(0, &format!("{own}\n\n"));
+    }
     if !unprefixed.is_empty() {
         text.push_str(&format!(
             "Tools of {} keep their own names without a prefix. ",
@@ -130,7 +179,7 @@ pub(crate) fn initialize_result(mcp: &Service, revision: Revision) -> Value {
     json!({
         "protocolVersion": revision.as_str(),
         "capabilities": capabilities(),
-        "serverInfo": server_info(revision),
+        "serverInfo": server_info_of(mcp, revision),
         "instructions": instructions(mcp, &catalog),
     })
 }
@@ -384,7 +433,17 @@ pub(crate) fn is_modern_method(method: &str) -> bool {
 
 /// Adds the stateless era's fields to a result.
 fn decorate(mcp: &Service, revision: Revision, method: &str, result: Value) -> Value {
-    decorate_with(mcp.settings.list_ttl_ms, revision, method, result)
+    let mut result = decorate_with(mcp.settings.list_ttl_ms, revision, method, result);
+    if revision.is_modern()
+        && (mcp.settings.icon_url.is_some() || mcp.settings.website_url.is_some())
+        && let Some(meta) = result.get_mut("_meta").and_then(Value::as_object_mut)
+    {
+        meta.insert(
+            "io.modelcontextprotocol/serverInfo".into(),
+            server_info_of(mcp, revision),
+        );
+    }
+    result
 }
 
 /// [`decorate`] with the list lifetime (`ttlMs`) given.
@@ -503,7 +562,7 @@ async fn get_prompt(
     Ok(serde_json::to_value(typed).unwrap_or_else(|_| json!({"messages": []})))
 }
 
-async fn read_resource(
+pub(crate) async fn read_resource(
     mcp: &Service,
     catalog: &Catalog,
     ctx: &CallCtx,

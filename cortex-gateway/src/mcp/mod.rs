@@ -9,11 +9,14 @@ pub(crate) mod endpoint;
 pub(crate) mod envelope;
 pub(crate) mod era;
 pub(crate) mod fast_call;
+pub(crate) mod feedback;
 pub(crate) mod gzip;
 pub(crate) mod jsonrpc;
 pub(crate) mod methods;
+pub(crate) mod resources;
 mod service;
 pub(crate) mod sse;
 pub(crate) mod tools;
+pub(crate) mod webhook;
 
 pub(crate) use service::{Service, Settings};

@@ -9,7 +9,7 @@ use crate::{
     audit::Auditor,
     catalog::{Federation, integrity::IntegrityGuard},
     link::Accounts,
-    store::{ratelimit::Budgets, sessions::Sessions},
+    store::{feedback::FeedbackTickets, ratelimit::Budgets, sessions::Sessions},
 };
 
 /// The MCP layer's settings.
@@ -24,6 +24,14 @@ pub(crate) struct Settings {
     pub(crate) keep_alive: Duration,
     /// Messages of one JSON-RPC batch at most.
     pub(crate) max_batch_messages: usize,
+    /// The operator's text put before the gateway's `instructions`.
+    pub(crate) instructions: Option<String>,
+    /// `serverInfo.icons` (one icon at this URL).
+    pub(crate) icon_url: Option<String>,
+    /// `serverInfo.websiteUrl`.
+    pub(crate) website_url: Option<String>,
+    /// The canonical URI of the MCP endpoint (the server card's remote).
+    pub(crate) canonical_uri: String,
 }
 
 /// The MCP layer of a gateway.
@@ -40,6 +48,10 @@ pub(crate) struct Service {
     pub(crate) auditor: Arc<Auditor>,
     /// Linked third-party accounts (the `accounts` builtin).
     pub(crate) accounts: Arc<Accounts>,
+    /// The feedback tickets the gateway keeps.
+    pub(crate) feedback: Arc<FeedbackTickets>,
+    /// Where new blocking tickets are POSTed, when configured.
+    pub(crate) webhook: Option<super::webhook::Webhook>,
     /// Settings.
     pub(crate) settings: Settings,
     /// Becomes `true` when the gateway shuts down (streams end).
@@ -106,7 +118,13 @@ mod tests {
                 whoami_timeout: Duration::from_secs(1),
                 keep_alive: Duration::from_secs(15),
                 max_batch_messages: 32,
+                instructions: None,
+                icon_url: None,
+                website_url: None,
+                canonical_uri: "https://mcp.example.com/mcp".into(),
             },
+            feedback: store.feedback.clone(),
+            webhook: None,
             shutdown,
         };
         (service, (writer, stop))
@@ -183,7 +201,19 @@ mod tests {
             .iter()
             .filter_map(|t| t["name"].as_str())
             .collect();
-        assert_eq!(names, ["find_tools", "whoami", "accounts"], "{answer}");
+        assert_eq!(
+            names,
+            [
+                "find_tools",
+                "whoami",
+                "report_missing_capability",
+                "list_cortex_tickets",
+                "list_cortex_resources",
+                "read_cortex_resource",
+                "accounts"
+            ],
+            "{answer}"
+        );
 
         let listed = call(&mcp, &ana, &headers, json!({"action": "list"})).await;
         let servers = &listed["result"]["structuredContent"]["servers"];
@@ -292,7 +322,18 @@ mod tests {
             .iter()
             .filter_map(|t| t["name"].as_str())
             .collect();
-        assert_eq!(names, ["find_tools", "whoami"], "{answer}");
+        assert_eq!(
+            names,
+            [
+                "find_tools",
+                "whoami",
+                "report_missing_capability",
+                "list_cortex_tickets",
+                "list_cortex_resources",
+                "read_cortex_resource"
+            ],
+            "{answer}"
+        );
         // Without third-party servers there is no `accounts` builtin.
         let answer = call(&mcp, &caller, &legacy, json!({"action": "list"})).await;
         assert!(

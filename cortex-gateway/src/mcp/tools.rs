@@ -170,6 +170,24 @@ pub(crate) async fn call(
             return Ok(ToolResult::Built(Box::pin(whoami(mcp, catalog, ctx)).await));
         }
         "find_tools" => return Ok(ToolResult::Built(find_tools(catalog, ctx, arguments))),
+        "report_missing_capability" => {
+            return Ok(ToolResult::Built(
+                Box::pin(super::feedback::report(mcp, catalog, ctx, arguments)).await,
+            ));
+        }
+        "list_cortex_tickets" => {
+            return Ok(ToolResult::Built(
+                Box::pin(super::feedback::list(mcp, catalog, ctx, arguments)).await,
+            ));
+        }
+        "list_cortex_resources" => {
+            return Ok(ToolResult::Built(super::resources::list(catalog, ctx)));
+        }
+        "read_cortex_resource" => {
+            return Ok(ToolResult::Built(
+                Box::pin(super::resources::read(mcp, catalog, ctx, arguments)).await,
+            ));
+        }
         ACCOUNTS_TOOL if catalog.serves_accounts_tool() => {
             return Ok(ToolResult::Built(
                 Box::pin(accounts(mcp, ctx, arguments)).await,

@@ -15,6 +15,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod facade;
+pub(crate) mod feedback;
 pub(crate) mod integrity;
 pub(crate) mod memo;
 pub(crate) mod ratelimit;
@@ -27,6 +28,7 @@ pub(crate) mod tokens;
 use std::{path::PathBuf, sync::Arc};
 
 use facade::{FacadeLimits, FacadeState, MemoryFacade};
+use feedback::{FeedbackLimits, FeedbackTickets, MemoryFeedback};
 use integrity::IntegrityDocument;
 use ratelimit::{Budgets, RateLimiter, StreamLimiter};
 use sessions::{MemorySessions, SessionLimits, Sessions};
@@ -77,6 +79,8 @@ pub(crate) struct Store {
     pub(crate) integrity: Arc<IntegrityDocument>,
     /// The OAuth facade's clients, sign-ins, codes, grants, revocations.
     pub(crate) facade: Arc<FacadeState>,
+    /// The agents' feedback tickets the gateway keeps itself.
+    pub(crate) feedback: Arc<FeedbackTickets>,
 }
 
 /// What the Redis store is sized and configured by, besides the memory
@@ -155,6 +159,10 @@ impl Store {
             // so one agent's sign-in must reach one replica (sticky
             // sessions in front); docs/facade.md says so.
             facade: Arc::new(FacadeState::Memory(MemoryFacade::new(memory.facade))),
+            // No Redis variant yet: each replica keeps the tickets it took.
+            feedback: Arc::new(FeedbackTickets::Memory(MemoryFeedback::new(
+                FeedbackLimits::default(),
+            ))),
         };
         Ok((store, shared))
     }
@@ -181,6 +189,9 @@ impl Store {
             ))),
             integrity: Arc::new(IntegrityDocument::at(settings.baseline)),
             facade: Arc::new(FacadeState::Memory(MemoryFacade::new(settings.facade))),
+            feedback: Arc::new(FeedbackTickets::Memory(MemoryFeedback::new(
+                FeedbackLimits::default(),
+            ))),
         }
     }
 }

@@ -518,7 +518,17 @@ async fn a_corrupt_baseline_withholds_every_federated_tool_and_is_kept() {
     let token = setup.token("alice");
     let mut names = tool_names(&gw.url, &token).await;
     names.sort();
-    assert_eq!(names, vec!["find_tools", "whoami"]);
+    assert_eq!(
+        names,
+        vec![
+            "find_tools",
+            "list_cortex_resources",
+            "list_cortex_tickets",
+            "read_cortex_resource",
+            "report_missing_capability",
+            "whoami"
+        ]
+    );
     assert_tool_refused(&gw.url, &token, "crm_search_accounts", "baseline").await;
     gw.gateway.refresh_now().await;
     assert_eq!(

@@ -32,6 +32,10 @@ where
         [
             "find_tools",
             "whoami",
+            "report_missing_capability",
+            "list_cortex_tickets",
+            "list_cortex_resources",
+            "read_cortex_resource",
             "crm_broken_report",
             "crm_count_accounts",
             "crm_export_all",
@@ -229,6 +233,10 @@ where
         [
             "find_tools",
             "whoami",
+            "report_missing_capability",
+            "list_cortex_tickets",
+            "list_cortex_resources",
+            "read_cortex_resource",
             "docs_get_help",
             "docs_search",
             "docs_slow_export"

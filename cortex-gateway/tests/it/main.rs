@@ -10,6 +10,7 @@ mod client;
 mod controls;
 mod facade;
 mod federation;
+mod feedback;
 mod hostile;
 mod hostile_catalog;
 mod identity;

@@ -50,7 +50,17 @@ fn keygen(dir: &Path, name: &str) -> (String, String) {
 fn federated(names: &[String]) -> Vec<&String> {
     names
         .iter()
-        .filter(|n| *n != "find_tools" && *n != "whoami")
+        .filter(|n| {
+            ![
+                "find_tools",
+                "whoami",
+                "report_missing_capability",
+                "list_cortex_tickets",
+                "list_cortex_resources",
+                "read_cortex_resource",
+            ]
+            .contains(&n.as_str())
+        })
         .collect()
 }
 
