@@ -59,6 +59,8 @@ struct Fake {
     discovers: AtomicUsize,
     /// Every `Authorization` header seen ("" when none).
     authorizations: Mutex<Vec<String>>,
+    /// `traceparent` of each `tools/call`: the header's and `_meta`'s.
+    traces: Mutex<Vec<(Option<String>, Option<String>)>>,
     next_session: AtomicUsize,
 }
 
@@ -86,6 +88,7 @@ impl FakeServer {
             initializes: AtomicUsize::new(0),
             discovers: AtomicUsize::new(0),
             authorizations: Mutex::new(Vec::new()),
+            traces: Mutex::new(Vec::new()),
             next_session: AtomicUsize::new(0),
         });
         let app = Router::new()
@@ -137,6 +140,16 @@ async fn serve(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -
         .unwrap_or_default()
         .to_string();
     fake.authorizations.lock().unwrap().push(auth.clone());
+    if method == "tools/call" {
+        let header = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let meta = message["params"]["_meta"]["traceparent"]
+            .as_str()
+            .map(String::from);
+        fake.traces.lock().unwrap().push((header, meta));
+    }
     let account = auth
         .strip_prefix("Bearer ")
         .and_then(|t| fake.tokens.get(t))
@@ -698,4 +711,43 @@ async fn a_redirect_is_never_followed() {
     );
     catcher_task.abort();
     mover_task.abort();
+}
+
+/// With traces on, a call to a 2026-07-28 server carries the upstream
+/// span's context in the `traceparent` header and in `params._meta`; with
+/// them off (every other test here), in neither.
+#[tokio::test]
+async fn trace_context_reaches_a_modern_server_in_headers_and_meta() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let traces = std::sync::Arc::new(
+        cortex_gateway::telemetry::Tracing::from_lookup(
+            // Exports go nowhere (nothing listens): only the context matters.
+            |k| {
+                (k == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    .then(|| "http://127.0.0.1:9/v1/traces".into())
+            },
+            tokio::runtime::Handle::current(),
+        )
+        .unwrap()
+        .unwrap(),
+    );
+    let _on_this_thread =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(traces.layer()));
+    tracing::callsite::rebuild_interest_cache();
+    let (fake, _dir, vault) = alice_only().await;
+    // Connections served on this thread, where the subscriber is.
+    let w = world(&[("tracker", &fake)], vault, |c| c.workers = Some(0)).await;
+    let mut alice = Client::modern(&w.url, &w.token("alice", &[READ]));
+    let a = alice.call("tracker_whoami", json!({})).await;
+    assert_eq!(a["isError"], false, "{a}");
+    let seen = fake.fake.traces.lock().unwrap().clone();
+    let (header, meta) = seen.last().cloned().expect("a tools/call");
+    let header = header.expect("a traceparent header");
+    assert_eq!(Some(&header), meta.as_ref(), "the same context in _meta");
+    let parts: Vec<&str> = header.split('-').collect();
+    assert_eq!(parts.len(), 4, "{header}");
+    assert_eq!((parts[0], parts[1].len(), parts[2].len()), ("00", 32, 16));
+    tokio::task::spawn_blocking(move || traces.shutdown())
+        .await
+        .unwrap();
 }
