@@ -17,7 +17,7 @@ use crate::controls::{
 };
 
 /// Runs `cortex-gateway baseline <args>`: exit status, stdout, stderr.
-fn cli(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cortex-gateway"))
         .env_clear()
         .env("RUST_LOG", "off")
@@ -33,7 +33,7 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 }
 
 /// A new key pair in `dir`: the private key file and the public key PEM.
-fn keygen(dir: &Path, name: &str) -> (String, String) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (String, String) {
     let private = dir.join(format!("{name}.pem"));
     let (code, out, err) = cli(&["keygen", "--out", private.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");

@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::{
     client::Client,
     controls::{ADMIN, assert_tool_refused, docs, start, temp_dir, tool_names},
+    signed_baseline::{cli, keygen},
 };
 
 /// A urlencoded form body (what a browser's form sends).
@@ -310,4 +311,66 @@ async fn wrong_secrets_close_sign_in_for_a_while() {
     assert_eq!(r.status(), 429, "even the right secret waits");
     assert!(r.headers().contains_key(header::RETRY_AFTER));
     assert!(r.headers().get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn with_only_the_baseline_public_key_the_page_says_why_it_cannot_approve() {
+    let dir = temp_dir("page-verify-only");
+    let (private, public) = keygen(&dir, "operator");
+    let baseline = dir.join("tools.json");
+    let proposed = dir.join("tools.json.proposed");
+    let (setup, gw) = start(ControlsConfig {
+        baseline_public_key: Some(public),
+        tool_baseline: Some(baseline.clone()),
+        ..controls()
+    })
+    .await;
+    let (code, _, err) = cli(&[
+        "sign",
+        proposed.to_str().unwrap(),
+        "--key",
+        &private,
+        "--out",
+        baseline.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    gw.gateway.refresh_now().await;
+    setup
+        .docs
+        .replace(docs(&setup.issuer, &setup.url, "Search, then mail out."));
+    gw.gateway.refresh_now().await;
+    let token = setup.token("alice");
+    assert!(
+        !tool_names(&gw.url, &token)
+            .await
+            .contains(&"docs_search".into())
+    );
+
+    let cookie = sign_in(&gw.base).await;
+    let html = page(&gw.base, &cookie).await;
+    let quarantines = &html[html.find("id=\"quarantines\"").unwrap()..];
+    assert!(quarantines.contains("docs_search"), "{html}");
+    assert!(!quarantines.contains("value=\"Approve\""), "{html}");
+    let blocked = &html[html.find("id=\"blocked\"").expect("says why")..];
+    assert!(blocked.contains("cortex-gateway baseline sign"), "{html}");
+
+    // A forged form cannot act either: the guard refuses, nothing is written.
+    let signed = std::fs::read(&baseline).unwrap();
+    let form = [("csrf", csrf_in(&html)), ("tool", "docs_search".into())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        post_form(&gw.base, "/admin/approve", Some(&cookie), &form).await,
+        303
+    );
+    assert!(
+        page(&gw.base, &cookie)
+            .await
+            .contains("cannot sign approvals")
+    );
+    assert!(
+        !tool_names(&gw.url, &token)
+            .await
+            .contains(&"docs_search".into())
+    );
+    assert_eq!(std::fs::read(&baseline).unwrap(), signed, "never written");
 }
