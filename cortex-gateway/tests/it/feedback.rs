@@ -431,3 +431,96 @@ fn a_webhook_to_a_remote_plaintext_url_stops_the_start() {
     assert!(!format!("{c:?}").contains(SECRET));
     assert!(!c.masked_toml().contains(SECRET));
 }
+
+/// A docs backend that keeps its own tickets: the report reaches it with
+/// the caller's identity, and its tickets are listed to their author.
+#[tokio::test]
+async fn a_backend_that_keeps_tickets_gets_the_report_and_lists_them() {
+    use cortex_backend::{
+        Auth, Backend, ToolFn,
+        contract::{Ticket, TicketList, TicketReceipt},
+    };
+    let w = world(|_| {}).await;
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let backend = {
+        let seen = seen.clone();
+        let listed = seen.clone();
+        Backend::builder("docs")
+            .auth(Auth::new(w.issuer.auth_config(&w.url, &[crate::support::TECH])).unwrap())
+            .tool(
+                ToolFn::new("search")
+                    .scope("mcp:docs:read")
+                    .description("Search documents by words.")
+                    .handler(
+                        |_ctx: cortex_backend::Ctx<()>, _a: crate::support::Query| async {
+                            Ok(json!({"hits": []}))
+                        },
+                    ),
+            )
+            .tickets(
+                move |ctx, report| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock()
+                            .unwrap()
+                            .push((ctx.caller().sub.clone(), report.what_i_wanted.clone()));
+                        Ok(TicketReceipt {
+                            ticket_id: "DOCS-1".into(),
+                            deduplicated: false,
+                            ack_message: Some("docs team will look".into()),
+                        })
+                    }
+                },
+                move |ctx, _params| {
+                    let listed = listed.clone();
+                    async move {
+                        let sub = ctx.caller().sub.clone();
+                        let tickets = listed
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|(s, _)| *s == sub)
+                            .map(|(_, what)| Ticket {
+                                ticket_id: "DOCS-1".into(),
+                                status: "planned".into(),
+                                severity: cortex_backend::contract::Severity::Blocking,
+                                what_i_wanted: what.clone(),
+                                user_intent: "u".into(),
+                                created_at: None,
+                            })
+                            .collect();
+                        Ok(TicketList { tickets })
+                    }
+                },
+            )
+            .build()
+            .unwrap()
+    };
+    w.docs.replace(backend);
+    w.gateway.refresh_now().await;
+    let mut ana = Client::modern(&w.url, &w.token("ana", &["mcp:docs:read"]));
+    let mut args = report("search by author", "blocking");
+    args["contextTool"] = json!("docs_search");
+    let r = ana.call("report_missing_capability", args).await;
+    let s = &r["structuredContent"];
+    assert_eq!(s["heldBy"], "backend", "{r}");
+    assert_eq!(s["ticketId"], "DOCS-1");
+    assert_eq!(s["ackMessage"], "docs team will look");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [("ana".to_string(), "search by author".to_string())]
+    );
+    let listed = ana.call("list_cortex_tickets", json!({})).await;
+    let tickets = listed["structuredContent"]["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 1, "{listed}");
+    assert_eq!(tickets[0]["backend"], "docs");
+    assert_eq!(tickets[0]["status"], "planned");
+    // A caller without a docs scope never reaches the backend: the
+    // gateway keeps that ticket.
+    let mut eve = Client::modern(&w.url, &w.token("eve", &["mcp:crm:read"]));
+    let mut args = report("search by author", "inconvenient");
+    args["backend"] = json!("docs");
+    let r = eve.call("report_missing_capability", args).await;
+    assert_eq!(r["structuredContent"]["heldBy"], "gateway", "{r}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
