@@ -742,6 +742,7 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
     config.vault = VaultConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
     let audit_file = dir.path().join("audit.log");
     config.controls.audit_file = Some(audit_file.clone());
+    config.controls.admin_secret = Some(crate::controls::ADMIN.into());
     let gateway = Gateway::new(config).await.unwrap();
     let router = gateway.router();
     let get = |path_and_query: String, cookie: Option<String>| {
@@ -837,6 +838,34 @@ async fn the_gateway_serves_the_link_pages_from_its_configuration() {
         !raw.contains("ticket") && !raw.contains("code-") && !raw.contains("secret"),
         "{raw}"
     );
+
+    // The status page counts the linked account, naming nobody.
+    let signed_in = router
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/admin/sign-in")
+                .header(header::HOST, "127.0.0.1:3213")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(axum::body::Body::from(format!(
+                    "secret={}",
+                    crate::controls::ADMIN
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let admin = signed_in.headers()[header::SET_COOKIE].to_str().unwrap();
+    let admin = admin.split(';').next().unwrap().to_string();
+    let status = get("/admin".into(), Some(admin)).await;
+    let html = http_body_util::BodyExt::collect(status.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let html = String::from_utf8_lossy(&html);
+    let linked = &html[html.find("id=\"linked\"").expect("linked accounts")..];
+    assert!(linked.contains("<td>tracker</td><td>1</td>"), "{html}");
+    assert!(!html.contains("ana"), "no identities: {html}");
 
     // Another gateway on the same vault (a restart, a replica) reuses the
     // stored registration: linking there registers nothing new.
