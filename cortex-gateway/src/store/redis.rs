@@ -413,33 +413,71 @@ impl RedisSessions {
 
 // -------------------------------------------------------------- rate limit
 
-/// GCRA with the server's clock. KEYS: the caller's arrival time. ARGV:
-/// emission interval (µs), tolerance (µs). Returns -1 when admitted, else
-/// the µs until the next admission.
+/// GCRA with the server's clock, charging up to `want` cells at once.
+/// KEYS: the caller's arrival time. ARGV: emission interval (µs),
+/// tolerance (µs), cells wanted. Returns `{granted, wait}`: the cells
+/// charged (at least 1 when admitted), or 0 and the µs until the next
+/// admission.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-if now < tat - tolerance then return tat - tolerance - now end
-local next = tat + interval
+local room = tolerance - (tat - now)
+if room < 0 then return {0, math.ceil(-room)} end
+local granted = want
+if interval > 0 then granted = math.min(want, math.floor(room / interval) + 1) end
+local next = tat + granted * interval
 redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / 1000) + 1)
-return -1
+return {granted, 0}
 ";
 
+/// How long cells charged ahead on Redis may be spent here: at most this
+/// late, so a caller's requests in any window exceed what Redis admitted
+/// in a window this much longer by no more than one chunk per replica.
+const CELL_LIFETIME: Duration = Duration::from_secs(1);
+/// The largest chunk charged ahead, whatever the burst.
+const MAX_CHUNK: u32 = 64;
+
+/// Cells a caller has charged on Redis and not spent yet here.
+#[derive(Debug, Clone, Copy)]
+struct Cells {
+    left: u32,
+    /// The size of the last chunk (the next one doubles it, up to the
+    /// limit, while the caller keeps spending within the lifetime).
+    chunk: u32,
+    granted: std::time::Instant,
+}
+
 /// A per-caller GCRA on Redis: one budget for all replicas.
+///
+/// A caller who keeps sending charges cells ahead in chunks (1, 2, 4 … up
+/// to an eighth of the burst, at most [`MAX_CHUNK`]) and spends them here
+/// without a round trip for up to [`CELL_LIFETIME`]. Cells are charged
+/// before they are spent, so Redis never admits more than the budget;
+/// spending them up to a second late lets one replica exceed the rate over
+/// a window by at most one chunk. With a burst below 16 the chunk is 1:
+/// every request is one exact round trip.
 #[derive(Debug)]
 pub(crate) struct RedisRate {
     shared: Shared,
     interval_us: String,
     tolerance_us: String,
+    max_chunk: u32,
     on_failure: OnFailure,
     script: Script,
+    /// Cells charged ahead, per `sub`; bounded by [`MAX_AHEAD_CALLERS`].
+    ahead: Mutex<HashMap<Box<str>, Cells>>,
     /// The budgets of client addresses, in this process (they guard its
     /// own work).
     local: super::ratelimit::RateLimiter,
 }
+
+/// Callers whose cells charged ahead are remembered (forgetting them only
+/// loses cells: the caller is then admitted less, never more).
+const MAX_AHEAD_CALLERS: usize = 10_000;
 
 impl RedisRate {
     pub(crate) fn new(
@@ -455,8 +493,10 @@ impl RedisRate {
             shared,
             interval_us: interval.as_micros().to_string(),
             tolerance_us: tolerance.as_micros().to_string(),
+            max_chunk: (burst / 8).clamp(1, MAX_CHUNK),
             on_failure,
             script: Script::new(GCRA),
+            ahead: Mutex::default(),
             local,
         }
     }
@@ -466,24 +506,73 @@ impl RedisRate {
         &self.local
     }
 
-    /// Charges one request to the budget under `key` (a digest).
-    pub(crate) async fn charge(&self, key: &str) -> Result<(), super::ratelimit::RateLimited> {
-        let k = self.shared.key(key);
-        let r: Result<i64, Unavailable> = self
+    /// Charges one request to the caller `sub`: a cell charged ahead, or
+    /// a round trip.
+    pub(crate) async fn charge_subject(
+        &self,
+        sub: &str,
+    ) -> Result<(), super::ratelimit::RateLimited> {
+        let now = std::time::Instant::now();
+        let want = {
+            let mut ahead = lock(&self.ahead);
+            match ahead.get_mut(sub) {
+                Some(c) if now.saturating_duration_since(c.granted) < CELL_LIFETIME => {
+                    if c.left > 0 {
+                        c.left -= 1;
+                        return Ok(());
+                    }
+                    (c.chunk * 2).min(self.max_chunk)
+                }
+                _ => 1,
+            }
+        };
+        let key = self
+            .shared
+            .key(&format!("r:{}", digest(&[b"sub", sub.as_bytes()])));
+        let granted = self.charge(&key, want).await?;
+        if self.max_chunk > 1 {
+            let mut ahead = lock(&self.ahead);
+            if ahead.len() >= MAX_AHEAD_CALLERS && !ahead.contains_key(sub) {
+                ahead.retain(|_, c| {
+                    c.left > 0 && now.saturating_duration_since(c.granted) < CELL_LIFETIME
+                });
+                if ahead.len() >= MAX_AHEAD_CALLERS {
+                    ahead.clear();
+                }
+            }
+            ahead.insert(
+                sub.into(),
+                Cells {
+                    left: granted.saturating_sub(1),
+                    chunk: granted.max(1),
+                    granted: now,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Charges up to `want` cells under `key`; how many were charged.
+    async fn charge(&self, key: &str, want: u32) -> Result<u32, super::ratelimit::RateLimited> {
+        let r: Result<(i64, i64), Unavailable> = self
             .shared
             .eval(
                 &self.script,
-                &[&k],
-                &[self.interval_us.as_bytes(), self.tolerance_us.as_bytes()],
+                &[key],
+                &[
+                    self.interval_us.as_bytes(),
+                    self.tolerance_us.as_bytes(),
+                    want.to_string().as_bytes(),
+                ],
             )
             .await;
         match r {
-            Ok(n) if n < 0 => Ok(()),
-            Ok(wait) => Err(super::ratelimit::RateLimited {
-                retry_after: Duration::from_micros(wait as u64),
+            Ok((granted, _)) if granted > 0 => Ok(granted as u32),
+            Ok((_, wait)) => Err(super::ratelimit::RateLimited {
+                retry_after: Duration::from_micros(wait.max(0) as u64),
             }),
             Err(_) => match self.on_failure {
-                OnFailure::Open => Ok(()),
+                OnFailure::Open => Ok(1),
                 OnFailure::Closed => Err(super::ratelimit::RateLimited {
                     retry_after: Duration::from_secs(1),
                 }),
@@ -1082,5 +1171,50 @@ mod tests {
         assert_eq!(s.get(&ids[0], "caller-0").await.unwrap(), None);
         let card = server.command("ZCARD t:sa");
         assert_eq!(card.trim(), ":2", "{card}");
+    }
+
+    fn rate(shared: Shared, per_minute: u32, burst: u32) -> RedisRate {
+        RedisRate::new(
+            shared,
+            per_minute,
+            burst,
+            OnFailure::Open,
+            crate::store::ratelimit::RateLimiter::new(per_minute, burst, 100),
+        )
+    }
+
+    fn evalsha_calls(server: &RedisServer) -> u64 {
+        server
+            .command("INFO commandstats")
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|l| l.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_steady_caller_charges_cells_ahead_and_two_replicas_share_one_burst() {
+        let server = RedisServer::start_new();
+        // A large budget: chunks grow to 8 (burst / 8), so 200 calls take
+        // far fewer round trips.
+        let big = rate(shared(&server).await, 1_000_000, 64);
+        for _ in 0..200 {
+            big.charge_subject("ana").await.unwrap();
+        }
+        let trips = evalsha_calls(&server);
+        assert!(trips < 60, "{trips} round trips for 200 calls");
+
+        // 60 a minute, burst 16 (chunks of 2): two replicas alternating
+        // admit the burst once, give or take one chunk each.
+        let a = rate(shared(&server).await, 60, 16);
+        let b = rate(shared(&server).await, 60, 16);
+        let mut admitted = 0;
+        for i in 0..60 {
+            let r = if i % 2 == 0 { &a } else { &b };
+            if r.charge_subject("bo").await.is_ok() {
+                admitted += 1;
+            }
+        }
+        assert!((14..=18).contains(&admitted), "admitted {admitted}");
     }
 }

@@ -89,10 +89,7 @@ impl Budgets {
         match &self.rate {
             RateBudget::Memory(limiter) => limiter.check_subject(sub),
             RateBudget::Off => Ok(()),
-            RateBudget::Redis(r) => {
-                r.charge(&format!("r:{}", redis::digest(&[b"sub", sub.as_bytes()])))
-                    .await
-            }
+            RateBudget::Redis(r) => r.charge_subject(sub).await,
         }
     }
 
