@@ -73,6 +73,8 @@ mod link;
 mod mcp;
 mod metrics;
 mod protocol;
+#[cfg(any(test, feature = "testing"))]
+mod redis_server;
 #[cfg(test)]
 mod scratch;
 mod store;

@@ -1055,16 +1055,16 @@ where
     [publisher, subscriber]
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
+        redis_server::RedisServer,
         store::{
             sessions::SessionLimits,
             tickets::TicketLimits,
             tokens::{INTROSPECTION_CACHE_LIMITS, TokenKey},
         },
-        testing::RedisServer,
     };
 
     async fn shared(server: &RedisServer) -> Shared {
