@@ -644,10 +644,17 @@ pub async fn serve(
 /// A key that leaves the file stays published for the longest assertion
 /// lifetime allowed.
 fn signing_keys(config: &GatewayConfig) -> Result<Arc<keys::SigningKeys>, ConfigError> {
+    // A key that leaves the file stays published as long as the longest
+    // token signed with it may live: an assertion, or a facade access token.
+    let longest = config
+        .facade
+        .as_ref()
+        .map_or(0, |f| f.access_ttl_s)
+        .max(config::MAX_ASSERT_TTL_S);
     let keys = keys::SigningKeys::load(
         config.identity.signing_key_file.as_deref(),
         config.gateway_issuer(),
-        Duration::from_secs(config::MAX_ASSERT_TTL_S),
+        Duration::from_secs(longest),
     )
     .map_err(|e| config_error("CORTEX_SIGNING_KEY_FILE", e.to_string()))?;
     if keys.generated() {
