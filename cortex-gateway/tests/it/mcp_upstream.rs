@@ -733,11 +733,13 @@ async fn trace_context_reaches_a_modern_server_in_headers_and_meta() {
     );
     let _on_this_thread =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(traces.layer()));
-    tracing::callsite::rebuild_interest_cache();
     let (fake, _dir, vault) = alice_only().await;
     // Connections served on this thread, where the subscriber is.
     let w = world(&[("tracker", &fake)], vault, |c| c.workers = Some(0)).await;
     let mut alice = Client::modern(&w.url, &w.token("alice", &[READ]));
+    // Other tests' threads register the callsites with no subscriber
+    // interested: the cache is rebuilt once this thread's is registered.
+    tracing::callsite::rebuild_interest_cache();
     let a = alice.call("tracker_whoami", json!({})).await;
     assert_eq!(a["isError"], false, "{a}");
     let seen = fake.fake.traces.lock().unwrap().clone();
