@@ -172,7 +172,17 @@ impl std::fmt::Debug for Replicas {
 impl Drop for Replicas {
     fn drop(&mut self) {
         if let Some(mut nginx) = self.nginx.take() {
-            let _ = nginx.kill();
+            // SIGTERM through nginx itself: the master stops its workers
+            // (a SIGKILL of the master would leave them running).
+            let _ = Command::new(nginx_bin())
+                .arg("-p")
+                .arg(self.dir.path())
+                .arg("-c")
+                .arg(self.dir.path().join("nginx.conf"))
+                .args(["-s", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             let _ = nginx.wait();
         }
         self.backend_task.abort();
@@ -334,6 +344,10 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+fn nginx_bin() -> String {
+    std::env::var("CORTEX_TEST_NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".into())
+}
+
 fn start_nginx(dir: &Path, port: u16, replicas: &[Replica]) -> anyhow::Result<Child> {
     let servers: String = replicas
         .iter()
@@ -380,7 +394,7 @@ http {{
     );
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, config)?;
-    let bin = std::env::var("CORTEX_TEST_NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".into());
+    let bin = nginx_bin();
     let child = Command::new(&bin)
         .arg("-p")
         .arg(dir)
