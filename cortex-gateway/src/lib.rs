@@ -240,14 +240,32 @@ impl Gateway {
                 ..Default::default()
             },
         };
+        let vault = open_vault(&config).await?;
         let (store, shared) = match &c.store {
             config::StoreKind::Redis(url) => {
+                // Replicas share the facade's sign-ins on Redis, sealed
+                // with a key derived from the vault's.
+                let facade_key = match (&config.facade, &vault) {
+                    (None, _) => None,
+                    (Some(_), Some(v)) => Some(v.derive_key(store::redis_facade::SEAL_LABEL)),
+                    (Some(_), None) => {
+                        return Err(config_error(
+                            "CORTEX_VAULT_KEY",
+                            "the OAuth facade keeps its sign-ins, codes and grants on Redis \
+                             (CORTEX_STORE), sealed with a key derived from the vault's; set \
+                             CORTEX_VAULT_KEY to the output of `openssl rand -base64 32` (the \
+                             same on every replica)",
+                        )
+                        .into());
+                    }
+                };
                 let (store, shared) = Store::on_redis(
                     memory,
                     store::RedisSettings {
                         url: url.clone(),
                         prefix: c.store_prefix.clone(),
                         on_failure: c.store_rate_limit_on_failure,
+                        facade_key,
                     },
                 )
                 .await
@@ -272,7 +290,6 @@ impl Gateway {
             store.assertions.clone(),
         );
         let metrics = Arc::new(Metrics::new());
-        let vault = open_vault(&config).await?;
         let accounts = linked_accounts(&config, vault.clone())?;
         let facade = match &config.facade {
             Some(f) => Some(Arc::new(

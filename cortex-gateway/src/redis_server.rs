@@ -109,6 +109,22 @@ impl RedisServer {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
+    /// Every key and every value (strings, hash fields and values, list
+    /// items, set members) the server holds, in RESP text: what a dump of
+    /// the store would show.
+    pub fn dump(&self) -> String {
+        self.command(
+            "EVAL \"local o={} for _,k in ipairs(redis.call('KEYS','*')) do o[#o+1]=k \
+             local t=redis.call('TYPE',k).ok \
+             if t=='string' then o[#o+1]=redis.call('GET',k) \
+             elseif t=='hash' then for _,v in ipairs(redis.call('HGETALL',k)) do o[#o+1]=v end \
+             elseif t=='list' then for _,v in ipairs(redis.call('LRANGE',k,0,-1)) do o[#o+1]=v end \
+             elseif t=='set' then for _,v in ipairs(redis.call('SMEMBERS',k)) do o[#o+1]=v end \
+             elseif t=='zset' then for _,v in ipairs(redis.call('ZRANGE',k,0,-1)) do o[#o+1]=v end end end \
+             return o\" 0",
+        )
+    }
+
     /// Runs one command (inline form: arguments separated by spaces,
     /// quoted with `"` when needed) and returns its reply in the RESP text
     /// Redis sent.

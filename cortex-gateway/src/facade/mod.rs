@@ -48,8 +48,12 @@ use self::{
 use crate::{
     keys::SigningKeys,
     link::state::{challenge, random_text},
-    store::facade::{
-        FacadeState, GrantRecord, IssuedCode, Pending, Redeemed, RefreshLookup, RegisteredClient,
+    store::{
+        facade::{
+            FacadeState, GrantRecord, IssuedCode, Pending, Redeemed, RefreshLookup,
+            RegisteredClient,
+        },
+        redis::Unavailable,
     },
     vault::{Grant, Secret, Vault, unix_now},
 };
@@ -105,6 +109,8 @@ pub(crate) enum BrowserOutcome {
     /// Show this explanation (the request cannot be sent back to the
     /// agent: unknown client, unregistered redirect URI, expired sign-in).
     Page(String),
+    /// The shared store cannot be reached: try again shortly (503).
+    Unavailable,
 }
 
 /// A refusal at the token, revocation or registration endpoint.
@@ -128,6 +134,23 @@ fn oauth_error(status: u16, error: &'static str, description: impl Into<String>)
 
 fn invalid_grant(description: impl Into<String>) -> OAuthError {
     oauth_error(400, "invalid_grant", description)
+}
+
+/// The answer when the shared store cannot be reached (503, with
+/// `Retry-After`).
+fn store_unavailable(e: Unavailable) -> OAuthError {
+    tracing::warn!(error = %e, "the OAuth facade cannot reach its shared store");
+    oauth_error(
+        503,
+        "temporarily_unavailable",
+        "the gateway's shared store cannot be reached; try again in a few seconds",
+    )
+}
+
+/// [`store_unavailable`] for the browser.
+fn browser_unavailable(e: Unavailable) -> BrowserOutcome {
+    tracing::warn!(error = %e, "the OAuth facade cannot reach its shared store");
+    BrowserOutcome::Unavailable
 }
 
 /// `uri` with `pairs` added to its query.
@@ -309,22 +332,31 @@ impl Facade {
             client::registration(body).map_err(|e| oauth_error(400, e.error, e.description))?;
         let id = random_text(24);
         let answer = client::registration_answer(&id, &client, unix_now());
-        self.state.register(&id, client).await;
+        self.state
+            .register(&id, client)
+            .await
+            .map_err(store_unavailable)?;
         Ok(answer)
     }
 
     /// The client `client_id`: registered here, or its metadata document.
-    async fn client(&self, client_id: &str) -> Result<RegisteredClient, String> {
+    async fn client(&self, client_id: &str) -> Result<RegisteredClient, BrowserOutcome> {
         if client::is_document_url(client_id) {
             return client::fetch_document(&self.http, client_id)
                 .await
-                .map_err(|e| e.description);
+                .map_err(|e| BrowserOutcome::Page(e.description));
         }
-        self.state.client(client_id).await.ok_or_else(|| {
-            "this client is not registered here (it may have been registered at another \
-             gateway, or long ago); let the agent register again"
-                .to_string()
-        })
+        self.state
+            .client(client_id)
+            .await
+            .map_err(browser_unavailable)?
+            .ok_or_else(|| {
+                BrowserOutcome::Page(
+                    "this client is not registered here (it may have been registered at \
+                     another gateway, or long ago); let the agent register again"
+                        .to_string(),
+                )
+            })
     }
 
     /// `/authorize`: checks the agent's request and sends the browser to
@@ -343,7 +375,7 @@ impl Facade {
         };
         let client = match self.client(&client_id).await {
             Ok(c) => c,
-            Err(why) => return BrowserOutcome::Page(why),
+            Err(outcome) => return outcome,
         };
         let redirect_uri = match request.redirect_uri {
             Some(uri)
@@ -463,7 +495,8 @@ impl Facade {
         pairs.push(("code_challenge_method", "S256"));
         pairs.extend(self.idp.target());
         let location = with_query(&provider.authorization_endpoint, &pairs);
-        self.state
+        if let Err(e) = self
+            .state
             .put_pending(
                 &state,
                 Pending {
@@ -476,7 +509,10 @@ impl Facade {
                     nonce,
                 },
             )
-            .await;
+            .await
+        {
+            return browser_unavailable(e);
+        }
         BrowserOutcome::Redirect(location)
     }
 
@@ -522,7 +558,11 @@ impl Facade {
         let Some(state) = query.state.filter(|s| s.len() <= MAX_PARAMETER_BYTES) else {
             return BrowserOutcome::Page("the identity provider sent no state".into());
         };
-        let Some(pending) = self.state.take_pending(&state).await else {
+        let pending = match self.state.take_pending(&state).await {
+            Ok(p) => p,
+            Err(e) => return browser_unavailable(e),
+        };
+        let Some(pending) = pending else {
             return BrowserOutcome::Page(
                 "this sign-in is unknown, already finished or expired; start again from your \
                  agent"
@@ -599,7 +639,8 @@ impl Facade {
             expires_at: unix_now() + self.refresh_ttl_s.max(self.access_ttl_s),
         };
         let code = random_text(32);
-        self.state
+        let kept = self
+            .state
             .put_code(
                 &code,
                 IssuedCode {
@@ -613,6 +654,9 @@ impl Facade {
                 },
             )
             .await;
+        if let Err(e) = kept {
+            return browser_unavailable(e);
+        }
         back(&[("code", &code)])
     }
 
@@ -676,10 +720,15 @@ impl Facade {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<Value, OAuthError> {
-        let issued = match self.state.redeem_code(code).await {
+        let issued = match self
+            .state
+            .redeem_code(code)
+            .await
+            .map_err(store_unavailable)?
+        {
             Redeemed::Fresh(issued) => issued,
             Redeemed::Replayed { grant_id } => {
-                self.revoke_grant(&grant_id).await;
+                self.revoke_grant(&grant_id).await?;
                 return Err(invalid_grant(
                     "the code was already used; the grant it gave is revoked: sign in again",
                 ));
@@ -720,7 +769,8 @@ impl Facade {
         }
         self.state
             .put_grant(grant.clone(), refresh.as_deref())
-            .await;
+            .await
+            .map_err(store_unavailable)?;
         self.answer(&grant, refresh)
     }
 
@@ -730,10 +780,15 @@ impl Facade {
         client_id: &str,
         narrower: Option<&str>,
     ) -> Result<Value, OAuthError> {
-        let grant = match self.state.grant_by_refresh(refresh_token).await {
+        let grant = match self
+            .state
+            .grant_by_refresh(refresh_token)
+            .await
+            .map_err(store_unavailable)?
+        {
             RefreshLookup::Current(g) => *g,
             RefreshLookup::Reused { grant_id } => {
-                self.revoke_grant(&grant_id).await;
+                self.revoke_grant(&grant_id).await?;
                 return Err(invalid_grant(
                     "the refresh token was already used; the grant is revoked: sign in again",
                 ));
@@ -772,7 +827,7 @@ impl Facade {
             oauth_error(503, "temporarily_unavailable", "try again in a minute")
         })?;
         let Some(idp_refresh) = kept.and_then(|k| k.grant.refresh_token.clone()) else {
-            self.revoke_grant(&grant.id).await;
+            self.revoke_grant(&grant.id).await?;
             return Err(invalid_grant(
                 "the sign-in can no longer be renewed: sign in again",
             ));
@@ -781,7 +836,7 @@ impl Facade {
             Ok(s) => s,
             Err(IdpError::Refused(reason)) => {
                 tracing::info!(reason = %reason, "the identity provider refused a facade refresh");
-                self.revoke_grant(&grant.id).await;
+                self.revoke_grant(&grant.id).await?;
                 return Err(invalid_grant(
                     "the identity provider no longer accepts this sign-in: sign in again",
                 ));
@@ -796,14 +851,14 @@ impl Facade {
             }
         };
         if signed.sub != grant.sub {
-            self.revoke_grant(&grant.id).await;
+            self.revoke_grant(&grant.id).await?;
             return Err(invalid_grant(
                 "the identity provider renewed another user: sign in again",
             ));
         }
         let scopes = self.grantable(&signed, &asked);
         if scopes.is_empty() {
-            self.revoke_grant(&grant.id).await;
+            self.revoke_grant(&grant.id).await?;
             return Err(invalid_grant(
                 "the identity provider no longer grants any of the scopes: sign in again",
             ));
@@ -823,8 +878,16 @@ impl Facade {
             ..grant
         };
         let next = random_text(32);
-        if !self.state.rotate_refresh(renewed.clone(), &next).await {
-            return Err(invalid_grant("the grant was revoked: sign in again"));
+        if !self
+            .state
+            .rotate_refresh(renewed.clone(), refresh_token, &next)
+            .await
+            .map_err(store_unavailable)?
+        {
+            return Err(invalid_grant(
+                "the refresh token was used at the same time by another request, or the grant \
+                 was revoked: sign in again",
+            ));
         }
         self.answer(&renewed, Some(next))
     }
@@ -868,10 +931,11 @@ impl Facade {
 
     /// Revokes a grant: its refresh token at once, its access tokens until
     /// they expire, and the provider's refresh token.
-    async fn revoke_grant(&self, grant_id: &str) {
+    async fn revoke_grant(&self, grant_id: &str) -> Result<(), OAuthError> {
         self.state
             .revoke(grant_id, unix_now() + self.access_ttl_s + 60)
-            .await;
+            .await
+            .map_err(store_unavailable)?;
         if let Some(vault) = &self.vault {
             if let Ok(Some(kept)) = vault.get(grant_id, VAULT_SERVER).await
                 && let Some(t) = &kept.grant.refresh_token
@@ -882,6 +946,7 @@ impl Facade {
                 tracing::warn!(error = %e, "a revoked facade grant cannot be removed from the vault");
             }
         }
+        Ok(())
     }
 
     /// `/revoke` (RFC 7009): a refresh token or an access token of this
@@ -902,21 +967,24 @@ impl Facade {
         };
         let client_id = get("client_id");
         let owned = |owner: &str| client_id.is_none_or(|c| same(c, owner));
-        match self.state.grant_by_refresh(token).await {
+        match self
+            .state
+            .grant_by_refresh(token)
+            .await
+            .map_err(store_unavailable)?
+        {
             RefreshLookup::Current(g) if owned(&g.client_id) => {
-                self.revoke_grant(&g.id).await;
-                return Ok(());
+                return self.revoke_grant(&g.id).await;
             }
             RefreshLookup::Reused { grant_id } => {
-                self.revoke_grant(&grant_id).await;
-                return Ok(());
+                return self.revoke_grant(&grant_id).await;
             }
             _ => {}
         }
         if let Some((sid, owner)) = self.own_token_grant(token)
             && owned(&owner)
         {
-            self.revoke_grant(&sid).await;
+            self.revoke_grant(&sid).await?;
         }
         Ok(())
     }
@@ -942,8 +1010,9 @@ impl Facade {
         Some((sid, owner))
     }
 
-    /// Whether access tokens of grant `sid` are refused.
-    pub(crate) async fn is_revoked(&self, sid: &str) -> bool {
+    /// Whether access tokens of grant `sid` are refused; `Err` when the
+    /// shared store cannot say (the request is refused with a 503).
+    pub(crate) async fn is_revoked(&self, sid: &str) -> Result<bool, Unavailable> {
         self.state.is_revoked(sid).await
     }
 }

@@ -72,7 +72,10 @@ impl Admission {
         self.budgets.charge_subject(&caller.sub).await?;
         if let Some(facade) = &self.facade
             && let Some(sid) = caller.claims.get("sid").and_then(serde_json::Value::as_str)
-            && facade.is_revoked(sid).await
+            && facade.is_revoked(sid).await.map_err(|e| {
+                audit::note_outcome("error", Some("store"));
+                Rejection::StoreUnavailable(e.0)
+            })?
         {
             audit::note_outcome("refused", Some("revoked"));
             return Err(self.reject(AuthRejection::Unauthenticated {

@@ -95,12 +95,22 @@ fn no_store(status: StatusCode, body: &serde_json::Value) -> Response {
     response
 }
 
+/// Seconds a client waits before trying a temporarily unavailable
+/// endpoint again.
+const RETRY_AFTER_SECS: u32 = 2;
+
 fn error_response(e: &OAuthError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    no_store(
+    let mut response = no_store(
         status,
         &json!({"error": e.error, "error_description": e.description}),
-    )
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
 }
 
 fn form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
@@ -154,6 +164,18 @@ fn browser(outcome: BrowserOutcome) -> Response {
             "Sign-in failed",
             &format!("{}.", escape(&why)),
         ),
+        BrowserOutcome::Unavailable => {
+            let mut response = page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "The gateway cannot reach its shared store right now. Reload this page in a \
+                 few seconds.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            response
+        }
     }
 }
 

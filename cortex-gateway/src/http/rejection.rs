@@ -96,6 +96,13 @@ pub(crate) enum Rejection {
     /// (fail closed).
     #[error(transparent)]
     IntrospectionUnavailable(IntrospectionError),
+    /// 503: the shared store cannot say whether the token's grant was
+    /// revoked (fail closed).
+    #[error(
+        "the gateway cannot check the token's grant right now (its shared store is \
+         unavailable); retry in a few seconds"
+    )]
+    StoreUnavailable(String),
 }
 
 impl Rejection {
@@ -114,7 +121,9 @@ impl Rejection {
                 }
             },
             Self::RateLimited(_) | Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::IntrospectionUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IntrospectionUnavailable(_) | Self::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -136,7 +145,8 @@ impl Rejection {
             | Self::Deadline { .. }
             | Self::RateLimited(_)
             | Self::TooManyStreams(_)
-            | Self::IntrospectionUnavailable(_) => SERVER_ERROR,
+            | Self::IntrospectionUnavailable(_)
+            | Self::StoreUnavailable(_) => SERVER_ERROR,
         };
         jsonrpc::error_response(None, &RpcError::new(code, self.to_string()))
     }
@@ -145,7 +155,9 @@ impl Rejection {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::RateLimited(r) => Some(r.retry_after_secs()),
-            Self::TooManyStreams(_) | Self::IntrospectionUnavailable(_) => Some(RETRY_SOON_SECS),
+            Self::TooManyStreams(_)
+            | Self::IntrospectionUnavailable(_)
+            | Self::StoreUnavailable(_) => Some(RETRY_SOON_SECS),
             _ => None,
         }
     }

@@ -26,6 +26,7 @@ use std::{
 use aws_lc_rs::digest::{SHA256, digest};
 use zeroize::Zeroizing;
 
+use super::{redis::Unavailable, redis_facade::RedisFacade};
 use crate::sync::lock;
 
 /// How long a sign-in at the identity provider may take (seconds).
@@ -66,7 +67,7 @@ impl Default for FacadeLimits {
 }
 
 /// A client registered with `/register` (RFC 7591): a public client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RegisteredClient {
     /// Its `client_name`, if it gave one.
     pub(crate) name: Option<String>,
@@ -104,7 +105,7 @@ impl std::fmt::Debug for Pending {
 
 /// Who signed in, what they were granted, and for which client: what a
 /// code carries and a grant keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct GrantRecord {
     /// The grant's id (the `sid` of its access tokens).
     pub(crate) id: String,
@@ -123,7 +124,7 @@ pub(crate) struct GrantRecord {
 }
 
 impl GrantRecord {
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         self.id.len()
             + self.client_id.len()
@@ -186,90 +187,148 @@ pub(crate) enum RefreshLookup {
     Unknown,
 }
 
-/// The facade's state, wherever it is kept.
+/// The facade's state, wherever it is kept. On Redis every method can
+/// fail with [`Unavailable`]: the facade answers 503 then.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "one per gateway, behind an Arc")]
 pub(crate) enum FacadeState {
     /// In this process's memory.
     Memory(MemoryFacade),
+    /// On Redis, shared by the replicas (`redis_facade.rs`).
+    Redis(RedisFacade),
 }
 
 impl FacadeState {
     /// Registers a client under `client_id`.
-    pub(crate) async fn register(&self, client_id: &str, client: RegisteredClient) {
+    pub(crate) async fn register(
+        &self,
+        client_id: &str,
+        client: RegisteredClient,
+    ) -> Result<(), Unavailable> {
         match self {
-            Self::Memory(m) => m.register(client_id, client),
+            Self::Memory(m) => {
+                m.register(client_id, client);
+                Ok(())
+            }
+            Self::Redis(r) => r.register(client_id, &client).await,
         }
     }
 
     /// A registered client.
-    pub(crate) async fn client(&self, client_id: &str) -> Option<RegisteredClient> {
+    pub(crate) async fn client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<RegisteredClient>, Unavailable> {
         match self {
-            Self::Memory(m) => m.client(client_id),
+            Self::Memory(m) => Ok(m.client(client_id)),
+            Self::Redis(r) => r.client(client_id).await,
         }
     }
 
     /// Keeps a sign-in under its `state`.
-    pub(crate) async fn put_pending(&self, state: &str, pending: Pending) {
+    pub(crate) async fn put_pending(
+        &self,
+        state: &str,
+        pending: Pending,
+    ) -> Result<(), Unavailable> {
         match self {
-            Self::Memory(m) => m.put_pending(state, pending, now()),
+            Self::Memory(m) => {
+                m.put_pending(state, pending, now());
+                Ok(())
+            }
+            Self::Redis(r) => r.put_pending(state, &pending, now()).await,
         }
     }
 
     /// Takes the sign-in of `state` (once).
-    pub(crate) async fn take_pending(&self, state: &str) -> Option<Pending> {
+    pub(crate) async fn take_pending(&self, state: &str) -> Result<Option<Pending>, Unavailable> {
         match self {
-            Self::Memory(m) => m.take_pending(state, now()),
+            Self::Memory(m) => Ok(m.take_pending(state, now())),
+            Self::Redis(r) => r.take_pending(state).await,
         }
     }
 
     /// Keeps a code.
-    pub(crate) async fn put_code(&self, code: &str, issued: IssuedCode) {
+    pub(crate) async fn put_code(&self, code: &str, issued: IssuedCode) -> Result<(), Unavailable> {
         match self {
-            Self::Memory(m) => m.put_code(code, issued, now()),
+            Self::Memory(m) => {
+                m.put_code(code, issued, now());
+                Ok(())
+            }
+            Self::Redis(r) => r.put_code(code, &issued, now()).await,
         }
     }
 
     /// Redeems a code.
-    pub(crate) async fn redeem_code(&self, code: &str) -> Redeemed {
+    pub(crate) async fn redeem_code(&self, code: &str) -> Result<Redeemed, Unavailable> {
         match self {
-            Self::Memory(m) => m.redeem_code(code, now()),
+            Self::Memory(m) => Ok(m.redeem_code(code, now())),
+            Self::Redis(r) => r.redeem_code(code).await,
         }
     }
 
     /// Keeps a live grant, with `refresh` its refresh token when it has one.
-    pub(crate) async fn put_grant(&self, grant: GrantRecord, refresh: Option<&str>) {
+    pub(crate) async fn put_grant(
+        &self,
+        grant: GrantRecord,
+        refresh: Option<&str>,
+    ) -> Result<(), Unavailable> {
         match self {
-            Self::Memory(m) => m.put_grant(grant, refresh, now()),
+            Self::Memory(m) => {
+                m.put_grant(grant, refresh, now());
+                Ok(())
+            }
+            Self::Redis(r) => r.put_grant(&grant, refresh, now()).await,
         }
     }
 
     /// The grant `refresh` belongs to.
-    pub(crate) async fn grant_by_refresh(&self, refresh: &str) -> RefreshLookup {
+    pub(crate) async fn grant_by_refresh(
+        &self,
+        refresh: &str,
+    ) -> Result<RefreshLookup, Unavailable> {
         match self {
-            Self::Memory(m) => m.grant_by_refresh(refresh, now()),
+            Self::Memory(m) => Ok(m.grant_by_refresh(refresh, now())),
+            Self::Redis(r) => r.grant_by_refresh(refresh).await,
         }
     }
 
-    /// Replaces the refresh token of a live grant (and its scopes and
-    /// identity); false when the grant is gone.
-    pub(crate) async fn rotate_refresh(&self, grant: GrantRecord, refresh: &str) -> bool {
+    /// Replaces the refresh token `old` of a live grant by `refresh` (and
+    /// its scopes and identity); false when the grant is gone or `old` is
+    /// no longer its current token (another request rotated it first).
+    pub(crate) async fn rotate_refresh(
+        &self,
+        grant: GrantRecord,
+        old: &str,
+        refresh: &str,
+    ) -> Result<bool, Unavailable> {
         match self {
-            Self::Memory(m) => m.rotate_refresh(grant, refresh),
+            Self::Memory(m) => Ok(m.rotate_refresh(grant, old, refresh)),
+            Self::Redis(r) => r.rotate_refresh(&grant, old, refresh, now()).await,
         }
     }
 
     /// Revokes a grant: its refresh token stops working and its access
     /// tokens are refused until `access_until` (unix seconds).
-    pub(crate) async fn revoke(&self, grant_id: &str, access_until: u64) {
+    pub(crate) async fn revoke(
+        &self,
+        grant_id: &str,
+        access_until: u64,
+    ) -> Result<(), Unavailable> {
         match self {
-            Self::Memory(m) => m.revoke(grant_id, access_until, now()),
+            Self::Memory(m) => {
+                m.revoke(grant_id, access_until, now());
+                Ok(())
+            }
+            Self::Redis(r) => r.revoke(grant_id, access_until, now()).await,
         }
     }
 
     /// Whether access tokens of `grant_id` are refused.
-    pub(crate) async fn is_revoked(&self, grant_id: &str) -> bool {
+    pub(crate) async fn is_revoked(&self, grant_id: &str) -> Result<bool, Unavailable> {
         match self {
-            Self::Memory(m) => m.is_revoked(grant_id, now()),
+            Self::Memory(m) => Ok(m.is_revoked(grant_id, now())),
+            Self::Redis(r) => r.is_revoked(grant_id).await,
         }
     }
 }
@@ -537,12 +596,15 @@ impl MemoryFacade {
         }
     }
 
-    fn rotate_refresh(&self, grant: GrantRecord, refresh: &str) -> bool {
+    fn rotate_refresh(&self, grant: GrantRecord, old: &str, refresh: &str) -> bool {
         let mut inner = lock(&self.inner);
         let now = now();
         let Some(live) = inner.grants.get_mut(&grant.id) else {
             return false;
         };
+        if live.refresh != Some(digest_of(old)) {
+            return false;
+        }
         let old = live.refresh.replace(digest_of(refresh));
         live.record = grant.clone();
         if let Some(old) = old
@@ -722,7 +784,11 @@ mod tests {
             m.grant_by_refresh("r1", t),
             RefreshLookup::Current(_)
         ));
-        assert!(m.rotate_refresh(grant("g1"), "r2"));
+        assert!(m.rotate_refresh(grant("g1"), "r1", "r2"));
+        assert!(
+            !m.rotate_refresh(grant("g1"), "r1", "r3"),
+            "r1 was rotated away already"
+        );
         assert_eq!(
             m.grant_by_refresh("r1", t),
             RefreshLookup::Reused {

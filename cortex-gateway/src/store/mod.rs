@@ -20,6 +20,7 @@ pub(crate) mod integrity;
 pub(crate) mod memo;
 pub(crate) mod ratelimit;
 pub(crate) mod redis;
+pub(crate) mod redis_facade;
 pub(crate) mod sessions;
 pub(crate) mod settings;
 pub(crate) mod tickets;
@@ -93,6 +94,9 @@ pub(crate) struct RedisSettings {
     pub(crate) prefix: String,
     /// The rate limit and stream caps while Redis is lost.
     pub(crate) on_failure: settings::RateLimitOnFailure,
+    /// The key sealing the OAuth facade's state (derived from the vault's
+    /// first key); `None`: the facade is off, its state stays in memory.
+    pub(crate) facade_key: Option<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 impl Store {
@@ -155,10 +159,14 @@ impl Store {
                 TicketLimits::default(),
             )))),
             integrity: Arc::new(IntegrityDocument::Redis(Box::new(document))),
-            // No Redis variant yet: each replica keeps its own facade state,
-            // so one agent's sign-in must reach one replica (sticky
-            // sessions in front); docs/facade.md says so.
-            facade: Arc::new(FacadeState::Memory(MemoryFacade::new(memory.facade))),
+            facade: Arc::new(match &settings.facade_key {
+                Some(key) => FacadeState::Redis(redis_facade::RedisFacade::new(
+                    shared.clone(),
+                    memory.facade,
+                    key,
+                )),
+                None => FacadeState::Memory(MemoryFacade::new(memory.facade)),
+            }),
             // No Redis variant yet: each replica keeps the tickets it took.
             feedback: Arc::new(FeedbackTickets::Memory(MemoryFeedback::new(
                 FeedbackLimits::default(),

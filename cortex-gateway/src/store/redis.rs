@@ -18,7 +18,9 @@
 //! - `ti:<d>`: an introspection answer;
 //! - `t:<d(ticket)>`, `tc:<d(sub)>`, `ta`: link tickets and their caps;
 //! - `integrity`: the integrity document;
-//! - channel `changed`: a replica saw the catalog change.
+//! - `f…`: the OAuth facade's state (`redis_facade.rs`);
+//! - channel `changed`: a replica saw the catalog change (its id), or
+//!   revoked a facade grant (`revoked <d(grant id)>`).
 //!
 //! Why this crate, one connection and these failure rules:
 //! `docs/adr/0017-redis-store.md` and `docs/operations.md`.
@@ -58,6 +60,9 @@ pub(crate) struct Shared {
     up: Arc<AtomicBool>,
     /// Where the store is, for messages (the URL without its password).
     place: Arc<str>,
+    /// The OAuth facade's revocation cache, told of revocations that other
+    /// replicas publish (`redis_facade.rs`).
+    revocations: Arc<std::sync::OnceLock<Arc<super::redis_facade::RevocationCache>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -143,6 +148,7 @@ impl Shared {
             prefix: Arc::from(prefix),
             up: Arc::new(AtomicBool::new(true)),
             place: Arc::from(place),
+            revocations: Arc::default(),
         };
         shared.ping().await.map_err(|e| fail(e.0))?;
         Ok(shared)
@@ -225,6 +231,19 @@ impl Shared {
                 )))
             });
         self.note(r)
+    }
+
+    /// Registers the cache that revocation messages update.
+    pub(crate) fn on_revoked(&self, cache: Arc<super::redis_facade::RevocationCache>) {
+        let _ = self.revocations.set(cache);
+    }
+
+    /// A revocation message (`Some(member)`), or a lost subscription
+    /// (`None`: any message may have been missed).
+    fn revoked(&self, member: Option<&str>) {
+        if let Some(cache) = self.revocations.get() {
+            cache.forget(member);
+        }
     }
 
     /// Publishes `message` on the channel `changed`.
@@ -1040,12 +1059,15 @@ where
                 continue;
             }
             if lost {
+                shared.revoked(None);
                 on_remote().await;
             }
             let mut messages = pubsub.on_message();
             while let Some(msg) = messages.next().await {
                 let from: String = msg.get_payload().unwrap_or_default();
-                if *from != *me {
+                if let Some(member) = from.strip_prefix(super::redis_facade::REVOKED_MESSAGE) {
+                    shared.revoked(Some(member));
+                } else if *from != *me {
                     on_remote().await;
                 }
             }

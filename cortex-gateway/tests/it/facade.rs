@@ -29,9 +29,9 @@ use crate::{
     support::{Options, World},
 };
 
-const CLIENT_ID: &str = "gateway-at-idp";
+pub(crate) const CLIENT_ID: &str = "gateway-at-idp";
 const CLIENT_SECRET: &str = "the-gateway-client-secret";
-const AGENT_REDIRECT: &str = "http://127.0.0.1:9/agent/callback";
+pub(crate) const AGENT_REDIRECT: &str = "http://127.0.0.1:9/agent/callback";
 const VERIFIER: &str = "agent-verifier-0123456789-0123456789-0123456789";
 
 /// How the provider's ID token can be wrong.
@@ -47,7 +47,7 @@ enum Broken {
 
 /// What the scripted provider does and what it saw.
 #[derive(Default)]
-struct Script {
+pub(crate) struct Script {
     /// Scopes in the access token's `scp` (space-separated, bare names as
     /// Entra writes them).
     scp: String,
@@ -62,22 +62,22 @@ struct Script {
     /// Refuse refresh tokens.
     refuse_refresh: bool,
     /// Every authorization request's query.
-    authorize_seen: Vec<HashMap<String, String>>,
+    pub(crate) authorize_seen: Vec<HashMap<String, String>>,
     /// Every token request's form.
-    token_seen: Vec<HashMap<String, String>>,
+    pub(crate) token_seen: Vec<HashMap<String, String>>,
     /// code → nonce of its sign-in.
     codes: HashMap<String, String>,
 }
 
-struct Idp {
+pub(crate) struct Idp {
     url: String,
     keys: TestIssuer,
-    script: Mutex<Script>,
+    pub(crate) script: Mutex<Script>,
     /// Whether the metadata advertises PKCE (Entra's does not).
     advertise_pkce: bool,
 }
 
-type Shared = Arc<Idp>;
+pub(crate) type Shared = Arc<Idp>;
 
 async fn metadata(State(idp): State<Shared>) -> Json<Value> {
     let mut doc = json!({
@@ -214,7 +214,7 @@ async fn client_document(State(idp): State<Shared>) -> Json<Value> {
     }))
 }
 
-async fn start_idp(advertise_pkce: bool) -> (Shared, JoinHandle<()>) {
+pub(crate) async fn start_idp(advertise_pkce: bool) -> (Shared, JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let idp = Arc::new(Idp {
@@ -260,6 +260,19 @@ async fn world_at(
     issuer_path: Option<&'static str>,
     tune: impl FnOnce(&mut FacadeConfig) + Send + 'static,
 ) -> World {
+    world_with(idp, task, profile, dir, issuer_path, tune, |_| {}).await
+}
+
+/// [`world_at`], with `more` configuring the gateway last.
+pub(crate) async fn world_with(
+    idp: &Shared,
+    task: JoinHandle<()>,
+    profile: FacadeProfile,
+    dir: &tempfile::TempDir,
+    issuer_path: Option<&'static str>,
+    tune: impl FnOnce(&mut FacadeConfig) + Send + 'static,
+    more: impl FnOnce(&mut GatewayConfig) + Send + 'static,
+) -> World {
     let mut facade = FacadeConfig::new(profile, &idp.url, CLIENT_ID, CLIENT_SECRET);
     tune(&mut facade);
     let vault = VaultConfig::new(
@@ -283,13 +296,14 @@ async fn world_at(
             c.issuer = c.gateway_issuer();
             c.facade = Some(facade);
             c.vault = Some(vault);
+            more(c);
         })),
         ..Options::default()
     })
     .await
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -302,7 +316,7 @@ fn encode(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn query_of(location: &str) -> HashMap<String, String> {
+pub(crate) fn query_of(location: &str) -> HashMap<String, String> {
     url::Url::parse(location)
         .unwrap()
         .query_pairs()
@@ -317,10 +331,10 @@ fn challenge(verifier: &str) -> String {
 }
 
 /// The agent's side of the flow.
-struct Agent {
-    base: String,
-    client_id: String,
-    http: reqwest::Client,
+pub(crate) struct Agent {
+    pub(crate) base: String,
+    pub(crate) client_id: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Agent {
@@ -329,7 +343,7 @@ impl Agent {
     }
 
     /// Registers at the facade whose issuer is `base`.
-    async fn register_at(base: &str) -> Self {
+    pub(crate) async fn register_at(base: &str) -> Self {
         let http = http();
         let r = http
             .post(format!("{base}/register"))
@@ -347,7 +361,7 @@ impl Agent {
     }
 
     /// `GET /authorize` with `extra` parameters; the response.
-    async fn authorize(&self, scope: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn authorize(&self, scope: &str, extra: &[(&str, &str)]) -> reqwest::Response {
         let mut params = vec![
             ("response_type", "code".to_string()),
             ("client_id", self.client_id.clone()),
@@ -371,7 +385,11 @@ impl Agent {
 
     /// Follows the sign-in through the provider and back: the query the
     /// agent's redirect URI receives.
-    async fn sign_in(&self, scope: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    pub(crate) async fn sign_in(
+        &self,
+        scope: &str,
+        extra: &[(&str, &str)],
+    ) -> HashMap<String, String> {
         let r = self.authorize(scope, extra).await;
         assert_eq!(r.status(), 302, "{:?}", r.text().await);
         let to_idp = r.headers()["location"].to_str().unwrap().to_string();
@@ -385,7 +403,7 @@ impl Agent {
         query_of(&to_agent)
     }
 
-    async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+    pub(crate) async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
         let r = self
             .http
             .post(format!("{}/token", self.base))
@@ -398,7 +416,7 @@ impl Agent {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
-    async fn redeem(&self, code: &str) -> (u16, Value) {
+    pub(crate) async fn redeem(&self, code: &str) -> (u16, Value) {
         self.token(&[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -409,7 +427,7 @@ impl Agent {
         .await
     }
 
-    async fn refresh(&self, refresh: &str) -> (u16, Value) {
+    pub(crate) async fn refresh(&self, refresh: &str) -> (u16, Value) {
         self.token(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh),

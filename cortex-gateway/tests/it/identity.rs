@@ -457,7 +457,7 @@ async fn an_assertion_is_reused_within_its_lifetime_and_never_shared() {
 }
 
 /// A PEM `PRIVATE KEY` block of a fresh P-256 key.
-fn p256_pem() -> String {
+pub(crate) fn p256_pem() -> String {
     use aws_lc_rs::{
         rand::SystemRandom,
         signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair},

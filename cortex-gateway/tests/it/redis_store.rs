@@ -367,3 +367,223 @@ async fn an_approval_on_one_replica_is_in_force_on_the_other_after_one_refresh()
     let doc = redis.command("GET cortex:integrity");
     assert!(doc.contains("docs"), "{doc}");
 }
+
+// ------------------------------------------------------------ OAuth facade
+
+/// A facade gateway (scripted provider, vault in `dir`) on `redis`, with a
+/// signing key file its replicas share.
+async fn facade_world(
+    redis: &RedisServer,
+    dir: &tempfile::TempDir,
+    tune: impl FnOnce(&mut cortex_gateway::config::FacadeConfig) + Send + 'static,
+) -> (World, crate::facade::Shared) {
+    let (idp, task) = crate::facade::start_idp(true).await;
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, crate::identity::p256_pem()).unwrap();
+    let url = redis.url();
+    let w = crate::facade::world_with(
+        &idp,
+        task,
+        cortex_gateway::config::FacadeProfile::Oidc,
+        dir,
+        None,
+        tune,
+        move |c| {
+            c.controls.store = url.parse::<StoreKind>().unwrap();
+            c.identity.signing_key_file = Some(key);
+        },
+    )
+    .await;
+    (w, idp)
+}
+
+/// Where a redirect points.
+fn location(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// `/authorize` at `at`, the provider, and the callback at `callback_at`
+/// (another replica, maybe): the gateway's code.
+async fn sign_in_across(at: &crate::facade::Agent, callback_at: &str, origin: &str) -> String {
+    let r = at.authorize("crm.read", &[]).await;
+    assert_eq!(r.status(), 302, "{:?}", r.text().await);
+    let r = at.http.get(location(&r)).send().await.unwrap();
+    let callback = location(&r).replacen(origin, callback_at, 1);
+    assert!(callback.starts_with(callback_at), "{callback}");
+    let r = at.http.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{:?}", r.text().await);
+    let back = crate::facade::query_of(&location(&r));
+    back["code"].clone()
+}
+
+fn agent_at(base: &str, client_id: &str) -> crate::facade::Agent {
+    crate::facade::Agent {
+        base: base.to_string(),
+        client_id: client_id.to_string(),
+        http: crate::facade::http(),
+    }
+}
+
+/// Polls `tools/list` at `url` with `token` until it answers `status`.
+async fn wait_for_status(url: &str, token: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = Client::modern(url, token)
+            .send("tools/list", json!({}))
+            .await
+            .status
+            .as_u16();
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {got}, never {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn facade_sign_ins_codes_grants_and_revocations_are_shared_by_replicas() {
+    let redis = RedisServer::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let (w, idp) = facade_world(&redis, &dir, |_| {}).await;
+    let (_b, b_url, _task) = replica(&w).await;
+    let (a_base, b_base) = (w.base(), b_url.trim_end_matches("/mcp").to_string());
+    // Registered on A, known on B.
+    let on_a = crate::facade::Agent::register_at(&a_base).await;
+    let on_b = agent_at(&b_base, &on_a.client_id);
+
+    // /authorize on A, the provider's callback on B, /token on A.
+    let code = sign_in_across(&on_a, &b_base, &a_base).await;
+    let (status, answer) = on_a.redeem(&code).await;
+    assert_eq!(status, 200, "{answer}");
+    let access = answer["access_token"].as_str().unwrap().to_string();
+    let refresh = answer["refresh_token"].as_str().unwrap().to_string();
+    wait_for_status(&b_url, &access, 200).await;
+    // Refresh on B (the provider's refresh token comes from the vault).
+    let (status, renewed) = on_b.refresh(&refresh).await;
+    assert_eq!(status, 200, "{renewed}");
+    let refresh2 = renewed["refresh_token"].as_str().unwrap().to_string();
+    // Revoked on A: B refuses the grant's tokens once the revocation
+    // reaches it (a message at once; the cache's 5 s at most).
+    let r = on_a
+        .http
+        .post(format!("{a_base}/revoke"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={refresh2}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for_status(&b_url, &access, 401).await;
+    assert_eq!(on_b.refresh(&refresh2).await.0, 400);
+
+    // A code redeemed on A and replayed on B revokes A's grant.
+    let code = sign_in_across(&on_a, &a_base, &a_base).await;
+    let (status, answer) = on_a.redeem(&code).await;
+    assert_eq!(status, 200, "{answer}");
+    let access = answer["access_token"].as_str().unwrap().to_string();
+    wait_for_status(&w.url, &access, 200).await;
+    let (status, e) = on_b.redeem(&code).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    wait_for_status(&w.url, &access, 401).await;
+
+    // One code redeemed at once on both replicas: exactly one token.
+    let code = sign_in_across(&on_b, &a_base, &b_base).await;
+    let (x, y) = tokio::join!(on_a.redeem(&code), on_b.redeem(&code));
+    let granted = [&x, &y].iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(granted, 1, "{x:?} {y:?}");
+
+    // Redis holds none of the secrets in clear, nor the user.
+    let all = redis.dump();
+    assert!(
+        all.contains("cortex:fk:") && all.contains("cortex:fg:"),
+        "{all}"
+    );
+    let script = idp.script.lock().unwrap();
+    let mut secrets: Vec<String> = vec![
+        code.clone(),
+        refresh.clone(),
+        refresh2.clone(),
+        access.clone(),
+        on_a.client_id.clone(),
+        "oid-ana".into(),
+        "ana@corp.example".into(),
+        "idp-refresh-".into(),
+        "agent-state".into(),
+    ];
+    for seen in &script.authorize_seen {
+        secrets.push(seen["nonce"].clone());
+        secrets.push(seen["state"].clone());
+    }
+    for seen in &script.token_seen {
+        if let Some(v) = seen.get("code_verifier") {
+            secrets.push(v.clone());
+        }
+    }
+    drop(script);
+    assert!(secrets.len() > 12);
+    for secret in &secrets {
+        assert!(!all.contains(secret.as_str()), "{secret} in {all}");
+    }
+}
+
+#[tokio::test]
+async fn the_facade_answers_503_while_redis_is_lost_and_stays_within_its_caps() {
+    let mut redis = RedisServer::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _idp) = facade_world(&redis, &dir, |f| f.max_clients = 5).await;
+    let base = w.base();
+    // Without a vault key the facade cannot keep its state on Redis.
+    let mut keyless = w.gateway.config().clone();
+    keyless.vault = None;
+    match Gateway::new(keyless).await.unwrap_err() {
+        cortex_gateway::GatewayError::Config(e) => {
+            assert_eq!(e.variable, "CORTEX_VAULT_KEY", "{e}")
+        }
+        other => panic!("{other}"),
+    }
+    // A flood of registrations stays within the cap.
+    for _ in 0..20 {
+        crate::facade::Agent::register_at(&base).await;
+    }
+    let count = redis.command("ZCARD cortex:fci");
+    assert_eq!(count.trim(), ":5", "{count}");
+    let keys = redis.command("KEYS cortex:fc:*");
+    assert_eq!(keys.lines().filter(|l| l.starts_with("cortex:")).count(), 5);
+
+    let agent = crate::facade::Agent::register_at(&base).await;
+    let code = sign_in_across(&agent, &base, &base).await;
+    let (status, answer) = agent.redeem(&code).await;
+    assert_eq!(status, 200, "{answer}");
+    let refresh = answer["refresh_token"].as_str().unwrap().to_string();
+
+    redis.stop();
+    let r = agent.authorize("crm.read", &[]).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let r = agent
+        .http
+        .post(format!("{base}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&refresh_token={refresh}&client_id={}",
+            agent.client_id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "temporarily_unavailable");
+
+    // Back (empty: no persistence): the agent registers and signs in again.
+    redis.start();
+    wait_ready(&base).await;
+    let agent = crate::facade::Agent::register_at(&base).await;
+    let code = sign_in_across(&agent, &base, &base).await;
+    assert_eq!(agent.redeem(&code).await.0, 200);
+}
