@@ -37,7 +37,7 @@ use std::{
 use cortex_backend::contract::{PromptList, ResourceTemplateList, ToolList, methods};
 use tokio::sync::{broadcast, watch};
 
-pub(crate) use merged::{ACCOUNTS_TOOL, BackendOffer, Page, compact, settle_names};
+pub(crate) use merged::{ACCOUNTS_TOOL, BUILTINS, BackendOffer, Page, compact, settle_names};
 pub use merged::{Catalog, CatalogPrompt, CatalogTemplate, CatalogTool, Health, NameClash};
 #[cfg(feature = "testing")]
 pub use merged::{PAGE_CACHE_BYTES, PAGE_CACHE_ENTRIES, RENDER_CACHE_BYTES, RENDER_CACHE_ENTRIES};

@@ -394,7 +394,10 @@ async fn dispatch_value(
             Ok(page_result("prompts", paginate(&visible, params)?))
         }
         "prompts/get" => get_prompt(mcp, &catalog, ctx, params).await,
-        "resources/list" => Ok(page_result("resources", paginate(&[], params)?)),
+        "resources/list" => Ok(page_result(
+            "resources",
+            paginate(&[super::resources::architecture_entry()], params)?,
+        )),
         "resources/templates/list" => {
             let visible: Vec<Value> = catalog
                 .templates
@@ -569,6 +572,14 @@ pub(crate) async fn read_resource(
     params: &Value,
 ) -> Result<Value, RpcError> {
     let uri = string_param(params, "uri")?;
+    if uri == super::resources::ARCHITECTURE_URI {
+        let doc = super::resources::architecture(mcp, catalog, ctx);
+        return Ok(json!({"contents": [{
+            "uri": uri,
+            "mimeType": "application/json",
+            "text": doc.to_string(),
+        }]}));
+    }
     let not_found = if ctx.revision.is_modern() {
         INVALID_PARAMS
     } else {

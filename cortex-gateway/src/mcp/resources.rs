@@ -1,11 +1,15 @@
-//! The resource builtins, for agents whose client does not surface MCP
+//! The gateway's own resource and the resource builtins.
+//!
+//! `cortex://architecture` is built live from the catalog: the federation
+//! (backends and MCP servers, their health and tool counts), the caller's
+//! view (their identity and tools) and the scopes in use. `resources/list`
+//! lists it and `resources/read` reads it, like any resource.
+//!
+//! The builtins are for agents whose client does not surface MCP
 //! resources: `list_cortex_resources` (the resource templates the caller
 //! may read, as `resources/templates/list` filters them, plus the gateway's
-//! own resources) and `read_cortex_resource` (one resource, with the same
-//! scope check as `resources/read`). The gateway's own resource,
-//! `cortex://architecture`, is built live from the catalog: the
-//! federation (backends and MCP servers, their health and tool counts),
-//! the caller's view (their identity and tools) and the scopes in use.
+//! own resources) and `read_cortex_resource` (one resource, through
+//! `resources/read` and its scope check).
 
 use std::collections::BTreeMap;
 
@@ -17,14 +21,15 @@ use super::{
 };
 use crate::{
     audit,
-    catalog::{Catalog, Health},
+    catalog::{ACCOUNTS_TOOL, BUILTINS, Catalog, Health},
     mcp::Service,
 };
 
 /// The gateway's description of itself.
 pub(crate) const ARCHITECTURE_URI: &str = "cortex://architecture";
 
-fn architecture_entry() -> Value {
+/// The `resources/list` entry of `cortex://architecture`.
+pub(crate) fn architecture_entry() -> Value {
     json!({
         "uri": ARCHITECTURE_URI,
         "name": "architecture",
@@ -111,8 +116,10 @@ pub(crate) fn architecture(mcp: &Service, catalog: &Catalog, ctx: &CallCtx) -> V
         "gateway": {
             "name": "cortex-gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "builtins": ["whoami", "find_tools", "report_missing_capability", "list_cortex_tickets",
-                         "list_cortex_resources", "read_cortex_resource"],
+            "builtins": BUILTINS
+                .iter()
+                .filter(|b| **b != ACCOUNTS_TOOL || catalog.serves_accounts_tool())
+                .collect::<Vec<_>>(),
             "naming": "tools are named <backend>_<tool> unless a backend keeps its own names",
         },
         "backends": backends,
@@ -140,17 +147,6 @@ pub(crate) async fn read(
             true,
         );
     };
-    if uri == ARCHITECTURE_URI {
-        let doc = architecture(mcp, catalog, ctx);
-        return json_result(
-            json!({"contents": [{
-                "uri": ARCHITECTURE_URI,
-                "mimeType": "application/json",
-                "text": doc.to_string(),
-            }]}),
-            ctx.revision,
-        );
-    }
     match methods::read_resource(mcp, catalog, ctx, &json!({"uri": uri})).await {
         Ok(result) => json_result(result, ctx.revision),
         Err(e) => {

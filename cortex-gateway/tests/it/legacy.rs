@@ -161,8 +161,29 @@ where
         t["resourceTemplates"][0]["uriTemplate"],
         "crm://account/{id}"
     );
+    // The gateway's own resource is listed and read like any other, live
+    // for the caller who reads it.
     let listed = ana.ok("resources/list", json!({})).await;
-    assert_eq!(listed["resources"], json!([]));
+    let uris: Vec<&str> = listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    assert_eq!(uris, ["cortex://architecture"], "{listed:#}");
+    let read = ana
+        .ok("resources/read", json!({"uri": "cortex://architecture"}))
+        .await;
+    assert_eq!(read["contents"][0]["mimeType"], "application/json");
+    let doc: Value = serde_json::from_str(read["contents"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["you"]["sub"], "ana", "{doc:#}");
+    assert!(
+        doc["gateway"]["builtins"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("whoami")),
+        "{doc:#}"
+    );
     let read = ana
         .ok("resources/read", json!({"uri": "crm://account/7"}))
         .await;
