@@ -44,9 +44,6 @@ enum Command {
     /// Manage the vault of linked accounts (CORTEX_VAULT_* variables).
     #[command(subcommand)]
     Vault(VaultCommand),
-    /// Bridge an MCP client that speaks only stdio to a gateway: JSON-RPC
-    /// lines on standard input and output, Streamable HTTP to the gateway.
-    /// The token comes from CORTEX_TOKEN or --token-file.
     /// Sign and check the tool-integrity baseline (Ed25519).
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -58,14 +55,30 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Bridge an MCP client that speaks only stdio to a gateway: JSON-RPC
+    /// lines on standard input and output, Streamable HTTP to the gateway.
+    /// The token comes from CORTEX_BRIDGE_TOKEN (or CORTEX_TOKEN), else
+    /// --token-file, else the bridge signs in by MCP OAuth in the browser
+    /// and caches the tokens in $XDG_CONFIG_HOME/cortex (mode 0600).
     Stdio {
         /// The gateway's MCP URL (https://, or http:// to loopback).
         #[arg(long)]
         url: String,
         /// A file holding the access token, read again for every request
-        /// (wins over CORTEX_TOKEN).
+        /// (used when CORTEX_BRIDGE_TOKEN and CORTEX_TOKEN are unset).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Sign in with this client id, registered beforehand at the
+        /// authorization server (redirect URI http://127.0.0.1/callback).
+        #[arg(long, env = "CORTEX_BRIDGE_CLIENT_ID")]
+        client_id: Option<String>,
+        /// Sign in as the client described by this metadata document (an
+        /// https URL) when the authorization server accepts those.
+        #[arg(long, env = "CORTEX_BRIDGE_CLIENT_METADATA_URL")]
+        client_metadata_url: Option<String>,
+        /// Delete the cached sign-in for --url and exit.
+        #[arg(long, visible_alias = "signout")]
+        logout: bool,
     },
 }
 
@@ -248,18 +261,55 @@ fn health(url: Option<String>) -> ExitCode {
     }
 }
 
-/// `cortex-gateway stdio`: exit 0 when standard input ended, 2 on a bad
-/// URL, 1 when standard input or output failed.
-fn stdio(url: &str, token_file: Option<PathBuf>) -> ExitCode {
-    use cortex_gateway::bridge::{BridgeOptions, TokenSource};
-    let token = match (token_file, std::env::var("CORTEX_TOKEN")) {
-        (Some(path), _) => TokenSource::File(path),
-        (None, Ok(token)) if !token.trim().is_empty() => TokenSource::Fixed(std::sync::Arc::new(
-            zeroize::Zeroizing::new(token.trim().to_owned()),
-        )),
-        (None, _) => TokenSource::None,
-    };
-    let options = match BridgeOptions::new(url, token) {
+/// The bridge's token: `CORTEX_BRIDGE_TOKEN`, else `CORTEX_TOKEN`, else
+/// `--token-file`, else an OAuth sign-in.
+fn bridge_token(
+    url: &str,
+    token_file: Option<PathBuf>,
+    settings: cortex_gateway::bridge::OAuthSettings,
+) -> Result<cortex_gateway::bridge::TokenSource, cortex_gateway::bridge::BridgeError> {
+    use cortex_gateway::bridge::TokenSource;
+    let fixed = ["CORTEX_BRIDGE_TOKEN", "CORTEX_TOKEN"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|token| zeroize::Zeroizing::new(token.trim().to_owned()))
+        .find(|token| !token.is_empty());
+    Ok(match (fixed, token_file) {
+        (Some(token), _) => TokenSource::Fixed(std::sync::Arc::new(token)),
+        (None, Some(path)) => TokenSource::File(path),
+        (None, None) => TokenSource::sign_in(url, settings)?,
+    })
+}
+
+/// `cortex-gateway stdio`: exit 0 when standard input ended (or after
+/// `--logout`), 2 on a bad URL or an unusable sign-in cache, 1 when
+/// standard input or output failed.
+fn stdio(
+    url: &str,
+    token_file: Option<PathBuf>,
+    settings: cortex_gateway::bridge::OAuthSettings,
+    logout: bool,
+) -> ExitCode {
+    use cortex_gateway::bridge::BridgeOptions;
+    if logout {
+        return match cortex_gateway::bridge::logout(url) {
+            Ok((true, path)) => {
+                eprintln!("signed out of {url} (deleted {})", path.display());
+                ExitCode::SUCCESS
+            }
+            Ok((false, _)) => {
+                eprintln!("no cached sign-in for {url}; nothing to delete");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let options = match bridge_token(url, token_file, settings)
+        .and_then(|token| BridgeOptions::new(url, token))
+    {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -305,7 +355,19 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Vault(VaultCommand::Rotate) => vault_rotate(),
-        Command::Stdio { url, token_file } => stdio(&url, token_file),
+        Command::Stdio {
+            url,
+            token_file,
+            client_id,
+            client_metadata_url,
+            logout,
+        } => {
+            let settings = cortex_gateway::bridge::OAuthSettings {
+                client_id,
+                client_metadata_url,
+            };
+            stdio(&url, token_file, settings, logout)
+        }
         Command::Health { url } => health(url),
         Command::Baseline(command) => baseline(command),
         Command::CheckConfig { config } => match load(config.as_ref()) {

@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+pub(crate) mod idp;
+
 pub(crate) const TECH: &str = "technical-token-for-the-tests-0123456789";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

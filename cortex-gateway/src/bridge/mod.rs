@@ -18,6 +18,11 @@
 //! standard input ends, the bridge waits for the requests in flight, ends
 //! the legacy session (`DELETE`) and exits.
 //!
+//! The token comes from `CORTEX_BRIDGE_TOKEN` (or `CORTEX_TOKEN`), a token
+//! file, or else the bridge signs in by MCP OAuth on the first 401 and
+//! keeps the tokens in the user's configuration directory (`oauth`,
+//! `token_cache`).
+//!
 //! Failures the gateway cannot word itself (the gateway unreachable, a
 //! refused token, an ended session) become a JSON-RPC error for the request
 //! whose text says what to do; nothing else is written to standard output.
@@ -48,6 +53,11 @@ use tokio::{
 };
 use zeroize::Zeroizing;
 
+mod oauth;
+mod token_cache;
+
+pub use oauth::{OAuthSettings, SIGN_IN_TIMEOUT, SignIn};
+
 /// Requests the bridge has in flight at once.
 pub const MAX_IN_FLIGHT: usize = 32;
 /// The largest message read from standard input or from the gateway.
@@ -65,11 +75,14 @@ pub enum TokenSource {
     /// No token: the gateway answers 401, and the client is told what to
     /// set.
     None,
-    /// A fixed token (from `CORTEX_TOKEN`).
+    /// A fixed token (from `CORTEX_BRIDGE_TOKEN` or `CORTEX_TOKEN`).
     Fixed(Arc<Zeroizing<String>>),
     /// A file read again for every request, so whatever refreshes it is
     /// picked up without a restart.
     File(PathBuf),
+    /// The bridge signs in by MCP OAuth and keeps the tokens in the user's
+    /// configuration directory ([`TokenSource::sign_in`]).
+    OAuth(Arc<oauth::SignIn>),
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -78,15 +91,27 @@ impl std::fmt::Debug for TokenSource {
             Self::None => f.write_str("None"),
             Self::Fixed(_) => f.write_str("Fixed(<redacted>)"),
             Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::OAuth(sign_in) => f.debug_tuple("OAuth").field(sign_in).finish(),
         }
     }
 }
 
 impl TokenSource {
-    fn current(&self) -> Result<Option<Zeroizing<String>>, String> {
+    /// Signs in to the gateway at `url` by MCP OAuth when it asks for a
+    /// token, starting from the cached sign-in if there is one. Fails when
+    /// the cache cannot be used (for example a file other users may read).
+    pub fn sign_in(url: &str, settings: OAuthSettings) -> Result<Self, BridgeError> {
+        let parsed = parse_url(url)?;
+        oauth::SignIn::new(&parsed, settings)
+            .map(|s| Self::OAuth(Arc::new(s)))
+            .map_err(BridgeError::SignIn)
+    }
+
+    async fn current(&self) -> Result<Option<Zeroizing<String>>, String> {
         match self {
             Self::None => Ok(None),
             Self::Fixed(token) => Ok(Some(Zeroizing::new(token.as_str().to_owned()))),
+            Self::OAuth(sign_in) => sign_in.token().await,
             Self::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     format!(
@@ -107,6 +132,37 @@ impl TokenSource {
     }
 }
 
+/// Deletes the cached sign-in for the gateway at `url` (`stdio --logout`):
+/// whether there was one, and the file it was kept in.
+pub fn logout(url: &str) -> Result<(bool, PathBuf), BridgeError> {
+    oauth::logout(&parse_url(url)?).map_err(BridgeError::SignIn)
+}
+
+/// Checks `url`: `https://`, or `http://` to a loopback host only (the
+/// token must not travel in clear), and no credentials in it.
+fn parse_url(url: &str) -> Result<reqwest::Url, BridgeError> {
+    let problem = |problem: String| BridgeError::Url {
+        url: url.to_owned(),
+        problem,
+    };
+    cortex_backend::auth::check_transport(url, false).map_err(|_| {
+        problem(
+            "the bridge sends your token, so the URL must be https:// \
+             (or http:// to a loopback address)"
+                .into(),
+        )
+    })?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| problem(e.to_string()))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(problem(
+            "credentials in the URL are not supported; give the token with \
+             CORTEX_BRIDGE_TOKEN or --token-file, or let the bridge sign in"
+                .into(),
+        ));
+    }
+    Ok(parsed)
+}
+
 /// Why the bridge could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -118,6 +174,9 @@ pub enum BridgeError {
         /// What is wrong and what to do.
         problem: String,
     },
+    /// The sign-in cannot start (for example, its cache is unsafe).
+    #[error("{0}")]
+    SignIn(String),
     /// Standard input or output failed.
     #[error("standard input or output failed: {0}")]
     Io(#[from] std::io::Error),
@@ -134,26 +193,10 @@ impl BridgeOptions {
     /// Checks `url`: `https://`, or `http://` to a loopback host only (the
     /// token must not travel in clear).
     pub fn new(url: &str, token: TokenSource) -> Result<Self, BridgeError> {
-        let problem = |problem: String| BridgeError::Url {
-            url: url.to_owned(),
-            problem,
-        };
-        cortex_backend::auth::check_transport(url, false).map_err(|_| {
-            problem(
-                "the bridge sends your token, so the URL must be https:// \
-                 (or http:// to a loopback address)"
-                    .into(),
-            )
-        })?;
-        let parsed = reqwest::Url::parse(url).map_err(|e| problem(e.to_string()))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(problem(
-                "credentials in the URL are not supported; give the token with \
-                 CORTEX_TOKEN or --token-file"
-                    .into(),
-            ));
-        }
-        Ok(Self { url: parsed, token })
+        Ok(Self {
+            url: parse_url(url)?,
+            token,
+        })
     }
 }
 
@@ -377,20 +420,61 @@ impl Bridge {
         let _ = self.out.send(line).await;
     }
 
-    /// The headers every request carries, or the error to answer with.
-    fn headers(&self) -> Result<HeaderMap, String> {
+    /// The headers every request carries, or the error to answer with;
+    /// also the token sent, if any.
+    async fn headers(&self) -> Result<(HeaderMap, Option<Zeroizing<String>>), String> {
         let mut headers = HeaderMap::new();
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        if let Some(token) = self.options.token.current()? {
+        let token = self.options.token.current().await?;
+        if let Some(token) = &token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.as_str()))
                 .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        Ok(headers)
+        Ok((headers, token))
+    }
+
+    /// Adds the legacy session's id and version; whether there is a session.
+    fn session_headers(&self, headers: &mut HeaderMap) -> bool {
+        let session = crate::sync::lock(&self.session);
+        let header =
+            |value: &Option<String>| value.as_deref().and_then(|s| HeaderValue::from_str(s).ok());
+        if let Some(v) = header(&session.version) {
+            headers.insert("mcp-protocol-version", v);
+        }
+        let Some(sid) = header(&session.id) else {
+            return false;
+        };
+        headers.insert("mcp-session-id", sid);
+        true
+    }
+
+    /// After a 401 to a request that carried `sent`: whether the request
+    /// should be sent again (the bridge signed in or refreshed), or the
+    /// error to answer with. `attempt` counts the renewals so far: the
+    /// first may refresh, the second signs in, and then the 401 stands.
+    async fn renew(
+        &self,
+        response: &reqwest::Response,
+        sent: Option<&str>,
+        attempt: u8,
+    ) -> Result<bool, String> {
+        let TokenSource::OAuth(sign_in) = &self.options.token else {
+            return Ok(false);
+        };
+        if attempt >= 2 {
+            return Ok(false);
+        }
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok());
+        sign_in.renew(sent, challenge, attempt == 0).await?;
+        Ok(true)
     }
 
     /// POSTs one message and writes out what comes back.
@@ -400,18 +484,15 @@ impl Bridge {
             .get("method")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let mut headers = match self.headers() {
-            Ok(h) => h,
-            Err(problem) => return self.fail(id.as_ref(), &problem).await,
-        };
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut extra = HeaderMap::new();
+        extra.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         match &modern {
             Some(version) => {
                 if let Ok(v) = HeaderValue::from_str(version) {
-                    headers.insert("mcp-protocol-version", v);
+                    extra.insert("mcp-protocol-version", v);
                 }
                 if let Some(method) = &method {
-                    headers.insert("mcp-method", header_safe(method));
+                    extra.insert("mcp-method", header_safe(method));
                     let named = matches!(
                         method.as_str(),
                         "tools/call" | "resources/read" | "prompts/get"
@@ -421,45 +502,50 @@ impl Bridge {
                         .or_else(|| message.pointer("/params/uri"))
                         .and_then(Value::as_str);
                     if named && let Some(name) = name {
-                        headers.insert("mcp-name", header_safe(name));
+                        extra.insert("mcp-name", header_safe(name));
                     }
                 }
             }
             None => {
-                let session = crate::sync::lock(&self.session);
-                if let Some(sid) = session
-                    .id
-                    .as_deref()
-                    .and_then(|s| HeaderValue::from_str(s).ok())
-                {
-                    headers.insert("mcp-session-id", sid);
-                }
-                if let Some(v) = session
-                    .version
-                    .as_deref()
-                    .and_then(|s| HeaderValue::from_str(s).ok())
-                {
-                    headers.insert("mcp-protocol-version", v);
-                }
+                self.session_headers(&mut extra);
             }
         }
-        let body = message.to_string();
-        let sent = self
-            .http
-            .post(self.options.url.clone())
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "the gateway could not be reached");
-                let problem = format!(
-                    "cannot reach the gateway at {}: check --url and that the gateway runs",
-                    self.redacted_url()
-                );
-                return self.fail(id.as_ref(), &problem).await;
+        let body = Bytes::from(message.to_string());
+        let mut attempt = 0;
+        let response = loop {
+            let (mut headers, sent) = match self.headers().await {
+                Ok(h) => h,
+                Err(problem) => return self.fail(id.as_ref(), &problem).await,
+            };
+            headers.extend(extra.clone());
+            let response = match self
+                .http
+                .post(self.options.url.clone())
+                .headers(headers)
+                .body(body.clone())
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the gateway could not be reached");
+                    let problem = format!(
+                        "cannot reach the gateway at {}: check --url and that the gateway runs",
+                        self.redacted_url()
+                    );
+                    return self.fail(id.as_ref(), &problem).await;
+                }
+            };
+            if response.status() != StatusCode::UNAUTHORIZED {
+                break response;
+            }
+            match self
+                .renew(&response, sent.as_deref().map(String::as_str), attempt)
+                .await
+            {
+                Ok(true) => attempt += 1,
+                Ok(false) => break response,
+                Err(problem) => return self.fail(id.as_ref(), &problem).await,
             }
         };
         let status = response.status();
@@ -488,7 +574,7 @@ impl Bridge {
             self.forward_events(response).await;
             return;
         }
-        let body = match read_capped(response).await {
+        let body = match read_capped(response, MAX_MESSAGE_BYTES, "the gateway's answer").await {
             Ok(b) => b,
             Err(problem) => return self.fail(id.as_ref(), &problem).await,
         };
@@ -529,8 +615,9 @@ impl Bridge {
         };
         match status {
             StatusCode::UNAUTHORIZED => Some(format!(
-                "the gateway refused the token (HTTP 401{}); set CORTEX_TOKEN or \
-                 --token-file to a current access token for {}",
+                "the gateway refused the token (HTTP 401{}); set CORTEX_BRIDGE_TOKEN or \
+                 --token-file to a current access token for {}, or unset both to let \
+                 the bridge sign in",
                 described(),
                 self.redacted_url()
             )),
@@ -594,26 +681,11 @@ impl Bridge {
 
     async fn hold_stream(self: Arc<Self>) {
         for _ in 0..5 {
-            let Ok(mut headers) = self.headers() else {
+            let Ok((mut headers, _)) = self.headers().await else {
                 return;
             };
-            {
-                let session = crate::sync::lock(&self.session);
-                let Some(sid) = session
-                    .id
-                    .as_deref()
-                    .and_then(|s| HeaderValue::from_str(s).ok())
-                else {
-                    return;
-                };
-                headers.insert("mcp-session-id", sid);
-                if let Some(v) = session
-                    .version
-                    .as_deref()
-                    .and_then(|s| HeaderValue::from_str(s).ok())
-                {
-                    headers.insert("mcp-protocol-version", v);
-                }
+            if !self.session_headers(&mut headers) {
+                return;
             }
             headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
             let Ok(response) = self
@@ -641,7 +713,7 @@ impl Bridge {
     async fn end_session(&self) {
         let id = crate::sync::lock(&self.session).id.take();
         let Some(id) = id else { return };
-        let Ok(mut headers) = self.headers() else {
+        let Ok((mut headers, _)) = self.headers().await else {
             return;
         };
         if let Ok(v) = HeaderValue::from_str(&id) {
@@ -666,18 +738,20 @@ impl Bridge {
     }
 }
 
-/// A JSON body, up to [`MAX_MESSAGE_BYTES`].
-async fn read_capped(response: reqwest::Response) -> Result<Bytes, String> {
-    let mut body = Vec::new();
+/// A body of at most `limit` bytes; `who` names the answer in errors.
+async fn read_capped(
+    response: reqwest::Response,
+    limit: usize,
+    who: &str,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let mut body = Zeroizing::new(Vec::new());
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| format!("the gateway's answer broke off: {e}"))?;
-        if body.len() + chunk.len() > MAX_MESSAGE_BYTES {
-            return Err(format!(
-                "the gateway's answer is larger than {MAX_MESSAGE_BYTES} bytes"
-            ));
+        let chunk = chunk.map_err(|e| format!("{who} broke off: {e}"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(format!("{who} is larger than {limit} bytes"));
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Bytes::from(body))
+    Ok(body)
 }
