@@ -241,7 +241,18 @@ pub(crate) async fn report(
         context_tool,
         suggested_shape: suggested_shape.as_ref().map(|(_, text)| text.clone()),
     };
-    let recorded = mcp.feedback.record(ticket.clone()).await;
+    let recorded = match mcp.feedback.record(ticket.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "report_missing_capability: the ticket cannot be kept");
+            audit::note_outcome("error", Some("store"));
+            return text_result(
+                "The gateway cannot keep the ticket right now (its shared store is unavailable). \
+                 Try again in a minute.",
+                true,
+            );
+        }
+    };
     if severity == Severity::Blocking && !recorded.deduplicated {
         notify(
             mcp,
@@ -378,10 +389,19 @@ pub(crate) async fn list(
         },
     };
     let caller = &ctx.caller;
-    let mut tickets: Vec<Value> = mcp
-        .feedback
-        .list(&caller.sub, MAX_LIST)
-        .await
+    let mut unavailable = Map::new();
+    let kept = match mcp.feedback.list(&caller.sub, MAX_LIST).await {
+        Ok(kept) => kept,
+        Err(e) => {
+            tracing::warn!(error = %e, "list_cortex_tickets: the gateway's tickets cannot be read");
+            unavailable.insert(
+                "gateway".into(),
+                json!("the gateway's shared store is unavailable; try again in a minute"),
+            );
+            Vec::new()
+        }
+    };
+    let mut tickets: Vec<Value> = kept
         .into_iter()
         .filter(|t| severity.is_none_or(|s| s == t.report.severity))
         .filter(|_| status.as_deref().is_none_or(|s| s == "open"))
@@ -418,7 +438,6 @@ pub(crate) async fn list(
         (backend.id.as_str(), r)
     }))
     .await;
-    let mut unavailable = Map::new();
     for (id, answer) in answers {
         match answer.map(serde_json::from_value::<TicketList>) {
             Ok(Ok(list)) => tickets.extend(list.tickets.into_iter().take(MAX_LIST).map(|t| {

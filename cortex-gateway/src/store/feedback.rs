@@ -11,7 +11,8 @@
 //! a bound evicts its author's oldest (per-author bounds) or the oldest of
 //! all (total bounds).
 //!
-//! No Redis variant yet: each replica keeps the tickets it took.
+//! On Redis (`redis_feedback.rs`) the replicas share the tickets, the
+//! dedup window and the bounds.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -22,6 +23,7 @@ use std::{
 use aws_lc_rs::digest::{SHA256, digest};
 use cortex_backend::contract::Severity;
 
+use super::{redis::Unavailable, redis_feedback::RedisFeedback};
 use crate::sync::lock;
 
 /// How long a reported need is folded into its first ticket.
@@ -80,7 +82,7 @@ pub(crate) struct NewTicket {
 }
 
 impl NewTicket {
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         TICKET_OVERHEAD_BYTES
             + self.backend.as_ref().map_or(0, String::len)
             + self.reporter.len()
@@ -138,24 +140,33 @@ pub(crate) struct Recorded {
 
 /// The feedback tickets, wherever they are kept.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "one per gateway, behind an Arc")]
 pub(crate) enum FeedbackTickets {
     /// In this process's memory.
     Memory(MemoryFeedback),
+    /// On Redis, shared by the replicas.
+    Redis(RedisFeedback),
 }
 
 impl FeedbackTickets {
     /// Records `ticket`, or adds its reporter to the ticket that covers it.
-    pub(crate) async fn record(&self, ticket: NewTicket) -> Recorded {
+    pub(crate) async fn record(&self, ticket: NewTicket) -> Result<Recorded, Unavailable> {
         match self {
-            Self::Memory(m) => m.record(ticket, Instant::now()),
+            Self::Memory(m) => Ok(m.record(ticket, Instant::now())),
+            Self::Redis(r) => r.record(ticket).await,
         }
     }
 
     /// The tickets `sub` reported (authored or joined), newest first, at
     /// most `limit`.
-    pub(crate) async fn list(&self, sub: &str, limit: usize) -> Vec<StoredTicket> {
+    pub(crate) async fn list(
+        &self,
+        sub: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredTicket>, Unavailable> {
         match self {
-            Self::Memory(m) => m.list(sub, limit),
+            Self::Memory(m) => Ok(m.list(sub, limit)),
+            Self::Redis(r) => r.list(sub, limit).await,
         }
     }
 }
@@ -332,10 +343,11 @@ impl MemoryFeedback {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn report(sub: &str, what: &str) -> NewTicket {
+    /// A report about `crm` by `sub`.
+    pub(crate) fn report(sub: &str, what: &str) -> NewTicket {
         NewTicket {
             backend: Some("crm".into()),
             reporter: sub.into(),

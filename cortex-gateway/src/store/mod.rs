@@ -21,6 +21,7 @@ pub(crate) mod memo;
 pub(crate) mod ratelimit;
 pub(crate) mod redis;
 pub(crate) mod redis_facade;
+pub(crate) mod redis_feedback;
 pub(crate) mod sessions;
 pub(crate) mod settings;
 pub(crate) mod tickets;
@@ -167,8 +168,8 @@ impl Store {
                 )),
                 None => FacadeState::Memory(MemoryFacade::new(memory.facade)),
             }),
-            // No Redis variant yet: each replica keeps the tickets it took.
-            feedback: Arc::new(FeedbackTickets::Memory(MemoryFeedback::new(
+            feedback: Arc::new(FeedbackTickets::Redis(redis_feedback::RedisFeedback::new(
+                shared.clone(),
                 FeedbackLimits::default(),
             ))),
         };

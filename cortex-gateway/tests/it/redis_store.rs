@@ -587,3 +587,53 @@ async fn the_facade_answers_503_while_redis_is_lost_and_stays_within_its_caps() 
     let code = sign_in_across(&agent, &base, &base).await;
     assert_eq!(agent.redeem(&code).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_need_reported_on_one_replica_is_deduplicated_and_listed_on_the_other() {
+    let mut redis = RedisServer::start_new();
+    let w = world(&redis, 1000, RateLimitOnFailure::Open).await;
+    let (_b, b_url, _task) = replica(&w).await;
+    let report = |what: &str| {
+        json!({
+            "whatIWanted": what,
+            "userIntent": "close the quarter",
+            "severity": "inconvenient",
+            "contextTool": "crm_search_accounts",
+        })
+    };
+    let mut ana_on_a = Client::modern(&w.url, &w.token("ana", &["mcp:crm:read"]));
+    let mut bob_on_b = Client::modern(&b_url, &w.token("bob", &["mcp:crm:read"]));
+    let first = ana_on_a
+        .call("report_missing_capability", report("List invoices by DATE"))
+        .await;
+    assert_eq!(first["structuredContent"]["heldBy"], "gateway", "{first}");
+    let again = bob_on_b
+        .call(
+            "report_missing_capability",
+            report("list invoices, by date!"),
+        )
+        .await;
+    assert_eq!(again["structuredContent"]["deduplicated"], true, "{again}");
+    let id = &first["structuredContent"]["ticketId"];
+    assert_eq!(&again["structuredContent"]["ticketId"], id);
+    let mut ana_on_b = on(&b_url, &ana_on_a);
+    let listed = ana_on_b.call("list_cortex_tickets", json!({})).await;
+    let tickets = listed["structuredContent"]["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 1, "{listed}");
+    assert_eq!(&tickets[0]["ticketId"], id);
+    let bobs = bob_on_b.call("list_cortex_tickets", json!({})).await;
+    assert_eq!(&bobs["structuredContent"]["tickets"][0]["ticketId"], id);
+
+    // Redis lost: a report is refused with a reason, the list says so.
+    redis.stop();
+    let r = ana_on_a
+        .call("report_missing_capability", report("export to CSV"))
+        .await;
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(r.to_string().contains("Try again in a minute"), "{r}");
+    let listed = ana_on_a.call("list_cortex_tickets", json!({})).await;
+    assert!(
+        listed["structuredContent"]["unavailable"]["gateway"].is_string(),
+        "{listed}"
+    );
+}
