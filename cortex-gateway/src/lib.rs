@@ -95,7 +95,7 @@ pub use crate::catalog::{
     integrity::Mode as IntegrityMode,
 };
 use crate::{
-    audit::{AuditSink, AuditWriter, Auditor, Pseudonymizer},
+    audit::{AuditDatabase, AuditWriter, Auditor, Pseudonymizer},
     auth::{
         ResourceServer, ResourceSettings,
         introspection::{IntrospectionConfig, Introspector},
@@ -150,7 +150,8 @@ struct Assembled {
     admin_secret: Option<AdminSecret>,
     shutdown: watch::Sender<bool>,
     refresher: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// The shared store's change relay (none in memory).
+    /// The shared store's change relay (none in memory) and the audit
+    /// database's writer and purge.
     store_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -325,11 +326,18 @@ impl Gateway {
             .with_controls(integrity.clone(), metrics.clone())
             .with_accounts_tool(!config.mcp_servers.is_empty()),
         );
-        let (sink, audit_writer) = match &c.audit_file {
-            Some(path) => AuditSink::file(path)
-                .map_err(|e| config_error("CORTEX_AUDIT_FILE", e.to_string()))?,
-            None => AuditSink::stdout(),
-        };
+        let audit_database = audit_database(c)?;
+        if let Some(database) = &audit_database {
+            database.prepare().await?;
+        }
+        let (sink, audit_writer, audit_tasks) = audit::start_sink(
+            c.audit_file.as_deref(),
+            audit::Rotation {
+                max_bytes: c.audit_max_bytes,
+                keep: c.audit_keep,
+            },
+            audit_database,
+        )?;
         let keys = match &c.audit_secret {
             Some(s) => Pseudonymizer::new(s.as_bytes()),
             None => {
@@ -458,7 +466,11 @@ impl Gateway {
         });
         Ok(Self {
             inner: Arc::new(Assembled {
-                store_tasks: store_tasks.into_iter().flatten().collect(),
+                store_tasks: store_tasks
+                    .into_iter()
+                    .flatten()
+                    .chain(audit_tasks)
+                    .collect(),
                 admin_secret: c.admin_secret.as_deref().map(AdminSecret::new),
                 config,
                 app,
@@ -548,6 +560,14 @@ impl Gateway {
         metrics::router(self.inner.metrics.clone())
     }
 
+    /// Reopens the audit file after the line being written (what SIGHUP
+    /// does, for logrotate); nothing when the lines go to standard output
+    /// or the database only. A failure keeps the old file, logs a warning
+    /// and counts in `cortex_audit_file_reopen_failures_total`.
+    pub fn reopen_audit_file(&self) {
+        self.inner.auditor.sink().reopen();
+    }
+
     /// The tool-integrity mode in force.
     pub fn integrity_mode(&self) -> IntegrityMode {
         self.inner.integrity.mode()
@@ -620,6 +640,57 @@ impl Gateway {
         }
         self.inner.auditor.sink().flush().await;
         Ok(())
+    }
+}
+
+/// The audit database of `controls` (`CORTEX_AUDIT_DATABASE_URL`),
+/// checked; `None` when unset.
+fn audit_database(controls: &config::ControlsConfig) -> Result<Option<AuditDatabase>, ConfigError> {
+    controls
+        .audit_database_url
+        .as_deref()
+        .map(|url| {
+            AuditDatabase::from_settings(
+                url,
+                controls.audit_database_ca_file.as_deref(),
+                controls.audit_retention_days,
+            )
+        })
+        .transpose()
+}
+
+/// Deletes the audit database's rows older than `older_than` (default:
+/// `CORTEX_AUDIT_RETENTION_DAYS`), a batch at a time, and returns how
+/// many (`cortex-gateway audit purge`). Fails when no audit database is
+/// configured, when neither an age nor a retention is given, or when
+/// another gateway is purging at the moment.
+pub async fn purge_audit(
+    controls: &config::ControlsConfig,
+    older_than: Option<Duration>,
+) -> Result<u64, GatewayError> {
+    let Some(database) = audit_database(controls)? else {
+        return Err(config_error(
+            "CORTEX_AUDIT_DATABASE_URL",
+            "not set: the purge deletes rows of the audit database; set it to its URL",
+        )
+        .into());
+    };
+    let Some(older_than) = older_than.or(database.retention()) else {
+        return Err(config_error(
+            "CORTEX_AUDIT_RETENTION_DAYS",
+            "is 0 (rows are kept forever): give the age to purge, e.g. --older-than 90d",
+        )
+        .into());
+    };
+    database.prepare().await?;
+    match database.purge(older_than).await {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(GatewayError::Io(std::io::Error::other(
+            "another gateway is purging the audit database now; try again later",
+        ))),
+        Err(e) => Err(GatewayError::Io(std::io::Error::other(format!(
+            "the audit purge failed: {e}"
+        )))),
     }
 }
 

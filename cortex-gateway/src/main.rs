@@ -1,6 +1,6 @@
 //! `cortex-gateway`: serve the gateway, print the resolved configuration,
-//! re-encrypt the vault under its first key, or bridge a stdio MCP client
-//! to a gateway.
+//! re-encrypt the vault under its first key, purge the audit database, or
+//! bridge a stdio MCP client to a gateway.
 //!
 //! Exit codes: 0 success, 1 the gateway failed while running, 2 a usage or
 //! configuration error (nothing was started).
@@ -44,6 +44,9 @@ enum Command {
     /// Manage the vault of linked accounts (CORTEX_VAULT_* variables).
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Manage the audit database (CORTEX_AUDIT_DATABASE_URL).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Sign and check the tool-integrity baseline (Ed25519).
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -118,6 +121,64 @@ enum BaselineCommand {
         /// The tool's public name.
         tool: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Delete the audit rows older than an age (default:
+    /// CORTEX_AUDIT_RETENTION_DAYS), in batches, and print how many.
+    Purge {
+        /// The age: days (`30d`) or hours (`12h`).
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+    },
+}
+
+/// `30d` or `12h`.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("`{text}` is not an age; use days or hours, e.g. 30d or 12h");
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3_600),
+        _ => None,
+    };
+    seconds.map(std::time::Duration::from_secs).ok_or_else(bad)
+}
+
+/// `audit purge`: 0 done, 1 the database failed (or another gateway is
+/// purging), 2 a configuration error.
+fn audit_purge(older_than: Option<std::time::Duration>) -> ExitCode {
+    let controls =
+        match cortex_gateway::config::ControlsConfig::from_env_map(&std::env::vars().collect()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cortex_gateway::purge_audit(&controls, older_than)) {
+        Ok(n) => {
+            println!("audit purge: {n} rows deleted");
+            ExitCode::SUCCESS
+        }
+        Err(e @ GatewayError::Config(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -355,6 +416,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Vault(VaultCommand::Rotate) => vault_rotate(),
+        Command::Audit(AuditCommand::Purge { older_than }) => audit_purge(older_than),
         Command::Stdio {
             url,
             token_file,
@@ -513,6 +575,18 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
         }
         None => None,
     };
+    // SIGHUP (logrotate's `postrotate`) reopens the audit file; the
+    // process goes on serving.
+    #[cfg(unix)]
+    let reopen = {
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                gateway.reopen_audit_file();
+            }
+        })
+    };
     let server = tokio::spawn(gateway.clone().serve(listener, async {
         cortex_gateway::shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests and closing streams");
@@ -531,5 +605,7 @@ async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
     if let Some(m) = metrics {
         m.abort();
     }
+    #[cfg(unix)]
+    reopen.abort();
     result
 }

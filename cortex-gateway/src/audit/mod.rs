@@ -19,6 +19,8 @@
 //! request with [`note`], [`note_caller`], [`note_arguments`],
 //! [`note_outcome`] and [`tool_call`] (no-ops outside an audited request).
 
+mod file;
+mod postgres;
 mod pseudonym;
 mod record;
 mod refusals;
@@ -27,6 +29,10 @@ mod sink;
 
 use std::time::Duration;
 
+use crate::config_error::ConfigError;
+
+pub(crate) use file::Rotation;
+pub(crate) use postgres::AuditDatabase;
 pub(crate) use pseudonym::Pseudonymizer;
 pub(crate) use record::method_word;
 pub(crate) use record::rfc3339;
@@ -39,6 +45,42 @@ pub(crate) use scope::{
 };
 pub(crate) use scope::{audited_from, audited_item, connect_peer};
 pub(crate) use sink::{AuditSink, AuditWriter};
+
+/// Starts the audit writer: lines go to `file` (`-`: standard output),
+/// to `database`, or to both; with neither, to standard output. Returns
+/// the database tasks (abort them when the gateway goes).
+pub(crate) fn start_sink(
+    file: Option<&std::path::Path>,
+    rotation: Rotation,
+    database: Option<AuditDatabase>,
+) -> Result<(AuditSink, AuditWriter, Vec<tokio::task::JoinHandle<()>>), ConfigError> {
+    let reopen_failures = std::sync::Arc::default();
+    let primary: Option<Box<dyn sink::Output>> = match file {
+        Some(path) if path.as_os_str() != "-" => Some(Box::new(
+            file::AuditFile::open(path, rotation, std::sync::Arc::clone(&reopen_failures))
+                .map_err(|e| ConfigError::new("CORTEX_AUDIT_FILE", e.to_string()))?,
+        )),
+        None if database.is_some() => None,
+        _ => Some(sink::stdout()),
+    };
+    let (feed, database) = match database {
+        Some(d) => {
+            let (tx, rx) = postgres::queue();
+            (Some(tx), Some((d, rx)))
+        }
+        None => (None, None),
+    };
+    let (sink, writer) = AuditSink::start(sink::Outputs {
+        primary,
+        database: feed,
+        reopen_failures,
+    });
+    let tasks = match database {
+        Some((d, rx)) => d.start(rx, sink.drops()),
+        None => Vec::new(),
+    };
+    Ok((sink, writer, tasks))
+}
 
 /// How a tool call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

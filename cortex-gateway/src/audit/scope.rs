@@ -148,6 +148,7 @@ impl Auditor {
     /// Also counts every audited request in `metrics`.
     pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         metrics.track_audit_dropped(self.sink.dropped_counter());
+        metrics.track_audit_reopen_failures(self.sink.reopen_failures());
         self.metrics = Some(metrics);
         self
     }

@@ -25,10 +25,15 @@
 //! flush are grouped by serving thread, so two requests served on different
 //! threads within the same 10 ms may be written out of order; each line
 //! carries its own `time`.
+//!
+//! The writer puts each pass's lines to its outputs: the file
+//! ([`super::file`], reopened between two passes after
+//! [`AuditSink::reopen`]) or standard output, and the database sink's
+//! bounded queue ([`super::postgres`]), which drops and counts what does
+//! not fit as the buffers here do.
 
 use std::{
     io::Write,
-    path::{Path, PathBuf},
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -39,7 +44,9 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::AuditRecord;
+#[cfg(test)]
+use super::file::{AuditFile, AuditFileError, Rotation};
+use super::{AuditRecord, postgres::DatabaseFeed};
 use crate::sync::lock;
 
 /// Lines that may wait for the writer, per serving thread.
@@ -76,7 +83,71 @@ struct Shared {
     /// next line must wake it.
     idle: AtomicBool,
     writer: OnceLock<Thread>,
-    dropped: Arc<AtomicU64>,
+    dropped: DropCounter,
+    /// The audit file is to be reopened (SIGHUP).
+    reopen: AtomicBool,
+    reopen_failures: Arc<AtomicU64>,
+}
+
+/// `cortex_audit_lines_dropped_total`, shared by every stage that may drop
+/// a line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DropCounter(Arc<AtomicU64>);
+
+impl DropCounter {
+    /// Counts `lines` as dropped, logging `why` when the count passes a
+    /// power of two (rarely, but the log follows its growth).
+    pub(crate) fn count(&self, lines: u64, why: &str) {
+        if lines == 0 {
+            return;
+        }
+        let before = self.0.fetch_add(lines, Ordering::Relaxed);
+        if (before + lines).ilog2() != before.checked_ilog2().unwrap_or(u32::MAX) {
+            tracing::error!(dropped = before + lines, "audit lines dropped: {why}");
+        }
+    }
+}
+
+/// Where the writer thread puts lines: whole lines, a batch at a time.
+pub(crate) trait Output: Send + 'static {
+    /// Writes `lines` (each ending in `\n`).
+    fn write_lines(&mut self, lines: &[u8]) -> std::io::Result<()>;
+    /// Hands what is buffered to the system.
+    fn flush(&mut self) -> std::io::Result<()>;
+    /// Opens the destination again (a file moved away by logrotate).
+    fn reopen(&mut self) {}
+}
+
+/// Standard output, buffered.
+pub(crate) fn stdout() -> Box<dyn Output> {
+    stream(std::io::stdout())
+}
+
+/// Any writer, buffered.
+fn stream<W: Write + Send + 'static>(out: W) -> Box<dyn Output> {
+    Box::new(Stream(std::io::BufWriter::with_capacity(64 * 1024, out)))
+}
+
+/// Any writer (standard output, a test's buffer), buffered.
+struct Stream<W: Write>(std::io::BufWriter<W>);
+
+impl<W: Write + Send + 'static> Output for Stream<W> {
+    fn write_lines(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(lines)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// What the writer thread writes to.
+pub(crate) struct Outputs {
+    /// A file or a stream; `None`: the database only.
+    pub(crate) primary: Option<Box<dyn Output>>,
+    /// The database sink's queue.
+    pub(crate) database: Option<DatabaseFeed>,
+    /// Failed reopens and rotations of the file.
+    pub(crate) reopen_failures: Arc<AtomicU64>,
 }
 
 /// One thread slot's waiting lines, on cache lines of their own.
@@ -115,75 +186,35 @@ impl AuditWriter {
     }
 }
 
-/// The audit file could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot open the audit file {path}: {reason}; check the path (--audit-file, CORTEX_AUDIT_FILE) and the directory's permissions"
-)]
-pub(crate) struct AuditFileError {
-    /// The file.
-    pub path: PathBuf,
-    /// What went wrong.
-    pub reason: String,
-}
-
 impl AuditSink {
-    /// Lines to standard output.
-    pub(crate) fn stdout() -> (Self, AuditWriter) {
-        Self::spawn(std::io::stdout())
-    }
-
-    /// Lines appended to `path`. A new file is created with mode 0600; an
-    /// existing regular file that others may read or write is tightened
-    /// to 0600 (and the change logged). A symbolic link at `path` is
-    /// refused, never followed: a link planted there could send the lines
-    /// into another file.
-    pub(crate) fn file(path: &Path) -> Result<(Self, AuditWriter), AuditFileError> {
-        let failed = |reason: String| AuditFileError {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let file = options.open(path).map_err(|e| {
-            #[cfg(unix)]
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                return failed(
-                    "it is a symbolic link, which the gateway does not follow for its audit file; \
-                     set the path of the file itself"
-                        .into(),
-                );
-            }
-            failed(e.to_string())
-        })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let meta = file.metadata().map_err(|e| failed(e.to_string()))?;
-            let mode = meta.permissions().mode() & 0o777;
-            if meta.file_type().is_file() && mode & 0o077 != 0 {
-                file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| {
-                        failed(format!(
-                            "its mode is {mode:o} (others may read it) and it cannot be set to 600: {e}"
-                        ))
-                    })?;
-                tracing::warn!(
-                    path = %path.display(),
-                    "the audit file's mode was {mode:o}; set to 600 (owner only)"
-                );
-            }
-        }
-        Ok(Self::spawn(file))
+    /// Lines appended to `path` (see [`super::file::open`]), rotated by
+    /// size per `rotation`, and reopened by [`AuditSink::reopen`].
+    #[cfg(test)]
+    pub(crate) fn file(
+        path: &std::path::Path,
+        rotation: Rotation,
+    ) -> Result<(Self, AuditWriter), AuditFileError> {
+        let failures = Arc::new(AtomicU64::new(0));
+        let file = AuditFile::open(path, rotation, failures.clone())?;
+        Ok(Self::start(Outputs {
+            primary: Some(Box::new(file)),
+            database: None,
+            reopen_failures: failures,
+        }))
     }
 
     /// Lines written to any writer, by a thread of their own.
+    #[cfg(test)]
     pub(crate) fn spawn<W: Write + Send + 'static>(out: W) -> (Self, AuditWriter) {
+        Self::start(Outputs {
+            primary: Some(stream(out)),
+            database: None,
+            reopen_failures: Arc::default(),
+        })
+    }
+
+    /// Lines written to `outputs` by a thread of their own.
+    pub(crate) fn start(outputs: Outputs) -> (Self, AuditWriter) {
         let shared = Arc::new(Shared {
             slots: (0..crate::sync::THREAD_SLOTS)
                 .map(|_| Slot::default())
@@ -192,14 +223,16 @@ impl AuditSink {
             closed: AtomicBool::new(false),
             idle: AtomicBool::new(false),
             writer: OnceLock::new(),
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: DropCounter::default(),
+            reopen: AtomicBool::new(false),
+            reopen_failures: outputs.reopen_failures.clone(),
         });
         let (done_tx, done) = oneshot::channel();
         let writer_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cortex-audit".into())
             .spawn(move || {
-                write_lines(&writer_shared, out);
+                write_lines(&writer_shared, outputs);
                 let _ = done_tx.send(());
             });
         match thread {
@@ -239,7 +272,7 @@ impl AuditSink {
         // The record is freed here, on the thread that allocated it.
         drop(record);
         if !queued {
-            shared.count_dropped(
+            shared.dropped.count(
                 1,
                 "the audit output cannot keep up; use a faster disk or pipe",
             );
@@ -255,7 +288,26 @@ impl AuditSink {
     #[cfg(test)]
     /// Lines dropped because the queue was full.
     pub(crate) fn dropped(&self) -> u64 {
-        self.handle.shared.dropped.load(Ordering::Relaxed)
+        self.handle.shared.dropped.0.load(Ordering::Relaxed)
+    }
+
+    /// Has the writer reopen the audit file after the batch it is writing
+    /// (SIGHUP); nothing for standard output.
+    pub(crate) fn reopen(&self) {
+        let shared = &self.handle.shared;
+        shared.reopen.store(true, Ordering::Release);
+        shared.wake();
+    }
+
+    /// Failed reopens and rotations of the audit file (for the metrics).
+    pub(crate) fn reopen_failures(&self) -> Arc<AtomicU64> {
+        self.handle.shared.reopen_failures.clone()
+    }
+
+    /// The dropped-line count, for another stage that drops lines (the
+    /// database sink).
+    pub(crate) fn drops(&self) -> DropCounter {
+        self.handle.shared.dropped.clone()
     }
 
     /// Waits until every line queued before this call is written and
@@ -287,7 +339,7 @@ impl AuditSink {
 
     /// The dropped-line counter itself (for the metrics).
     pub(crate) fn dropped_counter(&self) -> Arc<AtomicU64> {
-        self.handle.shared.dropped.clone()
+        self.handle.shared.dropped.0.clone()
     }
 }
 
@@ -310,14 +362,6 @@ impl Shared {
         }
     }
 
-    fn count_dropped(&self, lines: u64, why: &str) {
-        let before = self.dropped.fetch_add(lines, Ordering::Relaxed);
-        // Logged when the count passes a power of two: rarely, but it grows.
-        if (before + lines).ilog2() != before.checked_ilog2().unwrap_or(u32::MAX) {
-            tracing::error!(dropped = before + lines, "audit lines dropped: {why}");
-        }
-    }
-
     /// Whether any slot holds lines, or a flush or the close is waiting.
     fn pending(&self) -> bool {
         let control = lock(&self.control);
@@ -327,10 +371,17 @@ impl Shared {
     }
 }
 
-fn write_lines<W: Write>(shared: &Shared, out: W) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+fn write_lines(shared: &Shared, outputs: Outputs) {
+    let Outputs {
+        mut primary,
+        database,
+        ..
+    } = outputs;
     // Swapped with a slot's buffer, so both keep their capacity.
     let mut batch = Vec::new();
+    // The lines of one pass for the database sink, and their count.
+    let mut for_database = Vec::new();
+    let mut database_lines = 0u64;
     let mut flushes = Vec::new();
     loop {
         // Flushes and the close are taken before the buffers: every line
@@ -340,6 +391,12 @@ fn write_lines<W: Write>(shared: &Shared, out: W) {
             std::mem::swap(&mut flushes, &mut control.flushes);
             control.closed
         };
+        // Between two batches: no line is cut across the two files.
+        if shared.reopen.swap(false, Ordering::AcqRel)
+            && let Some(out) = primary.as_mut()
+        {
+            out.reopen();
+        }
         let mut busy = false;
         for slot in &shared.slots {
             let lines = {
@@ -351,13 +408,30 @@ fn write_lines<W: Write>(shared: &Shared, out: W) {
                 std::mem::take(&mut pending.lines)
             };
             busy = true;
-            if let Err(e) = out.write_all(&batch) {
-                shared.count_dropped(lines as u64, &format!("cannot write them: {e}"));
+            if let Some(out) = primary.as_mut()
+                && let Err(e) = out.write_lines(&batch)
+            {
+                shared
+                    .dropped
+                    .count(lines as u64, &format!("cannot write them: {e}"));
+            }
+            if database.is_some() {
+                for_database.extend_from_slice(&batch);
+                database_lines += lines as u64;
             }
             batch.clear();
         }
-        if busy && let Err(e) = out.flush() {
+        if busy
+            && let Some(out) = primary.as_mut()
+            && let Err(e) = out.flush()
+        {
             tracing::error!("cannot flush the audit output: {e}");
+        }
+        if let Some(db) = &database
+            && database_lines > 0
+        {
+            let lines = std::mem::take(&mut database_lines);
+            db.offer(std::mem::take(&mut for_database), lines, &shared.dropped);
         }
         for done in flushes.drain(..) {
             let _ = done.send(());
@@ -381,7 +455,9 @@ fn write_lines<W: Write>(shared: &Shared, out: W) {
             }
         }
     }
-    let _ = out.flush();
+    if let Some(out) = primary.as_mut() {
+        let _ = out.flush();
+    }
 }
 
 #[cfg(test)]
@@ -412,7 +488,7 @@ mod tests {
     #[tokio::test]
     async fn lines_are_json_and_flushed_on_finish() {
         let path = crate::scratch::temp_path("audit").with_file_name("audit.jsonl");
-        let (sink, writer) = AuditSink::file(&path).unwrap();
+        let (sink, writer) = AuditSink::file(&path, Rotation::OFF).unwrap();
         for i in 0..3 {
             sink.write(record(200 + i));
         }
@@ -453,14 +529,16 @@ mod tests {
         std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
         let link = dir.join("audit.jsonl");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
-        let e = AuditSink::file(&link).unwrap_err().to_string();
+        let e = AuditSink::file(&link, Rotation::OFF)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
         assert!(e.contains("CORTEX_AUDIT_FILE"), "{e}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644, "the link's target was changed");
 
-        let (sink, writer) = AuditSink::file(&victim).unwrap();
+        let (sink, writer) = AuditSink::file(&victim, Rotation::OFF).unwrap();
         let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         sink.write(record(200));
@@ -475,7 +553,7 @@ mod tests {
     #[tokio::test]
     async fn every_threads_lines_are_written_in_that_threads_order() {
         let path = crate::scratch::temp_path("audit-threads").with_file_name("audit-threads.jsonl");
-        let (sink, writer) = AuditSink::file(&path).unwrap();
+        let (sink, writer) = AuditSink::file(&path, Rotation::OFF).unwrap();
         std::thread::scope(|scope| {
             for thread in 0..3u16 {
                 let sink = &sink;
@@ -510,7 +588,7 @@ mod tests {
     #[tokio::test]
     async fn a_lone_line_is_written_without_a_flush() {
         let path = crate::scratch::temp_path("audit-lone").with_file_name("audit-lone.jsonl");
-        let (sink, _writer) = AuditSink::file(&path).unwrap();
+        let (sink, _writer) = AuditSink::file(&path, Rotation::OFF).unwrap();
         // Let the writer go idle first.
         tokio::time::sleep(FLUSH_INTERVAL * 3).await;
         sink.write(record(200));

@@ -39,6 +39,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Default cap on the messages of one JSON-RPC batch (2025-03-26).
 pub const DEFAULT_MAX_BATCH_MESSAGES: usize = 32;
+/// Default number of rotated audit files kept.
+pub const DEFAULT_AUDIT_KEEP: u32 = 5;
+/// Default retention of audit rows in the audit database, in days: one
+/// year, what common audit-trail rules ask for at least.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
+/// The smallest size limit of a rotated audit file.
+pub const MIN_AUDIT_MAX_BYTES: u64 = 4096;
 
 fn default_rate() -> u32 {
     DEFAULT_RATE_LIMIT_PER_MINUTE
@@ -82,6 +89,12 @@ fn default_max_session_bytes() -> usize {
 fn default_max_batch() -> usize {
     DEFAULT_MAX_BATCH_MESSAGES
 }
+fn default_audit_keep() -> u32 {
+    DEFAULT_AUDIT_KEEP
+}
+fn default_audit_retention() -> u32 {
+    DEFAULT_AUDIT_RETENTION_DAYS
+}
 
 /// The operator controls' settings (`[controls]` table in TOML).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +108,26 @@ pub struct ControlsConfig {
     /// it a random key per process is used. A secret: masked.
     #[serde(default)]
     pub audit_secret: Option<String>,
+    /// Rotate the audit file before it exceeds this many bytes
+    /// (`CORTEX_AUDIT_MAX_BYTES`); 0: never (rotate with logrotate and
+    /// SIGHUP instead).
+    #[serde(default)]
+    pub audit_max_bytes: u64,
+    /// Rotated audit files kept, `<file>.1` the newest (`CORTEX_AUDIT_KEEP`).
+    #[serde(default = "default_audit_keep")]
+    pub audit_keep: u32,
+    /// Audit lines also go to this PostgreSQL database
+    /// (`CORTEX_AUDIT_DATABASE_URL`). May hold a password: masked.
+    #[serde(default)]
+    pub audit_database_url: Option<String>,
+    /// The certificate authorities of the audit database's server
+    /// (`CORTEX_AUDIT_DATABASE_CA_FILE`); default: the platform's.
+    #[serde(default)]
+    pub audit_database_ca_file: Option<PathBuf>,
+    /// Days audit rows are kept in the audit database
+    /// (`CORTEX_AUDIT_RETENTION_DAYS`); 0: forever.
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention_days: u32,
     /// Requests a minute per caller (`CORTEX_RATE_LIMIT_PER_MINUTE`); 0 = off.
     #[serde(default = "default_rate")]
     pub rate_limit_per_minute: u32,
@@ -194,6 +227,11 @@ impl Default for ControlsConfig {
         Self {
             audit_file: None,
             audit_secret: None,
+            audit_max_bytes: 0,
+            audit_keep: DEFAULT_AUDIT_KEEP,
+            audit_database_url: None,
+            audit_database_ca_file: None,
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
             rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             max_streams_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
@@ -229,6 +267,8 @@ impl std::fmt::Debug for ControlsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlsConfig")
             .field("audit_file", &self.audit_file)
+            .field("audit_max_bytes", &self.audit_max_bytes)
+            .field("audit_database", &self.audit_database_url.is_some())
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("store", &self.store)
             .field("tool_integrity", &self.tool_integrity)
@@ -268,6 +308,8 @@ impl ControlsConfig {
         let mut c = Self {
             audit_file: get("CORTEX_AUDIT_FILE").map(PathBuf::from),
             audit_secret: get("CORTEX_AUDIT_SECRET"),
+            audit_database_url: get("CORTEX_AUDIT_DATABASE_URL"),
+            audit_database_ca_file: get("CORTEX_AUDIT_DATABASE_CA_FILE").map(PathBuf::from),
             tool_baseline: get("CORTEX_TOOL_BASELINE").map(PathBuf::from),
             baseline_public_key: get("CORTEX_BASELINE_PUBLIC_KEY"),
             baseline_private_key_file: get("CORTEX_BASELINE_PRIVATE_KEY_FILE").map(PathBuf::from),
@@ -277,6 +319,19 @@ impl ControlsConfig {
             introspection_client_secret: get("CORTEX_INTROSPECTION_CLIENT_SECRET"),
             ..Self::default()
         };
+        if let Some(v) = get("CORTEX_AUDIT_MAX_BYTES") {
+            c.audit_max_bytes = num("CORTEX_AUDIT_MAX_BYTES", &v, "104857600 (0 turns it off)")?;
+        }
+        if let Some(v) = get("CORTEX_AUDIT_KEEP") {
+            c.audit_keep = num("CORTEX_AUDIT_KEEP", &v, "5")?;
+        }
+        if let Some(v) = get("CORTEX_AUDIT_RETENTION_DAYS") {
+            c.audit_retention_days = num(
+                "CORTEX_AUDIT_RETENTION_DAYS",
+                &v,
+                "365 (0 keeps rows forever)",
+            )?;
+        }
         if let Some(v) = get("CORTEX_RATE_LIMIT_PER_MINUTE") {
             c.rate_limit_per_minute =
                 num("CORTEX_RATE_LIMIT_PER_MINUTE", &v, "600 (0 turns it off)")?;
@@ -499,6 +554,35 @@ impl ControlsConfig {
                 "shorter than 16 characters; generate one with `openssl rand -hex 32`".into(),
             ));
         }
+        if self.audit_max_bytes != 0 && self.audit_max_bytes < MIN_AUDIT_MAX_BYTES {
+            return Err(err(
+                "CORTEX_AUDIT_MAX_BYTES",
+                format!(
+                    "must be 0 (no rotation by size) or at least {MIN_AUDIT_MAX_BYTES}, e.g. 104857600 (100 MiB)"
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&self.audit_keep) {
+            return Err(err(
+                "CORTEX_AUDIT_KEEP",
+                "must be from 1 to 1000 (rotated files kept), e.g. 5".into(),
+            ));
+        }
+        if let Some(url) = &self.audit_database_url {
+            crate::vault::VaultStorage::postgres("CORTEX_AUDIT_DATABASE_URL", url)?;
+        }
+        if self.audit_max_bytes != 0
+            && self
+                .audit_file
+                .as_ref()
+                .is_none_or(|f| f.as_os_str() == "-")
+        {
+            return Err(err(
+                "CORTEX_AUDIT_MAX_BYTES",
+                "rotates the audit file, but CORTEX_AUDIT_FILE is not set: set it, or unset CORTEX_AUDIT_MAX_BYTES"
+                    .into(),
+            ));
+        }
         if let Some(url) = &self.introspection_url {
             cortex_backend::auth::check_transport(url, gateway.oauth.allow_insecure_http)
                 .map_err(|p| err("CORTEX_INTROSPECTION_URL", p))?;
@@ -601,6 +685,7 @@ impl ControlsConfig {
     pub fn masked(&self) -> Self {
         let mut copy = self.clone();
         copy.audit_secret = masked(&self.audit_secret);
+        copy.audit_database_url = masked(&self.audit_database_url);
         copy.admin_secret = masked(&self.admin_secret);
         copy.introspection_client_secret = masked(&self.introspection_client_secret);
         copy
@@ -779,6 +864,75 @@ mod tests {
             let c = ControlsConfig::from_env_map(&env(&[(var, value)])).unwrap();
             assert_eq!(c.validate(&gateway).unwrap_err().variable, var, "{value}");
         }
+    }
+
+    /// Bad audit settings stop the start naming their variable; the
+    /// database URL is masked.
+    #[test]
+    fn bad_audit_settings_name_their_variable() {
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let defaults = ControlsConfig::from_env_map(&env(&[])).unwrap();
+        assert_eq!(
+            (
+                defaults.audit_max_bytes,
+                defaults.audit_keep,
+                defaults.audit_retention_days
+            ),
+            (0, 5, 365)
+        );
+        for var in [
+            "CORTEX_AUDIT_MAX_BYTES",
+            "CORTEX_AUDIT_KEEP",
+            "CORTEX_AUDIT_RETENTION_DAYS",
+        ] {
+            let e = ControlsConfig::from_env_map(&env(&[(var, "ten")])).unwrap_err();
+            assert_eq!(e.variable, var);
+        }
+        let gateway = GatewayConfig::new(
+            "https://mcp.example.com/mcp",
+            "https://sso.example.com",
+            "0123456789abcdef0123",
+        );
+        let file = ("CORTEX_AUDIT_FILE", "/var/log/cortex/audit.log");
+        for (pairs, var) in [
+            (
+                vec![file, ("CORTEX_AUDIT_MAX_BYTES", "100")],
+                "CORTEX_AUDIT_MAX_BYTES",
+            ),
+            (
+                vec![("CORTEX_AUDIT_MAX_BYTES", "1048576")],
+                "CORTEX_AUDIT_MAX_BYTES",
+            ),
+            (vec![file, ("CORTEX_AUDIT_KEEP", "0")], "CORTEX_AUDIT_KEEP"),
+            (
+                vec![(
+                    "CORTEX_AUDIT_DATABASE_URL",
+                    "postgres://u:pw@db.example.com/audit?sslmode=disable",
+                )],
+                "CORTEX_AUDIT_DATABASE_URL",
+            ),
+        ] {
+            let c = ControlsConfig::from_env_map(&env(&pairs)).unwrap();
+            assert_eq!(c.validate(&gateway).unwrap_err().variable, var, "{pairs:?}");
+        }
+        let c = ControlsConfig::from_env_map(&env(&[
+            file,
+            ("CORTEX_AUDIT_MAX_BYTES", "1048576"),
+            ("CORTEX_AUDIT_KEEP", "3"),
+            (
+                "CORTEX_AUDIT_DATABASE_URL",
+                "postgres://u:pw-secret@db.example.com/audit",
+            ),
+        ]))
+        .unwrap();
+        c.validate(&gateway).unwrap();
+        assert!(!json_of(&c.masked()).contains("pw-secret"));
+        assert!(!format!("{c:?}").contains("pw-secret"));
     }
 
     fn json_of(c: &ControlsConfig) -> String {

@@ -15,6 +15,7 @@
 //! | `cortex_catalog_name_clashes` | gauge | – |
 //! | `cortex_refresh_duration_seconds` | histogram | – |
 //! | `cortex_audit_lines_dropped_total` | counter | – |
+//! | `cortex_audit_file_reopen_failures_total` | counter | – |
 //!
 //! The first two follow OpenTelemetry's HTTP and MCP conventions (the
 //! Prometheus form of `http.server.request.duration` and
@@ -142,7 +143,8 @@ pub(crate) struct Metrics {
     quarantined: CountGauge,
     name_clashes: CountGauge,
     refresh: Histogram,
-    audit_dropped: AuditDropped,
+    audit_dropped: SharedCounter,
+    audit_reopen_failures: SharedCounter,
 }
 
 /// Handle maps, one per thread slot.
@@ -160,12 +162,11 @@ struct Shard {
     mcp: RwLock<HashMap<McpLabels, Histogram>>,
 }
 
-/// `cortex_audit_lines_dropped_total`: the audit sink's own counter, read
-/// at scrape time.
+/// A counter kept elsewhere (the audit sink's), read at scrape time.
 #[derive(Debug, Clone, Default)]
-struct AuditDropped(Arc<RwLock<Option<Arc<AtomicU64>>>>);
+struct SharedCounter(Arc<RwLock<Option<Arc<AtomicU64>>>>);
 
-impl EncodeMetric for AuditDropped {
+impl EncodeMetric for SharedCounter {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         let dropped = crate::sync::read_lock(&self.0)
             .as_ref()
@@ -206,7 +207,8 @@ impl Default for Metrics {
         let quarantined = CountGauge::default();
         let name_clashes = CountGauge::default();
         let refresh = latency_histogram();
-        let audit_dropped = AuditDropped::default();
+        let audit_dropped = SharedCounter::default();
+        let audit_reopen_failures = SharedCounter::default();
         // The registry adds `_total` to counters and a full stop to help
         // texts.
         let mut registry = Registry::default();
@@ -265,6 +267,11 @@ impl Default for Metrics {
             "Audit lines dropped because the audit output could not keep up",
             audit_dropped.clone(),
         );
+        registry.register(
+            "cortex_audit_file_reopen_failures",
+            "Reopens (SIGHUP) and size rotations of the audit file that failed; lines went on to the open file",
+            audit_reopen_failures.clone(),
+        );
         Self {
             registry,
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
@@ -279,6 +286,7 @@ impl Default for Metrics {
             name_clashes,
             refresh,
             audit_dropped,
+            audit_reopen_failures,
         }
     }
 }
@@ -419,6 +427,11 @@ impl Metrics {
     /// Reports the audit sink's dropped-line counter.
     pub(crate) fn track_audit_dropped(&self, counter: Arc<AtomicU64>) {
         *crate::sync::write_lock(&self.audit_dropped.0) = Some(counter);
+    }
+
+    /// Reports the audit file's failed reopens and rotations.
+    pub(crate) fn track_audit_reopen_failures(&self, counter: Arc<AtomicU64>) {
+        *crate::sync::write_lock(&self.audit_reopen_failures.0) = Some(counter);
     }
 
     /// The Prometheus text exposition (format version 0.0.4).

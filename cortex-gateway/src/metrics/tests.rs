@@ -269,6 +269,7 @@ fn every_metric_is_declared_and_labels_stay_bounded() {
         ("cortex_catalog_name_clashes", "gauge"),
         ("cortex_refresh_duration_seconds", "histogram"),
         ("cortex_audit_lines_dropped_total", "counter"),
+        ("cortex_audit_file_reopen_failures_total", "counter"),
     ];
     assert_eq!(
         types,

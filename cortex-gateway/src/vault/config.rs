@@ -212,7 +212,7 @@ impl VaultStorage {
                     return Err(error(
                         variable,
                         "sslmode=disable to a host that is not loopback would send the database \
-                         credentials and the sealed grants in clear; use sslmode=require"
+                         credentials and the data in clear; use sslmode=require"
                             .into(),
                     ));
                 }

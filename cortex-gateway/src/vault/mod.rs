@@ -63,6 +63,7 @@ use zeroize::Zeroize as _;
 
 pub use cache::VaultCacheUsage;
 pub use config::{VaultCacheLimits, VaultConfig, VaultKeys, VaultStorage};
+pub(crate) use store::{RustlsConnect as PgTls, described as pg_error_text};
 
 use self::{
     cache::GrantCache,

@@ -75,7 +75,7 @@ fn bad_configuration_exits_2_naming_the_variable() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("CORTEX_CANONICAL_URI"));
 }
 
-struct Running(std::process::Child);
+pub(crate) struct Running(pub(crate) std::process::Child);
 
 impl Drop for Running {
     fn drop(&mut self) {

@@ -3,6 +3,7 @@
 //! SDK's test issuer. Every JSON-RPC message the gateway sends is validated
 //! against the official schema of the revision in use.
 
+mod audit_ops;
 mod auth;
 mod bridge;
 mod cli;

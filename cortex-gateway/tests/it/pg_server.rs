@@ -272,8 +272,23 @@ impl PgServer {
     }
 }
 
-impl Drop for PgServer {
-    fn drop(&mut self) {
+impl PgServer {
+    /// Stops the server (as an operator would), keeping its data and port.
+    pub(crate) fn stop(&mut self) {
+        self.halt();
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub(crate) fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        assert!(
+            self.try_listen(self.port),
+            "the PostgreSQL server did not start again on port {}",
+            self.port
+        );
+    }
+
+    fn halt(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -291,5 +306,11 @@ impl Drop for PgServer {
             let _ = child.kill();
         }
         let _ = child.wait();
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.halt();
     }
 }

@@ -21,6 +21,9 @@ mod pg_tls;
 mod postgres;
 mod sqlite;
 
+pub(crate) use pg_tls::RustlsConnect;
+pub(crate) use postgres::described;
+
 use std::collections::BTreeMap;
 
 use super::{VaultError, config::VaultStorage, seal::SealedRecord};
@@ -132,11 +135,7 @@ impl Store {
         Ok(match storage {
             VaultStorage::Sqlite { path } => Self::Sqlite(sqlite::SqliteStore::open(path).await?),
             VaultStorage::Postgres { config, tls_roots } => {
-                let tls = if tls_roots.is_empty() {
-                    pg_tls::RustlsConnect::platform()?
-                } else {
-                    pg_tls::RustlsConnect::with_roots(tls_roots)?
-                };
+                let tls = pg_tls::RustlsConnect::for_roots(tls_roots)?;
                 Self::Postgres(Box::new(
                     postgres::PgStore::connect((**config).clone(), tls).await?,
                 ))

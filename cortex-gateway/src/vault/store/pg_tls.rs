@@ -31,6 +31,17 @@ use crate::vault::VaultError;
 pub(crate) struct RustlsConnect(Arc<rustls::ClientConfig>);
 
 impl RustlsConnect {
+    /// Trusting exactly `roots`, or the platform's when there are none.
+    pub(crate) fn for_roots(
+        roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Self, VaultError> {
+        if roots.is_empty() {
+            Self::platform()
+        } else {
+            Self::with_roots(roots)
+        }
+    }
+
     /// Trusting the platform's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` on
     /// Linux add a private authority).
     pub(crate) fn platform() -> Result<Self, VaultError> {

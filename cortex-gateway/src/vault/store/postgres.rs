@@ -29,7 +29,7 @@ impl std::fmt::Debug for PgStore {
 
 /// `e` and its causes (tokio-postgres keeps the useful part, e.g. why a
 /// TLS handshake failed, in the source).
-fn described(e: &tokio_postgres::Error) -> String {
+pub(crate) fn described(e: &tokio_postgres::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
