@@ -158,12 +158,8 @@ fn audit_purge(older_than: Option<std::time::Duration>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(1);
     };
     match runtime.block_on(cortex_gateway::purge_audit(&controls, older_than)) {
         Ok(n) => {
@@ -377,12 +373,8 @@ fn stdio(
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(1);
     };
     let input = tokio::io::BufReader::new(tokio::io::stdin());
     match runtime.block_on(cortex_gateway::bridge::run(
@@ -396,6 +388,13 @@ fn stdio(
             ExitCode::from(1)
         }
     }
+}
+
+/// A multi-threaded runtime, or `None` after saying why there is none.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .inspect_err(|e| eprintln!("error: cannot start the runtime: {e}"))
+        .ok()
 }
 
 fn load(path: Option<&PathBuf>) -> Result<GatewayConfig, cortex_gateway::config::ConfigError> {
