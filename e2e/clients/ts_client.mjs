@@ -6,10 +6,12 @@
 // bearer tokens; never printed), and optionally MCP_STDIO_BRIDGE: the path of
 // a `cortex-gateway` binary, to connect over stdio through
 // `cortex-gateway stdio --url $MCP_URL` (the token in its CORTEX_TOKEN)
-// instead of over HTTP. The plan, one connection per session:
+// instead of over HTTP. A bridged session with `"sign_in": true` instead of
+// a token gives the bridge no token, so it signs in by itself. The plan, one
+// connection per session:
 //   {"sdk": "v1" | "v2",            // @modelcontextprotocol/sdk or @modelcontextprotocol/client
 //    "era": "legacy" | "2026-07-28", // v2 only: initialize handshake or a pinned 2026 revision
-//    "sessions": [{"token": "<name in MCP_TOKENS>", "steps": [
+//    "sessions": [{"token": "<name in MCP_TOKENS>" | "sign_in": true, "steps": [
 //       {"op": "list_tools"}, {"op": "call_tool", "name": "...", "arguments": {...}},
 //       {"op": "read_resource", "uri": "..."}, {"op": "get_prompt", "name": "...", "arguments": {...}},
 //       {"op": "list_prompts"}, {"op": "list_resource_templates"}]}]}
@@ -31,14 +33,14 @@ const clientInfo = { name: "cortex-e2e-ts", version: "0.1.0" };
 
 const bridge = process.env.MCP_STDIO_BRIDGE;
 
-// The stdio transport's options: the bridge as a child process.
+// The stdio transport's options: the bridge as a child process (with no
+// token when `token` is null: the bridge then signs in).
 function bridgeProcess(token) {
-  return {
-    command: bridge,
-    args: ["stdio", "--url", url],
-    env: { ...process.env, CORTEX_TOKEN: token },
-    stderr: "inherit",
-  };
+  const env = { ...process.env };
+  delete env.CORTEX_TOKEN;
+  delete env.CORTEX_BRIDGE_TOKEN;
+  if (token !== null) env.CORTEX_TOKEN = token;
+  return { command: bridge, args: ["stdio", "--url", url], env, stderr: "inherit" };
 }
 
 async function connectV1(token) {
@@ -102,8 +104,9 @@ async function runStep(client, step) {
 }
 
 async function runSession(session) {
-  const token = tokens[session.token];
-  if (!token) throw new Error(`no token named ${JSON.stringify(session.token)} in MCP_TOKENS`);
+  const signIn = session.sign_in === true && Boolean(bridge);
+  const token = signIn ? null : tokens[session.token];
+  if (!signIn && !token) throw new Error(`no token named ${JSON.stringify(session.token)} in MCP_TOKENS`);
   const connected = plan.sdk === "v2" ? await connectV2(token) : await connectV1(token);
   const steps = [];
   for (const step of session.steps) {
@@ -115,7 +118,7 @@ async function runSession(session) {
   }
   const protocolVersion = connected.protocolVersion() ?? null;
   await connected.client.close().catch(() => {});
-  return { token: session.token, protocolVersion, steps };
+  return { token: session.token ?? null, protocolVersion, steps };
 }
 
 const sessions = [];
@@ -123,7 +126,7 @@ for (const session of plan.sessions) {
   try {
     sessions.push(await runSession(session));
   } catch (e) {
-    console.error(`session ${session.token}: cannot connect to ${url}: ${describeError(e).message}`);
+    console.error(`session ${session.token ?? "sign-in"}: cannot connect to ${url}: ${describeError(e).message}`);
     process.exit(2);
   }
 }

@@ -614,6 +614,14 @@ impl Bridge {
                 .unwrap_or_default()
         };
         match status {
+            StatusCode::UNAUTHORIZED if matches!(self.options.token, TokenSource::OAuth(_)) => {
+                Some(format!(
+                    "the gateway refused the token even after a new sign-in (HTTP 401{}); \
+                     run `cortex-gateway stdio --url {} --logout` and start the client again",
+                    described(),
+                    self.redacted_url()
+                ))
+            }
             StatusCode::UNAUTHORIZED => Some(format!(
                 "the gateway refused the token (HTTP 401{}); set CORTEX_BRIDGE_TOKEN or \
                  --token-file to a current access token for {}, or unset both to let \

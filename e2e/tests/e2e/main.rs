@@ -2,6 +2,7 @@
 //! conformance suite against Cortex (see the crate docs and e2e/README.md).
 
 mod admin_page;
+mod bridge_oauth;
 mod conformance;
 mod conformance_meridian;
 mod container;
