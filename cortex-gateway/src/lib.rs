@@ -267,6 +267,15 @@ impl Gateway {
                         prefix: c.store_prefix.clone(),
                         on_failure: c.store_rate_limit_on_failure,
                         facade_key,
+                        // Exchanged tokens and assertions are shared only
+                        // sealed, with a key derived from the vault's.
+                        token_key: match &config.vault {
+                            Some(v) => Some(
+                                vault::derive_key_of(v, store::redis_tokens::SEAL_LABEL)
+                                    .map_err(|e| config_error("CORTEX_VAULT_KEY", e.to_string()))?,
+                            ),
+                            None => None,
+                        },
                     },
                 )
                 .await

@@ -22,6 +22,7 @@ pub(crate) mod ratelimit;
 pub(crate) mod redis;
 pub(crate) mod redis_facade;
 pub(crate) mod redis_feedback;
+pub(crate) mod redis_tokens;
 pub(crate) mod sessions;
 pub(crate) mod settings;
 pub(crate) mod tickets;
@@ -98,6 +99,28 @@ pub(crate) struct RedisSettings {
     /// The key sealing the OAuth facade's state (derived from the vault's
     /// first key); `None`: the facade is off, its state stays in memory.
     pub(crate) facade_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+    /// The key sealing cached exchanged tokens and assertions (derived
+    /// from the vault's first key); `None`: those caches stay in memory.
+    pub(crate) token_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+}
+
+/// The token cache `name` on Redis, sealed with `key`; in memory without a
+/// key.
+fn sealed_cache(
+    shared: &redis::Shared,
+    name: &'static str,
+    limits: tokens::TokenCacheLimits,
+    key: Option<&[u8; 32]>,
+) -> TokenCache {
+    match key {
+        Some(key) => TokenCache::Redis(Box::new(redis_tokens::RedisTokenCache::new(
+            shared.clone(),
+            name,
+            limits,
+            Some(key),
+        ))),
+        None => TokenCache::in_memory(limits),
+    }
 }
 
 impl Store {
@@ -146,15 +169,29 @@ impl Store {
                     settings.on_failure,
                 ))),
             )),
-            introspection: Arc::new(TokenCache::Redis(Box::new(redis::RedisTokenCache::new(
-                shared.clone(),
-                INTROSPECTION_CACHE_LIMITS,
-            )))),
+            introspection: Arc::new(TokenCache::Redis(Box::new(
+                redis_tokens::RedisTokenCache::new(
+                    shared.clone(),
+                    redis_tokens::INTROSPECTION,
+                    INTROSPECTION_CACHE_LIMITS,
+                    None,
+                ),
+            ))),
             // Exchanged tokens and signed assertions are bearer secrets for
-            // a backend: each replica keeps its own
-            // (docs/adr/0017-redis-store.md).
-            exchange: Arc::new(TokenCache::in_memory(EXCHANGE_CACHE_LIMITS)),
-            assertions: Arc::new(TokenCache::in_memory(ASSERTION_CACHE_LIMITS)),
+            // a backend: shared only sealed, else each replica keeps its
+            // own (docs/adr/0017-redis-store.md).
+            exchange: Arc::new(sealed_cache(
+                &shared,
+                redis_tokens::EXCHANGED,
+                EXCHANGE_CACHE_LIMITS,
+                settings.token_key.as_deref(),
+            )),
+            assertions: Arc::new(sealed_cache(
+                &shared,
+                redis_tokens::ASSERTIONS,
+                ASSERTION_CACHE_LIMITS,
+                settings.token_key.as_deref(),
+            )),
             tickets: Arc::new(LinkTickets::Redis(Box::new(redis::RedisTickets::new(
                 shared.clone(),
                 TicketLimits::default(),

@@ -15,7 +15,8 @@
 //!   the caps trim;
 //! - `r:<d(sub)>`, `ra:<d(address)>`: a caller's GCRA arrival time;
 //! - `st:<d(sub)>`: a caller's open streams, a sorted set of leases;
-//! - `ti:<d>`: an introspection answer;
+//! - `ti:`, `tx:`, `tg:` and their bounds: the token caches
+//!   (`redis_tokens.rs`);
 //! - `t:<d(ticket)>`, `tc:<d(sub)>`, `ta`: link tickets and their caps;
 //! - `integrity`: the integrity document;
 //! - `f…`: the OAuth facade's state (`redis_facade.rs`);
@@ -734,73 +735,6 @@ impl RedisStreams {
     }
 }
 
-// ------------------------------------------------------------ token cache
-
-/// Introspection answers on Redis, under `ti:<digest>`.
-#[derive(Debug)]
-pub(crate) struct RedisTokenCache {
-    shared: Shared,
-    /// Answers this process saw lately: a hit costs no round trip.
-    local: super::tokens::MemoryTokenCache,
-}
-
-/// How long an answer read from Redis is kept locally at most.
-const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(5);
-
-impl RedisTokenCache {
-    pub(crate) fn new(shared: Shared, limits: super::tokens::TokenCacheLimits) -> Self {
-        Self {
-            shared,
-            local: super::tokens::MemoryTokenCache::new(limits),
-        }
-    }
-
-    fn key(&self, key: &super::tokens::TokenKey) -> String {
-        self.shared.key(&format!("ti:{}", hex(key.bytes())))
-    }
-
-    pub(crate) async fn get_map<T>(
-        &self,
-        key: &super::tokens::TokenKey,
-        read: impl FnOnce(&str) -> T,
-    ) -> Option<T> {
-        let now = std::time::Instant::now();
-        if let Some(v) = self.local.get_map(key, now, str::to_owned) {
-            return Some(read(&v));
-        }
-        let k = self.key(key);
-        let mut conn = self.shared.conn();
-        let r: redis::RedisResult<(Option<String>, i64)> =
-            redis::pipe().get(&k).pttl(&k).query_async(&mut conn).await;
-        let (value, ttl) = self.shared.note(r).ok()?;
-        let value = value?;
-        if ttl > 0 {
-            let ttl = Duration::from_millis(ttl as u64).min(LOCAL_TOKEN_TTL);
-            self.local.put(*key, &value, ttl, now);
-        }
-        Some(read(&value))
-    }
-
-    pub(crate) async fn put(&self, key: super::tokens::TokenKey, value: &str, ttl: Duration) {
-        if ttl.is_zero() {
-            return;
-        }
-        self.local.put(
-            key,
-            value,
-            ttl.min(LOCAL_TOKEN_TTL),
-            std::time::Instant::now(),
-        );
-        let k = self.key(&key);
-        let r: redis::RedisResult<()> = self
-            .shared
-            .conn()
-            .pset_ex(k, value, ttl.as_millis() as u64)
-            .await;
-        let _ = self.shared.note(r);
-    }
-}
-
 // ----------------------------------------------------------------- tickets
 
 /// Issues a ticket. KEYS: ticket, caller set, all set. ARGV: unused, ttl
@@ -1078,18 +1012,14 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         redis_server::RedisServer,
-        store::{
-            sessions::SessionLimits,
-            tickets::TicketLimits,
-            tokens::{INTROSPECTION_CACHE_LIMITS, TokenKey},
-        },
+        store::{sessions::SessionLimits, tickets::TicketLimits},
     };
 
-    async fn shared(server: &RedisServer) -> Shared {
+    pub(crate) async fn shared(server: &RedisServer) -> Shared {
         Shared::open(&server.url(), &server.url(), "t:")
             .await
             .unwrap()
@@ -1134,32 +1064,6 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-    }
-
-    #[tokio::test]
-    async fn introspection_answers_are_shared_under_digests_for_their_ttl() {
-        let server = RedisServer::start_new();
-        let a = RedisTokenCache::new(shared(&server).await, INTROSPECTION_CACHE_LIMITS);
-        let b = RedisTokenCache::new(shared(&server).await, INTROSPECTION_CACHE_LIMITS);
-        let key = TokenKey::new("", "secret.token.value");
-        a.put(key, "active", Duration::from_secs(30)).await;
-        assert_eq!(
-            b.get_map(&key, str::to_owned).await.as_deref(),
-            Some("active")
-        );
-        assert_eq!(
-            b.get_map(&TokenKey::new("", "other"), str::to_owned).await,
-            None
-        );
-        let keys = server.command("KEYS *");
-        assert!(!keys.contains("secret.token.value"), "{keys}");
-        assert!(
-            keys.contains(&format!("t:ti:{}", hex(key.bytes()))),
-            "{keys}"
-        );
-        let ttl = server.command(&format!("PTTL t:ti:{}", hex(key.bytes())));
-        let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
-        assert!((1..=30_000).contains(&ms), "{ttl}");
     }
 
     #[tokio::test]

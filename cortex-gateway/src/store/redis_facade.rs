@@ -68,14 +68,14 @@ const MAX_CACHED_GRANTS: usize = 10_000;
 const MAX_CACHED_ID_BYTES: usize = 128;
 /// What one entry costs besides its value: its index member, size field
 /// and key, rounded up.
-const ENTRY_OVERHEAD_BYTES: usize = 256;
+pub(super) const ENTRY_OVERHEAD_BYTES: usize = 256;
 /// The message prefix of a revocation on the store's channel.
 pub(crate) const REVOKED_MESSAGE: &str = "revoked ";
 
 /// The shelf functions every script starts with. A shelf is a kind's
 /// index (sorted set of members by expiry, ms), sizes (hash) and total
 /// bytes (string); an entry's key is the kind's prefix and its member.
-const SHELF: &str = r"
+pub(super) const SHELF: &str = r"
 local function shelf_drop(pfx, idx, sizes, total, m)
   redis.call('DEL', pfx .. m)
   redis.call('ZREM', idx, m)
@@ -130,7 +130,7 @@ end
 /// (unix ms), now (unix ms), cap, byte cap, size, then optionally the
 /// group set and its cap, then optionally `f`'s value is ARGV[3] and `u`'s
 /// ARGV[11] (a code: a hash).
-const PUT: &str = r"
+pub(super) const PUT: &str = r"
 local group, gcap = nil, nil
 if ARGV[9] and ARGV[9] ~= '' then group, gcap = ARGV[9], tonumber(ARGV[10]) end
 local value = ARGV[3]
@@ -229,9 +229,9 @@ return 1
 
 /// One kind of entry: its key prefix, its shelf's keys and its bounds.
 #[derive(Debug)]
-struct Kind {
+pub(super) struct Kind {
     /// The kind's name in keys and in the sealing's associated data.
-    name: &'static str,
+    pub(super) name: &'static str,
     prefix: String,
     shelf: [String; 3],
     cap: usize,
@@ -239,7 +239,7 @@ struct Kind {
 }
 
 impl Kind {
-    fn new(shared: &Shared, name: &'static str, cap: usize, max_bytes: usize) -> Self {
+    pub(super) fn new(shared: &Shared, name: &'static str, cap: usize, max_bytes: usize) -> Self {
         Self {
             name,
             prefix: shared.key(&format!("{name}:")),
@@ -257,21 +257,21 @@ impl Kind {
         digest(&[self.name.as_bytes(), secret.as_bytes()])
     }
 
-    fn key(&self, member: &str) -> String {
+    pub(super) fn key(&self, member: &str) -> String {
         let mut k = String::with_capacity(self.prefix.len() + member.len());
         k.push_str(&self.prefix);
         k.push_str(member);
         k
     }
 
-    fn shelf(&self) -> [&str; 3] {
+    pub(super) fn shelf(&self) -> [&str; 3] {
         [&self.shelf[0], &self.shelf[1], &self.shelf[2]]
     }
 }
 
 /// Seals values with AES-256-GCM: nonce, then ciphertext and tag. The
 /// associated data names the kind and the key's member.
-struct Sealer {
+pub(super) struct Sealer {
     key: RandomizedNonceKey,
 }
 
@@ -292,7 +292,7 @@ fn associated_data(kind: &str, member: &str) -> Vec<u8> {
 }
 
 impl Sealer {
-    fn new(key: &[u8; 32]) -> Self {
+    pub(super) fn new(key: &[u8; 32]) -> Self {
         Self {
             // A 32-byte key is always valid for AES-256-GCM.
             key: RandomizedNonceKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256-GCM key"),
@@ -300,7 +300,7 @@ impl Sealer {
     }
 
     /// `value` as JSON, sealed for (`kind`, `member`).
-    fn seal(
+    pub(super) fn seal(
         &self,
         kind: &str,
         member: &str,
@@ -324,7 +324,7 @@ impl Sealer {
 
     /// The value sealed for (`kind`, `member`); `None` when it does not
     /// open (another key, another place, altered).
-    fn open<T: for<'de> Deserialize<'de>>(
+    pub(super) fn open<T: for<'de> Deserialize<'de>>(
         &self,
         kind: &str,
         member: &str,
@@ -454,14 +454,55 @@ pub(crate) struct RedisFacade {
     revoke: Script,
 }
 
-fn script(body: &str) -> Script {
+pub(super) fn script(body: &str) -> Script {
     Script::new(&format!("{SHELF}{body}"))
 }
 
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Stores `value` under `member` of `kind` until `expiry` (unix ms) with
+/// `put` (the [`PUT`] script), within the kind's bounds: `size` is the
+/// value's bytes, `group` an optional (set, cap) the entry also counts
+/// against, `tombstone` a code's second field.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn put_on_shelf(
+    shared: &Shared,
+    put: &Script,
+    kind: &Kind,
+    member: &str,
+    value: &[u8],
+    expiry: u64,
+    size: usize,
+    group: Option<(&str, usize)>,
+    tombstone: Option<&[u8]>,
+) -> Result<(), Unavailable> {
+    let (expiry, now) = (expiry.to_string(), unix_ms().to_string());
+    let (cap, max_bytes) = (kind.cap.to_string(), kind.max_bytes.to_string());
+    let size = (size + ENTRY_OVERHEAD_BYTES).to_string();
+    let (group, gcap) = group.map_or((String::new(), String::new()), |(g, c)| {
+        (g.to_string(), c.max(1).to_string())
+    });
+    let mut args: Vec<&[u8]> = vec![
+        kind.prefix.as_bytes(),
+        member.as_bytes(),
+        value,
+        expiry.as_bytes(),
+        now.as_bytes(),
+        cap.as_bytes(),
+        max_bytes.as_bytes(),
+        size.as_bytes(),
+        group.as_bytes(),
+        gcap.as_bytes(),
+    ];
+    if let Some(t) = tombstone {
+        args.push(t);
+    }
+    let _: i64 = shared.eval(put, &kind.shelf(), &args).await?;
+    Ok(())
 }
 
 impl RedisFacade {
@@ -504,29 +545,18 @@ impl RedisFacade {
         group: Option<(&str, usize)>,
         tombstone: Option<&[u8]>,
     ) -> Result<(), Unavailable> {
-        let (expiry, now) = (expiry.to_string(), unix_ms().to_string());
-        let (cap, max_bytes) = (kind.cap.to_string(), kind.max_bytes.to_string());
-        let size = (size + ENTRY_OVERHEAD_BYTES).to_string();
-        let (group, gcap) = group.map_or((String::new(), String::new()), |(g, c)| {
-            (g.to_string(), c.max(1).to_string())
-        });
-        let mut args: Vec<&[u8]> = vec![
-            kind.prefix.as_bytes(),
-            member.as_bytes(),
+        put_on_shelf(
+            &self.shared,
+            &self.put,
+            kind,
+            member,
             value,
-            expiry.as_bytes(),
-            now.as_bytes(),
-            cap.as_bytes(),
-            max_bytes.as_bytes(),
-            size.as_bytes(),
-            group.as_bytes(),
-            gcap.as_bytes(),
-        ];
-        if let Some(t) = tombstone {
-            args.push(t);
-        }
-        let _: i64 = self.shared.eval(&self.put, &kind.shelf(), &args).await?;
-        Ok(())
+            expiry,
+            size,
+            group,
+            tombstone,
+        )
+        .await
     }
 
     pub(crate) async fn register(

@@ -86,7 +86,7 @@ pub(crate) enum TokenCache {
     /// In this process's memory.
     Memory(MemoryTokenCache),
     /// On Redis (with a short-lived copy in this process).
-    Redis(Box<super::redis::RedisTokenCache>),
+    Redis(Box<super::redis_tokens::RedisTokenCache>),
 }
 
 impl TokenCache {

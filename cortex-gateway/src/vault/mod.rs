@@ -541,6 +541,16 @@ impl Vault {
     }
 }
 
+/// A 32-byte key for another use of the configured vault's first key,
+/// named by `label`: what [`Vault::derive_key`] gives once the vault is
+/// open, without opening its database.
+pub(crate) fn derive_key_of(
+    config: &config::VaultConfig,
+    label: &[u8],
+) -> Result<zeroize::Zeroizing<[u8; 32]>, VaultError> {
+    Ok(Keyring::new(&config.keys)?.derive(label))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -257,6 +257,69 @@ async fn exchange_mode_sends_the_exchanged_token() {
     assert_eq!(got["claims"]["aud"], audience);
 }
 
+/// Two replicas on one Redis, each with the vault key: a token exchanged on
+/// one is reused by the other (the authorization server mints once), and
+/// Redis holds neither the caller's token nor the exchanged one.
+#[tokio::test]
+async fn replicas_on_redis_share_exchanged_tokens_sealed() {
+    use cortex_gateway::{
+        config::StoreKind,
+        testing::RedisServer,
+        vault::{VaultConfig, VaultKeys, VaultStorage},
+    };
+    let redis = RedisServer::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Arc::new(TestIssuer::start().await.unwrap());
+    let site = Site::bind().await;
+    let audience = "https://crm.internal.example.com";
+    let backend = BackendServer::start(echo(trusting(
+        issuer.issuer(),
+        &[audience],
+        issuer.jwks_url(),
+    )))
+    .await;
+    let minted = Arc::new(Mutex::new(Vec::new()));
+    let (token_endpoint, _as) = exchange_server(issuer.clone(), minted.clone()).await;
+    let mut config = base_config(&site, &issuer);
+    config.token_exchange = Some(TokenExchangeConfig {
+        token_endpoint: Some(token_endpoint),
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+    });
+    let mut crm = BackendConfig::new("crm", &backend.url);
+    crm.token_mode = TokenMode::Exchange;
+    crm.audience = Some(audience.into());
+    config.backends = vec![crm];
+    config.controls.store = redis.url().parse::<StoreKind>().unwrap();
+    config.vault = Some(VaultConfig::new(
+        VaultKeys::parse_single(
+            "CORTEX_VAULT_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .unwrap(),
+        VaultStorage::Sqlite {
+            path: dir.path().join("vault.db"),
+        },
+    ));
+    let (b, b_url) = {
+        let b = Site::bind().await;
+        let url = b.url.clone();
+        (b.serve(config.clone()).await, url)
+    };
+    let (_a, (a_url, _)) = site_serve(site, config).await;
+    let token = caller_token(&issuer, &a_url, "ana");
+    let on_a = echoed(&mut Client::modern(&a_url, &token), "crm_claims").await;
+    let on_b = echoed(&mut Client::modern(&b_url, &token), "crm_claims").await;
+    let minted = minted.lock().unwrap().clone();
+    assert_eq!(minted.len(), 1, "one exchange for both replicas");
+    assert_eq!(on_a["token"], minted[0].as_str());
+    assert_eq!(on_b["token"], minted[0].as_str());
+    let dump = redis.dump();
+    assert!(!dump.contains(&minted[0]), "the exchanged token is sealed");
+    assert!(!dump.contains(&token), "the caller's token is never stored");
+    drop(b);
+}
+
 /// The claims an assertion carries, exactly.
 const ASSERTION_CLAIMS: [&str; 13] = [
     "act",
