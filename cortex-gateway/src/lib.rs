@@ -153,6 +153,8 @@ struct Assembled {
     /// The shared store's change relay (none in memory) and the audit
     /// database's writer and purge.
     store_tasks: Vec<JoinHandle<()>>,
+    /// The status page's rejections (in the store).
+    rejections: Arc<store::rejections::Rejections>,
 }
 
 impl std::fmt::Debug for Assembled {
@@ -284,6 +286,7 @@ impl Gateway {
             }
             _ => (Store::in_memory(memory), None),
         };
+        let rejections = store.rejections.clone();
         let mut upstream = UpstreamClient::new(config.max_response_bytes)
             .map_err(|e| GatewayError::Client(e.to_string()))?;
         if let Some(x) = &config.token_exchange {
@@ -480,6 +483,7 @@ impl Gateway {
                     .flatten()
                     .chain(audit_tasks)
                     .collect(),
+                rejections,
                 admin_secret: c.admin_secret.as_deref().map(AdminSecret::new),
                 config,
                 app,
@@ -554,6 +558,7 @@ impl Gateway {
                 after_approval: after,
                 config_toml: self.inner.config.masked_toml(),
                 canonical_uri: self.inner.config.canonical_uri.clone(),
+                rejections: self.inner.rejections.clone(),
             }));
         }
         if self.inner.config.controls.metrics_listen.is_none() {

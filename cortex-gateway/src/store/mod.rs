@@ -23,6 +23,7 @@ pub(crate) mod redis;
 pub(crate) mod redis_facade;
 pub(crate) mod redis_feedback;
 pub(crate) mod redis_tokens;
+pub(crate) mod rejections;
 pub(crate) mod sessions;
 pub(crate) mod settings;
 pub(crate) mod tickets;
@@ -84,6 +85,8 @@ pub(crate) struct Store {
     pub(crate) facade: Arc<FacadeState>,
     /// The agents' feedback tickets the gateway keeps itself.
     pub(crate) feedback: Arc<FeedbackTickets>,
+    /// The status page's rejections.
+    pub(crate) rejections: Arc<rejections::Rejections>,
 }
 
 /// What the Redis store is sized and configured by, besides the memory
@@ -209,6 +212,7 @@ impl Store {
                 shared.clone(),
                 FeedbackLimits::default(),
             ))),
+            rejections: Arc::new(rejections::Rejections::on_redis(shared.clone())),
         };
         Ok((store, shared))
     }
@@ -238,6 +242,7 @@ impl Store {
             feedback: Arc::new(FeedbackTickets::Memory(MemoryFeedback::new(
                 FeedbackLimits::default(),
             ))),
+            rejections: Arc::new(rejections::Rejections::in_memory()),
         }
     }
 }

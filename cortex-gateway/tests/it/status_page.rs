@@ -63,7 +63,7 @@ fn assert_secure_headers(r: &reqwest::Response) {
 }
 
 /// Signs in; the cookie pair (`name=value`) to send back.
-async fn sign_in(base: &str) -> String {
+pub(crate) async fn sign_in(base: &str) -> String {
     let r = http()
         .post(format!("{base}/admin/sign-in"))
         .form_body(&[("secret", ADMIN)])
@@ -83,7 +83,7 @@ async fn sign_in(base: &str) -> String {
 }
 
 /// The status page as the session `cookie` sees it.
-async fn page(base: &str, cookie: &str) -> String {
+pub(crate) async fn page(base: &str, cookie: &str) -> String {
     let r = http()
         .get(format!("{base}/admin"))
         .header(header::COOKIE, cookie)
@@ -95,12 +95,17 @@ async fn page(base: &str, cookie: &str) -> String {
     r.text().await.unwrap()
 }
 
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[at..].split('"').next().unwrap().to_string()
 }
 
-async fn post_form(base: &str, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> u16 {
+pub(crate) async fn post_form(
+    base: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> u16 {
     let mut r = http().post(format!("{base}{path}")).form_body(form);
     if let Some(c) = cookie {
         r = r.header(header::COOKIE, c);

@@ -13,11 +13,12 @@
 //!
 //! Approve is the operator endpoint's approval
 //! ([`IntegrityGuard::approve`]). Reject keeps the tool withheld and marks
-//! its pending definition rejected in this process: the page then offers
-//! "reconsider" instead of approve until the backend changes the tool
-//! again (a new definition is a new review). Nothing is dropped: the
-//! baseline is untouched, so a reject is undone by "reconsider" or by a
-//! restart, and the JSON endpoint can still approve.
+//! its pending definition rejected in the store (shared by the replicas on
+//! Redis): the page then offers "reconsider" instead of approve until the
+//! backend changes the tool again (a new definition is a new review).
+//! Nothing is dropped: the baseline is untouched, so a reject is undone by
+//! "reconsider" (or, in memory, by a restart), and the JSON endpoint can
+//! still approve.
 //!
 //! Every answer carries a strict Content-Security-Policy (no script, styles
 //! from the gateway only, forms to the gateway only, no framing),
@@ -42,6 +43,7 @@ use crate::{
     audit::Refusals,
     catalog::{Federation, Health, integrity::IntegrityGuard},
     link::Accounts,
+    store::rejections::Rejections,
 };
 use session::Sessions;
 
@@ -59,8 +61,6 @@ const RECONSIDER_PATH: &str = "/admin/reconsider";
 const COOKIE: &str = "cortex_admin";
 /// Limit on a form body.
 const MAX_FORM_BYTES: usize = 4 * 1024;
-/// Most rejections remembered (never more than the open quarantines).
-const MAX_REJECTED: usize = 1024;
 
 /// What the page reads and acts on.
 pub(crate) struct PageDeps {
@@ -74,6 +74,8 @@ pub(crate) struct PageDeps {
     pub(crate) config_toml: String,
     /// The canonical URI (its origin is the only one forms are taken from).
     pub(crate) canonical_uri: String,
+    /// Public tool name -> digest of the rejected pending definition.
+    pub(crate) rejections: Arc<Rejections>,
 }
 
 struct Page {
@@ -81,8 +83,6 @@ struct Page {
     origin: String,
     secure: bool,
     sessions: Sessions,
-    /// Public tool name -> digest of the rejected pending definition.
-    rejected: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// The page's routes. Mount them only when a secret is configured.
@@ -96,7 +96,6 @@ pub(crate) fn router(deps: PageDeps) -> Router {
         origin,
         secure,
         sessions: Sessions::default(),
-        rejected: std::sync::Mutex::new(HashMap::new()),
     });
     Router::new()
         .route(PATH, get(show))
@@ -272,12 +271,18 @@ impl Page {
         }
     }
 
-    /// Forgets rejections whose quarantine closed or whose pending
-    /// definition changed since.
-    fn current_rejections(&self, digests: &HashMap<String, String>) -> HashMap<String, String> {
-        let mut rejected = crate::sync::lock(&self.rejected);
-        rejected.retain(|tool, digest| digests.get(tool) == Some(digest));
-        rejected.clone()
+    /// The rejections still current: those whose quarantine closed or
+    /// whose pending definition changed since are forgotten. With the
+    /// store unreachable, none (the page says so where it acts on one).
+    async fn current_rejections(
+        &self,
+        digests: &HashMap<String, String>,
+    ) -> Result<HashMap<String, String>, String> {
+        self.deps
+            .rejections
+            .current(digests)
+            .await
+            .map_err(|e| format!("{e}; try again in a few seconds"))
     }
 }
 
@@ -352,7 +357,7 @@ async fn show(State(page): State<Arc<Page>>, headers: HeaderMap) -> Response {
         })
         .collect();
     let digests = d.integrity.pending_digests();
-    let rejected = page.current_rejections(&digests);
+    let rejected = page.current_rejections(&digests).await.unwrap_or_default();
     let quarantines = d
         .integrity
         .quarantines()
@@ -445,8 +450,12 @@ async fn approve(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes)
         Err(r) => return r.into_response(),
     };
     let digests = page.deps.integrity.pending_digests();
-    if page.current_rejections(&digests).contains_key(&tool) {
-        return page.done(&id, &format!("`{tool}` was rejected: reconsider it first"));
+    match page.current_rejections(&digests).await {
+        Ok(r) if r.contains_key(&tool) => {
+            return page.done(&id, &format!("`{tool}` was rejected: reconsider it first"));
+        }
+        Ok(_) => {}
+        Err(e) => return page.done(&id, &e),
     }
     match page.deps.integrity.approve(&tool) {
         Ok(_) => {
@@ -466,16 +475,19 @@ async fn reject(State(page): State<Arc<Page>>, headers: HeaderMap, body: Bytes) 
     let Some(digest) = digests.get(&tool) else {
         return page.done(&id, &format!("`{tool}` is not quarantined"));
     };
-    page.current_rejections(&digests);
-    let mut rejected = crate::sync::lock(&page.rejected);
-    if rejected.len() >= MAX_REJECTED && !rejected.contains_key(&tool) {
-        return page.done(
-            &id,
-            "too many rejections are open; approve or reconsider some",
-        );
+    if let Err(e) = page.current_rejections(&digests).await {
+        return page.done(&id, &e);
     }
-    rejected.insert(tool.clone(), digest.clone());
-    drop(rejected);
+    match page.deps.rejections.reject(&tool, digest).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return page.done(
+                &id,
+                "too many rejections are open; approve or reconsider some",
+            );
+        }
+        Err(e) => return page.done(&id, &format!("{e}; try again in a few seconds")),
+    }
     page.done(
         &id,
         &format!("rejected `{tool}`: it stays withheld until the backend changes it again"),
@@ -487,6 +499,8 @@ async fn reconsider(State(page): State<Arc<Page>>, headers: HeaderMap, body: Byt
         Ok(f) => f,
         Err(r) => return r.into_response(),
     };
-    crate::sync::lock(&page.rejected).remove(&tool);
-    page.done(&id, &format!("`{tool}` awaits review again"))
+    match page.deps.rejections.reconsider(&tool).await {
+        Ok(()) => page.done(&id, &format!("`{tool}` awaits review again")),
+        Err(e) => page.done(&id, &format!("{e}; try again in a few seconds")),
+    }
 }
