@@ -559,8 +559,16 @@ async fn the_facade_answers_503_while_redis_is_lost_and_stays_within_its_caps() 
     let (status, answer) = agent.redeem(&code).await;
     assert_eq!(status, 200, "{answer}");
     let refresh = answer["refresh_token"].as_str().unwrap().to_string();
+    let access = answer["access_token"].as_str().unwrap().to_string();
 
     redis.stop();
+    // A grant this replica never checked: whether it is revoked is
+    // unknown, the call is refused for now (fail closed).
+    let r = Client::modern(&w.url, &access)
+        .send("tools/list", json!({}))
+        .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
     let r = agent.authorize("crm.read", &[]).await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
