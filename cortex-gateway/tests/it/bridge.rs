@@ -421,3 +421,86 @@ async fn with_no_token_the_bridge_signs_in_and_keeps_its_tokens_private() {
     assert!(written.contains("signed out"), "{written}");
     assert!(!file.exists());
 }
+
+/// Signs in once with `args`; the `client_id` the sign-in link carried.
+async fn signed_in_as(url: &str, config: &std::path::Path, args: &[&str]) -> String {
+    let mut bridge = bridge_binary(url, config, args);
+    bridge.send(&modern(1, "tools/list", json!({})));
+    let link = bridge.sign_in_link().await;
+    follow(&link).await;
+    let answer = bridge.answer_without_sign_in().await;
+    assert!(answer.get("result").is_some(), "{answer}");
+    let (status, written) = bridge.finish().await;
+    assert!(status.success(), "{written}");
+    url::Url::parse(&link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_bridge_signs_in_as_a_given_client_or_a_metadata_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = idp::start_idp(true).await;
+    idp.script.lock().unwrap().scp = "mcp:crm:read".into();
+    let world = idp::world(
+        &idp,
+        task,
+        cortex_gateway::config::FacadeProfile::Oidc,
+        &dir,
+        |_| {},
+    )
+    .await;
+    let registrations = |config: &std::path::Path| {
+        std::fs::read_dir(config.join("cortex"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("bridge-client-")
+            })
+            .count()
+    };
+
+    // A client metadata document, which the facade accepts: no registration.
+    let document = format!("{}/bridge/client.json", idp.url);
+    let config = dir.path().join("by-document");
+    let used = signed_in_as(&world.url, &config, &["--client-metadata-url", &document]).await;
+    assert_eq!(used, document);
+    assert_eq!(registrations(&config), 0);
+
+    // A client registered beforehand wins over both.
+    let registered: Value = reqwest::Client::new()
+        .post(format!("{}/register", world.base()))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1/callback"], "client_name": "pre"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = registered["client_id"].as_str().unwrap();
+    let config = dir.path().join("by-id");
+    let used = signed_in_as(
+        &world.url,
+        &config,
+        &["--client-id", client_id, "--client-metadata-url", &document],
+    )
+    .await;
+    assert_eq!(used, client_id);
+    assert_eq!(registrations(&config), 0);
+
+    // Neither: the bridge registers, once per authorization server.
+    let config = dir.path().join("registered");
+    let first = signed_in_as(&world.url, &config, &[]).await;
+    assert_eq!(registrations(&config), 1);
+    bridge_binary(&world.url, &config, &["--logout"])
+        .finish()
+        .await;
+    let second = signed_in_as(&world.url, &config, &[]).await;
+    assert_eq!(first, second, "the registration was not reused");
+}

@@ -210,6 +210,17 @@ async fn client_document(State(idp): State<Shared>) -> Json<Value> {
     }))
 }
 
+/// A client metadata document for a native client (the stdio bridge):
+/// a loopback redirect URI, any port.
+async fn bridge_document(State(idp): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "client_id": format!("{}/bridge/client.json", idp.url),
+        "client_name": "Bridge by document",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "token_endpoint_auth_method": "none",
+    }))
+}
+
 pub(crate) async fn start_idp(advertise_pkce: bool) -> (Shared, JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -229,6 +240,7 @@ pub(crate) async fn start_idp(advertise_pkce: bool) -> (Shared, JoinHandle<()>) 
         .route("/token", post(token))
         .route("/revoke", post(|| async { StatusCode::OK }))
         .route("/agent/client.json", get(client_document))
+        .route("/bridge/client.json", get(bridge_document))
         .with_state(idp.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
