@@ -50,6 +50,9 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// A statement that takes longer counts as failed (the lines dropped).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a graceful shutdown waits for the queued lines to be
+/// written.
+pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// The transaction-scoped lock taken while migrating ("cortex-a").
 const MIGRATION_LOCK: i64 = 0x636f_7274_6578_2d61;
 /// The session lock held by the replica purging ("cortex-p").
@@ -188,8 +191,7 @@ impl AuditDatabase {
     /// Starts the task that writes the lines, and the periodic purge when
     /// a retention is set. Abort the tasks when the gateway goes.
     pub(crate) fn start(self, queue: Queue, dropped: DropCounter) -> Vec<JoinHandle<()>> {
-        let Queue { rx, queued } = queue;
-        let mut tasks = vec![tokio::spawn(write_rows(self.clone(), rx, queued, dropped))];
+        let mut tasks = vec![tokio::spawn(write_rows(self.clone(), queue, dropped))];
         if let Some(retention) = self.retention {
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(PURGE_EVERY);
@@ -282,19 +284,59 @@ async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
 pub(crate) struct Queue {
     rx: mpsc::Receiver<Batch>,
     queued: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
 }
 
 /// A new queue from the writer thread to the database sink.
 pub(crate) fn queue() -> (DatabaseFeed, Queue) {
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let queued = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(Progress::default());
     (
         DatabaseFeed {
             tx,
             queued: queued.clone(),
+            progress: progress.clone(),
         },
-        Queue { rx, queued },
+        Queue {
+            rx,
+            queued,
+            progress,
+        },
     )
+}
+
+/// Batches queued for the database and not yet written or dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pending: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Progress {
+    /// One batch written or dropped.
+    fn done(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until every batch queued so far is written or dropped, for
+    /// at most [`DRAIN_LIMIT`] (a graceful shutdown).
+    pub(crate) async fn drained(&self) {
+        let all = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.pending.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_LIMIT, all).await;
+    }
 }
 
 /// One writer pass's lines.
@@ -309,6 +351,7 @@ struct Batch {
 pub(crate) struct DatabaseFeed {
     tx: mpsc::Sender<Batch>,
     queued: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
 }
 
 impl DatabaseFeed {
@@ -316,80 +359,105 @@ impl DatabaseFeed {
     /// them as dropped when the queue is full; never waits.
     pub(crate) fn offer(&self, bytes: Vec<u8>, lines: u64, dropped: &DropCounter) {
         let len = bytes.len();
+        self.progress.pending.fetch_add(1, Ordering::AcqRel);
         let full = self.queued.fetch_add(len, Ordering::AcqRel) + len > QUEUE_BYTES
             || self.tx.try_send(Batch { bytes, lines }).is_err();
         if full {
             self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.progress.done();
             dropped.count(
                 lines,
                 "the audit database cannot keep up or cannot be reached",
             );
         }
     }
+
+    /// What a graceful shutdown waits for.
+    pub(crate) fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
 }
 
 /// Writes the queued lines; reconnects after a failure (waiting longer
 /// after each one in a row), dropping what arrives while it waits.
-async fn write_rows(
-    database: AuditDatabase,
-    mut rx: mpsc::Receiver<Batch>,
-    queued: Arc<AtomicUsize>,
-    dropped: DropCounter,
-) {
-    let mut client: Option<Client> = None;
-    let mut backoff = Duration::ZERO;
-    let mut retry_at = Instant::now();
+async fn write_rows(database: AuditDatabase, queue: Queue, dropped: DropCounter) {
+    let Queue {
+        mut rx,
+        queued,
+        progress,
+    } = queue;
+    let mut link = Link {
+        client: None,
+        backoff: Duration::ZERO,
+        retry_at: Instant::now(),
+    };
     while let Some(batch) = rx.recv().await {
         queued.fetch_sub(batch.bytes.len(), Ordering::AcqRel);
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = None;
-            if Instant::now() < retry_at {
+        link.write(&database, &batch, &dropped).await;
+        progress.done();
+    }
+}
+
+/// The sink's connection and its state after failures.
+struct Link {
+    client: Option<Client>,
+    backoff: Duration,
+    retry_at: Instant,
+}
+
+impl Link {
+    /// Writes one batch, or counts its lines as dropped.
+    async fn write(&mut self, database: &AuditDatabase, batch: &Batch, dropped: &DropCounter) {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            if Instant::now() < self.retry_at {
                 dropped.count(batch.lines, "the audit database cannot be reached");
-                continue;
+                return;
             }
             match tokio::time::timeout(STATEMENT_TIMEOUT, database.connect()).await {
-                Ok(Ok(c)) => client = Some(c),
+                Ok(Ok(c)) => self.client = Some(c),
                 Ok(Err(e)) => {
-                    failed(&mut backoff, &mut retry_at, &e);
+                    self.failed(&e);
                     dropped.count(batch.lines, "the audit database cannot be reached");
-                    continue;
+                    return;
                 }
                 Err(_) => {
-                    failed(&mut backoff, &mut retry_at, "connecting timed out");
+                    self.failed("connecting timed out");
                     dropped.count(batch.lines, "the audit database cannot be reached");
-                    continue;
+                    return;
                 }
             }
         }
-        let Some(c) = &client else { continue };
-        match insert(c, &batch).await {
+        let Some(c) = &self.client else { return };
+        match insert(c, batch).await {
             Ok(()) => {
-                if backoff > Duration::ZERO {
+                if self.backoff > Duration::ZERO {
                     tracing::info!("the audit database is back; audit rows are written again");
-                    backoff = Duration::ZERO;
+                    self.backoff = Duration::ZERO;
                 }
             }
             Err((written, e)) => {
-                failed(&mut backoff, &mut retry_at, &e);
+                self.failed(&e);
                 dropped.count(
                     batch.lines.saturating_sub(written),
                     "the audit database failed",
                 );
-                client = None;
+                self.client = None;
             }
         }
     }
-}
 
-/// Notes a failure: warns on the first of a row, and sets the next try.
-fn failed(backoff: &mut Duration, retry_at: &mut Instant, e: &str) {
-    if backoff.is_zero() {
-        tracing::warn!(
-            "the audit database failed: {e}; audit lines are dropped (and counted) until it is back"
-        );
+    /// Notes a failure: warns on the first of a row, and sets the next
+    /// try.
+    fn failed(&mut self, e: &str) {
+        if self.backoff.is_zero() {
+            tracing::warn!(
+                "the audit database failed: {e}; audit lines are dropped (and counted) until it is back"
+            );
+        }
+        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
+        self.retry_at = Instant::now() + self.backoff;
     }
-    *backoff = (*backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
-    *retry_at = Instant::now() + *backoff;
 }
 
 /// Inserts the batch's lines, [`ROWS_PER_INSERT`] per statement; on a

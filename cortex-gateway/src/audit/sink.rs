@@ -46,7 +46,10 @@ use tokio::sync::oneshot;
 
 #[cfg(test)]
 use super::file::{AuditFile, AuditFileError, Rotation};
-use super::{AuditRecord, postgres::DatabaseFeed};
+use super::{
+    AuditRecord,
+    postgres::{DatabaseFeed, Progress},
+};
 use crate::sync::lock;
 
 /// Lines that may wait for the writer, per serving thread.
@@ -87,6 +90,8 @@ struct Shared {
     /// The audit file is to be reopened (SIGHUP).
     reopen: AtomicBool,
     reopen_failures: Arc<AtomicU64>,
+    /// The database sink's progress (a flush waits for it).
+    database: Option<Arc<Progress>>,
 }
 
 /// `cortex_audit_lines_dropped_total`, shared by every stage that may drop
@@ -226,6 +231,7 @@ impl AuditSink {
             dropped: DropCounter::default(),
             reopen: AtomicBool::new(false),
             reopen_failures: outputs.reopen_failures.clone(),
+            database: outputs.database.as_ref().map(DatabaseFeed::progress),
         });
         let (done_tx, done) = oneshot::channel();
         let writer_shared = shared.clone();
@@ -311,7 +317,8 @@ impl AuditSink {
     }
 
     /// Waits until every line queued before this call is written and
-    /// flushed (used at shutdown).
+    /// flushed, to the database too (for at most
+    /// [`super::postgres::DRAIN_LIMIT`]); used at shutdown.
     pub(crate) async fn flush(&self) {
         let shared = &self.handle.shared;
         let (done, wait) = oneshot::channel();
@@ -324,6 +331,9 @@ impl AuditSink {
         }
         shared.wake();
         let _ = wait.await;
+        if let Some(database) = &shared.database {
+            database.drained().await;
+        }
     }
 
     /// Bytes waiting for the writer, over every thread's buffer.

@@ -274,7 +274,8 @@ async fn dropped(base: &str) -> u64 {
 /// The PostgreSQL sink (with the file sink on too): tool calls land as
 /// rows with typed columns; `audit purge` deletes old rows in batches and
 /// keeps recent ones; with the database stopped the gateway serves and
-/// counts the dropped lines; started again, rows flow without a restart.
+/// counts the dropped lines; started again, rows flow without a restart;
+/// a graceful shutdown writes what is queued.
 #[tokio::test]
 async fn audit_rows_go_to_postgresql_are_purged_and_survive_an_outage() {
     let mut pg = PgServer::start();
@@ -282,7 +283,7 @@ async fn audit_rows_go_to_postgresql_are_purged_and_survive_an_outage() {
     let file = dir.path().join("audit.log");
     let url = pg.url("postgres");
     let (db_url, file_path) = (url.clone(), file.clone());
-    let w = World::start_with(Options {
+    let mut w = World::start_with(Options {
         configure: Some(Box::new(move |c: &mut GatewayConfig| {
             c.controls.audit_database_url = Some(db_url);
             c.controls.audit_file = Some(file_path);
@@ -407,4 +408,52 @@ async fn audit_rows_go_to_postgresql_are_purged_and_survive_an_outage() {
         call(&mut client).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A graceful shutdown waits for the queued rows: with the table
+    // locked, their insert waits, and so does the shutdown.
+    let mut db = pg.client("postgres").await;
+    let lock = db.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE cortex_audit IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut bea = Client::modern(&w.url, &w.token("bea", &["mcp:crm:read"]));
+    for _ in 0..5 {
+        call(&mut bea).await;
+    }
+    let stopping = tokio::spawn(async move {
+        w.shutdown().await;
+        w
+    });
+    let watcher = pg.client("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'cortex-gateway audit' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the insert never waited");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !stopping.is_finished(),
+        "the shutdown ended before the queued rows were written"
+    );
+    lock.commit().await.unwrap();
+    let _w = stopping.await.unwrap();
+    let rows: i64 = watcher
+        .query_one(
+            "SELECT count(*) FROM cortex_audit WHERE line->>'sub' = 'bea'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 5, "every row written before the shutdown ended");
 }
