@@ -462,6 +462,22 @@ async fn facade_sign_ins_codes_grants_and_revocations_are_shared_by_replicas() {
     let access = answer["access_token"].as_str().unwrap().to_string();
     let refresh = answer["refresh_token"].as_str().unwrap().to_string();
     wait_for_status(&b_url, &access, 200).await;
+    // The revocation check is cached: 20 calls make far fewer round trips.
+    let exists = || {
+        redis
+            .command("INFO commandstats")
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_exists:calls="))
+            .and_then(|l| l.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = exists();
+    let mut on_b_mcp = Client::modern(&b_url, &access);
+    for _ in 0..20 {
+        on_b_mcp.ok("tools/list", json!({})).await;
+    }
+    let trips = exists() - before;
+    assert!(trips < 10, "{trips} revocation lookups for 20 calls");
     // Refresh on B (the provider's refresh token comes from the vault).
     let (status, renewed) = on_b.refresh(&refresh).await;
     assert_eq!(status, 200, "{renewed}");
