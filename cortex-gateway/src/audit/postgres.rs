@@ -53,10 +53,10 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a graceful shutdown waits for the queued lines to be
 /// written.
 pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// The transaction-scoped lock taken while migrating ("cortex-a").
-const MIGRATION_LOCK: i64 = 0x636f_7274_6578_2d61;
-/// The session lock held by the replica purging ("cortex-p").
-pub(crate) const PURGE_LOCK: i64 = 0x636f_7274_6578_2d70;
+/// The transaction-scoped lock taken while migrating.
+const MIGRATION_LOCK: i64 = i64::from_be_bytes(*b"cortex-a");
+/// The session lock held by the replica purging.
+pub(crate) const PURGE_LOCK: i64 = i64::from_be_bytes(*b"cortex-p");
 
 /// The numbered migrations of the audit table, each applied once
 /// (recorded in `cortex_audit_schema`).

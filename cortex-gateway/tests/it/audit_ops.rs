@@ -273,7 +273,7 @@ async fn dropped(base: &str) -> u64 {
 
 /// The PostgreSQL sink (with the file sink on too): tool calls land as
 /// rows with typed columns; `audit purge` deletes old rows in batches and
-/// keeps recent ones; with the database stopped the gateway serves and
+/// keeps recent ones, and waits its turn behind another gateway's purge; with the database stopped the gateway serves and
 /// counts the dropped lines; started again, rows flow without a restart;
 /// a graceful shutdown writes what is queued.
 #[tokio::test]
@@ -353,11 +353,25 @@ async fn audit_rows_go_to_postgresql_are_purged_and_survive_an_outage() {
     )
     .await
     .unwrap();
-    let out = crate::cli::gateway()
-        .env("CORTEX_AUDIT_DATABASE_URL", &url)
-        .args(["audit", "purge", "--older-than", "30d"])
-        .output()
+    let purge = || {
+        crate::cli::gateway()
+            .env("CORTEX_AUDIT_DATABASE_URL", &url)
+            .args(["audit", "purge", "--older-than", "30d"])
+            .output()
+            .unwrap()
+    };
+    // While another gateway holds the purge lock, nothing is deleted.
+    let purge_lock = i64::from_be_bytes(*b"cortex-p");
+    db.execute("SELECT pg_advisory_lock($1)", &[&purge_lock])
+        .await
         .unwrap();
+    let out = purge();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another gateway is purging"));
+    db.execute("SELECT pg_advisory_unlock($1)", &[&purge_lock])
+        .await
+        .unwrap();
+    let out = purge();
     assert!(
         out.status.success(),
         "{}",
