@@ -485,7 +485,7 @@ impl SignIn {
                 .get("resource")
                 .and_then(Value::as_str)
                 .map_or_else(|| cache_key(&self.url), str::to_owned);
-            if !self.serves(&resource) {
+            if !covers(&resource, &self.url) {
                 return Err(format!(
                     "the gateway's resource metadata names the resource {resource}, which is \
                      not {}; check --url",
@@ -516,18 +516,6 @@ impl SignIn {
              with CORTEX_BRIDGE_TOKEN or --token-file instead",
             self.url
         ))
-    }
-
-    /// Whether `resource` (RFC 9728 section 3.3) covers the gateway URL.
-    fn serves(&self, resource: &str) -> bool {
-        let Ok(resource) = Url::parse(resource) else {
-            return false;
-        };
-        let path = resource.path().trim_end_matches('/');
-        let ours = self.url.path();
-        resource.origin() == self.url.origin()
-            && ours.starts_with(path)
-            && matches!(ours.as_bytes().get(path.len()), None | Some(b'/'))
     }
 
     /// The authorization server's metadata (RFC 8414, then OpenID
@@ -727,6 +715,19 @@ impl SignIn {
     }
 }
 
+/// Whether `resource` (RFC 9728 section 3.3) covers the gateway `url`:
+/// the same origin, and a path that is `url`'s or one of its parents.
+fn covers(resource: &str, url: &Url) -> bool {
+    let Ok(resource) = Url::parse(resource) else {
+        return false;
+    };
+    let path = resource.path().trim_end_matches('/');
+    let ours = url.path();
+    resource.origin() == url.origin()
+        && ours.starts_with(path)
+        && matches!(ours.as_bytes().get(path.len()), None | Some(b'/'))
+}
+
 /// Checks the metadata of `issuer` and keeps what the sign-in needs.
 fn check_metadata(issuer: &str, doc: &Value) -> Result<ServerMetadata, String> {
     let text = |key: &str| doc.get(key).and_then(Value::as_str);
@@ -816,6 +817,19 @@ mod tests {
             Some("x")
         );
         assert_eq!(challenge_param("Bearer xscope=\"z\"", "scope"), None);
+    }
+
+    #[test]
+    fn the_resource_must_be_the_gateway_or_a_parent_of_it() {
+        let url = Url::parse("https://gw.example/tenant/mcp").unwrap();
+        assert!(covers("https://gw.example/tenant/mcp", &url));
+        assert!(covers("https://gw.example/tenant", &url));
+        assert!(covers("https://gw.example", &url));
+        assert!(!covers("https://gw.example/ten", &url));
+        assert!(!covers("https://gw.example/tenant/mcp/more", &url));
+        assert!(!covers("https://evil.example/tenant/mcp", &url));
+        assert!(!covers("http://gw.example/tenant/mcp", &url));
+        assert!(!covers("not a url", &url));
     }
 
     #[test]

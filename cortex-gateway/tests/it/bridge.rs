@@ -346,6 +346,15 @@ async fn with_no_token_the_bridge_signs_in_and_keeps_its_tokens_private() {
         query["redirect_uri"].starts_with("http://127.0.0.1:"),
         "{link}"
     );
+    // The loopback listener turns away a callback with another state.
+    let forged = reqwest::get(format!(
+        "{}?code=forged&state=another",
+        query["redirect_uri"]
+    ))
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 400);
+    assert!(forged.text().await.unwrap().contains("Not this sign-in"));
     let page = follow(&link).await;
     assert!(page.contains("Signed in"), "{page}");
     let answer = bridge.answer_without_sign_in().await;
