@@ -366,9 +366,18 @@ struct CodeValue {
 }
 
 /// What this replica knows of grants' revocation, for a short time.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct RevocationCache {
     entries: Mutex<HashMap<Box<str>, Known>>,
+}
+
+impl std::fmt::Debug for RevocationCache {
+    /// The count only: no grant id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationCache")
+            .field("grants", &lock(&self.entries).len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1042,6 +1051,11 @@ mod tests {
         // Revoked on A: B's cached "not revoked" goes at once (the
         // message), and the refresh token stops working.
         assert!(!b.is_revoked("g1").await.unwrap());
+        let shown = format!("{b:?}");
+        assert!(
+            shown.contains("grants: 1") && !shown.contains("g1"),
+            "{shown}"
+        );
         let current = if matches!(
             b.grant_by_refresh("refresh-2a").await.unwrap(),
             RefreshLookup::Current(_)
