@@ -462,6 +462,7 @@ impl Bridge {
         response: &reqwest::Response,
         sent: Option<&str>,
         attempt: u8,
+        seen: u64,
     ) -> Result<bool, String> {
         let TokenSource::OAuth(sign_in) = &self.options.token else {
             return Ok(false);
@@ -473,7 +474,7 @@ impl Bridge {
             .headers()
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok());
-        sign_in.renew(sent, challenge, attempt == 0).await?;
+        sign_in.renew(sent, challenge, attempt == 0, seen).await?;
         Ok(true)
     }
 
@@ -513,6 +514,12 @@ impl Bridge {
         let body = Bytes::from(message.to_string());
         let mut attempt = 0;
         let response = loop {
+            // Sign-ins so far, read before the token is: a request that then
+            // waits for someone else's sign-in shares its outcome.
+            let seen = match &self.options.token {
+                TokenSource::OAuth(sign_in) => sign_in.sign_ins(),
+                _ => 0,
+            };
             let (mut headers, sent) = match self.headers().await {
                 Ok(h) => h,
                 Err(problem) => return self.fail(id.as_ref(), &problem).await,
@@ -540,7 +547,12 @@ impl Bridge {
                 break response;
             }
             match self
-                .renew(&response, sent.as_deref().map(String::as_str), attempt)
+                .renew(
+                    &response,
+                    sent.as_deref().map(String::as_str),
+                    attempt,
+                    seen,
+                )
                 .await
             {
                 Ok(true) => attempt += 1,

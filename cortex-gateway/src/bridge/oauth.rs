@@ -60,6 +60,11 @@ pub struct SignIn {
     cache: TokenCache,
     settings: OAuthSettings,
     current: Mutex<Option<CachedToken>>,
+    /// Sign-ins started so far, and why the last one failed (if it did):
+    /// requests that waited for a sign-in share its outcome instead of
+    /// each opening the browser again.
+    sign_ins: std::sync::atomic::AtomicU64,
+    last_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for SignIn {
@@ -308,6 +313,8 @@ impl SignIn {
             cache,
             settings,
             current: Mutex::new(current),
+            sign_ins: std::sync::atomic::AtomicU64::new(0),
+            last_failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -334,15 +341,30 @@ impl SignIn {
             .map(|t| Zeroizing::new(t.access_token.clone())))
     }
 
+    /// How many sign-ins were started so far.
+    pub(crate) fn sign_ins(&self) -> u64 {
+        self.sign_ins.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// After the gateway refused `failed` with `challenge`: another token,
     /// by a refresh (when `may_refresh`) or else a new sign-in.
+    /// `seen` is [`Self::sign_ins`] from before the refused request took its
+    /// token.
     pub(crate) async fn renew(
         &self,
         failed: Option<&str>,
         challenge: Option<&str>,
         may_refresh: bool,
+        seen: u64,
     ) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
         let mut current = self.current.lock().await;
+        if self.sign_ins.load(Ordering::Acquire) != seen
+            && let Some(failure) = crate::sync::lock(&self.last_failure).clone()
+        {
+            // A sign-in ran while this request waited, and failed.
+            return Err(failure);
+        }
         if let Some(token) = current.as_ref() {
             let fresh = token
                 .expires_at
@@ -358,7 +380,10 @@ impl SignIn {
                 }
             }
         }
-        let signed_in = self.sign_in(challenge).await?;
+        let signed_in = self.sign_in(challenge).await;
+        *crate::sync::lock(&self.last_failure) = signed_in.as_ref().err().cloned();
+        self.sign_ins.fetch_add(1, Ordering::AcqRel);
+        let signed_in = signed_in?;
         self.cache.save_token(&cache_key(&self.url), &signed_in)?;
         *current = Some(signed_in);
         Ok(())

@@ -513,3 +513,38 @@ async fn the_bridge_signs_in_as_a_given_client_or_a_metadata_document() {
     let second = signed_in_as(&world.url, &config, &[]).await;
     assert_eq!(first, second, "the registration was not reused");
 }
+
+#[tokio::test]
+async fn a_refused_sign_in_answers_every_request_that_waited_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (idp, task) = idp::start_idp(true).await;
+    idp.script.lock().unwrap().authorize_error = Some("access_denied".into());
+    let world = idp::world(
+        &idp,
+        task,
+        cortex_gateway::config::FacadeProfile::Oidc,
+        &dir,
+        |_| {},
+    )
+    .await;
+    let mut bridge = bridge_binary(&world.url, &dir.path().join("config"), &[]);
+    bridge.send(&modern(1, "tools/list", json!({})));
+    bridge.send(&modern(2, "tools/list", json!({})));
+    let link = bridge.sign_in_link().await;
+    let page = follow(&link).await;
+    assert!(page.contains("Sign-in refused"), "{page}");
+    // One browser trip for both: the second request gets the same error
+    // instead of a second link.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let answer = bridge.answer_without_sign_in().await;
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("access_denied"), "{answer}");
+        ids.push(answer["id"].as_u64().unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2]);
+    let (status, _) = bridge.finish().await;
+    assert!(status.success());
+    assert_eq!(idp.script.lock().unwrap().authorize_seen.len(), 1);
+}
