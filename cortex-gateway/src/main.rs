@@ -79,7 +79,8 @@ enum Command {
         /// https URL) when the authorization server accepts those.
         #[arg(long, env = "CORTEX_BRIDGE_CLIENT_METADATA_URL")]
         client_metadata_url: Option<String>,
-        /// Delete the cached sign-in for --url and exit.
+        /// Delete the cached sign-in for --url (and the registration at its
+        /// authorization server) and exit.
         #[arg(long, visible_alias = "signout")]
         logout: bool,
     },

@@ -89,11 +89,17 @@ fn cache_key(url: &Url) -> String {
     url.to_string()
 }
 
-/// Deletes the cached sign-in of the gateway at `url`; whether there was
-/// one, and the file it was in.
+/// Deletes the cached sign-in of the gateway at `url` and the bridge's
+/// registration at its authorization server; whether there was a sign-in,
+/// and the file it was in.
 pub(crate) fn logout(url: &Url) -> Result<(bool, std::path::PathBuf), String> {
     let cache = TokenCache::from_env()?;
     let key = cache_key(url);
+    // The registration at that server goes too, so a server that forgot
+    // it does not leave the next sign-in stuck on its error page.
+    if let Ok(Some(token)) = cache.load_token(&key) {
+        cache.remove_registration(&token.issuer)?;
+    }
     Ok((cache.remove_token(&key)?, cache.token_path(&key)))
 }
 

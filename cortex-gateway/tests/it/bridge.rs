@@ -507,11 +507,15 @@ async fn the_bridge_signs_in_as_a_given_client_or_a_metadata_document() {
     let config = dir.path().join("registered");
     let first = signed_in_as(&world.url, &config, &[]).await;
     assert_eq!(registrations(&config), 1);
-    bridge_binary(&world.url, &config, &["--logout"])
-        .finish()
-        .await;
+    std::fs::remove_file(cached(&config).0).unwrap();
     let second = signed_in_as(&world.url, &config, &[]).await;
     assert_eq!(first, second, "the registration was not reused");
+    // `--logout` forgets the registration with the sign-in.
+    let (status, _) = bridge_binary(&world.url, &config, &["--logout"])
+        .finish()
+        .await;
+    assert!(status.success());
+    assert_eq!(registrations(&config), 0);
 }
 
 #[tokio::test]
