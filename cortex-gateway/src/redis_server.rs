@@ -13,11 +13,22 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<std::process::Child>,
+    /// The server binary.
+    bin: std::path::PathBuf,
 }
 
 impl RedisServer {
     /// Starts a server and waits until it answers.
     pub fn start_new() -> Self {
+        let bin = std::env::var("CORTEX_TEST_REDIS_SERVER")
+            .unwrap_or_else(|_| "/usr/bin/redis-server".to_string());
+        Self::start_new_with(bin)
+    }
+
+    /// Starts the server binary `bin` (Redis, or a server that speaks its
+    /// protocol and takes its options, such as Valkey's `valkey-server`)
+    /// and waits until it answers.
+    pub fn start_new_with(bin: impl Into<std::path::PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -27,6 +38,7 @@ impl RedisServer {
             dir,
             port,
             child: None,
+            bin: bin.into(),
         };
         server.start();
         server
@@ -47,10 +59,8 @@ impl RedisServer {
         if self.child.is_some() {
             return;
         }
-        let bin = std::env::var("CORTEX_TEST_REDIS_SERVER")
-            .unwrap_or_else(|_| "/usr/bin/redis-server".to_string());
         let log = self.dir.path().join("redis.log");
-        let child = std::process::Command::new(&bin)
+        let child = std::process::Command::new(&self.bin)
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -63,8 +73,10 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start {bin} ({e}): run `.ci/run`, which installs Debian's \
-                     `redis-server` package, or `apt-get install redis-server`"
+                    "cannot start {} ({e}): run `.ci/run`, which installs Debian's \
+                     `redis-server` package (and Valkey through `bash e2e/install.sh`), or \
+                     `apt-get install redis-server`",
+                    self.bin.display()
                 )
             });
         self.child = Some(child);
@@ -76,13 +88,15 @@ impl RedisServer {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 panic!(
-                    "redis-server exited ({status}): {}",
+                    "{} exited ({status}): {}",
+                    self.bin.display(),
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "redis-server did not answer PING on port {}",
+                "{} did not answer PING on port {}",
+                self.bin.display(),
                 self.port
             );
             std::thread::sleep(std::time::Duration::from_millis(10));

@@ -240,7 +240,11 @@ pub fn status_of(url: &str) -> u16 {
 impl Replicas {
     /// Starts Redis, the app, three replicas of `gateway_bin` and nginx.
     pub async fn start(gateway_bin: &Path) -> anyhow::Result<Self> {
-        let redis = RedisServer::start_new();
+        Self::start_on(gateway_bin, RedisServer::start_new()).await
+    }
+
+    /// The same deployment on `redis` (a Redis or Valkey server).
+    pub async fn start_on(gateway_bin: &Path, redis: RedisServer) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let nginx_port = free_port();
         let url = format!("http://127.0.0.1:{nginx_port}/mcp");

@@ -1025,6 +1025,39 @@ pub(crate) mod tests {
             .unwrap()
     }
 
+    /// A replica that dies holding stream slots never releases them; its
+    /// leases end [`STREAM_LEASE`] after its last renewal. The scores
+    /// below stand for those times, so the test does not wait them out.
+    #[tokio::test]
+    async fn a_dead_replicas_stream_slots_free_when_their_leases_end() {
+        let server = RedisServer::start_new();
+        let streams = RedisStreams::new(shared(&server).await, 2, OnFailure::Closed);
+        let who = "0123abcd";
+        let now = now_ms();
+        let lease = STREAM_LEASE.as_millis() as u64;
+        // One lease of the dead replica ran out a moment ago, the other
+        // was renewed just before it died.
+        server.command(&format!(
+            "ZADD t:st:{who} {} dead-expired {} dead-renewed",
+            now - 1,
+            now + lease - 1000
+        ));
+        let mine = streams.acquire(who).await.unwrap();
+        assert!(mine.is_some(), "the ended lease no longer counts");
+        assert!(
+            streams.acquire(who).await.is_err(),
+            "the unexpired lease and the new slot fill the cap of 2"
+        );
+        let held = server.command(&format!("ZRANGE t:st:{who} 0 -1"));
+        assert!(!held.contains("dead-expired"), "{held}");
+        assert!(held.contains("dead-renewed"), "{held}");
+        // Once that lease ends too, its slot is free again.
+        server.command(&format!("ZADD t:st:{who} XX {} dead-renewed", now_ms() - 1));
+        let again = streams.acquire(who).await.unwrap();
+        assert!(again.is_some(), "both leases of the dead replica ended");
+        drop((mine, again));
+    }
+
     #[tokio::test]
     async fn tickets_are_shared_single_use_and_stored_as_digests() {
         let server = RedisServer::start_new();

