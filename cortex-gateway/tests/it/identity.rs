@@ -224,29 +224,64 @@ fn form(body: &[u8]) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// The audience of the `exchange` world's backend.
+const EXCHANGE_AUD: &str = "https://crm.internal.example.com";
+
+/// An `exchange` world before its gateway starts: the echo backend `crm`
+/// trusting tokens for [`EXCHANGE_AUD`], and an authorization server that
+/// mints them (its tokens go to the returned list).
+struct ExchangeWorld {
+    issuer: Arc<TestIssuer>,
+    site: Site,
+    config: GatewayConfig,
+    minted: Arc<Mutex<Vec<String>>>,
+    _backend: BackendServer,
+    _as: JoinHandle<()>,
+}
+
+impl ExchangeWorld {
+    async fn new() -> Self {
+        let issuer = Arc::new(TestIssuer::start().await.unwrap());
+        let site = Site::bind().await;
+        let backend = BackendServer::start(echo(trusting(
+            issuer.issuer(),
+            &[EXCHANGE_AUD],
+            issuer.jwks_url(),
+        )))
+        .await;
+        let minted = Arc::new(Mutex::new(Vec::new()));
+        let (token_endpoint, auth_server) = exchange_server(issuer.clone(), minted.clone()).await;
+        let mut config = base_config(&site, &issuer);
+        config.token_exchange = Some(TokenExchangeConfig {
+            token_endpoint: Some(token_endpoint),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+        });
+        let mut crm = BackendConfig::new("crm", &backend.url);
+        crm.token_mode = TokenMode::Exchange;
+        crm.audience = Some(EXCHANGE_AUD.into());
+        config.backends = vec![crm];
+        Self {
+            issuer,
+            site,
+            config,
+            minted,
+            _backend: backend,
+            _as: auth_server,
+        }
+    }
+}
+
 #[tokio::test]
 async fn exchange_mode_sends_the_exchanged_token() {
-    let issuer = Arc::new(TestIssuer::start().await.unwrap());
-    let site = Site::bind().await;
-    let audience = "https://crm.internal.example.com";
-    let backend = BackendServer::start(echo(trusting(
-        issuer.issuer(),
-        &[audience],
-        issuer.jwks_url(),
-    )))
-    .await;
-    let minted = Arc::new(Mutex::new(Vec::new()));
-    let (token_endpoint, _as) = exchange_server(issuer.clone(), minted.clone()).await;
-    let mut config = base_config(&site, &issuer);
-    config.token_exchange = Some(TokenExchangeConfig {
-        token_endpoint: Some(token_endpoint),
-        client_id: CLIENT_ID.into(),
-        client_secret: CLIENT_SECRET.into(),
-    });
-    let mut crm = BackendConfig::new("crm", &backend.url);
-    crm.token_mode = TokenMode::Exchange;
-    crm.audience = Some(audience.into());
-    config.backends = vec![crm];
+    let ExchangeWorld {
+        issuer,
+        site,
+        config,
+        minted,
+        _backend,
+        _as,
+    } = ExchangeWorld::new().await;
     let (_gw, (url, _)) = site_serve(site, config).await;
     let mut c = Client::modern(&url, &caller_token(&issuer, &url, "ana"));
     let got = echoed(&mut c, "crm_claims").await;
@@ -254,7 +289,7 @@ async fn exchange_mode_sends_the_exchanged_token() {
     assert_eq!(minted.len(), 1);
     assert_eq!(got["token"], minted[0].as_str());
     assert_ne!(got["token"], token_of(&c).as_str());
-    assert_eq!(got["claims"]["aud"], audience);
+    assert_eq!(got["claims"]["aud"], EXCHANGE_AUD);
 }
 
 /// Two replicas on one Redis, each with the vault key: a token exchanged on
@@ -269,27 +304,14 @@ async fn replicas_on_redis_share_exchanged_tokens_sealed() {
     };
     let redis = RedisServer::start_new();
     let dir = tempfile::tempdir().unwrap();
-    let issuer = Arc::new(TestIssuer::start().await.unwrap());
-    let site = Site::bind().await;
-    let audience = "https://crm.internal.example.com";
-    let backend = BackendServer::start(echo(trusting(
-        issuer.issuer(),
-        &[audience],
-        issuer.jwks_url(),
-    )))
-    .await;
-    let minted = Arc::new(Mutex::new(Vec::new()));
-    let (token_endpoint, _as) = exchange_server(issuer.clone(), minted.clone()).await;
-    let mut config = base_config(&site, &issuer);
-    config.token_exchange = Some(TokenExchangeConfig {
-        token_endpoint: Some(token_endpoint),
-        client_id: CLIENT_ID.into(),
-        client_secret: CLIENT_SECRET.into(),
-    });
-    let mut crm = BackendConfig::new("crm", &backend.url);
-    crm.token_mode = TokenMode::Exchange;
-    crm.audience = Some(audience.into());
-    config.backends = vec![crm];
+    let ExchangeWorld {
+        issuer,
+        site,
+        mut config,
+        minted,
+        _backend,
+        _as,
+    } = ExchangeWorld::new().await;
     config.controls.store = redis.url().parse::<StoreKind>().unwrap();
     config.vault = Some(VaultConfig::new(
         VaultKeys::parse_single(
