@@ -31,7 +31,10 @@ use tokio::sync::{Mutex, oneshot};
 use zeroize::Zeroizing;
 
 use super::token_cache::{CachedToken, Registration, TokenCache};
-use crate::link::state::{challenge as pkce_challenge, random_text};
+use crate::{
+    link::state::{challenge as pkce_challenge, random_text},
+    vault::unix_now,
+};
 
 /// How long the bridge waits for the browser to come back.
 pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -74,12 +77,6 @@ impl std::fmt::Debug for SignIn {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The cache key of a gateway URL: without its fragment.

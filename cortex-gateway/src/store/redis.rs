@@ -334,7 +334,8 @@ pub(crate) struct RedisSessions {
     end: Script,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (this process's clock).
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

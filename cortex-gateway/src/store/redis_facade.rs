@@ -50,7 +50,7 @@ use super::{
         CODE_TTL_S, FacadeLimits, GrantRecord, IssuedCode, PENDING_TTL_S, Pending, Redeemed,
         RefreshLookup, RegisteredClient,
     },
-    redis::{CHANGED_CHANNEL, Shared, Unavailable, digest},
+    redis::{CHANGED_CHANNEL, Shared, Unavailable, digest, now_ms},
 };
 use crate::sync::lock;
 
@@ -467,12 +467,6 @@ pub(super) fn script(body: &str) -> Script {
     Script::new(&format!("{SHELF}{body}"))
 }
 
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Stores `value` under `member` of `kind` until `expiry` (unix ms) with
 /// `put` (the [`PUT`] script), within the kind's bounds: `size` is the
 /// value's bytes, `group` an optional (set, cap) the entry also counts
@@ -489,7 +483,7 @@ pub(super) async fn put_on_shelf(
     group: Option<(&str, usize)>,
     tombstone: Option<&[u8]>,
 ) -> Result<(), Unavailable> {
-    let (expiry, now) = (expiry.to_string(), unix_ms().to_string());
+    let (expiry, now) = (expiry.to_string(), now_ms().to_string());
     let (cap, max_bytes) = (kind.cap.to_string(), kind.max_bytes.to_string());
     let size = (size + ENTRY_OVERHEAD_BYTES).to_string();
     let (group, gcap) = group.map_or((String::new(), String::new()), |(g, c)| {
@@ -575,7 +569,7 @@ impl RedisFacade {
     ) -> Result<(), Unavailable> {
         let member = self.clients.member(client_id);
         let sealed = self.sealer.seal(self.clients.name, &member, client)?;
-        let expiry = unix_ms() + CLIENT_TTL.as_millis() as u64;
+        let expiry = now_ms() + CLIENT_TTL.as_millis() as u64;
         self.put_value(
             &self.clients,
             &member,
@@ -593,7 +587,7 @@ impl RedisFacade {
         client_id: &str,
     ) -> Result<Option<RegisteredClient>, Unavailable> {
         let member = self.clients.member(client_id);
-        let expiry = (unix_ms() + CLIENT_TTL.as_millis() as u64).to_string();
+        let expiry = (now_ms() + CLIENT_TTL.as_millis() as u64).to_string();
         let sealed: Option<Vec<u8>> = self
             .shared
             .eval(
@@ -745,7 +739,7 @@ impl RedisFacade {
         let expiry = grant.expires_at.max(now + 1) * 1000;
         let nums = [
             expiry.to_string(),
-            unix_ms().to_string(),
+            now_ms().to_string(),
             self.grants.cap.to_string(),
             self.grants.max_bytes.to_string(),
             (record.len() + ENTRY_OVERHEAD_BYTES).to_string(),
@@ -824,7 +818,7 @@ impl RedisFacade {
             .seal(self.refresh.name, &new, &grant.id.as_str())?;
         let nums = [
             (grant.expires_at.max(now + 1) * 1000).to_string(),
-            unix_ms().to_string(),
+            now_ms().to_string(),
             self.refresh.cap.to_string(),
             self.refresh.max_bytes.to_string(),
             (id.len() + ENTRY_OVERHEAD_BYTES).to_string(),
@@ -857,7 +851,7 @@ impl RedisFacade {
         let expiry = (access_until.max(now + 1) * 1000).to_string();
         let nums = [
             expiry,
-            unix_ms().to_string(),
+            now_ms().to_string(),
             self.revoked.cap.to_string(),
             self.revoked.max_bytes.to_string(),
             ENTRY_OVERHEAD_BYTES.to_string(),
@@ -938,7 +932,7 @@ mod tests {
     }
 
     fn now() -> u64 {
-        unix_ms() / 1000
+        now_ms() / 1000
     }
 
     fn grant(id: &str) -> GrantRecord {

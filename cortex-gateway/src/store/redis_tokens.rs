@@ -23,8 +23,8 @@ use redis::Script;
 use zeroize::Zeroizing;
 
 use super::{
-    redis::{Shared, hex},
-    redis_facade::{Kind, PUT, Sealer, put_on_shelf, script, unix_ms},
+    redis::{Shared, hex, now_ms},
+    redis_facade::{Kind, PUT, Sealer, put_on_shelf, script},
     tokens::{MemoryTokenCache, TokenCacheLimits, TokenKey},
 };
 
@@ -117,7 +117,7 @@ impl RedisTokenCache {
             },
             None => Cow::Borrowed(value.as_bytes()),
         };
-        let expiry = unix_ms().saturating_add(ttl.as_millis() as u64);
+        let expiry = now_ms().saturating_add(ttl.as_millis() as u64);
         // A lost Redis is noted by `eval`; the local copy still serves.
         let _ = put_on_shelf(
             &self.shared,
